@@ -1,0 +1,176 @@
+package segmentstore
+
+import "math"
+
+// Options tune the encoder. The zero value is valid and means the documented defaults.
+type Options struct {
+	// BlockSize is the target uncompressed size of a block in bytes. A block is sealed as
+	// soon as it reaches this size, so blocks may exceed it by one record. Smaller blocks
+	// make ranged reads of a few records cheaper; larger ones compress better.
+	// Default: DefaultBlockSize (64 KiB). Capped at MaxBlockRawBytes.
+	BlockSize int
+	// NoCompression stores every block raw (CodecNone). Default: false, blocks are
+	// LZ4-compressed; a block that LZ4 cannot shrink is stored raw either way.
+	NoCompression bool
+}
+
+// DefaultBlockSize is the default target uncompressed size of a block.
+const DefaultBlockSize = 64 << 10
+
+func (o Options) withDefaults() Options {
+	if o.BlockSize <= 0 {
+		o.BlockSize = DefaultBlockSize
+	}
+	if o.BlockSize > MaxBlockRawBytes {
+		o.BlockSize = MaxBlockRawBytes
+	}
+	return o
+}
+
+func (o Options) codec() Codec {
+	if o.NoCompression {
+		return CodecNone
+	}
+	return CodecLZ4
+}
+
+// Encoder builds one segment from records appended in offset order. It is not safe for
+// concurrent use. Reset lets one Encoder build many segments and reuse its buffers.
+type Encoder struct {
+	opts   Options
+	header Header
+	out    []byte // the segment so far: header placeholder, then sealed blocks
+	raw    []byte // the open block's uncompressed payload
+	index  []IndexEntry
+
+	// sizeHint is the size of the last segment built, used to size the next one's buffer
+	// up front: growing a multi-megabyte buffer by doubling costs a copy per step.
+	sizeHint int
+
+	blockFirst   int64
+	blockRecords uint32
+	prevOffset   int64
+	prevTs       int64
+}
+
+// NewEncoder starts a segment of topic/partition whose first record will have offset base.
+func NewEncoder(topic string, partition int32, base int64, opts Options) (*Encoder, error) {
+	e := &Encoder{opts: opts.withDefaults()}
+	if err := e.Reset(topic, partition, base); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Reset discards any records and starts a new segment, keeping the buffers.
+func (e *Encoder) Reset(topic string, partition int32, base int64) error {
+	switch {
+	case len(topic) == 0 || len(topic) > MaxTopicLen:
+		return invalid("topic name of %d bytes, want 1..%d", len(topic), MaxTopicLen)
+	case partition < 0:
+		return invalid("partition %d is negative", partition)
+	case base < 0:
+		return invalid("base offset %d is negative", base)
+	}
+	e.header = Header{
+		Version: Version1, Codec: e.opts.codec(), Topic: topic, Partition: partition,
+		BaseOffset: base, LastOffset: base - 1,
+		MinTimestamp: math.MaxInt64, MaxTimestamp: math.MinInt64,
+	}
+	// The header's size depends only on the topic, so reserve it now and fill it in
+	// Finish, when counts and timestamps are known.
+	if e.out == nil {
+		e.out = make([]byte, 0, max(e.sizeHint, e.header.Len()))
+	}
+	e.out = append(e.out[:0], make([]byte, e.header.Len())...)
+	e.raw = e.raw[:0]
+	e.index = e.index[:0]
+	e.blockRecords = 0
+	return nil
+}
+
+// Append adds r to the segment. The first record must have the base offset; each later one
+// a strictly greater offset (gaps are allowed, for compacted segments).
+func (e *Encoder) Append(r *Record) error {
+	h := &e.header
+	if h.Records == 0 && r.Offset != h.BaseOffset {
+		return invalid("first record has offset %d, segment base is %d", r.Offset, h.BaseOffset)
+	}
+	if h.Records > 0 && r.Offset <= h.LastOffset {
+		return invalid("offset %d does not follow %d", r.Offset, h.LastOffset)
+	}
+	if h.Records == math.MaxUint32 {
+		return invalid("segment already holds %d records", h.Records)
+	}
+	if e.blockRecords == 0 {
+		e.blockFirst, e.prevOffset, e.prevTs = r.Offset, r.Offset, 0
+	}
+	e.raw = appendRecord(e.raw, r, e.prevOffset, e.prevTs)
+	e.prevOffset, e.prevTs = r.Offset, r.Timestamp
+	e.blockRecords++
+	h.Records++
+	h.LastOffset = r.Offset
+	h.MinTimestamp = min(h.MinTimestamp, r.Timestamp)
+	h.MaxTimestamp = max(h.MaxTimestamp, r.Timestamp)
+	if len(e.raw) >= e.opts.BlockSize {
+		e.seal()
+	}
+	return nil
+}
+
+// Records is the number of records appended since the last Reset.
+func (e *Encoder) Records() int { return int(e.header.Records) }
+
+// Len approximates the encoded size so far: sealed blocks plus the open block uncompressed.
+func (e *Encoder) Len() int { return len(e.out) + len(e.raw) }
+
+func (e *Encoder) seal() {
+	pos := int64(len(e.out))
+	e.out = appendBlock(e.out, e.raw, e.opts.codec(), e.blockFirst, e.blockRecords)
+	e.index = append(e.index, IndexEntry{
+		FirstOffset: e.blockFirst, LastOffset: e.prevOffset,
+		Position: pos, Length: int64(len(e.out)) - pos,
+	})
+	e.raw = e.raw[:0]
+	e.blockRecords = 0
+}
+
+// Finish seals the open block, writes header, footer and trailer, and returns the
+// segment. The returned slice is owned by the caller; the Encoder must be Reset before it
+// is used again.
+func (e *Encoder) Finish() ([]byte, error) {
+	if e.header.Records == 0 {
+		return nil, invalid("segment %s/%d@%d has no records", e.header.Topic, e.header.Partition, e.header.BaseOffset)
+	}
+	if e.blockRecords > 0 {
+		e.seal()
+	}
+	if len(e.index) > MaxBlocks {
+		return nil, invalid("%d blocks, at most %d", len(e.index), MaxBlocks)
+	}
+	appendHeader(e.out[:0], &e.header)
+	footerPos := int64(len(e.out))
+	e.out = appendFooter(e.out, e.index)
+	e.out = appendTrailer(e.out, Trailer{FooterPos: footerPos, FooterLen: int64(len(e.out)) - footerPos, Version: Version1})
+	seg := e.out
+	e.sizeHint = len(seg) + len(seg)/8
+	e.out = nil // the caller owns seg; the next Reset allocates afresh
+	return seg, nil
+}
+
+// Encode writes records (in offset order, the first one being the base) as one segment.
+func Encode(topic string, partition int32, records []Record, opts Options) ([]byte, error) {
+	if len(records) == 0 {
+		return nil, invalid("no records to encode")
+	}
+	e, err := NewEncoder(topic, partition, records[0].Offset, opts)
+	if err != nil {
+		return nil, err
+	}
+	for i := range records {
+		if err := e.Append(&records[i]); err != nil {
+			return nil, err
+		}
+	}
+	return e.Finish()
+}

@@ -1,0 +1,29 @@
+package segmentstore
+
+// Record is one entry of a partition's log.
+//
+// A nil Key or Value is null; a non-nil empty slice is an empty value. The distinction
+// survives a round trip through a segment, as Kafka users expect.
+type Record struct {
+	Offset    int64
+	Timestamp int64 // milliseconds since the Unix epoch, as given by the producer or agent
+	Key       []byte
+	Value     []byte
+	Headers   []RecordHeader
+}
+
+// RecordHeader is one application header of a record. A nil Value is null.
+type RecordHeader struct {
+	Key   string
+	Value []byte
+}
+
+// Size is the number of payload bytes a record carries (key, value and headers), the
+// figure used for batching and fetch limits.
+func (r *Record) Size() int {
+	n := len(r.Key) + len(r.Value)
+	for i := range r.Headers {
+		n += len(r.Headers[i].Key) + len(r.Headers[i].Value)
+	}
+	return n
+}

@@ -1,0 +1,217 @@
+package segmentstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
+
+func TestRoundTripRandom(t *testing.T) {
+	ctx := context.Background()
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		base := rng.Int64N(1 << 40)
+		recs := randomRecords(rng, base, 1+rng.IntN(300))
+		opts := Options{BlockSize: []int{1, 100, 4096, DefaultBlockSize}[rng.IntN(4)], NoCompression: rng.IntN(4) == 0}
+		topic := "orders." + string(rune('a'+seed%26))
+		partition := int32(rng.IntN(10000))
+
+		data, err := Encode(topic, partition, recs, opts)
+		if err != nil {
+			t.Fatalf("seed %d: encode: %v", seed, err)
+		}
+		again, _ := Encode(topic, partition, recs, opts)
+		if !bytes.Equal(data, again) {
+			t.Fatalf("seed %d: encoding is not deterministic", seed)
+		}
+		seg, err := Decode(data)
+		if err != nil {
+			t.Fatalf("seed %d: decode: %v", seed, err)
+		}
+		if !reflect.DeepEqual(seg.Records, recs) {
+			t.Fatalf("seed %d: decoded records differ from encoded ones", seed)
+		}
+		h := seg.Header
+		if h.Topic != topic || h.Partition != partition || h.BaseOffset != base ||
+			h.LastOffset != recs[len(recs)-1].Offset || int(h.Records) != len(recs) {
+			t.Fatalf("seed %d: header %+v does not describe the records", seed, h)
+		}
+		for _, r := range recs {
+			if r.Timestamp < h.MinTimestamp || r.Timestamp > h.MaxTimestamp {
+				t.Fatalf("seed %d: timestamp %d outside header range [%d, %d]", seed, r.Timestamp, h.MinTimestamp, h.MaxTimestamp)
+			}
+		}
+
+		// Ranged reads from a random offset return exactly the suffix from there.
+		rd, err := OpenReader(ctx, BytesReader(data), int64(len(data)))
+		if err != nil {
+			t.Fatalf("seed %d: open reader: %v", seed, err)
+		}
+		if rh, err := rd.Header(ctx); err != nil || !reflect.DeepEqual(rh, h) {
+			t.Fatalf("seed %d: reader header %+v, %v; want %+v", seed, rh, err, h)
+		}
+		from := base + rng.Int64N(h.LastOffset-base+2) - 1
+		var got []Record
+		for next := from; ; {
+			part, err := rd.Read(ctx, next, 1+rng.IntN(64<<10))
+			if err != nil {
+				t.Fatalf("seed %d: read from %d: %v", seed, next, err)
+			}
+			if len(part) == 0 {
+				break
+			}
+			got = append(got, part...)
+			next = part[len(part)-1].Offset + 1
+		}
+		var want []Record
+		for _, r := range recs {
+			if r.Offset >= from {
+				want = append(want, r)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("seed %d: read from %d returned %d records, want %d", seed, from, len(got), len(want))
+		}
+	}
+}
+
+func TestReadRespectsMaxBytes(t *testing.T) {
+	ctx := context.Background()
+	recs := jsonRecords(500)
+	data, err := Encode("orders", 3, recs, Options{BlockSize: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := OpenReader(ctx, BytesReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rd.Read(ctx, 10, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 0
+	for _, r := range got {
+		size += r.Size()
+	}
+	if got[0].Offset != 10 || size > 10_000 || size+recs[10+len(got)].Size() <= 10_000 {
+		t.Fatalf("read %d records (%d bytes) from offset %d; want as many as fit in 10000 bytes from 10", len(got), size, got[0].Offset)
+	}
+	// A record larger than maxBytes still comes back alone, so a consumer always progresses.
+	if one, err := rd.Read(ctx, 42, 1); err != nil || len(one) != 1 || one[0].Offset != 42 {
+		t.Fatalf("read with maxBytes 1: %d records, %v", len(one), err)
+	}
+	if none, err := rd.Read(ctx, 500, 1<<20); err != nil || len(none) != 0 {
+		t.Fatalf("read past the end: %d records, %v", len(none), err)
+	}
+	if _, err := rd.Read(ctx, -1, 1<<20); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("read from -1: %v, want ErrInvalidInput", err)
+	}
+}
+
+func TestEncoderRejectsBadInput(t *testing.T) {
+	rec := func(off int64) *Record { return &Record{Offset: off, Value: []byte("v")} }
+	long := string(bytes.Repeat([]byte("t"), MaxTopicLen+1))
+	for name, err := range map[string]error{
+		"empty topic":        second(NewEncoder("", 0, 0, Options{})),
+		"long topic":         second(NewEncoder(long, 0, 0, Options{})),
+		"negative partition": second(NewEncoder("t", -1, 0, Options{})),
+		"negative base":      second(NewEncoder("t", 0, -5, Options{})),
+		"first is not base": func() error {
+			e, _ := NewEncoder("t", 0, 10, Options{})
+			return e.Append(rec(11))
+		}(),
+		"offset repeats": func() error {
+			e, _ := NewEncoder("t", 0, 10, Options{})
+			_ = e.Append(rec(10))
+			return e.Append(rec(10))
+		}(),
+		"offset goes back": func() error {
+			e, _ := NewEncoder("t", 0, 10, Options{})
+			_ = e.Append(rec(10))
+			_ = e.Append(rec(12))
+			return e.Append(rec(11))
+		}(),
+		"empty segment": func() error {
+			e, _ := NewEncoder("t", 0, 10, Options{})
+			_, err := e.Finish()
+			return err
+		}(),
+		"no records": second(Encode("t", 0, nil, Options{})),
+	} {
+		if !errors.Is(err, ErrInvalidInput) {
+			t.Errorf("%s: got %v, want ErrInvalidInput", name, err)
+		}
+	}
+}
+
+func TestEncoderReuse(t *testing.T) {
+	recs := jsonRecords(50)
+	e, err := NewEncoder("a", 1, 0, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs[:20] {
+		if err := e.Append(&recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := e.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Reset("b", 2, 20); err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs[20:] {
+		if err := e.Append(&recs[20+i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second, err := e.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, err1 := Decode(first)
+	s2, err2 := Decode(second)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("decode: %v, %v", err1, err2)
+	}
+	if s1.Header.Topic != "a" || len(s1.Records) != 20 || s2.Header.Topic != "b" || s2.Header.BaseOffset != 20 ||
+		!reflect.DeepEqual(s2.Records, recs[20:]) || !reflect.DeepEqual(s1.Records, recs[:20]) {
+		t.Fatal("a reused encoder mixed up two segments")
+	}
+}
+
+func TestIncompressibleBlocksAreStoredRaw(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	recs := make([]Record, 20)
+	for i := range recs {
+		v := make([]byte, 2000)
+		for j := range v {
+			v[j] = byte(rng.Uint32())
+		}
+		recs[i] = Record{Offset: int64(i), Value: v}
+	}
+	data, err := Encode("noise", 0, recs, Options{BlockSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, err := Decode(data)
+	if err != nil || !reflect.DeepEqual(seg.Records, recs) {
+		t.Fatalf("decode: %v", err)
+	}
+	for _, e := range seg.Index {
+		if c := Codec(data[e.Position]); c != CodecNone {
+			t.Fatalf("block at %d of random bytes stored as %s, want none", e.Position, c)
+		}
+	}
+	if raw := 20 * 2000; len(data) > raw+raw/20 {
+		t.Fatalf("segment of %d random bytes is %d bytes", raw, len(data))
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
