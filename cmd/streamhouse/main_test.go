@@ -1,0 +1,26 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestCommands(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		code     int
+		contains string
+	}{
+		{[]string{"version"}, 0, "streamhouse "},
+		{[]string{"--help"}, 0, "streamhouse dev"},
+		{nil, 2, "Usage:"},
+		{[]string{"bogus"}, 2, `unknown command "bogus"`},
+		{[]string{"dev"}, 3, "not available yet"},
+	} {
+		var out bytes.Buffer
+		if code := run(c.args, &out, &out); code != c.code || !strings.Contains(out.String(), c.contains) {
+			t.Errorf("streamhouse %v: exit %d, output %q; want exit %d and %q", c.args, code, out.String(), c.code, c.contains)
+		}
+	}
+}
