@@ -31,13 +31,32 @@ func MinIOForTest(t testing.TB) *MinIO {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stopAtEnd(t, func() *Process { return m.Process }, m.Stop)
+	return m
+}
+
+// EtcdForTest starts an etcd that stops when the test ends. The test fails if it does not
+// stop, and a failed test prints the end of its log.
+func EtcdForTest(t testing.TB, opts EtcdOptions) *Etcd {
+	t.Helper()
+	e, err := StartEtcd(context.Background(), t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAtEnd(t, func() *Process { return e.Process }, e.Stop)
+	return e
+}
+
+// stopAtEnd stops a server when the test ends, failing the test if it will not stop and
+// printing the end of its log if the test failed. proc returns the current process (a
+// restarted server has a new one).
+func stopAtEnd(t testing.TB, proc func() *Process, stop func() error) {
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("minio log tail:\n%s", m.Process.LogTail(4096))
+		if p := proc(); t.Failed() && p != nil {
+			t.Logf("%s log tail:\n%s", p.Name, p.LogTail(4096))
 		}
-		if err := m.Stop(); err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	})
-	return m
 }

@@ -1,0 +1,135 @@
+package coordination
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// MaxGroupNameLen bounds consumer-group names.
+const MaxGroupNameLen = 249
+
+// ValidateGroupName accepts 1 to 249 bytes of UTF-8 without control characters. Kafka
+// clients use free-form group ids, so any such name works; it is path-escaped in keys.
+func ValidateGroupName(group string) error {
+	if group == "" || len(group) > MaxGroupNameLen || !utf8.ValidString(group) ||
+		strings.IndexFunc(group, unicode.IsControl) >= 0 {
+		return invalidf("group name %q: want 1-%d bytes of UTF-8 without control characters", group, MaxGroupNameLen)
+	}
+	return nil
+}
+
+// CommitOffsets stores a group's offsets for several partitions in one transaction: all
+// or none. Every partition must exist and every offset be within [0, hwm]. At most
+// Options.MaxTxnOps partitions per call.
+func (c *Client) CommitOffsets(ctx context.Context, group string, offsets map[Partition]GroupOffset) error {
+	if err := ValidateGroupName(group); err != nil {
+		return err
+	}
+	if len(offsets) == 0 {
+		return invalidf("no offsets to commit for group %q", group)
+	}
+	if len(offsets) > c.opts.MaxTxnOps {
+		return invalidf("%d partitions in one commit, at most %d", len(offsets), c.opts.MaxTxnOps)
+	}
+	parts := make([]Partition, 0, len(offsets))
+	for p := range offsets {
+		parts = append(parts, p)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].String() < parts[j].String() })
+
+	// Check everything before writing anything. A high-water mark only grows, so an
+	// offset within it now stays within it; a topic deleted meanwhile fails the guard.
+	topics := map[string]TopicSpec{}
+	var cmps []clientv3.Cmp
+	var puts []clientv3.Op
+	now := c.now()
+	for _, p := range parts {
+		o := offsets[p]
+		spec, ok := topics[p.Topic]
+		if !ok {
+			var rev int64
+			var err error
+			if spec, rev, err = c.topic(ctx, p.Topic); err != nil {
+				return fmt.Errorf("commit offsets of %q: %w", group, err)
+			}
+			topics[p.Topic] = spec
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(c.keys.Topic(p.Topic)), "=", rev))
+		}
+		if p.Partition < 0 || p.Partition >= spec.Partitions {
+			return fmt.Errorf("commit offsets of %q: %w: %s has partitions 0..%d", group, ErrPartitionNotFound, p, spec.Partitions-1)
+		}
+		hwm, err := c.hwm(ctx, p.Topic, p.Partition)
+		if err != nil {
+			return fmt.Errorf("commit offsets of %q: %w", group, err)
+		}
+		if o.Offset < 0 || o.Offset > hwm {
+			return fmt.Errorf("commit offsets of %q: %w: %s offset %d, want 0..%d (the high-water mark)",
+				group, ErrOffsetOutOfRange, p, o.Offset, hwm)
+		}
+		o.CommittedAt = now
+		puts = append(puts, clientv3.OpPut(c.keys.GroupOffset(group, p.Topic, p.Partition), mustJSON(o)))
+	}
+	resp, err := c.etcd.Txn(ctx).If(cmps...).Then(puts...).Commit()
+	if err != nil {
+		return fmt.Errorf("commit offsets of %q: %w", group, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("commit offsets of %q: %w: a topic changed during the commit", group, ErrTopicNotFound)
+	}
+	return nil
+}
+
+// FetchOffsets returns a group's committed offsets, for every partition it committed.
+func (c *Client) FetchOffsets(ctx context.Context, group string) (map[Partition]GroupOffset, error) {
+	if err := ValidateGroupName(group); err != nil {
+		return nil, err
+	}
+	prefix := c.keys.GroupOffsets(group)
+	resp, err := c.etcd.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("fetch offsets of %q: %w", group, err)
+	}
+	out := make(map[Partition]GroupOffset, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		topic, partition, ok := parsePartitionKey(strings.TrimPrefix(string(kv.Key), prefix))
+		var o GroupOffset
+		if !ok || json.Unmarshal(kv.Value, &o) != nil {
+			return nil, fmt.Errorf("fetch offsets of %q: bad entry %s = %q", group, kv.Key, kv.Value)
+		}
+		out[Partition{topic, partition}] = o
+	}
+	return out, nil
+}
+
+// Groups lists the groups that have committed offsets, by name.
+func (c *Client) Groups(ctx context.Context) ([]string, error) {
+	prefix := c.keys.Groups()
+	resp, err := c.etcd.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, kv := range resp.Kvs {
+		escaped, _, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), groupOffsetsInfix)
+		if !ok {
+			continue
+		}
+		g, err := url.PathUnescape(escaped)
+		if err != nil || seen[g] {
+			continue
+		}
+		seen[g] = true
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out, nil
+}

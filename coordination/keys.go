@@ -1,0 +1,162 @@
+package coordination
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// DefaultRoot is the default root prefix of a cluster's keys. Several clusters can share
+// one etcd by choosing different roots.
+const DefaultRoot = "/streamhouse"
+
+// Key classes under the root. Each line shows an example key and its JSON value, exactly as
+// `etcdctl get --prefix /streamhouse/` prints them.
+const (
+	// TopicsPrefix holds one TopicSpec per topic:
+	//   /streamhouse/topics/orders
+	//   {"name":"orders","partitions":6,"retention_ms":604800000,"linger_ms":5,"segment_bytes":8388608,"created_at":"2026-11-27T09:00:00Z"}
+	TopicsPrefix = "topics/"
+
+	// LeasesPrefix holds the lease of each active partition, attached to the owner's etcd
+	// session lease, so that it disappears when the owner does. Its CreateRevision is the
+	// partition's epoch:
+	//   /streamhouse/leases/orders/3
+	//   {"node":"agent-1","addr":"10.0.0.5:8090","zone":"zone-a","acquired_at":"2026-11-27T09:00:01Z"}
+	LeasesPrefix = "leases/"
+
+	// HWMPrefix holds each partition's high-water mark: the next offset to assign, which is
+	// the log end offset of the committed log. A JSON number:
+	//   /streamhouse/hwm/orders/3
+	//   1200
+	HWMPrefix = "hwm/"
+
+	// SegmentsPrefix indexes committed segments by partition and base offset (20-digit
+	// zero padded so that lexical order is offset order):
+	//   /streamhouse/segments/orders/3/00000000000000001000
+	//   {"object":"data/orders/3/00000000000000001000-00000000000000000042.seg","base":1000,"last":1199,...}
+	SegmentsPrefix = "segments/"
+
+	// GroupsPrefix holds consumer-group offsets. Group names are path-escaped:
+	//   /streamhouse/groups/billing/offsets/orders/3
+	//   {"offset":1150,"metadata":"","committed_at":"2026-11-27T09:05:00Z"}
+	GroupsPrefix = "groups/"
+
+	// NodesPrefix holds one key per live agent, attached to its session lease:
+	//   /streamhouse/nodes/agent-1
+	//   {"node":"agent-1","addr":"10.0.0.5:8090","zone":"zone-a","started_at":"2026-11-27T08:59:58Z"}
+	NodesPrefix = "nodes/"
+
+	// ClusterPrefix is left to protoactor-go's etcd cluster provider (member records).
+	ClusterPrefix = "cluster/"
+
+	groupOffsetsInfix = "/offsets/"
+	offsetDigits      = 20
+)
+
+// Keys builds the keys of one cluster under its root prefix.
+type Keys struct {
+	root string // always ends with "/"
+}
+
+// NewKeys returns the key layout under root (DefaultRoot when empty). The root must start
+// with "/"; a trailing "/" is optional.
+func NewKeys(root string) (Keys, error) {
+	if root == "" {
+		root = DefaultRoot
+	}
+	if !strings.HasPrefix(root, "/") || strings.Contains(root, "//") {
+		return Keys{}, fmt.Errorf("%w: root prefix %q must start with / and have no empty elements", ErrInvalidArgument, root)
+	}
+	return Keys{root: strings.TrimSuffix(root, "/") + "/"}, nil
+}
+
+// Root is the root prefix, ending with "/".
+func (k Keys) Root() string { return k.root }
+
+// Topics is the prefix of every topic key.
+func (k Keys) Topics() string { return k.root + TopicsPrefix }
+
+// Topic is /root/topics/<topic>.
+func (k Keys) Topic(topic string) string { return k.root + TopicsPrefix + topic }
+
+// Leases is the prefix of every partition lease key.
+func (k Keys) Leases() string { return k.root + LeasesPrefix }
+
+// Lease is /root/leases/<topic>/<partition>.
+func (k Keys) Lease(topic string, partition int32) string {
+	return k.root + LeasesPrefix + topic + "/" + itoa32(partition)
+}
+
+// HWMs is the prefix of every high-water-mark key.
+func (k Keys) HWMs() string { return k.root + HWMPrefix }
+
+// HWM is /root/hwm/<topic>/<partition>.
+func (k Keys) HWM(topic string, partition int32) string {
+	return k.root + HWMPrefix + topic + "/" + itoa32(partition)
+}
+
+// Segments is the prefix of one partition's segment index, ending with "/".
+func (k Keys) Segments(topic string, partition int32) string {
+	return k.root + SegmentsPrefix + topic + "/" + itoa32(partition) + "/"
+}
+
+// Segment is /root/segments/<topic>/<partition>/<base:020d>.
+func (k Keys) Segment(topic string, partition int32, base int64) string {
+	return k.Segments(topic, partition) + PadOffset(base)
+}
+
+// Groups is the prefix of every consumer-group key.
+func (k Keys) Groups() string { return k.root + GroupsPrefix }
+
+// GroupOffsets is the prefix of one group's offsets, ending with "/".
+func (k Keys) GroupOffsets(group string) string {
+	return k.root + GroupsPrefix + url.PathEscape(group) + groupOffsetsInfix
+}
+
+// GroupOffset is /root/groups/<group>/offsets/<topic>/<partition>.
+func (k Keys) GroupOffset(group, topic string, partition int32) string {
+	return k.GroupOffsets(group) + topic + "/" + itoa32(partition)
+}
+
+// Nodes is the prefix of the live agents' keys.
+func (k Keys) Nodes() string { return k.root + NodesPrefix }
+
+// Node is /root/nodes/<node>.
+func (k Keys) Node(node string) string { return k.root + NodesPrefix + node }
+
+// Cluster is the prefix handed to protoactor-go's etcd cluster provider.
+func (k Keys) Cluster() string { return k.root + ClusterPrefix }
+
+// ObjectKey is the object-store key of a segment. The epoch in the name means a fenced
+// writer can never overwrite an object that a newer owner committed.
+//
+//	data/<topic>/<partition>/<base:020d>-<epoch:020d>.seg
+func ObjectKey(topic string, partition int32, base, epoch int64) string {
+	return "data/" + topic + "/" + itoa32(partition) + "/" + PadOffset(base) + "-" + PadOffset(epoch) + ".seg"
+}
+
+// PadOffset formats an offset with 20 digits, the width of the largest int64.
+func PadOffset(o int64) string {
+	s := strconv.FormatInt(o, 10)
+	if len(s) >= offsetDigits {
+		return s
+	}
+	return strings.Repeat("0", offsetDigits-len(s)) + s
+}
+
+// parsePartitionKey splits "<topic>/<partition>" (the tail of a lease or hwm key).
+func parsePartitionKey(tail string) (string, int32, bool) {
+	i := strings.LastIndexByte(tail, '/')
+	if i <= 0 {
+		return "", 0, false
+	}
+	p, err := strconv.ParseInt(tail[i+1:], 10, 32)
+	if err != nil || p < 0 {
+		return "", 0, false
+	}
+	return tail[:i], int32(p), true
+}
+
+func itoa32(p int32) string { return strconv.FormatInt(int64(p), 10) }

@@ -1,0 +1,296 @@
+package coordination
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// KeyValue is one key of a Keyspace with its decoded value and etcd revisions.
+type KeyValue struct {
+	Key            string
+	Value          any // what the Decoder returned
+	CreateRevision int64
+	ModRevision    int64
+	Lease          int64
+}
+
+// Decoder turns a raw etcd value into its typed form. Returning (nil, nil) leaves the key
+// out of the keyspace; an error leaves it out and is logged (an operator may have written
+// something odd with etcdctl; the mirror must not stop for it).
+type Decoder func(key string, value []byte) (any, error)
+
+// Keyspace is an in-memory mirror of some prefixes of etcd, decoded once per change, in
+// the manner of Gazette's keyspace: Load reads the prefixes at one revision, Watch applies
+// every later change in order. Readers see a consistent view at Revision. It is safe for
+// concurrent use; Watch must run in one goroutine at a time.
+type Keyspace struct {
+	root     string   // one watch covers root; events outside prefixes are dropped
+	prefixes []string // each under root
+	decode   Decoder
+	log      *zap.Logger
+
+	mu        sync.RWMutex
+	kvs       []KeyValue // sorted by Key
+	rev       int64
+	updated   chan struct{} // closed and replaced whenever rev or kvs change
+	observers []func()
+
+	progressMu sync.Mutex
+	progress   func() // asks the current watch for a progress notification; nil when none
+}
+
+// NewKeyspace mirrors prefixes, all of which start with root.
+func NewKeyspace(root string, prefixes []string, decode Decoder, log *zap.Logger) *Keyspace {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Keyspace{root: root, prefixes: prefixes, decode: decode, log: log, updated: make(chan struct{})}
+}
+
+// Load replaces the mirror with the prefixes' contents at revision rev (0: the latest).
+func (ks *Keyspace) Load(ctx context.Context, etcd *clientv3.Client, rev int64) error {
+	var kvs []KeyValue
+	for _, prefix := range ks.prefixes {
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := etcd.Get(ctx, prefix, opts...)
+		if err != nil {
+			return fmt.Errorf("keyspace load %s: %w", prefix, err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision // every later prefix is read at the same revision
+		}
+		for _, kv := range resp.Kvs {
+			if d, ok := ks.decodeKV(kv); ok {
+				kvs = append(kvs, d)
+			}
+		}
+	}
+	sort.Slice(kvs, func(i, j int) bool { return kvs[i].Key < kvs[j].Key })
+	ks.mu.Lock()
+	ks.kvs, ks.rev = kvs, rev
+	ks.changedLocked()
+	ks.mu.Unlock()
+	ks.notify()
+	return nil
+}
+
+// Watch applies changes after the loaded revision until ctx ends, and returns ctx's error.
+// A broken watch is resumed from the last applied revision with backoff; if etcd has
+// compacted that revision away, the mirror is reloaded.
+func (ks *Keyspace) Watch(ctx context.Context, etcd *clientv3.Client) error {
+	backoff := 50 * time.Millisecond
+	for {
+		applied, err := ks.watchOnce(ctx, etcd)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if applied {
+			backoff = 50 * time.Millisecond
+		}
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			ks.log.Info("keyspace watch compacted, reloading", zap.String("root", ks.root), zap.Int64("revision", ks.Revision()))
+			if err = ks.Load(ctx, etcd, 0); err == nil {
+				continue
+			}
+		}
+		ks.log.Warn("keyspace watch broken, resuming", zap.String("root", ks.root), zap.Error(err), zap.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// watchOnce watches from the mirror's revision + 1 until the watch fails. It reports
+// whether it applied anything.
+func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool, error) {
+	// Without WithRequireLeader, a watch on a member cut off from its cluster would just go
+	// quiet; with it, the watch fails and we resume elsewhere.
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	from := ks.Revision() + 1
+	wch := etcd.Watch(wctx, ks.root, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
+	ks.setProgress(func() { _ = etcd.RequestProgress(wctx) })
+	defer ks.setProgress(nil)
+	applied := false
+	for resp := range wch {
+		if resp.CompactRevision != 0 {
+			return applied, fmt.Errorf("watch from %d (compacted at %d): %w", from, resp.CompactRevision, rpctypes.ErrCompacted)
+		}
+		if err := resp.Err(); err != nil {
+			return applied, err
+		}
+		ks.apply(resp)
+		applied = true
+	}
+	return applied, errors.New("watch channel closed")
+}
+
+func (ks *Keyspace) setProgress(fn func()) {
+	ks.progressMu.Lock()
+	ks.progress = fn
+	ks.progressMu.Unlock()
+}
+
+func (ks *Keyspace) apply(resp clientv3.WatchResponse) {
+	ks.mu.Lock()
+	rev := ks.rev
+	for _, ev := range resp.Events {
+		rev = max(rev, ev.Kv.ModRevision)
+		key := string(ev.Kv.Key)
+		if !ks.covers(key) {
+			continue
+		}
+		i := sort.Search(len(ks.kvs), func(i int) bool { return ks.kvs[i].Key >= key })
+		found := i < len(ks.kvs) && ks.kvs[i].Key == key
+		var d KeyValue
+		keep := false
+		if ev.Type == mvccpb.PUT {
+			d, keep = ks.decodeKV(ev.Kv)
+		}
+		switch {
+		case keep && found:
+			ks.kvs[i] = d
+		case keep:
+			ks.kvs = append(ks.kvs, KeyValue{})
+			copy(ks.kvs[i+1:], ks.kvs[i:])
+			ks.kvs[i] = d
+		case found:
+			ks.kvs = append(ks.kvs[:i], ks.kvs[i+1:]...)
+		}
+	}
+	// A progress notification promises that every event up to its header revision has
+	// been delivered; an event response only vouches for its own events.
+	if resp.IsProgressNotify() {
+		rev = max(rev, resp.Header.Revision)
+	}
+	changed := rev != ks.rev || len(resp.Events) > 0
+	ks.rev = rev
+	if changed {
+		ks.changedLocked()
+	}
+	ks.mu.Unlock()
+	if changed {
+		ks.notify()
+	}
+}
+
+func (ks *Keyspace) covers(key string) bool {
+	for _, p := range ks.prefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ks *Keyspace) decodeKV(kv *mvccpb.KeyValue) (KeyValue, bool) {
+	v, err := ks.decode(string(kv.Key), kv.Value)
+	if err != nil {
+		ks.log.Warn("keyspace: skipping undecodable value", zap.ByteString("key", kv.Key), zap.Error(err))
+		return KeyValue{}, false
+	}
+	if v == nil {
+		return KeyValue{}, false
+	}
+	return KeyValue{Key: string(kv.Key), Value: v, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Lease: kv.Lease}, true
+}
+
+func (ks *Keyspace) changedLocked() {
+	close(ks.updated)
+	ks.updated = make(chan struct{})
+}
+
+func (ks *Keyspace) notify() {
+	ks.mu.RLock()
+	obs := ks.observers
+	ks.mu.RUnlock()
+	for _, fn := range obs {
+		fn()
+	}
+}
+
+// Observe registers fn to run after every change of the mirror, on the goroutine that
+// applied it, without locks held. fn must not block for long.
+func (ks *Keyspace) Observe(fn func()) {
+	ks.mu.Lock()
+	ks.observers = append(ks.observers, fn)
+	ks.mu.Unlock()
+}
+
+// Revision is the etcd revision the mirror reflects.
+func (ks *Keyspace) Revision() int64 {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return ks.rev
+}
+
+// Updated returns a channel closed at the next change of the mirror.
+func (ks *Keyspace) Updated() <-chan struct{} {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return ks.updated
+}
+
+// WaitForRevision returns once the mirror reflects revision rev or later, so that a writer
+// can wait until its own write is visible. It asks etcd for progress notifications so
+// that it never waits on writes outside the mirrored prefixes.
+func (ks *Keyspace) WaitForRevision(ctx context.Context, rev int64) error {
+	for {
+		ks.mu.RLock()
+		cur, ch := ks.rev, ks.updated
+		ks.mu.RUnlock()
+		if cur >= rev {
+			return nil
+		}
+		ks.progressMu.Lock()
+		if ks.progress != nil {
+			ks.progress()
+		}
+		ks.progressMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for revision %d (at %d): %w", rev, cur, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Get returns the mirrored key.
+func (ks *Keyspace) Get(key string) (KeyValue, bool) {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	i := sort.Search(len(ks.kvs), func(i int) bool { return ks.kvs[i].Key >= key })
+	if i < len(ks.kvs) && ks.kvs[i].Key == key {
+		return ks.kvs[i], true
+	}
+	return KeyValue{}, false
+}
+
+// Prefix returns a copy of the mirrored keys starting with prefix, in key order.
+func (ks *Keyspace) Prefix(prefix string) []KeyValue {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	lo := sort.Search(len(ks.kvs), func(i int) bool { return ks.kvs[i].Key >= prefix })
+	hi := lo
+	for hi < len(ks.kvs) && strings.HasPrefix(ks.kvs[hi].Key, prefix) {
+		hi++
+	}
+	return append([]KeyValue(nil), ks.kvs[lo:hi]...)
+}

@@ -1,0 +1,236 @@
+package coordination
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Lease is the right to write one partition, held by a session at an epoch. The epoch is
+// the CreateRevision of the lease key: it increases with every new owner, and every write
+// the owner makes is guarded on it.
+type Lease struct {
+	s      *Session
+	p      Partition
+	epoch  int64
+	key    string
+	hwmKey string
+	log    *zap.Logger
+}
+
+// Acquire takes the partition's lease for the session. If another node holds it, Acquire
+// waits until that node releases it or its session expires, then tries again; it never
+// takes a lease from a live holder. A lease that this very session still holds (an earlier
+// activation on this node that did not release) is replaced, so that the new activation
+// gets a new epoch and fences the old one.
+//
+// On success the partition's high-water mark exists (created at 0 for a new partition).
+func (s *Session) Acquire(ctx context.Context, topic string, partition int32) (*Lease, error) {
+	if _, _, err := s.c.checkPartition(ctx, topic, partition); err != nil {
+		return nil, err
+	}
+	keys := s.c.keys
+	l := &Lease{s: s, p: Partition{topic, partition}, key: keys.Lease(topic, partition), hwmKey: keys.HWM(topic, partition)}
+	for {
+		if s.done() {
+			return nil, fmt.Errorf("acquire %s: %w", l.p, ErrSessionDone)
+		}
+		val := mustJSON(LeaseValue{NodeInfo: s.node, AcquiredAt: s.c.now()})
+		resp, err := s.c.etcd.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", 0)).
+			Then(
+				clientv3.OpPut(l.key, val, clientv3.WithLease(s.LeaseID())),
+				clientv3.OpTxn(
+					[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(l.hwmKey), "=", 0)},
+					[]clientv3.Op{clientv3.OpPut(l.hwmKey, "0")}, nil),
+			).
+			Else(clientv3.OpGet(l.key)).
+			Commit()
+		if err != nil {
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				return nil, fmt.Errorf("acquire %s: %w", l.p, ErrSessionDone)
+			}
+			return nil, fmt.Errorf("acquire %s: %w", l.p, err)
+		}
+		if resp.Succeeded {
+			// The key was created by this transaction, so its CreateRevision is the
+			// transaction's revision.
+			l.epoch = resp.Header.Revision
+			l.log = s.log.With(zap.String("topic", topic), zap.Int32("partition", partition), zap.Int64("epoch", l.epoch))
+			l.log.Info("partition lease acquired")
+			return l, nil
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			continue // released between compare and get: try again
+		}
+		holder := kvs[0]
+		if clientv3.LeaseID(holder.Lease) == s.LeaseID() {
+			if err := s.c.deleteIfEpoch(ctx, l.key, holder.CreateRevision); err != nil {
+				return nil, fmt.Errorf("acquire %s: replace own stale lease: %w", l.p, err)
+			}
+			continue
+		}
+		s.log.Debug("partition held by another node, waiting",
+			zap.String("topic", topic), zap.Int32("partition", partition), zap.ByteString("holder", holder.Value))
+		if err := s.waitDeleted(ctx, l.key, resp.Header.Revision); err != nil {
+			return nil, fmt.Errorf("acquire %s: %w", l.p, err)
+		}
+	}
+}
+
+// waitDeleted returns once key is deleted after revision rev, the session ends, or ctx does.
+func (s *Session) waitDeleted(ctx context.Context, key string, rev int64) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for resp := range s.c.etcd.Watch(wctx, key, clientv3.WithRev(rev+1)) {
+		if resp.Err() != nil {
+			return nil // compacted or canceled: the caller looks again
+		}
+		for _, ev := range resp.Events {
+			if ev.Type == mvccpb.DELETE {
+				return nil
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if s.done() {
+		return ErrSessionDone
+	}
+	return nil
+}
+
+// deleteIfEpoch deletes key if its CreateRevision is still epoch.
+func (c *Client) deleteIfEpoch(ctx context.Context, key string, epoch int64) error {
+	_, err := c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", epoch)).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	return err
+}
+
+// Partition is the partition this lease is for.
+func (l *Lease) Partition() Partition { return l.p }
+
+// Epoch is the lease's epoch.
+func (l *Lease) Epoch() int64 { return l.epoch }
+
+// Session is the session that holds the lease.
+func (l *Lease) Session() *Session { return l.s }
+
+// HWM reads the partition's committed high-water mark from etcd.
+func (l *Lease) HWM(ctx context.Context) (int64, error) {
+	return l.s.c.HWM(ctx, l.p.Topic, l.p.Partition)
+}
+
+// Commit indexes a segment and advances the high-water mark past it, in one transaction
+// guarded by the lease's epoch and by the high-water mark being meta.Base. On a failed
+// guard it writes nothing and returns a FenceError (ErrFenced).
+//
+// Transient etcd errors are retried until ctx ends. A retry of a commit that had in fact
+// been applied is recognised (the same segment meta, epoch included, is indexed) and
+// reported as success, so the outcome of Commit is never ambiguous while it
+// returns nil or ErrFenced. It returns the revision of the commit.
+func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
+	if meta.Epoch == 0 {
+		meta.Epoch = l.epoch
+	}
+	switch {
+	case meta.Epoch != l.epoch:
+		return 0, invalidf("segment of epoch %d committed under epoch %d", meta.Epoch, l.epoch)
+	case meta.Base < 0 || meta.Last < meta.Base:
+		return 0, invalidf("segment offsets [%d, %d]", meta.Base, meta.Last)
+	case meta.Records < 1 || meta.Records-1 > meta.Last-meta.Base:
+		return 0, invalidf("%d records cannot span offsets [%d, %d]", meta.Records, meta.Base, meta.Last)
+	case meta.Object == "":
+		return 0, invalidf("segment [%d, %d] has no object", meta.Base, meta.Last)
+	}
+	segKey := l.s.c.keys.Segment(l.p.Topic, l.p.Partition, meta.Base)
+	val := mustJSON(meta)
+	next := strconv.FormatInt(meta.Last+1, 10)
+	var rev int64
+	err := retry(ctx, func(ctx context.Context) error {
+		resp, err := l.s.c.etcd.Txn(ctx).
+			If(
+				clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch),
+				clientv3.Compare(clientv3.Value(l.hwmKey), "=", strconv.FormatInt(meta.Base, 10)),
+				clientv3.Compare(clientv3.CreateRevision(segKey), "=", 0),
+			).
+			Then(clientv3.OpPut(segKey, val), clientv3.OpPut(l.hwmKey, next)).
+			Else(clientv3.OpGet(l.key), clientv3.OpGet(l.hwmKey), clientv3.OpGet(segKey)).
+			Commit()
+		if err != nil {
+			return err
+		}
+		if resp.Succeeded {
+			rev = resp.Header.Revision
+			return nil
+		}
+		holder, hwm, seg := firstKV(resp, 0), firstKV(resp, 1), firstKV(resp, 2)
+		fe := &FenceError{Topic: l.p.Topic, Partition: l.p.Partition, Epoch: l.epoch, ExpectedHWM: meta.Base, HWM: -1}
+		if holder != nil {
+			fe.Holder = holder.CreateRevision
+		}
+		if hwm != nil {
+			fe.HWM, _ = strconv.ParseInt(string(hwm.Value), 10, 64)
+		}
+		// The segment key holding exactly this meta (epoch included) can only have been
+		// written by an earlier attempt of this very commit: it was applied.
+		if seg != nil && string(seg.Value) == val {
+			rev = seg.ModRevision
+			return nil
+		}
+		return fe
+	}, isPermanent)
+	if err != nil {
+		if errors.Is(err, ErrFenced) {
+			l.log.Warn("commit fenced", zap.Error(err))
+		}
+		return 0, fmt.Errorf("commit %s [%d, %d]: %w", l.p, meta.Base, meta.Last, err)
+	}
+	return rev, nil
+}
+
+// Release deletes the lease key if it is still this lease's (same epoch). It returns a
+// FenceError if the lease was already lost; another owner's lease is never touched.
+func (l *Lease) Release(ctx context.Context) error {
+	resp, err := l.s.c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch)).
+		Then(clientv3.OpDelete(l.key)).
+		Else(clientv3.OpGet(l.key)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("release %s: %w", l.p, err)
+	}
+	if !resp.Succeeded {
+		fe := &FenceError{Topic: l.p.Topic, Partition: l.p.Partition, Epoch: l.epoch}
+		if kv := firstKV(resp, 0); kv != nil {
+			fe.Holder = kv.CreateRevision
+		}
+		return fmt.Errorf("release %s: %w", l.p, fe)
+	}
+	l.log.Info("partition lease released")
+	return nil
+}
+
+func firstKV(resp *clientv3.TxnResponse, i int) *mvccpb.KeyValue {
+	if r := resp.Responses[i].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+		return r.Kvs[0]
+	}
+	return nil
+}
+
+// isPermanent says which errors retrying cannot fix.
+func isPermanent(err error) bool {
+	return errors.Is(err, ErrFenced) || errors.Is(err, ErrInvalidArgument) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, rpctypes.ErrLeaseNotFound)
+}

@@ -1,0 +1,119 @@
+package coordination_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// etcd is one real etcd shared by the package's tests; each test works under its own root
+// prefix, which is how several clusters share an etcd in production too.
+var etcd *harness.Etcd
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "coordination-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	etcd, err = harness.StartEtcd(context.Background(), dir, harness.EtcdOptions{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := etcd.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func etcdClient(t testing.TB, endpoint string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+var roots atomic.Int64
+
+var nonKeyChars = regexp.MustCompile(`[^a-zA-Z0-9]+`)
+
+// newClient returns a client under a root prefix of its own on the shared etcd.
+func newClient(t testing.TB) *coordination.Client {
+	t.Helper()
+	return clientOn(t, etcdClient(t, etcd.Endpoint), fmt.Sprintf("/test/%s-%d", nonKeyChars.ReplaceAllString(t.Name(), "-"), roots.Add(1)))
+}
+
+func clientOn(t testing.TB, e *clientv3.Client, root string) *coordination.Client {
+	t.Helper()
+	c, err := coordination.New(e, coordination.Options{Root: root, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustTopic(t testing.TB, c *coordination.Client, name string, partitions int32) coordination.TopicSpec {
+	t.Helper()
+	spec, err := c.CreateTopic(ctxT(t), coordination.TopicSpec{Name: name, Partitions: partitions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+func mustSession(t testing.TB, c *coordination.Client, node string, ttl time.Duration) *coordination.Session {
+	t.Helper()
+	s, err := c.NewSession(ctxT(t), coordination.NodeInfo{Node: node, Addr: "127.0.0.1:1", Zone: "zone-a"}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+// dump returns every key and value under the client's root: what an operator's
+// `etcdctl get --prefix` would print. Tests use it to prove a refused request wrote nothing.
+func dump(t testing.TB, c *coordination.Client) map[string]string {
+	t.Helper()
+	resp, err := c.Etcd().Get(ctxT(t), c.Keys().Root(), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = string(kv.Value)
+	}
+	return out
+}
+
+// segment returns the meta of a segment [base, base+n).
+func segment(base, n, epoch int64) coordination.SegmentMeta {
+	return coordination.SegmentMeta{
+		Object: coordination.ObjectKey("t", 0, base, epoch), Base: base, Last: base + n - 1,
+		Records: n, Bytes: n * 100, ZBytes: n * 40, Epoch: epoch,
+	}
+}

@@ -1,0 +1,197 @@
+package coordination_test
+
+import (
+	"context"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// watched loads a mirror and watches it until the test ends.
+func watched(t *testing.T, c *coordination.Client) *coordination.Mirror {
+	t.Helper()
+	m := c.NewMirror()
+	if err := m.Load(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	startWatch(t, m)
+	return m
+}
+
+func startWatch(t *testing.T, m *coordination.Mirror) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Watch(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func lastRevision(t testing.TB, c *coordination.Client) int64 {
+	t.Helper()
+	resp, err := c.Etcd().Get(ctxT(t), "/", clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// snapshot is what a mirror shows, for comparing two mirrors.
+func snapshot(m *coordination.Mirror) map[string]any {
+	hwms := map[string]int64{}
+	for _, o := range m.Owners() {
+		hwms[o.Partition.String()] = m.HWM(o.Partition)
+	}
+	return map[string]any{"topics": m.Topics(), "owners": m.Owners(), "hwms": hwms, "nodes": m.Nodes()}
+}
+
+func TestMirrorFollowsChanges(t *testing.T) {
+	c := newClient(t)
+	m := watched(t, c)
+	var observed atomic.Int64
+	m.Observe(func() { observed.Add(1) })
+	ctx := ctxT(t)
+
+	mustTopic(t, c, "orders", 2)
+	s := mustSession(t, c, "agent-1", 0)
+	l, err := s.Acquire(ctx, "orders", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := l.Commit(ctx, segment(0, 42, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitForRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	p := coordination.Partition{Topic: "orders", Partition: 1}
+	if ts := m.Topics(); len(ts) != 1 || ts[0].Name != "orders" || ts[0].Partitions != 2 {
+		t.Fatalf("topics %+v", ts)
+	}
+	o, ok := m.Owner(p)
+	if !ok || o.Node != "agent-1" || o.Zone != "zone-a" || o.Epoch != l.Epoch() {
+		t.Fatalf("owner %+v, %v; want agent-1 at epoch %d", o, ok, l.Epoch())
+	}
+	if h := m.HWM(p); h != 42 {
+		t.Fatalf("hwm %d, want 42", h)
+	}
+	if n := m.Nodes(); len(n) != 1 || n[0].Node != "agent-1" {
+		t.Fatalf("nodes %+v", n)
+	}
+	if observed.Load() == 0 {
+		t.Fatal("observer never called")
+	}
+
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteTopic(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Owner(p); ok {
+		t.Fatal("released lease still mirrored")
+	}
+	if len(m.Topics()) != 0 {
+		t.Fatal("deleted topic still mirrored")
+	}
+}
+
+func TestWaitForRevisionOfUnmirroredWrite(t *testing.T) {
+	c := newClient(t)
+	m := watched(t, c)
+	// A write outside the mirrored prefixes produces no event for the mirror; a progress
+	// notification must still move it past that revision, promptly (etcd's own periodic
+	// notification comes only every 10 minutes).
+	resp, err := c.Etcd().Put(ctxT(t), c.Keys().Root()+"elsewhere", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctxT(t), 5*time.Second)
+	defer cancel()
+	if err := m.WaitForRevision(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mirror reached an unmirrored revision after %s", time.Since(start).Round(time.Millisecond))
+}
+
+func TestMirrorReloadsAfterCompaction(t *testing.T) {
+	e := harness.EtcdForTest(t, harness.EtcdOptions{})
+	c := clientOn(t, etcdClient(t, e.Endpoint), "/streamhouse")
+	ctx := ctxT(t)
+	mustTopic(t, c, "keep", 1)
+	mustTopic(t, c, "drop", 1)
+	m := c.NewMirror()
+	if err := m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// While the mirror is not watching, the keyspace changes and etcd compacts the history
+	// the mirror would need to replay.
+	s := mustSession(t, c, "agent-1", 0)
+	l, err := s.Acquire(ctx, "keep", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Commit(ctx, segment(0, 7, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteTopic(ctx, "drop"); err != nil {
+		t.Fatal(err)
+	}
+	mustTopic(t, c, "new", 4)
+	head := lastRevision(t, c)
+	if _, err := c.Etcd().Compact(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	startWatch(t, m)
+	if err := m.WaitForRevision(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	fresh := c.NewMirror()
+	if err := fresh.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := snapshot(m), snapshot(fresh); !reflect.DeepEqual(got, want) {
+		t.Fatalf("mirror after compaction:\n%v\nfresh load:\n%v", got, want)
+	}
+	if m.HWM(coordination.Partition{Topic: "keep", Partition: 0}) != 7 {
+		t.Fatal("hwm missed across the compaction")
+	}
+}
+
+func TestMirrorResumesAfterEtcdRestart(t *testing.T) {
+	e := harness.EtcdForTest(t, harness.EtcdOptions{})
+	c := clientOn(t, etcdClient(t, e.Endpoint), "/streamhouse")
+	ctx := ctxT(t)
+	mustTopic(t, c, "before", 1)
+	m := watched(t, c)
+	if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var after coordination.TopicSpec
+	harness.Eventually(t, 20*time.Second, func() error {
+		var err error
+		after, err = c.CreateTopic(ctx, coordination.TopicSpec{Name: "after", Partitions: 2})
+		return err
+	})
+	if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := m.Topic("after"); !ok || got.Partitions != after.Partitions {
+		t.Fatalf("topic created after the restart: %+v, %v", got, ok)
+	}
+	if _, ok := m.Topic("before"); !ok {
+		t.Fatal("topic from before the restart lost")
+	}
+}

@@ -1,0 +1,84 @@
+package coordination_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+func TestSegmentsFromOffset(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "t", 2)
+	s := mustSession(t, c, "a", 0)
+	ctx := ctxT(t)
+	l, err := s.Acquire(ctx, "t", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Segments [0,9] [10,19] ... [90,99]; more than 10 so that 20-digit padding matters.
+	for base := int64(0); base < 100; base += 10 {
+		if _, err := l.Commit(ctx, segment(base, 10, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bases := func(from int64, limit int) []int64 {
+		t.Helper()
+		segs, hwm, err := c.Segments(ctx, "t", 1, from, limit)
+		if err != nil || hwm != 100 {
+			t.Fatalf("segments from %d: hwm %d, %v", from, hwm, err)
+		}
+		var out []int64
+		for _, s := range segs {
+			out = append(out, s.Base)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		from  int64
+		limit int
+		want  []int64
+	}{
+		{0, 0, []int64{0, 10, 20, 30, 40, 50, 60, 70, 80, 90}},
+		{35, 3, []int64{30, 40, 50}},
+		{40, 2, []int64{40, 50}},
+		{99, 0, []int64{90}},
+		{100, 0, nil}, // the log end: nothing yet, not an error
+	} {
+		if got := bases(tc.from, tc.limit); !equalInts(got, tc.want) {
+			t.Errorf("segments from %d limit %d = %v, want %v", tc.from, tc.limit, got, tc.want)
+		}
+	}
+	for _, bad := range []struct {
+		p    int32
+		from int64
+		want error
+	}{
+		{1, 101, coordination.ErrOffsetOutOfRange},
+		{1, -1, coordination.ErrInvalidArgument},
+		{2, 0, coordination.ErrPartitionNotFound},
+	} {
+		if _, _, err := c.Segments(ctx, "t", bad.p, bad.from, 0); !errors.Is(err, bad.want) {
+			t.Errorf("segments of %d from %d: %v, want %v", bad.p, bad.from, err, bad.want)
+		}
+	}
+	// A partition that never had an owner is empty at 0.
+	if segs, hwm, err := c.Segments(ctx, "t", 0, 0, 0); err != nil || hwm != 0 || len(segs) != 0 {
+		t.Fatalf("untouched partition: %v %d %v", segs, hwm, err)
+	}
+	if h, err := c.HWM(ctx, "t", 0); err != nil || h != 0 {
+		t.Fatalf("hwm of untouched partition: %d, %v", h, err)
+	}
+}
+
+func equalInts(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

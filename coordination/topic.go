@@ -1,0 +1,99 @@
+package coordination
+
+import (
+	"regexp"
+	"time"
+)
+
+// Topic limits and defaults. Every TopicSpec field with a zero value takes its default at
+// creation.
+const (
+	MaxTopicNameLen = 249
+	MaxPartitions   = 10000
+
+	DefaultRetention    = 7 * 24 * time.Hour
+	DefaultLinger       = 5 * time.Millisecond
+	DefaultSegmentBytes = 8 << 20
+
+	MaxLinger       = 60 * time.Second
+	MinSegmentBytes = 1 << 10
+	MaxSegmentBytes = 1 << 30
+	// MinRetention keeps a typo from deleting data as soon as it is written.
+	MinRetention = time.Minute
+)
+
+var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+// TopicSpec is the stored description of a topic.
+type TopicSpec struct {
+	Name       string `json:"name"`
+	Partitions int32  `json:"partitions"`
+	// RetentionMs is how long segments are kept, in milliseconds; -1 keeps them forever.
+	RetentionMs int64 `json:"retention_ms"`
+	// LingerMs is how long a partition waits for more records before sealing a segment.
+	LingerMs int64 `json:"linger_ms"`
+	// SegmentBytes seals a segment once its records reach this many bytes.
+	SegmentBytes int64     `json:"segment_bytes"`
+	CreatedAt    time.Time `json:"created_at"`
+	// DeletedAt is set when the topic is deleted; its data is removed later.
+	DeletedAt *time.Time `json:"deleted_at,omitempty"`
+}
+
+// Linger is LingerMs as a duration.
+func (s *TopicSpec) Linger() time.Duration { return time.Duration(s.LingerMs) * time.Millisecond }
+
+// Retention is RetentionMs as a duration; negative means forever.
+func (s *TopicSpec) Retention() time.Duration {
+	if s.RetentionMs < 0 {
+		return -1
+	}
+	return time.Duration(s.RetentionMs) * time.Millisecond
+}
+
+// Deleted reports whether the topic has been deleted.
+func (s *TopicSpec) Deleted() bool { return s.DeletedAt != nil }
+
+// ValidateTopicName accepts 1 to 249 characters of [a-zA-Z0-9._-], except "." and "..",
+// as Kafka does.
+func ValidateTopicName(name string) error {
+	if !topicName.MatchString(name) || name == "." || name == ".." {
+		return invalidf("topic name %q: want 1-%d characters of a-z A-Z 0-9 . _ - (not . or ..)", name, MaxTopicNameLen)
+	}
+	return nil
+}
+
+// withDefaults fills zero fields and validates the result.
+func (s TopicSpec) withDefaults() (TopicSpec, error) {
+	if err := ValidateTopicName(s.Name); err != nil {
+		return s, err
+	}
+	if s.Partitions < 1 || s.Partitions > MaxPartitions {
+		return s, invalidf("topic %s: %d partitions, want 1..%d", s.Name, s.Partitions, MaxPartitions)
+	}
+	if s.RetentionMs == 0 {
+		s.RetentionMs = DefaultRetention.Milliseconds()
+	}
+	if s.LingerMs == 0 {
+		s.LingerMs = DefaultLinger.Milliseconds()
+	}
+	if s.SegmentBytes == 0 {
+		s.SegmentBytes = DefaultSegmentBytes
+	}
+	switch {
+	case s.RetentionMs != -1 && s.RetentionMs < MinRetention.Milliseconds():
+		return s, invalidf("topic %s: retention %dms, want -1 (forever) or at least %s", s.Name, s.RetentionMs, MinRetention)
+	case s.LingerMs < 0 || s.LingerMs > MaxLinger.Milliseconds():
+		return s, invalidf("topic %s: linger %dms, want 0..%d", s.Name, s.LingerMs, MaxLinger.Milliseconds())
+	case s.SegmentBytes < MinSegmentBytes || s.SegmentBytes > MaxSegmentBytes:
+		return s, invalidf("topic %s: segment bytes %d, want %d..%d", s.Name, s.SegmentBytes, MinSegmentBytes, MaxSegmentBytes)
+	}
+	return s, nil
+}
+
+// Partition names one partition of a topic.
+type Partition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+}
+
+func (p Partition) String() string { return p.Topic + "/" + itoa32(p.Partition) }

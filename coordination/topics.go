@@ -1,0 +1,121 @@
+package coordination
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// CreateTopic stores spec, with defaults filled in, if no topic of that name exists. It is
+// one transaction: of concurrent creates of one name exactly one succeeds.
+func (c *Client) CreateTopic(ctx context.Context, spec TopicSpec) (TopicSpec, error) {
+	spec.DeletedAt = nil
+	spec, err := spec.withDefaults()
+	if err != nil {
+		return spec, err
+	}
+	spec.CreatedAt = c.now()
+	key := c.keys.Topic(spec.Name)
+	resp, err := c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, mustJSON(spec))).
+		Commit()
+	if err != nil {
+		return spec, fmt.Errorf("create topic %s: %w", spec.Name, err)
+	}
+	if !resp.Succeeded {
+		return spec, fmt.Errorf("create topic %s: %w", spec.Name, ErrTopicExists)
+	}
+	return spec, nil
+}
+
+// Topic returns a live (not deleted) topic.
+func (c *Client) Topic(ctx context.Context, name string) (TopicSpec, error) {
+	spec, _, err := c.topic(ctx, name)
+	return spec, err
+}
+
+// topic also returns the key's ModRevision, for guards.
+func (c *Client) topic(ctx context.Context, name string) (TopicSpec, int64, error) {
+	var spec TopicSpec
+	if err := ValidateTopicName(name); err != nil {
+		return spec, 0, err
+	}
+	resp, err := c.etcd.Get(ctx, c.keys.Topic(name))
+	if err != nil {
+		return spec, 0, fmt.Errorf("get topic %s: %w", name, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return spec, 0, fmt.Errorf("topic %s: %w", name, ErrTopicNotFound)
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &spec); err != nil {
+		return spec, 0, fmt.Errorf("topic %s: decode %s: %w", name, resp.Kvs[0].Key, err)
+	}
+	if spec.Deleted() {
+		return spec, 0, fmt.Errorf("topic %s: %w (deleted at %s)", name, ErrTopicNotFound, spec.DeletedAt.Format("2006-01-02T15:04:05Z"))
+	}
+	return spec, resp.Kvs[0].ModRevision, nil
+}
+
+// checkPartition returns the topic's spec and ModRevision if partition is one of its.
+func (c *Client) checkPartition(ctx context.Context, topic string, partition int32) (TopicSpec, int64, error) {
+	spec, rev, err := c.topic(ctx, topic)
+	if err != nil {
+		return spec, 0, err
+	}
+	if partition < 0 || partition >= spec.Partitions {
+		return spec, 0, fmt.Errorf("%w: %s has partitions 0..%d, not %d", ErrPartitionNotFound, topic, spec.Partitions-1, partition)
+	}
+	return spec, rev, nil
+}
+
+// Topics lists live topics by name.
+func (c *Client) Topics(ctx context.Context) ([]TopicSpec, error) {
+	resp, err := c.etcd.Get(ctx, c.keys.Topics(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	var out []TopicSpec
+	for _, kv := range resp.Kvs {
+		var spec TopicSpec
+		if err := json.Unmarshal(kv.Value, &spec); err != nil {
+			c.log.Warn("skipping undecodable topic")
+			continue
+		}
+		if !spec.Deleted() {
+			out = append(out, spec)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// DeleteTopic marks a topic deleted. Its partitions stop accepting writes and its name
+// stays taken until retention removes its data and metadata.
+func (c *Client) DeleteTopic(ctx context.Context, name string) error {
+	spec, rev, err := c.topic(ctx, name)
+	if err != nil {
+		return err
+	}
+	now := c.now()
+	spec.DeletedAt = &now
+	key := c.keys.Topic(name)
+	resp, err := c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpPut(key, mustJSON(spec))).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("delete topic %s: %w", name, err)
+	}
+	if !resp.Succeeded {
+		// Changed since we read it: deleted by someone else, most likely. Report afresh.
+		if _, _, err := c.topic(ctx, name); err != nil {
+			return err
+		}
+		return fmt.Errorf("delete topic %s: changed concurrently, retry", name)
+	}
+	return nil
+}

@@ -1,0 +1,129 @@
+package coordination_test
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+func TestCreateTopicFillsDefaults(t *testing.T) {
+	c := newClient(t)
+	spec := mustTopic(t, c, "orders", 6)
+	if spec.Partitions != 6 || spec.RetentionMs != coordination.DefaultRetention.Milliseconds() ||
+		spec.LingerMs != 5 || spec.SegmentBytes != coordination.DefaultSegmentBytes || spec.CreatedAt.IsZero() {
+		t.Fatalf("created spec %+v", spec)
+	}
+	got, err := c.Topic(ctxT(t), "orders")
+	if err != nil || !reflect.DeepEqual(got.Partitions, spec.Partitions) || got.Name != "orders" {
+		t.Fatalf("get: %+v, %v", got, err)
+	}
+	// The stored value is the JSON an operator reads with etcdctl.
+	raw := dump(t, c)[c.Keys().Topic("orders")]
+	for _, field := range []string{`"name":"orders"`, `"partitions":6`, `"linger_ms":5`, `"segment_bytes":8388608`} {
+		if !strings.Contains(raw, field) {
+			t.Errorf("stored topic %s lacks %s", raw, field)
+		}
+	}
+	mustTopic(t, c, "users", 3)
+	list, err := c.Topics(ctxT(t))
+	if err != nil || len(list) != 2 || list[0].Name != "orders" || list[1].Name != "users" {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+}
+
+func TestCreateTopicRejectsBadInputAndWritesNothing(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "exists", 1)
+	before := dump(t, c)
+	long := strings.Repeat("a", 250)
+	cases := map[string]coordination.TopicSpec{
+		"empty name":         {Name: "", Partitions: 1},
+		"long name":          {Name: long, Partitions: 1},
+		"slash":              {Name: "a/b", Partitions: 1},
+		"space":              {Name: "a b", Partitions: 1},
+		"unicode":            {Name: "caf\u00e9", Partitions: 1},
+		"dot":                {Name: ".", Partitions: 1},
+		"dotdot":             {Name: "..", Partitions: 1},
+		"zero partitions":    {Name: "t", Partitions: 0},
+		"negative":           {Name: "t", Partitions: -3},
+		"too many":           {Name: "t", Partitions: coordination.MaxPartitions + 1},
+		"tiny retention":     {Name: "t", Partitions: 1, RetentionMs: 10},
+		"negative retention": {Name: "t", Partitions: 1, RetentionMs: -5},
+		"negative linger":    {Name: "t", Partitions: 1, LingerMs: -1},
+		"huge linger":        {Name: "t", Partitions: 1, LingerMs: 3_600_000},
+		"tiny segments":      {Name: "t", Partitions: 1, SegmentBytes: 10},
+		"huge segments":      {Name: "t", Partitions: 1, SegmentBytes: 1 << 40},
+	}
+	for name, spec := range cases {
+		if _, err := c.CreateTopic(ctxT(t), spec); !errors.Is(err, coordination.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if _, err := c.CreateTopic(ctxT(t), coordination.TopicSpec{Name: "exists", Partitions: 9}); !errors.Is(err, coordination.ErrTopicExists) {
+		t.Errorf("duplicate: %v, want ErrTopicExists", err)
+	}
+	if after := dump(t, c); !reflect.DeepEqual(before, after) {
+		t.Fatalf("refused creates changed etcd:\nbefore %v\nafter  %v", before, after)
+	}
+	// The longest legal name and forever-retention are fine.
+	if _, err := c.CreateTopic(ctxT(t), coordination.TopicSpec{Name: long[:249], Partitions: coordination.MaxPartitions, RetentionMs: -1}); err != nil {
+		t.Fatalf("249-character name, 10000 partitions, retention -1: %v", err)
+	}
+}
+
+func TestConcurrentCreatesExactlyOneWins(t *testing.T) {
+	c := newClient(t)
+	var wg sync.WaitGroup
+	results := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			_, err := c.CreateTopic(ctxT(t), coordination.TopicSpec{Name: "race", Partitions: int32(i + 1)})
+			results <- err
+		})
+	}
+	wg.Wait()
+	close(results)
+	won := 0
+	for err := range results {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, coordination.ErrTopicExists):
+			t.Errorf("unexpected error %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d concurrent creates succeeded, want exactly 1", won)
+	}
+}
+
+func TestDeleteTopic(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "gone", 2)
+	if err := c.DeleteTopic(ctxT(t), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Topic(ctxT(t), "gone"); !errors.Is(err, coordination.ErrTopicNotFound) {
+		t.Fatalf("get deleted: %v, want ErrTopicNotFound", err)
+	}
+	if list, _ := c.Topics(ctxT(t)); len(list) != 0 {
+		t.Fatalf("deleted topic still listed: %+v", list)
+	}
+	if err := c.DeleteTopic(ctxT(t), "gone"); !errors.Is(err, coordination.ErrTopicNotFound) {
+		t.Fatalf("delete twice: %v, want ErrTopicNotFound", err)
+	}
+	// The name stays taken until its data is removed.
+	if _, err := c.CreateTopic(ctxT(t), coordination.TopicSpec{Name: "gone", Partitions: 1}); !errors.Is(err, coordination.ErrTopicExists) {
+		t.Fatalf("re-create: %v, want ErrTopicExists", err)
+	}
+	if !strings.Contains(dump(t, c)[c.Keys().Topic("gone")], `"deleted_at"`) {
+		t.Fatal("deleted topic is not marked deleted in etcd")
+	}
+	if err := c.DeleteTopic(ctxT(t), "never"); !errors.Is(err, coordination.ErrTopicNotFound) {
+		t.Fatalf("delete unknown: %v", err)
+	}
+}

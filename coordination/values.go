@@ -1,0 +1,44 @@
+package coordination
+
+import "time"
+
+// NodeInfo describes an agent: its stable name, the address other agents and clients reach
+// it at, and its zone. It is the value of its node key and of every lease it holds.
+type NodeInfo struct {
+	Node string `json:"node"`
+	Addr string `json:"addr"`
+	Zone string `json:"zone,omitempty"`
+}
+
+// nodeValue is stored under /nodes/<node>.
+type nodeValue struct {
+	NodeInfo
+	StartedAt time.Time `json:"started_at"`
+}
+
+// LeaseValue is stored under /leases/<topic>/<partition>.
+type LeaseValue struct {
+	NodeInfo
+	AcquiredAt time.Time `json:"acquired_at"`
+}
+
+// SegmentMeta is the index entry of a committed segment, /segments/<t>/<p>/<base>.
+type SegmentMeta struct {
+	Object  string `json:"object"`  // object-store key
+	Base    int64  `json:"base"`    // first offset
+	Last    int64  `json:"last"`    // last offset
+	Records int64  `json:"records"` // record count (last-base+1 unless compacted)
+	Bytes   int64  `json:"bytes"`   // record payload bytes, uncompressed
+	ZBytes  int64  `json:"zbytes"`  // object size
+	MinTs   int64  `json:"min_ts"`  // ms since the Unix epoch
+	MaxTs   int64  `json:"max_ts"`
+	Epoch   int64  `json:"epoch"` // epoch of the writer that committed it
+}
+
+// GroupOffset is a consumer group's committed position in one partition: the next
+// offset the group will read.
+type GroupOffset struct {
+	Offset      int64     `json:"offset"`
+	Metadata    string    `json:"metadata"`
+	CommittedAt time.Time `json:"committed_at"`
+}
