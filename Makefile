@@ -57,9 +57,10 @@ fuzz: ## fuzz the segment decoder for FUZZTIME (default 30s); crashers land in s
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./segmentstore/
 
 .PHONY: bench
-bench: ## segment encode/decode throughput next to raw LZ4 on the same bytes
+bench: tools ## segment encode/decode vs raw LZ4 on the same bytes; fenced etcd commit latency
 	$(GO) test -run '^$$' -bench '^BenchmarkSegment$$' -count $(BENCHCOUNT) ./segmentstore/ | tee $(BIN)/bench-segment.txt
 	@awk -f tests/bench/segment-ratio.awk $(BIN)/bench-segment.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkCommit$$' -benchtime 3s ./coordination/ | grep -E '^(Benchmark|ok|FAIL)'
 
 .PHONY: lint
 lint: ## gofmt and go vet
