@@ -115,4 +115,5 @@ require (
 tool (
 	go.etcd.io/etcd/etcdctl/v3
 	go.etcd.io/etcd/server/v3
+	google.golang.org/protobuf/cmd/protoc-gen-go
 )

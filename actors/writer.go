@@ -1,0 +1,416 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+)
+
+// Writer errors, as the partition actor maps them to client codes (see also errors.go).
+var (
+	// ErrUnavailable: the partition cannot take the request now (an upload failed and the
+	// writer is resetting, or it is stopping). Nothing was acked; retry.
+	ErrUnavailable = errors.New("actors: partition unavailable")
+	// ErrBackpressure: too many bytes are accepted but not yet acked.
+	ErrBackpressure = errors.New("actors: partition backpressure")
+)
+
+// writerConfig configures a partition writer. Zero fields take the documented defaults.
+type writerConfig struct {
+	Lease *coordination.Lease // required
+	Store objstore.Store      // required
+	// Linger and SegmentBytes come from the topic spec: a batch is sealed when its records
+	// reach SegmentBytes or Linger after its first record, whichever comes first.
+	Linger       time.Duration
+	SegmentBytes int64
+	// MaxInFlight bounds concurrent segment uploads. Default 4.
+	MaxInFlight int
+	// MaxPendingBytes bounds record bytes accepted but not yet acked; beyond it Append
+	// answers ErrBackpressure. Default 64 MiB.
+	MaxPendingBytes int64
+	// RecentBytes bounds the committed records kept in memory for tail reads. Default 32 MiB.
+	RecentBytes int64
+	// CommitTimeout bounds one commit, retries included. Default 30s.
+	CommitTimeout time.Duration
+	// UploadTimeout bounds one upload, the store's retries included. Default 60s.
+	UploadTimeout time.Duration
+	// Segment tunes the segment encoder (block size). Default: segmentstore defaults.
+	Segment segmentstore.Options
+	Now     func() time.Time
+	Log     *zap.Logger
+	// notify, when set, is called after each posted result, to wake the actor.
+	notify func()
+}
+
+func (c writerConfig) withDefaults() writerConfig {
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 64 << 20
+	}
+	if c.RecentBytes <= 0 {
+		c.RecentBytes = 32 << 20
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 30 * time.Second
+	}
+	if c.UploadTimeout <= 0 {
+		c.UploadTimeout = 60 * time.Second
+	}
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = coordination.DefaultSegmentBytes
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+	return c
+}
+
+// produceResult answers one Append: records [Base, Base+Count) are durable and indexed, or
+// Err says why none of them is.
+type produceResult struct {
+	Base  int64
+	Count int
+	Err   error
+}
+
+type waiter struct {
+	reply func(produceResult)
+	base  int64
+	count int
+}
+
+type batchState int
+
+const (
+	sealed     batchState = iota // waiting for an upload slot
+	uploading                    // encode + Put running
+	uploaded                     // in the store, waiting for its turn to commit
+	committing                   // commit transaction running
+)
+
+// batch is a run of records that becomes one segment.
+type batch struct {
+	seq     int64 // distinguishes batches for linger timers
+	base    int64
+	records []segmentstore.Record
+	bytes   int64
+	waiters []waiter
+	state   batchState
+	meta    coordination.SegmentMeta
+}
+
+func (b *batch) last() int64 { return b.base + int64(len(b.records)) - 1 }
+
+// Results posted to the inbox by background work.
+type (
+	lingerFired struct{ seq int64 }
+	uploadDone  struct {
+		gen  int64
+		b    *batch
+		meta coordination.SegmentMeta
+		err  error
+	}
+	commitDone struct {
+		b   *batch
+		rev int64
+		err error
+	}
+)
+
+// writer turns appends into fenced, durable segments for one partition and one lease
+// (DESIGN.md §5). All its methods run on one goroutine, the partition actor's; encoding,
+// uploads and commits run on their own goroutines and report back through the inbox, so
+// the owner never blocks on I/O.
+//
+// Offsets are assigned at Append. Batches upload concurrently (at most MaxInFlight) but
+// commit strictly in offset order, one at a time, and a producer is answered only after
+// the commit of the batch holding its records. When an upload fails, every batch not yet
+// committing fails with ErrUnavailable, the writer waits for its other uploads to finish
+// (so that none can later overwrite an object name it reuses), and offsets restart at the
+// committed end. A commit that fails (fenced, or etcd unreachable for CommitTimeout) is
+// fatal: the writer fails everything and its owner must stop.
+type writer struct {
+	cfg   writerConfig
+	p     coordination.Partition
+	epoch int64
+	log   *zap.Logger
+	in    *inbox
+
+	next      int64 // next offset to assign
+	committed int64 // high-water mark committed by this writer
+	seq       int64
+	gen       int64 // bumped on reset: results of older uploads are dropped
+	open      *batch
+	queue     []*batch // sealed batches in offset order
+	inFlight  int      // uploads running, of any generation
+	draining  bool     // after a failed upload, until inFlight drops to 0
+	pending   int64    // record bytes accepted and not yet acked or failed
+	fatal     error    // set once; every later call fails with it
+	recent    recentLog
+}
+
+func newWriter(cfg writerConfig, hwm int64) *writer {
+	cfg = cfg.withDefaults()
+	p := cfg.Lease.Partition()
+	w := &writer{
+		cfg: cfg, p: p, epoch: cfg.Lease.Epoch(),
+		log:  cfg.Log.With(zap.String("topic", p.Topic), zap.Int32("partition", p.Partition), zap.Int64("epoch", cfg.Lease.Epoch())),
+		next: hwm, committed: hwm,
+		in: newInbox(cfg.notify),
+	}
+	w.recent.limit = cfg.RecentBytes
+	return w
+}
+
+// Signal has a value whenever background results wait for Process.
+func (w *writer) Signal() <-chan struct{} { return w.in.signal }
+
+// Committed is the high-water mark this writer has committed (or started from).
+func (w *writer) Committed() int64 { return w.committed }
+
+// Append assigns offsets to recs (stamping a zero timestamp with the writer's clock) and
+// adds them to the open batch; reply is called once, after their commit or on failure.
+func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {
+	switch {
+	case w.fatal != nil:
+		reply(produceResult{Err: w.fatal})
+		return
+	case len(recs) == 0:
+		reply(produceResult{Err: fmt.Errorf("%w: no records", ErrInvalidArgument)})
+		return
+	case w.draining:
+		reply(produceResult{Err: fmt.Errorf("%w: %s is recovering from a failed upload", ErrUnavailable, w.p)})
+		return
+	}
+	var size int64
+	for i := range recs {
+		size += int64(recs[i].Size())
+	}
+	if w.pending > 0 && w.pending+size > w.cfg.MaxPendingBytes {
+		reply(produceResult{Err: fmt.Errorf("%w: %s has %d bytes waiting to be written", ErrBackpressure, w.p, w.pending)})
+		return
+	}
+	if w.open == nil {
+		w.seq++
+		w.open = &batch{seq: w.seq, base: w.next}
+		if w.cfg.Linger > 0 {
+			seq := w.seq
+			time.AfterFunc(w.cfg.Linger, func() { w.in.post(lingerFired{seq}) })
+		}
+	}
+	now := w.cfg.Now().UnixMilli()
+	base := w.next
+	for i := range recs {
+		recs[i].Offset = w.next
+		if recs[i].Timestamp == 0 {
+			recs[i].Timestamp = now
+		}
+		w.next++
+	}
+	b := w.open
+	b.records = append(b.records, recs...)
+	b.bytes += size
+	b.waiters = append(b.waiters, waiter{reply: reply, base: base, count: len(recs)})
+	w.pending += size
+	if b.bytes >= w.cfg.SegmentBytes || w.cfg.Linger <= 0 {
+		w.seal()
+	}
+}
+
+func (w *writer) seal() {
+	if w.open == nil {
+		return
+	}
+	w.queue = append(w.queue, w.open)
+	w.open = nil
+	w.pump()
+}
+
+// pump starts uploads while slots are free and the head commit when it is ready.
+func (w *writer) pump() {
+	if w.fatal != nil {
+		return
+	}
+	for _, b := range w.queue {
+		if w.draining || w.inFlight >= w.cfg.MaxInFlight {
+			break
+		}
+		if b.state == sealed {
+			b.state = uploading
+			w.inFlight++
+			go w.upload(w.gen, b)
+		}
+	}
+	if len(w.queue) > 0 && w.queue[0].state == uploaded {
+		head := w.queue[0]
+		head.state = committing
+		go w.commit(head)
+	}
+}
+
+func (w *writer) upload(gen int64, b *batch) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.UploadTimeout)
+	defer cancel()
+	data, err := segmentstore.Encode(w.p.Topic, w.p.Partition, b.records, w.cfg.Segment)
+	meta := coordination.SegmentMeta{
+		Object: coordination.ObjectKey(w.p.Topic, w.p.Partition, b.base, w.epoch),
+		Base:   b.base, Last: b.last(), Records: int64(len(b.records)), Bytes: b.bytes,
+		ZBytes: int64(len(data)), Epoch: w.epoch,
+	}
+	if err == nil {
+		meta.MinTs, meta.MaxTs = b.records[0].Timestamp, b.records[0].Timestamp
+		for i := range b.records {
+			meta.MinTs = min(meta.MinTs, b.records[i].Timestamp)
+			meta.MaxTs = max(meta.MaxTs, b.records[i].Timestamp)
+		}
+		err = w.cfg.Store.Put(ctx, meta.Object, data)
+	}
+	w.in.post(uploadDone{gen: gen, b: b, meta: meta, err: err})
+}
+
+func (w *writer) commit(b *batch) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
+	defer cancel()
+	rev, err := w.cfg.Lease.Commit(ctx, b.meta)
+	w.in.post(commitDone{b: b, rev: rev, err: err})
+}
+
+// Process handles the background results waiting in the inbox. A non-nil error is fatal:
+// the writer has failed every request and its owner must stop.
+func (w *writer) Process() error {
+	for _, item := range w.in.take() {
+		switch m := item.(type) {
+		case lingerFired:
+			if w.open != nil && w.open.seq == m.seq {
+				w.seal()
+			}
+		case uploadDone:
+			w.onUpload(m)
+		case commitDone:
+			w.onCommit(m)
+		}
+	}
+	w.pump()
+	return w.fatal
+}
+
+func (w *writer) onUpload(m uploadDone) {
+	w.inFlight--
+	if m.gen != w.gen || w.fatal != nil {
+		// A batch already failed by a reset: its object is an orphan, never indexed.
+		w.finishDraining()
+		return
+	}
+	if m.err != nil {
+		w.log.Warn("segment upload failed; failing uncommitted batches", zap.Int64("base", m.b.base), zap.Error(m.err))
+		w.reset(fmt.Errorf("%w: upload of %s [%d, %d] failed: %w", ErrUnavailable, w.p, m.b.base, m.b.last(), m.err))
+		return
+	}
+	m.b.meta = m.meta
+	m.b.state = uploaded
+}
+
+// reset fails every batch that is not committing and restarts offsets after the last
+// batch that may still commit.
+func (w *writer) reset(cause error) {
+	keep := 0
+	if len(w.queue) > 0 && w.queue[0].state == committing {
+		keep = 1
+	}
+	for _, b := range w.queue[keep:] {
+		w.fail(b, cause)
+	}
+	w.queue = w.queue[:keep]
+	if w.open != nil {
+		w.fail(w.open, cause)
+		w.open = nil
+	}
+	w.gen++
+	w.next = w.committed
+	if keep == 1 {
+		w.next = w.queue[0].last() + 1
+	}
+	w.draining = true
+	w.finishDraining()
+}
+
+func (w *writer) finishDraining() {
+	if w.draining && w.inFlight == 0 {
+		w.draining = false
+		w.log.Info("writer reset", zap.Int64("next", w.next))
+	}
+}
+
+func (w *writer) onCommit(m commitDone) {
+	b := m.b
+	if m.err != nil {
+		w.log.Error("segment commit failed; stopping the partition", zap.Int64("base", b.base), zap.Error(m.err))
+		w.stop(fmt.Errorf("%w: commit of %s [%d, %d]: %w", ErrUnavailable, w.p, b.base, b.last(), m.err))
+		return
+	}
+	w.queue = w.queue[1:]
+	w.committed = b.last() + 1
+	w.pending -= b.bytes
+	for _, wt := range b.waiters {
+		wt.reply(produceResult{Base: wt.base, Count: wt.count})
+	}
+	w.recent.add(b)
+	w.log.Debug("segment committed", zap.Int64("base", b.base), zap.Int64("last", b.last()), zap.Int64("revision", m.rev))
+}
+
+func (w *writer) fail(b *batch, err error) {
+	w.pending -= b.bytes
+	for _, wt := range b.waiters {
+		wt.reply(produceResult{Err: err})
+	}
+	b.waiters = nil
+}
+
+// stop fails everything with err; later calls fail with it too.
+func (w *writer) stop(err error) {
+	if w.fatal != nil {
+		return
+	}
+	w.fatal = err
+	for _, b := range w.queue {
+		w.fail(b, err)
+	}
+	w.queue = nil
+	if w.open != nil {
+		w.fail(w.open, err)
+		w.open = nil
+	}
+}
+
+// Flush seals the open batch and blocks until everything accepted is committed or failed,
+// processing results itself. It is for a stopping actor, whose mailbox no longer runs.
+func (w *writer) Flush(ctx context.Context) error {
+	w.seal()
+	for (len(w.queue) > 0 || w.inFlight > 0) && w.fatal == nil {
+		select {
+		case <-w.in.signal:
+			if err := w.Process(); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			w.stop(fmt.Errorf("%w: %s stopped before its writes completed", ErrUnavailable, w.p))
+			return ctx.Err()
+		}
+	}
+	return w.fatal
+}
+
+// Close fails whatever is still pending with err (the partition is going away).
+func (w *writer) Close(err error) { w.stop(err) }

@@ -1,0 +1,316 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// driver runs a writer on one goroutine, as the partition actor does.
+type driver struct {
+	w     *writer
+	ops   chan func()
+	stop  chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	fatal error
+}
+
+func drive(t *testing.T, w *writer) *driver {
+	d := &driver{w: w, ops: make(chan func()), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		for {
+			select {
+			case op := <-d.ops:
+				op()
+			case <-w.Signal():
+				if err := w.Process(); err != nil {
+					d.mu.Lock()
+					d.fatal = err
+					d.mu.Unlock()
+				}
+			case <-d.stop:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(d.stop); <-d.done })
+	return d
+}
+
+// produce appends recs and waits for the answer.
+func (d *driver) produce(recs []segmentstore.Record) produceResult {
+	res := make(chan produceResult, 1)
+	d.ops <- func() { d.w.Append(recs, func(r produceResult) { res <- r }) }
+	select {
+	case r := <-res:
+		return r
+	case <-time.After(30 * time.Second):
+		return produceResult{Err: errors.New("test: no answer from the writer in 30s")}
+	}
+}
+
+func values(prefix string, n int) []segmentstore.Record {
+	recs := make([]segmentstore.Record, n)
+	for i := range recs {
+		recs[i] = segmentstore.Record{Key: fmt.Appendf(nil, "k%d", i%7), Value: fmt.Appendf(nil, "%s-%d-%0200d", prefix, i, i)}
+	}
+	return recs
+}
+
+// committedLog reads every committed segment of a partition back from the store and
+// checks that the segments tile [0, hwm) exactly.
+func committedLog(t *testing.T, f *fixture, topic string, partition int32) []segmentstore.Record {
+	t.Helper()
+	ctx := context.Background()
+	segs, hwm, err := f.c.Segments(ctx, topic, partition, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []segmentstore.Record
+	for _, s := range segs {
+		if s.Base != int64(len(out)) {
+			t.Fatalf("segment [%d, %d] follows offset %d", s.Base, s.Last, len(out)-1)
+		}
+		data, err := f.store.Get(ctx, s.Object)
+		if err != nil {
+			t.Fatalf("committed segment %s: %v", s.Object, err)
+		}
+		seg, err := segmentstore.Decode(data)
+		if err != nil {
+			t.Fatalf("committed segment %s: %v", s.Object, err)
+		}
+		if int64(len(seg.Records)) != s.Records || seg.Header.LastOffset != s.Last || int64(len(data)) != s.ZBytes {
+			t.Fatalf("segment %s does not match its index entry %+v", s.Object, s)
+		}
+		out = append(out, seg.Records...)
+	}
+	if int64(len(out)) != hwm {
+		t.Fatalf("segments hold %d records, hwm is %d", len(out), hwm)
+	}
+	return out
+}
+
+func TestWriterAcksExactlyWhatItCommits(t *testing.T) {
+	f := newFixture(t)
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: f.store, Linger: 2 * time.Millisecond, SegmentBytes: 16 << 10}, 0)
+	d := drive(t, w)
+
+	const producers, requests = 16, 40
+	type ack struct {
+		sent []segmentstore.Record
+		res  produceResult
+	}
+	acks := make(chan ack, producers*requests)
+	var wg sync.WaitGroup
+	for g := range producers {
+		wg.Go(func() {
+			for r := range requests {
+				recs := values(fmt.Sprintf("p%d-r%d", g, r), 1+(g+r)%5)
+				sent := append([]segmentstore.Record(nil), recs...)
+				acks <- ack{sent, d.produce(recs)}
+			}
+		})
+	}
+	wg.Wait()
+	close(acks)
+	log := committedLog(t, f, "t", 0)
+	seen := make([]bool, len(log))
+	for a := range acks {
+		if a.res.Err != nil {
+			t.Fatalf("produce failed: %v", a.res.Err)
+		}
+		if a.res.Count != len(a.sent) {
+			t.Fatalf("ack of %d records for %d sent", a.res.Count, len(a.sent))
+		}
+		for i, rec := range a.sent {
+			off := a.res.Base + int64(i)
+			if off >= int64(len(log)) || seen[off] {
+				t.Fatalf("offset %d acked twice or past the log end %d", off, len(log))
+			}
+			seen[off] = true
+			got := log[off]
+			if got.Offset != off || !reflect.DeepEqual(got.Value, rec.Value) || !reflect.DeepEqual(got.Key, rec.Key) || got.Timestamp == 0 {
+				t.Fatalf("offset %d holds %q, the ack says %q", off, got.Value, rec.Value)
+			}
+		}
+	}
+	for off, ok := range seen {
+		if !ok {
+			t.Fatalf("offset %d is committed but was never acked", off)
+		}
+	}
+	segs, _, _ := f.c.Segments(context.Background(), "t", 0, 0, 0)
+	t.Logf("%d records from %d requests in %d segments", len(log), producers*requests, len(segs))
+	if len(segs) < 2 {
+		t.Fatal("expected several segments: sealing by size or linger never happened")
+	}
+}
+
+func TestWriterRecoversFromFailedUpload(t *testing.T) {
+	f := newFixture(t)
+	store := &faultyStore{Store: f.store, failPuts: map[int]bool{3: true, 4: true, 9: true}}
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: store, Linger: time.Millisecond, SegmentBytes: 1 << 10}, 0)
+	d := drive(t, w)
+
+	var acked []segmentstore.Record
+	failed := 0
+	for r := range 30 {
+		recs := values(fmt.Sprintf("r%d", r), 3)
+		sent := append([]segmentstore.Record(nil), recs...)
+		res := d.produce(recs)
+		switch {
+		case errors.Is(res.Err, ErrUnavailable):
+			failed++
+			continue
+		case res.Err != nil:
+			t.Fatal(res.Err)
+		}
+		if res.Base != int64(len(acked)) {
+			t.Fatalf("ack at %d, but the log so far ends at %d: a failed upload left a gap", res.Base, len(acked))
+		}
+		acked = append(acked, sent...)
+	}
+	if failed == 0 {
+		t.Fatal("no request failed: the injected upload failures did not reach producers")
+	}
+	log := committedLog(t, f, "t", 0)
+	if len(log) != len(acked) {
+		t.Fatalf("log holds %d records, %d acked", len(log), len(acked))
+	}
+	for i := range log {
+		if !reflect.DeepEqual(log[i].Value, acked[i].Value) {
+			t.Fatalf("offset %d holds %q, acked %q", i, log[i].Value, acked[i].Value)
+		}
+	}
+	t.Logf("%d requests failed retriably, %d records acked and committed without a gap", failed, len(acked))
+}
+
+func TestWriterStopsWhenFenced(t *testing.T) {
+	f := newFixture(t)
+	l := f.lease(t, "t", 1, 0)
+	w := newWriter(writerConfig{Lease: l, Store: f.store, Linger: time.Millisecond}, 0)
+	d := drive(t, w)
+	if res := d.produce(values("before", 5)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	// The owner pauses past its TTL; another node takes the partition and writes.
+	if _, err := f.c.Etcd().Revoke(context.Background(), l.Session().LeaseID()); err != nil {
+		t.Fatal(err)
+	}
+	other := f.lease(t, "t", 1, 0)
+	if _, err := other.Commit(context.Background(), coordination.SegmentMeta{Object: "x", Base: 5, Last: 5, Records: 1}); err != nil {
+		t.Fatal(err)
+	}
+	res := d.produce(values("after", 5))
+	if !errors.Is(res.Err, coordination.ErrFenced) || !errors.Is(res.Err, ErrUnavailable) {
+		t.Fatalf("produce after losing the lease: %v, want unavailable (fenced)", res.Err)
+	}
+	if res := d.produce(values("later", 1)); res.Err == nil {
+		t.Fatal("a fenced writer accepted a later request")
+	}
+	d.mu.Lock()
+	fatal := d.fatal
+	d.mu.Unlock()
+	if !errors.Is(fatal, coordination.ErrFenced) {
+		t.Fatalf("Process returned %v, want the fence as fatal", fatal)
+	}
+	segs, hwm, err := f.c.Segments(context.Background(), "t", 0, 0, 0)
+	if err != nil || hwm != 6 || len(segs) != 2 || segs[1].Object != "x" {
+		t.Fatalf("the fenced writer changed the log: %+v hwm %d %v", segs, hwm, err)
+	}
+}
+
+func TestWriterFlushCommitsTheOpenBatch(t *testing.T) {
+	f := newFixture(t)
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: f.store, Linger: time.Hour}, 0)
+	results := make(chan produceResult, 3)
+	for i := range 3 {
+		w.Append(values(fmt.Sprint(i), 2), func(r produceResult) { results <- r })
+	}
+	if len(results) != 0 {
+		t.Fatal("acked before any commit")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if r := <-results; r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if w.Committed() != 6 || len(committedLog(t, f, "t", 0)) != 6 {
+		t.Fatalf("committed %d", w.Committed())
+	}
+}
+
+func TestWriterBackpressure(t *testing.T) {
+	f := newFixture(t)
+	hold := make(chan struct{})
+	store := &faultyStore{Store: f.store, hold: hold}
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: store, Linger: time.Millisecond, MaxPendingBytes: 4 << 10}, 0)
+	d := drive(t, w)
+	first := make(chan produceResult, 1)
+	go func() { first <- d.produce(values("a", 10)) }() // ~2 KiB, held in the upload
+	harness.Eventually(t, 10*time.Second, func() error {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		if store.puts == 0 {
+			return errors.New("the first batch has not reached the store")
+		}
+		return nil
+	})
+	if res := d.produce(values("b", 20)); !errors.Is(res.Err, ErrBackpressure) {
+		t.Fatalf("produce over MaxPendingBytes: %v, want ErrBackpressure", res.Err)
+	}
+	close(hold)
+	if res := <-first; res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := d.produce(values("c", 20)); res.Err != nil {
+		t.Fatalf("produce after the backlog cleared: %v", res.Err)
+	}
+}
+
+func TestRecentLogReads(t *testing.T) {
+	r := recentLog{limit: 1 << 20}
+	for base := int64(100); base < 130; base += 10 {
+		b := &batch{base: base}
+		for o := base; o < base+10; o++ {
+			b.records = append(b.records, segmentstore.Record{Offset: o, Value: make([]byte, 100)})
+		}
+		b.bytes = 1000
+		r.add(b)
+	}
+	if _, ok := r.read(99, 1<<20); ok {
+		t.Fatal("read before the recent log served from memory")
+	}
+	got, ok := r.read(105, 1<<20)
+	if !ok || len(got) != 25 || got[0].Offset != 105 || got[24].Offset != 129 {
+		t.Fatalf("read from 105: %d records, ok %v", len(got), ok)
+	}
+	if got, _ := r.read(105, 250); len(got) != 2 {
+		t.Fatalf("read 250 bytes of 100-byte records: %d records, want 2", len(got))
+	}
+	if got, ok := r.read(130, 1<<20); !ok || len(got) != 0 {
+		t.Fatalf("read at the log end: %d, %v", len(got), ok)
+	}
+	small := recentLog{limit: 1500}
+	for _, b := range r.batches {
+		small.add(b)
+	}
+	if len(small.batches) != 1 || small.batches[0].base != 120 {
+		t.Fatalf("a 1500-byte recent log keeps %d batches", len(small.batches))
+	}
+}
