@@ -22,6 +22,8 @@ type Owner struct {
 	NodeInfo
 	Epoch      int64
 	AcquiredAt time.Time
+	// Lease is the etcd lease (the owner's session) the lease key is attached to.
+	Lease int64
 }
 
 // NewMirror returns an empty mirror; Load it, then run Watch.
@@ -103,7 +105,7 @@ func (m *Mirror) Owner(p Partition) (Owner, bool) {
 		return Owner{}, false
 	}
 	v := kv.Value.(LeaseValue)
-	return Owner{Partition: p, NodeInfo: v.NodeInfo, Epoch: kv.CreateRevision, AcquiredAt: v.AcquiredAt}, true
+	return Owner{Partition: p, NodeInfo: v.NodeInfo, Epoch: kv.CreateRevision, AcquiredAt: v.AcquiredAt, Lease: kv.Lease}, true
 }
 
 // Owners returns every held partition lease, in key order.
@@ -116,7 +118,7 @@ func (m *Mirror) Owners() []Owner {
 			continue
 		}
 		v := kv.Value.(LeaseValue)
-		out = append(out, Owner{Partition: Partition{topic, partition}, NodeInfo: v.NodeInfo, Epoch: kv.CreateRevision, AcquiredAt: v.AcquiredAt})
+		out = append(out, Owner{Partition: Partition{topic, partition}, NodeInfo: v.NodeInfo, Epoch: kv.CreateRevision, AcquiredAt: v.AcquiredAt, Lease: kv.Lease})
 	}
 	return out
 }

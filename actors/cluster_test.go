@@ -1,0 +1,141 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// startNodes starts n agents in this process on one etcd root and one bucket.
+func startNodes(t *testing.T, f *fixture, n int) []*Node {
+	t.Helper()
+	m := f.c.NewMirror()
+	if err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Watch(ctx) }()
+	var nodes []*Node
+	for i := range n {
+		node, err := StartNode(context.Background(), f.c, f.store, m, NodeConfig{
+			Info: coordination.NodeInfo{Node: fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%c", 'a'+i%3)},
+			Log:  zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, node)
+	}
+	t.Cleanup(func() {
+		for _, node := range nodes {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := node.Stop(ctx); err != nil {
+				t.Errorf("stop %s: %v", node.cfg.Info.Node, err)
+			}
+			cancel()
+		}
+		cancel()
+		<-done
+	})
+	return nodes
+}
+
+func TestClusterOwnsEveryPartitionOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, spec := range []coordination.TopicSpec{{Name: "orders", Partitions: 6}, {Name: "users", Partitions: 3}} {
+		if _, err := f.c.CreateTopic(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes := startNodes(t, f, 3)
+	m := f.c.NewMirror()
+	harness.Eventually(t, 30*time.Second, func() error {
+		if err := m.Load(ctx); err != nil {
+			return err
+		}
+		owners := m.Owners()
+		if len(owners) != 9 {
+			return fmt.Errorf("%d of 9 partitions owned", len(owners))
+		}
+		return nil
+	})
+	// Every lease is held by the partition's rendezvous owner, as each node computes it.
+	perNode := map[string]int{}
+	harness.Eventually(t, 30*time.Second, func() error {
+		if err := m.Load(ctx); err != nil {
+			return err
+		}
+		clear(perNode)
+		for _, o := range m.Owners() {
+			perNode[o.Node]++
+			found := false
+			for _, n := range nodes {
+				if n.cfg.Info.Node == o.Node {
+					found = n.current().reb.owned()[o.Partition]
+				}
+			}
+			if !found {
+				return fmt.Errorf("%s is held by %s, which is not its rendezvous owner", o.Partition, o.Node)
+			}
+		}
+		return nil
+	})
+	t.Logf("partitions per node: %v", perNode)
+	if len(perNode) < 2 {
+		t.Fatalf("all partitions on one node: %v", perNode)
+	}
+
+	// Produce to every partition through one agent, then read everything back through
+	// another.
+	var wg sync.WaitGroup
+	errs := make(chan error, 9)
+	for _, p := range []string{"orders", "users"} {
+		parts := int32(6)
+		if p == "users" {
+			parts = 3
+		}
+		for i := range parts {
+			wg.Go(func() {
+				part := coordination.Partition{Topic: p, Partition: i}
+				for r := range 20 {
+					recs := []*partitionpb.Record{{Value: fmt.Appendf(nil, "%s-%d", part, r)}}
+					resp, err := nodes[0].Client().Produce(ctx, part, recs)
+					if err != nil || resp.Code != partitionpb.Code_CODE_OK || resp.BaseOffset != int64(r) {
+						errs <- fmt.Errorf("produce %s #%d: %v %v", part, r, resp, err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	resp, err := nodes[2].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "orders", Partition: 4, Offset: 5, MaxBytes: 1 << 20})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 15 || string(resp.Records[0].Value) != "orders/4-5" || resp.HighWaterMark != 20 {
+		t.Fatalf("fetch: %v, %v", resp, err)
+	}
+	if _, err := nodes[1].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "orders", Partition: 4, Offset: 21}); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ = nodes[1].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "orders", Partition: 4, Offset: 21})
+	if resp.Code != partitionpb.Code_CODE_OUT_OF_RANGE {
+		t.Fatalf("fetch past the hwm: %v", resp)
+	}
+}

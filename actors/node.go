@@ -1,0 +1,316 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+)
+
+// ClusterName names the protoactor-go cluster of a StreamHouse deployment.
+const ClusterName = "streamhouse"
+
+// NodeConfig configures an agent's place in the cluster. Zero fields take the documented
+// defaults.
+type NodeConfig struct {
+	// Info names the agent (required), its zone, and the address clients reach its gateway
+	// at (informational here).
+	Info coordination.NodeInfo
+	// ListenHost and ListenPort are where the actor-to-actor gRPC remote listens.
+	// Default 127.0.0.1 and a free port.
+	ListenHost string
+	ListenPort int
+	// AdvertisedHost is the host:port other agents dial for the remote. Default: the listen
+	// address.
+	AdvertisedHost string
+	// SessionTTL is the etcd session TTL: how long a silent agent keeps its partitions.
+	// Default coordination.DefaultSessionTTL (5s).
+	SessionTTL time.Duration
+	// CacheBytes bounds the decoded-block cache for historical reads. Default 256 MiB.
+	CacheBytes int64
+	// MaxInFlight, MaxPendingBytes and RecentBytes tune every partition writer; see
+	// writerConfig for their defaults.
+	MaxInFlight     int
+	MaxPendingBytes int64
+	RecentBytes     int64
+	// Client tunes request routing.
+	Client ClientOptions
+	Log    *zap.Logger
+}
+
+// Node is one agent's membership in the cluster: a session, a protoactor-go actor system
+// and cluster member hosting partition actors, and the rebalancer that activates the
+// partitions it owns. When its session is lost (a pause longer than the TTL, a partition
+// from etcd) every local partition is already fenced; the node tears the member down and
+// joins again with a new session and a new member id, since protoactor-go never lets an
+// evicted member id back in.
+type Node struct {
+	cfg    NodeConfig
+	client *coordination.Client
+	store  objstore.Store
+	mirror *coordination.Mirror
+	hist   *history
+	log    *zap.Logger
+
+	mu  sync.Mutex
+	cur *member // nil while rejoining
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	// rejoined counts members started after the first, for tests.
+	rejoined int
+}
+
+// member is one incarnation of the node in the cluster.
+type member struct {
+	session  *coordination.Session
+	system   *actor.ActorSystem
+	cluster  *cluster.Cluster
+	provider *sessionProvider
+	local    *localActivations
+	reb      *rebalancer
+	client   *Client
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// StartNode joins the cluster. mirror must be loaded and watched by the caller.
+func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store, mirror *coordination.Mirror, cfg NodeConfig) (*Node, error) {
+	if cfg.ListenHost == "" {
+		cfg.ListenHost = "127.0.0.1"
+	}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = 256 << 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror,
+		hist: &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
+		log:  cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
+	m, err := n.join(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.cur = m
+	mirror.Observe(func() {
+		if m := n.current(); m != nil {
+			m.reb.poke()
+		}
+	})
+	rctx, cancel := context.WithCancel(context.Background())
+	n.cancel, n.done = cancel, make(chan struct{})
+	go n.supervise(rctx)
+	return n, nil
+}
+
+func (n *Node) current() *member {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cur
+}
+
+// Client routes requests through the current member; it is nil while the node rejoins.
+func (n *Node) Client() *Client {
+	if m := n.current(); m != nil {
+		return m.client
+	}
+	return nil
+}
+
+// Address is the current member's remote address.
+func (n *Node) Address() string {
+	if m := n.current(); m != nil {
+		return m.system.Address()
+	}
+	return ""
+}
+
+// Zones maps member addresses to zones, as the node sees the membership.
+func (n *Node) Zones() map[string]string {
+	if m := n.current(); m != nil {
+		return m.provider.Zones()
+	}
+	return nil
+}
+
+func (n *Node) join(ctx context.Context) (*member, error) {
+	s, err := n.client.NewSession(ctx, n.cfg.Info, n.cfg.SessionTTL)
+	if err != nil {
+		return nil, err
+	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(protoactorLogger))
+	port := n.cfg.ListenPort
+	rcfg := remote.Configure(n.cfg.ListenHost, port)
+	if n.cfg.AdvertisedHost != "" {
+		rcfg = remote.Configure(n.cfg.ListenHost, port, remote.WithAdvertisedHost(n.cfg.AdvertisedHost))
+	}
+	local := newLocalActivations()
+	deps := &partitionDeps{
+		client: n.client, session: s, history: n.hist, system: system, local: local, log: n.log,
+		writer: writerConfig{Store: n.store, MaxInFlight: n.cfg.MaxInFlight, MaxPendingBytes: n.cfg.MaxPendingBytes, RecentBytes: n.cfg.RecentBytes},
+	}
+	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) }))
+	provider := newSessionProvider(n.client, s, n.log)
+	ccfg := cluster.Configure(ClusterName, provider, disthash.New(), rcfg, cluster.WithKinds(kind))
+	cl := cluster.New(system, ccfg)
+	if err := startMember(cl); err != nil {
+		_ = s.Close(context.Background())
+		return nil, err
+	}
+	m := &member{session: s, system: system, cluster: cl, provider: provider, local: local,
+		reb: newRebalancer(cl, local, n.mirror, s, n.log), client: NewClient(cl, n.cfg.Client), done: make(chan struct{})}
+	rctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go func() { defer close(m.done); m.reb.run(rctx) }()
+	n.log.Info("joined the cluster", zap.String("member", system.ID), zap.String("address", system.Address()), zap.Int64("session", int64(s.LeaseID())))
+	return m, nil
+}
+
+// supervise rejoins whenever the session ends, until the node stops.
+func (n *Node) supervise(ctx context.Context) {
+	defer close(n.done)
+	for {
+		m := n.current()
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.session.Done():
+		}
+		n.log.Warn("session lost: every local partition is fenced; leaving and rejoining the cluster", zap.String("member", m.system.ID))
+		n.mu.Lock()
+		n.cur = nil
+		n.mu.Unlock()
+		n.leave(m, false)
+		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+			if ctx.Err() != nil {
+				return
+			}
+			jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			next, err := n.join(jctx)
+			cancel()
+			if err == nil {
+				n.mu.Lock()
+				n.cur = next
+				n.rejoined++
+				n.mu.Unlock()
+				break
+			}
+			n.log.Warn("rejoin failed", zap.Error(err), zap.Duration("backoff", backoff))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
+
+// leave takes a member out of the cluster. Gracefully, it first stops every local
+// partition (each commits what it accepted and releases its lease), then leaves the
+// cluster and closes the session. protoactor-go's Shutdown deletes the member before
+// stopping grains, which would let their partitions move while they still write.
+func (n *Node) leave(m *member, graceful bool) {
+	m.cancel()
+	<-m.done
+	if graceful {
+		n.stopLocalPartitions(m)
+	}
+	m.cluster.Shutdown(graceful)
+	if graceful {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.session.Close(ctx); err != nil {
+			n.log.Warn("session not closed", zap.Error(err))
+		}
+		cancel()
+	}
+}
+
+func (n *Node) stopLocalPartitions(m *member) {
+	var wg sync.WaitGroup
+	for p, pid := range m.local.snapshot() {
+		wg.Go(func() {
+			if err := m.system.Root.PoisonFuture(pid).Wait(); err != nil {
+				n.log.Warn("partition did not stop in time", zap.String("partition", p.String()), zap.Error(err))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Stop leaves the cluster gracefully: local partitions flush and release their leases
+// before the member goes away.
+func (n *Node) Stop(ctx context.Context) error {
+	n.cancel()
+	select {
+	case <-n.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	m := n.current()
+	if m == nil {
+		return errors.New("actors: node stopped while rejoining")
+	}
+	finished := make(chan struct{})
+	go func() { n.leave(m, true); close(finished) }()
+	select {
+	case <-finished:
+		n.log.Info("left the cluster")
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("leave the cluster: %w", ctx.Err())
+	}
+}
+
+// SplitHostPort parses a listen address into host and port, for flags.
+func SplitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q", p)
+	}
+	return host, port, nil
+}
+
+// startMember starts the cluster member, turning protoactor-go's panic on a listen
+// failure (a port still held by the previous member) into an error the caller retries.
+func startMember(cl *cluster.Cluster) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("start cluster member: %v", r)
+		}
+	}()
+	cl.StartMember()
+	return nil
+}
+
+// ProtoactorLogEnv names the variable that turns on protoactor-go's own logs (debug, info,
+// warn or error) on stderr, for debugging the cluster layer. They are off by default:
+// they are noisy, and what matters is in the agent's own logs.
+const ProtoactorLogEnv = "STREAMHOUSE_PROTOACTOR_LOG"
+
+func protoactorLogger(*actor.ActorSystem) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(os.Getenv(ProtoactorLogEnv))); err != nil || os.Getenv(ProtoactorLogEnv) == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,402 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// PartitionKind is the cluster kind of partition actors; their identity is
+// "<topic>/<partition>".
+const PartitionKind = "partition"
+
+// Identity is the cluster identity of a partition actor.
+func Identity(p coordination.Partition) string { return p.Topic + "/" + strconv.Itoa(int(p.Partition)) }
+
+func parseIdentity(id string) (coordination.Partition, error) {
+	i := strings.LastIndexByte(id, '/')
+	if i <= 0 {
+		return coordination.Partition{}, fmt.Errorf("%w: partition identity %q", ErrInvalidArgument, id)
+	}
+	n, err := strconv.ParseInt(id[i+1:], 10, 32)
+	if err != nil || n < 0 {
+		return coordination.Partition{}, fmt.Errorf("%w: partition identity %q", ErrInvalidArgument, id)
+	}
+	return coordination.Partition{Topic: id[:i], Partition: int32(n)}, nil
+}
+
+const (
+	// maxStash bounds requests held while a partition acquires its lease.
+	maxStash = 10000
+	// acquireTimeout bounds the wait for a previous owner's lease to be released or expire.
+	acquireTimeout = 30 * time.Second
+	// stopFlushTimeout bounds how long a stopping partition waits for its last commits.
+	stopFlushTimeout = 10 * time.Second
+	// defaultFetchBytes answers fetches that do not say how much they want.
+	defaultFetchBytes = 1 << 20
+)
+
+// partitionDeps are what every partition actor of an agent shares.
+type partitionDeps struct {
+	client  *coordination.Client
+	session *coordination.Session
+	history *history
+	system  *actor.ActorSystem
+	local   *localActivations
+	writer  writerConfig // Store and tuning; Lease, Linger and SegmentBytes are set per partition
+	log     *zap.Logger
+}
+
+// Messages local to an agent (never sent across nodes).
+type (
+	acquired struct {
+		lease *coordination.Lease
+		spec  coordination.TopicSpec
+		hwm   int64
+		err   error
+	}
+	wake         struct{}
+	fetchExpired struct{ w *fetchWaiter }
+)
+
+type stashed struct {
+	msg    any
+	sender *actor.PID
+}
+
+type fetchWaiter struct {
+	req    *partitionpb.FetchRequest
+	sender *actor.PID
+	done   bool
+}
+
+// partitionActor owns one partition while its node holds the partition's lease
+// (DESIGN.md §5): it acquires the lease on activation, serves produce through a writer and
+// fetches from memory, the store, or by long-polling at the log end, and on stopping
+// commits what it accepted and releases the lease.
+type partitionActor struct {
+	deps    *partitionDeps
+	acq     *acquisition
+	p       coordination.Partition
+	self    *actor.PID
+	log     *zap.Logger
+	lease   *coordination.Lease
+	w       *writer
+	stash   []stashed
+	waiters []*fetchWaiter
+	failed  error // set when the partition cannot serve (acquire failed, fenced)
+}
+
+func newPartitionActor(deps *partitionDeps) actor.Actor {
+	return &partitionActor{deps: deps, log: deps.log}
+}
+
+// Receive implements actor.Actor.
+func (a *partitionActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *cluster.ClusterInit:
+		a.init(ctx, m.Identity.Identity)
+	case *acquired:
+		a.onAcquired(ctx, m)
+	case *wake:
+		a.process(ctx)
+	case *partitionpb.ProduceRequest:
+		a.produce(m, ctx.Sender())
+	case *partitionpb.FetchRequest:
+		a.fetch(m, ctx.Sender())
+	case *fetchExpired:
+		if !m.w.done {
+			m.w.done = true
+			a.replyFetch(m.w.sender, &partitionpb.FetchResponse{HighWaterMark: a.w.Committed()})
+		}
+	case *actor.Stopping:
+		a.stopping()
+	case *actor.Stopped:
+		if a.self != nil {
+			a.deps.local.remove(a.p, a.self)
+		}
+	}
+}
+
+func (a *partitionActor) init(ctx actor.Context, identity string) {
+	a.self = ctx.Self()
+	p, err := parseIdentity(identity)
+	if err != nil {
+		a.failed = err
+		ctx.Poison(a.self)
+		return
+	}
+	a.p = p
+	a.deps.local.add(p, a.self)
+	a.log = a.deps.log.With(zap.String("topic", p.Topic), zap.Int32("partition", p.Partition))
+	session, root, self := a.deps.session, a.deps.system.Root, a.self
+	actx, cancel := context.WithTimeout(context.Background(), acquireTimeout)
+	acq := &acquisition{cancel: cancel}
+	a.acq = acq
+	go func() {
+		defer cancel()
+		res := &acquired{}
+		res.spec, res.err = a.deps.client.Topic(actx, p.Topic)
+		if res.err == nil {
+			res.lease, res.err = session.Acquire(actx, p.Topic, p.Partition)
+		}
+		if res.err == nil {
+			if res.hwm, res.err = res.lease.HWM(actx); res.err != nil {
+				_ = res.lease.Release(context.Background())
+				res.lease = nil
+			}
+		}
+		if !acq.hand(res.lease) {
+			return // the actor stopped meanwhile; hand released the lease
+		}
+		root.Send(self, res)
+	}()
+}
+
+// acquisition hands a lease acquired in the background to its actor, or releases it if the
+// actor stopped meanwhile: a message to a stopped actor is lost, and with it the lease
+// would stay held by a session that has no actor for it, blocking the real owner.
+type acquisition struct {
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	stopped bool
+	lease   *coordination.Lease
+}
+
+// hand records the lease for the actor; false means the actor is gone and the lease was
+// released.
+func (q *acquisition) hand(l *coordination.Lease) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		if l != nil {
+			_ = l.Release(context.Background())
+		}
+		return false
+	}
+	q.lease = l
+	return true
+}
+
+// stop cancels a running acquisition and returns a lease it produced that the actor has
+// not taken yet, for the actor to release.
+func (q *acquisition) stop() *coordination.Lease {
+	q.cancel()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stopped = true
+	return q.lease
+}
+
+func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
+	if m.err != nil {
+		a.log.Warn("partition not activated", zap.Error(m.err))
+		a.failed = fmt.Errorf("%w: %s could not be activated: %w", ErrUnavailable, a.p, m.err)
+		if errors.Is(m.err, coordination.ErrTopicNotFound) || errors.Is(m.err, coordination.ErrPartitionNotFound) {
+			a.failed = m.err
+		}
+		a.drainStash()
+		ctx.Poison(a.self)
+		return
+	}
+	a.lease = m.lease
+	a.log = a.log.With(zap.Int64("epoch", m.lease.Epoch()))
+	cfg := a.deps.writer
+	cfg.Lease, cfg.Linger, cfg.SegmentBytes, cfg.Log = m.lease, m.spec.Linger(), m.spec.SegmentBytes, a.log
+	root, self := a.deps.system.Root, a.self
+	cfg.notify = func() { root.Send(self, &wake{}) }
+	a.w = newWriter(cfg, m.hwm)
+	a.log.Info("partition active", zap.Int64("hwm", m.hwm), zap.String("node", a.deps.session.Node().Node))
+	a.drainStash()
+}
+
+// drainStash handles what arrived while the lease was being acquired.
+func (a *partitionActor) drainStash() {
+	stash := a.stash
+	a.stash = nil
+	for _, s := range stash {
+		switch m := s.msg.(type) {
+		case *partitionpb.ProduceRequest:
+			a.produce(m, s.sender)
+		case *partitionpb.FetchRequest:
+			a.fetch(m, s.sender)
+		}
+	}
+}
+
+func (a *partitionActor) notReady(msg any, sender *actor.PID) (error, bool) {
+	if a.failed != nil {
+		return a.failed, true
+	}
+	if a.w == nil {
+		if len(a.stash) >= maxStash {
+			return fmt.Errorf("%w: %s is still starting", ErrBackpressure, a.p), true
+		}
+		a.stash = append(a.stash, stashed{msg, sender})
+		return nil, true
+	}
+	return nil, false
+}
+
+func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PID) {
+	if err, wait := a.notReady(m, sender); wait {
+		if err != nil {
+			a.replyProduce(sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
+		}
+		return
+	}
+	root, epoch, node := a.deps.system.Root, a.lease.Epoch(), a.deps.session.Node().Node
+	a.w.Append(toRecords(m.Records), func(r produceResult) {
+		resp := &partitionpb.ProduceResponse{Code: codeOf(r.Err), BaseOffset: r.Base, Count: int32(r.Count), Epoch: epoch, Node: node}
+		if r.Err != nil {
+			resp.Message = r.Err.Error()
+		}
+		if sender != nil {
+			root.Send(sender, resp)
+		}
+	})
+}
+
+func (a *partitionActor) replyProduce(sender *actor.PID, resp *partitionpb.ProduceResponse) {
+	if sender != nil {
+		a.deps.system.Root.Send(sender, resp)
+	}
+}
+
+func (a *partitionActor) replyFetch(sender *actor.PID, resp *partitionpb.FetchResponse) {
+	if a.lease != nil {
+		resp.Epoch = a.lease.Epoch()
+	}
+	resp.Node = a.deps.session.Node().Node
+	if sender != nil {
+		a.deps.system.Root.Send(sender, resp)
+	}
+}
+
+func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
+	if err, wait := a.notReady(m, sender); wait {
+		if err != nil {
+			a.replyFetch(sender, &partitionpb.FetchResponse{Code: codeOf(err), Message: err.Error()})
+		}
+		return
+	}
+	hwm := a.w.Committed()
+	switch {
+	case m.Offset < 0:
+		a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_INVALID_ARGUMENT, Message: fmt.Sprintf("offset %d is negative", m.Offset), HighWaterMark: hwm})
+	case m.Offset > hwm:
+		a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_OUT_OF_RANGE,
+			Message: fmt.Sprintf("offset %d is past the high-water mark %d of %s", m.Offset, hwm, a.p), HighWaterMark: hwm})
+	case m.Offset == hwm:
+		if m.MaxWaitMs <= 0 {
+			a.replyFetch(sender, &partitionpb.FetchResponse{HighWaterMark: hwm})
+			return
+		}
+		w := &fetchWaiter{req: m, sender: sender}
+		a.waiters = append(a.waiters, w)
+		root, self := a.deps.system.Root, a.self
+		time.AfterFunc(time.Duration(m.MaxWaitMs)*time.Millisecond, func() { root.Send(self, &fetchExpired{w}) })
+	default:
+		a.serve(m, sender)
+	}
+}
+
+// serve answers a fetch below the high-water mark, from memory when it can, else from
+// the store on a goroutine of its own.
+func (a *partitionActor) serve(m *partitionpb.FetchRequest, sender *actor.PID) {
+	maxBytes := int(m.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = defaultFetchBytes
+	}
+	hwm := a.w.Committed()
+	if recs, ok := a.w.recent.read(m.Offset, maxBytes); ok {
+		a.replyFetch(sender, &partitionpb.FetchResponse{Records: fromRecords(recs), HighWaterMark: hwm})
+		return
+	}
+	h, p := a.deps.history, a.p
+	resp := &partitionpb.FetchResponse{Epoch: a.lease.Epoch(), Node: a.deps.session.Node().Node}
+	root := a.deps.system.Root
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		recs, hwm, err := h.read(ctx, p, m.Offset, maxBytes)
+		resp.Code, resp.HighWaterMark, resp.Records = codeOf(err), hwm, fromRecords(recs)
+		if err != nil {
+			resp.Message = err.Error()
+		}
+		if sender != nil {
+			root.Send(sender, resp)
+		}
+	}()
+}
+
+func (a *partitionActor) process(ctx actor.Context) {
+	if a.w == nil {
+		return
+	}
+	if err := a.w.Process(); err != nil {
+		a.log.Error("partition writer failed; stopping", zap.Error(err))
+		a.failed = err
+		ctx.Poison(a.self)
+	}
+	// Long-polls at the old log end can now be answered.
+	hwm := a.w.Committed()
+	kept := a.waiters[:0]
+	for _, w := range a.waiters {
+		switch {
+		case w.done:
+		case w.req.Offset < hwm:
+			w.done = true
+			a.serve(w.req, w.sender)
+		default:
+			kept = append(kept, w)
+		}
+	}
+	a.waiters = kept
+}
+
+func (a *partitionActor) stopping() {
+	if a.w != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), stopFlushTimeout)
+		err := a.w.Flush(ctx)
+		cancel()
+		if err != nil {
+			a.log.Warn("partition stopped before flushing", zap.Error(err))
+		}
+		a.w.Close(fmt.Errorf("%w: %s moved", ErrUnavailable, a.p))
+	}
+	if a.acq != nil {
+		if pending := a.acq.stop(); pending != nil && a.lease == nil {
+			a.lease = pending // acquired, but the news had not reached the actor yet
+		}
+	}
+	if a.lease != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.lease.Release(ctx); err != nil {
+			a.log.Warn("partition lease not released", zap.Error(err))
+		}
+		cancel()
+	}
+	if a.failed == nil {
+		a.failed = fmt.Errorf("%w: %s moved", ErrUnavailable, a.p)
+	}
+	a.drainStash()
+	for _, w := range a.waiters {
+		if !w.done {
+			a.replyFetch(w.sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_UNAVAILABLE, Message: a.failed.Error()})
+		}
+	}
+	a.waiters = nil
+	a.log.Info("partition stopped")
+}

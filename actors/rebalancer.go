@@ -1,0 +1,118 @@
+package actors
+
+import (
+	"context"
+	"time"
+
+	"github.com/asynkron/protoactor-go/cluster"
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// rebalanceInterval is how often the rebalancer checks even without a trigger, to revive
+// partitions whose actor stopped (a failed upload, a lost race for the lease).
+const rebalanceInterval = 2 * time.Second
+
+// rebalancer keeps every partition of every topic activated on its rendezvous owner.
+// protoactor-go's disthash places identities by rendezvous hashing but activates them only
+// on the first request and never re-activates anything (DESIGN.md §7); so each agent
+// computes, over the current members, which partitions it owns and activates those it does
+// not hold the lease of yet. Moving partitions away is disthash's part: on a topology change
+// it stops local activations it no longer owns, and their Stopping releases the lease.
+type rebalancer struct {
+	cluster *cluster.Cluster
+	local   *localActivations
+	mirror  *coordination.Mirror
+	session *coordination.Session
+	log     *zap.Logger
+	trigger chan struct{}
+	// activated counts activations started, for tests and metrics.
+	onActivate func(coordination.Partition)
+}
+
+func newRebalancer(c *cluster.Cluster, local *localActivations, m *coordination.Mirror, s *coordination.Session, log *zap.Logger) *rebalancer {
+	return &rebalancer{cluster: c, local: local, mirror: m, session: s, log: log, trigger: make(chan struct{}, 1)}
+}
+
+func (r *rebalancer) poke() {
+	select {
+	case r.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// run rebalances on every topology or metadata change and every rebalanceInterval, until
+// ctx ends.
+func (r *rebalancer) run(ctx context.Context) {
+	sub := r.cluster.ActorSystem.EventStream.Subscribe(func(evt any) {
+		if _, ok := evt.(*cluster.ClusterTopology); ok {
+			r.poke()
+		}
+	})
+	defer r.cluster.ActorSystem.EventStream.Unsubscribe(sub)
+	r.mirror.Observe(r.poke)
+	tick := time.NewTicker(rebalanceInterval)
+	defer tick.Stop()
+	r.poke()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-r.trigger:
+		}
+		r.rebalance(ctx)
+	}
+}
+
+// owned returns the partitions that rendezvous hashing over the current members assigns to
+// this member.
+func (r *rebalancer) owned() map[coordination.Partition]bool {
+	members := r.cluster.MemberList.Members().Members()
+	rdv := cluster.NewRendezvous()
+	rdv.UpdateMembers(members)
+	self := r.cluster.ActorSystem.Address()
+	out := map[coordination.Partition]bool{}
+	for _, t := range r.mirror.Topics() {
+		for i := range t.Partitions {
+			p := coordination.Partition{Topic: t.Name, Partition: i}
+			if rdv.GetByClusterIdentity(&cluster.ClusterIdentity{Identity: Identity(p), Kind: PartitionKind}) == self {
+				out[p] = true
+			}
+		}
+	}
+	return out
+}
+
+func (r *rebalancer) rebalance(ctx context.Context) {
+	owned := r.owned()
+	// Stop local activations this member does not own (strays of a topology change, or
+	// partitions of a deleted topic); stopping commits what they accepted and releases
+	// the lease for the owner.
+	for p, pid := range r.local.snapshot() {
+		if !owned[p] {
+			r.log.Info("stopping a partition this member does not own", zap.String("partition", p.String()),
+				zap.Int("members", r.cluster.MemberList.Length()))
+			r.cluster.ActorSystem.Root.Poison(pid)
+		}
+	}
+	mine := int64(r.session.LeaseID())
+	for p := range owned {
+		if ctx.Err() != nil {
+			return
+		}
+		if o, ok := r.mirror.Owner(p); ok && o.Lease == mine {
+			continue // active here
+		}
+		// Get activates the identity on its owner, here, and returns once it is spawned;
+		// the actor acquires the lease on its own.
+		if pid := r.cluster.Get(Identity(p), PartitionKind); pid == nil {
+			r.log.Debug("partition activation not placed yet", zap.String("partition", p.String()))
+			continue
+		}
+		if r.onActivate != nil {
+			r.onActivate(p)
+		}
+	}
+}

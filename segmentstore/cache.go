@@ -1,0 +1,121 @@
+package segmentstore
+
+import (
+	"container/list"
+	"context"
+	"sync"
+)
+
+// Cache is a byte-bounded LRU of decoded blocks and segment footers, shared by the
+// readers of an agent so that repeated reads of the same segment cost no GETs. It is safe
+// for concurrent use.
+type Cache struct {
+	mu    sync.Mutex
+	limit int64
+	bytes int64
+	lru   *list.List // of *cacheEntry, most recent first
+	items map[cacheKey]*list.Element
+}
+
+type cacheKey struct {
+	object string
+	block  int // -1: the segment's footer (its Reader)
+}
+
+type cacheEntry struct {
+	key   cacheKey
+	value any
+	size  int64
+}
+
+// NewCache returns a cache holding at most limit bytes (estimated from payload sizes).
+func NewCache(limit int64) *Cache {
+	return &Cache{limit: limit, lru: list.New(), items: map[cacheKey]*list.Element{}}
+}
+
+func (c *Cache) get(k cacheKey) (any, bool) {
+	if c == nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.lru.MoveToFront(e)
+		return e.Value.(*cacheEntry).value, true
+	}
+	return nil, false
+}
+
+func (c *Cache) put(k cacheKey, v any, size int64) {
+	if c == nil || size > c.limit {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.lru.MoveToFront(e)
+		return
+	}
+	c.items[k] = c.lru.PushFront(&cacheEntry{key: k, value: v, size: size})
+	c.bytes += size
+	for c.bytes > c.limit {
+		e := c.lru.Back()
+		ent := e.Value.(*cacheEntry)
+		c.lru.Remove(e)
+		delete(c.items, ent.key)
+		c.bytes -= ent.size
+	}
+}
+
+// Bytes is the estimated size of what the cache holds.
+func (c *Cache) Bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
+}
+
+// ReadObject returns records with offsets ≥ from of the segment stored as object (of size
+// bytes), up to maxBytes of payload (at least one record), through the cache: the footer
+// and each block are fetched with ranged reads at most once while they stay cached.
+func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, size int64, from int64, maxBytes int) ([]Record, error) {
+	var rd *Reader
+	if v, ok := c.get(cacheKey{object, -1}); ok {
+		rd = v.(*Reader)
+	} else {
+		var err error
+		if rd, err = OpenReader(ctx, src, size); err != nil {
+			return nil, err
+		}
+		c.put(cacheKey{object, -1}, rd, int64(len(rd.index))*indexEntryLen)
+	}
+	var out []Record
+	total := 0
+	for i := rd.Locate(from); i < len(rd.index); i++ {
+		var recs []Record
+		if v, ok := c.get(cacheKey{object, i}); ok {
+			recs = v.([]Record)
+		} else {
+			var err error
+			if recs, err = rd.ReadBlock(ctx, i); err != nil {
+				return nil, err
+			}
+			var sz int64
+			for j := range recs {
+				sz += int64(recs[j].Size()) + 64
+			}
+			c.put(cacheKey{object, i}, recs, sz)
+		}
+		for j := range recs {
+			if recs[j].Offset < from {
+				continue
+			}
+			s := recs[j].Size()
+			if len(out) > 0 && total+s > maxBytes {
+				return out, nil
+			}
+			out = append(out, recs[j])
+			total += s
+		}
+	}
+	return out, nil
+}
