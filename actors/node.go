@@ -50,7 +50,10 @@ type NodeConfig struct {
 	RecentBytes     int64
 	// Client tunes request routing.
 	Client ClientOptions
-	Log    *zap.Logger
+	// ClientOnly joins the cluster without hosting partitions: a process that only routes
+	// requests (a test driver, later a gateway-only process). Default false.
+	ClientOnly bool
+	Log        *zap.Logger
 }
 
 // Node is one agent's membership in the cluster: a session, a protoactor-go actor system
@@ -141,12 +144,24 @@ func (n *Node) Address() string {
 	return ""
 }
 
-// Zones maps member addresses to zones, as the node sees the membership.
-func (n *Node) Zones() map[string]string {
+// Members returns the cluster members as this node sees them.
+func (n *Node) Members() []Member {
 	if m := n.current(); m != nil {
-		return m.provider.Zones()
+		return m.provider.Members()
 	}
 	return nil
+}
+
+// Owner returns the address of the member that rendezvous hashing over the members
+// hosting partitions assigns p to.
+func (n *Node) Owner(p coordination.Partition) string {
+	m := n.current()
+	if m == nil {
+		return ""
+	}
+	rdv := cluster.NewRendezvous()
+	rdv.UpdateMembers(m.cluster.MemberList.Members().Members())
+	return rdv.GetByClusterIdentity(&cluster.ClusterIdentity{Identity: Identity(p), Kind: PartitionKind})
 }
 
 func (n *Node) join(ctx context.Context) (*member, error) {
@@ -167,7 +182,11 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	}
 	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) }))
 	provider := newSessionProvider(n.client, s, n.log)
-	ccfg := cluster.Configure(ClusterName, provider, disthash.New(), rcfg, cluster.WithKinds(kind))
+	var opts []cluster.ConfigOption
+	if !n.cfg.ClientOnly {
+		opts = append(opts, cluster.WithKinds(kind))
+	}
+	ccfg := cluster.Configure(ClusterName, provider, disthash.New(), rcfg, opts...)
 	cl := cluster.New(system, ccfg)
 	if err := startMember(cl); err != nil {
 		_ = s.Close(context.Background())
@@ -177,7 +196,12 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 		reb: newRebalancer(cl, local, n.mirror, s, n.log), client: NewClient(cl, n.cfg.Client), done: make(chan struct{})}
 	rctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	go func() { defer close(m.done); m.reb.run(rctx) }()
+	go func() {
+		defer close(m.done)
+		if !n.cfg.ClientOnly {
+			m.reb.run(rctx)
+		}
+	}()
 	n.log.Info("joined the cluster", zap.String("member", system.ID), zap.String("address", system.Address()), zap.Int64("session", int64(s.LeaseID())))
 	return m, nil
 }

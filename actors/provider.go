@@ -141,13 +141,19 @@ func (p *sessionProvider) publish(c *cluster.Cluster) {
 	c.MemberList.UpdateClusterTopology(members)
 }
 
-// Zones returns the zone of every member by address (host:port).
-func (p *sessionProvider) Zones() map[string]string {
+// Member is a cluster member as its record in etcd describes it.
+type Member struct {
+	ID, Address, Node, Zone string
+	Kinds                   []string
+}
+
+// Members returns the members this provider knows, in no particular order.
+func (p *sessionProvider) Members() []Member {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[string]string, len(p.members))
+	out := make([]Member, 0, len(p.members))
 	for _, m := range p.members {
-		out[net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port)))] = m.Zone
+		out = append(out, Member{ID: m.ID, Address: net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port))), Node: m.Node, Zone: m.Zone, Kinds: m.Kinds})
 	}
 	return out
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/streamhouse/streamhouse/actors"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+)
+
+// agentFlags are the agent's settings. Every flag can also be set by the environment
+// variable named in its help; a flag on the command line wins.
+type agentFlags struct {
+	node, zone        string
+	etcd, etcdRoot    string
+	store             string
+	listen, advertise string
+	sessionTTL        time.Duration
+	logLevel, logFmt  string
+	shutdownTimeout   time.Duration
+}
+
+func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
+	host, _ := os.Hostname()
+	f := &agentFlags{}
+	fs := flag.NewFlagSet("streamhouse agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, name, env, def, help string) {
+		if v := os.Getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, help+" ($"+env+")")
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
+		if v, err := time.ParseDuration(os.Getenv(env)); err == nil {
+			def = v
+		}
+		fs.DurationVar(p, name, def, help+" ($"+env+")")
+	}
+	str(&f.node, "node", "STREAMHOUSE_NODE", host, "agent name, unique in the cluster")
+	str(&f.zone, "zone", "STREAMHOUSE_ZONE", "", "availability zone of this agent")
+	str(&f.etcd, "etcd", "STREAMHOUSE_ETCD_ENDPOINTS", "127.0.0.1:2379", "comma-separated etcd endpoints")
+	str(&f.etcdRoot, "etcd-root", "STREAMHOUSE_ETCD_ROOT", coordination.DefaultRoot, "key prefix of this cluster in etcd")
+	str(&f.store, "store", "STREAMHOUSE_STORE_URL", "", "object store URL: s3://bucket/prefix?endpoint=... or file:///dir (required)")
+	str(&f.listen, "cluster-listen", "STREAMHOUSE_CLUSTER_LISTEN", "0.0.0.0:8090", "address the agent-to-agent gRPC remote listens on")
+	str(&f.advertise, "cluster-advertise", "STREAMHOUSE_CLUSTER_ADVERTISE", "", "host:port other agents dial (default: the listen address, with this host's name for 0.0.0.0)")
+	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
+	str(&f.logLevel, "log-level", "STREAMHOUSE_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&f.logFmt, "log-format", "STREAMHOUSE_LOG_FORMAT", "json", "json or console")
+	dur(&f.shutdownTimeout, "shutdown-timeout", "STREAMHOUSE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful stop may take")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if f.store == "" {
+		return nil, errors.New("--store (or $STREAMHOUSE_STORE_URL) is required")
+	}
+	if f.sessionTTL < time.Second {
+		return nil, fmt.Errorf("--session-ttl %s: at least 1s", f.sessionTTL)
+	}
+	if f.advertise == "" {
+		h, p, err := actors.SplitHostPort(f.listen)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-listen %q: %w", f.listen, err)
+		}
+		if h == "" || h == "0.0.0.0" || h == "::" {
+			h = host
+		}
+		f.advertise = fmt.Sprintf("%s:%d", h, p)
+	}
+	return f, nil
+}
+
+func newLogger(level, format string) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	var cfg zap.Config
+	switch format {
+	case "json":
+		cfg = zap.NewProductionConfig()
+	case "console":
+		cfg = zap.NewDevelopmentConfig()
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json or console", format)
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	return cfg.Build()
+}
+
+// runAgent runs an agent until SIGINT or SIGTERM, then leaves the cluster gracefully.
+func runAgent(args []string, stderr io.Writer) int {
+	f, err := parseAgentFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "streamhouse agent:", err)
+		return 2
+	}
+	log, err := newLogger(f.logLevel, f.logFmt)
+	if err != nil {
+		fmt.Fprintln(stderr, "streamhouse agent:", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := agent(ctx, f, log); err != nil {
+		log.Error("agent failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
+	log = log.With(zap.String("node", f.node), zap.String("zone", f.zone))
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(f.etcd, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("etcd %s: %w", f.etcd, err)
+	}
+	defer etcd.Close()
+	coord, err := coordination.New(etcd, coordination.Options{Root: f.etcdRoot, Logger: log})
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	store, err := objstore.Open(startCtx, f.store)
+	if err != nil {
+		return err
+	}
+	if err := store.Check(startCtx); err != nil {
+		return fmt.Errorf("object store: %w", err)
+	}
+	mirror := coord.NewMirror()
+	if err := mirror.Load(startCtx); err != nil {
+		return fmt.Errorf("load metadata from etcd %s: %w", f.etcd, err)
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); _ = mirror.Watch(watchCtx) }()
+	defer func() { stopWatch(); <-watchDone }()
+
+	host, port, err := actors.SplitHostPort(f.listen)
+	if err != nil {
+		return fmt.Errorf("--cluster-listen %q: %w", f.listen, err)
+	}
+	node, err := actors.StartNode(startCtx, coord, store, mirror, actors.NodeConfig{
+		Info:       coordination.NodeInfo{Node: f.node, Zone: f.zone, Addr: f.advertise},
+		ListenHost: host, ListenPort: port, AdvertisedHost: f.advertise,
+		SessionTTL: f.sessionTTL, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise))
+	<-ctx.Done()
+	log.Info("stopping: releasing local partitions, then leaving the cluster")
+	stopCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	return node.Stop(stopCtx)
+}

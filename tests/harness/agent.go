@@ -1,0 +1,111 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// StreamhouseBinary builds cmd/streamhouse once per test process (from the Go build
+// cache, so that tests always run the code under test) and returns its path.
+func StreamhouseBinary() (string, error) {
+	buildOnce.Do(func() {
+		root, err := RepoRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "streamhouse-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "streamhouse")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/streamhouse")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("harness: build streamhouse: %v\n%s", err, out)
+		}
+	})
+	return buildPath, buildErr
+}
+
+// AgentConfig describes one agent process.
+type AgentConfig struct {
+	Node, Zone string
+	Etcd       string // client endpoint
+	EtcdRoot   string
+	StoreURL   string
+	SessionTTL time.Duration // default: the agent's default
+	Env        []string      // extra environment, e.g. AWS credentials
+}
+
+// Agent is a `streamhouse agent` process.
+type Agent struct {
+	Config      AgentConfig
+	ClusterAddr string
+	Process     *Process
+	dir         string
+}
+
+// StartAgent starts an agent on a free loopback port and waits until it runs.
+func StartAgent(ctx context.Context, dir string, cfg AgentConfig) (*Agent, error) {
+	bin, err := StreamhouseBinary()
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{Config: cfg, ClusterAddr: "127.0.0.1:" + itoa(port), dir: dir}
+	return a, a.start(ctx, bin)
+}
+
+func (a *Agent) start(ctx context.Context, bin string) error {
+	cfg := a.Config
+	args := []string{"agent", "--node", cfg.Node, "--zone", cfg.Zone, "--etcd", cfg.Etcd, "--etcd-root", cfg.EtcdRoot,
+		"--store", cfg.StoreURL, "--cluster-listen", a.ClusterAddr, "--log-level", "info"}
+	if cfg.SessionTTL > 0 {
+		args = append(args, "--session-ttl", cfg.SessionTTL.String())
+	}
+	logPath := filepath.Join(a.dir, fmt.Sprintf("%s-%d.log", cfg.Node, time.Now().UnixNano()))
+	p, err := StartProcess(cfg.Node, bin, args, cfg.Env, logPath)
+	if err != nil {
+		return err
+	}
+	a.Process = p
+	return waitReady(ctx, p, 60*time.Second, func(context.Context) error {
+		if !strings.Contains(p.LogTail(1<<20), `"agent running"`) {
+			return fmt.Errorf("%s not running yet", cfg.Node)
+		}
+		return nil
+	})
+}
+
+// Restart starts the agent again after it stopped or was killed, on the same port.
+func (a *Agent) Restart(ctx context.Context) error {
+	bin, err := StreamhouseBinary()
+	if err != nil {
+		return err
+	}
+	return a.start(ctx, bin)
+}
+
+// Signal sends sig to the agent's process group (SIGSTOP and SIGCONT to pause it).
+func (a *Agent) Signal(sig syscall.Signal) error { return syscall.Kill(-a.Process.Pid(), sig) }
+
+// Stop stops the agent gracefully (SIGTERM), killing it after 30s.
+func (a *Agent) Stop() error { return a.Process.Stop(30 * time.Second) }
