@@ -245,14 +245,21 @@ func (n *Node) supervise(ctx context.Context) {
 	}
 }
 
-// leave takes a member out of the cluster. Gracefully, it first stops every local
-// partition (each commits what it accepted and releases its lease), then leaves the
-// cluster and closes the session. protoactor-go's Shutdown deletes the member before
-// stopping grains, which would let their partitions move while they still write.
+// leave takes a member out of the cluster. Gracefully, it first withdraws its member
+// record, so that the new owners start acquiring at once, then stops every local
+// partition (each commits what it accepted and releases its lease, which is what the new
+// owners wait for), then shuts the member down and closes the session. The epoch fence is
+// what makes announcing the departure before the last commits safe: a new owner cannot
+// write until the lease is released.
 func (n *Node) leave(m *member, graceful bool) {
 	m.cancel()
 	<-m.done
 	if graceful {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.provider.deregister(ctx); err != nil {
+			n.log.Warn("member record not withdrawn", zap.Error(err))
+		}
+		cancel()
 		n.stopLocalPartitions(m)
 	}
 	m.cluster.Shutdown(graceful)

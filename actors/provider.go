@@ -158,6 +158,18 @@ func (p *sessionProvider) Members() []Member {
 	return out
 }
 
+// deregister deletes this member's record, so that the other members recompute ownership
+// and start taking its partitions (they wait, fenced, until it releases each lease).
+func (p *sessionProvider) deregister(ctx context.Context) error {
+	if p.self == "" {
+		return nil
+	}
+	if _, err := p.etcd.Delete(ctx, p.prefix+p.self); err != nil {
+		return fmt.Errorf("deregister cluster member: %w", err)
+	}
+	return nil
+}
+
 // Shutdown implements cluster.ClusterProvider.
 func (p *sessionProvider) Shutdown(bool) error {
 	if p.cancel != nil {
