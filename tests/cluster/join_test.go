@@ -1,0 +1,85 @@
+package cluster_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+func TestJoiningAgentTakesItsShareOnly(t *testing.T) {
+	tc := newCluster(t, 3, 0)
+	const partitions = 24
+	topics := map[string]int32{"events": partitions}
+	tc.topic("events", partitions)
+	before := tc.waitOwned(60*time.Second, topics)
+	rev := tc.mirror.Revision()
+
+	tc.addAgent("agent-4", "zone-a", 0)
+	after := tc.waitOwned(60*time.Second, topics)
+	movedTo := map[string]int{}
+	for p, o := range after {
+		if o.Node != before[p].Node {
+			movedTo[o.Node]++
+			if o.Node != "agent-4" {
+				t.Errorf("%s moved from %s to %s, not to the new agent", p, before[p].Node, o.Node)
+			}
+		}
+	}
+	moved := movedTo["agent-4"]
+	// Count lease acquisitions since the join: a moved partition is acquired once, a
+	// partition that stays is not acquired at all.
+	hist := leaseCreations(t, tc, rev)
+	acquisitions := 0
+	for p, n := range hist {
+		acquisitions += n
+		if n > 1 {
+			t.Errorf("%s was acquired %d times during the join", p, n)
+		}
+		if n == 1 && after[p].Node != "agent-4" {
+			t.Errorf("%s was re-acquired although it stayed on %s", p, after[p].Node)
+		}
+	}
+	t.Logf("agent-4 joined 3 agents: %d of %d partitions moved (1/N = %d), all to agent-4; %d lease acquisitions", moved, partitions, partitions/4, acquisitions)
+	if moved == 0 || moved > partitions/2 {
+		t.Fatalf("%d of %d partitions moved when a 4th agent joined", moved, partitions)
+	}
+}
+
+// leaseCreations counts, per partition, the lease keys created after revision rev, by
+// replaying etcd's history up to a sentinel key written now.
+func leaseCreations(t *testing.T, tc *testCluster, rev int64) map[coordination.Partition]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sentinel := tc.coord.Keys().Root() + "test-sentinel"
+	if _, err := tc.coord.Etcd().Put(ctx, sentinel, "end"); err != nil {
+		t.Fatal(err)
+	}
+	prefix := tc.coord.Keys().Leases()
+	out := map[coordination.Partition]int{}
+	for resp := range tc.coord.Etcd().Watch(ctx, tc.coord.Keys().Root(), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+		if resp.Err() != nil {
+			t.Fatal(resp.Err())
+		}
+		for _, ev := range resp.Events {
+			key := string(ev.Kv.Key)
+			if key == sentinel {
+				return out
+			}
+			if ev.IsCreate() && strings.HasPrefix(key, prefix) {
+				tail := key[len(prefix):]
+				i := strings.LastIndexByte(tail, '/')
+				n, _ := strconv.Atoi(tail[i+1:])
+				out[coordination.Partition{Topic: tail[:i], Partition: int32(n)}]++
+			}
+		}
+	}
+	t.Fatal("etcd history ended before the sentinel")
+	return nil
+}
