@@ -61,6 +61,12 @@ bench: tools ## segment encode/decode vs raw LZ4 on the same bytes; fenced etcd 
 	$(GO) test -run '^$$' -bench '^BenchmarkSegment$$' -count $(BENCHCOUNT) ./segmentstore/ | tee $(BIN)/bench-segment.txt
 	@awk -f tests/bench/segment-ratio.awk $(BIN)/bench-segment.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkCommit$$' -benchtime 3s ./coordination/ | grep -E '^(Benchmark|ok|FAIL)'
+	$(GO) test -run '^$$' -bench '^BenchmarkProduce' -benchtime 1x -timeout 10m ./actors/ | grep -E '^(Benchmark|ok|FAIL)'
+
+
+.PHONY: failover
+failover: tools ## kill -9 an agent under load 5 times; prints the time to the first produce on a moved partition
+	$(GO) test -run '^TestKillAgentUnderLoadLosesNoAckedRecord$$' -count 5 -v -timeout 20m ./tests/cluster/ | grep -E 'kill -9 of|^(ok|FAIL|--- FAIL)'
 
 .PHONY: lint
 lint: ## gofmt and go vet

@@ -139,3 +139,43 @@ func TestClusterOwnsEveryPartitionOnce(t *testing.T) {
 		t.Fatalf("fetch past the hwm: %v", resp)
 	}
 }
+
+func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, f, 1)
+	p := coordination.Partition{Topic: "t", Partition: 0}
+	if resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("first")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+		t.Fatalf("produce: %v %v", resp, err)
+	}
+	// A fetch at the log end with a short wait comes back empty after the wait.
+	t0 := time.Now()
+	resp, err := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 200})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 0 || resp.HighWaterMark != 1 || time.Since(t0) < 150*time.Millisecond {
+		t.Fatalf("empty long-poll: %v %v after %s", resp, err, time.Since(t0))
+	}
+	// A waiting fetch is answered as soon as a record is committed, long before its wait.
+	got := make(chan *partitionpb.FetchResponse, 1)
+	go func() {
+		r, _ := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 20000})
+		got <- r
+	}()
+	// The fetch reaches the actor (a local send) long before the produce can commit
+	// (linger, upload, commit), so it is parked at the log end when the commit lands.
+	produced := time.Now()
+	if resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("second")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+		t.Fatalf("produce: %v %v", resp, err)
+	}
+	select {
+	case r := <-got:
+		if r == nil || len(r.Records) != 1 || string(r.Records[0].Value) != "second" || r.Records[0].Offset != 1 {
+			t.Fatalf("long-poll answer %v", r)
+		}
+		t.Logf("long-poll answered %s after the produce", time.Since(produced).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("a fetch waiting at the log end was not answered after a commit")
+	}
+}

@@ -215,3 +215,48 @@ func TestIncompressibleBlocksAreStoredRaw(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// countingReader counts the ranged reads that reach the underlying bytes.
+type countingReader struct {
+	BytesReader
+	reads int
+}
+
+func (c *countingReader) ReadRange(ctx context.Context, off, n int64) ([]byte, error) {
+	c.reads++
+	return c.BytesReader.ReadRange(ctx, off, n)
+}
+
+func TestCacheServesRepeatedReadsWithoutIO(t *testing.T) {
+	ctx := context.Background()
+	recs := jsonRecords(300)
+	data, err := Encode("orders", 1, recs, Options{BlockSize: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &countingReader{BytesReader: data}
+	cache := NewCache(64 << 20)
+	first, err := cache.ReadObject(ctx, "obj", src, int64(len(data)), 100, 50_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first[0].Offset != 100 || !reflect.DeepEqual(first, recs[100:100+len(first)]) {
+		t.Fatalf("read from 100: %d records starting at %d", len(first), first[0].Offset)
+	}
+	reads := src.reads
+	again, err := cache.ReadObject(ctx, "obj", src, int64(len(data)), 100, 50_000)
+	if err != nil || !reflect.DeepEqual(again, first) {
+		t.Fatalf("cached read differs: %v", err)
+	}
+	if src.reads != reads {
+		t.Fatalf("a repeated read made %d more ranged reads", src.reads-reads)
+	}
+	// A cache too small for a block still answers, reading through.
+	tiny := NewCache(1)
+	if got, err := tiny.ReadObject(ctx, "obj", src, int64(len(data)), 0, 1<<30); err != nil || len(got) != 300 {
+		t.Fatalf("read through a tiny cache: %d records, %v", len(got), err)
+	}
+	if tiny.Bytes() > 1 {
+		t.Fatalf("cache of 1 byte holds %d", tiny.Bytes())
+	}
+}
