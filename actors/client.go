@@ -2,7 +2,9 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/cluster"
@@ -38,11 +40,76 @@ func (o ClientOptions) withDefaults() ClientOptions {
 type Client struct {
 	cluster *cluster.Cluster
 	opts    ClientOptions
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at every topology change
 }
 
 // NewClient routes requests through c.
 func NewClient(c *cluster.Cluster, opts ClientOptions) *Client {
-	return &Client{cluster: c, opts: opts.withDefaults()}
+	cl := &Client{cluster: c, opts: opts.withDefaults(), changed: make(chan struct{})}
+	c.ActorSystem.EventStream.Subscribe(func(evt any) {
+		if _, ok := evt.(*cluster.ClusterTopology); ok {
+			cl.mu.Lock()
+			close(cl.changed)
+			cl.changed = make(chan struct{})
+			cl.mu.Unlock()
+		}
+	})
+	return cl
+}
+
+func (c *Client) topologyChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// owner is the address of the member that should host p now.
+func (c *Client) owner(p coordination.Partition) string {
+	rdv := cluster.NewRendezvous()
+	rdv.UpdateMembers(c.cluster.MemberList.Members().Members())
+	return rdv.GetByClusterIdentity(&cluster.ClusterIdentity{Identity: Identity(p), Kind: PartitionKind})
+}
+
+type answer struct {
+	res any
+	err error
+}
+
+// attempt sends req once. It gives up early, with errOwnerLeft, when the member the
+// request went to leaves the cluster: waiting out the attempt timeout (and disthash's own
+// 5s lookup timeout) on a dead owner is most of a failover otherwise. Nothing is lost by
+// giving up: the dead owner cannot commit anything any more.
+func (c *Client) attempt(id string, p coordination.Partition, req proto.Message, timeout time.Duration) (any, error) {
+	owner := c.owner(p)
+	done := make(chan answer, 1)
+	go func() {
+		res, err := c.cluster.Request(id, PartitionKind, req, cluster.WithTimeout(timeout), cluster.WithRetryCount(1))
+		done <- answer{res, err}
+	}()
+	for {
+		select {
+		case a := <-done:
+			return a.res, a.err
+		case <-c.topologyChanged():
+			if owner != "" && !c.cluster.MemberList.ContainsMemberID(memberIDAt(c.cluster, owner)) {
+				return nil, errOwnerLeft
+			}
+		}
+	}
+}
+
+var errOwnerLeft = errors.New("the owner left the cluster")
+
+// memberIDAt returns the id of the member at addr, "" when none is.
+func memberIDAt(c *cluster.Cluster, addr string) string {
+	for _, m := range c.MemberList.Members().Members() {
+		if m.Address() == addr {
+			return m.Id
+		}
+	}
+	return ""
 }
 
 // Produce sends records to a partition and returns its answer once they are committed.
@@ -83,7 +150,11 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 	var answered bool
 	var last error
 	for {
-		res, err := c.cluster.Request(id, PartitionKind, req, cluster.WithTimeout(timeout), cluster.WithRetryCount(1))
+		res, err := c.attempt(id, p, req, timeout)
+		if errors.Is(err, errOwnerLeft) {
+			last = err
+			continue // retry at once: the new owner is known
+		}
 		if err == nil {
 			if m, ok := res.(proto.Message); ok {
 				answered = true

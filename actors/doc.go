@@ -1,16 +1,31 @@
-// Package actors runs partitions as protoactor-go virtual actors: the cluster wiring (etcd
-// membership, disthash placement, gRPC remote), the partition actor that batches produce
-// requests into fenced segments, and the rebalancer that keeps every partition activated
-// on its rendezvous owner. DESIGN.md §5 and §7 describe it; the "Partition actors" issue
-// builds it.
+// Package actors runs partitions as protoactor-go virtual actors on a cluster of agents
+// (DESIGN.md §5 and §7).
 //
-// Until that code lands, the blank imports below pin the protoactor-go modules in go.mod
-// (the version DESIGN.md §7 measured) and keep them building against our etcd and gRPC.
+// Pieces:
+//   - Node: an agent's membership. One etcd session, one actor system with the gRPC
+//     remote, a cluster member of kind "partition" placed by disthash (rendezvous hashing),
+//     and a rebalancer. Membership comes from sessionProvider, a cluster provider backed by
+//     the agents' etcd sessions (not protoactor-go's etcd provider, whose 3s member TTL and
+//     permanent eviction DESIGN.md §7 documents). On session loss the node leaves and
+//     rejoins with a new member id; on Stop it withdraws its member record, lets its
+//     partitions commit and release their leases, then leaves.
+//   - partitionActor: identity "<topic>/<partition>". Acquires the partition's lease on
+//     activation (its epoch), serves Produce through a writer and Fetch from memory, the
+//     store, or by long-polling at the log end; on Stopping commits what it accepted and
+//     releases the lease. I/O never runs on the actor's goroutine.
+//   - writer: batching by linger and size, pipelined uploads (MaxInFlight), commits in
+//     offset order fenced on the epoch, acks only after the commit.
+//   - rebalancer: activates every partition whose rendezvous owner is this member and
+//     stops local activations it does not own.
+//   - Client: routes requests from any agent to any partition through the cluster, with
+//     per-attempt timeouts and capped exponential backoff while partitions move.
+//
+// Invariants: a producer is acked only for records in a committed segment; offsets of a
+// partition are assigned once (a failed upload resets to the committed end after every
+// in-flight upload has finished, so no object name is reused under a racing upload); an
+// actor that loses its lease commits nothing more.
+//
+// All messages that cross nodes are protobuf messages of package partitionpb.
+//
+// Metrics: not exported yet (the "Observability" issue adds them).
 package actors
-
-import (
-	_ "github.com/asynkron/protoactor-go/cluster"
-	_ "github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
-	_ "github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
-	_ "github.com/asynkron/protoactor-go/remote"
-)
