@@ -39,6 +39,7 @@ func (o ClientOptions) withDefaults() ClientOptions {
 // capped exponential backoff while the partition moves (DESIGN.md §7). The gateway uses it.
 type Client struct {
 	cluster *cluster.Cluster
+	place   *Placement
 	opts    ClientOptions
 
 	mu      sync.Mutex
@@ -46,8 +47,8 @@ type Client struct {
 }
 
 // NewClient routes requests through c.
-func NewClient(c *cluster.Cluster, opts ClientOptions) *Client {
-	cl := &Client{cluster: c, opts: opts.withDefaults(), changed: make(chan struct{})}
+func NewClient(c *cluster.Cluster, place *Placement, opts ClientOptions) *Client {
+	cl := &Client{cluster: c, place: place, opts: opts.withDefaults(), changed: make(chan struct{})}
 	c.ActorSystem.EventStream.Subscribe(func(evt any) {
 		if _, ok := evt.(*cluster.ClusterTopology); ok {
 			cl.mu.Lock()
@@ -67,9 +68,7 @@ func (c *Client) topologyChanged() <-chan struct{} {
 
 // owner is the address of the member that should host p now.
 func (c *Client) owner(p coordination.Partition) string {
-	rdv := cluster.NewRendezvous()
-	rdv.UpdateMembers(c.cluster.MemberList.Members().Members())
-	return rdv.GetByClusterIdentity(&cluster.ClusterIdentity{Identity: Identity(p), Kind: PartitionKind})
+	return c.place.Owner(c.cluster.MemberList.Members().Members(), p)
 }
 
 type answer struct {

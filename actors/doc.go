@@ -3,8 +3,12 @@
 //
 // Pieces:
 //   - Node: an agent's membership. One etcd session, one actor system with the gRPC
-//     remote, a cluster member of kind "partition" placed by disthash (rendezvous hashing),
-//     and a rebalancer. Membership comes from sessionProvider, a cluster provider backed by
+//     remote, a cluster member of kind "partition", and a rebalancer.
+//   - Placement and placementLookup: which member hosts each partition (rendezvous hashing
+//     with bounded load per topic, so that every agent gets its share), and the identity
+//     lookup that activates partitions there. It replaces protoactor-go's disthash, whose
+//     plain rendezvous leaves an agent without partitions in 7.7% of 3-agent/9-partition
+//     clusters, and whose placement actor mismatches terminated PIDs. Membership comes from sessionProvider, a cluster provider backed by
 //     the agents' etcd sessions (not protoactor-go's etcd provider, whose 3s member TTL and
 //     permanent eviction DESIGN.md §7 documents). On session loss the node leaves and
 //     rejoins with a new member id; on Stop it withdraws its member record, lets its
@@ -15,8 +19,8 @@
 //     releases the lease. I/O never runs on the actor's goroutine.
 //   - writer: batching by linger and size, pipelined uploads (MaxInFlight), commits in
 //     offset order fenced on the epoch, acks only after the commit.
-//   - rebalancer: activates every partition whose rendezvous owner is this member and
-//     stops local activations it does not own.
+//   - rebalancer: activates every partition Placement assigns to this member and stops
+//     local activations it does not own.
 //   - Client: routes requests from any agent to any partition through the cluster, with
 //     per-attempt timeouts and capped exponential backoff while partitions move.
 //

@@ -13,7 +13,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"go.uber.org/zap"
 
@@ -67,6 +66,7 @@ type Node struct {
 	client *coordination.Client
 	store  objstore.Store
 	mirror *coordination.Mirror
+	place  *Placement
 	hist   *history
 	log    *zap.Logger
 
@@ -103,7 +103,7 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror,
+	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror, place: newPlacement(mirror),
 		hist: &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
 		log:  cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
 	m, err := n.join(ctx)
@@ -152,16 +152,13 @@ func (n *Node) Members() []Member {
 	return nil
 }
 
-// Owner returns the address of the member that rendezvous hashing over the members
-// hosting partitions assigns p to.
+// Owner returns the address of the member that Placement assigns p to.
 func (n *Node) Owner(p coordination.Partition) string {
 	m := n.current()
 	if m == nil {
 		return ""
 	}
-	rdv := cluster.NewRendezvous()
-	rdv.UpdateMembers(m.cluster.MemberList.Members().Members())
-	return rdv.GetByClusterIdentity(&cluster.ClusterIdentity{Identity: Identity(p), Kind: PartitionKind})
+	return n.place.Owner(m.cluster.MemberList.Members().Members(), p)
 }
 
 func (n *Node) join(ctx context.Context) (*member, error) {
@@ -186,14 +183,15 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	if !n.cfg.ClientOnly {
 		opts = append(opts, cluster.WithKinds(kind))
 	}
-	ccfg := cluster.Configure(ClusterName, provider, disthash.New(), rcfg, opts...)
+	lookup := &placementLookup{placement: n.place, timeout: 5 * time.Second}
+	ccfg := cluster.Configure(ClusterName, provider, lookup, rcfg, opts...)
 	cl := cluster.New(system, ccfg)
 	if err := startMember(cl); err != nil {
 		_ = s.Close(context.Background())
 		return nil, err
 	}
 	m := &member{session: s, system: system, cluster: cl, provider: provider, local: local,
-		reb: newRebalancer(cl, local, n.mirror, s, n.log), client: NewClient(cl, n.cfg.Client), done: make(chan struct{})}
+		reb: newRebalancer(cl, local, n.mirror, n.place, s, n.log), client: NewClient(cl, n.place, n.cfg.Client), done: make(chan struct{})}
 	rctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	go func() {

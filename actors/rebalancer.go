@@ -24,6 +24,7 @@ type rebalancer struct {
 	cluster *cluster.Cluster
 	local   *localActivations
 	mirror  *coordination.Mirror
+	place   *Placement
 	session *coordination.Session
 	log     *zap.Logger
 	trigger chan struct{}
@@ -31,8 +32,8 @@ type rebalancer struct {
 	onActivate func(coordination.Partition)
 }
 
-func newRebalancer(c *cluster.Cluster, local *localActivations, m *coordination.Mirror, s *coordination.Session, log *zap.Logger) *rebalancer {
-	return &rebalancer{cluster: c, local: local, mirror: m, session: s, log: log, trigger: make(chan struct{}, 1)}
+func newRebalancer(c *cluster.Cluster, local *localActivations, m *coordination.Mirror, place *Placement, s *coordination.Session, log *zap.Logger) *rebalancer {
+	return &rebalancer{cluster: c, local: local, mirror: m, place: place, session: s, log: log, trigger: make(chan struct{}, 1)}
 }
 
 func (r *rebalancer) poke() {
@@ -66,18 +67,16 @@ func (r *rebalancer) run(ctx context.Context) {
 	}
 }
 
-// owned returns the partitions that rendezvous hashing over the current members assigns to
-// this member.
+// owned returns the partitions that Placement over the current members assigns to this
+// member.
 func (r *rebalancer) owned() map[coordination.Partition]bool {
 	members := r.cluster.MemberList.Members().Members()
-	rdv := cluster.NewRendezvous()
-	rdv.UpdateMembers(members)
 	self := r.cluster.ActorSystem.Address()
 	out := map[coordination.Partition]bool{}
 	for _, t := range r.mirror.Topics() {
 		for i := range t.Partitions {
 			p := coordination.Partition{Topic: t.Name, Partition: i}
-			if rdv.GetByClusterIdentity(&cluster.ClusterIdentity{Identity: Identity(p), Kind: PartitionKind}) == self {
+			if r.place.Owner(members, p) == self {
 				out[p] = true
 			}
 		}

@@ -26,14 +26,18 @@ func TestJoiningAgentTakesItsShareOnly(t *testing.T) {
 	for p, o := range after {
 		if o.Node != before[p].Node {
 			movedTo[o.Node]++
-			if o.Node != "agent-4" {
-				t.Errorf("%s moved from %s to %s, not to the new agent", p, before[p].Node, o.Node)
-			}
 		}
 	}
-	moved := movedTo["agent-4"]
+	moved := 0
+	for _, n := range movedTo {
+		moved += n
+	}
+	if movedTo["agent-4"] != partitions/4 {
+		t.Errorf("agent-4 took %d partitions, its share is %d", movedTo["agent-4"], partitions/4)
+	}
 	// Count lease acquisitions since the join: a moved partition is acquired once, a
-	// partition that stays is not acquired at all.
+	// partition that stays is not acquired at all. (Bounded-load placement may move a
+	// partition between old agents too, when the new one relieves an agent at its cap.)
 	hist := leaseCreations(t, tc, rev)
 	acquisitions := 0
 	for p, n := range hist {
@@ -41,11 +45,11 @@ func TestJoiningAgentTakesItsShareOnly(t *testing.T) {
 		if n > 1 {
 			t.Errorf("%s was acquired %d times during the join", p, n)
 		}
-		if n == 1 && after[p].Node != "agent-4" {
+		if n == 1 && after[p].Node == before[p].Node {
 			t.Errorf("%s was re-acquired although it stayed on %s", p, after[p].Node)
 		}
 	}
-	t.Logf("agent-4 joined 3 agents: %d of %d partitions moved (1/N = %d), all to agent-4; %d lease acquisitions", moved, partitions, partitions/4, acquisitions)
+	t.Logf("agent-4 joined 3 agents: %d of %d partitions moved (1/N = %d), %v; %d lease acquisitions", moved, partitions, partitions/4, movedTo, acquisitions)
 	if moved == 0 || moved > partitions/2 {
 		t.Fatalf("%d of %d partitions moved when a 4th agent joined", moved, partitions)
 	}

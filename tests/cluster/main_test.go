@@ -148,8 +148,8 @@ func (tc *testCluster) topic(name string, partitions int32) {
 	}
 }
 
-// waitOwned waits until every partition of the topics has a lease held by a live agent
-// that rendezvous hashing names its owner, and returns the owners.
+// waitOwned waits until every partition of the topics has a lease held by the live agent
+// that Placement names its owner, and returns the owners.
 func (tc *testCluster) waitOwned(timeout time.Duration, topics map[string]int32) map[coordination.Partition]coordination.Owner {
 	tc.t.Helper()
 	owners := map[coordination.Partition]coordination.Owner{}
@@ -171,7 +171,7 @@ func (tc *testCluster) waitOwned(timeout time.Duration, topics map[string]int32)
 					return fmt.Errorf("%s has no owner", p)
 				}
 				if want := nodes[tc.client.Owner(p)]; o.Node != want {
-					return fmt.Errorf("%s is held by %s, rendezvous owner is %q", p, o.Node, want)
+					return fmt.Errorf("%s is held by %s, its placement is %q", p, o.Node, want)
 				}
 				owners[p] = o
 			}
