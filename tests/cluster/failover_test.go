@@ -125,13 +125,15 @@ func victimOf(t *testing.T, tc *testCluster, owners map[coordination.Partition]c
 	return nil, nil
 }
 
-func TestKillAgentUnderLoadLosesNoAckedRecord(t *testing.T) {
-	tc := newCluster(t, 3, 0)
+// loadedCluster starts 3 agents (session TTL ttl, 0 for the default) with a 6-partition
+// topic under load, and picks an agent that owns partitions: the victim.
+func loadedCluster(t *testing.T, ttl time.Duration) (*testCluster, map[string]int32, map[coordination.Partition]coordination.Owner,
+	*harness.Agent, []coordination.Partition, *load) {
+	tc := newCluster(t, 3, ttl)
 	topics := map[string]int32{"orders": 6}
 	tc.topic("orders", 6)
 	before := tc.waitOwned(60*time.Second, topics)
 	victim, moved := victimOf(t, tc, before)
-
 	l := startLoad(tc, "orders", 6)
 	harness.Eventually(t, 20*time.Second, func() error {
 		for _, p := range moved {
@@ -141,6 +143,11 @@ func TestKillAgentUnderLoadLosesNoAckedRecord(t *testing.T) {
 		}
 		return nil
 	})
+	return tc, topics, before, victim, moved, l
+}
+
+func TestKillAgentUnderLoadLosesNoAckedRecord(t *testing.T) {
+	tc, topics, before, victim, moved, l := loadedCluster(t, 0)
 	killed := time.Now()
 	if err := victim.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -171,20 +178,7 @@ func TestKillAgentUnderLoadLosesNoAckedRecord(t *testing.T) {
 }
 
 func TestGracefulStopHandsOverWithoutFailures(t *testing.T) {
-	tc := newCluster(t, 3, 0)
-	topics := map[string]int32{"orders": 6}
-	tc.topic("orders", 6)
-	before := tc.waitOwned(60*time.Second, topics)
-	victim, moved := victimOf(t, tc, before)
-	l := startLoad(tc, "orders", 6)
-	harness.Eventually(t, 20*time.Second, func() error {
-		for _, p := range moved {
-			if _, ok := l.firstOKAfter(p, time.Time{}); !ok {
-				return fmt.Errorf("no produce to %s yet", p)
-			}
-		}
-		return nil
-	})
+	tc, topics, before, victim, moved, l := loadedCluster(t, 0)
 	stopped := time.Now()
 	if err := victim.Process.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
@@ -218,20 +212,7 @@ func TestGracefulStopHandsOverWithoutFailures(t *testing.T) {
 
 func TestPausedOwnerIsFencedAndRejoins(t *testing.T) {
 	const ttl = 2 * time.Second
-	tc := newCluster(t, 3, ttl)
-	topics := map[string]int32{"orders": 6}
-	tc.topic("orders", 6)
-	before := tc.waitOwned(60*time.Second, topics)
-	victim, moved := victimOf(t, tc, before)
-	l := startLoad(tc, "orders", 6)
-	harness.Eventually(t, 20*time.Second, func() error {
-		for _, p := range moved {
-			if _, ok := l.firstOKAfter(p, time.Time{}); !ok {
-				return fmt.Errorf("no produce to %s yet", p)
-			}
-		}
-		return nil
-	})
+	tc, topics, _, victim, moved, l := loadedCluster(t, ttl)
 	// Pause the owner well past its TTL: the others take its partitions while it sleeps.
 	if err := victim.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
