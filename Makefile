@@ -70,6 +70,15 @@ bench: tools ## segment codec vs raw LZ4; etcd commit latency; produce throughpu
 failover: tools ## kill -9 an agent under load 5 times; prints the time to the first produce on a moved partition
 	$(GO) test -run '^TestKillAgentUnderLoadLosesNoAckedRecord$$' -count 5 -v -timeout 20m ./tests/cluster/ | grep -E 'kill -9 of|^(ok|FAIL|--- FAIL)'
 
+PROTOS := actors/partitionpb/partition.proto gateway/streamhousepb/streamhouse.proto
+
+.PHONY: proto
+proto: ## regenerate the committed protobuf code (installs protoc from Debian if missing)
+	@command -v protoc >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler)
+	protoc --plugin=protoc-gen-go=$$($(GO) tool -n protoc-gen-go) --plugin=protoc-gen-go-grpc=$$($(GO) tool -n protoc-gen-go-grpc) \
+	  --go_out=. --go_opt=module=github.com/streamhouse/streamhouse \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/streamhouse/streamhouse $(PROTOS)
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,8 +1,14 @@
-// Package gateway is the client-facing gRPC API (streamhouse.v1) that every agent serves:
-// admin, produce, fetch and consumer-group calls, routed to each partition's owner through
-// the cluster. DESIGN.md §8 describes it; the "Gateway" issue builds it.
+// Package gateway is the client-facing gRPC API (streamhouse.v1, streamhousepb/) that
+// every agent serves (DESIGN.md §8): admin (topics, cluster status), data (produce, fetch,
+// subscribe) and consumer-group calls. Any agent accepts any request: produce and fetch go
+// to the partition's owner through actors.Client, which retries with backoff while a
+// partition moves; metadata calls go to etcd through coordination.
 //
-// Until that code lands, the blank import below pins google.golang.org/grpc in go.mod.
+// Keyed records are partitioned with Kafka's murmur2 (PartitionForKey), so a key lands on
+// the partition a Kafka producer would choose; records with neither key nor partition go
+// round robin, one partition per request.
+//
+// Every refusal is a gRPC status a client can act on (see streamhousepb/streamhouse.proto)
+// and writes nothing: names, sizes and offsets are checked before anything is sent to a
+// partition. Limits has the request bounds and their defaults.
 package gateway
-
-import _ "google.golang.org/grpc"

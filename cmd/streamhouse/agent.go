@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,9 +16,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
 
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 )
 
@@ -28,6 +31,7 @@ type agentFlags struct {
 	etcd, etcdRoot    string
 	store             string
 	listen, advertise string
+	grpcListen        string
 	sessionTTL        time.Duration
 	logLevel, logFmt  string
 	shutdownTimeout   time.Duration
@@ -57,6 +61,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	str(&f.store, "store", "STREAMHOUSE_STORE_URL", "", "object store URL: s3://bucket/prefix?endpoint=... or file:///dir (required)")
 	str(&f.listen, "cluster-listen", "STREAMHOUSE_CLUSTER_LISTEN", "0.0.0.0:8090", "address the agent-to-agent gRPC remote listens on")
 	str(&f.advertise, "cluster-advertise", "STREAMHOUSE_CLUSTER_ADVERTISE", "", "host:port other agents dial (default: the listen address, with this host's name for 0.0.0.0)")
+	str(&f.grpcListen, "grpc-listen", "STREAMHOUSE_GRPC_LISTEN", ":50051", "address the client gRPC API (streamhouse.v1) listens on")
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
 	str(&f.logLevel, "log-level", "STREAMHOUSE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&f.logFmt, "log-format", "STREAMHOUSE_LOG_FORMAT", "json", "json or console")
@@ -171,10 +176,35 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise))
-	<-ctx.Done()
+	lis, err := net.Listen("tcp", f.grpcListen)
+	if err != nil {
+		_ = node.Stop(context.Background())
+		return fmt.Errorf("--grpc-listen %q: %w", f.grpcListen, err)
+	}
+	api := gateway.NewServer(coord, mirror, node, gateway.Limits{}, log)
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(gateway.Limits{}.MaxMessageBytes()), grpc.MaxSendMsgSize(gateway.Limits{}.MaxMessageBytes()))
+	api.Register(srv)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	log.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
+		zap.String("grpc", lis.Addr().String()))
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		log.Error("gRPC server stopped", zap.Error(err))
+	}
 	log.Info("stopping: releasing local partitions, then leaving the cluster")
 	stopCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
-	return node.Stop(stopCtx)
+	// Partitions hand over first, while the API still answers (its retries find the new
+	// owners); then in-flight calls finish.
+	err = node.Stop(stopCtx)
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-stopCtx.Done():
+		srv.Stop()
+	}
+	return err
 }

@@ -56,6 +56,7 @@ type AgentConfig struct {
 type Agent struct {
 	Config      AgentConfig
 	ClusterAddr string
+	GRPCAddr    string // the client API
 	Process     *Process
 	dir         string
 }
@@ -70,14 +71,18 @@ func StartAgent(ctx context.Context, dir string, cfg AgentConfig) (*Agent, error
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{Config: cfg, ClusterAddr: "127.0.0.1:" + itoa(port), dir: dir}
+	grpcPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{Config: cfg, ClusterAddr: "127.0.0.1:" + itoa(port), GRPCAddr: "127.0.0.1:" + itoa(grpcPort), dir: dir}
 	return a, a.start(ctx, bin)
 }
 
 func (a *Agent) start(ctx context.Context, bin string) error {
 	cfg := a.Config
 	args := []string{"agent", "--node", cfg.Node, "--zone", cfg.Zone, "--etcd", cfg.Etcd, "--etcd-root", cfg.EtcdRoot,
-		"--store", cfg.StoreURL, "--cluster-listen", a.ClusterAddr, "--log-level", "info"}
+		"--store", cfg.StoreURL, "--cluster-listen", a.ClusterAddr, "--grpc-listen", a.GRPCAddr, "--log-level", "info"}
 	if cfg.SessionTTL > 0 {
 		args = append(args, "--session-ttl", cfg.SessionTTL.String())
 	}

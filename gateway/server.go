@@ -1,0 +1,493 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/streamhouse/streamhouse/actors"
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+)
+
+// Limits bound what one request may carry. Zero fields take the documented defaults.
+type Limits struct {
+	// MaxRecordBytes bounds one record's key + value + headers. Default 1 MiB.
+	MaxRecordBytes int
+	// MaxBatchBytes bounds the records of one produce request. Default 16 MiB.
+	MaxBatchBytes int
+	// MaxBatchRecords bounds the records of one produce request. Default 100000.
+	MaxBatchRecords int
+	// MaxFetchBytes caps what one fetch returns (larger asks are lowered). Default 16 MiB.
+	MaxFetchBytes int
+	// DefaultFetchBytes answers a fetch that asks for 0 bytes. Default 1 MiB.
+	DefaultFetchBytes int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxRecordBytes <= 0 {
+		l.MaxRecordBytes = 1 << 20
+	}
+	if l.MaxBatchBytes <= 0 {
+		l.MaxBatchBytes = 16 << 20
+	}
+	if l.MaxBatchRecords <= 0 {
+		l.MaxBatchRecords = 100000
+	}
+	if l.MaxFetchBytes <= 0 {
+		l.MaxFetchBytes = 16 << 20
+	}
+	if l.DefaultFetchBytes <= 0 {
+		l.DefaultFetchBytes = 1 << 20
+	}
+	return l
+}
+
+// MaxMessageBytes is the gRPC message size the server must accept for these limits.
+func (l Limits) MaxMessageBytes() int {
+	l = l.withDefaults()
+	return max(l.MaxBatchBytes, l.MaxFetchBytes) + 1<<20
+}
+
+// Server implements the streamhouse.v1 API on one agent.
+type Server struct {
+	pb.UnimplementedStreamHouseServer
+	coord  *coordination.Client
+	mirror *coordination.Mirror
+	node   *actors.Node
+	limits Limits
+	log    *zap.Logger
+	rr     atomic.Uint32 // round robin for records without key or partition
+}
+
+// NewServer serves the API through node, reading metadata from mirror.
+func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node, limits Limits, log *zap.Logger) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Server{coord: coord, mirror: mirror, node: node, limits: limits.withDefaults(), log: log}
+}
+
+// Register adds the service, the standard health service (SERVING) and server reflection
+// to g.
+func (s *Server) Register(g *grpc.Server) *health.Server {
+	pb.RegisterStreamHouseServer(g, s)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(pb.StreamHouse_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
+	return hs
+}
+
+// statusOf maps an error to the gRPC status a client acts on.
+func statusOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, coordination.ErrInvalidArgument), errors.Is(err, actors.ErrInvalidArgument):
+		code = codes.InvalidArgument
+	case errors.Is(err, coordination.ErrTopicExists):
+		code = codes.AlreadyExists
+	case errors.Is(err, coordination.ErrTopicNotFound), errors.Is(err, coordination.ErrPartitionNotFound):
+		code = codes.NotFound
+	case errors.Is(err, coordination.ErrOffsetOutOfRange):
+		code = codes.OutOfRange
+	case errors.Is(err, actors.ErrBackpressure):
+		code = codes.ResourceExhausted
+	case errors.Is(err, actors.ErrUnavailable):
+		code = codes.Unavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return status.Error(code, err.Error())
+}
+
+func codeOf(c partitionpb.Code) codes.Code {
+	switch c {
+	case partitionpb.Code_CODE_OK:
+		return codes.OK
+	case partitionpb.Code_CODE_INVALID_ARGUMENT:
+		return codes.InvalidArgument
+	case partitionpb.Code_CODE_OUT_OF_RANGE:
+		return codes.OutOfRange
+	case partitionpb.Code_CODE_RESOURCE_EXHAUSTED:
+		return codes.ResourceExhausted
+	case partitionpb.Code_CODE_NOT_FOUND:
+		return codes.NotFound
+	default:
+		return codes.Unavailable
+	}
+}
+
+// topic returns a live topic, from the mirror or, for one created a moment ago, etcd.
+func (s *Server) topic(ctx context.Context, name string) (coordination.TopicSpec, error) {
+	if err := coordination.ValidateTopicName(name); err != nil {
+		return coordination.TopicSpec{}, statusOf(err)
+	}
+	if spec, ok := s.mirror.Topic(name); ok {
+		return spec, nil
+	}
+	spec, err := s.coord.Topic(ctx, name)
+	return spec, statusOf(err)
+}
+
+func (s *Server) partition(ctx context.Context, topic string, partition int32) (coordination.TopicSpec, error) {
+	spec, err := s.topic(ctx, topic)
+	if err != nil {
+		return spec, err
+	}
+	if partition < 0 || partition >= spec.Partitions {
+		return spec, status.Errorf(codes.NotFound, "topic %s has partitions 0..%d, not %d", topic, spec.Partitions-1, partition)
+	}
+	return spec, nil
+}
+
+func (s *Server) client() (*actors.Client, error) {
+	if c := s.node.Client(); c != nil {
+		return c, nil
+	}
+	return nil, status.Error(codes.Unavailable, "this agent is rejoining the cluster; retry")
+}
+
+func topicOf(t coordination.TopicSpec) *pb.Topic {
+	return &pb.Topic{Name: t.Name, Partitions: t.Partitions, RetentionMs: t.RetentionMs, LingerMs: t.LingerMs,
+		SegmentBytes: t.SegmentBytes, CreatedAtMs: t.CreatedAt.UnixMilli()}
+}
+
+// CreateTopic implements the API.
+func (s *Server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*pb.Topic, error) {
+	spec, err := s.coord.CreateTopic(ctx, coordination.TopicSpec{Name: req.Name, Partitions: req.Partitions,
+		RetentionMs: req.RetentionMs, LingerMs: req.LingerMs, SegmentBytes: req.SegmentBytes})
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	s.log.Info("topic created", zap.String("topic", spec.Name), zap.Int32("partitions", spec.Partitions))
+	return topicOf(spec), nil
+}
+
+// DeleteTopic implements the API.
+func (s *Server) DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (*pb.DeleteTopicResponse, error) {
+	if err := s.coord.DeleteTopic(ctx, req.Name); err != nil {
+		return nil, statusOf(err)
+	}
+	return &pb.DeleteTopicResponse{}, nil
+}
+
+// ListTopics implements the API.
+func (s *Server) ListTopics(ctx context.Context, _ *pb.ListTopicsRequest) (*pb.ListTopicsResponse, error) {
+	topics, err := s.coord.Topics(ctx)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	out := &pb.ListTopicsResponse{}
+	for _, t := range topics {
+		out.Topics = append(out.Topics, topicOf(t))
+	}
+	return out, nil
+}
+
+// DescribeTopic implements the API.
+func (s *Server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest) (*pb.DescribeTopicResponse, error) {
+	spec, err := s.topic(ctx, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.DescribeTopicResponse{Topic: topicOf(spec)}
+	for i := range spec.Partitions {
+		p := coordination.Partition{Topic: spec.Name, Partition: i}
+		info := &pb.PartitionInfo{Partition: i, HighWaterMark: s.mirror.HWM(p)}
+		if o, ok := s.mirror.Owner(p); ok {
+			info.Owner, info.Zone, info.Address, info.Epoch = o.Node, o.Zone, o.Addr, o.Epoch
+		}
+		out.Partitions = append(out.Partitions, info)
+	}
+	return out, nil
+}
+
+// ClusterStatus implements the API: members with zones and the partitions each owns.
+func (s *Server) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
+	out := &pb.ClusterStatusResponse{}
+	byNode := map[string]*pb.Member{}
+	for _, m := range s.node.Members() {
+		hosts := false
+		for _, k := range m.Kinds {
+			hosts = hosts || k == actors.PartitionKind
+		}
+		if !hosts {
+			continue // a client-only member
+		}
+		mem := &pb.Member{Node: m.Node, Zone: m.Zone, Address: m.Address}
+		byNode[m.Node] = mem
+		out.Members = append(out.Members, mem)
+	}
+	owned := map[coordination.Partition]bool{}
+	for _, o := range s.mirror.Owners() {
+		owned[o.Partition] = true
+		if mem, ok := byNode[o.Node]; ok {
+			mem.Partitions = append(mem.Partitions, &pb.Assignment{Topic: o.Topic, Partition: o.Partition.Partition, Epoch: o.Epoch})
+		}
+	}
+	for _, t := range s.mirror.Topics() {
+		out.Topics++
+		out.Partitions += t.Partitions
+		for i := range t.Partitions {
+			if !owned[coordination.Partition{Topic: t.Name, Partition: i}] {
+				out.Unowned++
+			}
+		}
+	}
+	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Node < out.Members[j].Node })
+	return out, nil
+}
+
+// Produce implements the API. Records are grouped by partition and sent concurrently; the
+// response holds every record's partition and offset, in request order.
+func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {
+	spec, err := s.topic(ctx, req.Topic)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkBatch(req); err != nil {
+		return nil, err
+	}
+	if req.Partition != nil && (*req.Partition < 0 || *req.Partition >= spec.Partitions) {
+		return nil, status.Errorf(codes.NotFound, "topic %s has partitions 0..%d, not %d", spec.Name, spec.Partitions-1, *req.Partition)
+	}
+	// Group by partition, remembering each record's place in the request.
+	groups := map[int32][]int{}
+	rr := int32(s.rr.Add(1) % uint32(spec.Partitions))
+	for i, r := range req.Records {
+		p := rr
+		switch {
+		case req.Partition != nil:
+			p = *req.Partition
+		case r.Key != nil:
+			p = PartitionForKey(r.Key, spec.Partitions)
+		}
+		groups[p] = append(groups[p], i)
+	}
+	c, err := s.client()
+	if err != nil {
+		return nil, err
+	}
+	acks := make([]*pb.RecordAck, len(req.Records))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for p, idx := range groups {
+		wg.Go(func() {
+			recs := make([]*partitionpb.Record, len(idx))
+			for j, i := range idx {
+				r := req.Records[i]
+				pr := &partitionpb.Record{TimestampMs: r.TimestampMs, Key: r.Key, Value: r.Value}
+				for _, h := range r.Headers {
+					pr.Headers = append(pr.Headers, &partitionpb.Header{Key: h.Key, Value: h.Value})
+				}
+				recs[j] = pr
+			}
+			resp, err := c.Produce(ctx, coordination.Partition{Topic: spec.Name, Partition: p}, recs)
+			if err == nil && resp.Code != partitionpb.Code_CODE_OK {
+				err = status.Errorf(codeOf(resp.Code), "partition %d: %s", p, resp.Message)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				return
+			}
+			for j, i := range idx {
+				acks[i] = &pb.RecordAck{Partition: p, Offset: resp.BaseOffset + int64(j)}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, statusOf(first)
+	}
+	return &pb.ProduceResponse{Acks: acks}, nil
+}
+
+func (s *Server) checkBatch(req *pb.ProduceRequest) error {
+	if len(req.Records) == 0 {
+		return status.Error(codes.InvalidArgument, "produce of no records")
+	}
+	if len(req.Records) > s.limits.MaxBatchRecords {
+		return status.Errorf(codes.InvalidArgument, "%d records in one request, at most %d", len(req.Records), s.limits.MaxBatchRecords)
+	}
+	total := 0
+	for i, r := range req.Records {
+		size := len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			size += len(h.Key) + len(h.Value)
+		}
+		if size > s.limits.MaxRecordBytes {
+			return status.Errorf(codes.InvalidArgument, "record %d has %d bytes, at most %d", i, size, s.limits.MaxRecordBytes)
+		}
+		if r.Offset != 0 || r.Partition != 0 {
+			return status.Errorf(codes.InvalidArgument, "record %d sets offset or partition, which the server assigns (use the request's partition)", i)
+		}
+		total += size
+	}
+	if total > s.limits.MaxBatchBytes {
+		return status.Errorf(codes.InvalidArgument, "request carries %d bytes of records, at most %d", total, s.limits.MaxBatchBytes)
+	}
+	return nil
+}
+
+// ProduceStream implements the API: one response per request, in order.
+func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[pb.ProduceRequest, pb.ProduceResponse]) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil // the client closed its side
+		}
+		resp, err := s.Produce(stream.Context(), req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// Fetch implements the API.
+func (s *Server) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResponse, error) {
+	if _, err := s.partition(ctx, req.Topic, req.Partition); err != nil {
+		return nil, err
+	}
+	if req.Offset < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "offset %d is negative", req.Offset)
+	}
+	if req.MaxWaitMs < 0 || req.MaxBytes < 0 {
+		return nil, status.Error(codes.InvalidArgument, "max_bytes and max_wait_ms must not be negative")
+	}
+	maxBytes := int(req.MaxBytes)
+	if maxBytes == 0 {
+		maxBytes = s.limits.DefaultFetchBytes
+	}
+	maxBytes = min(maxBytes, s.limits.MaxFetchBytes)
+	c, err := s.client()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Fetch(ctx, &partitionpb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: req.Offset,
+		MaxBytes: int32(maxBytes), MaxWaitMs: min(req.MaxWaitMs, 30000)})
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if resp.Code != partitionpb.Code_CODE_OK {
+		return nil, status.Error(codeOf(resp.Code), resp.Message)
+	}
+	out := &pb.FetchResponse{HighWaterMark: resp.HighWaterMark, Records: make([]*pb.Record, len(resp.Records))}
+	for i, r := range resp.Records {
+		rec := &pb.Record{Key: r.Key, Value: r.Value, TimestampMs: r.TimestampMs, Offset: r.Offset, Partition: req.Partition}
+		for _, h := range r.Headers {
+			rec.Headers = append(rec.Headers, &pb.Header{Key: h.Key, Value: h.Value})
+		}
+		out.Records[i] = rec
+	}
+	return out, nil
+}
+
+// Subscribe implements the API: a stream of fetches from an offset, long-polling at the end.
+func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.FetchResponse]) error {
+	ctx := stream.Context()
+	offset := req.Offset
+	if offset < -1 {
+		return status.Errorf(codes.InvalidArgument, "offset %d: want -1 (latest) or an offset", offset)
+	}
+	if offset == -1 {
+		head, err := s.Fetch(ctx, &pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: 0, MaxBytes: 1})
+		if err != nil {
+			return err
+		}
+		offset = head.HighWaterMark
+	}
+	for ctx.Err() == nil {
+		resp, err := s.Fetch(ctx, &pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: offset, MaxBytes: req.MaxBytes, MaxWaitMs: 1000})
+		if err != nil {
+			if status.Code(err) == codes.Unavailable {
+				select { // the partition is moving; a later fetch finds it
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			return err
+		}
+		if len(resp.Records) == 0 {
+			continue
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		offset = resp.Records[len(resp.Records)-1].Offset + 1
+	}
+	return nil
+}
+
+// CommitOffsets implements the API.
+func (s *Server) CommitOffsets(ctx context.Context, req *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error) {
+	offsets := map[coordination.Partition]coordination.GroupOffset{}
+	for _, o := range req.Offsets {
+		p := coordination.Partition{Topic: o.Topic, Partition: o.Partition}
+		if _, dup := offsets[p]; dup {
+			return nil, status.Errorf(codes.InvalidArgument, "%s appears twice", p)
+		}
+		offsets[p] = coordination.GroupOffset{Offset: o.Offset, Metadata: o.Metadata}
+	}
+	if err := s.coord.CommitOffsets(ctx, req.Group, offsets); err != nil {
+		return nil, statusOf(err)
+	}
+	return &pb.CommitOffsetsResponse{}, nil
+}
+
+// FetchOffsets implements the API.
+func (s *Server) FetchOffsets(ctx context.Context, req *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error) {
+	got, err := s.coord.FetchOffsets(ctx, req.Group)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	out := &pb.FetchOffsetsResponse{}
+	for p, o := range got {
+		out.Offsets = append(out.Offsets, &pb.PartitionOffset{Topic: p.Topic, Partition: p.Partition, Offset: o.Offset,
+			Metadata: o.Metadata, CommittedAtMs: o.CommittedAt.UnixMilli()})
+	}
+	sort.Slice(out.Offsets, func(i, j int) bool {
+		a, b := out.Offsets[i], out.Offsets[j]
+		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
+	})
+	return out, nil
+}
+
+// ListGroups implements the API.
+func (s *Server) ListGroups(ctx context.Context, _ *pb.ListGroupsRequest) (*pb.ListGroupsResponse, error) {
+	groups, err := s.coord.Groups(ctx)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &pb.ListGroupsResponse{Groups: groups}, nil
+}

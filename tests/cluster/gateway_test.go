@@ -1,0 +1,253 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/streamhouse/streamhouse/gateway"
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+)
+
+func dial(t *testing.T, addr string) (pb.StreamHouseClient, *grpc.ClientConn) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return pb.NewStreamHouseClient(conn), conn
+}
+
+func TestGatewayEndToEnd(t *testing.T) {
+	tc := newCluster(t, 3, 0)
+	ctx := context.Background()
+	admin, conn := dial(t, tc.agents[0].GRPCAddr)
+	producer, _ := dial(t, tc.agents[1].GRPCAddr)
+	consumer, _ := dial(t, tc.agents[2].GRPCAddr)
+
+	// Health and reflection, as grpcurl and load balancers use them.
+	if h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", h, err)
+	}
+	rs, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := rs.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var services []string
+	for _, s := range rr.GetListServicesResponse().GetService() {
+		services = append(services, s.Name)
+	}
+	if !slices.Contains(services, "streamhouse.v1.StreamHouse") {
+		t.Fatalf("reflection lists %v", services)
+	}
+
+	if _, err := admin.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "events", Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitOwned(60*time.Second, map[string]int32{"events": 4})
+
+	// 10k keyed records with headers and timestamps, in batches of 500.
+	type sent struct {
+		rec *pb.Record
+		ack *pb.RecordAck
+	}
+	var all []sent
+	keyPartition := map[string]int32{}
+	for b := range 20 {
+		req := &pb.ProduceRequest{Topic: "events"}
+		for i := range 500 {
+			n := b*500 + i
+			req.Records = append(req.Records, &pb.Record{
+				Key: fmt.Appendf(nil, "user-%d", n%137), Value: fmt.Appendf(nil, "event-%d", n),
+				Headers:     []*pb.Header{{Key: "n", Value: fmt.Appendf(nil, "%d", n)}, {Key: "null"}},
+				TimestampMs: 1_764_000_000_000 + int64(n),
+			})
+		}
+		resp, err := producer.Produce(ctx, req)
+		if err != nil || len(resp.Acks) != len(req.Records) {
+			t.Fatalf("produce batch %d: %v", b, err)
+		}
+		for i, a := range resp.Acks {
+			r := req.Records[i]
+			if want := gateway.PartitionForKey(r.Key, 4); a.Partition != want {
+				t.Fatalf("key %s went to partition %d, murmur2 says %d", r.Key, a.Partition, want)
+			}
+			if p, seen := keyPartition[string(r.Key)]; seen && p != a.Partition {
+				t.Fatalf("key %s on partitions %d and %d", r.Key, p, a.Partition)
+			}
+			keyPartition[string(r.Key)] = a.Partition
+			all = append(all, sent{r, a})
+		}
+	}
+	// Per partition, in offset order, with keys, headers and timestamps.
+	for p := range int32(4) {
+		var want []*pb.Record
+		for _, s := range all {
+			if s.ack.Partition == p {
+				want = append(want, s.rec)
+			}
+		}
+		var got []*pb.Record
+		for int64(len(got)) < int64(len(want)) {
+			resp, err := consumer.Fetch(ctx, &pb.FetchRequest{Topic: "events", Partition: p, Offset: int64(len(got))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, resp.Records...)
+		}
+		for i, r := range got {
+			w := want[i]
+			if r.Offset != int64(i) || r.Partition != p || !proto.Equal(&pb.Record{Key: r.Key, Value: r.Value, Headers: r.Headers, TimestampMs: r.TimestampMs}, w) {
+				t.Fatalf("partition %d offset %d: got %v, want %v", p, i, r, w)
+			}
+		}
+	}
+
+	// A consumer group commits, "restarts", and resumes right after its commit.
+	first, err := consumer.Fetch(ctx, &pb.FetchRequest{Topic: "events", Partition: 1, Offset: 0, MaxBytes: 300})
+	if err != nil || len(first.Records) == 0 {
+		t.Fatalf("fetch: %v", err)
+	}
+	next := first.Records[len(first.Records)-1].Offset + 1
+	if _, err := consumer.CommitOffsets(ctx, &pb.CommitOffsetsRequest{Group: "billing", Offsets: []*pb.PartitionOffset{{Topic: "events", Partition: 1, Offset: next}}}); err != nil {
+		t.Fatal(err)
+	}
+	restarted, _ := dial(t, tc.agents[0].GRPCAddr)
+	offs, err := restarted.FetchOffsets(ctx, &pb.FetchOffsetsRequest{Group: "billing"})
+	if err != nil || len(offs.Offsets) != 1 || offs.Offsets[0].Offset != next {
+		t.Fatalf("fetch offsets: %v %v", offs, err)
+	}
+	resumed, err := restarted.Fetch(ctx, &pb.FetchRequest{Topic: "events", Partition: 1, Offset: offs.Offsets[0].Offset, MaxBytes: 1})
+	if err != nil || len(resumed.Records) != 1 || resumed.Records[0].Offset != next {
+		t.Fatalf("resume: %v %v", resumed, err)
+	}
+	if groups, err := admin.ListGroups(ctx, &pb.ListGroupsRequest{}); err != nil || !slices.Equal(groups.Groups, []string{"billing"}) {
+		t.Fatalf("groups: %v %v", groups, err)
+	}
+	st, err := admin.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+	if err != nil || len(st.Members) != 3 || st.Partitions != 4 || st.Unowned != 0 {
+		t.Fatalf("cluster status: %v %v", st, err)
+	}
+	d, err := admin.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: "events"})
+	if err != nil || len(d.Partitions) != 4 || d.Partitions[1].Owner == "" || d.Partitions[1].Epoch == 0 {
+		t.Fatalf("describe: %v %v", d, err)
+	}
+}
+
+func TestGatewayRefusesBadInputAndWritesNothing(t *testing.T) {
+	tc := newCluster(t, 1, 0)
+	ctx := context.Background()
+	c, _ := dial(t, tc.agents[0].GRPCAddr)
+	if _, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "t", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitOwned(60*time.Second, map[string]int32{"t": 2})
+	if _, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "t", Records: []*pb.Record{{Value: []byte("ok")}}}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: tc.bucket, Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() (int, []int64) {
+		objs, err := store.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hwms []int64
+		for p := range int32(2) {
+			h, err := tc.coord.HWM(ctx, "t", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hwms = append(hwms, h)
+		}
+		return len(objs), hwms
+	}
+	objsBefore, hwmBefore := snapshot()
+	two := int32(2)
+	big := make([]byte, (1<<20)+1)
+	for name, tcase := range map[string]struct {
+		call func() error
+		want codes.Code
+	}{
+		"unknown topic": {func() error {
+			_, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "nope", Records: []*pb.Record{{}}})
+			return err
+		}, codes.NotFound},
+		"illegal topic name": {func() error {
+			_, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "a/b", Records: []*pb.Record{{}}})
+			return err
+		}, codes.InvalidArgument},
+		"partition range": {func() error {
+			_, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "t", Partition: &two, Records: []*pb.Record{{}}})
+			return err
+		}, codes.NotFound},
+		"empty produce": {func() error { _, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "t"}); return err }, codes.InvalidArgument},
+		"oversized record": {func() error {
+			_, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "t", Records: []*pb.Record{{Value: big}}})
+			return err
+		}, codes.InvalidArgument},
+		"oversized batch": {func() error {
+			req := &pb.ProduceRequest{Topic: "t"}
+			for range 17 {
+				req.Records = append(req.Records, &pb.Record{Value: make([]byte, 1<<20-16)})
+			}
+			_, err := c.Produce(ctx, req)
+			return err
+		}, codes.InvalidArgument},
+		"negative offset": {func() error { _, err := c.Fetch(ctx, &pb.FetchRequest{Topic: "t", Offset: -1}); return err }, codes.InvalidArgument},
+		"future offset": {func() error {
+			_, err := c.Fetch(ctx, &pb.FetchRequest{Topic: "t", Partition: 0, Offset: 1000})
+			return err
+		}, codes.OutOfRange},
+		"fetch bad partition": {func() error { _, err := c.Fetch(ctx, &pb.FetchRequest{Topic: "t", Partition: 9}); return err }, codes.NotFound},
+		"duplicate topic": {func() error {
+			_, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "t", Partitions: 1})
+			return err
+		}, codes.AlreadyExists},
+		"zero partitions": {func() error {
+			_, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "z", Partitions: 0})
+			return err
+		}, codes.InvalidArgument},
+		"commit past hwm": {func() error {
+			_, err := c.CommitOffsets(ctx, &pb.CommitOffsetsRequest{Group: "g", Offsets: []*pb.PartitionOffset{{Topic: "t", Offset: 99}}})
+			return err
+		}, codes.OutOfRange},
+		"describe unknown": {func() error { _, err := c.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: "nope"}); return err }, codes.NotFound},
+	} {
+		err := tcase.call()
+		if st, _ := status.FromError(err); st.Code() != tcase.want || st.Message() == "" {
+			t.Errorf("%s: %v, want %s with a message", name, err, tcase.want)
+		}
+	}
+	objsAfter, hwmAfter := snapshot()
+	if objsAfter != objsBefore || !slices.Equal(hwmAfter, hwmBefore) {
+		t.Fatalf("refused requests wrote: objects %d -> %d, hwm %v -> %v", objsBefore, objsAfter, hwmBefore, hwmAfter)
+	}
+	if _, err := tc.coord.Topic(ctx, "z"); err == nil {
+		t.Fatal("a refused create left a topic")
+	}
+	if groups, _ := tc.coord.Groups(ctx); len(groups) != 0 {
+		t.Fatalf("a refused commit left groups %v", groups)
+	}
+}
