@@ -23,13 +23,14 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build bin/streamhouse and vet-compile every package
+build: ## build bin/streamhouse and bin/streamctl
 	$(GO) build ./...
 	$(GO) build -o $(BIN)/streamhouse ./cmd/streamhouse
+	$(GO) build -o $(BIN)/streamctl ./cmd/streamctl
 
 .PHONY: run
-run: build ## run a single-process cluster (embedded etcd, local store under ./data)
-	$(BIN)/streamhouse dev
+run: build ## run a single-process cluster: embedded etcd, segments under ./data, API on :50051
+	$(BIN)/streamhouse dev $(DEVFLAGS)
 
 .PHONY: tools
 tools: $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/etcd $(BIN)/etcdctl ## build the test tools into ./bin (MinIO, etcd, etcdctl)
@@ -87,5 +88,5 @@ lint: ## gofmt and go vet
 
 .PHONY: clean
 clean: ## remove build outputs (keeps the tools in ./bin)
-	rm -f $(BIN)/streamhouse $(BIN)/bench-*.txt
+	rm -f $(BIN)/streamhouse $(BIN)/streamctl $(BIN)/bench-*.txt
 	rm -rf ./data

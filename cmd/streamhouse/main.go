@@ -36,10 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "agent":
 		return runAgent(args[1:], stderr)
 	case "dev":
-		// Honest about the state of the build: the single-process cluster arrives with the
-		// gateway ("Gateway" issue), without which a laptop user could not reach it.
-		fmt.Fprintf(stderr, "streamhouse %s: not available yet in this build; it lands with the Gateway work (see README.md)\n", args[0])
-		return 3
+		return runDev(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "streamhouse: unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -16,7 +16,9 @@ func TestCommands(t *testing.T) {
 		{[]string{"--help"}, 0, "streamhouse dev"},
 		{nil, 2, "Usage:"},
 		{[]string{"bogus"}, 2, `unknown command "bogus"`},
-		{[]string{"dev"}, 3, "not available yet"},
+		{[]string{"dev", "--agents", "0"}, 2, "--agents 0"},
+		{[]string{"agent"}, 2, "--store"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--session-ttl", "100ms"}, 2, "at least 1s"},
 	} {
 		var out bytes.Buffer
 		if code := run(c.args, &out, &out); code != c.code || !strings.Contains(out.String(), c.contains) {

@@ -1,0 +1,537 @@
+// Command streamctl is the StreamHouse command-line client: topics, produce, consume,
+// consumer groups and the cluster's state, over the streamhouse.v1 gRPC API of any agent.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+)
+
+// AddrEnv names the variable that sets the agent address; --addr wins over it.
+const AddrEnv = "STREAMHOUSE_ADDR"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot(os.Stdin, os.Stdout).ExecuteContext(ctx); err != nil {
+		if st, ok := status.FromError(err); ok {
+			fmt.Fprintf(os.Stderr, "streamctl: %s: %s\n", st.Code(), st.Message())
+		} else {
+			fmt.Fprintln(os.Stderr, "streamctl:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+type cli struct {
+	addr   string
+	stdin  io.Reader
+	stdout io.Writer
+	conn   *grpc.ClientConn
+}
+
+func (c *cli) client() (pb.StreamHouseClient, error) {
+	if c.conn == nil {
+		addr := c.addr
+		// The original StreamHouse took http://host:port; accept it.
+		addr = strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "grpc://")
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", c.addr, err)
+		}
+		c.conn = conn
+	}
+	return pb.NewStreamHouseClient(c.conn), nil
+}
+
+func newRoot(stdin io.Reader, stdout io.Writer) *cobra.Command {
+	c := &cli{stdin: stdin, stdout: stdout}
+	def := os.Getenv(AddrEnv)
+	if def == "" {
+		def = "localhost:50051"
+	}
+	root := &cobra.Command{
+		Use:           "streamctl",
+		Short:         "StreamHouse command-line client",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&c.addr, "addr", def, "address of any agent's client API ($"+AddrEnv+")")
+	root.AddCommand(c.topicCmd(), c.produceCmd(), c.consumeCmd(), c.groupCmd(), c.clusterCmd())
+	return root
+}
+
+func (c *cli) topicCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "topic", Short: "create, list, describe and delete topics"}
+	var req pb.CreateTopicRequest
+	create := &cobra.Command{
+		Use: "create NAME", Short: "create a topic", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			req.Name = args[0]
+			t, err := cl.CreateTopic(cmd.Context(), &req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "created topic %s with %d partitions\n", t.Name, t.Partitions)
+			return nil
+		},
+	}
+	create.Flags().Int32Var(&req.Partitions, "partitions", 1, "number of partitions (1..10000)")
+	create.Flags().Int64Var(&req.RetentionMs, "retention-ms", 0, "how long to keep data, -1 forever (default 7 days)")
+	create.Flags().Int64Var(&req.LingerMs, "linger-ms", 0, "how long a partition waits to fill a segment (default 5)")
+	create.Flags().Int64Var(&req.SegmentBytes, "segment-bytes", 0, "segment size that seals a batch (default 8 MiB)")
+	list := &cobra.Command{
+		Use: "list", Short: "list topics", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			resp, err := cl.ListTopics(cmd.Context(), &pb.ListTopicsRequest{})
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(w, "TOPIC\tPARTITIONS\tRETENTION\tLINGER\tSEGMENT BYTES")
+			for _, t := range resp.Topics {
+				ret := "forever"
+				if t.RetentionMs >= 0 {
+					ret = (time.Duration(t.RetentionMs) * time.Millisecond).String()
+				}
+				fmt.Fprintf(w, "%s\t%d\t%s\t%dms\t%d\n", t.Name, t.Partitions, ret, t.LingerMs, t.SegmentBytes)
+			}
+			return w.Flush()
+		},
+	}
+	describe := &cobra.Command{
+		Use: "describe NAME", Short: "show a topic's partitions: owner, zone, epoch, high-water mark", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			d, err := cl.DescribeTopic(cmd.Context(), &pb.DescribeTopicRequest{Name: args[0]})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "topic %s: %d partitions, retention %dms, linger %dms, segments %d bytes\n",
+				d.Topic.Name, d.Topic.Partitions, d.Topic.RetentionMs, d.Topic.LingerMs, d.Topic.SegmentBytes)
+			w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(w, "PARTITION\tOWNER\tZONE\tEPOCH\tHWM")
+			for _, p := range d.Partitions {
+				owner := p.Owner
+				if owner == "" {
+					owner = "(moving)"
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\n", p.Partition, owner, p.Zone, p.Epoch, p.HighWaterMark)
+			}
+			return w.Flush()
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete NAME", Short: "delete a topic", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			if _, err := cl.DeleteTopic(cmd.Context(), &pb.DeleteTopicRequest{Name: args[0]}); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "deleted topic %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, describe, del)
+	return cmd
+}
+
+func (c *cli) produceCmd() *cobra.Command {
+	var key string
+	var partition int32
+	var headers []string
+	cmd := &cobra.Command{
+		Use:   "produce TOPIC [VALUE...]",
+		Short: "produce records: the values given, or one per line of standard input",
+		Long: `Produces each VALUE as a record, or, with no VALUE, each line of standard input.
+Records with --key go to the partition Kafka's murmur2 hash of the key picks; --partition
+forces one. Prints the partition and offset of every acked record.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			req := &pb.ProduceRequest{Topic: args[0]}
+			if cmd.Flags().Changed("partition") {
+				req.Partition = &partition
+			}
+			var hs []*pb.Header
+			for _, h := range headers {
+				k, v, ok := strings.Cut(h, "=")
+				if !ok {
+					return fmt.Errorf("--header %q: want key=value", h)
+				}
+				hs = append(hs, &pb.Header{Key: k, Value: []byte(v)})
+			}
+			add := func(v string) {
+				r := &pb.Record{Value: []byte(v), Headers: hs}
+				if cmd.Flags().Changed("key") {
+					r.Key = []byte(key)
+				}
+				req.Records = append(req.Records, r)
+			}
+			send := func() error {
+				if len(req.Records) == 0 {
+					return nil
+				}
+				resp, err := cl.Produce(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				for _, a := range resp.Acks {
+					fmt.Fprintf(c.stdout, "%s/%d@%d\n", req.Topic, a.Partition, a.Offset)
+				}
+				req.Records = req.Records[:0]
+				return nil
+			}
+			if len(args) > 1 {
+				for _, v := range args[1:] {
+					add(v)
+				}
+				return send()
+			}
+			sc := bufio.NewScanner(c.stdin)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				add(sc.Text())
+				if len(req.Records) == 500 {
+					if err := send(); err != nil {
+						return err
+					}
+				}
+			}
+			if err := sc.Err(); err != nil {
+				return err
+			}
+			return send()
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "record key (default: none, records spread round robin)")
+	cmd.Flags().Int32Var(&partition, "partition", 0, "partition to write to (default: by key, or round robin)")
+	cmd.Flags().StringArrayVar(&headers, "header", nil, "header key=value (repeatable)")
+	return cmd
+}
+
+type jsonRecord struct {
+	Topic     string            `json:"topic"`
+	Partition int32             `json:"partition"`
+	Offset    int64             `json:"offset"`
+	Timestamp int64             `json:"timestamp_ms"`
+	Key       *string           `json:"key"`
+	Value     *string           `json:"value"`
+	Headers   map[string]string `json:"headers,omitempty"`
+}
+
+func (c *cli) consumeCmd() *cobra.Command {
+	var from, group, output string
+	var partition int32
+	var follow bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "consume TOPIC",
+		Short: "read records from a topic's partitions",
+		Long: `Reads records from every partition of TOPIC (or --partition) from --from (earliest,
+latest, or an offset), printing each as text or a JSON line. With --group, starts from the
+group's committed offsets and commits after reading. --follow keeps waiting for new records.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output %q: want text or json", output)
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			d, err := cl.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: args[0]})
+			if err != nil {
+				return err
+			}
+			var parts []int32
+			if cmd.Flags().Changed("partition") {
+				parts = []int32{partition}
+			} else {
+				for _, p := range d.Partitions {
+					parts = append(parts, p.Partition)
+				}
+			}
+			next := map[int32]int64{}
+			committed := map[int32]bool{}
+			if group != "" {
+				offs, err := cl.FetchOffsets(ctx, &pb.FetchOffsetsRequest{Group: group})
+				if err != nil {
+					return err
+				}
+				for _, o := range offs.Offsets {
+					if o.Topic == args[0] {
+						next[o.Partition], committed[o.Partition] = o.Offset, true
+					}
+				}
+			}
+			for _, p := range parts {
+				if committed[p] {
+					continue
+				}
+				switch from {
+				case "earliest":
+					next[p] = 0
+				case "latest":
+					hwm := int64(0)
+					for _, info := range d.Partitions {
+						if info.Partition == p {
+							hwm = info.HighWaterMark
+						}
+					}
+					next[p] = hwm
+				default:
+					n, err := strconv.ParseInt(from, 10, 64)
+					if err != nil || n < 0 {
+						return fmt.Errorf("--from %q: want earliest, latest or an offset", from)
+					}
+					next[p] = n
+				}
+			}
+			printed := 0
+			commit := func() error {
+				if group == "" {
+					return nil
+				}
+				req := &pb.CommitOffsetsRequest{Group: group}
+				for _, p := range parts {
+					req.Offsets = append(req.Offsets, &pb.PartitionOffset{Topic: args[0], Partition: p, Offset: next[p]})
+				}
+				_, err := cl.CommitOffsets(context.WithoutCancel(ctx), req)
+				return err
+			}
+			for {
+				got := 0
+				for _, p := range parts {
+					wait := int32(0)
+					if follow && len(parts) == 1 {
+						wait = 1000
+					}
+					resp, err := cl.Fetch(ctx, &pb.FetchRequest{Topic: args[0], Partition: p, Offset: next[p], MaxWaitMs: wait})
+					if err != nil {
+						if ctx.Err() != nil {
+							return commit()
+						}
+						return err
+					}
+					for _, r := range resp.Records {
+						if limit > 0 && printed >= limit {
+							return commit()
+						}
+						c.print(output, args[0], r)
+						printed++
+						got++
+						next[p] = r.Offset + 1
+					}
+				}
+				if limit > 0 && printed >= limit {
+					return commit()
+				}
+				if got == 0 {
+					if !follow {
+						return commit()
+					}
+					if len(parts) > 1 {
+						select {
+						case <-ctx.Done():
+							return commit()
+						case <-time.After(50 * time.Millisecond):
+						}
+					}
+				}
+				if ctx.Err() != nil {
+					return commit()
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "earliest", "earliest, latest, or an offset")
+	cmd.Flags().Int32Var(&partition, "partition", 0, "read one partition (default: all)")
+	cmd.Flags().BoolVar(&follow, "follow", false, "keep waiting for new records")
+	cmd.Flags().StringVar(&group, "group", "", "consumer group: start from its offsets, commit after reading")
+	cmd.Flags().IntVar(&limit, "limit", 0, "stop after this many records (0: no limit)")
+	cmd.Flags().StringVar(&output, "output", "text", "text or json (one JSON object per line)")
+	return cmd
+}
+
+func (c *cli) print(output, topic string, r *pb.Record) {
+	if output == "json" {
+		j := jsonRecord{Topic: topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.TimestampMs}
+		if r.Key != nil {
+			k := string(r.Key)
+			j.Key = &k
+		}
+		if r.Value != nil {
+			v := string(r.Value)
+			j.Value = &v
+		}
+		for _, h := range r.Headers {
+			if j.Headers == nil {
+				j.Headers = map[string]string{}
+			}
+			j.Headers[h.Key] = string(h.Value)
+		}
+		b, _ := json.Marshal(j)
+		fmt.Fprintln(c.stdout, string(b))
+		return
+	}
+	key := "-"
+	if r.Key != nil {
+		key = string(r.Key)
+	}
+	fmt.Fprintf(c.stdout, "%s/%d@%d\t%s\t%s\n", topic, r.Partition, r.Offset, key, r.Value)
+}
+
+func (c *cli) groupCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "group", Short: "consumer groups: list, offsets, commit"}
+	list := &cobra.Command{
+		Use: "list", Short: "list consumer groups", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			resp, err := cl.ListGroups(cmd.Context(), &pb.ListGroupsRequest{})
+			if err != nil {
+				return err
+			}
+			for _, g := range resp.Groups {
+				fmt.Fprintln(c.stdout, g)
+			}
+			return nil
+		},
+	}
+	offsets := &cobra.Command{
+		Use: "offsets GROUP", Short: "show a group's committed offsets and its lag", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			resp, err := cl.FetchOffsets(cmd.Context(), &pb.FetchOffsetsRequest{Group: args[0]})
+			if err != nil {
+				return err
+			}
+			hwms := map[string]map[int32]int64{}
+			w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(w, "TOPIC\tPARTITION\tOFFSET\tHWM\tLAG")
+			for _, o := range resp.Offsets {
+				if hwms[o.Topic] == nil {
+					hwms[o.Topic] = map[int32]int64{}
+					if d, err := cl.DescribeTopic(cmd.Context(), &pb.DescribeTopicRequest{Name: o.Topic}); err == nil {
+						for _, p := range d.Partitions {
+							hwms[o.Topic][p.Partition] = p.HighWaterMark
+						}
+					}
+				}
+				hwm := hwms[o.Topic][o.Partition]
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\n", o.Topic, o.Partition, o.Offset, hwm, hwm-o.Offset)
+			}
+			return w.Flush()
+		},
+	}
+	var topic string
+	var partition int32
+	var offset int64
+	commit := &cobra.Command{
+		Use: "commit GROUP", Short: "commit an offset for a group", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if topic == "" {
+				return errors.New("--topic is required")
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			_, err = cl.CommitOffsets(cmd.Context(), &pb.CommitOffsetsRequest{Group: args[0],
+				Offsets: []*pb.PartitionOffset{{Topic: topic, Partition: partition, Offset: offset}}})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "group %s: %s/%d committed at %d\n", args[0], topic, partition, offset)
+			return nil
+		},
+	}
+	commit.Flags().StringVar(&topic, "topic", "", "topic")
+	commit.Flags().Int32Var(&partition, "partition", 0, "partition")
+	commit.Flags().Int64Var(&offset, "offset", 0, "the next offset the group will read")
+	cmd.AddCommand(list, offsets, commit)
+	return cmd
+}
+
+func (c *cli) clusterCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "the cluster's state"}
+	statusCmd := &cobra.Command{
+		Use: "status", Short: "agents with their zones and the partitions each owns, with epochs", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			st, err := cl.ClusterStatus(cmd.Context(), &pb.ClusterStatusRequest{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "%d agents, %d topics, %d partitions (%d moving)\n\n", len(st.Members), st.Topics, st.Partitions, st.Unowned)
+			for _, m := range st.Members {
+				fmt.Fprintf(c.stdout, "Agent: %s (zone %s, %s)\n  Assigned partitions (%d):\n", m.Node, orDash(m.Zone), m.Address, len(m.Partitions))
+				sort.Slice(m.Partitions, func(i, j int) bool {
+					a, b := m.Partitions[i], m.Partitions[j]
+					return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
+				})
+				for _, p := range m.Partitions {
+					fmt.Fprintf(c.stdout, "    - %s:%d (epoch %d)\n", p.Topic, p.Partition, p.Epoch)
+				}
+				fmt.Fprintln(c.stdout)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(statusCmd)
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

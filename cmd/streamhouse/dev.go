@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/streamhouse/streamhouse/actors"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+)
+
+type devFlags struct {
+	data       string
+	agents     int
+	grpcListen string
+	etcdListen string
+	logLevel   string
+}
+
+func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
+	f := &devFlags{}
+	fs := flag.NewFlagSet("streamhouse dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.data, "data", "./data", "directory for the embedded etcd (data/etcd) and the segments (data/segments); kept across restarts")
+	fs.IntVar(&f.agents, "agents", 1, "number of agents in this process")
+	fs.StringVar(&f.grpcListen, "grpc-listen", "127.0.0.1:50051", "address of the client gRPC API")
+	fs.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd, for etcdctl")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if f.agents < 1 || f.agents > 16 {
+		return nil, fmt.Errorf("--agents %d: want 1..16", f.agents)
+	}
+	return f, nil
+}
+
+// runDev runs a whole cluster in one process: an embedded etcd (the real server), a local
+// file store and N agents, with the client API on one address.
+func runDev(args []string, stdout, stderr io.Writer) int {
+	f, err := parseDevFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "streamhouse dev:", err)
+		return 2
+	}
+	log, err := newLogger(f.logLevel, "console")
+	if err != nil {
+		fmt.Fprintln(stderr, "streamhouse dev:", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := dev(ctx, f, stdout, log); err != nil {
+		fmt.Fprintln(stderr, "streamhouse dev:", err)
+		return 1
+	}
+	return 0
+}
+
+func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) error {
+	if err := os.MkdirAll(f.data, 0o755); err != nil {
+		return err
+	}
+	etcdURL, err := url.Parse("http://" + f.etcdListen)
+	if err != nil {
+		return fmt.Errorf("--etcd-listen %q: %w", f.etcdListen, err)
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	peerURL, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", peerPort))
+	cfg := embed.NewConfig()
+	cfg.Name = "dev"
+	cfg.Dir = filepath.Join(f.data, "etcd")
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*etcdURL}, []url.URL{*etcdURL}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peerURL}, []url.URL{*peerURL}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.LogLevel = "error"
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return fmt.Errorf("embedded etcd on %s: %w", f.etcdListen, err)
+	}
+	defer e.Close()
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		return errors.New("embedded etcd did not become ready in 30s")
+	}
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{f.etcdListen}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	coord, err := coordination.New(etcd, coordination.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	store, err := objstore.OpenFile(filepath.Join(f.data, "segments"))
+	if err != nil {
+		return err
+	}
+	mirror := coord.NewMirror()
+	if err := mirror.Load(ctx); err != nil {
+		return err
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); _ = mirror.Watch(watchCtx) }()
+	defer func() { stopWatch(); <-watchDone }()
+
+	var nodes []*actors.Node
+	defer func() {
+		for _, n := range nodes {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_ = n.Stop(sctx)
+			cancel()
+		}
+	}()
+	for i := range f.agents {
+		n, err := actors.StartNode(ctx, coord, store, mirror, actors.NodeConfig{
+			Info: coordination.NodeInfo{Node: fmt.Sprintf("dev-%d", i+1), Zone: "local", Addr: f.grpcListen},
+			Log:  log,
+		})
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	lis, err := net.Listen("tcp", f.grpcListen)
+	if err != nil {
+		return fmt.Errorf("--grpc-listen %q: %w", f.grpcListen, err)
+	}
+	limits := gateway.Limits{}
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes()))
+	gateway.NewServer(coord, mirror, nodes[0], limits, log).Register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+
+	abs, _ := filepath.Abs(f.data)
+	fmt.Fprintf(stdout, `StreamHouse dev cluster running (%d agent(s), Ctrl-C to stop; data kept in %s)
+  client API (gRPC)  %s
+  etcd               %s   (etcdctl --endpoints %s get --prefix /streamhouse/)
+  segments           %s
+
+Try, in another terminal:
+  export STREAMHOUSE_ADDR=%s
+  ./bin/streamctl topic create orders --partitions 4
+  ./bin/streamctl produce orders --key customer-1 '{"id": 1}' '{"id": 2}'
+  ./bin/streamctl consume orders --from earliest --limit 10
+  ./bin/streamctl cluster status
+`, len(nodes), abs, lis.Addr(), f.etcdListen, f.etcdListen, store, lis.Addr())
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping: partitions commit what they accepted, then the agents leave")
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
