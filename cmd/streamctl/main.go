@@ -307,23 +307,25 @@ group's committed offsets and commits after reading. --follow keeps waiting for 
 				if committed[p] {
 					continue
 				}
+				hwm := int64(0)
+				for _, info := range d.Partitions {
+					if info.Partition == p {
+						hwm = info.HighWaterMark
+					}
+				}
 				switch from {
 				case "earliest":
 					next[p] = 0
 				case "latest":
-					hwm := int64(0)
-					for _, info := range d.Partitions {
-						if info.Partition == p {
-							hwm = info.HighWaterMark
-						}
-					}
 					next[p] = hwm
 				default:
 					n, err := strconv.ParseInt(from, 10, 64)
 					if err != nil || n < 0 {
 						return fmt.Errorf("--from %q: want earliest, latest or an offset", from)
 					}
-					next[p] = n
+					// An offset past a partition's end means "from its end" there: with
+					// several partitions, one offset rarely fits them all.
+					next[p] = min(n, hwm)
 				}
 			}
 			printed := 0

@@ -13,34 +13,38 @@ import (
 )
 
 var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
+	buildMu sync.Mutex
+	built   = map[string]string{}
 )
 
-// StreamhouseBinary builds cmd/streamhouse once per test process (from the Go build
-// cache, so that tests always run the code under test) and returns its path.
-func StreamhouseBinary() (string, error) {
-	buildOnce.Do(func() {
-		root, err := RepoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "streamhouse-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "streamhouse")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/streamhouse")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("harness: build streamhouse: %v\n%s", err, out)
-		}
-	})
-	return buildPath, buildErr
+// Command builds ./cmd/<name> once per test process (from the Go build cache, so that
+// tests always run the code under test) and returns the binary's path.
+func Command(name string) (string, error) {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[name]; ok {
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", name+"-bin-")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", p, "./cmd/"+name)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("harness: build %s: %v\n%s", name, err, out)
+	}
+	built[name] = p
+	return p, nil
 }
+
+// StreamhouseBinary is Command("streamhouse").
+func StreamhouseBinary() (string, error) { return Command("streamhouse") }
 
 // AgentConfig describes one agent process.
 type AgentConfig struct {

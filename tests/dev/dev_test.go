@@ -1,0 +1,194 @@
+// Package dev_test walks the newcomer's path of the README: `streamhouse dev` in one
+// terminal, the quick start's streamctl commands in another.
+package dev_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+type devCluster struct {
+	t      *testing.T
+	addr   string
+	ctl    string
+	proc   *harness.Process
+	data   string
+	bin    string
+	etcd   string
+	logDir string
+}
+
+func startDev(t *testing.T, data string) *devCluster {
+	t.Helper()
+	bin, err := harness.StreamhouseBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := harness.Command("streamctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcPort, _ := harness.FreePort()
+	etcdPort, _ := harness.FreePort()
+	d := &devCluster{t: t, addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), ctl: ctl, data: data, bin: bin,
+		etcd: fmt.Sprintf("127.0.0.1:%d", etcdPort), logDir: t.TempDir()}
+	d.start()
+	return d
+}
+
+func (d *devCluster) start() {
+	t := d.t
+	p, err := harness.StartProcess("streamhouse-dev", d.bin, []string{"dev", "--data", d.data, "--grpc-listen", d.addr, "--etcd-listen", d.etcd},
+		nil, filepath.Join(d.logDir, fmt.Sprintf("dev-%d.log", time.Now().UnixNano())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.proc = p
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dev log tail:\n%s", p.LogTail(3000))
+		}
+		if err := p.Stop(30 * time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+	harness.Eventually(t, 60*time.Second, func() error {
+		if !strings.Contains(p.LogTail(1<<16), "dev cluster running") {
+			return errors.New("dev cluster not running yet")
+		}
+		_, err := d.run("", "topic", "list")
+		return err
+	})
+}
+
+// run runs streamctl with STREAMHOUSE_ADDR set, as the README has the user do.
+func (d *devCluster) run(stdin string, args ...string) (string, error) {
+	cmd := exec.Command(d.ctl, args...)
+	cmd.Env = append(cmd.Environ(), "STREAMHOUSE_ADDR="+d.addr)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (d *devCluster) must(stdin string, args ...string) string {
+	d.t.Helper()
+	out, err := d.run(stdin, args...)
+	if err != nil {
+		d.t.Fatalf("streamctl %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+func lines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestQuickStartFromTheReadme(t *testing.T) {
+	d := startDev(t, t.TempDir())
+	if out := d.must("", "topic", "create", "test", "--partitions", "4"); !strings.Contains(out, "created topic test with 4 partitions") {
+		t.Fatalf("create: %s", out)
+	}
+	var input strings.Builder
+	for i := 1; i <= 100; i++ {
+		fmt.Fprintf(&input, "{\"id\": %d}\n", i)
+	}
+	acks := lines(d.must(input.String(), "produce", "test", "--key", "user-1"))
+	if len(acks) != 100 || acks[0] != acks[0][:strings.Index(acks[0], "@")]+"@0" || !strings.HasSuffix(acks[99], "@99") {
+		t.Fatalf("produce acks: %d lines, first %q last %q", len(acks), acks[0], acks[len(acks)-1])
+	}
+	got := lines(d.must("", "consume", "test", "--from", "earliest", "--limit", "10"))
+	if len(got) != 10 || !strings.HasSuffix(got[0], "\tuser-1\t{\"id\": 1}") || !strings.HasSuffix(got[9], "{\"id\": 10}") {
+		t.Fatalf("consume: %q", got)
+	}
+	if got := lines(d.must("", "consume", "test", "--group", "billing", "--limit", "50")); len(got) != 50 {
+		t.Fatalf("group consume read %d records", len(got))
+	}
+	offsets := d.must("", "group", "offsets", "billing")
+	if !strings.Contains(offsets, "50") || !strings.Contains(offsets, "100") {
+		t.Fatalf("group offsets:\n%s", offsets)
+	}
+	// The group resumes right after its commit.
+	if got := lines(d.must("", "consume", "test", "--group", "billing", "--limit", "1")); len(got) != 1 || !strings.HasSuffix(got[0], "{\"id\": 51}") {
+		t.Fatalf("group resume: %q", got)
+	}
+	status := d.must("", "cluster", "status")
+	if !strings.Contains(status, "Agent: dev-1") || !strings.Contains(status, "Assigned partitions (4)") || !strings.Contains(status, "test:3 (epoch") {
+		t.Fatalf("cluster status:\n%s", status)
+	}
+	json := lines(d.must("", "consume", "test", "--from", "99", "--output", "json"))
+	if len(json) != 1 || !strings.Contains(json[0], `"offset":99`) || !strings.Contains(json[0], `"key":"user-1"`) {
+		t.Fatalf("json output: %q", json)
+	}
+	if out, err := d.run("", "consume", "missing"); err == nil || !strings.Contains(out, "NotFound") {
+		t.Fatalf("consume of a missing topic: %v %s", err, out)
+	}
+
+	// Ctrl-C stops it cleanly, and a restart keeps the data.
+	if err := d.proc.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	if got := lines(d.must("", "consume", "test", "--from", "earliest")); len(got) != 100 {
+		t.Fatalf("after a restart, %d records", len(got))
+	}
+}
+
+func TestFollowShowsNewRecordsQuickly(t *testing.T) {
+	d := startDev(t, t.TempDir())
+	d.must("", "topic", "create", "live", "--partitions", "1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, d.ctl, "consume", "live", "--partition", "0", "--from", "latest", "--follow")
+	cmd.Env = append(cmd.Environ(), "STREAMHOUSE_ADDR="+d.addr)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	seen := make(chan time.Time, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			seen <- time.Now()
+		}
+	}()
+	// The delay is measured from before the producing streamctl starts, so it is an upper
+	// bound on ack-to-display: it includes starting a process and the produce itself.
+	var delays []time.Duration
+	for i := range 5 {
+		sent := time.Now()
+		d.must("", "produce", "live", fmt.Sprintf("warm-%d", i)) // the follower may start after the first
+		select {
+		case at := <-seen:
+			delays = append(delays, at.Sub(sent).Round(time.Millisecond))
+		case <-time.After(10 * time.Second):
+			if i > 0 {
+				t.Fatalf("record %d not shown 10s after its ack", i)
+			}
+		}
+	}
+	t.Logf("--follow showed records at most %v after the produce began (linger 5ms)", delays)
+	for _, dl := range delays {
+		if dl > 2*time.Second {
+			t.Fatalf("--follow took %s to show a record", dl)
+		}
+	}
+}
