@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,7 @@ type agentFlags struct {
 	store             string
 	listen, advertise string
 	grpcListen        string
+	limits            gateway.Limits
 	sessionTTL        time.Duration
 	logLevel, logFmt  string
 	shutdownTimeout   time.Duration
@@ -62,6 +64,16 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	str(&f.listen, "cluster-listen", "STREAMHOUSE_CLUSTER_LISTEN", "0.0.0.0:8090", "address the agent-to-agent gRPC remote listens on")
 	str(&f.advertise, "cluster-advertise", "STREAMHOUSE_CLUSTER_ADVERTISE", "", "host:port other agents dial (default: the listen address, with this host's name for 0.0.0.0)")
 	str(&f.grpcListen, "grpc-listen", "STREAMHOUSE_GRPC_LISTEN", ":50051", "address the client gRPC API (streamhouse.v1) listens on")
+	intFlag := func(p *int, name, env string, def int, help string) {
+		if v, err := strconv.Atoi(os.Getenv(env)); err == nil {
+			def = v
+		}
+		fs.IntVar(p, name, def, help+" ($"+env+")")
+	}
+	intFlag(&f.limits.MaxRecordBytes, "max-record-bytes", "STREAMHOUSE_MAX_RECORD_BYTES", 1<<20, "largest record (key + value + headers) accepted")
+	intFlag(&f.limits.MaxBatchBytes, "max-batch-bytes", "STREAMHOUSE_MAX_BATCH_BYTES", 16<<20, "largest produce request, in record bytes")
+	intFlag(&f.limits.MaxBatchRecords, "max-batch-records", "STREAMHOUSE_MAX_BATCH_RECORDS", 100000, "most records in one produce request")
+	intFlag(&f.limits.MaxFetchBytes, "max-fetch-bytes", "STREAMHOUSE_MAX_FETCH_BYTES", 16<<20, "most record bytes one fetch returns")
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
 	str(&f.logLevel, "log-level", "STREAMHOUSE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&f.logFmt, "log-format", "STREAMHOUSE_LOG_FORMAT", "json", "json or console")
@@ -74,6 +86,9 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if f.store == "" {
 		return nil, errors.New("--store (or $STREAMHOUSE_STORE_URL) is required")
+	}
+	if f.limits.MaxRecordBytes <= 0 || f.limits.MaxBatchBytes < f.limits.MaxRecordBytes || f.limits.MaxBatchRecords <= 0 || f.limits.MaxFetchBytes <= 0 {
+		return nil, errors.New("request limits must be positive, and --max-batch-bytes at least --max-record-bytes")
 	}
 	if f.sessionTTL < time.Second {
 		return nil, fmt.Errorf("--session-ttl %s: at least 1s", f.sessionTTL)
@@ -181,8 +196,8 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		_ = node.Stop(context.Background())
 		return fmt.Errorf("--grpc-listen %q: %w", f.grpcListen, err)
 	}
-	api := gateway.NewServer(coord, mirror, node, gateway.Limits{}, log)
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(gateway.Limits{}.MaxMessageBytes()), grpc.MaxSendMsgSize(gateway.Limits{}.MaxMessageBytes()))
+	api := gateway.NewServer(coord, mirror, node, f.limits, log)
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(f.limits.MaxMessageBytes()), grpc.MaxSendMsgSize(f.limits.MaxMessageBytes()))
 	api.Register(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()

@@ -251,3 +251,47 @@ func TestGatewayRefusesBadInputAndWritesNothing(t *testing.T) {
 		t.Fatalf("a refused commit left groups %v", groups)
 	}
 }
+
+func TestGatewayStreams(t *testing.T) {
+	tc := newCluster(t, 1, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, _ := dial(t, tc.agents[0].GRPCAddr)
+	if _, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "s", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitOwned(60*time.Second, map[string]int32{"s": 1})
+	sub, err := c.Subscribe(ctx, &pb.SubscribeRequest{Topic: "s", Partition: 0, Offset: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := ps.Send(&pb.ProduceRequest{Topic: "s", Records: []*pb.Record{{Value: fmt.Appendf(nil, "v%d", i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		resp, err := ps.Recv()
+		if err != nil || len(resp.Acks) != 1 || resp.Acks[0].Offset != int64(i) {
+			t.Fatalf("stream ack %d: %v %v", i, resp, err)
+		}
+	}
+	_ = ps.CloseSend()
+	var got []string
+	for len(got) < 3 {
+		resp, err := sub.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range resp.Records {
+			got = append(got, string(r.Value))
+		}
+	}
+	if !slices.Equal(got, []string{"v0", "v1", "v2"}) {
+		t.Fatalf("subscribed to %v", got)
+	}
+}
