@@ -11,6 +11,7 @@ SHELL        := /usr/bin/env bash
 GO            ?= go
 BIN           := $(CURDIR)/bin
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+GRPCURL_VERSION := v1.9.4
 GOTEST_FLAGS  ?= -count=1 -timeout 20m
 FUZZTIME      ?= 30s
 BENCHCOUNT    ?= 5
@@ -33,7 +34,7 @@ run: build ## run a single-process cluster: embedded etcd, segments under ./data
 	$(BIN)/streamhouse dev $(DEVFLAGS)
 
 .PHONY: tools
-tools: $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/etcd $(BIN)/etcdctl ## build the test tools into ./bin (MinIO, etcd, etcdctl)
+tools: $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/etcd $(BIN)/etcdctl ## build the test tools into ./bin (MinIO, etcd, etcdctl, grpcurl)
 
 # The stamp names the version, so that changing MINIO_VERSION rebuilds MinIO and nothing
 # else does.
@@ -42,6 +43,12 @@ $(BIN)/.minio-$(MINIO_VERSION):
 	@echo "building MinIO $(MINIO_VERSION) from its module (a few minutes on a fresh machine)"
 	GOBIN=$(BIN) $(GO) install -trimpath github.com/minio/minio@$(MINIO_VERSION)
 	@rm -f $(BIN)/.minio-*
+	@touch $@
+
+$(BIN)/.grpcurl-$(GRPCURL_VERSION):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install -trimpath github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	@rm -f $(BIN)/.grpcurl-*
 	@touch $@
 
 $(BIN)/etcd: go.mod go.sum

@@ -192,3 +192,23 @@ func TestFollowShowsNewRecordsQuickly(t *testing.T) {
 		}
 	}
 }
+
+func TestGrpcurlSeesTheServiceAndHealth(t *testing.T) {
+	grpcurl, err := harness.Binary("grpcurl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDev(t, t.TempDir())
+	out, err := exec.Command(grpcurl, "-plaintext", d.addr, "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "streamhouse.v1.StreamHouse") || !strings.Contains(string(out), "grpc.health.v1.Health") {
+		t.Fatalf("grpcurl list: %v\n%s", err, out)
+	}
+	out, err = exec.Command(grpcurl, "-plaintext", d.addr, "grpc.health.v1.Health/Check").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"SERVING"`) {
+		t.Fatalf("grpcurl health check: %v\n%s", err, out)
+	}
+	out, err = exec.Command(grpcurl, "-plaintext", "-d", `{"name": "via-grpcurl", "partitions": 2}`, d.addr, "streamhouse.v1.StreamHouse/CreateTopic").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"partitions": 2`) {
+		t.Fatalf("grpcurl CreateTopic: %v\n%s", err, out)
+	}
+}
