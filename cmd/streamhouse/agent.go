@@ -6,18 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"google.golang.org/grpc"
 
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -127,27 +123,8 @@ func newLogger(level, format string) (*zap.Logger, error) {
 
 // runAgent runs an agent until SIGINT or SIGTERM, then leaves the cluster gracefully.
 func runAgent(args []string, stderr io.Writer) int {
-	f, err := parseAgentFlags(args, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "streamhouse agent:", err)
-		return 2
-	}
-	log, err := newLogger(f.logLevel, f.logFmt)
-	if err != nil {
-		fmt.Fprintln(stderr, "streamhouse agent:", err)
-		return 2
-	}
-	defer func() { _ = log.Sync() }()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := agent(ctx, f, log); err != nil {
-		log.Error("agent failed", zap.Error(err))
-		return 1
-	}
-	return 0
+	return runCommand("agent", args, stderr, parseAgentFlags,
+		func(f *agentFlags) (string, string) { return f.logLevel, f.logFmt }, agent)
 }
 
 func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
@@ -170,14 +147,11 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	if err := store.Check(startCtx); err != nil {
 		return fmt.Errorf("object store: %w", err)
 	}
-	mirror := coord.NewMirror()
-	if err := mirror.Load(startCtx); err != nil {
-		return fmt.Errorf("load metadata from etcd %s: %w", f.etcd, err)
+	mirror, stopMirror, err := watchedMirror(startCtx, coord)
+	if err != nil {
+		return err
 	}
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	watchDone := make(chan struct{})
-	go func() { defer close(watchDone); _ = mirror.Watch(watchCtx) }()
-	defer func() { stopWatch(); <-watchDone }()
+	defer stopMirror()
 
 	host, port, err := actors.SplitHostPort(f.listen)
 	if err != nil {
@@ -191,16 +165,11 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", f.grpcListen)
+	srv, lis, served, err := serveAPI(f.grpcListen, coord, mirror, node, f.limits, log)
 	if err != nil {
 		_ = node.Stop(context.Background())
-		return fmt.Errorf("--grpc-listen %q: %w", f.grpcListen, err)
+		return err
 	}
-	api := gateway.NewServer(coord, mirror, node, f.limits, log)
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(f.limits.MaxMessageBytes()), grpc.MaxSendMsgSize(f.limits.MaxMessageBytes()))
-	api.Register(srv)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
 	log.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
 		zap.String("grpc", lis.Addr().String()))
 	select {

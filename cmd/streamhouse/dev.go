@@ -9,15 +9,12 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -57,27 +54,9 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 // runDev runs a whole cluster in one process: an embedded etcd (the real server), a local
 // file store and N agents, with the client API on one address.
 func runDev(args []string, stdout, stderr io.Writer) int {
-	f, err := parseDevFlags(args, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "streamhouse dev:", err)
-		return 2
-	}
-	log, err := newLogger(f.logLevel, "console")
-	if err != nil {
-		fmt.Fprintln(stderr, "streamhouse dev:", err)
-		return 2
-	}
-	defer func() { _ = log.Sync() }()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := dev(ctx, f, stdout, log); err != nil {
-		fmt.Fprintln(stderr, "streamhouse dev:", err)
-		return 1
-	}
-	return 0
+	return runCommand("dev", args, stderr, parseDevFlags,
+		func(f *devFlags) (string, string) { return f.logLevel, "console" },
+		func(ctx context.Context, f *devFlags, log *zap.Logger) error { return dev(ctx, f, stdout, log) })
 }
 
 func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) error {
@@ -123,14 +102,11 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	if err != nil {
 		return err
 	}
-	mirror := coord.NewMirror()
-	if err := mirror.Load(ctx); err != nil {
+	mirror, stopMirror, err := watchedMirror(ctx, coord)
+	if err != nil {
 		return err
 	}
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	watchDone := make(chan struct{})
-	go func() { defer close(watchDone); _ = mirror.Watch(watchCtx) }()
-	defer func() { stopWatch(); <-watchDone }()
+	defer stopMirror()
 
 	var nodes []*actors.Node
 	defer func() {
@@ -150,14 +126,10 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		}
 		nodes = append(nodes, n)
 	}
-	lis, err := net.Listen("tcp", f.grpcListen)
+	srv, lis, _, err := serveAPI(f.grpcListen, coord, mirror, nodes[0], gateway.Limits{}, log)
 	if err != nil {
-		return fmt.Errorf("--grpc-listen %q: %w", f.grpcListen, err)
+		return err
 	}
-	limits := gateway.Limits{}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes()))
-	gateway.NewServer(coord, mirror, nodes[0], limits, log).Register(srv)
-	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 
 	abs, _ := filepath.Abs(f.data)

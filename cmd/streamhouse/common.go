@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/streamhouse/streamhouse/actors"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway"
+)
+
+// runCommand parses a subcommand's flags, builds its logger and runs it until SIGINT or
+// SIGTERM. Exit codes: 0 done, 1 failed, 2 bad flags.
+func runCommand[F any](name string, args []string, stderr io.Writer,
+	parse func([]string, io.Writer) (F, error), logging func(F) (level, format string),
+	run func(context.Context, F, *zap.Logger) error) int {
+	f, err := parse(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "streamhouse %s: %v\n", name, err)
+		return 2
+	}
+	log, err := newLogger(logging(f))
+	if err != nil {
+		fmt.Fprintf(stderr, "streamhouse %s: %v\n", name, err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, f, log); err != nil {
+		log.Error(name+" failed", zap.Error(err))
+		fmt.Fprintf(stderr, "streamhouse %s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+// watchedMirror loads the metadata mirror and keeps it current until stop is called.
+func watchedMirror(ctx context.Context, coord *coordination.Client) (m *coordination.Mirror, stop func(), err error) {
+	m = coord.NewMirror()
+	if err := m.Load(ctx); err != nil {
+		return nil, nil, fmt.Errorf("load metadata from etcd: %w", err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Watch(wctx) }()
+	return m, func() { cancel(); <-done }, nil
+}
+
+// serveAPI serves the client API on addr through node; served reports when it stops.
+func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node,
+	limits gateway.Limits, log *zap.Logger) (srv *grpc.Server, lis net.Listener, served <-chan error, err error) {
+	lis, err = net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("client API on %q: %w", addr, err)
+	}
+	srv = grpc.NewServer(grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes()))
+	gateway.NewServer(coord, mirror, node, limits, log).Register(srv)
+	ch := make(chan error, 1)
+	go func() { ch <- srv.Serve(lis) }()
+	return srv, lis, ch, nil
+}
