@@ -78,6 +78,22 @@ bench: tools ## segment codec vs raw LZ4; etcd commit latency; produce throughpu
 failover: tools ## kill -9 an agent under load 5 times; prints the time to the first produce on a moved partition
 	$(GO) test -run '^TestKillAgentUnderLoadLosesNoAckedRecord$$' -count 5 -v -timeout 20m ./tests/cluster/ | grep -E 'kill -9 of|^(ok|FAIL|--- FAIL)'
 
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_PROJECT ?= streamhouse
+
+.PHONY: images
+images: tools ## build the compose images (streamhouse, etcd, MinIO) from binaries built here
+	bash deploy/compose/images.sh
+
+.PHONY: up
+up: images ## start the compose cluster: 3 etcd, MinIO, 3 agents (API on localhost:50051-50053)
+	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) up -d --wait 2>/dev/null || (cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) up -d)
+	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) ps
+
+.PHONY: down
+down: ## stop the compose cluster and delete its data
+	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) down -v
+
 PROTOS := actors/partitionpb/partition.proto gateway/streamhousepb/streamhouse.proto
 
 .PHONY: proto
