@@ -87,8 +87,20 @@ images: tools ## build the compose images (streamhouse, etcd, MinIO) from binari
 
 .PHONY: up
 up: images ## start the compose cluster: 3 etcd, MinIO, 3 agents (API on localhost:50051-50053)
-	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) up -d --wait 2>/dev/null || (cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) up -d)
+	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) up -d
 	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) ps
+
+.PHONY: demo
+demo: ## on the compose cluster: topics, produce, consume, segments in etcd and MinIO
+	bash deploy/compose/demo.sh
+
+.PHONY: failover-demo
+failover-demo: ## on the compose cluster: kill an agent under load, show the move, verify no acked record is lost
+	bash deploy/compose/failover-demo.sh
+
+.PHONY: inspect
+inspect: ## on the compose cluster: etcd's view (members, leases with epochs, hwm, segments, groups)
+	bash deploy/compose/inspect.sh
 
 .PHONY: down
 down: ## stop the compose cluster and delete its data

@@ -14,6 +14,7 @@ const usage = `streamhouse runs a StreamHouse node.
 Usage:
   streamhouse agent     run an agent of a cluster (etcd + object store)
   streamhouse dev       run a single-process cluster with embedded etcd and a local store
+  streamhouse ls URL [PREFIX]   list the objects of a store (s3://… or file://…)
   streamhouse probe U   health check for containers: http(s)://… answers 200, grpc://… is SERVING
   streamhouse version   print the build version
 `
@@ -40,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDev(args[1:], stdout, stderr)
 	case "probe":
 		return runProbe(args[1:], stderr)
+	case "ls":
+		return runLs(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "streamhouse: unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -2,5 +2,4 @@
 # official image uses.
 FROM scratch
 COPY etcd etcdctl /usr/local/bin/
-ENV ETCDCTL_API=3
 ENTRYPOINT ["/usr/local/bin/etcd"]
