@@ -151,7 +151,7 @@ func TestComposeClusterFailsOverWithoutLoss(t *testing.T) {
 			req.Records = append(req.Records, &pb.Record{Key: fmt.Appendf(nil, "k%d", i%50), Value: fmt.Appendf(nil, "v%d", i)})
 		}
 		var resp *pb.ProduceResponse
-		harness.Eventually(t, 60*time.Second, func() error {
+		harness.Eventually(t, 90*time.Second, func() error {
 			var err error
 			resp, err = a2.Produce(ctx, req)
 			return err
@@ -174,24 +174,117 @@ func TestComposeClusterFailsOverWithoutLoss(t *testing.T) {
 	c.must("kill", "agent1")
 	killed := time.Now()
 	produce(1000, 1000)
-	t.Logf("first produce after killing agent1 answered in %s", time.Since(killed).Round(time.Millisecond))
+	t.Logf("docker kill agent1: first produce answered %s after the kill", time.Since(killed).Round(time.Millisecond))
 	after := owners()
 	for p, o := range before {
 		if o.Owner == "agent-1" && (after[p].Owner == "agent-1" || after[p].Epoch <= o.Epoch) {
 			t.Fatalf("partition %d: %s epoch %d after the kill (was %s epoch %d)", p, after[p].Owner, after[p].Epoch, o.Owner, o.Epoch)
 		}
 	}
+	verify(t, a3, acked)
+
+	// A paused agent (frozen past its 5s session TTL) is fenced; unpaused, it rejoins.
+	c.must("start", "agent1")
+	members := func(n int) {
+		harness.Eventually(t, 60*time.Second, func() error {
+			st, err := a3.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+			if err != nil {
+				return err
+			}
+			if len(st.Members) != n || st.Unowned != 0 {
+				return fmt.Errorf("%d members, %d partitions unowned", len(st.Members), st.Unowned)
+			}
+			return nil
+		})
+	}
+	members(3)
+	held := owners()
+	onAgent2 := 0
+	for _, o := range held {
+		if o.Owner == "agent-2" {
+			onAgent2++
+		}
+	}
+	if onAgent2 == 0 {
+		t.Fatal("agent-2 owns no partition: pausing it would prove nothing")
+	}
+	c.must("pause", "agent2")
+	paused := time.Now()
+	harness.Eventually(t, 60*time.Second, func() error {
+		d, err := a3.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: "orders"})
+		if err != nil {
+			return err
+		}
+		for _, p := range d.Partitions {
+			if p.Owner == "" || p.Owner == "agent-2" {
+				return fmt.Errorf("partition %d still on %q", p.Partition, p.Owner)
+			}
+		}
+		return nil
+	})
+	// Produce through agent3 while agent2 sleeps.
+	a2, prod := a3, a2
+	produce(2000, 500)
+	a2 = prod
+	c.must("unpause", "agent2")
+	members(3)
+	t.Logf("docker pause agent2 for %s: its partitions moved, it rejoined", time.Since(paused).Round(time.Second))
+	for p, o := range held {
+		if o.Owner == "agent-2" {
+			if now := owners()[p]; now.Epoch <= o.Epoch {
+				t.Fatalf("partition %d: epoch %d after the pause, was %d", p, now.Epoch, o.Epoch)
+			}
+		}
+	}
+	produce(2500, 500)
+	verify(t, a3, acked)
+
+	// One etcd member down: the cluster keeps serving.
+	c.must("kill", "etcd2")
+	produce(3000, 500)
+	verify(t, a3, acked)
+
+	// MinIO restarted: produce resumes after retries, nothing acked is lost.
+	c.must("restart", "minio")
+	produce(3500, 500)
+	verify(t, a3, acked)
+	total := 0
+	for _, offs := range acked {
+		total += len(offs)
+	}
+	t.Logf("%d acked records, all readable after an agent kill, an agent pause, an etcd member kill and a MinIO restart", total)
+
+	// Nothing is left behind.
+	c.must("down", "-v", "--timeout", "30")
+	for _, kind := range []string{"ps", "network", "volume"} {
+		args := []string{kind, "ls", "-q", "--filter", "label=com.docker.compose.project=" + c.project}
+		if kind == "ps" {
+			args = []string{"ps", "-aq", "--filter", "label=com.docker.compose.project=" + c.project}
+		}
+		out, err := exec.Command("docker", args...).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Fatalf("after down, docker %s shows %q (%v)", kind, out, err)
+		}
+	}
+}
+
+// verify reads every partition to its high-water mark and checks each acked record.
+func verify(t *testing.T, c pb.StreamHouseClient, acked map[int32]map[int64]string) {
+	t.Helper()
+	ctx := context.Background()
 	for p, offs := range acked {
 		var got []*pb.Record
-		for int64(len(got)) < int64(len(offs)) {
-			resp, err := a3.Fetch(ctx, &pb.FetchRequest{Topic: "orders", Partition: p, Offset: int64(len(got))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(resp.Records) == 0 {
+		for {
+			var resp *pb.FetchResponse
+			harness.Eventually(t, 60*time.Second, func() error {
+				var err error
+				resp, err = c.Fetch(ctx, &pb.FetchRequest{Topic: "orders", Partition: p, Offset: int64(len(got))})
+				return err
+			})
+			got = append(got, resp.Records...)
+			if int64(len(got)) >= resp.HighWaterMark || len(resp.Records) == 0 {
 				break
 			}
-			got = append(got, resp.Records...)
 		}
 		for off, v := range offs {
 			if off >= int64(len(got)) || string(got[off].Value) != v {
