@@ -217,7 +217,7 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 	root, self := a.deps.system.Root, a.self
 	cfg.notify = func() { root.Send(self, &wake{}) }
 	a.w = newWriter(cfg, m.hwm)
-	a.log.Info("partition active", zap.Int64("hwm", m.hwm), zap.String("node", a.deps.session.Node().Node))
+	a.log.Info("partition active", zap.Int64("hwm", m.hwm))
 	a.drainStash()
 }
 

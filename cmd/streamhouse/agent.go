@@ -128,7 +128,8 @@ func runAgent(args []string, stderr io.Writer) int {
 }
 
 func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
-	log = log.With(zap.String("node", f.node), zap.String("zone", f.zone))
+	// The session and the node add node and zone to what they log themselves.
+	alog := log.With(zap.String("node", f.node), zap.String("zone", f.zone))
 	etcd, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(f.etcd, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return fmt.Errorf("etcd %s: %w", f.etcd, err)
@@ -170,14 +171,14 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		_ = node.Stop(context.Background())
 		return err
 	}
-	log.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
+	alog.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
 		zap.String("grpc", lis.Addr().String()))
 	select {
 	case <-ctx.Done():
 	case err := <-served:
-		log.Error("gRPC server stopped", zap.Error(err))
+		alog.Error("gRPC server stopped", zap.Error(err))
 	}
-	log.Info("stopping: releasing local partitions, then leaving the cluster")
+	alog.Info("stopping: releasing local partitions, then leaving the cluster")
 	stopCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
 	// Partitions hand over first, while the API still answers (its retries find the new
