@@ -31,5 +31,14 @@
 //
 // All messages that cross nodes are protobuf messages of package partitionpb.
 //
-// Metrics: not exported yet (the "Observability" issue adds them).
+// Metrics (default Prometheus registry, served by the agent on /metrics; labels bounded
+// to topic, node, zone, kind, reason and result):
+//   - streamhouse_produce_records_total, streamhouse_produce_bytes_total{topic}: acked.
+//   - streamhouse_produce_latency_seconds{topic}: request reaching its partition → ack.
+//   - streamhouse_produce_failed_total{topic,reason}: requests failed (unavailable,
+//     fenced, backpressure).
+//   - streamhouse_segments_uploaded_total{topic}, streamhouse_segment_bytes_total{kind}
+//     (raw, compressed), streamhouse_uploads_in_flight.
+//   - streamhouse_commits_total{result}: ok, fenced, error.
+//   - streamhouse_partitions_owned{node,zone}, streamhouse_lease_acquisitions_total{node}.
 package actors

@@ -217,6 +217,9 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 	root, self := a.deps.system.Root, a.self
 	cfg.notify = func() { root.Send(self, &wake{}) }
 	a.w = newWriter(cfg, m.hwm)
+	node := a.deps.session.Node()
+	metricLeaseAcquisitions.WithLabelValues(node.Node).Inc()
+	metricPartitionsOwned.WithLabelValues(node.Node, node.Zone).Inc()
 	a.log.Info("partition active", zap.Int64("hwm", m.hwm))
 	a.drainStash()
 }
@@ -380,6 +383,10 @@ func (a *partitionActor) stopping() {
 		if pending := a.acq.stop(); pending != nil && a.lease == nil {
 			a.lease = pending // acquired, but the news had not reached the actor yet
 		}
+	}
+	if a.w != nil {
+		node := a.deps.session.Node()
+		metricPartitionsOwned.WithLabelValues(node.Node, node.Zone).Dec()
 	}
 	if a.lease != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -86,9 +86,11 @@ type produceResult struct {
 }
 
 type waiter struct {
-	reply func(produceResult)
-	base  int64
-	count int
+	reply    func(produceResult)
+	base     int64
+	count    int
+	bytes    int64
+	accepted time.Time
 }
 
 type batchState int
@@ -222,7 +224,7 @@ func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {
 	b := w.open
 	b.records = append(b.records, recs...)
 	b.bytes += size
-	b.waiters = append(b.waiters, waiter{reply: reply, base: base, count: len(recs)})
+	b.waiters = append(b.waiters, waiter{reply: reply, base: base, count: len(recs), bytes: size, accepted: time.Now()})
 	w.pending += size
 	if b.bytes >= w.cfg.SegmentBytes || w.cfg.Linger <= 0 {
 		w.seal()
@@ -250,6 +252,7 @@ func (w *writer) pump() {
 		if b.state == sealed {
 			b.state = uploading
 			w.inFlight++
+			metricUploadsInFlight.Inc()
 			go w.upload(w.gen, b)
 		}
 	}
@@ -308,6 +311,7 @@ func (w *writer) Process() error {
 
 func (w *writer) onUpload(m uploadDone) {
 	w.inFlight--
+	metricUploadsInFlight.Dec()
 	if m.gen != w.gen || w.fatal != nil {
 		// A batch already failed by a reset: its object is an orphan, never indexed.
 		w.finishDraining()
@@ -320,6 +324,9 @@ func (w *writer) onUpload(m uploadDone) {
 	}
 	m.b.meta = m.meta
 	m.b.state = uploaded
+	metricSegments.WithLabelValues(w.p.Topic).Inc()
+	metricSegmentBytes.WithLabelValues("raw").Add(float64(m.meta.Bytes))
+	metricSegmentBytes.WithLabelValues("compressed").Add(float64(m.meta.ZBytes))
 }
 
 // reset fails every batch that is not committing and restarts offsets after the last
@@ -356,6 +363,11 @@ func (w *writer) finishDraining() {
 func (w *writer) onCommit(m commitDone) {
 	b := m.b
 	if m.err != nil {
+		result := "error"
+		if errors.Is(m.err, coordination.ErrFenced) {
+			result = "fenced"
+		}
+		metricCommits.WithLabelValues(result).Inc()
 		w.log.Error("segment commit failed; stopping the partition", zap.Int64("base", b.base), zap.Error(m.err))
 		w.stop(fmt.Errorf("%w: commit of %s [%d, %d]: %w", ErrUnavailable, w.p, b.base, b.last(), m.err))
 		return
@@ -363,7 +375,12 @@ func (w *writer) onCommit(m commitDone) {
 	w.queue = w.queue[1:]
 	w.committed = b.last() + 1
 	w.pending -= b.bytes
+	metricCommits.WithLabelValues("ok").Inc()
+	now := time.Now()
 	for _, wt := range b.waiters {
+		metricProduceRecords.WithLabelValues(w.p.Topic).Add(float64(wt.count))
+		metricProduceBytes.WithLabelValues(w.p.Topic).Add(float64(wt.bytes))
+		metricProduceLatency.WithLabelValues(w.p.Topic).Observe(now.Sub(wt.accepted).Seconds())
 		wt.reply(produceResult{Base: wt.base, Count: wt.count})
 	}
 	w.recent.add(b)
@@ -372,6 +389,9 @@ func (w *writer) onCommit(m commitDone) {
 
 func (w *writer) fail(b *batch, err error) {
 	w.pending -= b.bytes
+	if len(b.waiters) > 0 {
+		metricProduceFailed.WithLabelValues(w.p.Topic, failReason(err)).Add(float64(len(b.waiters)))
+	}
 	for _, wt := range b.waiters {
 		wt.reply(produceResult{Err: err})
 	}
@@ -414,3 +434,14 @@ func (w *writer) Flush(ctx context.Context) error {
 
 // Close fails whatever is still pending with err (the partition is going away).
 func (w *writer) Close(err error) { w.stop(err) }
+
+func failReason(err error) string {
+	switch {
+	case errors.Is(err, coordination.ErrFenced):
+		return "fenced"
+	case errors.Is(err, ErrBackpressure):
+		return "backpressure"
+	default:
+		return "unavailable"
+	}
+}

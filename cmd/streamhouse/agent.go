@@ -29,6 +29,7 @@ type agentFlags struct {
 	store             string
 	listen, advertise string
 	grpcListen        string
+	adminListen       string
 	limits            gateway.Limits
 	sessionTTL        time.Duration
 	logLevel, logFmt  string
@@ -60,6 +61,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	str(&f.listen, "cluster-listen", "STREAMHOUSE_CLUSTER_LISTEN", "0.0.0.0:8090", "address the agent-to-agent gRPC remote listens on")
 	str(&f.advertise, "cluster-advertise", "STREAMHOUSE_CLUSTER_ADVERTISE", "", "host:port other agents dial (default: the listen address, with this host's name for 0.0.0.0)")
 	str(&f.grpcListen, "grpc-listen", "STREAMHOUSE_GRPC_LISTEN", ":50051", "address the client gRPC API (streamhouse.v1) listens on")
+	str(&f.adminListen, "admin-listen", "STREAMHOUSE_ADMIN_LISTEN", ":9100", "address of /metrics, /healthz, /readyz and /debug/pprof/")
 	intFlag := func(p *int, name, env string, def int, help string) {
 		if v, err := strconv.Atoi(os.Getenv(env)); err == nil {
 			def = v
@@ -171,6 +173,13 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		_ = node.Stop(context.Background())
 		return err
 	}
+	admin, err := serveAdmin(f.adminListen, coord, store, node, log)
+	if err != nil {
+		srv.Stop()
+		_ = node.Stop(context.Background())
+		return err
+	}
+	defer admin.Close()
 	alog.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
 		zap.String("grpc", lis.Addr().String()))
 	select {

@@ -23,11 +23,12 @@ import (
 )
 
 type devFlags struct {
-	data       string
-	agents     int
-	grpcListen string
-	etcdListen string
-	logLevel   string
+	data        string
+	agents      int
+	grpcListen  string
+	etcdListen  string
+	adminListen string
+	logLevel    string
 }
 
 func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
@@ -38,6 +39,7 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	fs.IntVar(&f.agents, "agents", 1, "number of agents in this process")
 	fs.StringVar(&f.grpcListen, "grpc-listen", "127.0.0.1:50051", "address of the client gRPC API")
 	fs.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd, for etcdctl")
+	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9100", "address of /metrics, /healthz, /readyz and /debug/pprof/")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -131,10 +133,16 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		return err
 	}
 	defer srv.Stop()
+	admin, err := serveAdmin(f.adminListen, coord, store, nodes[0], log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
 
 	abs, _ := filepath.Abs(f.data)
 	fmt.Fprintf(stdout, `StreamHouse dev cluster running (%d agent(s), Ctrl-C to stop; data kept in %s)
   client API (gRPC)  %s
+  metrics, health    http://%s/metrics  /healthz  /readyz
   etcd               %s   (etcdctl --endpoints %s get --prefix /streamhouse/)
   segments           %s
 
@@ -144,7 +152,7 @@ Try, in another terminal:
   ./bin/streamctl produce orders --key customer-1 '{"id": 1}' '{"id": 2}'
   ./bin/streamctl consume orders --from earliest --limit 10
   ./bin/streamctl cluster status
-`, len(nodes), abs, lis.Addr(), f.etcdListen, f.etcdListen, store, lis.Addr())
+`, len(nodes), abs, lis.Addr(), f.adminListen, f.etcdListen, f.etcdListen, store, lis.Addr())
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping: partitions commit what they accepted, then the agents leave")
 	return nil

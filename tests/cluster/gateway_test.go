@@ -3,7 +3,10 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,6 +154,47 @@ func TestGatewayEndToEnd(t *testing.T) {
 	if err != nil || len(d.Partitions) != 4 || d.Partitions[1].Owner == "" || d.Partitions[1].Epoch == 0 {
 		t.Fatalf("describe: %v %v", d, err)
 	}
+
+	// Each agent's admin port: alive, ready, and its metrics add up to what was acked.
+	records, owned := 0.0, 0.0
+	for _, a := range tc.agents {
+		for _, path := range []string{"/healthz", "/readyz"} {
+			if code, body := httpGet(t, "http://"+a.AdminAddr+path); code != 200 {
+				t.Fatalf("%s%s: %d %s", a.Config.Node, path, code, body)
+			}
+		}
+		_, body := httpGet(t, "http://"+a.AdminAddr+"/metrics")
+		records += metricSum(body, `streamhouse_produce_records_total{topic="events"}`)
+		owned += metricSum(body, `streamhouse_partitions_owned{`)
+	}
+	if records != 10000 || owned != 4 {
+		t.Fatalf("metrics: %v records acked, %v partitions owned; want 10000 and 4", records, owned)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metricSum adds the values of the exposition lines that start with prefix.
+func metricSum(body, prefix string) float64 {
+	sum := 0.0
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			var v float64
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
 }
 
 func TestGatewayRefusesBadInputAndWritesNothing(t *testing.T) {

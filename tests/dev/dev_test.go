@@ -24,6 +24,7 @@ type devCluster struct {
 	data   string
 	bin    string
 	etcd   string
+	admin  string
 	logDir string
 }
 
@@ -39,15 +40,16 @@ func startDev(t *testing.T, data string) *devCluster {
 	}
 	grpcPort, _ := harness.FreePort()
 	etcdPort, _ := harness.FreePort()
+	adminPort, _ := harness.FreePort()
 	d := &devCluster{t: t, addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), ctl: ctl, data: data, bin: bin,
-		etcd: fmt.Sprintf("127.0.0.1:%d", etcdPort), logDir: t.TempDir()}
+		etcd: fmt.Sprintf("127.0.0.1:%d", etcdPort), admin: fmt.Sprintf("127.0.0.1:%d", adminPort), logDir: t.TempDir()}
 	d.start()
 	return d
 }
 
 func (d *devCluster) start() {
 	t := d.t
-	p, err := harness.StartProcess("streamhouse-dev", d.bin, []string{"dev", "--data", d.data, "--grpc-listen", d.addr, "--etcd-listen", d.etcd},
+	p, err := harness.StartProcess("streamhouse-dev", d.bin, []string{"dev", "--data", d.data, "--grpc-listen", d.addr, "--etcd-listen", d.etcd, "--admin-listen", d.admin},
 		nil, filepath.Join(d.logDir, fmt.Sprintf("dev-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		t.Fatal(err)

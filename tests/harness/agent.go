@@ -61,6 +61,7 @@ type Agent struct {
 	Config      AgentConfig
 	ClusterAddr string
 	GRPCAddr    string // the client API
+	AdminAddr   string // /metrics, /healthz, /readyz
 	Process     *Process
 	dir         string
 }
@@ -79,14 +80,19 @@ func StartAgent(ctx context.Context, dir string, cfg AgentConfig) (*Agent, error
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{Config: cfg, ClusterAddr: "127.0.0.1:" + itoa(port), GRPCAddr: "127.0.0.1:" + itoa(grpcPort), dir: dir}
+	adminPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{Config: cfg, ClusterAddr: "127.0.0.1:" + itoa(port), GRPCAddr: "127.0.0.1:" + itoa(grpcPort),
+		AdminAddr: "127.0.0.1:" + itoa(adminPort), dir: dir}
 	return a, a.start(ctx, bin)
 }
 
 func (a *Agent) start(ctx context.Context, bin string) error {
 	cfg := a.Config
 	args := []string{"agent", "--node", cfg.Node, "--zone", cfg.Zone, "--etcd", cfg.Etcd, "--etcd-root", cfg.EtcdRoot,
-		"--store", cfg.StoreURL, "--cluster-listen", a.ClusterAddr, "--grpc-listen", a.GRPCAddr, "--log-level", "info"}
+		"--store", cfg.StoreURL, "--cluster-listen", a.ClusterAddr, "--grpc-listen", a.GRPCAddr, "--admin-listen", a.AdminAddr, "--log-level", "info"}
 	if cfg.SessionTTL > 0 {
 		args = append(args, "--session-ttl", cfg.SessionTTL.String())
 	}

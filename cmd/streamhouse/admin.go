@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/actors"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+)
+
+// serveAdmin serves /metrics (Prometheus), /healthz (the process is alive), /readyz (the
+// agent holds its session, is in the cluster, and reaches etcd and the store) and
+// /debug/pprof/ on addr.
+func serveAdmin(addr string, coord *coordination.Client, store objstore.Store, node *actors.Node, log *zap.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := ready(ctx, coord, store, node); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin HTTP on %q: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin HTTP server stopped", zap.Error(err))
+		}
+	}()
+	return srv, nil
+}
+
+func ready(ctx context.Context, coord *coordination.Client, store objstore.Store, node *actors.Node) error {
+	if node.Client() == nil {
+		return errors.New("rejoining the cluster (session lost)")
+	}
+	if _, err := coord.Etcd().Get(ctx, coord.Keys().Root(), clientv3.WithCountOnly(), clientv3.WithPrefix()); err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	if err := store.Check(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
