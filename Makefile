@@ -82,11 +82,11 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 COMPOSE_PROJECT ?= streamhouse
 
 .PHONY: images
-images: tools ## build the compose images (streamhouse, etcd, MinIO) from binaries built here
+images: tools ## build the compose images (streamhouse, etcd, MinIO, Prometheus) from binaries built here
 	bash deploy/compose/images.sh
 
 .PHONY: up
-up: images ## start the compose cluster: 3 etcd, MinIO, 3 agents (API on localhost:50051-50053)
+up: images ## start the compose cluster: 3 etcd, MinIO, 3 agents (API on localhost:50051-50053), Prometheus (:9090)
 	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) up -d
 	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) ps
 

@@ -6,9 +6,13 @@ package compose_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,14 +73,14 @@ func startCompose(t *testing.T) (*compose, []string) {
 	}
 	c := &compose{t: t, cmd: cmd, dir: root + "/deploy/compose", project: fmt.Sprintf("shtest%d", os.Getpid())}
 	var agents []string
-	for _, v := range []string{"AGENT1_PORT", "AGENT2_PORT", "AGENT3_PORT", "ETCD_PORT", "MINIO_PORT"} {
+	for _, v := range []string{"AGENT1_PORT", "AGENT2_PORT", "AGENT3_PORT", "ETCD_PORT", "MINIO_PORT", "PROMETHEUS_PORT"} {
 		p, err := harness.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.env = append(c.env, fmt.Sprintf("%s=%d", v, p))
-		if strings.HasPrefix(v, "AGENT") {
-			agents = append(agents, fmt.Sprintf("127.0.0.1:%d", p))
+		if strings.HasPrefix(v, "AGENT") || v == "PROMETHEUS_PORT" {
+			agents = append(agents, fmt.Sprintf("127.0.0.1:%d", p)) // the last one is Prometheus
 		}
 	}
 	t.Cleanup(func() {
@@ -103,6 +107,7 @@ func client(t *testing.T, addr string) pb.StreamHouseClient {
 
 func TestComposeClusterFailsOverWithoutLoss(t *testing.T) {
 	c, agents := startCompose(t)
+	prometheus := agents[3]
 	ctx := context.Background()
 	a1, a2, a3 := client(t, agents[0]), client(t, agents[1]), client(t, agents[2])
 	harness.Eventually(t, 120*time.Second, func() error {
@@ -164,6 +169,24 @@ func TestComposeClusterFailsOverWithoutLoss(t *testing.T) {
 		}
 	}
 	produce(0, 1000)
+
+	// Prometheus scrapes all three agents and sees what they acked.
+	harness.Eventually(t, 60*time.Second, func() error {
+		if v := promQuery(t, prometheus, `sum(up{job="streamhouse"})`); v != 3 {
+			return fmt.Errorf("%v agents up in Prometheus", v)
+		}
+		if v := promQuery(t, prometheus, `sum(streamhouse_produce_records_total{topic="orders"})`); v != 1000 {
+			return fmt.Errorf("Prometheus counts %v acked records", v)
+		}
+		return nil
+	})
+	promtool, err := harness.Binary("promtool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "config", c.dir+"/prometheus.yml").CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config: %v\n%s", err, out)
+	}
 
 	// The operator's view through etcdctl inside the etcd container.
 	leases := c.must("exec", "-T", "etcd1", "/usr/local/bin/etcdctl", "get", "--prefix", "/streamhouse/leases/", "--keys-only")
@@ -266,6 +289,32 @@ func TestComposeClusterFailsOverWithoutLoss(t *testing.T) {
 			t.Fatalf("after down, docker %s shows %q (%v)", kind, out, err)
 		}
 	}
+}
+
+// promQuery returns the value of an instant query, -1 when it has none.
+func promQuery(t *testing.T, addr, query string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Data.Result) == 0 {
+		return -1
+	}
+	s, _ := r.Data.Result[0].Value[1].(string)
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }
 
 // verify reads every partition to its high-water mark and checks each acked record.
