@@ -66,7 +66,9 @@ func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirr
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("client API on %q: %w", addr, err)
 	}
-	srv = grpc.NewServer(grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes()))
+	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes())},
+		gateway.Interceptors()...)
+	srv = grpc.NewServer(opts...)
 	gateway.NewServer(coord, mirror, node, limits, log).Register(srv)
 	ch := make(chan error, 1)
 	go func() { ch <- srv.Serve(lis) }()

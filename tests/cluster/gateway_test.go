@@ -156,7 +156,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	}
 
 	// Each agent's admin port: alive, ready, and its metrics add up to what was acked.
-	records, owned := 0.0, 0.0
+	records, owned, produces := 0.0, 0.0, 0.0
 	for _, a := range tc.agents {
 		for _, path := range []string{"/healthz", "/readyz"} {
 			if code, body := httpGet(t, "http://"+a.AdminAddr+path); code != 200 {
@@ -166,6 +166,10 @@ func TestGatewayEndToEnd(t *testing.T) {
 		_, body := httpGet(t, "http://"+a.AdminAddr+"/metrics")
 		records += metricSum(body, `streamhouse_produce_records_total{topic="events"}`)
 		owned += metricSum(body, `streamhouse_partitions_owned{`)
+		produces += metricSum(body, `streamhouse_requests_total{code="OK",method="Produce"}`)
+	}
+	if produces != 20 {
+		t.Fatalf("metrics count %v successful Produce calls, the test made 20", produces)
 	}
 	if records != 10000 || owned != 4 {
 		t.Fatalf("metrics: %v records acked, %v partitions owned; want 10000 and 4", records, owned)
