@@ -25,22 +25,16 @@ func (h *history) read(ctx context.Context, p coordination.Partition, from int64
 		return nil, 0, err
 	}
 	var out []segmentstore.Record
-	size := 0
+	size, full := 0, false
 	for _, s := range segs {
-		if len(out) > 0 && size >= maxBytes {
+		if full {
 			break
 		}
-		recs, err := h.cache.ReadObject(ctx, s.Object, objstore.Object{Store: h.store, Key: s.Object}, s.ZBytes, max(from, s.Base), max(maxBytes-size, 1))
+		recs, err := h.cache.ReadObject(ctx, s.Object, objstore.Object{Store: h.store, Key: s.Object}, s.ZBytes, from, max(maxBytes-size, 1))
 		if err != nil {
 			return nil, 0, fmt.Errorf("read %s from %d: segment %s: %w", p, from, s.Object, err)
 		}
-		for i := range recs {
-			if len(out) > 0 && size+recs[i].Size() > maxBytes {
-				return out, hwm, nil
-			}
-			out = append(out, recs[i])
-			size += recs[i].Size()
-		}
+		out, size, full = segmentstore.Take(out, size, recs, from, maxBytes)
 	}
 	return out, hwm, nil
 }

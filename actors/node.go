@@ -75,8 +75,6 @@ type Node struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
-	// rejoined counts members started after the first, for tests.
-	rejoined int
 }
 
 // member is one incarnation of the node in the cluster.
@@ -178,7 +176,7 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 		writer: writerConfig{Store: n.store, MaxInFlight: n.cfg.MaxInFlight, MaxPendingBytes: n.cfg.MaxPendingBytes, RecentBytes: n.cfg.RecentBytes},
 	}
 	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) }))
-	provider := newSessionProvider(n.client, s, n.log)
+	provider := newSessionProvider(n.client, s)
 	var opts []cluster.ConfigOption
 	if !n.cfg.ClientOnly {
 		opts = append(opts, cluster.WithKinds(kind))
@@ -229,7 +227,6 @@ func (n *Node) supervise(ctx context.Context) {
 			if err == nil {
 				n.mu.Lock()
 				n.cur = next
-				n.rejoined++
 				n.mu.Unlock()
 				break
 			}

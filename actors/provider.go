@@ -10,7 +10,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/cluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/streamhouse/streamhouse/coordination"
 )
@@ -35,7 +34,6 @@ type sessionProvider struct {
 	session *coordination.Session
 	etcd    *clientv3.Client
 	prefix  string
-	log     *zap.Logger
 
 	mu      sync.Mutex
 	members map[string]memberRecord
@@ -44,8 +42,8 @@ type sessionProvider struct {
 	self    string
 }
 
-func newSessionProvider(c *coordination.Client, s *coordination.Session, log *zap.Logger) *sessionProvider {
-	return &sessionProvider{session: s, etcd: c.Etcd(), prefix: c.Keys().Cluster() + "members/", log: log}
+func newSessionProvider(c *coordination.Client, s *coordination.Session) *sessionProvider {
+	return &sessionProvider{session: s, etcd: c.Etcd(), prefix: c.Keys().Cluster() + "members/"}
 }
 
 // StartMember implements cluster.ClusterProvider.

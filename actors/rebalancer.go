@@ -28,8 +28,6 @@ type rebalancer struct {
 	session *coordination.Session
 	log     *zap.Logger
 	trigger chan struct{}
-	// activated counts activations started, for tests and metrics.
-	onActivate func(coordination.Partition)
 }
 
 func newRebalancer(c *cluster.Cluster, local *localActivations, m *coordination.Mirror, place *Placement, s *coordination.Session, log *zap.Logger) *rebalancer {
@@ -108,10 +106,6 @@ func (r *rebalancer) rebalance(ctx context.Context) {
 		// the actor acquires the lease on its own.
 		if pid := r.cluster.Get(Identity(p), PartitionKind); pid == nil {
 			r.log.Debug("partition activation not placed yet", zap.String("partition", p.String()))
-			continue
-		}
-		if r.onActivate != nil {
-			r.onActivate(p)
 		}
 	}
 }

@@ -34,18 +34,10 @@ func (r *recentLog) read(from int64, maxBytes int) (recs []segmentstore.Record, 
 	if len(r.batches) == 0 || from < r.batches[0].base {
 		return nil, false
 	}
-	i := sort.Search(len(r.batches), func(i int) bool { return r.batches[i].last() >= from })
-	size := 0
-	for ; i < len(r.batches); i++ {
+	size, full := 0, false
+	for i := sort.Search(len(r.batches), func(i int) bool { return r.batches[i].last() >= from }); i < len(r.batches) && !full; i++ {
 		b := r.batches[i]
-		for j := int(max(from-b.base, 0)); j < len(b.records); j++ {
-			s := b.records[j].Size()
-			if len(recs) > 0 && size+s > maxBytes {
-				return recs, true
-			}
-			recs = append(recs, b.records[j])
-			size += s
-		}
+		recs, size, full = segmentstore.Take(recs, size, b.records[max(from-b.base, 0):], from, maxBytes)
 	}
 	return recs, true
 }

@@ -240,13 +240,6 @@ func (ks *Keyspace) Revision() int64 {
 	return ks.rev
 }
 
-// Updated returns a channel closed at the next change of the mirror.
-func (ks *Keyspace) Updated() <-chan struct{} {
-	ks.mu.RLock()
-	defer ks.mu.RUnlock()
-	return ks.updated
-}
-
 // WaitForRevision returns once the mirror reflects revision rev or later, so that a writer
 // can wait until its own write is visible. It asks etcd for progress notifications so
 // that it never waits on writes outside the mirrored prefixes.

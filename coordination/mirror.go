@@ -57,9 +57,6 @@ func decodeJSON[T any](value []byte) (any, error) {
 	return v, nil
 }
 
-// Keyspace is the underlying generic mirror.
-func (m *Mirror) Keyspace() *Keyspace { return m.ks }
-
 // Load reads the current state.
 func (m *Mirror) Load(ctx context.Context) error { return m.ks.Load(ctx, m.c.etcd, 0) }
 

@@ -89,8 +89,8 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 		c.put(cacheKey{object, -1}, rd, int64(len(rd.index))*indexEntryLen)
 	}
 	var out []Record
-	total := 0
-	for i := rd.Locate(from); i < len(rd.index); i++ {
+	got, full := 0, false // got: payload bytes in out (size is the object's)
+	for i := rd.Locate(from); i < len(rd.index) && !full; i++ {
 		var recs []Record
 		if v, ok := c.get(cacheKey{object, i}); ok {
 			recs = v.([]Record)
@@ -105,17 +105,7 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 			}
 			c.put(cacheKey{object, i}, recs, sz)
 		}
-		for j := range recs {
-			if recs[j].Offset < from {
-				continue
-			}
-			s := recs[j].Size()
-			if len(out) > 0 && total+s > maxBytes {
-				return out, nil
-			}
-			out = append(out, recs[j])
-			total += s
-		}
+		out, got, full = Take(out, got, recs, from, maxBytes)
 	}
 	return out, nil
 }

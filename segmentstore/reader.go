@@ -128,21 +128,14 @@ func (r *Reader) Read(ctx context.Context, from int64, maxBytes int) ([]Record, 
 		return nil, corrupt("block", pos, "read %d bytes, asked for %d", len(b), span)
 	}
 	var out []Record
-	size := 0
+	size, full := 0, false
 	for _, e := range r.index[first:end] {
 		recs, err := DecodeBlock(b[e.Position-pos:e.Position-pos+e.Length], e)
 		if err != nil {
 			return nil, err
 		}
-		for i := range recs {
-			if recs[i].Offset < from {
-				continue
-			}
-			if len(out) > 0 && size+recs[i].Size() > maxBytes {
-				return out, nil
-			}
-			out = append(out, recs[i])
-			size += recs[i].Size()
+		if out, size, full = Take(out, size, recs, from, maxBytes); full {
+			break
 		}
 	}
 	return out, nil

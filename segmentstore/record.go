@@ -27,3 +27,22 @@ func (r *Record) Size() int {
 	}
 	return n
 }
+
+// Take appends to out the records of recs with offsets ≥ from while their payload keeps
+// size (the payload already in out) within maxBytes. Like a Kafka fetch, the first record
+// is taken whatever its size, so that a reader always progresses. It returns the new out
+// and size, and full when a record did not fit: the caller should stop reading.
+func Take(out []Record, size int, recs []Record, from int64, maxBytes int) ([]Record, int, bool) {
+	for i := range recs {
+		if recs[i].Offset < from {
+			continue
+		}
+		s := recs[i].Size()
+		if len(out) > 0 && size+s > maxBytes {
+			return out, size, true
+		}
+		out = append(out, recs[i])
+		size += s
+	}
+	return out, size, false
+}
