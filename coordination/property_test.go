@@ -26,6 +26,9 @@ func TestRandomWritersNeverOverlapOrGap(t *testing.T) {
 
 	var mu sync.Mutex
 	acked := map[string]coordination.SegmentMeta{} // segment key -> meta acked to its writer
+	// A commit cut short by the end of the run has an unknown outcome, as a producer whose
+	// request times out does: it may or may not be in the log, but it was never acked.
+	unknown := map[string]coordination.SegmentMeta{}
 	sessions := map[int]*coordination.Session{}
 	fenced := 0
 
@@ -41,9 +44,13 @@ func TestRandomWritersNeverOverlapOrGap(t *testing.T) {
 				mu.Lock()
 				sessions[w] = s
 				mu.Unlock()
-				runWriter(ctx, t, c, s, rng, partitions, func(key string, m coordination.SegmentMeta) {
+				runWriter(ctx, t, c, s, rng, partitions, func(key string, m coordination.SegmentMeta, ok bool) {
 					mu.Lock()
 					defer mu.Unlock()
+					if !ok {
+						unknown[key] = m
+						return
+					}
 					if _, dup := acked[key]; dup {
 						t.Errorf("segment %s acked twice", key)
 					}
@@ -68,7 +75,7 @@ func TestRandomWritersNeverOverlapOrGap(t *testing.T) {
 	})
 	wg.Wait()
 
-	total := 0
+	total, unacked := 0, 0
 	for p := range int32(partitions) {
 		segs, hwm, err := c.Segments(ctxT(t), "t", p, 0, 0)
 		if err != nil {
@@ -83,7 +90,9 @@ func TestRandomWritersNeverOverlapOrGap(t *testing.T) {
 				t.Fatalf("partition %d: epoch %d after epoch %d", p, s.Epoch, epoch)
 			}
 			key := c.Keys().Segment("t", p, s.Base)
-			if a, ok := acked[key]; !ok || a != s {
+			if u, ok := unknown[key]; ok && u == s {
+				unacked++ // its commit was cut short by the deadline yet applied: legal
+			} else if a, ok := acked[key]; !ok || a != s {
 				t.Fatalf("partition %d: committed segment %+v was never acked (acked: %+v)", p, s, a)
 			}
 			next, epoch = s.Last+1, s.Epoch
@@ -93,8 +102,8 @@ func TestRandomWritersNeverOverlapOrGap(t *testing.T) {
 			t.Fatalf("partition %d: segments end at %d, hwm is %d", p, next, hwm)
 		}
 	}
-	if total != len(acked) {
-		t.Fatalf("%d segments committed, %d acked", total, len(acked))
+	if total-unacked != len(acked) {
+		t.Fatalf("%d segments committed (%d of them with an unknown outcome), %d acked", total, unacked, len(acked))
 	}
 	if total < 20 || fenced == 0 {
 		t.Fatalf("the run proved little: %d segments, %d fenced commits", total, fenced)
@@ -106,7 +115,7 @@ func TestRandomWritersNeverOverlapOrGap(t *testing.T) {
 // ends, or ctx does. It keeps writing after its session is revoked, as a paused process
 // that wakes up would.
 func runWriter(ctx context.Context, t *testing.T, c *coordination.Client, s *coordination.Session, rng *rand.Rand,
-	partitions int, ack func(string, coordination.SegmentMeta), onFenced func()) {
+	partitions int, ack func(key string, m coordination.SegmentMeta, ok bool), onFenced func()) {
 	for ctx.Err() == nil {
 		actx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		p := int32(rng.IntN(partitions))
@@ -137,9 +146,10 @@ func runWriter(ctx context.Context, t *testing.T, c *coordination.Client, s *coo
 				if ctx.Err() == nil {
 					t.Errorf("commit: %v", err)
 				}
+				ack(c.Keys().Segment("t", p, m.Base), m, false)
 				return
 			}
-			ack(c.Keys().Segment("t", p, m.Base), m)
+			ack(c.Keys().Segment("t", p, m.Base), m, true)
 			next = m.Last + 1
 		}
 		if rng.IntN(2) == 0 {
