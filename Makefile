@@ -34,7 +34,7 @@ run: build ## run a single-process cluster: embedded etcd, segments under ./data
 	$(BIN)/streamhouse dev $(DEVFLAGS)
 
 .PHONY: tools
-tools: $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/etcd $(BIN)/etcdctl ## build the test tools into ./bin (MinIO, etcd, etcdctl, grpcurl)
+tools: $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/etcd $(BIN)/etcdctl $(BIN)/prometheus ## build the test tools into ./bin (MinIO, etcd, etcdctl, grpcurl; Prometheus and promtool from Debian's package)
 
 # The stamp names the version, so that changing MINIO_VERSION rebuilds MinIO and nothing
 # else does.
@@ -58,6 +58,15 @@ $(BIN)/etcd: go.mod go.sum
 $(BIN)/etcdctl: go.mod go.sum
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $@ go.etcd.io/etcd/etcdctl/v3
+
+# Prometheus is not a Go module one can build without its web UI's JavaScript; Debian's
+# package is the one a registry here serves. Its binaries are taken out of the .deb
+# (nothing is installed); they link the host's glibc.
+$(BIN)/prometheus:
+	@mkdir -p $(BIN)
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cd "$$tmp" && \
+	  { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; } && \
+	  dpkg-deb -x prometheus_*.deb pkg && cp pkg/usr/bin/promtool pkg/usr/bin/prometheus $(BIN)/
 
 .PHONY: test
 test: tools lint ## run every test (unit and integration against real MinIO/etcd); builds tools first

@@ -32,13 +32,19 @@
 // All messages that cross nodes are protobuf messages of package partitionpb.
 //
 // Metrics (default Prometheus registry, served by the agent on /metrics; labels bounded
-// to topic, node, zone, kind, reason and result):
-//   - streamhouse_produce_records_total, streamhouse_produce_bytes_total{topic}: acked.
-//   - streamhouse_produce_latency_seconds{topic}: request reaching its partition → ack.
-//   - streamhouse_produce_failed_total{topic,reason}: requests failed (unavailable,
-//     fenced, backpressure).
+// to topic, node, zone, stage and result; docs/metrics.md has the full table):
+//   - streamhouse_produce_requests_total{topic,result}, streamhouse_fetch_requests_total
+//     {topic,result}: answers of partitions (ok, fenced, backpressure, unavailable, ...).
+//   - streamhouse_produce_records_total, streamhouse_produce_bytes_total,
+//     streamhouse_fetch_records_total, streamhouse_fetch_bytes_total{topic}.
+//   - streamhouse_produce_latency_seconds{topic}: request reaching its partition → ack;
+//     streamhouse_produce_stage_seconds{stage}: its parts per batch (batch_wait, queue,
+//     encode, upload, commit_wait, commit).
 //   - streamhouse_segments_uploaded_total{topic}, streamhouse_segment_bytes_total{kind}
 //     (raw, compressed), streamhouse_uploads_in_flight.
 //   - streamhouse_commits_total{result}: ok, fenced, error.
-//   - streamhouse_partitions_owned{node,zone}, streamhouse_lease_acquisitions_total{node}.
+//   - streamhouse_partitions_owned{node,zone}, streamhouse_lease_acquisitions_total{node},
+//     streamhouse_lease_releases_total{node,result} (ok, lost).
+//   - streamhouse_rebalances_total{node}, streamhouse_rebalance_duration_seconds{node},
+//     streamhouse_rebalance_last_duration_seconds{node}, streamhouse_cluster_members{node}.
 package actors

@@ -26,35 +26,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "actors-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx := context.Background()
-	if testEtcd, err = harness.StartEtcd(ctx, dir, harness.EtcdOptions{}); err == nil {
-		testMinIO, err = harness.StartMinIO(ctx, dir)
-	}
-	code := 1
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	} else {
-		code = m.Run()
-	}
-	if testMinIO != nil {
-		if err := testMinIO.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	if testEtcd != nil {
-		if err := testEtcd.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(harness.Main(m, harness.Services{Etcd: &testEtcd, MinIO: &testMinIO}))
 }
 
 var seq atomic.Int64

@@ -1,13 +1,34 @@
 package actors
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// Stages of a produce request, as the values of streamhouse_produce_stage_seconds{stage}.
+// They follow one batch: its first record waits for the batch to seal (batch_wait), the
+// sealed batch waits for an upload slot (queue), is encoded (encode) and Put (upload),
+// waits for the batches before it to commit (commit_wait) and is committed (commit).
+const (
+	stageBatchWait  = "batch_wait"
+	stageQueue      = "queue"
+	stageEncode     = "encode"
+	stageUpload     = "upload"
+	stageCommitWait = "commit_wait"
+	stageCommit     = "commit"
 )
 
 // Metrics of the partition actors, on the default Prometheus registry. Labels are bounded:
-// topic, node, zone and result; never a partition or an offset.
+// topic, node, zone, stage and result; never a partition or an offset.
 var (
+	metricProduceRequests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_produce_requests_total",
+		Help: "Produce requests answered by partitions, by result (ok, fenced, backpressure, unavailable, invalid, not_found).",
+	}, []string{"topic", "result"})
 	metricProduceRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_produce_records_total", Help: "Records acked after their durable commit.",
 	}, []string{"topic"})
@@ -18,9 +39,21 @@ var (
 		Name: "streamhouse_produce_latency_seconds", Help: "From a produce request reaching its partition to its ack.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 	}, []string{"topic"})
-	metricProduceFailed = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "streamhouse_produce_failed_total", Help: "Produce requests a partition answered with an error, by reason.",
-	}, []string{"topic", "reason"})
+	metricProduceStage = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "streamhouse_produce_stage_seconds",
+		Help:    "Parts of produce latency per segment batch: batch_wait, queue, encode, upload, commit_wait, commit.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+	}, []string{"stage"})
+	metricFetchRequests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_fetch_requests_total",
+		Help: "Fetch requests answered by partitions, by result (ok, out_of_range, unavailable, invalid, not_found).",
+	}, []string{"topic", "result"})
+	metricFetchRecords = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_fetch_records_total", Help: "Records returned to fetches.",
+	}, []string{"topic"})
+	metricFetchBytes = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_fetch_bytes_total", Help: "Record payload bytes (key, value, headers) returned to fetches.",
+	}, []string{"topic"})
 	metricSegments = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_segments_uploaded_total", Help: "Segments written to the object store.",
 	}, []string{"topic"})
@@ -39,4 +72,50 @@ var (
 	metricLeaseAcquisitions = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_lease_acquisitions_total", Help: "Partition leases acquired (each is a new epoch).",
 	}, []string{"node"})
+	metricLeaseReleases = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_lease_releases_total", Help: "Partition leases released by a stopping partition, by result (ok, lost).",
+	}, []string{"node", "result"})
+	metricRebalances = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_rebalances_total",
+		Help: "Rebalance episodes: this agent found partitions to take or give up, and worked until it served exactly its share.",
+	}, []string{"node"})
+	metricRebalanceLast = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "streamhouse_rebalance_last_duration_seconds", Help: "Duration of this agent's last completed rebalance episode.",
+	}, []string{"node"})
+	metricRebalanceDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "streamhouse_rebalance_duration_seconds",
+		Help:    "From a rebalance episode's start (a partition to take or give up) to every owned partition served here.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+	}, []string{"node"})
+	metricMembers = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "streamhouse_cluster_members", Help: "Agents in the cluster as this agent sees them.",
+	}, []string{"node"})
 )
+
+func init() {
+	// Zero series for outcomes that may not have happened yet, so that a dashboard reads 0
+	// rather than "no data".
+	for _, r := range []string{"ok", "fenced", "error"} {
+		metricCommits.WithLabelValues(r)
+	}
+}
+
+// resultOf names the outcome of a request for metric labels.
+func resultOf(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, coordination.ErrFenced):
+		return "fenced"
+	case errors.Is(err, ErrBackpressure):
+		return "backpressure"
+	case errors.Is(err, ErrInvalidArgument), errors.Is(err, coordination.ErrInvalidArgument):
+		return "invalid"
+	case errors.Is(err, coordination.ErrOffsetOutOfRange):
+		return "out_of_range"
+	case errors.Is(err, coordination.ErrTopicNotFound), errors.Is(err, coordination.ErrPartitionNotFound):
+		return "not_found"
+	default:
+		return "unavailable"
+	}
+}

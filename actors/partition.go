@@ -219,6 +219,9 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 	a.w = newWriter(cfg, m.hwm)
 	node := a.deps.session.Node()
 	metricLeaseAcquisitions.WithLabelValues(node.Node).Inc()
+	for _, r := range []string{"ok", "lost"} {
+		metricLeaseReleases.WithLabelValues(node.Node, r) // read 0, not "no data", until one is
+	}
 	metricPartitionsOwned.WithLabelValues(node.Node, node.Zone).Inc()
 	a.log.Info("partition active", zap.Int64("hwm", m.hwm))
 	a.drainStash()
@@ -255,12 +258,14 @@ func (a *partitionActor) notReady(msg any, sender *actor.PID) (error, bool) {
 func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PID) {
 	if err, wait := a.notReady(m, sender); wait {
 		if err != nil {
+			metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(err)).Inc()
 			a.replyProduce(sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
 		}
 		return
 	}
 	root, epoch, node := a.deps.system.Root, a.lease.Epoch(), a.deps.session.Node().Node
 	a.w.Append(toRecords(m.Records), func(r produceResult) {
+		metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(r.Err)).Inc()
 		resp := &partitionpb.ProduceResponse{Code: codeOf(r.Err), BaseOffset: r.Base, Count: int32(r.Count), Epoch: epoch, Node: node}
 		if r.Err != nil {
 			resp.Message = r.Err.Error()
@@ -282,8 +287,44 @@ func (a *partitionActor) replyFetch(sender *actor.PID, resp *partitionpb.FetchRe
 		resp.Epoch = a.lease.Epoch()
 	}
 	resp.Node = a.deps.session.Node().Node
+	observeFetch(a.p.Topic, resp)
 	if sender != nil {
 		a.deps.system.Root.Send(sender, resp)
+	}
+}
+
+// observeFetch counts a fetch answer, its records and their payload bytes.
+func observeFetch(topic string, resp *partitionpb.FetchResponse) {
+	metricFetchRequests.WithLabelValues(topic, fetchResult(resp.Code)).Inc()
+	if len(resp.Records) == 0 {
+		return
+	}
+	size := 0
+	for _, r := range resp.Records {
+		size += len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			size += len(h.Key) + len(h.Value)
+		}
+	}
+	metricFetchRecords.WithLabelValues(topic).Add(float64(len(resp.Records)))
+	metricFetchBytes.WithLabelValues(topic).Add(float64(size))
+}
+
+// fetchResult names a fetch answer's code for metric labels, as resultOf does for errors.
+func fetchResult(c partitionpb.Code) string {
+	switch c {
+	case partitionpb.Code_CODE_OK:
+		return "ok"
+	case partitionpb.Code_CODE_INVALID_ARGUMENT:
+		return "invalid"
+	case partitionpb.Code_CODE_OUT_OF_RANGE:
+		return "out_of_range"
+	case partitionpb.Code_CODE_NOT_FOUND:
+		return "not_found"
+	case partitionpb.Code_CODE_RESOURCE_EXHAUSTED:
+		return "backpressure"
+	default:
+		return "unavailable"
 	}
 }
 
@@ -338,6 +379,7 @@ func (a *partitionActor) serve(m *partitionpb.FetchRequest, sender *actor.PID) {
 		if err != nil {
 			resp.Message = err.Error()
 		}
+		observeFetch(p.Topic, resp)
 		if sender != nil {
 			root.Send(sender, resp)
 		}
@@ -390,10 +432,13 @@ func (a *partitionActor) stopping() {
 	}
 	if a.lease != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		result := "ok"
 		if err := a.lease.Release(ctx); err != nil {
+			result = "lost"
 			a.log.Warn("partition lease not released", zap.Error(err))
 		}
 		cancel()
+		metricLeaseReleases.WithLabelValues(a.deps.session.Node().Node, result).Inc()
 	}
 	if a.failed == nil {
 		a.failed = fmt.Errorf("%w: %s moved", ErrUnavailable, a.p)

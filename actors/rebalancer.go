@@ -28,6 +28,9 @@ type rebalancer struct {
 	session *coordination.Session
 	log     *zap.Logger
 	trigger chan struct{}
+	// episode is when the current rebalance episode began: the first pass that found a
+	// partition to take or give up. Zero when this member serves exactly its share.
+	episode time.Time
 }
 
 func newRebalancer(c *cluster.Cluster, local *localActivations, m *coordination.Mirror, place *Placement, s *coordination.Session, log *zap.Logger) *rebalancer {
@@ -84,6 +87,9 @@ func (r *rebalancer) owned() map[coordination.Partition]bool {
 
 func (r *rebalancer) rebalance(ctx context.Context) {
 	owned := r.owned()
+	node := r.session.Node().Node
+	metricMembers.WithLabelValues(node).Set(float64(r.cluster.MemberList.Length()))
+	work := 0
 	// Stop local activations this member does not own (strays of a topology change, or
 	// partitions of a deleted topic); stopping commits what they accepted and releases
 	// the lease for the owner.
@@ -92,6 +98,7 @@ func (r *rebalancer) rebalance(ctx context.Context) {
 			r.log.Info("stopping a partition this member does not own", zap.String("partition", p.String()),
 				zap.Int("members", r.cluster.MemberList.Length()))
 			r.cluster.ActorSystem.Root.Poison(pid)
+			work++
 		}
 	}
 	mine := int64(r.session.LeaseID())
@@ -102,10 +109,30 @@ func (r *rebalancer) rebalance(ctx context.Context) {
 		if o, ok := r.mirror.Owner(p); ok && o.Lease == mine {
 			continue // active here
 		}
+		work++
 		// Get activates the identity on its owner, here, and returns once it is spawned;
 		// the actor acquires the lease on its own.
 		if pid := r.cluster.Get(Identity(p), PartitionKind); pid == nil {
 			r.log.Debug("partition activation not placed yet", zap.String("partition", p.String()))
 		}
+	}
+	r.account(node, work, len(owned))
+}
+
+// account opens a rebalance episode when a pass finds work and closes it, observing its
+// duration, at the first pass that finds none.
+func (r *rebalancer) account(node string, work, owned int) {
+	switch {
+	case work > 0 && r.episode.IsZero():
+		r.episode = time.Now()
+		metricRebalances.WithLabelValues(node).Inc()
+		r.log.Info("rebalancing", zap.Int("partitions_to_move", work), zap.Int("owned", owned),
+			zap.Int("members", r.cluster.MemberList.Length()))
+	case work == 0 && !r.episode.IsZero():
+		d := time.Since(r.episode)
+		r.episode = time.Time{}
+		metricRebalanceDuration.WithLabelValues(node).Observe(d.Seconds())
+		metricRebalanceLast.WithLabelValues(node).Set(d.Seconds())
+		r.log.Info("rebalanced: serving every owned partition", zap.Int("owned", owned), zap.Duration("took", d))
 	}
 }

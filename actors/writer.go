@@ -111,6 +111,8 @@ type batch struct {
 	waiters []waiter
 	state   batchState
 	meta    coordination.SegmentMeta
+	// When the batch entered each stage, for streamhouse_produce_stage_seconds.
+	opened, sealed, uploaded, committing time.Time
 }
 
 func (b *batch) last() int64 { return b.base + int64(len(b.records)) - 1 }
@@ -119,10 +121,11 @@ func (b *batch) last() int64 { return b.base + int64(len(b.records)) - 1 }
 type (
 	lingerFired struct{ seq int64 }
 	uploadDone  struct {
-		gen  int64
-		b    *batch
-		meta coordination.SegmentMeta
-		err  error
+		gen            int64
+		b              *batch
+		meta           coordination.SegmentMeta
+		encode, upload time.Duration
+		err            error
 	}
 	commitDone struct {
 		b   *batch
@@ -206,7 +209,7 @@ func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {
 	}
 	if w.open == nil {
 		w.seq++
-		w.open = &batch{seq: w.seq, base: w.next}
+		w.open = &batch{seq: w.seq, base: w.next, opened: time.Now()}
 		if w.cfg.Linger > 0 {
 			seq := w.seq
 			time.AfterFunc(w.cfg.Linger, func() { w.in.post(lingerFired{seq}) })
@@ -235,6 +238,8 @@ func (w *writer) seal() {
 	if w.open == nil {
 		return
 	}
+	w.open.sealed = time.Now()
+	metricProduceStage.WithLabelValues(stageBatchWait).Observe(w.open.sealed.Sub(w.open.opened).Seconds())
 	w.queue = append(w.queue, w.open)
 	w.open = nil
 	w.pump()
@@ -250,6 +255,7 @@ func (w *writer) pump() {
 			break
 		}
 		if b.state == sealed {
+			metricProduceStage.WithLabelValues(stageQueue).Observe(time.Since(b.sealed).Seconds())
 			b.state = uploading
 			w.inFlight++
 			metricUploadsInFlight.Inc()
@@ -259,6 +265,8 @@ func (w *writer) pump() {
 	if len(w.queue) > 0 && w.queue[0].state == uploaded {
 		head := w.queue[0]
 		head.state = committing
+		head.committing = time.Now()
+		metricProduceStage.WithLabelValues(stageCommitWait).Observe(head.committing.Sub(head.uploaded).Seconds())
 		go w.commit(head)
 	}
 }
@@ -266,7 +274,9 @@ func (w *writer) pump() {
 func (w *writer) upload(gen int64, b *batch) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.UploadTimeout)
 	defer cancel()
+	start := time.Now()
 	data, err := segmentstore.Encode(w.p.Topic, w.p.Partition, b.records, w.cfg.Segment)
+	encoded := time.Now()
 	meta := coordination.SegmentMeta{
 		Object: coordination.ObjectKey(w.p.Topic, w.p.Partition, b.base, w.epoch),
 		Base:   b.base, Last: b.last(), Records: int64(len(b.records)), Bytes: b.bytes,
@@ -280,7 +290,7 @@ func (w *writer) upload(gen int64, b *batch) {
 		}
 		err = w.cfg.Store.Put(ctx, meta.Object, data)
 	}
-	w.in.post(uploadDone{gen: gen, b: b, meta: meta, err: err})
+	w.in.post(uploadDone{gen: gen, b: b, meta: meta, encode: encoded.Sub(start), upload: time.Since(encoded), err: err})
 }
 
 func (w *writer) commit(b *batch) {
@@ -324,6 +334,9 @@ func (w *writer) onUpload(m uploadDone) {
 	}
 	m.b.meta = m.meta
 	m.b.state = uploaded
+	m.b.uploaded = time.Now()
+	metricProduceStage.WithLabelValues(stageEncode).Observe(m.encode.Seconds())
+	metricProduceStage.WithLabelValues(stageUpload).Observe(m.upload.Seconds())
 	metricSegments.WithLabelValues(w.p.Topic).Inc()
 	metricSegmentBytes.WithLabelValues("raw").Add(float64(m.meta.Bytes))
 	metricSegmentBytes.WithLabelValues("compressed").Add(float64(m.meta.ZBytes))
@@ -377,6 +390,7 @@ func (w *writer) onCommit(m commitDone) {
 	w.pending -= b.bytes
 	metricCommits.WithLabelValues("ok").Inc()
 	now := time.Now()
+	metricProduceStage.WithLabelValues(stageCommit).Observe(now.Sub(b.committing).Seconds())
 	for _, wt := range b.waiters {
 		metricProduceRecords.WithLabelValues(w.p.Topic).Add(float64(wt.count))
 		metricProduceBytes.WithLabelValues(w.p.Topic).Add(float64(wt.bytes))
@@ -389,9 +403,6 @@ func (w *writer) onCommit(m commitDone) {
 
 func (w *writer) fail(b *batch, err error) {
 	w.pending -= b.bytes
-	if len(b.waiters) > 0 {
-		metricProduceFailed.WithLabelValues(w.p.Topic, failReason(err)).Add(float64(len(b.waiters)))
-	}
 	for _, wt := range b.waiters {
 		wt.reply(produceResult{Err: err})
 	}
@@ -434,14 +445,3 @@ func (w *writer) Flush(ctx context.Context) error {
 
 // Close fails whatever is still pending with err (the partition is going away).
 func (w *writer) Close(err error) { w.stop(err) }
-
-func failReason(err error) string {
-	switch {
-	case errors.Is(err, coordination.ErrFenced):
-		return "fenced"
-	case errors.Is(err, ErrBackpressure):
-		return "backpressure"
-	default:
-		return "unavailable"
-	}
-}

@@ -24,6 +24,8 @@
 // rather than ad-hoc Gets; WaitForRevision lets a writer wait until its own write is
 // visible.
 //
-// Metrics: this package exports none itself; agents count commits, fenced commits and
-// lease acquisitions around it.
+// Metrics: DialOptions instrument the etcd client, counting every call by method and code
+// (streamhouse_etcd_requests_total{method,code}) and timing unary calls
+// (streamhouse_etcd_request_duration_seconds{method}); agents count commits, fenced
+// commits and lease acquisitions around this package.
 package coordination

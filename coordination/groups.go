@@ -109,22 +109,53 @@ func (c *Client) FetchOffsets(ctx context.Context, group string) (map[Partition]
 	return out, nil
 }
 
+// AllOffsets returns every group's committed offsets, read in one etcd range. Entries that
+// do not decode are skipped: one bad key must not hide every group's lag.
+func (c *Client) AllOffsets(ctx context.Context) (map[string]map[Partition]GroupOffset, error) {
+	resp, err := c.etcd.Get(ctx, c.keys.Groups(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("read group offsets: %w", err)
+	}
+	out := map[string]map[Partition]GroupOffset{}
+	for _, kv := range resp.Kvs {
+		g, p, ok := c.parseGroupOffsetKey(string(kv.Key))
+		var o GroupOffset
+		if !ok || json.Unmarshal(kv.Value, &o) != nil {
+			continue
+		}
+		if out[g] == nil {
+			out[g] = map[Partition]GroupOffset{}
+		}
+		out[g][p] = o
+	}
+	return out, nil
+}
+
+// parseGroupOffsetKey splits /root/groups/<escaped group>/offsets/<topic>/<partition>.
+func (c *Client) parseGroupOffsetKey(key string) (string, Partition, bool) {
+	escaped, tail, ok := strings.Cut(strings.TrimPrefix(key, c.keys.Groups()), groupOffsetsInfix)
+	if !ok {
+		return "", Partition{}, false
+	}
+	g, err := url.PathUnescape(escaped)
+	topic, partition, pok := parsePartitionKey(tail)
+	if err != nil || !pok {
+		return "", Partition{}, false
+	}
+	return g, Partition{topic, partition}, true
+}
+
 // Groups lists the groups that have committed offsets, by name.
 func (c *Client) Groups(ctx context.Context) ([]string, error) {
-	prefix := c.keys.Groups()
-	resp, err := c.etcd.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	resp, err := c.etcd.Get(ctx, c.keys.Groups(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
 	seen := map[string]bool{}
 	var out []string
 	for _, kv := range resp.Kvs {
-		escaped, _, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), groupOffsetsInfix)
-		if !ok {
-			continue
-		}
-		g, err := url.PathUnescape(escaped)
-		if err != nil || seen[g] {
+		g, _, ok := c.parseGroupOffsetKey(string(kv.Key))
+		if !ok || seen[g] {
 			continue
 		}
 		seen[g] = true

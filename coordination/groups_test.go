@@ -50,6 +50,10 @@ func TestGroupOffsets(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(groups, []string{"audit", "billing/eu"}) {
 		t.Fatalf("groups %v, %v", groups, err)
 	}
+	all, err := c.AllOffsets(ctx)
+	if err != nil || len(all) != 2 || !reflect.DeepEqual(all["billing/eu"], got) || all["audit"][p("users", 0)].Offset != 0 {
+		t.Fatalf("all offsets %+v, %v", all, err)
+	}
 
 	// One bad partition refuses the whole commit: nothing is written.
 	before := dump(t, c)

@@ -22,23 +22,7 @@ import (
 var etcd *harness.Etcd
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "coordination-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	etcd, err = harness.StartEtcd(context.Background(), dir, harness.EtcdOptions{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := etcd.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(harness.Main(m, harness.Services{Etcd: &etcd}))
 }
 
 func etcdClient(t testing.TB, endpoint string) *clientv3.Client {

@@ -11,4 +11,8 @@
 // Every refusal is a gRPC status a client can act on (see streamhousepb/streamhouse.proto)
 // and writes nothing: names, sizes and offsets are checked before anything is sent to a
 // partition. Limits has the request bounds and their defaults.
+//
+// Metrics: Interceptors count and time every call (streamhouse_requests_total{method,code},
+// streamhouse_request_duration_seconds{method}); LagCollector exports
+// streamhouse_consumer_group_lag{group,topic,partition} for the partitions an agent owns.
 package gateway

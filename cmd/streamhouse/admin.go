@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -21,9 +22,16 @@ import (
 // serveAdmin serves /metrics (Prometheus), /healthz (the process is alive), /readyz (the
 // agent holds its session, is in the cluster, and reaches etcd and the store) and
 // /debug/pprof/ on addr.
-func serveAdmin(addr string, coord *coordination.Client, store objstore.Store, node *actors.Node, log *zap.Logger) (*http.Server, error) {
+func serveAdmin(addr string, coord *coordination.Client, store objstore.Store, node *actors.Node,
+	lag prometheus.Collector, log *zap.Logger) (*http.Server, error) {
+	// The process's own collectors plus lag, which reads etcd at scrape time. Registered
+	// here rather than globally so that a process can serve more than one admin port.
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(lag); err != nil {
+		return nil, fmt.Errorf("register lag collector: %w", err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.Handler())
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -132,9 +131,9 @@ func runAgent(args []string, stderr io.Writer) int {
 func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	// The session and the node add node and zone to what they log themselves.
 	alog := log.With(zap.String("node", f.node), zap.String("zone", f.zone))
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(f.etcd, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	etcd, err := dialEtcd(strings.Split(f.etcd, ","))
 	if err != nil {
-		return fmt.Errorf("etcd %s: %w", f.etcd, err)
+		return err
 	}
 	defer etcd.Close()
 	coord, err := coordination.New(etcd, coordination.Options{Root: f.etcdRoot, Logger: log})
@@ -147,6 +146,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	store = objstore.Instrument(store)
 	if err := store.Check(startCtx); err != nil {
 		return fmt.Errorf("object store: %w", err)
 	}
@@ -168,12 +168,12 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, lis, served, err := serveAPI(f.grpcListen, coord, mirror, node, f.limits, log)
+	srv, lis, served, err := serveAPI(f.grpcListen, coord, mirror, node, f.limits, alog)
 	if err != nil {
 		_ = node.Stop(context.Background())
 		return err
 	}
-	admin, err := serveAdmin(f.adminListen, coord, store, node, log)
+	admin, err := serveAdmin(f.adminListen, coord, store, node, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
 	if err != nil {
 		srv.Stop()
 		_ = node.Stop(context.Background())

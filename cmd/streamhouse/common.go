@@ -8,8 +8,11 @@ import (
 	"io"
 	"net"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
@@ -45,6 +48,19 @@ func runCommand[F any](name string, args []string, stderr io.Writer,
 		return 1
 	}
 	return 0
+}
+
+// etcdTimeout bounds dialling etcd and each call of the readiness probe.
+const etcdTimeout = 5 * time.Second
+
+// dialEtcd returns an etcd client whose calls are counted in the agent's metrics.
+func dialEtcd(endpoints []string) (*clientv3.Client, error) {
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: etcdTimeout, Logger: zap.NewNop(),
+		DialOptions: coordination.DialOptions()})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
+	}
+	return c, nil
 }
 
 // watchedMirror loads the metadata mirror and keeps it current until stop is called.

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
@@ -91,7 +90,7 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	case <-time.After(30 * time.Second):
 		return errors.New("embedded etcd did not become ready in 30s")
 	}
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{f.etcdListen}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	etcd, err := dialEtcd([]string{f.etcdListen})
 	if err != nil {
 		return err
 	}
@@ -100,10 +99,11 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	if err != nil {
 		return err
 	}
-	store, err := objstore.OpenFile(filepath.Join(f.data, "segments"))
+	fileStore, err := objstore.OpenFile(filepath.Join(f.data, "segments"))
 	if err != nil {
 		return err
 	}
+	store := objstore.Instrument(fileStore)
 	mirror, stopMirror, err := watchedMirror(ctx, coord)
 	if err != nil {
 		return err
@@ -133,7 +133,8 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		return err
 	}
 	defer srv.Stop()
-	admin, err := serveAdmin(f.adminListen, coord, store, nodes[0], log)
+	// One process serves every agent's partitions: its lag collector exports them all.
+	admin, err := serveAdmin(f.adminListen, coord, store, nodes[0], gateway.NewLagCollector(coord, mirror, "", log), log)
 	if err != nil {
 		return err
 	}

@@ -24,20 +24,15 @@ build() {
 	fi
 	echo "built $2"
 }
-# Prometheus: Debian's package, with the C library its binary links against. promtool
-# goes to ./bin for `promtool check config`.
-(
-	cd "$ctx"
-	apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null; }
-	dpkg-deb -x prometheus_*.deb pkg
-	mkdir -p prometheus/usr/bin prometheus/prometheus
-	cp pkg/usr/bin/prometheus prometheus/usr/bin/
-	for lib in $(ldd pkg/usr/bin/prometheus | grep -o '/[^ ]*'); do
-		mkdir -p "prometheus$(dirname "$lib")"
-		cp -L "$lib" "prometheus$lib"
-	done
-)
-cp "$ctx/pkg/usr/bin/promtool" bin/promtool
+# Prometheus: Debian's binary that `make tools` put in ./bin, with the C library it links
+# against.
+[ -x bin/prometheus ] || { echo "bin/prometheus missing: run 'make tools' first" >&2; exit 1; }
+mkdir -p "$ctx/prometheus/usr/bin" "$ctx/prometheus/prometheus"
+cp bin/prometheus "$ctx/prometheus/usr/bin/"
+for lib in $(ldd bin/prometheus | grep -o '/[^ ]*'); do
+	mkdir -p "$ctx/prometheus$(dirname "$lib")"
+	cp -L "$lib" "$ctx/prometheus$lib"
+done
 cp deploy/compose/prometheus.yml "$ctx/"
 build streamhouse "$STREAMHOUSE_IMAGE"
 build etcd "$ETCD_IMAGE"

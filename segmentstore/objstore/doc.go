@@ -14,5 +14,7 @@
 // capped exponential backoff and jitter, and never retries what retrying cannot fix: a
 // missing object or bucket (ErrNotFound, ErrNoBucket) or rejected credentials (ErrAuth).
 //
-// Metrics: none yet; the agent counts store operations and errors around this interface.
+// Metrics: Instrument wraps a Store to count every operation by op and result
+// (streamhouse_store_requests_total{op,result}, result ok, not_found or error) and time it
+// (streamhouse_store_request_duration_seconds{op}). Agents instrument the store they open.
 package objstore

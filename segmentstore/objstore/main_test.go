@@ -15,23 +15,7 @@ import (
 var minio *harness.MinIO
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "objstore-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	minio, err = harness.StartMinIO(context.Background(), dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := minio.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(harness.Main(m, harness.Services{MinIO: &minio}))
 }
 
 var buckets atomic.Int64

@@ -185,6 +185,9 @@ func OpenS3(ctx context.Context, opts S3Options) (*S3Store, error) {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
 		o.UsePathStyle = pathStyle
+		// Ranged GETs (how segments are read) carry no whole-object checksum, and the SDK
+		// would print a line for each to stderr; segments carry their own CRC32C.
+		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 	s := &S3Store{client: client, bucket: opts.Bucket, name: "s3://" + opts.Bucket}
 	if opts.Prefix != "" {

@@ -30,33 +30,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cluster-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx := context.Background()
-	code := 1
-	if etcd, err = harness.StartEtcd(ctx, dir, harness.EtcdOptions{}); err == nil {
-		if minio, err = harness.StartMinIO(ctx, dir); err == nil {
-			if _, err = harness.StreamhouseBinary(); err == nil {
-				code = m.Run()
-			}
-			if err := minio.Stop(); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				code = 1
-			}
-		}
-		if err := etcd.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(harness.Main(m, harness.Services{Etcd: &etcd, MinIO: &minio, Streamhouse: true}))
 }
 
 var clusters atomic.Int64

@@ -2,8 +2,6 @@ package harness
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"path/filepath"
 	"time"
 )
@@ -52,19 +50,7 @@ func StartMinIO(ctx context.Context, dir string) (*MinIO, error) {
 		return nil, err
 	}
 	m := &MinIO{Endpoint: "http://" + addr, AccessKey: MinIOAccessKey, SecretKey: MinIOSecretKey, Process: p}
-	live := m.Endpoint + "/minio/health/ready"
-	err = waitReady(ctx, p, 60*time.Second, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, live, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", live, resp.Status)
-		}
-		return nil
-	})
+	err = waitReady(ctx, p, 60*time.Second, httpOK(m.Endpoint+"/minio/health/ready"))
 	if err != nil {
 		_ = p.Stop(5 * time.Second)
 		return nil, err

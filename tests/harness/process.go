@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +171,25 @@ func waitReady(ctx context.Context, p *Process, timeout time.Duration, ready fun
 			return fmt.Errorf("harness: %s not ready after %s: %v; log:\n%s", p.Name, timeout, last, p.LogTail(4096))
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// httpOK returns a readiness check that GETs url and wants 200.
+func httpOK(url string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return nil
 	}
 }
 

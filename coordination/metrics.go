@@ -1,0 +1,71 @@
+package coordination
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var (
+	metricEtcdRequests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_etcd_requests_total",
+		Help: "etcd calls made by this process, by gRPC method (Range, Txn, LeaseGrant, Watch, ...) and code; streams count once when they end.",
+	}, []string{"method", "code"})
+	metricEtcdDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "streamhouse_etcd_request_duration_seconds", Help: "etcd unary call duration by gRPC method, client retries included.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+	}, []string{"method"})
+)
+
+// DialOptions instrument an etcd client: pass them in clientv3.Config.DialOptions. Every
+// call is counted in streamhouse_etcd_requests_total{method,code} and unary calls are
+// timed in streamhouse_etcd_request_duration_seconds{method}. Methods are etcd's own
+// (a bounded set); no label carries a key.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			start := time.Now()
+			err := invoker(ctx, method, req, reply, cc, opts...)
+			name := path.Base(method)
+			metricEtcdRequests.WithLabelValues(name, status.Code(err).String()).Inc()
+			metricEtcdDuration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+			return err
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			s, err := streamer(ctx, desc, cc, method, opts...)
+			if err != nil {
+				metricEtcdRequests.WithLabelValues(path.Base(method), status.Code(err).String()).Inc()
+				return nil, err
+			}
+			return &countedStream{ClientStream: s, method: path.Base(method)}, nil
+		}),
+	}
+}
+
+// countedStream counts a stream (Watch, LeaseKeepAlive) once, with the code it ends with.
+type countedStream struct {
+	grpc.ClientStream
+	method string
+	done   bool
+}
+
+func (s *countedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil && !s.done {
+		s.done = true
+		code := status.Code(err).String()
+		if errors.Is(err, io.EOF) {
+			code = codes.OK.String()
+		}
+		metricEtcdRequests.WithLabelValues(s.method, code).Inc()
+	}
+	return err
+}
