@@ -77,7 +77,7 @@ func newRoot(stdin io.Reader, stdout io.Writer) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&c.addr, "addr", def, "address of any agent's client API ($"+AddrEnv+")")
-	root.AddCommand(c.topicCmd(), c.produceCmd(), c.consumeCmd(), c.groupCmd(), c.clusterCmd())
+	root.AddCommand(c.topicCmd(), c.produceCmd(), c.consumeCmd(), c.groupCmd(), c.clusterCmd(), c.benchCmd())
 	return root
 }
 

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+)
+
+// stampBytes at the start of every bench record hold its send time (Unix nanoseconds), for
+// end-to-end latency; records are at least this long.
+const stampBytes = 8
+
+// benchOptions are the flags of `streamctl bench`. Defaults are documented on the flags.
+type benchOptions struct {
+	topic      string
+	partitions int32
+	lingerMs   int64
+	recordSize int
+	producers  int
+	consumers  int
+	rate       float64
+	batch      int
+	duration   time.Duration
+	progress   time.Duration
+	fetchBytes int32
+	json       bool
+}
+
+func (c *cli) benchCmd() *cobra.Command {
+	o := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "measure produce, consume and end-to-end throughput and latency",
+		Long: `Runs a load against the cluster and reports records/s, MiB/s, latency percentiles
+(p50, p90, p99, p99.9, max, from an HDR-style histogram with <1% error) and errors. A
+progress line goes to standard error every --progress; the report to standard output, as
+text or, with --json, as one JSON object.
+
+  produce  producers send --batch records per request, at --rate records/s in total or as
+           fast as acks come (rate 0); latency is request sent (or due, at a fixed rate) → ack
+  consume  consumers read every partition from offset 0 up to the high-water mark seen at
+           the start (catch-up), or for --duration if that comes first
+  e2e      producers at --rate while consumers follow the log end; latency is record
+           sent → delivered to a consumer
+
+The topic is created with --partitions (and --linger-ms) if it does not exist.`,
+	}
+	f := cmd.PersistentFlags()
+	f.StringVar(&o.topic, "topic", "bench", "topic to use (created if missing)")
+	f.Int32Var(&o.partitions, "partitions", 6, "partitions of the topic when it is created")
+	f.Int64Var(&o.lingerMs, "linger-ms", 0, "linger of the topic when it is created (0: the server's default, 5 ms)")
+	f.IntVar(&o.recordSize, "record-size", 1024, "bytes of each record's value")
+	f.IntVar(&o.producers, "producers", 4, "concurrent producers")
+	f.IntVar(&o.consumers, "consumers", 0, "concurrent consumers (0: one per partition, at most 16)")
+	f.Float64Var(&o.rate, "rate", 0, "records/s in total over all producers (0: as fast as possible)")
+	f.IntVar(&o.batch, "batch", 100, "records per produce request")
+	f.DurationVar(&o.duration, "duration", 30*time.Second, "how long to run")
+	f.DurationVar(&o.progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
+	f.Int32Var(&o.fetchBytes, "fetch-bytes", 1<<20, "max bytes per fetch")
+	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	for _, mode := range []string{"produce", "consume", "e2e"} {
+		cmd.AddCommand(&cobra.Command{
+			Use:   mode,
+			Short: mode + " benchmark (see streamctl bench --help)",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				if err := o.validate(); err != nil {
+					return err
+				}
+				cl, err := c.client()
+				if err != nil {
+					return err
+				}
+				r, err := runBench(cmd.Context(), cl, mode, *o, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				return r.print(c.stdout, o.json)
+			},
+		})
+	}
+	return cmd
+}
+
+func (o *benchOptions) validate() error {
+	switch {
+	case o.topic == "":
+		return errors.New("--topic is empty")
+	case o.partitions < 1:
+		return fmt.Errorf("--partitions %d: want at least 1", o.partitions)
+	case o.recordSize < stampBytes:
+		return fmt.Errorf("--record-size %d: want at least %d (the send time is stamped in the value)", o.recordSize, stampBytes)
+	case o.producers < 1:
+		return fmt.Errorf("--producers %d: want at least 1", o.producers)
+	case o.consumers < 0:
+		return fmt.Errorf("--consumers %d: want 0 or more", o.consumers)
+	case o.rate < 0:
+		return fmt.Errorf("--rate %v: want 0 (max) or a positive rate", o.rate)
+	case o.batch < 1:
+		return fmt.Errorf("--batch %d: want at least 1", o.batch)
+	case o.duration <= 0:
+		return fmt.Errorf("--duration %v: want a positive duration", o.duration)
+	case o.fetchBytes < 1:
+		return fmt.Errorf("--fetch-bytes %d: want at least 1", o.fetchBytes)
+	}
+	return nil
+}
+
+// meter counts one side of a benchmark (producing or consuming) across its workers.
+type meter struct {
+	records, bytes, requests, errors atomic.Uint64
+	mu                               sync.Mutex
+	latency                          histogram
+	firstErr                         error
+}
+
+func (m *meter) observe(records, bytes int, latency time.Duration, weight uint64) {
+	m.records.Add(uint64(records))
+	m.bytes.Add(uint64(bytes))
+	m.requests.Add(1)
+	m.mu.Lock()
+	m.latency.record(latency, weight)
+	m.mu.Unlock()
+}
+
+func (m *meter) fail(err error) {
+	m.errors.Add(1)
+	m.mu.Lock()
+	if m.firstErr == nil {
+		m.firstErr = err
+	}
+	m.mu.Unlock()
+}
+
+// topicPartitions creates the topic if it is missing and returns its partition count and
+// high-water marks.
+func topicPartitions(ctx context.Context, cl pb.StreamHouseClient, o benchOptions) ([]int64, error) {
+	d, err := cl.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: o.topic})
+	if status.Code(err) == codes.NotFound {
+		if _, err := cl.CreateTopic(ctx, &pb.CreateTopicRequest{Name: o.topic, Partitions: o.partitions, LingerMs: o.lingerMs}); err != nil && status.Code(err) != codes.AlreadyExists {
+			return nil, err
+		}
+		d, err = cl.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: o.topic})
+	}
+	if err != nil {
+		return nil, err
+	}
+	hwm := make([]int64, len(d.Partitions))
+	for _, p := range d.Partitions {
+		hwm[p.Partition] = p.HighWaterMark
+	}
+	return hwm, nil
+}
+
+func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o benchOptions, progress io.Writer) (*benchReport, error) {
+	hwm, err := topicPartitions(ctx, cl, o)
+	if err != nil {
+		return nil, fmt.Errorf("topic %s: %w", o.topic, err)
+	}
+	o.partitions = int32(len(hwm))
+	if o.consumers == 0 {
+		o.consumers = min(len(hwm), 16)
+	}
+	// Workers stop starting requests when run ends; requests in flight then complete on
+	// ctx (the command's), so that the last ones count as acked or failed, not lost.
+	run, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
+	var prod, cons *meter
+	var e2e *histogram
+	var e2eMu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	if mode == "produce" || mode == "e2e" {
+		prod = &meter{}
+		for i := range o.producers {
+			wg.Go(func() { produceLoop(run, ctx, cl, o, i, start, prod) })
+		}
+	}
+	if mode == "consume" || mode == "e2e" {
+		cons = &meter{}
+		from, until := make([]int64, len(hwm)), hwm
+		if mode == "e2e" {
+			e2e = &histogram{}
+			from, until = hwm, nil // follow the end
+		}
+		var caughtUp sync.WaitGroup
+		for i := range o.consumers {
+			caughtUp.Add(1)
+			wg.Go(func() {
+				defer caughtUp.Done()
+				consumeLoop(run, ctx, cl, o, i, from, until, cons, func(h *histogram) {
+					if e2e != nil {
+						e2eMu.Lock()
+						e2e.merge(h)
+						e2eMu.Unlock()
+					}
+				})
+			})
+		}
+		if mode == "consume" {
+			go func() { caughtUp.Wait(); cancel() }() // the catch-up is over
+		}
+	}
+	stopProgress := startProgress(o.progress, progress, mode, start, prod, cons)
+	wg.Wait()
+	stopProgress()
+	elapsed := time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted
+	}
+	r := &benchReport{Mode: mode, Topic: o.topic, Partitions: o.partitions, RecordSize: o.recordSize, Rate: o.rate,
+		Batch: o.batch, Seconds: elapsed.Seconds()}
+	if prod != nil {
+		r.Producers = o.producers
+		r.Produce = prod.report(elapsed)
+	}
+	if cons != nil {
+		r.Consumers = o.consumers
+		r.Consume = cons.report(elapsed)
+	}
+	if e2e != nil {
+		l := latencyOf(e2e)
+		r.EndToEnd = &l
+	}
+	return r, nil
+}
+
+// maxInFlight bounds the requests one producer has in flight at a fixed rate.
+const maxInFlight = 256
+
+// produceLoop sends batches to the partitions in turn until run ends; requests use ctx.
+// As fast as possible, a producer waits for each ack before the next request. At a fixed
+// rate, each request is due at a fixed time and is sent then without waiting for earlier
+// acks (up to maxInFlight), and its latency counts from when it was due: a stall is not
+// hidden by the requests it delayed (no coordinated omission).
+func produceLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, worker int, start time.Time, m *meter) {
+	value := make([]byte, o.recordSize)
+	for i := range value[stampBytes:] {
+		value[stampBytes+i] = byte('a' + i%26)
+	}
+	var interval time.Duration
+	if o.rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(o.batch*o.producers) / o.rate)
+	}
+	send := func(req *pb.ProduceRequest, sent time.Time) {
+		if _, err := cl.Produce(ctx, req); err != nil {
+			m.fail(err)
+			time.Sleep(10 * time.Millisecond)
+			return
+		}
+		m.observe(o.batch, o.batch*o.recordSize, time.Since(sent), uint64(o.batch))
+	}
+	slots := make(chan struct{}, maxInFlight)
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
+	due := start.Add(interval * time.Duration(worker) / time.Duration(o.producers))
+	for n := 0; run.Err() == nil; n++ {
+		sent := time.Now()
+		if interval > 0 {
+			select {
+			case <-run.Done():
+				return
+			case <-time.After(time.Until(due)):
+			}
+			sent, due = due, due.Add(interval)
+		}
+		partition := int32((worker + n*o.producers) % int(o.partitions))
+		req := &pb.ProduceRequest{Topic: o.topic, Partition: &partition, Records: make([]*pb.Record, o.batch)}
+		stamp := time.Now().UnixNano()
+		for j := range req.Records {
+			v := append([]byte(nil), value...)
+			binary.BigEndian.PutUint64(v, uint64(stamp))
+			req.Records[j] = &pb.Record{Value: v}
+		}
+		if interval == 0 {
+			send(req, sent)
+			continue
+		}
+		select {
+		case <-run.Done():
+			return
+		case slots <- struct{}{}:
+		}
+		inFlight.Go(func() {
+			defer func() { <-slots }()
+			send(req, sent)
+		})
+	}
+}
+
+// consumeLoop reads the partitions p with p % consumers == worker from from[p], until
+// until[p] for a catch-up (nil: follow the end, long-polling), or until run ends. Each record's send stamp
+// gives its end-to-end latency to e2e.
+func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, worker int, from, until []int64,
+	m *meter, e2e func(*histogram)) {
+	var mine []int32
+	next := map[int32]int64{}
+	for p := worker; p < len(from); p += o.consumers {
+		if until == nil || from[p] < until[p] {
+			mine = append(mine, int32(p))
+			next[int32(p)] = from[p]
+		}
+	}
+	var h histogram
+	defer func() { e2e(&h) }()
+	wait := int32(0)
+	if until == nil {
+		wait = int32(100 / max(len(mine), 1)) // long-poll, sharing the worker between its partitions
+	}
+	for len(mine) > 0 && run.Err() == nil {
+		for i := 0; i < len(mine) && run.Err() == nil; i++ {
+			p := mine[i]
+			sent := time.Now()
+			resp, err := cl.Fetch(ctx, &pb.FetchRequest{Topic: o.topic, Partition: p, Offset: next[p], MaxBytes: o.fetchBytes, MaxWaitMs: wait})
+			if err != nil {
+				m.fail(err)
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			now := time.Now()
+			size := 0
+			for _, r := range resp.Records {
+				size += len(r.Value) + len(r.Key)
+				if len(r.Value) >= stampBytes {
+					h.record(now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(r.Value)))), 1)
+				}
+				next[p] = r.Offset + 1
+			}
+			m.observe(len(resp.Records), size, now.Sub(sent), 1)
+			if until != nil && next[p] >= until[p] {
+				mine = append(mine[:i], mine[i+1:]...)
+				i--
+			}
+		}
+	}
+}
