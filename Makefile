@@ -12,6 +12,9 @@ GO            ?= go
 BIN           := $(CURDIR)/bin
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 GRPCURL_VERSION := v1.9.4
+NATS_SERVER_VERSION := v2.15.2
+NATSCLI_VERSION := v0.5.0
+BENCH_DURATION ?= 20s
 GOTEST_FLAGS  ?= -count=1 -timeout 20m
 FUZZTIME      ?= 30s
 BENCHCOUNT    ?= 5
@@ -59,6 +62,19 @@ $(BIN)/etcdctl: go.mod go.sum
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $@ go.etcd.io/etcd/etcdctl/v3
 
+# NATS JetStream, the peer of `make bench-peers`, from its modules.
+$(BIN)/.nats-server-$(NATS_SERVER_VERSION):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install -trimpath github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+	@rm -f $(BIN)/.nats-server-*
+	@touch $@
+
+$(BIN)/.natscli-$(NATSCLI_VERSION):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install -trimpath github.com/nats-io/natscli/nats@$(NATSCLI_VERSION)
+	@rm -f $(BIN)/.natscli-*
+	@touch $@
+
 # Prometheus is not a Go module one can build without its web UI's JavaScript; Debian's
 # package is the one a registry here serves. Its binaries are taken out of the .deb
 # (nothing is installed); they link the host's glibc.
@@ -76,7 +92,10 @@ test: tools lint ## run every test (unit and integration against real MinIO/etcd
 fuzz: ## fuzz the segment decoder for FUZZTIME (default 30s); crashers land in segmentstore/testdata/fuzz
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./segmentstore/
 
-.PHONY: bench
+.PHONY: bench bench-peers
+bench-peers: tools $(BIN)/.nats-server-$(NATS_SERVER_VERSION) $(BIN)/.natscli-$(NATSCLI_VERSION) ## StreamHouse vs NATS JetStream and the floors (MinIO PUT, etcd txn, LZ4), one run; BENCH_DURATION per phase (20s)
+	$(GO) run ./tests/bench/peers -duration $(BENCH_DURATION) -json $(BIN)/bench-peers.json | tee $(BIN)/bench-peers.md
+
 bench: tools ## segment codec vs raw LZ4; etcd commit latency; produce throughput and latency vs their floor
 	$(GO) test -run '^$$' -bench '^BenchmarkSegment$$' -count $(BENCHCOUNT) ./segmentstore/ | tee $(BIN)/bench-segment.txt
 	@awk -f tests/bench/segment-ratio.awk $(BIN)/bench-segment.txt

@@ -158,6 +158,7 @@ type writer struct {
 	seq       int64
 	gen       int64 // bumped on reset: results of older uploads are dropped
 	open      *batch
+	sealDue   bool     // the open batch's linger passed while every upload slot was busy
 	queue     []*batch // sealed batches in offset order
 	inFlight  int      // uploads running, of any generation
 	draining  bool     // after a failed upload, until inFlight drops to 0
@@ -229,15 +230,29 @@ func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {
 	b.bytes += size
 	b.waiters = append(b.waiters, waiter{reply: reply, base: base, count: len(recs), bytes: size, accepted: time.Now()})
 	w.pending += size
-	if b.bytes >= w.cfg.SegmentBytes || w.cfg.Linger <= 0 {
-		w.seal()
+	switch {
+	case b.bytes >= w.cfg.SegmentBytes:
+		w.seal(true)
+	case w.cfg.Linger <= 0:
+		w.seal(false)
 	}
 }
 
-func (w *writer) seal() {
+// seal closes the open batch for upload. Unless forced (the batch is full, or the
+// partition is flushing), a batch whose linger has passed while every upload slot is busy
+// stays open and keeps growing until a slot frees: under load, segments grow instead of
+// queueing, so that PUTs and commits per record fall as the rate rises, while a record
+// waits no longer than for the uploads already running (adaptive batching, as Kafka
+// producers do behind max.in.flight).
+func (w *writer) seal(force bool) {
 	if w.open == nil {
 		return
 	}
+	if !force && w.inFlight >= w.cfg.MaxInFlight {
+		w.sealDue = true
+		return
+	}
+	w.sealDue = false
 	w.open.sealed = time.Now()
 	metricProduceStage.WithLabelValues(stageBatchWait).Observe(w.open.sealed.Sub(w.open.opened).Seconds())
 	w.queue = append(w.queue, w.open)
@@ -248,6 +263,10 @@ func (w *writer) seal() {
 // pump starts uploads while slots are free and the head commit when it is ready.
 func (w *writer) pump() {
 	if w.fatal != nil {
+		return
+	}
+	if w.sealDue && w.inFlight < w.cfg.MaxInFlight && !w.draining {
+		w.seal(false) // pumps again
 		return
 	}
 	for _, b := range w.queue {
@@ -307,7 +326,7 @@ func (w *writer) Process() error {
 		switch m := item.(type) {
 		case lingerFired:
 			if w.open != nil && w.open.seq == m.seq {
-				w.seal()
+				w.seal(false)
 			}
 		case uploadDone:
 			w.onUpload(m)
@@ -357,6 +376,7 @@ func (w *writer) reset(cause error) {
 		w.fail(w.open, cause)
 		w.open = nil
 	}
+	w.sealDue = false
 	w.gen++
 	w.next = w.committed
 	if keep == 1 {
@@ -428,7 +448,7 @@ func (w *writer) stop(err error) {
 // Flush seals the open batch and blocks until everything accepted is committed or failed,
 // processing results itself. It is for a stopping actor, whose mailbox no longer runs.
 func (w *writer) Flush(ctx context.Context) error {
-	w.seal()
+	w.seal(true)
 	for (len(w.queue) > 0 || w.inFlight > 0) && w.fatal == nil {
 		select {
 		case <-w.in.signal:

@@ -314,3 +314,43 @@ func TestRecentLogReads(t *testing.T) {
 		t.Fatalf("a 1500-byte recent log keeps %d batches", len(small.batches))
 	}
 }
+
+// While every upload slot is busy, records whose linger has passed join one growing batch
+// instead of a queue of tiny segments; they are all acked once it commits.
+func TestWriterGrowsBatchesWhileUploadsAreBusy(t *testing.T) {
+	f := newFixture(t)
+	store := &faultyStore{Store: f.store, hold: make(chan struct{})}
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: store, Linger: time.Millisecond, MaxInFlight: 1}, 0)
+	d := drive(t, w)
+	send := func(recs []segmentstore.Record) <-chan produceResult {
+		res := make(chan produceResult, 1)
+		d.ops <- func() { d.w.Append(recs, func(r produceResult) { res <- r }) }
+		return res
+	}
+	first := send(values("first", 1))
+	time.Sleep(20 * time.Millisecond) // sealed by its linger; its upload holds the only slot
+	var later []<-chan produceResult
+	for i := range 5 {
+		later = append(later, send(values(fmt.Sprintf("later%d", i), 1)))
+		time.Sleep(5 * time.Millisecond) // each past the linger of the batch it joins
+	}
+	close(store.hold)
+	for i, ch := range append([]<-chan produceResult{first}, later...) {
+		select {
+		case r := <-ch:
+			if r.Err != nil || r.Base != int64(i) {
+				t.Fatalf("request %d: %+v", i, r)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("request %d not answered", i)
+		}
+	}
+	segs, _, err := f.c.Segments(context.Background(), "t", 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 2 || segs[0].Records != 1 || segs[1].Records != 5 {
+		t.Fatalf("segments %+v: want the first record alone and the five that waited for its upload together", segs)
+	}
+	committedLog(t, f, "t", 0)
+}

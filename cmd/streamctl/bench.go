@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,9 @@ import (
 // end-to-end latency; records are at least this long.
 const stampBytes = 8
 
+// maxRecordSize is the largest --record-size: the server's default record limit.
+const maxRecordSize = 1 << 20
+
 // benchOptions are the flags of `streamctl bench`. Defaults are documented on the flags.
 type benchOptions struct {
 	topic      string
@@ -31,6 +35,7 @@ type benchOptions struct {
 	consumers  int
 	rate       float64
 	batch      int
+	inFlight   int
 	duration   time.Duration
 	progress   time.Duration
 	fetchBytes int32
@@ -47,8 +52,10 @@ func (c *cli) benchCmd() *cobra.Command {
 progress line goes to standard error every --progress; the report to standard output, as
 text or, with --json, as one JSON object.
 
-  produce  producers send --batch records per request, at --rate records/s in total or as
-           fast as acks come (rate 0); latency is request sent (or due, at a fixed rate) → ack
+  produce  producers send --batch records per request, each with up to --in-flight
+           requests outstanding, at --rate records/s in total or as fast as acks come
+           (rate 0); latency is request sent (or due, at a fixed rate) → ack. Values are
+           random letters and digits, about as compressible as real payloads.
   consume  consumers read every partition from offset 0 up to the high-water mark seen at
            the start (catch-up), or for --duration if that comes first
   e2e      producers at --rate while consumers follow the log end; latency is record
@@ -65,6 +72,7 @@ The topic is created with --partitions (and --linger-ms) if it does not exist.`,
 	f.IntVar(&o.consumers, "consumers", 0, "concurrent consumers (0: one per partition, at most 16)")
 	f.Float64Var(&o.rate, "rate", 0, "records/s in total over all producers (0: as fast as possible)")
 	f.IntVar(&o.batch, "batch", 100, "records per produce request")
+	f.IntVar(&o.inFlight, "in-flight", 8, "requests each producer keeps in flight (like an async publisher's window)")
 	f.DurationVar(&o.duration, "duration", 30*time.Second, "how long to run")
 	f.DurationVar(&o.progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
 	f.Int32Var(&o.fetchBytes, "fetch-bytes", 1<<20, "max bytes per fetch")
@@ -101,6 +109,8 @@ func (o *benchOptions) validate() error {
 		return fmt.Errorf("--partitions %d: want at least 1", o.partitions)
 	case o.recordSize < stampBytes:
 		return fmt.Errorf("--record-size %d: want at least %d (the send time is stamped in the value)", o.recordSize, stampBytes)
+	case o.recordSize > maxRecordSize:
+		return fmt.Errorf("--record-size %d: want at most %d", o.recordSize, maxRecordSize)
 	case o.producers < 1:
 		return fmt.Errorf("--producers %d: want at least 1", o.producers)
 	case o.consumers < 0:
@@ -109,6 +119,8 @@ func (o *benchOptions) validate() error {
 		return fmt.Errorf("--rate %v: want 0 (max) or a positive rate", o.rate)
 	case o.batch < 1:
 		return fmt.Errorf("--batch %d: want at least 1", o.batch)
+	case o.inFlight < 1:
+		return fmt.Errorf("--in-flight %d: want at least 1", o.inFlight)
 	case o.duration <= 0:
 		return fmt.Errorf("--duration %v: want a positive duration", o.duration)
 	case o.fetchBytes < 1:
@@ -236,65 +248,75 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	return r, nil
 }
 
-// maxInFlight bounds the requests one producer has in flight at a fixed rate.
-const maxInFlight = 256
+// payloadPool is where record values are cut from, at random offsets: random letters and
+// digits (6 bits of entropy a byte), so that LZ4 finds about what it finds in real payloads
+// rather than a repeated pattern.
+var payloadPool = func() []byte {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, 8<<20)
+	for i := range b {
+		b[i] = alphabet[rng.Uint32()&63]
+	}
+	return b
+}()
 
 // produceLoop sends batches to the partitions in turn until run ends; requests use ctx.
-// As fast as possible, a producer waits for each ack before the next request. At a fixed
-// rate, each request is due at a fixed time and is sent then without waiting for earlier
-// acks (up to maxInFlight), and its latency counts from when it was due: a stall is not
-// hidden by the requests it delayed (no coordinated omission).
+// Each producer keeps up to --in-flight requests outstanding. As fast as possible, a new
+// request goes as soon as one is acked. At a fixed rate, each request is due at a fixed
+// time and its latency counts from then, so that a stall is not hidden by the requests it
+// delayed (no coordinated omission); a producer whose window is full falls behind, and the
+// delay shows in the latency.
 func produceLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, worker int, start time.Time, m *meter) {
-	value := make([]byte, o.recordSize)
-	for i := range value[stampBytes:] {
-		value[stampBytes+i] = byte('a' + i%26)
+	rng := rand.New(rand.NewPCG(uint64(worker), uint64(start.UnixNano())))
+	value := func() []byte {
+		v := make([]byte, o.recordSize)
+		off := rng.IntN(len(payloadPool) - o.recordSize)
+		copy(v[stampBytes:], payloadPool[off:])
+		return v
 	}
 	var interval time.Duration
 	if o.rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(o.batch*o.producers) / o.rate)
 	}
-	send := func(req *pb.ProduceRequest, sent time.Time) {
-		if _, err := cl.Produce(ctx, req); err != nil {
-			m.fail(err)
-			time.Sleep(10 * time.Millisecond)
-			return
-		}
-		m.observe(o.batch, o.batch*o.recordSize, time.Since(sent), uint64(o.batch))
-	}
-	slots := make(chan struct{}, maxInFlight)
+	slots := make(chan struct{}, o.inFlight)
 	var inFlight sync.WaitGroup
 	defer inFlight.Wait()
 	due := start.Add(interval * time.Duration(worker) / time.Duration(o.producers))
 	for n := 0; run.Err() == nil; n++ {
-		sent := time.Now()
+		partition := int32((worker + n*o.producers) % int(o.partitions))
+		req := &pb.ProduceRequest{Topic: o.topic, Partition: &partition, Records: make([]*pb.Record, o.batch)}
+		for j := range req.Records {
+			req.Records[j] = &pb.Record{Value: value()}
+		}
 		if interval > 0 {
 			select {
 			case <-run.Done():
 				return
 			case <-time.After(time.Until(due)):
 			}
-			sent, due = due, due.Add(interval)
-		}
-		partition := int32((worker + n*o.producers) % int(o.partitions))
-		req := &pb.ProduceRequest{Topic: o.topic, Partition: &partition, Records: make([]*pb.Record, o.batch)}
-		stamp := time.Now().UnixNano()
-		for j := range req.Records {
-			v := append([]byte(nil), value...)
-			binary.BigEndian.PutUint64(v, uint64(stamp))
-			req.Records[j] = &pb.Record{Value: v}
-		}
-		if interval == 0 {
-			send(req, sent)
-			continue
 		}
 		select {
 		case <-run.Done():
 			return
 		case slots <- struct{}{}:
 		}
+		sent := time.Now()
+		if interval > 0 {
+			sent, due = due, due.Add(interval)
+		}
+		stamp := uint64(time.Now().UnixNano())
+		for _, r := range req.Records {
+			binary.BigEndian.PutUint64(r.Value, stamp)
+		}
 		inFlight.Go(func() {
 			defer func() { <-slots }()
-			send(req, sent)
+			if _, err := cl.Produce(ctx, req); err != nil {
+				m.fail(err)
+				time.Sleep(10 * time.Millisecond)
+				return
+			}
+			m.observe(o.batch, o.batch*o.recordSize, time.Since(sent), uint64(o.batch))
 		})
 	}
 }

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// sample is one scrape of an agent's /metrics.
+type sample map[string]*dto.MetricFamily
+
+func scrape(url string) (sample, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", url, err)
+	}
+	return fams, nil
+}
+
+// sum adds the counters (or gauges) of name whose labels include every given pair.
+func (s sample) sum(name string, labels ...string) float64 {
+	f := s[name]
+	if f == nil {
+		return 0
+	}
+	total := 0.0
+next:
+	for _, m := range f.GetMetric() {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			total += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			total += m.GetGauge().GetValue()
+		}
+	}
+	return total
+}
+
+// etcdWrites counts the etcd calls that write: transactions, puts, deletes, lease grants
+// and revocations (keepalives ride one stream and are not counted).
+func (s sample) etcdWrites() float64 {
+	n := 0.0
+	for _, m := range []string{"Txn", "Put", "DeleteRange", "LeaseGrant", "LeaseRevoke"} {
+		n += s.sum("streamhouse_etcd_requests_total", "method", m)
+	}
+	return n
+}
+
+// costModel holds the counts that make a bill: store requests per GiB, object size, etcd
+// writes, at load and idle.
+type costModel struct {
+	PutsPerGiBWritten         float64 `json:"puts_per_gib_written"`
+	GetsPerGiBRead            float64 `json:"gets_per_gib_read"`
+	MeanObjectBytes           float64 `json:"mean_object_bytes"`
+	CompressionRatio          float64 `json:"compression_ratio"`
+	EtcdWritesPerSecPerPart   float64 `json:"etcd_writes_per_sec_per_partition_at_load"`
+	PutsPerPartitionHourLoad  float64 `json:"puts_per_partition_hour_at_load"`
+	PutsPerPartitionHourIdle  float64 `json:"puts_per_partition_hour_idle"`
+	EtcdWritesPerPartHourIdle float64 `json:"etcd_writes_per_partition_hour_idle"`
+}
+
+func newCostModel(before, written, read, idled sample, produce, consume benchReport, idle time.Duration, partitions float64) costModel {
+	const gib = 1 << 30
+	var c costModel
+	puts := written.sum("streamhouse_store_requests_total", "op", "put", "result", "ok") - before.sum("streamhouse_store_requests_total", "op", "put", "result", "ok")
+	rawWritten := written.sum("streamhouse_segment_bytes_total", "kind", "raw") - before.sum("streamhouse_segment_bytes_total", "kind", "raw")
+	stored := written.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed")
+	segments := written.sum("streamhouse_segments_uploaded_total") - before.sum("streamhouse_segments_uploaded_total")
+	if rawWritten > 0 {
+		c.PutsPerGiBWritten = puts / (rawWritten / gib)
+		c.CompressionRatio = rawWritten / stored
+	}
+	if segments > 0 {
+		c.MeanObjectBytes = stored / segments
+	}
+	gets := 0.0
+	for _, op := range []string{"get", "get_range", "head"} {
+		gets += read.sum("streamhouse_store_requests_total", "op", op) - written.sum("streamhouse_store_requests_total", "op", op)
+	}
+	if consume.Consume != nil && consume.Consume.Bytes > 0 {
+		c.GetsPerGiBRead = gets / (float64(consume.Consume.Bytes) / gib)
+	}
+	if produce.Seconds > 0 {
+		c.EtcdWritesPerSecPerPart = (written.etcdWrites() - before.etcdWrites()) / produce.Seconds / partitions
+		c.PutsPerPartitionHourLoad = puts / produce.Seconds / partitions * 3600
+	}
+	idlePuts := idled.sum("streamhouse_store_requests_total", "op", "put") - read.sum("streamhouse_store_requests_total", "op", "put")
+	c.PutsPerPartitionHourIdle = idlePuts / idle.Seconds() / partitions * 3600
+	c.EtcdWritesPerPartHourIdle = (idled.etcdWrites() - read.etcdWrites()) / idle.Seconds() / partitions * 3600
+	return c
+}

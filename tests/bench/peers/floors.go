@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pierrec/lz4/v4"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// floors are what a produce costs at the least: one object PUT, one etcd transaction,
+// compressing the batch.
+type floors struct {
+	ObjectBytes  int     `json:"object_bytes"`
+	PutP50Ms     float64 `json:"put_p50_ms"`
+	PutP99Ms     float64 `json:"put_p99_ms"`
+	PutMiBPerSec float64 `json:"put_mib_per_sec_4_concurrent"`
+	TxnP50Ms     float64 `json:"etcd_txn_p50_ms"`
+	TxnP99Ms     float64 `json:"etcd_txn_p99_ms"`
+	LZ4MiBPerSec float64 `json:"lz4_compress_mib_per_sec"`
+	LZ4Ratio     float64 `json:"lz4_ratio"`
+}
+
+const (
+	floorPuts = 100
+	floorTxns = 500
+)
+
+func measureFloors(ctx context.Context, etcd *harness.Etcd, minio *harness.MinIO, objectBytes float64) (floors, error) {
+	f := floors{ObjectBytes: max(int(objectBytes), 1024)}
+	data := benchRecords(f.ObjectBytes)
+
+	store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: "floors", Endpoint: minio.Endpoint,
+		AccessKey: minio.AccessKey, SecretKey: minio.SecretKey, CreateBucket: true})
+	if err != nil {
+		return f, err
+	}
+	var puts []time.Duration
+	for i := range floorPuts {
+		start := time.Now()
+		if err := store.Put(ctx, fmt.Sprintf("floor/%d", i), data); err != nil {
+			return f, err
+		}
+		puts = append(puts, time.Since(start))
+	}
+	f.PutP50Ms, f.PutP99Ms = percentileMs(puts, 0.5), percentileMs(puts, 0.99)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range floorPuts / 4 {
+				if err := store.Put(ctx, fmt.Sprintf("floor/c%d-%d", w, i), data); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return f, err
+	}
+	f.PutMiBPerSec = float64(floorPuts/4*4*len(data)) / (1 << 20) / time.Since(start).Seconds()
+
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return f, err
+	}
+	defer cli.Close()
+	var txns []time.Duration
+	for i := range floorTxns {
+		// The shape of a segment commit: compare a revision and a value, put two keys.
+		key := fmt.Sprintf("/floor/seg/%020d", i)
+		start := time.Now()
+		_, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, "{}"), clientv3.OpPut("/floor/hwm", fmt.Sprint(i+1))).Commit()
+		if err != nil {
+			return f, err
+		}
+		txns = append(txns, time.Since(start))
+	}
+	f.TxnP50Ms, f.TxnP99Ms = percentileMs(txns, 0.5), percentileMs(txns, 0.99)
+
+	// Raw LZ4 block compression of the same bytes, best of three passes.
+	buf := make([]byte, lz4.CompressBlockBound(len(data)))
+	var c lz4.Compressor
+	for range 3 {
+		start := time.Now()
+		n := 0
+		for range 20 {
+			var err error
+			if n, err = c.CompressBlock(data, buf); err != nil {
+				return f, err
+			}
+		}
+		f.LZ4MiBPerSec = max(f.LZ4MiBPerSec, float64(20*len(data))/(1<<20)/time.Since(start).Seconds())
+		f.LZ4Ratio = float64(len(data)) / float64(n)
+	}
+	return f, nil
+}
+
+// benchRecords returns n bytes shaped like the records streamctl bench writes: an 8-byte
+// stamp and a repeating alphabet, 1 KiB each.
+func benchRecords(n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		if i%1024 < 8 {
+			out[i] = byte(i / 1024 * 7919 >> (i % 8))
+		} else {
+			out[i] = byte('a' + (i%1024-8)%26)
+		}
+	}
+	return out
+}
+
+func percentileMs(d []time.Duration, q float64) float64 {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := min(int(q*float64(len(s))), len(s)-1)
+	return float64(s[i].Microseconds()) / 1000
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// jetStream holds NATS JetStream's figures for 1 KiB messages on file storage.
+type jetStream struct {
+	// AsyncMsgsPerSec: 4 clients publishing asynchronously, JetStream's default
+	// durability (acked once written to the OS, fsynced every 2 minutes).
+	AsyncMsgsPerSec float64 `json:"async_msgs_per_sec"`
+	// AsyncSyncAlwaysMsgsPerSec: the same with sync_interval: always (fsync before ack),
+	// the durability StreamHouse's acks have (MinIO and etcd both fsync).
+	AsyncSyncAlwaysMsgsPerSec float64 `json:"async_sync_always_msgs_per_sec"`
+	// SyncP50Ms, SyncP99Ms: one client publishing synchronously (default durability).
+	SyncP50Ms float64 `json:"sync_publish_p50_ms"`
+	SyncP99Ms float64 `json:"sync_publish_p99_ms"`
+}
+
+var (
+	aggregated = regexp.MustCompile(`aggregated stats: ([\d,]+) msgs/sec`)
+	// "P50: 153.45us ~ P90: 251.48us ~ P99: 529.58us" for one client; "P50 …us | P90 …"
+	// in the aggregate of several.
+	latencies = regexp.MustCompile(`P50:? ([\d,.]+)us[ ~|]+P90:? [\d,.]+us[ ~|]+P99:? ([\d,.]+)us`)
+)
+
+func runJetStream(ctx context.Context, dir string, duration time.Duration) (jetStream, error) {
+	var js jetStream
+	msgs := strconv.Itoa(int(100_000 * duration.Seconds() / 2)) // about duration/2 at ~100k/s
+	for _, always := range []bool{false, true} {
+		url, stop, err := startNATS(ctx, dir, always)
+		if err != nil {
+			return js, err
+		}
+		n := msgs
+		if always {
+			n = strconv.Itoa(int(5_000 * duration.Seconds() / 2)) // fsync per ack is slower
+		}
+		out, err := natsBench(url, "js", "pub", "async", "bench.async", "--create", "--storage", "file", "--size", "1KB",
+			"--msgs", n, "--clients", "4", "--purge")
+		if err == nil {
+			var rate float64
+			if rate, err = parseRate(out); always {
+				js.AsyncSyncAlwaysMsgsPerSec = rate
+			} else {
+				js.AsyncMsgsPerSec = rate
+			}
+		}
+		if err == nil && !always {
+			out, err = natsBench(url, "js", "pub", "sync", "bench.sync", "--create", "--storage", "file", "--size", "1KB",
+				"--msgs", "5000", "--clients", "1", "--purge", "--stream", "benchsync")
+			if err == nil {
+				m := latencies.FindStringSubmatch(out)
+				if m == nil {
+					err = fmt.Errorf("no latencies in nats bench output:\n%s", out)
+				} else {
+					js.SyncP50Ms, js.SyncP99Ms = usToMs(m[1]), usToMs(m[2])
+				}
+			}
+		}
+		stop()
+		if err != nil {
+			return js, err
+		}
+	}
+	return js, nil
+}
+
+// startNATS starts nats-server with JetStream on a free port, its store in dir.
+func startNATS(ctx context.Context, dir string, syncAlways bool) (url string, stop func(), err error) {
+	bin, err := harness.Binary("nats-server")
+	if err != nil {
+		return "", nil, err
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		return "", nil, err
+	}
+	name := fmt.Sprintf("nats-%d", port)
+	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n", port, filepath.Join(dir, name))
+	if syncAlways {
+		conf += "  sync_interval: always\n"
+	}
+	conf += "}\n"
+	confPath := filepath.Join(dir, name+".conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return "", nil, err
+	}
+	p, err := harness.StartProcess(name, bin, []string{"-c", confPath}, nil, filepath.Join(dir, name+".log"))
+	if err != nil {
+		return "", nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = p.Stop(5 * time.Second)
+			return "", nil, fmt.Errorf("nats-server on %s: %w\n%s", addr, err, p.LogTail(2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "nats://" + addr, func() { _ = p.Stop(10 * time.Second) }, nil
+}
+
+func natsBench(url string, args ...string) (string, error) {
+	bin, err := harness.Binary("nats")
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "nats bench %s\n", strings.Join(args, " "))
+	cmd := exec.Command(bin, append([]string{"-s", url, "bench"}, append(args, "--no-progress")...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("nats bench %v: %w\n%s", args, err, out)
+	}
+	return string(out), nil
+}
+
+func parseRate(out string) (float64, error) {
+	m := aggregated.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no aggregated rate in nats bench output:\n%s", out)
+	}
+	return strconv.ParseFloat(strings.ReplaceAll(m[1], ",", ""), 64)
+}
+
+func usToMs(s string) float64 {
+	v, _ := strconv.ParseFloat(strings.ReplaceAll(s, ",", ""), 64)
+	return v / 1000
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+// printTable writes the run's results as Markdown: the targets with their ratios, the
+// floors, JetStream, and the cost model.
+func printTable(w io.Writer, r results) {
+	yes := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "**no**"
+	}
+	tp, js := r.Throughput.Produce, r.JetStream
+	fmt.Fprintln(w, "| target | StreamHouse | reference | ratio | goal | met |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	ratio := tp.RecordsPerSec / js.AsyncMsgsPerSec
+	fmt.Fprintf(w, "| produce throughput, 1 KiB, acked after durable commit | %.0f rec/s (%.1f MiB/s), %d errors | JetStream async publish, file storage: %.0f msg/s | %.2f× | ≥ 1.0× | %s |\n",
+		tp.RecordsPerSec, tp.MiBPerSec, tp.Errors, js.AsyncMsgsPerSec, ratio, yes(ratio >= 1))
+	fmt.Fprintf(w, "| (same, JetStream fsyncing before each ack) | | sync_interval always: %.0f msg/s | %.2f× | | |\n",
+		js.AsyncSyncAlwaysMsgsPerSec, tp.RecordsPerSec/js.AsyncSyncAlwaysMsgsPerSec)
+	lat := r.Latency.Produce
+	floor := 5 + r.Floors.PutP99Ms + r.Floors.TxnP99Ms
+	fmt.Fprintf(w, "| produce p99 at 1000 rec/s, linger 5 ms | %.1f ms (p50 %.1f, %d errors) | linger 5 + PUT p99 %.1f + txn p99 %.1f = %.1f ms | %.2f× | ≤ 2.0× | %s |\n",
+		lat.Latency.P99, lat.Latency.P50, lat.Errors, r.Floors.PutP99Ms, r.Floors.TxnP99Ms, floor, lat.Latency.P99/floor, yes(lat.Latency.P99 <= 2*floor))
+	e2e := r.EndToEnd
+	above := e2e.E2E.P99 - e2e.Produce.Latency.P99
+	fmt.Fprintf(w, "| end-to-end p99 (sent → delivered to a following consumer) | %.1f ms (p50 %.1f) | produce p99 in the same run %.1f ms | +%.1f ms | ≤ +50 ms | %s |\n",
+		e2e.E2E.P99, e2e.E2E.P50, e2e.Produce.Latency.P99, above, yes(above <= 50))
+	cu := r.CatchUp.Consume
+	fmt.Fprintf(w, "| catch-up consume | %.0f rec/s (%.1f MiB/s), %d errors | produce %.0f rec/s | %.2f× | ≥ 2.0× | %s |\n",
+		cu.RecordsPerSec, cu.MiBPerSec, cu.Errors, tp.RecordsPerSec, cu.RecordsPerSec/tp.RecordsPerSec, yes(cu.RecordsPerSec >= 2*tp.RecordsPerSec))
+	rss := r.RSSMiB["100_partitions_max_rate"]
+	fmt.Fprintf(w, "| agent peak RSS, 100 partitions at full load (%.0f rec/s) | %.0f MiB | (6 partitions: %.0f MiB) | | ≤ 512 MiB | %s |\n",
+		r.Wide.Produce.RecordsPerSec, rss, r.RSSMiB["6_partitions_max_rate"], yes(rss <= 512))
+	fmt.Fprintln(w)
+
+	f := r.Floors
+	fmt.Fprintln(w, "| floor | value |")
+	fmt.Fprintln(w, "|---|---|")
+	fmt.Fprintf(w, "| MinIO PUT of %d bytes (one segment), sequential | p50 %.2f ms, p99 %.2f ms |\n", f.ObjectBytes, f.PutP50Ms, f.PutP99Ms)
+	fmt.Fprintf(w, "| MinIO PUT, 4 concurrent | %.1f MiB/s |\n", f.PutMiBPerSec)
+	fmt.Fprintf(w, "| etcd txn (compare + 2 puts, fsync), sequential | p50 %.2f ms, p99 %.2f ms |\n", f.TxnP50Ms, f.TxnP99Ms)
+	fmt.Fprintf(w, "| raw LZ4 block compression of the same bytes | %.0f MiB/s (ratio %.1f) |\n", f.LZ4MiBPerSec, f.LZ4Ratio)
+	fmt.Fprintf(w, "| JetStream sync publish, 1 client, default durability | p50 %.2f ms, p99 %.2f ms |\n", js.SyncP50Ms, js.SyncP99Ms)
+	fmt.Fprintln(w)
+
+	c := r.Cost
+	fmt.Fprintln(w, "| cost model count (6 partitions, default topic settings) | value |")
+	fmt.Fprintln(w, "|---|---|")
+	fmt.Fprintf(w, "| PUTs per GiB written | %.1f |\n", c.PutsPerGiBWritten)
+	fmt.Fprintf(w, "| GETs per GiB read (catch-up) | %.1f |\n", c.GetsPerGiBRead)
+	fmt.Fprintf(w, "| mean object size | %.0f bytes (compression %.1f×) |\n", c.MeanObjectBytes, c.CompressionRatio)
+	fmt.Fprintf(w, "| PUTs per partition-hour at full load | %.0f |\n", c.PutsPerPartitionHourLoad)
+	fmt.Fprintf(w, "| PUTs per partition-hour idle | %.1f |\n", c.PutsPerPartitionHourIdle)
+	fmt.Fprintf(w, "| etcd writes per second per partition at full load | %.1f |\n", c.EtcdWritesPerSecPerPart)
+	fmt.Fprintf(w, "| etcd writes per partition-hour idle | %.1f |\n", c.EtcdWritesPerPartHourIdle)
+}
