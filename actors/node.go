@@ -40,13 +40,16 @@ type NodeConfig struct {
 	// SessionTTL is the etcd session TTL: how long a silent agent keeps its partitions.
 	// Default coordination.DefaultSessionTTL (5s).
 	SessionTTL time.Duration
-	// CacheBytes bounds the decoded-block cache for historical reads. Default 256 MiB.
-	CacheBytes int64
-	// MaxInFlight, MaxPendingBytes and RecentBytes tune every partition writer; see
-	// writerConfig for their defaults.
-	MaxInFlight     int
+	// The agent's memory is bounded by three budgets shared by all its partitions, whatever
+	// their number: CacheBytes for segment blocks read from the store (default
+	// DefaultCacheBytes), MaxPendingBytes for records accepted and not yet acked (beyond it
+	// produce answers ResourceExhausted; default DefaultMaxPendingBytes), RecentBytes for
+	// committed records kept for tail reads (default DefaultRecentBytes).
+	CacheBytes      int64
 	MaxPendingBytes int64
 	RecentBytes     int64
+	// MaxInFlight bounds concurrent segment uploads per partition. Default 4.
+	MaxInFlight int
 	// Client tunes request routing.
 	Client ClientOptions
 	// ClientOnly joins the cluster without hosting partitions: a process that only routes
@@ -69,6 +72,9 @@ type Node struct {
 	place  *Placement
 	hist   *history
 	log    *zap.Logger
+	// pending and recent are the memory budgets of every partition this node hosts,
+	// across rejoins.
+	pending, recent *budget
 
 	mu  sync.Mutex
 	cur *member // nil while rejoining
@@ -90,18 +96,32 @@ type member struct {
 	done     chan struct{}
 }
 
+// Memory budget defaults of an agent (NodeConfig).
+const (
+	DefaultCacheBytes      = 128 << 20
+	DefaultMaxPendingBytes = 64 << 20
+	DefaultRecentBytes     = 64 << 20
+)
+
 // StartNode joins the cluster. mirror must be loaded and watched by the caller.
 func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store, mirror *coordination.Mirror, cfg NodeConfig) (*Node, error) {
 	if cfg.ListenHost == "" {
 		cfg.ListenHost = "127.0.0.1"
 	}
 	if cfg.CacheBytes <= 0 {
-		cfg.CacheBytes = 256 << 20
+		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.MaxPendingBytes <= 0 {
+		cfg.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if cfg.RecentBytes <= 0 {
+		cfg.RecentBytes = DefaultRecentBytes
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
 	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror, place: newPlacement(mirror),
+		pending: newBudget(cfg.MaxPendingBytes), recent: newBudget(cfg.RecentBytes),
 		hist: &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
 		log:  cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
 	m, err := n.join(ctx)
@@ -173,7 +193,7 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	local := newLocalActivations()
 	deps := &partitionDeps{
 		client: n.client, session: s, history: n.hist, system: system, local: local, log: n.log,
-		writer: writerConfig{Store: n.store, MaxInFlight: n.cfg.MaxInFlight, MaxPendingBytes: n.cfg.MaxPendingBytes, RecentBytes: n.cfg.RecentBytes},
+		writer: writerConfig{Store: n.store, MaxInFlight: n.cfg.MaxInFlight, Pending: n.pending, Recent: n.recent},
 	}
 	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) }))
 	provider := newSessionProvider(n.client, s)

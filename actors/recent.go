@@ -8,9 +8,11 @@ import (
 
 // recentLog keeps the last committed batches of a partition in memory, so that consumers
 // at the tail are served without touching the object store (DESIGN.md §6). Its batches are
-// contiguous: commits happen in offset order.
+// contiguous: commits happen in offset order. Its bytes count in the agent's budget; when
+// the budget is exceeded the log drops its own oldest batches, down to none (reads then go
+// to the store), so that the agent's memory is bounded whatever its partition count.
 type recentLog struct {
-	limit   int64
+	budget  *budget
 	bytes   int64
 	batches []*batch // oldest first
 }
@@ -19,11 +21,23 @@ func (r *recentLog) add(b *batch) {
 	b.waiters = nil
 	r.batches = append(r.batches, b)
 	r.bytes += b.bytes
-	// Keep at least the newest batch, whatever its size.
-	for r.bytes > r.limit && len(r.batches) > 1 {
-		r.bytes -= r.batches[0].bytes
-		r.batches[0] = nil
-		r.batches = r.batches[1:]
+	r.budget.add(b.bytes)
+	for r.budget.over() && len(r.batches) > 0 {
+		r.drop()
+	}
+}
+
+func (r *recentLog) drop() {
+	r.bytes -= r.batches[0].bytes
+	r.budget.add(-r.batches[0].bytes)
+	r.batches[0] = nil
+	r.batches = r.batches[1:]
+}
+
+// clear gives every batch back to the budget.
+func (r *recentLog) clear() {
+	for len(r.batches) > 0 {
+		r.drop()
 	}
 }
 

@@ -32,11 +32,14 @@ type writerConfig struct {
 	SegmentBytes int64
 	// MaxInFlight bounds concurrent segment uploads. Default 4.
 	MaxInFlight int
-	// MaxPendingBytes bounds record bytes accepted but not yet acked; beyond it Append
-	// answers ErrBackpressure. Default 64 MiB.
-	MaxPendingBytes int64
-	// RecentBytes bounds the committed records kept in memory for tail reads. Default 32 MiB.
-	RecentBytes int64
+	// Pending bounds the record bytes accepted but not yet acked, over every writer that
+	// shares it (the agent's partitions); beyond it Append answers ErrBackpressure.
+	// Default: a budget of this writer's own of DefaultMaxPendingBytes.
+	Pending *budget
+	// Recent bounds the committed records kept in memory for tail reads, over every
+	// writer that shares it; a writer over it drops its own oldest batches. Default: a
+	// budget of this writer's own of DefaultRecentBytes.
+	Recent *budget
 	// CommitTimeout bounds one commit, retries included. Default 30s.
 	CommitTimeout time.Duration
 	// UploadTimeout bounds one upload, the store's retries included. Default 60s.
@@ -53,11 +56,11 @@ func (c writerConfig) withDefaults() writerConfig {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 4
 	}
-	if c.MaxPendingBytes <= 0 {
-		c.MaxPendingBytes = 64 << 20
+	if c.Pending == nil {
+		c.Pending = newBudget(DefaultMaxPendingBytes)
 	}
-	if c.RecentBytes <= 0 {
-		c.RecentBytes = 32 << 20
+	if c.Recent == nil {
+		c.Recent = newBudget(DefaultRecentBytes)
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 30 * time.Second
@@ -176,7 +179,7 @@ func newWriter(cfg writerConfig, hwm int64) *writer {
 		next: hwm, committed: hwm,
 		in: newInbox(cfg.notify),
 	}
-	w.recent.limit = cfg.RecentBytes
+	w.recent.budget = cfg.Recent
 	return w
 }
 
@@ -204,8 +207,9 @@ func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {
 	for i := range recs {
 		size += int64(recs[i].Size())
 	}
-	if w.pending > 0 && w.pending+size > w.cfg.MaxPendingBytes {
-		reply(produceResult{Err: fmt.Errorf("%w: %s has %d bytes waiting to be written", ErrBackpressure, w.p, w.pending)})
+	if !w.cfg.Pending.admits(size) {
+		reply(produceResult{Err: fmt.Errorf("%w: the agent has %d bytes waiting to be written (limit %d); %s has %d",
+			ErrBackpressure, w.cfg.Pending.used.Load(), w.cfg.Pending.limit, w.p, w.pending)})
 		return
 	}
 	if w.open == nil {
@@ -229,7 +233,7 @@ func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {
 	b.records = append(b.records, recs...)
 	b.bytes += size
 	b.waiters = append(b.waiters, waiter{reply: reply, base: base, count: len(recs), bytes: size, accepted: time.Now()})
-	w.pending += size
+	w.addPending(size)
 	switch {
 	case b.bytes >= w.cfg.SegmentBytes:
 		w.seal(true)
@@ -407,7 +411,7 @@ func (w *writer) onCommit(m commitDone) {
 	}
 	w.queue = w.queue[1:]
 	w.committed = b.last() + 1
-	w.pending -= b.bytes
+	w.addPending(-b.bytes)
 	metricCommits.WithLabelValues("ok").Inc()
 	now := time.Now()
 	metricProduceStage.WithLabelValues(stageCommit).Observe(now.Sub(b.committing).Seconds())
@@ -422,7 +426,7 @@ func (w *writer) onCommit(m commitDone) {
 }
 
 func (w *writer) fail(b *batch, err error) {
-	w.pending -= b.bytes
+	w.addPending(-b.bytes)
 	for _, wt := range b.waiters {
 		wt.reply(produceResult{Err: err})
 	}
@@ -463,5 +467,16 @@ func (w *writer) Flush(ctx context.Context) error {
 	return w.fatal
 }
 
-// Close fails whatever is still pending with err (the partition is going away).
-func (w *writer) Close(err error) { w.stop(err) }
+// Close fails whatever is still pending with err (the partition is going away) and gives
+// its recent records back to the agent's budget.
+func (w *writer) Close(err error) {
+	w.stop(err)
+	w.recent.clear()
+}
+
+// addPending accounts n record bytes accepted (or, negative, acked or failed) here and in
+// the agent's budget.
+func (w *writer) addPending(n int64) {
+	w.pending += n
+	w.cfg.Pending.add(n)
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/segmentstore"
 	"github.com/streamhouse/streamhouse/tests/harness"
@@ -255,14 +256,21 @@ func TestWriterFlushCommitsTheOpenBatch(t *testing.T) {
 	}
 }
 
+// The pending budget is the agent's: a partition is refused with ErrBackpressure
+// (ResourceExhausted to clients) while another holds the budget, memory does not grow with
+// the refused requests, and every byte is given back once the backlog clears.
 func TestWriterBackpressure(t *testing.T) {
 	f := newFixture(t)
 	hold := make(chan struct{})
 	store := &faultyStore{Store: f.store, hold: hold}
-	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: store, Linger: time.Millisecond, MaxPendingBytes: 4 << 10}, 0)
-	d := drive(t, w)
+	pending := newBudget(4 << 10)
+	cfg := writerConfig{Store: store, Linger: time.Millisecond, Pending: pending}
+	cfg.Lease = f.lease(t, "t", 2, 0)
+	a := drive(t, newWriter(cfg, 0))
+	cfg.Lease = f.lease(t, "t", 2, 1)
+	b := drive(t, newWriter(cfg, 0))
 	first := make(chan produceResult, 1)
-	go func() { first <- d.produce(values("a", 10)) }() // ~2 KiB, held in the upload
+	go func() { first <- a.produce(values("a", 10)) }() // ~2 KiB, held in the upload
 	harness.Eventually(t, 10*time.Second, func() error {
 		store.mu.Lock()
 		defer store.mu.Unlock()
@@ -271,20 +279,56 @@ func TestWriterBackpressure(t *testing.T) {
 		}
 		return nil
 	})
-	if res := d.produce(values("b", 20)); !errors.Is(res.Err, ErrBackpressure) {
-		t.Fatalf("produce over MaxPendingBytes: %v, want ErrBackpressure", res.Err)
+	held := pending.used.Load()
+	for range 50 {
+		if res := b.produce(values("b", 20)); !errors.Is(res.Err, ErrBackpressure) || codeOf(res.Err) != partitionpb.Code_CODE_RESOURCE_EXHAUSTED {
+			t.Fatalf("produce on another partition over the agent's budget: %v, want ErrBackpressure", res.Err)
+		}
+	}
+	if used := pending.used.Load(); used != held {
+		t.Fatalf("50 refused requests moved the budget from %d to %d bytes", held, used)
 	}
 	close(hold)
 	if res := <-first; res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	if res := d.produce(values("c", 20)); res.Err != nil {
+	if res := b.produce(values("c", 20)); res.Err != nil {
 		t.Fatalf("produce after the backlog cleared: %v", res.Err)
+	}
+	if used := pending.used.Load(); used != 0 {
+		t.Fatalf("%d bytes still counted pending after every request was answered", used)
+	}
+}
+
+// Recent logs of several partitions share one budget: together they never hold more
+// than it (plus the batch being added), each dropping its own oldest batches.
+func TestRecentLogsShareTheBudget(t *testing.T) {
+	shared := newBudget(10_000)
+	logs := make([]recentLog, 4)
+	for i := range logs {
+		logs[i].budget = shared
+	}
+	for n := range 100 {
+		b := &batch{base: int64(n), records: []segmentstore.Record{{Offset: int64(n)}}, bytes: 1000}
+		logs[n%4].add(b)
+		total := int64(0)
+		for i := range logs {
+			total += logs[i].bytes
+		}
+		if total != shared.used.Load() || total > shared.limit {
+			t.Fatalf("after %d batches: logs hold %d bytes, budget counts %d of %d", n+1, total, shared.used.Load(), shared.limit)
+		}
+	}
+	for i := range logs {
+		logs[i].clear()
+	}
+	if shared.used.Load() != 0 {
+		t.Fatalf("%d bytes counted after every log was cleared", shared.used.Load())
 	}
 }
 
 func TestRecentLogReads(t *testing.T) {
-	r := recentLog{limit: 1 << 20}
+	r := recentLog{budget: newBudget(1 << 20)}
 	for base := int64(100); base < 130; base += 10 {
 		b := &batch{base: base}
 		for o := base; o < base+10; o++ {
@@ -306,7 +350,7 @@ func TestRecentLogReads(t *testing.T) {
 	if got, ok := r.read(130, 1<<20); !ok || len(got) != 0 {
 		t.Fatalf("read at the log end: %d, %v", len(got), ok)
 	}
-	small := recentLog{limit: 1500}
+	small := recentLog{budget: newBudget(1500)}
 	for _, b := range r.batches {
 		small.add(b)
 	}

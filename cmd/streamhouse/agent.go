@@ -30,9 +30,15 @@ type agentFlags struct {
 	grpcListen        string
 	adminListen       string
 	limits            gateway.Limits
+	memory            memoryFlags
 	sessionTTL        time.Duration
 	logLevel, logFmt  string
 	shutdownTimeout   time.Duration
+}
+
+// memoryFlags bound an agent's memory whatever its partition count (see actors.NodeConfig).
+type memoryFlags struct {
+	cacheBytes, pendingBytes, recentBytes, uploads int
 }
 
 func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
@@ -71,6 +77,10 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	intFlag(&f.limits.MaxBatchBytes, "max-batch-bytes", "STREAMHOUSE_MAX_BATCH_BYTES", 16<<20, "largest produce request, in record bytes")
 	intFlag(&f.limits.MaxBatchRecords, "max-batch-records", "STREAMHOUSE_MAX_BATCH_RECORDS", 100000, "most records in one produce request")
 	intFlag(&f.limits.MaxFetchBytes, "max-fetch-bytes", "STREAMHOUSE_MAX_FETCH_BYTES", 16<<20, "most record bytes one fetch returns")
+	intFlag(&f.memory.cacheBytes, "cache-bytes", "STREAMHOUSE_CACHE_BYTES", actors.DefaultCacheBytes, "memory for segment blocks read from the store, shared by all partitions")
+	intFlag(&f.memory.pendingBytes, "max-pending-bytes", "STREAMHOUSE_MAX_PENDING_BYTES", actors.DefaultMaxPendingBytes, "record bytes accepted and not yet acked, over all partitions; beyond it produce answers ResourceExhausted")
+	intFlag(&f.memory.recentBytes, "recent-bytes", "STREAMHOUSE_RECENT_BYTES", actors.DefaultRecentBytes, "committed records kept in memory for tail reads, over all partitions")
+	intFlag(&f.memory.uploads, "max-uploads", "STREAMHOUSE_MAX_UPLOADS", 4, "concurrent segment uploads per partition")
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
 	str(&f.logLevel, "log-level", "STREAMHOUSE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&f.logFmt, "log-format", "STREAMHOUSE_LOG_FORMAT", "json", "json or console")
@@ -86,6 +96,9 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if f.limits.MaxRecordBytes <= 0 || f.limits.MaxBatchBytes < f.limits.MaxRecordBytes || f.limits.MaxBatchRecords <= 0 || f.limits.MaxFetchBytes <= 0 {
 		return nil, errors.New("request limits must be positive, and --max-batch-bytes at least --max-record-bytes")
+	}
+	if m := f.memory; m.cacheBytes <= 0 || m.pendingBytes <= 0 || m.recentBytes <= 0 || m.uploads <= 0 {
+		return nil, errors.New("--cache-bytes, --max-pending-bytes, --recent-bytes and --max-uploads must be positive")
 	}
 	if f.sessionTTL < time.Second {
 		return nil, fmt.Errorf("--session-ttl %s: at least 1s", f.sessionTTL)
@@ -164,6 +177,8 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		Info:       coordination.NodeInfo{Node: f.node, Zone: f.zone, Addr: f.advertise},
 		ListenHost: host, ListenPort: port, AdvertisedHost: f.advertise,
 		SessionTTL: f.sessionTTL, Log: log,
+		CacheBytes: int64(f.memory.cacheBytes), MaxPendingBytes: int64(f.memory.pendingBytes),
+		RecentBytes: int64(f.memory.recentBytes), MaxInFlight: f.memory.uploads,
 	})
 	if err != nil {
 		return err

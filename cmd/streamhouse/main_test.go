@@ -19,6 +19,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"dev", "--agents", "0"}, 2, "--agents 0"},
 		{[]string{"agent"}, 2, "--store"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--session-ttl", "100ms"}, 2, "at least 1s"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--recent-bytes", "0"}, 2, "must be positive"},
 	} {
 		var out bytes.Buffer
 		if code := run(c.args, &out, &out); code != c.code || !strings.Contains(out.String(), c.contains) {
