@@ -16,9 +16,6 @@ func newBudget(limit int64) *budget { return &budget{limit: limit} }
 // add accounts n bytes (negative to give them back) and returns the new total.
 func (b *budget) add(n int64) int64 { return b.used.Add(n) }
 
-// over reports whether the budget is exceeded.
-func (b *budget) over() bool { return b.used.Load() > b.limit }
-
 // admits reports whether n more bytes fit. An empty budget admits anything, so that one
 // request larger than the whole budget is not refused forever.
 func (b *budget) admits(n int64) bool {

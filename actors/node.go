@@ -74,7 +74,8 @@ type Node struct {
 	log    *zap.Logger
 	// pending and recent are the memory budgets of every partition this node hosts,
 	// across rejoins.
-	pending, recent *budget
+	pending *budget
+	recent  *recentCache
 
 	mu  sync.Mutex
 	cur *member // nil while rejoining
@@ -121,7 +122,7 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 		cfg.Log = zap.NewNop()
 	}
 	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror, place: newPlacement(mirror),
-		pending: newBudget(cfg.MaxPendingBytes), recent: newBudget(cfg.RecentBytes),
+		pending: newBudget(cfg.MaxPendingBytes), recent: newRecentCache(cfg.RecentBytes),
 		hist: &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
 		log:  cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
 	m, err := n.join(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -37,9 +38,9 @@ type writerConfig struct {
 	// Default: a budget of this writer's own of DefaultMaxPendingBytes.
 	Pending *budget
 	// Recent bounds the committed records kept in memory for tail reads, over every
-	// writer that shares it; a writer over it drops its own oldest batches. Default: a
-	// budget of this writer's own of DefaultRecentBytes.
-	Recent *budget
+	// writer that shares it (the agent's oldest batches go first). Default: a cache of
+	// this writer's own of DefaultRecentBytes.
+	Recent *recentCache
 	// CommitTimeout bounds one commit, retries included. Default 30s.
 	CommitTimeout time.Duration
 	// UploadTimeout bounds one upload, the store's retries included. Default 60s.
@@ -60,7 +61,7 @@ func (c writerConfig) withDefaults() writerConfig {
 		c.Pending = newBudget(DefaultMaxPendingBytes)
 	}
 	if c.Recent == nil {
-		c.Recent = newBudget(DefaultRecentBytes)
+		c.Recent = newRecentCache(DefaultRecentBytes)
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 30 * time.Second
@@ -116,6 +117,8 @@ type batch struct {
 	meta    coordination.SegmentMeta
 	// When the batch entered each stage, for streamhouse_produce_stage_seconds.
 	opened, sealed, uploaded, committing time.Time
+	// evicted is set once a committed batch has left its partition's recent log.
+	evicted atomic.Bool
 }
 
 func (b *batch) last() int64 { return b.base + int64(len(b.records)) - 1 }
@@ -168,7 +171,15 @@ type writer struct {
 	pending   int64    // record bytes accepted and not yet acked or failed
 	fatal     error    // set once; every later call fails with it
 	recent    recentLog
+	// incompressible: the last segment did not compress, so the next tries LZ4 on one
+	// block in a few only (segmentstore.Options.Incompressible).
+	incompressible bool
+	uploads        int64 // uploads started
 }
+
+// probeSegments: a writer whose segments do not compress tries full compression on one
+// segment in probeSegments.
+const probeSegments = 16
 
 func newWriter(cfg writerConfig, hwm int64) *writer {
 	cfg = cfg.withDefaults()
@@ -179,7 +190,7 @@ func newWriter(cfg writerConfig, hwm int64) *writer {
 		next: hwm, committed: hwm,
 		in: newInbox(cfg.notify),
 	}
-	w.recent.budget = cfg.Recent
+	w.recent.cache = cfg.Recent
 	return w
 }
 
@@ -282,7 +293,12 @@ func (w *writer) pump() {
 			b.state = uploading
 			w.inFlight++
 			metricUploadsInFlight.Inc()
-			go w.upload(w.gen, b)
+			// Every probeSegments-th segment tries LZ4 on every block, in case the
+			// payload became compressible.
+			w.uploads++
+			opts := w.cfg.Segment
+			opts.Incompressible = w.incompressible && w.uploads%probeSegments != 0
+			go w.upload(w.gen, b, opts)
 		}
 	}
 	if len(w.queue) > 0 && w.queue[0].state == uploaded {
@@ -294,11 +310,11 @@ func (w *writer) pump() {
 	}
 }
 
-func (w *writer) upload(gen int64, b *batch) {
+func (w *writer) upload(gen int64, b *batch, opts segmentstore.Options) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.UploadTimeout)
 	defer cancel()
 	start := time.Now()
-	data, err := segmentstore.Encode(w.p.Topic, w.p.Partition, b.records, w.cfg.Segment)
+	data, err := segmentstore.Encode(w.p.Topic, w.p.Partition, b.records, opts)
 	encoded := time.Now()
 	meta := coordination.SegmentMeta{
 		Object: coordination.ObjectKey(w.p.Topic, w.p.Partition, b.base, w.epoch),
@@ -357,6 +373,8 @@ func (w *writer) onUpload(m uploadDone) {
 	}
 	m.b.meta = m.meta
 	m.b.state = uploaded
+	// Stored within 5% of the payload: LZ4 is not paying for its time.
+	w.incompressible = m.meta.ZBytes*20 >= m.meta.Bytes*19
 	m.b.uploaded = time.Now()
 	metricProduceStage.WithLabelValues(stageEncode).Observe(m.encode.Seconds())
 	metricProduceStage.WithLabelValues(stageUpload).Observe(m.upload.Seconds())

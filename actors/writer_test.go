@@ -300,35 +300,56 @@ func TestWriterBackpressure(t *testing.T) {
 	}
 }
 
-// Recent logs of several partitions share one budget: together they never hold more
-// than it (plus the batch being added), each dropping its own oldest batches.
-func TestRecentLogsShareTheBudget(t *testing.T) {
-	shared := newBudget(10_000)
+// Recent logs of several partitions share one cache: together they never hold more than
+// its limit, a quiet partition's batches go before a busy one's newer ones, and a stopped
+// partition gives everything back.
+func TestRecentLogsShareTheCache(t *testing.T) {
+	cache := newRecentCache(10_000)
 	logs := make([]recentLog, 4)
 	for i := range logs {
-		logs[i].budget = shared
+		logs[i].cache = cache
 	}
-	for n := range 100 {
-		b := &batch{base: int64(n), records: []segmentstore.Record{{Offset: int64(n)}}, bytes: 1000}
-		logs[n%4].add(b)
+	add := func(l *recentLog, base int64) {
+		l.add(&batch{base: base, records: []segmentstore.Record{{Offset: base}}, bytes: 1000})
 		total := int64(0)
 		for i := range logs {
 			total += logs[i].bytes
 		}
-		if total != shared.used.Load() || total > shared.limit {
-			t.Fatalf("after %d batches: logs hold %d bytes, budget counts %d of %d", n+1, total, shared.used.Load(), shared.limit)
+		if total != cache.bytes() || total > cache.limit {
+			t.Fatalf("logs hold %d bytes, the cache counts %d of %d", total, cache.bytes(), cache.limit)
+		}
+	}
+	for n := range int64(8) {
+		add(&logs[0], n) // partition 0 was busy, then went quiet
+	}
+	for n := range int64(8) {
+		add(&logs[1], n)
+	}
+	if len(logs[0].batches) != 2 || logs[0].batches[0].base != 6 || len(logs[1].batches) != 8 {
+		t.Fatalf("partition 0 keeps %d batches, partition 1 %d: the oldest should have gone first", len(logs[0].batches), len(logs[1].batches))
+	}
+	if _, ok := logs[0].read(0, 1<<20); ok {
+		t.Fatal("an evicted offset was served from memory")
+	}
+	for n := range int64(3000) {
+		add(&logs[2+n%2], n/2)
+		if n%500 == 0 {
+			logs[3].clear() // a partition that stops and comes back
 		}
 	}
 	for i := range logs {
 		logs[i].clear()
 	}
-	if shared.used.Load() != 0 {
-		t.Fatalf("%d bytes counted after every log was cleared", shared.used.Load())
+	if cache.bytes() != 0 {
+		t.Fatalf("%d bytes counted after every log was cleared", cache.bytes())
+	}
+	if len(cache.fifo) > 2*1024+10 {
+		t.Fatalf("the cache keeps %d entries for nothing", len(cache.fifo))
 	}
 }
 
 func TestRecentLogReads(t *testing.T) {
-	r := recentLog{budget: newBudget(1 << 20)}
+	r := recentLog{cache: newRecentCache(1 << 20)}
 	for base := int64(100); base < 130; base += 10 {
 		b := &batch{base: base}
 		for o := base; o < base+10; o++ {
@@ -350,7 +371,7 @@ func TestRecentLogReads(t *testing.T) {
 	if got, ok := r.read(130, 1<<20); !ok || len(got) != 0 {
 		t.Fatalf("read at the log end: %d, %v", len(got), ok)
 	}
-	small := recentLog{budget: newBudget(1500)}
+	small := recentLog{cache: newRecentCache(1500)}
 	for _, b := range r.batches {
 		small.add(b)
 	}

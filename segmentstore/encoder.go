@@ -12,7 +12,19 @@ type Options struct {
 	// NoCompression stores every block raw (CodecNone). Default: false, blocks are
 	// LZ4-compressed; a block that LZ4 cannot shrink is stored raw either way.
 	NoCompression bool
+	// Incompressible says the payload is not expected to compress (a writer's previous
+	// segment did not): LZ4 is tried on one block in probeEvery only (the last of each
+	// run of probeEvery), and on every block again once one compresses. Default: false, every block is tried until
+	// incompressibleStreak blocks in a row fail to shrink.
+	Incompressible bool
 }
+
+// Adaptive compression: after incompressibleStreak blocks that LZ4 could not shrink, an
+// Encoder tries one block in probeEvery.
+const (
+	incompressibleStreak = 2
+	probeEvery           = 8
+)
 
 // DefaultBlockSize is the default target uncompressed size of a block.
 const DefaultBlockSize = 64 << 10
@@ -46,6 +58,11 @@ type Encoder struct {
 	// sizeHint is the size of the last segment built, used to size the next one's buffer
 	// up front: growing a multi-megabyte buffer by doubling costs a copy per step.
 	sizeHint int
+
+	// incompressible counts the last blocks LZ4 could not shrink; past
+	// incompressibleStreak, blocks are stored raw without trying, but for one probe every
+	// probeEvery blocks: random or encrypted payloads then cost no compression time.
+	incompressible int
 
 	blockFirst   int64
 	blockRecords uint32
@@ -86,6 +103,10 @@ func (e *Encoder) Reset(topic string, partition int32, base int64) error {
 	e.raw = e.raw[:0]
 	e.index = e.index[:0]
 	e.blockRecords = 0
+	e.incompressible = 0
+	if e.opts.Incompressible {
+		e.incompressible = incompressibleStreak
+	}
 	return nil
 }
 
@@ -126,7 +147,17 @@ func (e *Encoder) Len() int { return len(e.out) + len(e.raw) }
 
 func (e *Encoder) seal() {
 	pos := int64(len(e.out))
-	e.out = appendBlock(e.out, e.raw, e.opts.codec(), e.blockFirst, e.blockRecords)
+	codec := e.opts.codec()
+	if codec == CodecLZ4 && e.incompressible >= incompressibleStreak && len(e.index)%probeEvery != probeEvery-1 {
+		codec = CodecNone
+	}
+	e.out = appendBlock(e.out, e.raw, codec, e.blockFirst, e.blockRecords)
+	switch {
+	case codec == CodecLZ4 && Codec(e.out[pos]) == CodecNone:
+		e.incompressible++
+	case codec == CodecLZ4:
+		e.incompressible = 0
+	}
 	e.index = append(e.index, IndexEntry{
 		FirstOffset: e.blockFirst, LastOffset: e.prevOffset,
 		Position: pos, Length: int64(len(e.out)) - pos,

@@ -72,7 +72,7 @@ The topic is created with --partitions (and --linger-ms) if it does not exist.`,
 	f.IntVar(&o.consumers, "consumers", 0, "concurrent consumers (0: one per partition, at most 16)")
 	f.Float64Var(&o.rate, "rate", 0, "records/s in total over all producers (0: as fast as possible)")
 	f.IntVar(&o.batch, "batch", 100, "records per produce request")
-	f.IntVar(&o.inFlight, "in-flight", 8, "requests each producer keeps in flight (like an async publisher's window)")
+	f.IntVar(&o.inFlight, "in-flight", 8, "requests each producer keeps in flight at max rate (like an async publisher's window); at a fixed --rate requests go when due, up to 4096 outstanding")
 	f.DurationVar(&o.duration, "duration", 30*time.Second, "how long to run")
 	f.DurationVar(&o.progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
 	f.Int32Var(&o.fetchBytes, "fetch-bytes", 1<<20, "max bytes per fetch")
@@ -261,12 +261,17 @@ var payloadPool = func() []byte {
 	return b
 }()
 
+// scheduledWindow bounds the requests a producer at a fixed rate has outstanding: large,
+// so that the load stays open-loop (requests go when due, whatever the acks) unless the
+// server has stalled for seconds.
+const scheduledWindow = 4096
+
 // produceLoop sends batches to the partitions in turn until run ends; requests use ctx.
-// Each producer keeps up to --in-flight requests outstanding. As fast as possible, a new
-// request goes as soon as one is acked. At a fixed rate, each request is due at a fixed
-// time and its latency counts from then, so that a stall is not hidden by the requests it
-// delayed (no coordinated omission); a producer whose window is full falls behind, and the
-// delay shows in the latency.
+// As fast as possible, each producer keeps --in-flight requests outstanding and sends a
+// new one as soon as one is acked. At a fixed rate, each request is due at a fixed time
+// and goes then (up to scheduledWindow outstanding), and its latency counts from when it
+// was due, so that a stall is not hidden by the requests it delayed (no coordinated
+// omission).
 func produceLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, worker int, start time.Time, m *meter) {
 	rng := rand.New(rand.NewPCG(uint64(worker), uint64(start.UnixNano())))
 	value := func() []byte {
@@ -279,7 +284,11 @@ func produceLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 	if o.rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(o.batch*o.producers) / o.rate)
 	}
-	slots := make(chan struct{}, o.inFlight)
+	window := o.inFlight
+	if o.rate > 0 {
+		window = scheduledWindow
+	}
+	slots := make(chan struct{}, window)
 	var inFlight sync.WaitGroup
 	defer inFlight.Wait()
 	due := start.Add(interval * time.Duration(worker) / time.Duration(o.producers))

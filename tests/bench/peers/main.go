@@ -41,6 +41,7 @@ type results struct {
 	Throughput benchReport        `json:"produce_max"`
 	CatchUp    benchReport        `json:"consume_catch_up"`
 	Latency    benchReport        `json:"produce_1000_per_s"`
+	LatencyOne benchReport        `json:"produce_1000_per_s_1_partition"`
 	EndToEnd   benchReport        `json:"e2e_1000_per_s"`
 	Wide       benchReport        `json:"produce_max_100_partitions"`
 	JetStream  jetStream          `json:"jetstream"`
@@ -130,6 +131,9 @@ func run(duration, idle time.Duration, out string) error {
 
 	// Latency at a fixed 1000 records/s with the default 5 ms linger, then end to end.
 	if res.Latency, err = bench("produce", "--topic", "lat", "--partitions", "6", "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d); err != nil {
+		return err
+	}
+	if res.LatencyOne, err = bench("produce", "--topic", "lat1", "--partitions", "1", "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d); err != nil {
 		return err
 	}
 	if res.EndToEnd, err = bench("e2e", "--topic", "e2e", "--partitions", "6", "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d); err != nil {
