@@ -46,6 +46,17 @@ func (c *Cache) get(k cacheKey) (any, bool) {
 	return nil, false
 }
 
+// has reports whether k is cached, without touching its recency.
+func (c *Cache) has(k cacheKey) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.items[k]
+	return ok
+}
+
 func (c *Cache) put(k cacheKey, v any, size int64) {
 	if c == nil || size > c.limit {
 		return
@@ -90,22 +101,37 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 	}
 	var out []Record
 	got, full := 0, false // got: payload bytes in out (size is the object's)
-	for i := rd.Locate(from); i < len(rd.index) && !full; i++ {
-		var recs []Record
+	for i := rd.Locate(from); i < len(rd.index) && !full; {
 		if v, ok := c.get(cacheKey{object, i}); ok {
-			recs = v.([]Record)
-		} else {
-			var err error
-			if recs, err = rd.ReadBlock(ctx, i); err != nil {
-				return nil, err
-			}
-			var sz int64
-			for j := range recs {
-				sz += int64(recs[j].Size()) + 64
-			}
-			c.put(cacheKey{object, i}, recs, sz)
+			out, got, full = Take(out, got, v.([]Record), from, maxBytes)
+			i++
+			continue
 		}
-		out, got, full = Take(out, got, recs, from, maxBytes)
+		// Fetch the run of uncached blocks that may be needed in one ranged read: stored
+		// lengths under-count payload, so maxBytes of them cover the request.
+		end, span := i, int64(0)
+		for end < len(rd.index) && (end == i || span < int64(maxBytes-got)) {
+			if end > i && c.has(cacheKey{object, end}) {
+				break
+			}
+			span += rd.index[end].Length
+			end++
+		}
+		blocks, err := rd.ReadBlocks(ctx, i, end)
+		if err != nil {
+			return nil, err
+		}
+		for j, recs := range blocks {
+			var sz int64
+			for k := range recs {
+				sz += int64(recs[k].Size()) + 64
+			}
+			c.put(cacheKey{object, i + j}, recs, sz)
+			if !full {
+				out, got, full = Take(out, got, recs, from, maxBytes)
+			}
+		}
+		i = end
 	}
 	return out, nil
 }

@@ -90,15 +90,36 @@ func (r *Reader) Locate(offset int64) int {
 
 // ReadBlock reads and decodes block i with one ranged read.
 func (r *Reader) ReadBlock(ctx context.Context, i int) ([]Record, error) {
-	if i < 0 || i >= len(r.index) {
-		return nil, fmt.Errorf("%w: block %d of %d", ErrInvalidInput, i, len(r.index))
-	}
-	e := r.index[i]
-	b, err := r.src.ReadRange(ctx, e.Position, e.Length)
+	blocks, err := r.ReadBlocks(ctx, i, i+1)
 	if err != nil {
-		return nil, fmt.Errorf("read block %d: %w", i, err)
+		return nil, err
 	}
-	return DecodeBlock(b, e)
+	return blocks[0], nil
+}
+
+// ReadBlocks fetches blocks [first, end) with one ranged read and decodes each.
+func (r *Reader) ReadBlocks(ctx context.Context, first, end int) ([][]Record, error) {
+	if first < 0 || end > len(r.index) || first >= end {
+		return nil, fmt.Errorf("%w: blocks [%d, %d) of %d", ErrInvalidInput, first, end, len(r.index))
+	}
+	pos := r.index[first].Position
+	span := r.index[end-1].Position + r.index[end-1].Length - pos
+	b, err := r.src.ReadRange(ctx, pos, span)
+	if err != nil {
+		return nil, fmt.Errorf("read blocks %d..%d: %w", first, end-1, err)
+	}
+	if int64(len(b)) != span {
+		return nil, corrupt("block", pos, "read %d bytes, asked for %d", len(b), span)
+	}
+	out := make([][]Record, 0, end-first)
+	for _, e := range r.index[first:end] {
+		recs, err := DecodeBlock(b[e.Position-pos:e.Position-pos+e.Length], e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs)
+	}
+	return out, nil
 }
 
 // Read returns records with offsets ≥ from, in order, stopping before their payload
@@ -119,21 +140,13 @@ func (r *Reader) Read(ctx context.Context, from int64, maxBytes int) ([]Record, 
 		span += r.index[end].Length
 		end++
 	}
-	pos := r.index[first].Position
-	b, err := r.src.ReadRange(ctx, pos, span)
+	blocks, err := r.ReadBlocks(ctx, first, end)
 	if err != nil {
-		return nil, fmt.Errorf("read blocks %d..%d: %w", first, end-1, err)
-	}
-	if int64(len(b)) != span {
-		return nil, corrupt("block", pos, "read %d bytes, asked for %d", len(b), span)
+		return nil, err
 	}
 	var out []Record
 	size, full := 0, false
-	for _, e := range r.index[first:end] {
-		recs, err := DecodeBlock(b[e.Position-pos:e.Position-pos+e.Length], e)
-		if err != nil {
-			return nil, err
-		}
+	for _, recs := range blocks {
 		if out, size, full = Take(out, size, recs, from, maxBytes); full {
 			break
 		}

@@ -244,6 +244,9 @@ func TestCacheServesRepeatedReadsWithoutIO(t *testing.T) {
 		t.Fatalf("read from 100: %d records starting at %d", len(first), first[0].Offset)
 	}
 	reads := src.reads
+	if reads > 2 {
+		t.Fatalf("a cold read took %d ranged reads; want the footer's and one for its blocks", reads)
+	}
 	again, err := cache.ReadObject(ctx, "obj", src, int64(len(data)), 100, 50_000)
 	if err != nil || !reflect.DeepEqual(again, first) {
 		t.Fatalf("cached read differs: %v", err)
@@ -253,8 +256,12 @@ func TestCacheServesRepeatedReadsWithoutIO(t *testing.T) {
 	}
 	// A cache too small for a block still answers, reading through.
 	tiny := NewCache(1)
+	reads = src.reads
 	if got, err := tiny.ReadObject(ctx, "obj", src, int64(len(data)), 0, 1<<30); err != nil || len(got) != 300 {
 		t.Fatalf("read through a tiny cache: %d records, %v", len(got), err)
+	}
+	if src.reads-reads > 2 {
+		t.Fatalf("reading a whole segment took %d ranged reads", src.reads-reads)
 	}
 	if tiny.Bytes() > 1 {
 		t.Fatalf("cache of 1 byte holds %d", tiny.Bytes())

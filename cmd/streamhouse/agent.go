@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,25 @@ type agentFlags struct {
 // memoryFlags bound an agent's memory whatever its partition count (see actors.NodeConfig).
 type memoryFlags struct {
 	cacheBytes, pendingBytes, recentBytes, uploads int
+	limit                                          int
+}
+
+// memoryHeadroom is what the default --memory-limit allows above the three budgets:
+// request and segment buffers, gRPC, the actor system and the runtime itself.
+const memoryHeadroom = 192 << 20
+
+// apply sets the Go runtime's soft memory limit (unless GOMEMLIMIT is set), so that the
+// garbage collector works harder rather than letting the heap double past the budgets.
+func (m memoryFlags) apply() int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	limit := int64(m.limit)
+	if limit == 0 {
+		limit = int64(m.cacheBytes+m.pendingBytes+m.recentBytes) + memoryHeadroom
+	}
+	debug.SetMemoryLimit(limit)
+	return limit
 }
 
 func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
@@ -80,6 +100,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	intFlag(&f.memory.cacheBytes, "cache-bytes", "STREAMHOUSE_CACHE_BYTES", actors.DefaultCacheBytes, "memory for segment blocks read from the store, shared by all partitions")
 	intFlag(&f.memory.pendingBytes, "max-pending-bytes", "STREAMHOUSE_MAX_PENDING_BYTES", actors.DefaultMaxPendingBytes, "record bytes accepted and not yet acked, over all partitions; beyond it produce answers ResourceExhausted")
 	intFlag(&f.memory.recentBytes, "recent-bytes", "STREAMHOUSE_RECENT_BYTES", actors.DefaultRecentBytes, "committed records kept in memory for tail reads, over all partitions")
+	intFlag(&f.memory.limit, "memory-limit", "STREAMHOUSE_MEMORY_LIMIT", 0, "soft limit of the agent's Go memory in bytes (0: the three budgets above + 192 MiB; $GOMEMLIMIT wins)")
 	intFlag(&f.memory.uploads, "max-uploads", "STREAMHOUSE_MAX_UPLOADS", 4, "concurrent segment uploads per partition")
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
 	str(&f.logLevel, "log-level", "STREAMHOUSE_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -97,8 +118,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	if f.limits.MaxRecordBytes <= 0 || f.limits.MaxBatchBytes < f.limits.MaxRecordBytes || f.limits.MaxBatchRecords <= 0 || f.limits.MaxFetchBytes <= 0 {
 		return nil, errors.New("request limits must be positive, and --max-batch-bytes at least --max-record-bytes")
 	}
-	if m := f.memory; m.cacheBytes <= 0 || m.pendingBytes <= 0 || m.recentBytes <= 0 || m.uploads <= 0 {
-		return nil, errors.New("--cache-bytes, --max-pending-bytes, --recent-bytes and --max-uploads must be positive")
+	if m := f.memory; m.cacheBytes <= 0 || m.pendingBytes <= 0 || m.recentBytes <= 0 || m.uploads <= 0 || m.limit < 0 {
+		return nil, errors.New("--cache-bytes, --max-pending-bytes, --recent-bytes and --max-uploads must be positive, --memory-limit 0 or more")
 	}
 	if f.sessionTTL < time.Second {
 		return nil, fmt.Errorf("--session-ttl %s: at least 1s", f.sessionTTL)
@@ -144,6 +165,7 @@ func runAgent(args []string, stderr io.Writer) int {
 func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	// The session and the node add node and zone to what they log themselves.
 	alog := log.With(zap.String("node", f.node), zap.String("zone", f.zone))
+	memLimit := f.memory.apply()
 	etcd, err := dialEtcd(strings.Split(f.etcd, ","))
 	if err != nil {
 		return err
@@ -196,7 +218,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	}
 	defer admin.Close()
 	alog.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
-		zap.String("grpc", lis.Addr().String()))
+		zap.String("grpc", lis.Addr().String()), zap.Int64("memory_limit", memLimit))
 	select {
 	case <-ctx.Done():
 	case err := <-served:
