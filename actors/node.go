@@ -48,7 +48,8 @@ type NodeConfig struct {
 	CacheBytes      int64
 	MaxPendingBytes int64
 	RecentBytes     int64
-	// MaxInFlight bounds concurrent segment uploads per partition. Default 4.
+	// MaxInFlight bounds concurrent segment uploads per partition. Default
+	// DefaultMaxUploads.
 	MaxInFlight int
 	// Client tunes request routing.
 	Client ClientOptions
@@ -102,6 +103,11 @@ const (
 	DefaultCacheBytes      = 128 << 20
 	DefaultMaxPendingBytes = 64 << 20
 	DefaultRecentBytes     = 64 << 20
+	// DefaultMaxUploads: two uploads per partition overlap a slow PUT with the next; more
+	// make smaller segments (adaptive batching seals when a slot is free), hence more
+	// PUTs for the same records. One run each on the 2-core machine, 6 partitions, max
+	// rate: 1, 2 and 4 uploads gave 64.5k, 63.9k and 55.2k records/s.
+	DefaultMaxUploads = 2
 )
 
 // StartNode joins the cluster. mirror must be loaded and watched by the caller.

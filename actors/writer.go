@@ -31,7 +31,7 @@ type writerConfig struct {
 	// reach SegmentBytes or Linger after its first record, whichever comes first.
 	Linger       time.Duration
 	SegmentBytes int64
-	// MaxInFlight bounds concurrent segment uploads. Default 4.
+	// MaxInFlight bounds concurrent segment uploads. Default DefaultMaxUploads.
 	MaxInFlight int
 	// Pending bounds the record bytes accepted but not yet acked, over every writer that
 	// shares it (the agent's partitions); beyond it Append answers ErrBackpressure.
@@ -55,7 +55,7 @@ type writerConfig struct {
 
 func (c writerConfig) withDefaults() writerConfig {
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 4
+		c.MaxInFlight = DefaultMaxUploads
 	}
 	if c.Pending == nil {
 		c.Pending = newBudget(DefaultMaxPendingBytes)

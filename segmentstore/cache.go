@@ -3,6 +3,7 @@ package segmentstore
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -87,17 +88,30 @@ func (c *Cache) Bytes() int64 {
 
 // ReadObject returns records with offsets ≥ from of the segment stored as object (of size
 // bytes), up to maxBytes of payload (at least one record), through the cache: the footer
-// and each block are fetched with ranged reads at most once while they stay cached.
+// and each block are fetched with ranged reads at most once while they stay cached, a run
+// of missing blocks in one read, and an object no larger than maxBytes whole.
 func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, size int64, from int64, maxBytes int) ([]Record, error) {
 	var rd *Reader
 	if v, ok := c.get(cacheKey{object, -1}); ok {
 		rd = v.(*Reader)
 	} else {
+		// An object no larger than what the caller wants is fetched whole, footer and
+		// blocks in one GET, rather than the footer first and then the blocks.
+		local := src
+		if size <= int64(maxBytes) {
+			b, err := src.ReadRange(ctx, 0, size)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", object, err)
+			}
+			local = BytesReader(b)
+		}
 		var err error
-		if rd, err = OpenReader(ctx, src, size); err != nil {
+		if rd, err = OpenReader(ctx, local, size); err != nil {
 			return nil, err
 		}
-		c.put(cacheKey{object, -1}, rd, int64(len(rd.index))*indexEntryLen)
+		cached := *rd
+		cached.src = src // the cache must not hold the whole object through its reader
+		c.put(cacheKey{object, -1}, &cached, int64(len(rd.index))*indexEntryLen)
 	}
 	var out []Record
 	got, full := 0, false // got: payload bytes in out (size is the object's)

@@ -55,7 +55,7 @@ func TestFileStoreURLs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("data", "k")); err != nil {
 		t.Fatalf("file://./data did not write under ./data: %v", err)
 	}
-	for _, bad := range []string{"file://", "ftp://x/y", "data", "s3://", "s3://b?nope=1", "s3://b?max_attempts=0", "s3://user:pw@b", "s3://b?path_style=maybe", "s3://b?endpoint=localhost:9000", "%zz"} {
+	for _, bad := range []string{"file://", "ftp://x/y", "data", "s3://", "s3://b?nope=1", "s3://b?max_attempts=0", "s3://user:pw@b", "s3://b?path_style=maybe", "s3://b?signed_payload=maybe", "s3://b?endpoint=localhost:9000", "%zz"} {
 		if _, err := objstore.Open(ctx, bad); !errors.Is(err, objstore.ErrInvalidURL) {
 			t.Errorf("open %q: %v, want ErrInvalidURL", bad, err)
 		}

@@ -112,7 +112,7 @@ func checkRange(off, n int64) error {
 
 // Open returns the store a URL names:
 //
-//	s3://bucket[/prefix][?endpoint=URL&region=R&path_style=true|false&create_bucket=true&max_attempts=N&imds=true]
+//	s3://bucket[/prefix][?endpoint=URL&region=R&path_style=true|false&create_bucket=true&max_attempts=N&imds=true&signed_payload=true]
 //	file:///absolute/dir   or   file://./relative/dir
 //
 // For s3://, unset parameters come from the environment as the AWS tools read it:
