@@ -47,6 +47,18 @@ func (c *Cache) get(k cacheKey) (any, bool) {
 	return nil, false
 }
 
+// wholeObjectBytes: objects up to this size are read with one GET whatever the request.
+const wholeObjectBytes = 1 << 20
+
+// putBlock caches the decoded records of block i of object.
+func (c *Cache) putBlock(object string, i int, recs []Record) {
+	var sz int64
+	for k := range recs {
+		sz += int64(recs[k].Size()) + 64
+	}
+	c.put(cacheKey{object, i}, recs, sz)
+}
+
 // has reports whether k is cached, without touching its recency.
 func (c *Cache) has(k cacheKey) bool {
 	if c == nil {
@@ -95,10 +107,11 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 	if v, ok := c.get(cacheKey{object, -1}); ok {
 		rd = v.(*Reader)
 	} else {
-		// An object no larger than what the caller wants is fetched whole, footer and
-		// blocks in one GET, rather than the footer first and then the blocks.
+		// A small object is fetched whole, footer and blocks in one GET, and every block
+		// is cached: readers go through segments in order, so the next fetch wants them.
 		local := src
-		if size <= int64(maxBytes) {
+		whole := size <= max(int64(maxBytes), wholeObjectBytes)
+		if whole {
 			b, err := src.ReadRange(ctx, 0, size)
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", object, err)
@@ -109,8 +122,19 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 		if rd, err = OpenReader(ctx, local, size); err != nil {
 			return nil, err
 		}
+		if whole && len(rd.index) > 0 {
+			blocks, err := rd.ReadBlocks(ctx, 0, len(rd.index))
+			if err != nil {
+				return nil, err
+			}
+			for i, recs := range blocks {
+				c.putBlock(object, i, recs)
+			}
+		}
+		// The cached reader reads the store: the cache must not hold the whole object
+		// through it. This call goes on with the bytes in hand.
 		cached := *rd
-		cached.src = src // the cache must not hold the whole object through its reader
+		cached.src = src
 		c.put(cacheKey{object, -1}, &cached, int64(len(rd.index))*indexEntryLen)
 	}
 	var out []Record
@@ -136,11 +160,7 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 			return nil, err
 		}
 		for j, recs := range blocks {
-			var sz int64
-			for k := range recs {
-				sz += int64(recs[k].Size()) + 64
-			}
-			c.put(cacheKey{object, i + j}, recs, sz)
+			c.putBlock(object, i+j, recs)
 			if !full {
 				out, got, full = Take(out, got, recs, from, maxBytes)
 			}
