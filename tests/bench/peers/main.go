@@ -47,6 +47,9 @@ type results struct {
 	JetStream  jetStream          `json:"jetstream"`
 	Cost       costModel          `json:"cost"`
 	RSSMiB     map[string]float64 `json:"agent_peak_rss_mib"`
+	// CPUMicrosPerRecord: CPU time of each process during the max-rate produce phase,
+	// per record produced.
+	CPUMicrosPerRecord map[string]float64 `json:"cpu_us_per_record_max_rate"`
 }
 
 func run(duration, idle time.Duration, out string) error {
@@ -80,11 +83,15 @@ func run(duration, idle time.Duration, out string) error {
 	}
 	defer agent.Stop()
 	metricsURL := "http://" + agent.AdminAddr + "/metrics"
+	var lastClientCPU time.Duration // of the last streamctl bench
 	bench := func(args ...string) (benchReport, error) {
 		fmt.Fprintf(os.Stderr, "streamctl bench %s\n", strings.Join(args, " "))
 		cmd := exec.Command(ctl, append(append([]string{"--addr", agent.GRPCAddr, "bench"}, args...), "--json", "--progress", "5s")...)
 		cmd.Stderr = os.Stderr
 		b, err := cmd.Output()
+		if cmd.ProcessState != nil {
+			lastClientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
 		var r benchReport
 		if err == nil {
 			err = json.Unmarshal(b, &r)
@@ -100,12 +107,28 @@ func run(duration, idle time.Duration, out string) error {
 
 	// Throughput at 1 KiB, then the catch-up read of what it wrote, with the store and etcd
 	// counts of each for the cost model.
+	procs := map[string]int{"agent": agent.Process.Pid(), "minio": minio.Process.Pid(), "etcd": etcd.Process.Pid()}
+	cpuBefore, err := cpuTimes(procs)
+	if err != nil {
+		return err
+	}
 	before, err := scrape(metricsURL)
 	if err != nil {
 		return err
 	}
 	if res.Throughput, err = bench("produce", "--topic", "tput", "--partitions", "6", "--record-size", "1024", "--producers", "4", "--batch", "100", "--duration", d); err != nil {
 		return err
+	}
+	cpuAfter, err := cpuTimes(procs)
+	if err != nil {
+		return err
+	}
+	res.CPUMicrosPerRecord = map[string]float64{}
+	if n := float64(res.Throughput.Produce.Records); n > 0 {
+		for name := range procs {
+			res.CPUMicrosPerRecord[name] = float64((cpuAfter[name] - cpuBefore[name]).Microseconds()) / n
+		}
+		res.CPUMicrosPerRecord["load generator"] = float64(lastClientCPU.Microseconds()) / n
 	}
 	written, err := scrape(metricsURL)
 	if err != nil {
@@ -187,6 +210,27 @@ type latency struct {
 	P99  float64 `json:"p99"`
 	P999 float64 `json:"p99_9"`
 	Max  float64 `json:"max"`
+}
+
+// cpuTimes reads the user + system CPU time of each process from /proc.
+func cpuTimes(procs map[string]int) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for name, pid := range procs {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			return nil, err
+		}
+		// Fields after the command name, which is in parentheses and may hold spaces:
+		// utime and stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			return nil, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		out[name] = time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return out, nil
 }
 
 // peakRSS is the process's resident set high-water mark (VmHWM), in MiB.

@@ -53,6 +53,13 @@ func printTable(w io.Writer, r results) {
 	fmt.Fprintf(w, "| JetStream sync publish, 1 client, default durability | p50 %.2f ms, p99 %.2f ms |\n", js.SyncP50Ms, js.SyncP99Ms)
 	fmt.Fprintln(w)
 
+	fmt.Fprintln(w, "| CPU per record produced at max rate | µs |")
+	fmt.Fprintln(w, "|---|---|")
+	for _, name := range []string{"agent", "minio", "etcd", "load generator"} {
+		fmt.Fprintf(w, "| %s | %.1f |\n", name, r.CPUMicrosPerRecord[name])
+	}
+	fmt.Fprintln(w)
+
 	c := r.Cost
 	fmt.Fprintln(w, "| cost model count (6 partitions, default topic settings) | value |")
 	fmt.Fprintln(w, "|---|---|")
