@@ -3,8 +3,6 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -105,24 +103,33 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 		}
 		return nil
 	})
-	rss := residentMiB(t, a.Process.Pid())
-	push(101, 300) // 19 MiB more, all of which must be refused
-	harness.Eventually(t, 30*time.Second, func() error {
-		if refused.Load() < 370 {
-			return fmt.Errorf("%d requests refused so far", refused.Load())
-		}
-		return nil
-	})
-	if grown := residentMiB(t, a.Process.Pid()) - rss; grown > 32 {
-		t.Fatalf("the agent grew by %.0f MiB while refusing 19 MiB of records", grown)
+	// Two more waves of 19 MiB each, all refused. Receiving a wave takes memory (gRPC
+	// holds the requests it decodes) until the next garbage collection, but a refused
+	// request must leave nothing behind: after a collection, the second wave leaves the
+	// agent's live heap where the first left it.
+	wave := func(from, refusedAfter int) float64 {
+		push(from, 300)
+		harness.Eventually(t, 30*time.Second, func() error {
+			if refused.Load() < int64(refusedAfter) {
+				return fmt.Errorf("%d requests refused so far", refused.Load())
+			}
+			return nil
+		})
+		return liveHeapMiB(t, a.AdminAddr)
+	}
+	first := wave(101, 370)
+	second := wave(401, 670)
+	if second-first > 4 {
+		t.Fatalf("the agent's live heap grew from %.1f to %.1f MiB refusing a second 19 MiB wave", first, second)
 	}
 	if err := syscall.Kill(-store.Process.Pid(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
 	n := admitted.Load()
-	t.Logf("store frozen: %d requests of 64 KiB admitted (budget 1 MiB), %d refused with ResourceExhausted, %d other", n, refused.Load(), other.Load())
-	if other.Load() != 0 || n == 0 || n*reqBytes > 2*budget || n+refused.Load() != 400 {
+	t.Logf("store frozen: %d requests of 64 KiB admitted (budget 1 MiB), %d refused with ResourceExhausted, %d other; live heap %.1f MiB after the first refused wave, %.1f after the second",
+		n, refused.Load(), other.Load(), first, second)
+	if other.Load() != 0 || n == 0 || n*reqBytes > 2*budget || n+refused.Load() != 700 {
 		t.Fatalf("admitted %d, refused %d, other %d: want every request admitted within about the budget or refused", n, refused.Load(), other.Load())
 	}
 	d, err := c.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: "bp"})
@@ -138,17 +145,15 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 	}
 }
 
-// residentMiB is a process's resident set size.
-func residentMiB(t *testing.T, pid int) float64 {
+// liveHeapMiB collects the agent's garbage (the heap profile endpoint runs a collection
+// first, with gc=1) and returns the heap still in use, from its /metrics.
+func liveHeapMiB(t *testing.T, admin string) float64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
+	for range 2 { // the second collection also frees what sync.Pools kept from the first
+		if code, body := httpGet(t, "http://"+admin+"/debug/pprof/heap?gc=1"); code != 200 {
+			t.Fatalf("heap profile: %d %s", code, body)
+		}
 	}
-	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	}
-	kb, _ := strconv.ParseFloat(string(m[1]), 64)
-	return kb / 1024
+	_, body := httpGet(t, "http://"+admin+"/metrics")
+	return metricSum(body, "go_memstats_heap_alloc_bytes ") / (1 << 20)
 }
