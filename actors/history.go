@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/segmentstore"
@@ -30,9 +31,11 @@ func (h *history) read(ctx context.Context, p coordination.Partition, from int64
 		if full {
 			break
 		}
-		recs, err := h.cache.ReadObject(ctx, s.Object, objstore.Object{Store: h.store, Key: s.Object}, s.ZBytes, from, max(maxBytes-size, 1))
+		// The cache knows a segment by its object and offset: objects hold several.
+		id := s.Object + "@" + strconv.FormatInt(s.Offset, 10)
+		recs, err := h.cache.ReadObject(ctx, id, objstore.Object{Store: h.store, Key: s.Object, Offset: s.Offset}, s.ZBytes, from, max(maxBytes-size, 1))
 		if err != nil {
-			return nil, 0, fmt.Errorf("read %s from %d: segment %s: %w", p, from, s.Object, err)
+			return nil, 0, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
 		}
 		out, size, full = segmentstore.Take(out, size, recs, from, maxBytes)
 	}

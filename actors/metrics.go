@@ -60,6 +60,13 @@ var (
 	metricSegmentBytes = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_segment_bytes_total", Help: "Bytes of uploaded segments: raw record payload, and compressed object size.",
 	}, []string{"kind"})
+	metricObjects = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_objects_uploaded_total", Help: "Objects written to the store; each holds the segments of one or more partitions.",
+	})
+	metricObjectSegments = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "streamhouse_object_segments", Help: "Segments per object written (group commit across partitions).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	})
 	metricUploadsInFlight = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_uploads_in_flight", Help: "Segment uploads running.",
 	})

@@ -48,7 +48,11 @@ type NodeConfig struct {
 	CacheBytes      int64
 	MaxPendingBytes int64
 	RecentBytes     int64
-	// MaxInFlight bounds concurrent segment uploads per partition. Default
+	// MaxUploads bounds the agent's concurrent object PUTs; segments of all partitions
+	// that wait for a slot share the next object. Default DefaultMaxUploads.
+	MaxUploads int
+	// MaxInFlight bounds the segments of one partition on their way to the store; a
+	// batch whose linger passed while they are all in flight keeps growing. Default
 	// DefaultMaxUploads.
 	MaxInFlight int
 	// Client tunes request routing.
@@ -77,6 +81,7 @@ type Node struct {
 	// across rejoins.
 	pending *budget
 	recent  *recentCache
+	flusher *flusher
 
 	mu  sync.Mutex
 	cur *member // nil while rejoining
@@ -103,10 +108,9 @@ const (
 	DefaultCacheBytes      = 128 << 20
 	DefaultMaxPendingBytes = 64 << 20
 	DefaultRecentBytes     = 64 << 20
-	// DefaultMaxUploads: two uploads per partition overlap a slow PUT with the next; more
-	// make smaller segments (adaptive batching seals when a slot is free), hence more
-	// PUTs for the same records. One run each on the 2-core machine, 6 partitions, max
-	// rate: 1, 2 and 4 uploads gave 64.5k, 63.9k and 55.2k records/s.
+	// DefaultMaxUploads: two object PUTs at a time per agent (and two segments per
+	// partition in flight) overlap a slow PUT with the next; more make smaller objects,
+	// hence more PUTs for the same records.
 	DefaultMaxUploads = 2
 )
 
@@ -129,6 +133,7 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	}
 	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror, place: newPlacement(mirror),
 		pending: newBudget(cfg.MaxPendingBytes), recent: newRecentCache(cfg.RecentBytes),
+		flusher: newFlusher(store, cfg.Info.Node, cfg.MaxUploads, 0),
 		hist: &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
 		log:  cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
 	m, err := n.join(ctx)
@@ -200,7 +205,7 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	local := newLocalActivations()
 	deps := &partitionDeps{
 		client: n.client, session: s, history: n.hist, system: system, local: local, log: n.log,
-		writer: writerConfig{Store: n.store, MaxInFlight: n.cfg.MaxInFlight, Pending: n.pending, Recent: n.recent},
+		writer: writerConfig{Store: n.store, Flusher: n.flusher, MaxInFlight: n.cfg.MaxInFlight, Pending: n.pending, Recent: n.recent},
 	}
 	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) }))
 	provider := newSessionProvider(n.client, s)

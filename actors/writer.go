@@ -26,7 +26,10 @@ var (
 // writerConfig configures a partition writer. Zero fields take the documented defaults.
 type writerConfig struct {
 	Lease *coordination.Lease // required
-	Store objstore.Store      // required
+	Store objstore.Store      // required unless Flusher is set
+	// Flusher writes the segments to the store, with other partitions' in one object.
+	// Default: a flusher of this writer's own over Store.
+	Flusher *flusher
 	// Linger and SegmentBytes come from the topic spec: a batch is sealed when its records
 	// reach SegmentBytes or Linger after its first record, whichever comes first.
 	Linger       time.Duration
@@ -74,6 +77,9 @@ func (c writerConfig) withDefaults() writerConfig {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Flusher == nil {
+		c.Flusher = newFlusher(c.Store, "writer", DefaultMaxUploads, c.UploadTimeout)
 	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()
@@ -310,26 +316,29 @@ func (w *writer) pump() {
 	}
 }
 
+// upload encodes b and hands the segment to the flusher; the result comes back through
+// the inbox with the object and offset it was written at.
 func (w *writer) upload(gen int64, b *batch, opts segmentstore.Options) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.UploadTimeout)
-	defer cancel()
 	start := time.Now()
 	data, err := segmentstore.Encode(w.p.Topic, w.p.Partition, b.records, opts)
 	encoded := time.Now()
 	meta := coordination.SegmentMeta{
-		Object: coordination.ObjectKey(w.p.Topic, w.p.Partition, b.base, w.epoch),
-		Base:   b.base, Last: b.last(), Records: int64(len(b.records)), Bytes: b.bytes,
+		Base: b.base, Last: b.last(), Records: int64(len(b.records)), Bytes: b.bytes,
 		ZBytes: int64(len(data)), Epoch: w.epoch,
 	}
-	if err == nil {
-		meta.MinTs, meta.MaxTs = b.records[0].Timestamp, b.records[0].Timestamp
-		for i := range b.records {
-			meta.MinTs = min(meta.MinTs, b.records[i].Timestamp)
-			meta.MaxTs = max(meta.MaxTs, b.records[i].Timestamp)
-		}
-		err = w.cfg.Store.Put(ctx, meta.Object, data)
+	if err != nil {
+		w.in.post(uploadDone{gen: gen, b: b, meta: meta, encode: encoded.Sub(start), err: err})
+		return
 	}
-	w.in.post(uploadDone{gen: gen, b: b, meta: meta, encode: encoded.Sub(start), upload: time.Since(encoded), err: err})
+	meta.MinTs, meta.MaxTs = b.records[0].Timestamp, b.records[0].Timestamp
+	for i := range b.records {
+		meta.MinTs = min(meta.MinTs, b.records[i].Timestamp)
+		meta.MaxTs = max(meta.MaxTs, b.records[i].Timestamp)
+	}
+	w.cfg.Flusher.submit(data, func(object string, offset int64, err error) {
+		meta.Object, meta.Offset = object, offset
+		w.in.post(uploadDone{gen: gen, b: b, meta: meta, encode: encoded.Sub(start), upload: time.Since(encoded), err: err})
+	})
 }
 
 func (w *writer) commit(b *batch) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,10 +83,14 @@ func committedLog(t *testing.T, f *fixture, topic string, partition int32) []seg
 		if s.Base != int64(len(out)) {
 			t.Fatalf("segment [%d, %d] follows offset %d", s.Base, s.Last, len(out)-1)
 		}
-		data, err := f.store.Get(ctx, s.Object)
+		obj, err := f.store.Get(ctx, s.Object)
 		if err != nil {
 			t.Fatalf("committed segment %s: %v", s.Object, err)
 		}
+		if s.Offset < 0 || s.Offset+s.ZBytes > int64(len(obj)) {
+			t.Fatalf("segment %+v lies outside its %d-byte object", s, len(obj))
+		}
+		data := obj[s.Offset : s.Offset+s.ZBytes]
 		seg, err := segmentstore.Decode(data)
 		if err != nil {
 			t.Fatalf("committed segment %s: %v", s.Object, err)
@@ -418,4 +423,65 @@ func TestWriterGrowsBatchesWhileUploadsAreBusy(t *testing.T) {
 		t.Fatalf("segments %+v: want the first record alone and the five that waited for its upload together", segs)
 	}
 	committedLog(t, f, "t", 0)
+}
+
+// Segments of several partitions that wait for the agent's only PUT slot share the next
+// object, each at its own offset, and each partition's log reads back from it.
+func TestFlusherSharesObjectsAcrossPartitions(t *testing.T) {
+	f := newFixture(t)
+	store := &faultyStore{Store: f.store, hold: make(chan struct{})}
+	fl := newFlusher(store, "agent-1", 1, 0)
+	var drivers []*driver
+	for p := range int32(4) {
+		w := newWriter(writerConfig{Lease: f.lease(t, "t", 4, p), Store: store, Flusher: fl, Linger: time.Millisecond}, 0)
+		drivers = append(drivers, drive(t, w))
+	}
+	send := func(d *driver, recs []segmentstore.Record) <-chan produceResult {
+		res := make(chan produceResult, 1)
+		d.ops <- func() { d.w.Append(recs, func(r produceResult) { res <- r }) }
+		return res
+	}
+	answers := []<-chan produceResult{send(drivers[0], values("p0", 3))}
+	time.Sleep(20 * time.Millisecond) // partition 0's segment holds the only slot
+	for p := 1; p < 4; p++ {
+		answers = append(answers, send(drivers[p], values(fmt.Sprintf("p%d", p), 3)))
+	}
+	time.Sleep(20 * time.Millisecond) // their lingers pass; their segments wait together
+	close(store.hold)
+	for p, ch := range answers {
+		select {
+		case r := <-ch:
+			if r.Err != nil || r.Base != 0 || r.Count != 3 {
+				t.Fatalf("partition %d: %+v", p, r)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("partition %d not answered", p)
+		}
+	}
+	var metas []coordination.SegmentMeta
+	for p := range int32(4) {
+		segs, _, err := f.c.Segments(context.Background(), "t", p, 0, 0)
+		if err != nil || len(segs) != 1 {
+			t.Fatalf("partition %d: %v %v", p, segs, err)
+		}
+		metas = append(metas, segs[0])
+		if got := committedLog(t, f, "t", p); len(got) != 3 || !strings.HasPrefix(string(got[0].Value), fmt.Sprintf("p%d-", p)) {
+			t.Fatalf("partition %d reads back %d records", p, len(got))
+		}
+	}
+	if metas[0].Object == metas[1].Object {
+		t.Fatalf("partition 0's segment, written alone, shares object %s", metas[0].Object)
+	}
+	offsets := map[int64]bool{}
+	for _, m := range metas[1:] {
+		if m.Object != metas[1].Object || offsets[m.Offset] {
+			t.Fatalf("segments %+v: want partitions 1-3 in one object at distinct offsets", metas[1:])
+		}
+		offsets[m.Offset] = true
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if store.puts != 2 {
+		t.Fatalf("%d PUTs for 4 partitions' segments, want 2", store.puts)
+	}
 }

@@ -42,7 +42,7 @@ func BenchmarkCommit(b *testing.B) {
 				var wg sync.WaitGroup
 				for p, l := range leases {
 					wg.Go(func() {
-						m := coordination.SegmentMeta{Object: coordination.ObjectKey("bench", int32(p), next[p], l.Epoch()),
+						m := coordination.SegmentMeta{Object: objectKey("bench", int32(p), next[p], l.Epoch()),
 							Base: next[p], Last: next[p] + 999, Records: 1000, Bytes: 1 << 20, ZBytes: 300 << 10}
 						t0 := time.Now()
 						if _, err := l.Commit(ctxT(b), m); err != nil {

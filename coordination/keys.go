@@ -35,7 +35,9 @@ const (
 	// SegmentsPrefix indexes committed segments by partition and base offset (20-digit
 	// zero padded so that lexical order is offset order):
 	//   /streamhouse/segments/orders/3/00000000000000001000
-	//   {"object":"data/orders/3/00000000000000001000-00000000000000000042.seg","base":1000,"last":1199,...}
+	//   {"object":"data/agent-1/m4x2k1-0000000412.obj","offset":1048576,"base":1000,"last":1199,...}
+	// Objects are written by an agent and may hold segments of several partitions; the
+	// segment is bytes [offset, offset+zbytes) of the object.
 	SegmentsPrefix = "segments/"
 
 	// GroupsPrefix holds consumer-group offsets. Group names are path-escaped:
@@ -128,14 +130,6 @@ func (k Keys) Node(node string) string { return k.root + NodesPrefix + node }
 
 // Cluster is the prefix handed to protoactor-go's etcd cluster provider.
 func (k Keys) Cluster() string { return k.root + ClusterPrefix }
-
-// ObjectKey is the object-store key of a segment. The epoch in the name means a fenced
-// writer can never overwrite an object that a newer owner committed.
-//
-//	data/<topic>/<partition>/<base:020d>-<epoch:020d>.seg
-func ObjectKey(topic string, partition int32, base, epoch int64) string {
-	return "data/" + topic + "/" + itoa32(partition) + "/" + PadOffset(base) + "-" + PadOffset(epoch) + ".seg"
-}
 
 // PadOffset formats an offset with 20 digits, the width of the largest int64.
 func PadOffset(o int64) string {

@@ -97,7 +97,12 @@ func dump(t testing.TB, c *coordination.Client) map[string]string {
 // segment returns the meta of a segment [base, base+n).
 func segment(base, n, epoch int64) coordination.SegmentMeta {
 	return coordination.SegmentMeta{
-		Object: coordination.ObjectKey("t", 0, base, epoch), Base: base, Last: base + n - 1,
+		Object: objectKey("t", 0, base, epoch), Base: base, Last: base + n - 1,
 		Records: n, Bytes: n * 100, ZBytes: n * 40, Epoch: epoch,
 	}
+}
+
+// objectKey names a test segment's object uniquely per partition, base and epoch.
+func objectKey(topic string, partition int32, base, epoch int64) string {
+	return fmt.Sprintf("data/%s/%d/%d-%d.seg", topic, partition, base, epoch)
 }

@@ -136,7 +136,7 @@ func runWriter(ctx context.Context, t *testing.T, c *coordination.Client, s *coo
 				time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond) // a pause
 			}
 			n := int64(1 + rng.IntN(20))
-			m := coordination.SegmentMeta{Object: coordination.ObjectKey("t", p, next, l.Epoch()), Base: next, Last: next + n - 1, Records: n, Epoch: l.Epoch()}
+			m := coordination.SegmentMeta{Object: objectKey("t", p, next, l.Epoch()), Base: next, Last: next + n - 1, Records: n, Epoch: l.Epoch()}
 			_, err := l.Commit(ctx, m)
 			if errors.Is(err, coordination.ErrFenced) {
 				onFenced()

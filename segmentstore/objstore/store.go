@@ -157,16 +157,18 @@ func Exists(ctx context.Context, s Store, key string) (bool, error) {
 	}
 }
 
-// Object is one stored object seen as a random-access range reader, the shape segment
-// readers use (segmentstore.RangeReader).
+// Object is a stored object, or the part of it from Offset on, seen as a random-access
+// range reader, the shape segment readers use (segmentstore.RangeReader): one object may
+// hold several segments.
 type Object struct {
-	Store Store
-	Key   string
+	Store  Store
+	Key    string
+	Offset int64 // where the reader's byte 0 is in the object
 }
 
 // ReadRange reads exactly n bytes at off, failing if the object is shorter.
 func (o Object) ReadRange(ctx context.Context, off, n int64) ([]byte, error) {
-	b, err := o.Store.GetRange(ctx, o.Key, off, n)
+	b, err := o.Store.GetRange(ctx, o.Key, o.Offset+off, n)
 	if err != nil {
 		return nil, err
 	}
