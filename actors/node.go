@@ -134,8 +134,8 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror, place: newPlacement(mirror),
 		pending: newBudget(cfg.MaxPendingBytes), recent: newRecentCache(cfg.RecentBytes),
 		flusher: newFlusher(store, cfg.Info.Node, cfg.MaxUploads, 0),
-		hist: &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
-		log:  cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
+		hist:    &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
+		log:     cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
 	m, err := n.join(ctx)
 	if err != nil {
 		return nil, err

@@ -27,11 +27,11 @@ type SegmentMeta struct {
 	Object  string `json:"object"`           // object-store key
 	Offset  int64  `json:"offset,omitempty"` // where the segment starts in the object
 	Base    int64  `json:"base"`             // first offset
-	Last    int64  `json:"last"`    // last offset
-	Records int64  `json:"records"` // record count (last-base+1 unless compacted)
-	Bytes   int64  `json:"bytes"`   // record payload bytes, uncompressed
-	ZBytes  int64  `json:"zbytes"`  // segment size: bytes [Offset, Offset+ZBytes) of the object
-	MinTs   int64  `json:"min_ts"`  // ms since the Unix epoch
+	Last    int64  `json:"last"`             // last offset
+	Records int64  `json:"records"`          // record count (last-base+1 unless compacted)
+	Bytes   int64  `json:"bytes"`            // record payload bytes, uncompressed
+	ZBytes  int64  `json:"zbytes"`           // segment size: bytes [Offset, Offset+ZBytes) of the object
+	MinTs   int64  `json:"min_ts"`           // ms since the Unix epoch
 	MaxTs   int64  `json:"max_ts"`
 	Epoch   int64  `json:"epoch"` // epoch of the writer that committed it
 }
