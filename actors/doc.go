@@ -17,8 +17,12 @@
 //     activation (its epoch), serves Produce through a writer and Fetch from memory, the
 //     store, or by long-polling at the log end; on Stopping commits what it accepted and
 //     releases the lease. I/O never runs on the actor's goroutine.
-//   - writer: batching by linger and size, pipelined uploads (MaxInFlight), commits in
-//     offset order fenced on the epoch, acks only after the commit.
+//   - writer: batching by linger and size (a batch keeps growing while its partition's
+//     segments in flight are at MaxInFlight), commits in offset order fenced on the
+//     epoch, acks only after the commit.
+//   - flusher: one per agent; writes the segments of all partitions waiting for one of
+//     its MaxUploads PUT slots as one object (group commit), each segment indexed at its
+//     own offset, so that PUTs do not grow with the partition count.
 //   - rebalancer: activates every partition Placement assigns to this member and stops
 //     local activations it does not own.
 //   - Client: routes requests from any agent to any partition through the cluster, with
@@ -41,7 +45,8 @@
 //     streamhouse_produce_stage_seconds{stage}: its parts per batch (batch_wait, queue,
 //     encode, upload, commit_wait, commit).
 //   - streamhouse_segments_uploaded_total{topic}, streamhouse_segment_bytes_total{kind}
-//     (raw, compressed), streamhouse_uploads_in_flight.
+//     (raw, compressed), streamhouse_uploads_in_flight, streamhouse_objects_uploaded_total,
+//     streamhouse_object_segments (segments per object).
 //   - streamhouse_commits_total{result}: ok, fenced, error.
 //   - streamhouse_partitions_owned{node,zone}, streamhouse_lease_acquisitions_total{node},
 //     streamhouse_lease_releases_total{node,result} (ok, lost).

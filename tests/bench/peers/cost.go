@@ -73,6 +73,7 @@ type costModel struct {
 	PutsPerGiBWritten         float64 `json:"puts_per_gib_written"`
 	GetsPerGiBRead            float64 `json:"gets_per_gib_read"`
 	MeanObjectBytes           float64 `json:"mean_object_bytes"`
+	MeanSegmentBytes          float64 `json:"mean_segment_bytes"`
 	CompressionRatio          float64 `json:"compression_ratio"`
 	EtcdWritesPerSecPerPart   float64 `json:"etcd_writes_per_sec_per_partition_at_load"`
 	PutsPerPartitionHourLoad  float64 `json:"puts_per_partition_hour_at_load"`
@@ -92,7 +93,10 @@ func newCostModel(before, written, read, idled sample, produce, consume benchRep
 		c.CompressionRatio = rawWritten / stored
 	}
 	if segments > 0 {
-		c.MeanObjectBytes = stored / segments
+		c.MeanSegmentBytes = stored / segments
+	}
+	if puts > 0 {
+		c.MeanObjectBytes = stored / puts
 	}
 	gets := 0.0
 	for _, op := range []string{"get", "get_range", "head"} {

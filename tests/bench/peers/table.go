@@ -65,7 +65,7 @@ func printTable(w io.Writer, r results) {
 	fmt.Fprintln(w, "|---|---|")
 	fmt.Fprintf(w, "| PUTs per GiB written | %.1f |\n", c.PutsPerGiBWritten)
 	fmt.Fprintf(w, "| GETs per GiB read (catch-up) | %.1f |\n", c.GetsPerGiBRead)
-	fmt.Fprintf(w, "| mean object size | %.0f bytes (compression %.1f×) |\n", c.MeanObjectBytes, c.CompressionRatio)
+	fmt.Fprintf(w, "| mean object size | %.0f bytes (segments of %.0f bytes; compression %.1f×) |\n", c.MeanObjectBytes, c.MeanSegmentBytes, c.CompressionRatio)
 	fmt.Fprintf(w, "| PUTs per partition-hour at full load | %.0f |\n", c.PutsPerPartitionHourLoad)
 	fmt.Fprintf(w, "| PUTs per partition-hour idle | %.1f |\n", c.PutsPerPartitionHourIdle)
 	fmt.Fprintf(w, "| etcd writes per second per partition at full load | %.1f |\n", c.EtcdWritesPerSecPerPart)
