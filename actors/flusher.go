@@ -33,6 +33,9 @@ type flusher struct {
 	inFlight int
 }
 
+// flushers counts the flushers of this process, for unique object names.
+var flushers atomic.Int64
+
 // flushItem is one encoded segment and whom to tell where it landed.
 type flushItem struct {
 	data []byte
@@ -48,8 +51,13 @@ func newFlusher(store objstore.Store, node string, slots int, timeout time.Durat
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
-	return &flusher{store: store, prefix: "data/" + node + "/" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
-		slots: slots, timeout: timeout}
+	// The start time tells this process's objects from an earlier run's of the same node;
+	// the counter tells apart the flushers of one process (tests run several).
+	start := strconv.FormatInt(time.Now().UnixNano(), 36)
+	if n := flushers.Add(1); n > 1 {
+		start += "." + strconv.FormatInt(n, 10)
+	}
+	return &flusher{store: store, prefix: "data/" + node + "/" + start + "-", slots: slots, timeout: timeout}
 }
 
 // submit queues an encoded segment; done is called once, from another goroutine, with the
