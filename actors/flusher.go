@@ -99,8 +99,10 @@ func (f *flusher) put(items []flushItem, size int) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	err := f.store.Put(ctx, key, data)
 	cancel()
-	metricObjects.Inc()
-	metricObjectSegments.Observe(float64(len(items)))
+	if err == nil {
+		metricObjects.Inc()
+		metricObjectSegments.Observe(float64(len(items)))
+	}
 	f.mu.Lock()
 	f.inFlight--
 	f.startLocked()

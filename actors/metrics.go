@@ -11,7 +11,8 @@ import (
 
 // Stages of a produce request, as the values of streamhouse_produce_stage_seconds{stage}.
 // They follow one batch: its first record waits for the batch to seal (batch_wait), the
-// sealed batch waits for an upload slot (queue), is encoded (encode) and Put (upload),
+// sealed batch waits for an upload slot (queue), is encoded (encode) and written by the
+// agent's flusher (upload: waiting for a PUT slot, then the PUT of its object),
 // waits for the batches before it to commit (commit_wait) and is committed (commit).
 const (
 	stageBatchWait  = "batch_wait"
