@@ -37,11 +37,12 @@ const (
 func TestObservability(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
+	root := fmt.Sprintf("/observability-%d", time.Now().UnixNano()) // runs share one etcd (-count)
 	var agents []*harness.Agent
 	for i := range 3 {
 		a, err := harness.StartAgent(ctx, dir, harness.AgentConfig{
 			Node: fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%c", 'a'+i), Etcd: etcd.Endpoint,
-			EtcdRoot: "/observability", SessionTTL: sessionTTL,
+			EtcdRoot: root, SessionTTL: sessionTTL,
 			StoreURL: "s3://observability?create_bucket=true&endpoint=" + minio.Endpoint,
 			Env:      []string{"AWS_ACCESS_KEY_ID=" + minio.AccessKey, "AWS_SECRET_ACCESS_KEY=" + minio.SecretKey, "AWS_REGION=us-east-1"},
 		})
