@@ -87,6 +87,19 @@ type faultyStore struct {
 	hold     chan struct{}
 }
 
+// waitPuts waits until n Puts have reached the store (held ones included).
+func (f *faultyStore) waitPuts(t *testing.T, n int) {
+	t.Helper()
+	harness.Eventually(t, 10*time.Second, func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.puts < n {
+			return fmt.Errorf("%d Puts so far, want %d", f.puts, n)
+		}
+		return nil
+	})
+}
+
 func (f *faultyStore) Put(ctx context.Context, key string, data []byte) error {
 	f.mu.Lock()
 	f.puts++

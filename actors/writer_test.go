@@ -49,6 +49,13 @@ func drive(t *testing.T, w *writer) *driver {
 	return d
 }
 
+// inspect runs fn on the writer's goroutine and returns its answer.
+func (d *driver) inspect(fn func(*writer) bool) bool {
+	res := make(chan bool, 1)
+	d.ops <- func() { res <- fn(d.w) }
+	return <-res
+}
+
 // produce appends recs and waits for the answer.
 func (d *driver) produce(recs []segmentstore.Record) produceResult {
 	res := make(chan produceResult, 1)
@@ -276,14 +283,7 @@ func TestWriterBackpressure(t *testing.T) {
 	b := drive(t, newWriter(cfg, 0))
 	first := make(chan produceResult, 1)
 	go func() { first <- a.produce(values("a", 10)) }() // ~2 KiB, held in the upload
-	harness.Eventually(t, 10*time.Second, func() error {
-		store.mu.Lock()
-		defer store.mu.Unlock()
-		if store.puts == 0 {
-			return errors.New("the first batch has not reached the store")
-		}
-		return nil
-	})
+	store.waitPuts(t, 1) // the first batch is held in its upload
 	held := pending.used.Load()
 	for range 50 {
 		if res := b.produce(values("b", 20)); !errors.Is(res.Err, ErrBackpressure) || codeOf(res.Err) != partitionpb.Code_CODE_RESOURCE_EXHAUSTED {
@@ -398,11 +398,17 @@ func TestWriterGrowsBatchesWhileUploadsAreBusy(t *testing.T) {
 		return res
 	}
 	first := send(values("first", 1))
-	time.Sleep(20 * time.Millisecond) // sealed by its linger; its upload holds the only slot
+	store.waitPuts(t, 1) // sealed by its linger; its upload holds the only slot
 	var later []<-chan produceResult
 	for i := range 5 {
 		later = append(later, send(values(fmt.Sprintf("later%d", i), 1)))
-		time.Sleep(5 * time.Millisecond) // each past the linger of the batch it joins
+		// The linger of the batch it joins has passed while the slot is busy.
+		harness.Eventually(t, 10*time.Second, func() error {
+			if !d.inspect(func(w *writer) bool { return w.sealDue && w.open != nil && len(w.open.records) == i+1 }) {
+				return errors.New("the open batch is not yet due to seal")
+			}
+			return nil
+		})
 	}
 	close(store.hold)
 	for i, ch := range append([]<-chan produceResult{first}, later...) {
@@ -442,11 +448,18 @@ func TestFlusherSharesObjectsAcrossPartitions(t *testing.T) {
 		return res
 	}
 	answers := []<-chan produceResult{send(drivers[0], values("p0", 3))}
-	time.Sleep(20 * time.Millisecond) // partition 0's segment holds the only slot
+	store.waitPuts(t, 1) // partition 0's segment holds the only slot
 	for p := 1; p < 4; p++ {
 		answers = append(answers, send(drivers[p], values(fmt.Sprintf("p%d", p), 3)))
 	}
-	time.Sleep(20 * time.Millisecond) // their lingers pass; their segments wait together
+	harness.Eventually(t, 10*time.Second, func() error { // their segments wait together
+		fl.mu.Lock()
+		defer fl.mu.Unlock()
+		if len(fl.pending) != 3 {
+			return fmt.Errorf("%d segments wait for the slot", len(fl.pending))
+		}
+		return nil
+	})
 	close(store.hold)
 	for p, ch := range answers {
 		select {
