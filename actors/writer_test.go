@@ -283,7 +283,7 @@ func TestWriterBackpressure(t *testing.T) {
 	b := drive(t, newWriter(cfg, 0))
 	first := make(chan produceResult, 1)
 	go func() { first <- a.produce(values("a", 10)) }() // ~2 KiB, held in the upload
-	store.waitPuts(t, 1) // the first batch is held in its upload
+	store.waitPuts(t, 1)                                // the first batch is held in its upload
 	held := pending.used.Load()
 	for range 50 {
 		if res := b.produce(values("b", 20)); !errors.Is(res.Err, ErrBackpressure) || codeOf(res.Err) != partitionpb.Code_CODE_RESOURCE_EXHAUSTED {
