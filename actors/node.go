@@ -82,8 +82,6 @@ type Node struct {
 	pending *budget
 	recent  *recentCache
 	flusher *flusher
-	// committer groups the commits of this node's partitions into shared transactions.
-	committer *coordination.Committer
 
 	mu  sync.Mutex
 	cur *member // nil while rejoining
@@ -135,10 +133,9 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	}
 	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror, place: newPlacement(mirror),
 		pending: newBudget(cfg.MaxPendingBytes), recent: newRecentCache(cfg.RecentBytes),
-		flusher:   newFlusher(store, cfg.Info.Node, cfg.MaxUploads, 0),
-		committer: c.NewCommitter(),
-		hist:      &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
-		log:       cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
+		flusher: newFlusher(store, cfg.Info.Node, cfg.MaxUploads, 0),
+		hist:    &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
+		log:     cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
 	m, err := n.join(ctx)
 	if err != nil {
 		return nil, err
@@ -208,7 +205,7 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	local := newLocalActivations()
 	deps := &partitionDeps{
 		client: n.client, session: s, history: n.hist, system: system, local: local, log: n.log,
-		writer: writerConfig{Store: n.store, Flusher: n.flusher, Committer: n.committer, MaxInFlight: n.cfg.MaxInFlight, Pending: n.pending, Recent: n.recent},
+		writer: writerConfig{Store: n.store, Flusher: n.flusher, MaxInFlight: n.cfg.MaxInFlight, Pending: n.pending, Recent: n.recent},
 	}
 	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) }))
 	provider := newSessionProvider(n.client, s)

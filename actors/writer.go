@@ -27,9 +27,6 @@ var (
 type writerConfig struct {
 	Lease *coordination.Lease // required
 	Store objstore.Store      // required unless Flusher is set
-	// Committer commits the segments, in transactions shared with other partitions'.
-	// Default: each segment alone (Lease.Commit).
-	Committer *coordination.Committer
 	// Flusher writes the segments to the store, with other partitions' in one object.
 	// Default: a flusher of this writer's own over Store.
 	Flusher *flusher
@@ -347,13 +344,7 @@ func (w *writer) upload(gen int64, b *batch, opts segmentstore.Options) {
 func (w *writer) commit(b *batch) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
 	defer cancel()
-	var rev int64
-	var err error
-	if w.cfg.Committer != nil {
-		rev, err = w.cfg.Committer.Commit(ctx, w.cfg.Lease, b.meta)
-	} else {
-		rev, err = w.cfg.Lease.Commit(ctx, b.meta)
-	}
+	rev, err := w.cfg.Lease.Commit(ctx, b.meta)
 	w.in.post(commitDone{b: b, rev: rev, err: err})
 }
 

@@ -140,70 +140,32 @@ func (l *Lease) HWM(ctx context.Context) (int64, error) {
 // reported as success, so the outcome of Commit is never ambiguous while it
 // returns nil or ErrFenced. It returns the revision of the commit.
 func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
-	sc, err := l.segmentCommit(meta)
-	if err != nil {
-		return 0, err
-	}
-	return sc.run(ctx)
-}
-
-// segmentCommit is one segment's commit: the guard of its transaction and its writes, so
-// that a Committer can put several of them in one transaction.
-type segmentCommit struct {
-	l      *Lease
-	meta   SegmentMeta
-	segKey string
-	val    string // the segment key's value
-	next   string // the high-water mark after the segment
-}
-
-// segmentCommit validates meta for this lease.
-func (l *Lease) segmentCommit(meta SegmentMeta) (segmentCommit, error) {
 	if meta.Epoch == 0 {
 		meta.Epoch = l.epoch
 	}
 	switch {
 	case meta.Epoch != l.epoch:
-		return segmentCommit{}, invalidf("segment of epoch %d committed under epoch %d", meta.Epoch, l.epoch)
+		return 0, invalidf("segment of epoch %d committed under epoch %d", meta.Epoch, l.epoch)
 	case meta.Base < 0 || meta.Last < meta.Base:
-		return segmentCommit{}, invalidf("segment offsets [%d, %d]", meta.Base, meta.Last)
+		return 0, invalidf("segment offsets [%d, %d]", meta.Base, meta.Last)
 	case meta.Records < 1 || meta.Records-1 > meta.Last-meta.Base:
-		return segmentCommit{}, invalidf("%d records cannot span offsets [%d, %d]", meta.Records, meta.Base, meta.Last)
+		return 0, invalidf("%d records cannot span offsets [%d, %d]", meta.Records, meta.Base, meta.Last)
 	case meta.Object == "":
-		return segmentCommit{}, invalidf("segment [%d, %d] has no object", meta.Base, meta.Last)
+		return 0, invalidf("segment [%d, %d] has no object", meta.Base, meta.Last)
 	}
-	return segmentCommit{
-		l: l, meta: meta,
-		segKey: l.s.c.keys.Segment(l.p.Topic, l.p.Partition, meta.Base),
-		val:    mustJSON(meta),
-		next:   strconv.FormatInt(meta.Last+1, 10),
-	}, nil
-}
-
-// guard holds while the lease is current, the high-water mark is the segment's base and
-// the segment is not yet indexed.
-func (sc segmentCommit) guard() []clientv3.Cmp {
-	return []clientv3.Cmp{
-		clientv3.Compare(clientv3.CreateRevision(sc.l.key), "=", sc.l.epoch),
-		clientv3.Compare(clientv3.Value(sc.l.hwmKey), "=", strconv.FormatInt(sc.meta.Base, 10)),
-		clientv3.Compare(clientv3.CreateRevision(sc.segKey), "=", 0),
-	}
-}
-
-// writes index the segment and advance the high-water mark past it.
-func (sc segmentCommit) writes() []clientv3.Op {
-	return []clientv3.Op{clientv3.OpPut(sc.segKey, sc.val), clientv3.OpPut(sc.l.hwmKey, sc.next)}
-}
-
-// run commits the segment alone, retrying transient errors (Lease.Commit).
-func (sc segmentCommit) run(ctx context.Context) (int64, error) {
-	l, meta := sc.l, sc.meta
+	segKey := l.s.c.keys.Segment(l.p.Topic, l.p.Partition, meta.Base)
+	val := mustJSON(meta)
+	next := strconv.FormatInt(meta.Last+1, 10)
 	var rev int64
 	err := retry(ctx, func(ctx context.Context) error {
 		resp, err := l.s.c.etcd.Txn(ctx).
-			If(sc.guard()...).
-			Then(sc.writes()...).
-			Else(clientv3.OpGet(l.key), clientv3.OpGet(l.hwmKey), clientv3.OpGet(sc.segKey)).
+			If(
+				clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch),
+				clientv3.Compare(clientv3.Value(l.hwmKey), "=", strconv.FormatInt(meta.Base, 10)),
+				clientv3.Compare(clientv3.CreateRevision(segKey), "=", 0),
+			).
+			Then(clientv3.OpPut(segKey, val), clientv3.OpPut(l.hwmKey, next)).
+			Else(clientv3.OpGet(l.key), clientv3.OpGet(l.hwmKey), clientv3.OpGet(segKey)).
 			Commit()
 		if err != nil {
 			return err
@@ -222,7 +184,7 @@ func (sc segmentCommit) run(ctx context.Context) (int64, error) {
 		}
 		// The segment key holding exactly this meta (epoch included) can only have been
 		// written by an earlier attempt of this very commit: it was applied.
-		if seg != nil && string(seg.Value) == sc.val {
+		if seg != nil && string(seg.Value) == val {
 			rev = seg.ModRevision
 			return nil
 		}

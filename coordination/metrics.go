@@ -23,15 +23,6 @@ var (
 		Name: "streamhouse_etcd_request_duration_seconds", Help: "etcd unary call duration by gRPC method, client retries included.",
 		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
 	}, []string{"method"})
-	metricCommitGroup = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name:    "streamhouse_commit_group_segments",
-		Help:    "Segments committed per etcd transaction by the agent's group committer.",
-		Buckets: prometheus.ExponentialBuckets(1, 2, 7),
-	})
-	metricCommitGroupFallbacks = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "streamhouse_commit_group_fallbacks_total",
-		Help: "Group transactions that did not apply (a guard failed or the outcome was unknown), whose segments were then committed one by one.",
-	})
 )
 
 // DialOptions instrument an etcd client: pass them in clientv3.Config.DialOptions. Every

@@ -17,34 +17,9 @@ import (
 // SIGSTOP would) and they carry on writing with what they believed. Whatever the
 // interleaving, the committed log of each partition must tile [0, hwm) exactly: no two
 // segments share an offset, no gap, and every acked commit is there and nothing else.
-// The writers commit alone (Lease.Commit) or through one shared Committer, whose groups
-// then mix fenced, stale and current segments.
 func TestRandomWritersNeverOverlapOrGap(t *testing.T) {
-	t.Run("alone", func(t *testing.T) {
-		randomWriters(t, func(*coordination.Client) commitFunc {
-			return func(ctx context.Context, l *coordination.Lease, m coordination.SegmentMeta) error {
-				_, err := l.Commit(ctx, m)
-				return err
-			}
-		})
-	})
-	t.Run("grouped", func(t *testing.T) {
-		randomWriters(t, func(c *coordination.Client) commitFunc {
-			g := c.NewCommitter()
-			return func(ctx context.Context, l *coordination.Lease, m coordination.SegmentMeta) error {
-				_, err := g.Commit(ctx, l, m)
-				return err
-			}
-		})
-	})
-}
-
-type commitFunc func(ctx context.Context, l *coordination.Lease, m coordination.SegmentMeta) error
-
-func randomWriters(t *testing.T, newCommit func(*coordination.Client) commitFunc) {
 	const writers, partitions = 5, 2
 	c := newClient(t)
-	commit := newCommit(c)
 	mustTopic(t, c, "t", partitions)
 	ctx, cancel := context.WithTimeout(ctxT(t), 4*time.Second)
 	defer cancel()
@@ -69,7 +44,7 @@ func randomWriters(t *testing.T, newCommit func(*coordination.Client) commitFunc
 				mu.Lock()
 				sessions[w] = s
 				mu.Unlock()
-				runWriter(ctx, t, c, s, rng, partitions, commit, func(key string, m coordination.SegmentMeta, ok bool) {
+				runWriter(ctx, t, c, s, rng, partitions, func(key string, m coordination.SegmentMeta, ok bool) {
 					mu.Lock()
 					defer mu.Unlock()
 					if !ok {
@@ -140,7 +115,7 @@ func randomWriters(t *testing.T, newCommit func(*coordination.Client) commitFunc
 // ends, or ctx does. It keeps writing after its session is revoked, as a paused process
 // that wakes up would.
 func runWriter(ctx context.Context, t *testing.T, c *coordination.Client, s *coordination.Session, rng *rand.Rand,
-	partitions int, commit commitFunc, ack func(key string, m coordination.SegmentMeta, ok bool), onFenced func()) {
+	partitions int, ack func(key string, m coordination.SegmentMeta, ok bool), onFenced func()) {
 	for ctx.Err() == nil {
 		actx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		p := int32(rng.IntN(partitions))
@@ -162,7 +137,7 @@ func runWriter(ctx context.Context, t *testing.T, c *coordination.Client, s *coo
 			}
 			n := int64(1 + rng.IntN(20))
 			m := coordination.SegmentMeta{Object: objectKey("t", p, next, l.Epoch()), Base: next, Last: next + n - 1, Records: n, Epoch: l.Epoch()}
-			err := commit(ctx, l, m)
+			_, err := l.Commit(ctx, m)
 			if errors.Is(err, coordination.ErrFenced) {
 				onFenced()
 				break
