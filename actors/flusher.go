@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/streamhouse/streamhouse/segmentstore"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 )
 
@@ -43,13 +44,13 @@ type flushItem struct {
 }
 
 // newFlusher returns a flusher writing objects data/<node>/<start>-<seq>.obj with up to
-// slots PUTs at a time (default DefaultMaxUploads), each bounded by timeout (default 60s).
+// slots PUTs at a time (default DefaultMaxUploads), each bounded by timeout (default DefaultUploadTimeout).
 func newFlusher(store objstore.Store, node string, slots int, timeout time.Duration) *flusher {
 	if slots <= 0 {
 		slots = DefaultMaxUploads
 	}
 	if timeout <= 0 {
-		timeout = 60 * time.Second
+		timeout = DefaultUploadTimeout
 	}
 	// The start time tells this process's objects from an earlier run's of the same node;
 	// the counter tells apart the flushers of one process (tests run several).
@@ -57,7 +58,7 @@ func newFlusher(store objstore.Store, node string, slots int, timeout time.Durat
 	if n := flushers.Add(1); n > 1 {
 		start += "." + strconv.FormatInt(n, 10)
 	}
-	return &flusher{store: store, prefix: "data/" + node + "/" + start + "-", slots: slots, timeout: timeout}
+	return &flusher{store: store, prefix: segmentstore.DataPrefix + node + "/" + start + "-", slots: slots, timeout: timeout}
 }
 
 // submit queues an encoded segment; done is called once, from another goroutine, with the

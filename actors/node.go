@@ -158,6 +158,14 @@ func (n *Node) current() *member {
 	return n.cur
 }
 
+// Session is the current member's etcd session; nil while the node rejoins.
+func (n *Node) Session() *coordination.Session {
+	if m := n.current(); m != nil {
+		return m.session
+	}
+	return nil
+}
+
 // Client routes requests through the current member; it is nil while the node rejoins.
 func (n *Node) Client() *Client {
 	if m := n.current(); m != nil {

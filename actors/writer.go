@@ -23,6 +23,14 @@ var (
 	ErrBackpressure = errors.New("actors: partition backpressure")
 )
 
+// Upload and commit time bounds. Together they bound how long after its PUT a segment
+// can still be committed, which the orphan sweeper's grace period must exceed
+// (sweeper.MinGrace; TestSweeperGraceOutlastsCommits).
+const (
+	DefaultUploadTimeout = 60 * time.Second
+	DefaultCommitTimeout = 30 * time.Second
+)
+
 // writerConfig configures a partition writer. Zero fields take the documented defaults.
 type writerConfig struct {
 	Lease *coordination.Lease // required
@@ -44,9 +52,11 @@ type writerConfig struct {
 	// writer that shares it (the agent's oldest batches go first). Default: a cache of
 	// this writer's own of DefaultRecentBytes.
 	Recent *recentCache
-	// CommitTimeout bounds one commit, retries included. Default 30s.
+	// CommitTimeout bounds the time from a segment's upload to the end of its commit,
+	// retries included. Default DefaultCommitTimeout.
 	CommitTimeout time.Duration
-	// UploadTimeout bounds one upload, the store's retries included. Default 60s.
+	// UploadTimeout bounds one upload, the store's retries included. Default
+	// DefaultUploadTimeout.
 	UploadTimeout time.Duration
 	// Segment tunes the segment encoder (block size). Default: segmentstore defaults.
 	Segment segmentstore.Options
@@ -67,10 +77,10 @@ func (c writerConfig) withDefaults() writerConfig {
 		c.Recent = newRecentCache(DefaultRecentBytes)
 	}
 	if c.CommitTimeout <= 0 {
-		c.CommitTimeout = 30 * time.Second
+		c.CommitTimeout = DefaultCommitTimeout
 	}
 	if c.UploadTimeout <= 0 {
-		c.UploadTimeout = 60 * time.Second
+		c.UploadTimeout = DefaultUploadTimeout
 	}
 	if c.SegmentBytes <= 0 {
 		c.SegmentBytes = coordination.DefaultSegmentBytes
@@ -122,7 +132,7 @@ type batch struct {
 	state   batchState
 	meta    coordination.SegmentMeta
 	// When the batch entered each stage, for streamhouse_produce_stage_seconds.
-	opened, sealed, uploaded, committing time.Time
+	opened, sealed, uploaded, committing time.Time // uploaded: when the PUT completed
 	// evicted is set once a committed batch has left its partition's recent log.
 	evicted atomic.Bool
 }
@@ -137,6 +147,7 @@ type (
 		b              *batch
 		meta           coordination.SegmentMeta
 		encode, upload time.Duration
+		stored         time.Time // when the PUT completed
 		err            error
 	}
 	commitDone struct {
@@ -337,12 +348,18 @@ func (w *writer) upload(gen int64, b *batch, opts segmentstore.Options) {
 	}
 	w.cfg.Flusher.submit(data, func(object string, offset int64, err error) {
 		meta.Object, meta.Offset = object, offset
-		w.in.post(uploadDone{gen: gen, b: b, meta: meta, encode: encoded.Sub(start), upload: time.Since(encoded), err: err})
+		stored := time.Now()
+		w.in.post(uploadDone{gen: gen, b: b, meta: meta, encode: encoded.Sub(start), upload: stored.Sub(encoded), stored: stored, err: err})
 	})
 }
 
 func (w *writer) commit(b *batch) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
+	// The deadline runs from the end of the PUT (stamped on the uploading goroutine, so
+	// a stalled actor does not move it), not from the start of the commit: a segment that
+	// waited behind slow commits gets less time, so that no segment is committed later
+	// than CommitTimeout after its object was written, and the sweeper can tell an orphan
+	// by its age.
+	ctx, cancel := context.WithDeadline(context.Background(), b.uploaded.Add(w.cfg.CommitTimeout))
 	defer cancel()
 	rev, err := w.cfg.Lease.Commit(ctx, b.meta)
 	w.in.post(commitDone{b: b, rev: rev, err: err})
@@ -384,7 +401,7 @@ func (w *writer) onUpload(m uploadDone) {
 	m.b.state = uploaded
 	// Stored within 5% of the payload: LZ4 is not paying for its time.
 	w.incompressible = m.meta.ZBytes*20 >= m.meta.Bytes*19
-	m.b.uploaded = time.Now()
+	m.b.uploaded = m.stored
 	metricProduceStage.WithLabelValues(stageEncode).Observe(m.encode.Seconds())
 	metricProduceStage.WithLabelValues(stageUpload).Observe(m.upload.Seconds())
 	metricSegments.WithLabelValues(w.p.Topic).Inc()

@@ -53,6 +53,12 @@ const (
 	// ClusterPrefix is left to protoactor-go's etcd cluster provider (member records).
 	ClusterPrefix = "cluster/"
 
+	// LocksPrefix holds etcd mutexes (go.etcd.io/etcd/client/v3/concurrency) for cluster
+	// chores that one agent at a time does, one key per contender attached to its session:
+	//   /streamhouse/locks/sweeper/694d9a1b2c3d4e5f
+	//   (empty)
+	LocksPrefix = "locks/"
+
 	groupOffsetsInfix = "/offsets/"
 	offsetDigits      = 20
 )
@@ -127,6 +133,9 @@ func (k Keys) Nodes() string { return k.root + NodesPrefix }
 
 // Node is /root/nodes/<node>.
 func (k Keys) Node(node string) string { return k.root + NodesPrefix + node }
+
+// Lock is the prefix of the etcd mutex named name (LocksPrefix).
+func (k Keys) Lock(name string) string { return k.root + LocksPrefix + name + "/" }
 
 // Cluster is the prefix handed to protoactor-go's etcd cluster provider.
 func (k Keys) Cluster() string { return k.root + ClusterPrefix }

@@ -94,3 +94,38 @@ func (c *Client) Segments(ctx context.Context, topic string, partition int32, fr
 	}
 	return out, hwm, nil
 }
+
+// indexPage is how many segment keys IndexedObjects reads per request.
+const indexPage = 1000
+
+// IndexedObjects returns every object named by a segment of the index (all topics,
+// deleted ones included), read in pages at one revision, and that revision. An object
+// that is not in the set at revision rev was not committed at rev.
+func (c *Client) IndexedObjects(ctx context.Context) (map[string]bool, int64, error) {
+	prefix := c.keys.Root() + SegmentsPrefix
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	objects := map[string]bool{}
+	key, rev := prefix, int64(0)
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(indexPage)}
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := c.etcd.Get(ctx, key, opts...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("read the segment index: %w", err)
+		}
+		rev = resp.Header.Revision
+		for _, kv := range resp.Kvs {
+			var m SegmentMeta
+			if err := json.Unmarshal(kv.Value, &m); err != nil || m.Object == "" {
+				return nil, 0, fmt.Errorf("read the segment index: %s: bad value %q", kv.Key, kv.Value)
+			}
+			objects[m.Object] = true
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return objects, rev, nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}

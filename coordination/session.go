@@ -2,6 +2,7 @@ package coordination
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -95,4 +96,21 @@ func (s *Session) done() bool {
 	default:
 		return false
 	}
+}
+
+// ErrLocked: another session holds the lock (TryLock).
+var ErrLocked = errors.New("coordination: locked by another session")
+
+// TryLock takes the cluster-wide lock name (Keys.Lock) for this session without waiting:
+// ErrLocked if another session holds it. The lock ends with unlock or with the session,
+// so a chore of a dead agent is free for another at once after its TTL.
+func (s *Session) TryLock(ctx context.Context, name string) (unlock func(context.Context) error, err error) {
+	m := concurrency.NewMutex(s.s, s.c.keys.Lock(name))
+	if err := m.TryLock(ctx); err != nil {
+		if errors.Is(err, concurrency.ErrLocked) {
+			return nil, fmt.Errorf("lock %s: %w", name, ErrLocked)
+		}
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return m.Unlock, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+	"github.com/streamhouse/streamhouse/segmentstore/sweeper"
 )
 
 // agentFlags are the agent's settings. Every flag can also be set by the environment
@@ -33,6 +34,7 @@ type agentFlags struct {
 	limits            gateway.Limits
 	memory            memoryFlags
 	sessionTTL        time.Duration
+	sweep             sweeper.Options
 	logLevel, logFmt  string
 	shutdownTimeout   time.Duration
 }
@@ -103,6 +105,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	intFlag(&f.memory.limit, "memory-limit", "STREAMHOUSE_MEMORY_LIMIT", 0, "soft limit of the agent's Go memory in bytes (0: the three budgets above + 192 MiB; $GOMEMLIMIT wins)")
 	intFlag(&f.memory.uploads, "max-uploads", "STREAMHOUSE_MAX_UPLOADS", actors.DefaultMaxUploads, "concurrent object PUTs of the agent; segments of all partitions waiting for one share the next object")
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
+	dur(&f.sweep.Grace, "sweep-grace", "STREAMHOUSE_SWEEP_GRACE", sweeper.DefaultGrace, fmt.Sprintf("orphan objects (named by no segment of the index) are deleted once older than this and unindexed this long; at least %v, 0 disables the sweeper", sweeper.MinGrace))
+	dur(&f.sweep.Interval, "sweep-interval", "STREAMHOUSE_SWEEP_INTERVAL", 0, "time between orphan sweeps (0: a quarter of --sweep-grace); one agent sweeps at a time")
 	str(&f.logLevel, "log-level", "STREAMHOUSE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&f.logFmt, "log-format", "STREAMHOUSE_LOG_FORMAT", "json", "json or console")
 	dur(&f.shutdownTimeout, "shutdown-timeout", "STREAMHOUSE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful stop may take")
@@ -120,6 +124,9 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if m := f.memory; m.cacheBytes <= 0 || m.pendingBytes <= 0 || m.recentBytes <= 0 || m.uploads <= 0 || m.limit < 0 {
 		return nil, errors.New("--cache-bytes, --max-pending-bytes, --recent-bytes and --max-uploads must be positive, --memory-limit 0 or more")
+	}
+	if f.sweep.Grace != 0 && f.sweep.Grace < sweeper.MinGrace || f.sweep.Interval < 0 {
+		return nil, fmt.Errorf("--sweep-grace %s: 0 or at least %s; --sweep-interval %s: 0 or more", f.sweep.Grace, sweeper.MinGrace, f.sweep.Interval)
 	}
 	if f.sessionTTL < time.Second {
 		return nil, fmt.Errorf("--session-ttl %s: at least 1s", f.sessionTTL)
@@ -217,6 +224,17 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		return err
 	}
 	defer admin.Close()
+	if f.sweep.Grace > 0 {
+		opts := f.sweep
+		opts.Log = alog
+		sw, err := sweeper.New(coord, store, opts)
+		if err != nil {
+			return err
+		}
+		sweepCtx, stopSweeping := context.WithCancel(ctx)
+		defer stopSweeping()
+		go sw.Run(sweepCtx, node.Session)
+	}
 	alog.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
 		zap.String("grpc", lis.Addr().String()), zap.Int64("memory_limit", memLimit))
 	select {

@@ -1,0 +1,184 @@
+package sweeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+)
+
+// Grace periods. MinGrace exceeds what an agent allows between a PUT and the end of its
+// commit (actors.DefaultUploadTimeout + actors.DefaultCommitTimeout = 90s) with room
+// for clock skew between the agents and the store.
+const (
+	DefaultGrace = 10 * time.Minute
+	MinGrace     = 2 * time.Minute
+)
+
+// LockName is the cluster-wide lock a sweeping agent holds (coordination.Keys.Lock).
+const LockName = "sweeper"
+
+// Options tune a Sweeper. Zero fields take the documented defaults.
+type Options struct {
+	// Grace is how old an unindexed object must be, and how long this sweeper must have
+	// seen it unindexed, before it is deleted. Default DefaultGrace; at least MinGrace.
+	Grace time.Duration
+	// Interval is the time between sweeps of Run, with ±10% jitter. Default Grace/4.
+	Interval time.Duration
+	// Now is the sweeper's clock. Default time.Now.
+	Now func() time.Time
+	Log *zap.Logger
+}
+
+// Sweeper finds and deletes orphan objects (see the package doc). Safe for concurrent
+// use; Sweep calls are serialised.
+type Sweeper struct {
+	c     *coordination.Client
+	store objstore.Store
+	opts  Options
+
+	mu sync.Mutex
+	// unindexedSince is when this sweeper first saw each object unindexed.
+	unindexedSince map[string]time.Time
+}
+
+// Pass is what one sweep saw and did.
+type Pass struct {
+	Listed  int   // objects under segmentstore.DataPrefix
+	Indexed int   // of them named by the index
+	Pending int   // unindexed, still in their grace period
+	Deleted int   // orphans deleted
+	Bytes   int64 // their size
+	// Revision is the etcd revision the index was read at.
+	Revision int64
+}
+
+// New returns a sweeper of c's cluster over store.
+func New(c *coordination.Client, store objstore.Store, opts Options) (*Sweeper, error) {
+	if opts.Grace == 0 {
+		opts.Grace = DefaultGrace
+	}
+	if opts.Grace < MinGrace {
+		return nil, fmt.Errorf("%w: sweeper grace %v is shorter than %v, the longest an agent may take to commit what it uploaded",
+			coordination.ErrInvalidArgument, opts.Grace, MinGrace)
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = opts.Grace / 4
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	return &Sweeper{c: c, store: store, opts: opts, unindexedSince: map[string]time.Time{}}, nil
+}
+
+// Sweep lists the objects, reads the index, and deletes the orphans past their grace.
+// Objects it could not delete are retried by the next sweep; the error names the first.
+func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// List first, index second: an object listed here and committed before the index is
+	// read is seen indexed; one committed later was written less than the grace ago.
+	objects, err := s.store.List(ctx, segmentstore.DataPrefix)
+	if err != nil {
+		return Pass{}, fmt.Errorf("sweep: list %s: %w", segmentstore.DataPrefix, err)
+	}
+	indexed, rev, err := s.c.IndexedObjects(ctx)
+	if err != nil {
+		return Pass{}, fmt.Errorf("sweep: %w", err)
+	}
+	now := s.opts.Now()
+	pass := Pass{Listed: len(objects), Revision: rev}
+	seen := make(map[string]time.Time, len(s.unindexedSince))
+	var errs []error
+	for _, o := range objects {
+		if indexed[o.Key] {
+			pass.Indexed++
+			continue
+		}
+		since, ok := s.unindexedSince[o.Key]
+		if !ok {
+			since = now
+		}
+		if now.Sub(o.ModTime) < s.opts.Grace || now.Sub(since) < s.opts.Grace {
+			seen[o.Key] = since
+			pass.Pending++
+			continue
+		}
+		if err := s.store.Delete(ctx, o.Key); err != nil {
+			seen[o.Key] = since
+			errs = append(errs, fmt.Errorf("delete orphan %s: %w", o.Key, err))
+			continue
+		}
+		pass.Deleted++
+		pass.Bytes += o.Size
+		s.opts.Log.Info("orphan deleted", zap.String("object", o.Key), zap.Int64("bytes", o.Size),
+			zap.Time("modified", o.ModTime), zap.Duration("unindexed_for", now.Sub(since)))
+	}
+	// Objects gone from the listing are forgotten; an object that is indexed again (it
+	// cannot be, but if it were) starts its grace afresh.
+	s.unindexedSince = seen
+	metricOrphansDeleted.Add(float64(pass.Deleted))
+	metricOrphanBytes.Add(float64(pass.Bytes))
+	metricOrphansPending.Set(float64(pass.Pending))
+	if len(errs) > 0 {
+		return pass, fmt.Errorf("sweep: %d of %d orphans not deleted: %w", len(errs), len(errs)+pass.Deleted, errs[0])
+	}
+	return pass, nil
+}
+
+// Run sweeps every Interval while ctx lives, whenever the session gets the sweeper lock
+// (one agent of the cluster sweeps; the others skip).
+func (s *Sweeper) Run(ctx context.Context, session func() *coordination.Session) {
+	for {
+		jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(s.opts.Interval))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.opts.Interval + jitter):
+		}
+		sess := session()
+		if sess == nil {
+			metricSweeps.WithLabelValues(resultSkipped).Inc()
+			continue
+		}
+		s.sweepLocked(ctx, sess)
+	}
+}
+
+func (s *Sweeper) sweepLocked(ctx context.Context, sess *coordination.Session) {
+	unlock, err := sess.TryLock(ctx, LockName)
+	if errors.Is(err, coordination.ErrLocked) {
+		metricSweeps.WithLabelValues(resultSkipped).Inc()
+		return
+	}
+	if err != nil {
+		metricSweeps.WithLabelValues(resultError).Inc()
+		s.opts.Log.Warn("sweep skipped: cannot take the sweeper lock", zap.Error(err))
+		return
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = unlock(uctx) // the session's end releases it anyway
+	}()
+	pass, err := s.Sweep(ctx)
+	if err != nil {
+		metricSweeps.WithLabelValues(resultError).Inc()
+		s.opts.Log.Warn("sweep failed", zap.Error(err), zap.Int("deleted", pass.Deleted))
+		return
+	}
+	metricSweeps.WithLabelValues(resultOK).Inc()
+	s.opts.Log.Debug("sweep done", zap.Int("listed", pass.Listed), zap.Int("indexed", pass.Indexed),
+		zap.Int("pending", pass.Pending), zap.Int("deleted", pass.Deleted), zap.Int64("revision", pass.Revision))
+}

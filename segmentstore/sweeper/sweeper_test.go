@@ -1,0 +1,210 @@
+package sweeper_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+	"github.com/streamhouse/streamhouse/segmentstore/sweeper"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+var etcd *harness.Etcd
+
+func TestMain(m *testing.M) {
+	os.Exit(harness.Main(m, harness.Services{Etcd: &etcd}))
+}
+
+// fixture is a cluster (its own etcd root) with one partition lease, over a file store
+// whose objects' modification times the test sets.
+type fixture struct {
+	c     *coordination.Client
+	lease *coordination.Lease
+	store objstore.Store
+	dir   string
+	next  int64 // next offset to commit
+	now   time.Time
+}
+
+var roots atomic.Int64
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	e, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	c, err := coordination.New(e, coordination.Options{Root: "/sweeper-test/" + time.Now().Format("150405.000") + "-" + string(rune('a'+roots.Add(1)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewSession(ctx, coordination.NodeInfo{Node: "a"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	l, err := s.Acquire(ctx, "t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	store, err := objstore.Open(ctx, "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{c: c, lease: l, store: store, dir: dir, now: time.Now()}
+}
+
+// put writes an object modified age before the fixture's clock.
+func (f *fixture) put(t *testing.T, key string, age time.Duration) {
+	t.Helper()
+	if err := f.store.Put(context.Background(), key, []byte("segment bytes of "+key)); err != nil {
+		t.Fatal(err)
+	}
+	mod := f.now.Add(-age)
+	if err := os.Chtimes(filepath.Join(f.dir, filepath.FromSlash(key)), mod, mod); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// commit indexes a one-record segment in object key.
+func (f *fixture) commit(t *testing.T, key string) {
+	t.Helper()
+	m := coordination.SegmentMeta{Object: key, Base: f.next, Last: f.next, Records: 1, Epoch: f.lease.Epoch()}
+	if _, err := f.lease.Commit(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	f.next++
+}
+
+func (f *fixture) keys(t *testing.T) []string {
+	t.Helper()
+	infos, err := f.store.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range infos {
+		keys = append(keys, o.Key)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func TestSweepDeletesOnlyOrphansPastTheirGrace(t *testing.T) {
+	const grace = sweeper.MinGrace
+	f := newFixture(t)
+	sw, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: grace, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f.put(t, "data/a/committed-old.obj", 3*grace) // indexed: never deleted, however old
+	f.commit(t, "data/a/committed-old.obj")
+	f.put(t, "data/a/shared.obj", 3*grace) // two segments of it indexed
+	f.commit(t, "data/a/shared.obj")
+	f.commit(t, "data/a/shared.obj")
+	f.put(t, "data/a/fenced-old.obj", 3*grace) // an orphan from long ago
+	f.put(t, "keep/not-data.txt", 3*grace)     // outside the data prefix: not the sweeper's
+
+	// First sight of an orphan starts its grace, however old the object: nothing goes.
+	pass, err := sw.Sweep(ctx)
+	if err != nil || pass.Listed != 3 || pass.Indexed != 2 || pass.Pending != 1 || pass.Deleted != 0 {
+		t.Fatalf("first sweep: %+v, %v", pass, err)
+	}
+	// An upload that is not committed (yet, or ever) appears.
+	f.now = f.now.Add(grace / 2)
+	f.put(t, "data/b/fenced-recent.obj", 0)
+	f.now = f.now.Add(grace/2 - 2*time.Second)
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted != 0 || pass.Pending != 2 {
+		t.Fatalf("sweep before the grace ran out: %+v, %v", pass, err)
+	}
+	// A grace after the first sight the old orphan goes; the recent one is younger
+	// than the grace.
+	f.now = f.now.Add(2 * time.Second)
+	pass, err = sw.Sweep(ctx)
+	if err != nil || pass.Deleted != 1 || pass.Pending != 1 || pass.Bytes == 0 {
+		t.Fatalf("sweep after the grace: %+v, %v", pass, err)
+	}
+	want := []string{"data/a/committed-old.obj", "data/a/shared.obj", "data/b/fenced-recent.obj", "keep/not-data.txt"}
+	if got := f.keys(t); !equal(got, want) {
+		t.Fatalf("objects after the sweep: %v, want %v", got, want)
+	}
+	// The recent orphan, once both old enough and unindexed long enough, goes too.
+	f.now = f.now.Add(grace)
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted != 1 || pass.Pending != 0 {
+		t.Fatalf("last sweep: %+v, %v", pass, err)
+	}
+	want = []string{"data/a/committed-old.obj", "data/a/shared.obj", "keep/not-data.txt"}
+	if got := f.keys(t); !equal(got, want) {
+		t.Fatalf("objects after the last sweep: %v, want %v", got, want)
+	}
+	// Every committed segment still reads back.
+	segs, _, err := f.c.Segments(ctx, "t", 0, 0, 0)
+	if err != nil || len(segs) != 3 {
+		t.Fatalf("index: %d segments, %v", len(segs), err)
+	}
+	for _, s := range segs {
+		if _, err := f.store.Get(ctx, s.Object); err != nil {
+			t.Fatalf("committed object %s: %v", s.Object, err)
+		}
+	}
+}
+
+// An object committed after the sweeper first saw it unindexed (an upload whose commit
+// was slow) is never deleted.
+func TestSweepSparesAnObjectCommittedLate(t *testing.T) {
+	const grace = sweeper.MinGrace
+	f := newFixture(t)
+	sw, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: grace, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f.put(t, "data/a/slow.obj", 3*grace)
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Pending != 1 {
+		t.Fatalf("first sweep: %+v, %v", pass, err)
+	}
+	f.commit(t, "data/a/slow.obj")
+	f.now = f.now.Add(2 * grace)
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted != 0 || pass.Indexed != 1 {
+		t.Fatalf("sweep after the commit: %+v, %v", pass, err)
+	}
+	if _, err := f.store.Get(ctx, "data/a/slow.obj"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSweeperRefusesAShortGrace(t *testing.T) {
+	f := newFixture(t)
+	if _, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: sweeper.MinGrace - time.Second}); !errors.Is(err, coordination.ErrInvalidArgument) {
+		t.Fatalf("grace below the minimum: %v, want ErrInvalidArgument", err)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
