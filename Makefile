@@ -88,9 +88,24 @@ $(BIN)/prometheus:
 test: tools lint ## run every test (unit and integration against real MinIO/etcd); builds tools first
 	$(GO) test $(GOTEST_FLAGS) ./...
 
+# Fuzz targets, package:function: every decoder of untrusted input.
+FUZZ_TARGETS := segmentstore:FuzzDecode gateway:FuzzProduceRequest coordination:FuzzGroupOffsetKey
+
 .PHONY: fuzz
-fuzz: ## fuzz the segment decoder for FUZZTIME (default 30s); crashers land in segmentstore/testdata/fuzz
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./segmentstore/
+fuzz: tools ## fuzz every decoder of untrusted input for FUZZTIME each (default 30s); crashers land in <package>/testdata/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $$t for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./$${t%%:*}/ || exit 1; \
+	done
+
+CHAOS_FAULTS ?= 200
+CHAOS_SEED   ?= 1
+
+.PHONY: chaos
+chaos: tools ## fault injection, CHAOS_FAULTS (200) faults with CHAOS_SEED (1): prints the table of docs/RELIABILITY.md, also in bin/chaos-report.md
+	CHAOS_FAULTS=$(CHAOS_FAULTS) CHAOS_SEED=$(CHAOS_SEED) CHAOS_REPORT=$(BIN)/chaos-report.md \
+	  $(GO) test -count=1 -run '^TestChaos$$' -v -timeout 180m ./tests/chaos/ | grep -v 'logger.go'
+	@cat $(BIN)/chaos-report.md
 
 .PHONY: bench bench-peers
 bench-peers: tools $(BIN)/.nats-server-$(NATS_SERVER_VERSION) $(BIN)/.natscli-$(NATSCLI_VERSION) ## StreamHouse vs NATS JetStream and the floors (MinIO PUT, etcd txn, LZ4), one run; BENCH_DURATION per phase (20s)

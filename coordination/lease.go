@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -158,7 +159,13 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	next := strconv.FormatInt(meta.Last+1, 10)
 	var rev int64
 	err := retry(ctx, func(ctx context.Context) error {
-		resp, err := l.s.c.etcd.Txn(ctx).
+		// Each attempt gets commitAttemptTimeout: a member that answers slowly (one just
+		// restarted applies the entries it missed before it replies) holds one attempt,
+		// and the next goes to another member. An attempt cut short may still be
+		// applied; the retry recognises it below.
+		actx, cancel := context.WithTimeout(ctx, commitAttemptTimeout)
+		defer cancel()
+		resp, err := l.s.c.etcd.Txn(actx).
 			If(
 				clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch),
 				clientv3.Compare(clientv3.Value(l.hwmKey), "=", strconv.FormatInt(meta.Base, 10)),
@@ -167,6 +174,9 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 			Then(clientv3.OpPut(segKey, val), clientv3.OpPut(l.hwmKey, next)).
 			Else(clientv3.OpGet(l.key), clientv3.OpGet(l.hwmKey), clientv3.OpGet(segKey)).
 			Commit()
+		if err != nil && actx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w after %v: %v", errAttemptTimeout, commitAttemptTimeout, err) // retried
+		}
 		if err != nil {
 			return err
 		}
@@ -198,6 +208,13 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	}
 	return rev, nil
 }
+
+// commitAttemptTimeout bounds one attempt of a commit: hundreds of times a healthy
+// transaction, so that only a stuck member trips it.
+const commitAttemptTimeout = time.Second
+
+// errAttemptTimeout: one attempt took too long; unlike the caller's deadline, retried.
+var errAttemptTimeout = errors.New("coordination: etcd attempt timed out")
 
 // Release deletes the lease key if it is still this lease's (same epoch). It returns a
 // FenceError if the lease was already lost; another owner's lease is never touched.

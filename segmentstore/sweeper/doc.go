@@ -1,15 +1,17 @@
 // Package sweeper deletes orphan objects: objects in the store that no segment of the
-// index names (DESIGN.md §4). They come from uploads whose commit was fenced or failed,
-// from agents that died between PUT and commit, and later from segments taken out of
-// the index by retention.
+// index names (DESIGN.md §4). They come from uploads whose commit was fenced or failed
+// and from agents that died between PUT and commit.
 //
 // Invariants:
 //   - A committed object is never deleted: the index is read after the listing, so an
-//     object listed and not indexed at that revision was not committed then, and an
-//     object is deleted only when it is older than the grace period (no agent commits a
-//     segment later than its upload and commit timeouts after the PUT) and has been seen
-//     unindexed by this sweeper for the grace period (a reader that resolved it before it
-//     left the index has had that long to finish).
+//     object listed and not indexed at that revision was not committed then, and it is
+//     deleted only when it is older than the grace period, past which no agent commits a
+//     segment (writers give up CommitTimeout after the PUT; MinGrace exceeds that with
+//     room for clock skew). The sweeper keeps no state, so a restart or another agent
+//     taking the lock changes nothing.
+//   - Nothing takes a segment out of the index yet. Retention and compaction (which will)
+//     must record when they did, and the sweeper must then also wait the grace period from
+//     that moment, for readers that resolved the segment before.
 //   - One agent sweeps at a time (the etcd lock Keys.Lock("sweeper")); deletes are
 //     idempotent, so a second sweeper after a lost lock only repeats work.
 //   - The store (bucket and prefix) belongs to one cluster: objects under data/ that its

@@ -28,8 +28,8 @@ const LockName = "sweeper"
 
 // Options tune a Sweeper. Zero fields take the documented defaults.
 type Options struct {
-	// Grace is how old an unindexed object must be, and how long this sweeper must have
-	// seen it unindexed, before it is deleted. Default DefaultGrace; at least MinGrace.
+	// Grace is how old an unindexed object must be before it is deleted. Default
+	// DefaultGrace; at least MinGrace.
 	Grace time.Duration
 	// Interval is the time between sweeps of Run, with ±10% jitter. Default Grace/4.
 	Interval time.Duration
@@ -45,9 +45,7 @@ type Sweeper struct {
 	store objstore.Store
 	opts  Options
 
-	mu sync.Mutex
-	// unindexedSince is when this sweeper first saw each object unindexed.
-	unindexedSince map[string]time.Time
+	mu sync.Mutex // serialises sweeps
 }
 
 // Pass is what one sweep saw and did.
@@ -79,7 +77,7 @@ func New(c *coordination.Client, store objstore.Store, opts Options) (*Sweeper, 
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	return &Sweeper{c: c, store: store, opts: opts, unindexedSince: map[string]time.Time{}}, nil
+	return &Sweeper{c: c, store: store, opts: opts}, nil
 }
 
 // Sweep lists the objects, reads the index, and deletes the orphans past their grace.
@@ -99,35 +97,24 @@ func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
 	}
 	now := s.opts.Now()
 	pass := Pass{Listed: len(objects), Revision: rev}
-	seen := make(map[string]time.Time, len(s.unindexedSince))
 	var errs []error
 	for _, o := range objects {
 		if indexed[o.Key] {
 			pass.Indexed++
 			continue
 		}
-		since, ok := s.unindexedSince[o.Key]
-		if !ok {
-			since = now
-		}
-		if now.Sub(o.ModTime) < s.opts.Grace || now.Sub(since) < s.opts.Grace {
-			seen[o.Key] = since
+		if now.Sub(o.ModTime) < s.opts.Grace {
 			pass.Pending++
 			continue
 		}
 		if err := s.store.Delete(ctx, o.Key); err != nil {
-			seen[o.Key] = since
 			errs = append(errs, fmt.Errorf("delete orphan %s: %w", o.Key, err))
 			continue
 		}
 		pass.Deleted++
 		pass.Bytes += o.Size
-		s.opts.Log.Info("orphan deleted", zap.String("object", o.Key), zap.Int64("bytes", o.Size),
-			zap.Time("modified", o.ModTime), zap.Duration("unindexed_for", now.Sub(since)))
+		s.opts.Log.Info("orphan deleted", zap.String("object", o.Key), zap.Int64("bytes", o.Size), zap.Time("modified", o.ModTime))
 	}
-	// Objects gone from the listing are forgotten; an object that is indexed again (it
-	// cannot be, but if it were) starts its grace afresh.
-	s.unindexedSince = seen
 	metricOrphansDeleted.Add(float64(pass.Deleted))
 	metricOrphanBytes.Add(float64(pass.Bytes))
 	metricOrphansPending.Set(float64(pass.Pending))

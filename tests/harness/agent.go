@@ -54,6 +54,7 @@ type AgentConfig struct {
 	StoreURL   string
 	SessionTTL time.Duration // default: the agent's default
 	Env        []string      // extra environment, e.g. AWS credentials
+	Args       []string      // extra flags
 }
 
 // Agent is a `streamhouse agent` process.
@@ -96,6 +97,7 @@ func (a *Agent) start(ctx context.Context, bin string) error {
 	if cfg.SessionTTL > 0 {
 		args = append(args, "--session-ttl", cfg.SessionTTL.String())
 	}
+	args = append(args, cfg.Args...)
 	logPath := filepath.Join(a.dir, fmt.Sprintf("%s-%d.log", cfg.Node, time.Now().UnixNano()))
 	p, err := StartProcess(cfg.Node, bin, args, cfg.Env, logPath)
 	if err != nil {

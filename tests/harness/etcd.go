@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -19,7 +21,7 @@ type EtcdOptions struct {
 	ExtraArgs []string
 }
 
-// Etcd is a real single-member etcd started from ./bin/etcd.
+// Etcd is a real etcd member started from ./bin/etcd.
 type Etcd struct {
 	// Endpoint is the client URL, http://127.0.0.1:<port>.
 	Endpoint string
@@ -31,35 +33,102 @@ type Etcd struct {
 
 // StartEtcd starts etcd with its data in dir and waits until it is healthy.
 func StartEtcd(ctx context.Context, dir string, opts EtcdOptions) (*Etcd, error) {
-	clientPort, err := FreePort()
+	c, err := StartEtcdCluster(ctx, dir, 1, opts)
 	if err != nil {
 		return nil, err
 	}
-	peerPort, err := FreePort()
-	if err != nil {
-		return nil, err
+	return c.Members[0], nil
+}
+
+// EtcdCluster is a real etcd cluster of several members on loopback.
+type EtcdCluster struct {
+	Members []*Etcd
+}
+
+// StartEtcdCluster starts n members with their data under dir and waits until every one
+// is healthy (which needs a quorum).
+func StartEtcdCluster(ctx context.Context, dir string, n int, opts EtcdOptions) (*EtcdCluster, error) {
+	var peers []string
+	c := &EtcdCluster{}
+	for i := range n {
+		clientPort, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		peerPort, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		name := "test"
+		if n > 1 {
+			name = fmt.Sprintf("m%d", i)
+		}
+		client := "http://127.0.0.1:" + itoa(clientPort)
+		peer := "http://127.0.0.1:" + itoa(peerPort)
+		peers = append(peers, name+"="+peer)
+		c.Members = append(c.Members, &Etcd{Endpoint: client, dir: filepath.Join(dir, name), args: []string{
+			"--name", name,
+			"--data-dir", filepath.Join(dir, name, "etcd"),
+			"--listen-client-urls", client, "--advertise-client-urls", client,
+			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+			"--log-level", "warn",
+		}})
 	}
-	client := "http://127.0.0.1:" + itoa(clientPort)
-	peer := "http://127.0.0.1:" + itoa(peerPort)
-	args := []string{
-		"--name", "test",
-		"--data-dir", filepath.Join(dir, "etcd"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test=" + peer,
-		// Short ticks so that the minimum lease TTL (1s) and elections are test-sized.
-		"--heartbeat-interval", "10", "--election-timeout", "100",
-		"--log-level", "warn",
+	// Short ticks so that the minimum lease TTL (1s) and elections are test-sized; a
+	// cluster's members share the cores, so it gets more room before an election.
+	ticks := []string{"--heartbeat-interval", "10", "--election-timeout", "100"}
+	if n > 1 {
+		ticks = []string{"--heartbeat-interval", "50", "--election-timeout", "500"}
 	}
-	if !opts.Fsync {
-		args = append(args, "--unsafe-no-fsync")
+	for _, e := range c.Members {
+		e.args = append(e.args, "--initial-cluster", strings.Join(peers, ","), "--initial-cluster-state", "new")
+		e.args = append(e.args, ticks...)
+		if !opts.Fsync {
+			e.args = append(e.args, "--unsafe-no-fsync")
+		}
+		e.args = append(e.args, opts.ExtraArgs...)
+		if err := os.MkdirAll(e.dir, 0o755); err != nil {
+			return nil, err
+		}
 	}
-	args = append(args, opts.ExtraArgs...)
-	e := &Etcd{Endpoint: client, dir: dir, args: args}
-	if err := e.start(ctx); err != nil {
-		return nil, err
+	errs := make(chan error, n)
+	for _, e := range c.Members {
+		go func() { errs <- e.start(ctx) }()
 	}
-	return e, nil
+	var first error
+	for range n {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		_ = c.Stop()
+		return nil, first
+	}
+	return c, nil
+}
+
+// Endpoints are the members' client URLs.
+func (c *EtcdCluster) Endpoints() []string {
+	var eps []string
+	for _, e := range c.Members {
+		eps = append(eps, e.Endpoint)
+	}
+	return eps
+}
+
+// Stop stops every member; the error names the first that would not exit.
+func (c *EtcdCluster) Stop() error {
+	var first error
+	for _, e := range c.Members {
+		if e.Process == nil {
+			continue
+		}
+		if err := e.Stop(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func (e *Etcd) start(ctx context.Context) error {

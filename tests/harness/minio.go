@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"time"
 )
@@ -19,14 +20,13 @@ type MinIO struct {
 	AccessKey string
 	SecretKey string
 	Process   *Process
+
+	dir  string
+	args []string
 }
 
 // StartMinIO starts a single-drive MinIO with its data in dir and waits until it serves.
 func StartMinIO(ctx context.Context, dir string) (*MinIO, error) {
-	bin, err := Binary("minio")
-	if err != nil {
-		return nil, err
-	}
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -36,26 +36,42 @@ func StartMinIO(ctx context.Context, dir string) (*MinIO, error) {
 		return nil, err
 	}
 	addr := "127.0.0.1:" + itoa(port)
-	args := []string{"server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:" + itoa(consolePort), filepath.Join(dir, "data")}
+	m := &MinIO{Endpoint: "http://" + addr, AccessKey: MinIOAccessKey, SecretKey: MinIOSecretKey, dir: dir,
+		args: []string{"server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:" + itoa(consolePort), filepath.Join(dir, "data")}}
+	return m, m.start(ctx)
+}
+
+func (m *MinIO) start(ctx context.Context) error {
+	bin, err := Binary("minio")
+	if err != nil {
+		return err
+	}
 	env := []string{
 		"MINIO_ROOT_USER=" + MinIOAccessKey,
 		"MINIO_ROOT_PASSWORD=" + MinIOSecretKey,
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
 		"MINIO_CI_CD=1",
-		"HOME=" + dir,
+		"HOME=" + m.dir,
 	}
-	p, err := StartProcess("minio", bin, args, env, filepath.Join(dir, "minio.log"))
+	p, err := StartProcess("minio", bin, m.args, env, filepath.Join(m.dir, fmt.Sprintf("minio-%d.log", time.Now().UnixNano())))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	m := &MinIO{Endpoint: "http://" + addr, AccessKey: MinIOAccessKey, SecretKey: MinIOSecretKey, Process: p}
-	err = waitReady(ctx, p, 60*time.Second, httpOK(m.Endpoint+"/minio/health/ready"))
-	if err != nil {
+	if err := waitReady(ctx, p, 60*time.Second, httpOK(m.Endpoint+"/minio/health/ready")); err != nil {
 		_ = p.Stop(5 * time.Second)
-		return nil, err
+		return err
 	}
-	return m, nil
+	m.Process = p
+	return nil
+}
+
+// Restart starts MinIO again, on the same port and data, after it stopped or was killed.
+func (m *MinIO) Restart(ctx context.Context) error {
+	if err := m.Stop(); err != nil {
+		return err
+	}
+	return m.start(ctx)
 }
 
 // Stop stops the server; the error says if it would not exit.

@@ -1,0 +1,372 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+	"github.com/streamhouse/streamhouse/segmentstore"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(harness.Main(m, harness.Services{Streamhouse: true}))
+}
+
+const (
+	topic      = "chaos"
+	partitions = 6
+	agentCount = 3
+	sessionTTL = 2 * time.Second
+	// The sweeper's shortest grace, and sweeps often enough to delete within a short run.
+	sweepGrace    = "2m"
+	sweepInterval = "5s"
+)
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("$%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+func TestChaos(t *testing.T) {
+	faults, seed := envInt(t, "CHAOS_FAULTS", 24), envInt(t, "CHAOS_SEED", 1)
+	t.Logf("chaos run: %d faults, seed %d (CHAOS_FAULTS, CHAOS_SEED)", faults, seed)
+	ctx := context.Background()
+	c, storeURL := startCluster(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", c.minio.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", c.minio.SecretKey)
+	t.Setenv("AWS_REGION", "us-east-1")
+
+	var clients []pb.StreamHouseClient
+	for _, a := range c.agents {
+		conn, err := grpc.NewClient(a.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		clients = append(clients, pb.NewStreamHouseClient(conn))
+	}
+	harness.Eventually(t, 30*time.Second, func() error {
+		_, err := clients[0].CreateTopic(ctx, &pb.CreateTopicRequest{Name: topic, Partitions: partitions})
+		return err
+	})
+
+	w := newWorkload(clients, topic, partitions)
+	w.start(uint64(seed))
+	harness.Eventually(t, 60*time.Second, func() error { return w.ackedSince(time.Time{}) })
+
+	store, err := objstore.Open(ctx, storeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lister := startLister(store)
+
+	rng := rand.New(rand.NewPCG(uint64(seed), 0xc4a05))
+	var done []fault
+	kinds := faultKinds
+	if v := os.Getenv("CHAOS_KINDS"); v != "" {
+		var err error
+		if kinds, err = kindsByName(strings.Split(v, ",")); err != nil {
+			t.Fatalf("$CHAOS_KINDS: %v", err)
+		}
+	}
+	for i, kind := range schedule(faults, kinds, rng) {
+		f, err := c.inject(ctx, kind, rng)
+		if err != nil {
+			t.Fatalf("fault %d: %v", i+1, err)
+		}
+		// Ready once every partition acked a record after the heal.
+		deadline := time.Now().Add(60 * time.Second)
+		for w.ackedSince(f.Healed) != nil && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			if os.Getenv("CHAOS_DEBUG") != "" {
+				t.Logf("  %.1fs after heal: %v", time.Since(f.Healed).Seconds(), w.ackedSince(f.Healed))
+			}
+		}
+		f.Ready = time.Now()
+		if err := w.ackedSince(f.Healed); err != nil {
+			t.Errorf("fault %d (%s on %s): not recovered 60s after the heal: %v", i+1, f.Kind, f.Target, err)
+		}
+		t.Logf("fault %2d/%d %-24s on %-24s held %5.1fs, all partitions acking %5.1fs after the heal",
+			i+1, faults, f.Kind, f.Target, f.Healed.Sub(f.Start).Seconds(), f.Ready.Sub(f.Healed).Seconds())
+		done = append(done, f)
+		if os.Getenv("CHAOS_DEBUG") != "" {
+			for _, a := range c.agents {
+				for _, line := range strings.Split(a.Process.LogTail(1<<20), "\n") {
+					if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) || strings.Contains(line, "session") || strings.Contains(line, "rebalanc") {
+						if ts := logTime(line); ts.After(f.Start.Add(-time.Second)) {
+							t.Logf("  %s %s", a.Config.Node, line[:min(len(line), 300)])
+						}
+					}
+				}
+			}
+		}
+		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+	}
+	end := time.Now()
+	w.halt()
+	seen := lister.halt()
+	if err := w.readAll(time.Now().Add(2 * time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	objects := checkObjects(t, c, store, seen, &w.h)
+
+	r := Check(w.h)
+	var names []string
+	var starts []time.Time
+	for _, f := range done {
+		names, starts = append(names, f.Kind), append(starts, f.Start)
+	}
+	table := summary(r, objects, Unavailability(names, starts, end, w.ackTimes), faults, seed, end.Sub(done[0].Start))
+	t.Log("\n" + table)
+	if path := os.Getenv("CHAOS_REPORT"); path != "" {
+		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	if bad := r.Failed(); len(bad) > 0 {
+		t.Errorf("the promise broke: %s", strings.Join(bad, "; "))
+	}
+	if r.Acked < 1000 || r.ReaderRead < r.Acked/2 {
+		t.Errorf("the run proved little: %d records acked, %d read by followers", r.Acked, r.ReaderRead)
+	}
+}
+
+func logTime(line string) time.Time {
+	_, rest, ok := strings.Cut(line, `"ts":`)
+	if !ok {
+		return time.Time{}
+	}
+	end := strings.IndexAny(rest, ",}")
+	f, err := strconv.ParseFloat(rest[:max(end, 0)], 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(f*1e9))
+}
+
+// ackedSince is nil once every partition has an ack after t.
+func (w *workload) ackedSince(t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var idle []string
+	for p := range w.partitions {
+		ts := w.ackTimes[p]
+		if len(ts) == 0 || !ts[len(ts)-1].After(t) {
+			idle = append(idle, strconv.Itoa(int(p)))
+		}
+	}
+	if len(idle) > 0 {
+		return fmt.Errorf("no ack on partitions %s", strings.Join(idle, ","))
+	}
+	return nil
+}
+
+func startCluster(t *testing.T) (*cluster, string) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	e, err := harness.StartEtcdCluster(ctx, dir, 3, harness.EtcdOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	m, err := harness.StartMinIO(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	c := &cluster{etcd: e, minio: m, ttl: sessionTTL}
+	storeURL := "s3://chaos?create_bucket=true&endpoint=" + m.Endpoint
+	for i := range agentCount {
+		var proxies []*harness.Proxy
+		for _, member := range e.Members {
+			p, err := harness.StartProxy(strings.TrimPrefix(member.Endpoint, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
+			proxies = append(proxies, p)
+		}
+		c.proxies = append(c.proxies, proxies)
+		a, err := harness.StartAgent(ctx, dir, harness.AgentConfig{
+			Node: fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%d", i+1),
+			Etcd: c.etcdEndpoints(i), EtcdRoot: "/streamhouse", StoreURL: storeURL, SessionTTL: sessionTTL,
+			Env:  []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey, "AWS_REGION=us-east-1"},
+			Args: []string{"--sweep-grace", sweepGrace, "--sweep-interval", sweepInterval},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := a.Stop(); err != nil {
+				t.Error(err)
+			}
+		})
+		c.agents = append(c.agents, a)
+	}
+	return c, storeURL
+}
+
+// lister lists the store's objects every second, so that the end of the run knows which
+// objects existed at some point.
+type lister struct {
+	stop chan struct{}
+	done chan map[string]bool
+}
+
+func startLister(store objstore.Store) *lister {
+	l := &lister{stop: make(chan struct{}), done: make(chan map[string]bool)}
+	go func() {
+		seen := map[string]bool{}
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			objs, err := store.List(ctx, segmentstore.DataPrefix)
+			cancel()
+			if err == nil {
+				for _, o := range objs {
+					seen[o.Key] = true
+				}
+			}
+			select {
+			case <-l.stop:
+				l.done <- seen
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return l
+}
+
+func (l *lister) halt() map[string]bool { close(l.stop); return <-l.done }
+
+// objectCounts is what happened to the objects.
+type objectCounts struct {
+	Indexed, Seen, Deleted, Orphans int
+}
+
+// checkObjects reads the segment index and confirms every committed object is in the
+// store (h.MissingObjects counts those that are not); objects seen during the run and
+// gone now were deleted by the sweeper, and must all have been orphans.
+func checkObjects(t *testing.T, c *cluster, store objstore.Store, seen map[string]bool, h *History) objectCounts {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := clientv3.New(clientv3.Config{Endpoints: c.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	coord, err := coordination.New(e, coordination.Options{Root: "/streamhouse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	indexed, _, err := coord.IndexedObjects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := store.List(ctx, segmentstore.DataPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	present := map[string]bool{}
+	for _, o := range now {
+		present[o.Key] = true
+		seen[o.Key] = true
+	}
+	counts := objectCounts{Indexed: len(indexed), Seen: len(seen)}
+	for o := range indexed {
+		if !present[o] {
+			h.MissingObjects++
+			if _, err := store.Head(ctx, o); !errors.Is(err, objstore.ErrNotFound) {
+				t.Errorf("committed object %s is not listed, and Head says %v", o, err)
+			}
+		}
+	}
+	for o := range seen {
+		switch {
+		case !present[o]:
+			counts.Deleted++
+		case !indexed[o]:
+			counts.Orphans++
+		}
+	}
+	return counts
+}
+
+// summary is the run's table, in the Markdown docs/RELIABILITY.md shows.
+func summary(r Report, o objectCounts, outages []Outage, faults, seed int, took time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d faults, seed %d, %s of faults; 3 agents, 3 etcd members, 1 MinIO, %d partitions\n\n", faults, seed, took.Round(time.Second), partitions)
+	fmt.Fprintf(&b, "| check | count | must be 0 |\n|---|---|---|\n")
+	row := func(name string, n int, must bool) {
+		m := ""
+		if must {
+			m = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s |\n", name, n, m)
+	}
+	row("acked but missing", r.AckedMissing, true)
+	row("two values at one offset", r.ConflictingOffsets, true)
+	row("gaps in the committed offsets", r.Gaps, true)
+	row("records read that were never sent", r.NeverSent, true)
+	row("consumer-group offsets going backwards", r.GroupBackwards, true)
+	row("committed objects deleted", r.DeletedCommitted, true)
+	row("values at two offsets (retries after an unknown outcome)", r.Duplicates, false)
+	row("values sent", r.Sent, false)
+	row("records acked", r.Acked, false)
+	row("records in the final read", r.Records, false)
+	row("records read by followers and the group", r.ReaderRead, false)
+	row("objects written", o.Seen, false)
+	row("objects indexed at the end", o.Indexed, false)
+	row("orphans deleted by the sweeper", o.Deleted, false)
+	row("orphans left (in their grace period)", o.Orphans, false)
+
+	byKind := map[string][]time.Duration{}
+	for _, u := range outages {
+		byKind[u.Fault] = append(byKind[u.Fault], u.Window)
+	}
+	fmt.Fprintf(&b, "\n| fault | injected | longest partition silence: median | max |\n|---|---|---|---|\n")
+	kinds := append([]string(nil), faultKinds...)
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		ws := byKind[k]
+		if len(ws) == 0 {
+			continue
+		}
+		sort.Slice(ws, func(i, j int) bool { return ws[i] < ws[j] })
+		fmt.Fprintf(&b, "| %s | %d | %.1f s | %.1f s |\n", k, len(ws), ws[len(ws)/2].Seconds(), ws[len(ws)-1].Seconds())
+	}
+	return b.String()
+}
