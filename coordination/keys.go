@@ -134,8 +134,9 @@ func (k Keys) Nodes() string { return k.root + NodesPrefix }
 // Node is /root/nodes/<node>.
 func (k Keys) Node(node string) string { return k.root + NodesPrefix + node }
 
-// Lock is the prefix of the etcd mutex named name (LocksPrefix).
-func (k Keys) Lock(name string) string { return k.root + LocksPrefix + name + "/" }
+// Lock is the etcd mutex named name (LocksPrefix), without the "/" that
+// concurrency.NewMutex adds before each contender's key.
+func (k Keys) Lock(name string) string { return k.root + LocksPrefix + name }
 
 // Cluster is the prefix handed to protoactor-go's etcd cluster provider.
 func (k Keys) Cluster() string { return k.root + ClusterPrefix }

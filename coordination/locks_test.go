@@ -2,6 +2,7 @@ package coordination_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/streamhouse/streamhouse/coordination"
@@ -17,6 +18,11 @@ func TestTryLockIsExclusiveAndEndsWithTheSession(t *testing.T) {
 	}
 	if _, err := b.TryLock(ctx, "chore"); !errors.Is(err, coordination.ErrLocked) {
 		t.Fatalf("second session: %v, want ErrLocked", err)
+	}
+	// The holder is one key under the lock's prefix, named by its session's lease.
+	want := fmt.Sprintf("%s/%x", c.Keys().Lock("chore"), a.LeaseID())
+	if _, ok := dump(t, c)[want]; !ok || countPrefix(t, c, c.Keys().Lock("chore")+"/") != 1 {
+		t.Fatalf("lock keys: %v, want only %s", dump(t, c), want)
 	}
 	if _, err := b.TryLock(ctx, "other chore"); err != nil {
 		t.Fatalf("another lock name: %v", err)
