@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -70,6 +71,16 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{c: c, lease: l, store: store, dir: dir, now: time.Now()}
 }
 
+// sweeper returns a sweeper on the fixture's clock.
+func (f *fixture) sweeper(t *testing.T, grace time.Duration) *sweeper.Sweeper {
+	t.Helper()
+	sw, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: grace, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sw
+}
+
 // put writes an object modified age before the fixture's clock.
 func (f *fixture) put(t *testing.T, key string, age time.Duration) {
 	t.Helper()
@@ -109,10 +120,7 @@ func (f *fixture) keys(t *testing.T) []string {
 func TestSweepDeletesOnlyOrphansPastTheirGrace(t *testing.T) {
 	const grace = sweeper.MinGrace
 	f := newFixture(t)
-	sw, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: grace, Now: func() time.Time { return f.now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sw := f.sweeper(t, grace)
 	ctx := context.Background()
 	f.put(t, "data/a/committed-old.obj", 3*grace) // indexed: never deleted, however old
 	f.commit(t, "data/a/committed-old.obj")
@@ -128,21 +136,17 @@ func TestSweepDeletesOnlyOrphansPastTheirGrace(t *testing.T) {
 		t.Fatalf("first sweep: %+v, %v", pass, err)
 	}
 	want := []string{"data/a/committed-old.obj", "data/a/shared.obj", "data/b/fenced-recent.obj", "keep/not-data.txt"}
-	if got := f.keys(t); !equal(got, want) {
+	if got := f.keys(t); !slices.Equal(got, want) {
 		t.Fatalf("objects after the sweep: %v, want %v", got, want)
 	}
 	// A second later the recent orphan is past its grace too. A new sweeper (another
 	// agent, a restart) decides the same: the rule needs no memory.
 	f.now = f.now.Add(time.Second)
-	other, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: grace, Now: func() time.Time { return f.now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pass, err := other.Sweep(ctx); err != nil || pass.Deleted != 1 || pass.Pending != 0 {
+	if pass, err := f.sweeper(t, grace).Sweep(ctx); err != nil || pass.Deleted != 1 || pass.Pending != 0 {
 		t.Fatalf("last sweep: %+v, %v", pass, err)
 	}
 	want = []string{"data/a/committed-old.obj", "data/a/shared.obj", "keep/not-data.txt"}
-	if got := f.keys(t); !equal(got, want) {
+	if got := f.keys(t); !slices.Equal(got, want) {
 		t.Fatalf("objects after the last sweep: %v, want %v", got, want)
 	}
 	// Every committed segment still reads back.
@@ -162,10 +166,7 @@ func TestSweepDeletesOnlyOrphansPastTheirGrace(t *testing.T) {
 func TestSweepSparesAnObjectCommittedLate(t *testing.T) {
 	const grace = sweeper.MinGrace
 	f := newFixture(t)
-	sw, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: grace, Now: func() time.Time { return f.now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sw := f.sweeper(t, grace)
 	ctx := context.Background()
 	f.put(t, "data/a/slow.obj", grace/2)
 	if pass, err := sw.Sweep(ctx); err != nil || pass.Pending != 1 {
@@ -186,16 +187,4 @@ func TestSweeperRefusesAShortGrace(t *testing.T) {
 	if _, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: sweeper.MinGrace - time.Second}); !errors.Is(err, coordination.ErrInvalidArgument) {
 		t.Fatalf("grace below the minimum: %v, want ErrInvalidArgument", err)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

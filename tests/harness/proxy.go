@@ -85,21 +85,16 @@ func (p *Proxy) drop(c net.Conn) {
 }
 
 // Cut breaks every connection through the proxy; new ones hang until Heal.
-func (p *Proxy) Cut() {
-	p.mu.Lock()
-	p.cut = true
-	conns := p.conns
-	p.conns = map[net.Conn]struct{}{}
-	p.mu.Unlock()
-	for c := range conns {
-		_ = c.Close()
-	}
-}
+func (p *Proxy) Cut() { p.set(true) }
 
 // Heal closes the connections held while cut and forwards new ones again.
-func (p *Proxy) Heal() {
+func (p *Proxy) Heal() { p.set(false) }
+
+// set switches the proxy and closes every connection it had: the forwarded ones on a
+// cut, the held ones on a heal.
+func (p *Proxy) set(cut bool) {
 	p.mu.Lock()
-	p.cut = false
+	p.cut = cut
 	conns := p.conns
 	p.conns = map[net.Conn]struct{}{}
 	p.mu.Unlock()
