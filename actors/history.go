@@ -19,11 +19,17 @@ type history struct {
 }
 
 // read returns records from offset from, up to maxBytes of payload (at least one record if
-// any exists at or after from), and the high-water mark it read them under.
-func (h *history) read(ctx context.Context, p coordination.Partition, from int64, maxBytes int) ([]segmentstore.Record, int64, error) {
-	segs, hwm, err := h.c.Segments(ctx, p.Topic, p.Partition, from, 8)
-	if err != nil {
-		return nil, 0, err
+// any exists at or after from). It finds the segments in idx, the partition's cache of
+// its index, or else reads them from etcd into it.
+func (h *history) read(ctx context.Context, p coordination.Partition, idx *segmentIndex, from int64, maxBytes int) ([]segmentstore.Record, error) {
+	segs, ok := idx.lookup(from, indexFetch)
+	if !ok {
+		run, _, err := h.c.Segments(ctx, p.Topic, p.Partition, from, indexRun)
+		if err != nil {
+			return nil, err
+		}
+		idx.store(run)
+		segs = run[:min(len(run), indexFetch)]
 	}
 	var out []segmentstore.Record
 	size, full := 0, false
@@ -35,9 +41,9 @@ func (h *history) read(ctx context.Context, p coordination.Partition, from int64
 		id := s.Object + "@" + strconv.FormatInt(s.Offset, 10)
 		recs, err := h.cache.ReadObject(ctx, id, objstore.Object{Store: h.store, Key: s.Object, Offset: s.Offset}, s.ZBytes, from, max(maxBytes-size, 1))
 		if err != nil {
-			return nil, 0, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
+			return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
 		}
 		out, size, full = segmentstore.Take(out, size, recs, from, maxBytes)
 	}
-	return out, hwm, nil
+	return out, nil
 }

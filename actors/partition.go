@@ -95,7 +95,8 @@ type partitionActor struct {
 	w       *writer
 	stash   []stashed
 	waiters []*fetchWaiter
-	failed  error // set when the partition cannot serve (acquire failed, fenced)
+	index   segmentIndex // the run of the segment index history reads last used
+	failed  error        // set when the partition cannot serve (acquire failed, fenced)
 }
 
 func newPartitionActor(deps *partitionDeps) actor.Actor {
@@ -368,13 +369,17 @@ func (a *partitionActor) serve(m *partitionpb.FetchRequest, sender *actor.PID) {
 		a.replyFetch(sender, &partitionpb.FetchResponse{Records: fromRecords(recs), HighWaterMark: hwm})
 		return
 	}
-	h, p := a.deps.history, a.p
+	h, p, idx := a.deps.history, a.p, &a.index
 	resp := &partitionpb.FetchResponse{Epoch: a.lease.Epoch(), Node: a.deps.session.Node().Node}
 	root := a.deps.system.Root
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		recs, hwm, err := h.read(ctx, p, m.Offset, maxBytes)
+		recs, err := h.read(ctx, p, idx, m.Offset, maxBytes)
+		// Segments read from etcd may have been committed after hwm was taken.
+		if n := len(recs); n > 0 {
+			hwm = max(hwm, recs[n-1].Offset+1)
+		}
 		resp.Code, resp.HighWaterMark, resp.Records = codeOf(err), hwm, fromRecords(recs)
 		if err != nil {
 			resp.Message = err.Error()

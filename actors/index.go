@@ -1,0 +1,57 @@
+package actors
+
+import (
+	"sync"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// indexRun is how many segment metas a fetch that misses the index cache reads from etcd
+// (and caches); indexFetch is how many one fetch uses at most.
+const (
+	indexRun   = 64
+	indexFetch = 8
+)
+
+// segmentIndex caches one run of a partition's committed segment index, so that a
+// reader going through history does not read etcd for every fetch: a fetch that misses
+// reads the next indexRun segments and the following fetches find them here. A
+// committed segment's meta never changes, so a cached one stays true; whatever takes
+// segments out of the index (retention, compaction) must reset the cache of the
+// partition. Safe for concurrent use (fetches read history on goroutines of their own).
+type segmentIndex struct {
+	mu   sync.Mutex
+	segs []coordination.SegmentMeta // contiguous: each starts where the previous ends
+}
+
+// lookup returns up to n cached segments from the one holding offset from.
+func (x *segmentIndex) lookup(from int64, n int) ([]coordination.SegmentMeta, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.segs) == 0 || from < x.segs[0].Base || from > x.segs[len(x.segs)-1].Last {
+		return nil, false
+	}
+	// Segments are contiguous and sorted: find the one holding from.
+	lo, hi := 0, len(x.segs)-1
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if x.segs[mid].Base <= from {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	end := min(lo+n, len(x.segs))
+	return append([]coordination.SegmentMeta(nil), x.segs[lo:end]...), true
+}
+
+// store replaces the cached run with segs (as coordination.Segments returns them:
+// contiguous, in offset order).
+func (x *segmentIndex) store(segs []coordination.SegmentMeta) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.segs = append(x.segs[:0:0], segs...)
+}
+
+// reset forgets everything (segments were taken out of the index).
+func (x *segmentIndex) reset() { x.store(nil) }
