@@ -51,7 +51,7 @@ func envInt(t *testing.T, name string, def int) int {
 }
 
 func TestChaos(t *testing.T) {
-	faults, seed := envInt(t, "CHAOS_FAULTS", 24), envInt(t, "CHAOS_SEED", 1)
+	faults, seed := envInt(t, "CHAOS_FAULTS", 28), envInt(t, "CHAOS_SEED", 1)
 	t.Logf("chaos run: %d faults, seed %d (CHAOS_FAULTS, CHAOS_SEED)", faults, seed)
 	ctx := context.Background()
 	c, storeURL := startCluster(t)
@@ -209,6 +209,12 @@ func startCluster(t *testing.T) (*cluster, string) {
 	c := &cluster{etcd: e, minio: m, ttl: sessionTTL}
 	storeURL := "s3://chaos?create_bucket=true&endpoint=" + m.Endpoint
 	for i := range agentCount {
+		store, err := harness.StartProxy(strings.TrimPrefix(m.Endpoint, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = store.Close() })
+		c.stores = append(c.stores, store)
 		var proxies []*harness.Proxy
 		for _, member := range e.Members {
 			p, err := harness.StartProxy(strings.TrimPrefix(member.Endpoint, "http://"))
@@ -221,7 +227,8 @@ func startCluster(t *testing.T) (*cluster, string) {
 		c.proxies = append(c.proxies, proxies)
 		a, err := harness.StartAgent(ctx, dir, harness.AgentConfig{
 			Node: fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%d", i+1),
-			Etcd: c.etcdEndpoints(i), EtcdRoot: "/streamhouse", StoreURL: storeURL, SessionTTL: sessionTTL,
+			Etcd: c.etcdEndpoints(i), EtcdRoot: "/streamhouse", SessionTTL: sessionTTL,
+			StoreURL: "s3://chaos?create_bucket=true&endpoint=http://" + store.Addr,
 			Env:  []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey, "AWS_REGION=us-east-1"},
 			Args: []string{"--sweep-grace", sweepGrace, "--sweep-interval", sweepInterval},
 		})

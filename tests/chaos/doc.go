@@ -11,7 +11,7 @@
 // never sent, group offsets going backwards, committed objects deleted) and what is only
 // reported (duplicates from retries after an unknown outcome, unavailability per fault).
 //
-// CHAOS_FAULTS (default 24) and CHAOS_SEED (default 1) choose the run; CHAOS_KINDS
+// CHAOS_FAULTS (default 28, four of each kind) and CHAOS_SEED (default 1) choose the run; CHAOS_KINDS
 // (comma-separated words: "etcd", "SIGSTOP", "minio"...) keeps some fault kinds only;
 // CHAOS_REPORT names a file for the summary table (docs/RELIABILITY.md holds the latest
 // long run); CHAOS_DEBUG prints each agent's warnings after each fault.

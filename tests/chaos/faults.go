@@ -19,9 +19,10 @@ const (
 	killEtcd     = "kill -9 etcd member"
 	restartMinIO = "kill -9 + restart MinIO"
 	cutAgent     = "cut agent from etcd"
+	cutStore     = "cut agent from MinIO"
 )
 
-var faultKinds = []string{killAgent, pauseAgent, restartAgent, killEtcd, restartMinIO, cutAgent}
+var faultKinds = []string{killAgent, pauseAgent, restartAgent, killEtcd, restartMinIO, cutAgent, cutStore}
 
 // kindsByName finds fault kinds by a word of their name ("etcd", "SIGSTOP", "cut"...),
 // for CHAOS_KINDS.
@@ -47,6 +48,7 @@ type cluster struct {
 	minio   *harness.MinIO
 	agents  []*harness.Agent
 	proxies [][]*harness.Proxy // per agent, one per etcd member
+	stores  []*harness.Proxy   // per agent, to MinIO
 	ttl     time.Duration
 }
 
@@ -113,6 +115,10 @@ func (c *cluster) inject(ctx context.Context, kind string, rng *rand.Rand) (faul
 		for _, p := range c.proxies[i] {
 			p.Heal()
 		}
+	case cutStore:
+		c.stores[i].Cut()
+		time.Sleep(past)
+		c.stores[i].Heal()
 	default:
 		err = fmt.Errorf("unknown fault %q", kind)
 	}
