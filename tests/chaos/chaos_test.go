@@ -229,8 +229,8 @@ func startCluster(t *testing.T) (*cluster, string) {
 			Node: fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%d", i+1),
 			Etcd: c.etcdEndpoints(i), EtcdRoot: "/streamhouse", SessionTTL: sessionTTL,
 			StoreURL: "s3://chaos?create_bucket=true&endpoint=http://" + store.Addr,
-			Env:  []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey, "AWS_REGION=us-east-1"},
-			Args: []string{"--sweep-grace", sweepGrace, "--sweep-interval", sweepInterval},
+			Env:      []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey, "AWS_REGION=us-east-1"},
+			Args:     []string{"--sweep-grace", sweepGrace, "--sweep-interval", sweepInterval},
 		})
 		if err != nil {
 			t.Fatal(err)
