@@ -158,12 +158,16 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	val := mustJSON(meta)
 	next := strconv.FormatInt(meta.Last+1, 10)
 	var rev int64
+	attempt := commitAttemptTimeout
 	err := retry(ctx, func(ctx context.Context) error {
-		// Each attempt gets commitAttemptTimeout: a member that answers slowly (one just
+		// Each attempt gets a bounded time: a member that answers slowly (one just
 		// restarted applies the entries it missed before it replies) holds one attempt,
-		// and the next goes to another member. An attempt cut short may still be
-		// applied; the retry recognises it below.
-		actx, cancel := context.WithTimeout(ctx, commitAttemptTimeout)
+		// and the next goes to another member. Each retry gets twice the time of the one
+		// before, so that an etcd that is slow everywhere is still waited for. An
+		// attempt cut short may still be applied; the retry recognises it below.
+		timeout := attempt
+		attempt = min(2*attempt, maxCommitAttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		resp, err := l.s.c.etcd.Txn(actx).
 			If(
@@ -175,7 +179,7 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 			Else(clientv3.OpGet(l.key), clientv3.OpGet(l.hwmKey), clientv3.OpGet(segKey)).
 			Commit()
 		if err != nil && actx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("%w after %v: %v", errAttemptTimeout, commitAttemptTimeout, err) // retried
+			return fmt.Errorf("%w after %v: %v", errAttemptTimeout, timeout, err) // retried
 		}
 		if err != nil {
 			return err
@@ -209,9 +213,13 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	return rev, nil
 }
 
-// commitAttemptTimeout bounds one attempt of a commit: hundreds of times a healthy
-// transaction, so that only a stuck member trips it.
-const commitAttemptTimeout = time.Second
+// commitAttemptTimeout bounds the first attempt of a commit: hundreds of times a healthy
+// transaction, so that only a stuck member trips it; later attempts get up to
+// maxCommitAttemptTimeout.
+const (
+	commitAttemptTimeout    = time.Second
+	maxCommitAttemptTimeout = 8 * time.Second
+)
 
 // errAttemptTimeout: one attempt took too long; unlike the caller's deadline, retried.
 var errAttemptTimeout = errors.New("coordination: etcd attempt timed out")

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/tests/harness"
@@ -289,3 +293,59 @@ func countPrefix(t testing.TB, c *coordination.Client, prefix string) int {
 }
 
 var _ = harness.Eventually
+
+// TestCommitGoesAroundAStuckMember: one member of a 3-member etcd stops answering (a
+// SIGSTOP: its connections stay open, nothing comes back). A commit that the client sends
+// to it gives up that attempt after a second and retries on another member, instead of
+// waiting out the caller's deadline.
+func TestCommitGoesAroundAStuckMember(t *testing.T) {
+	cl, err := harness.StartEtcdCluster(context.Background(), t.TempDir(), 3, harness.EtcdOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, m := range cl.Members {
+			_ = m.Process.Signal(syscall.SIGCONT)
+		}
+		if err := cl.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	e, err := clientv3.New(clientv3.Config{Endpoints: cl.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	c := clientOn(t, e, "/stuck")
+	mustTopic(t, c, "t", 1)
+	// A session that outlives the test, whichever member its keep-alives go to.
+	s := mustSession(t, c, "a", time.Minute)
+	ctx := ctxT(t)
+	l, err := s.Acquire(ctx, "t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Members[0].Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The client sends requests to the members in turn: among 12 commits some go to
+	// the stuck one.
+	for i := range int64(12) {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		start := time.Now()
+		_, err := l.Commit(cctx, segment(i*10, 10, l.Epoch()))
+		cancel()
+		if err != nil {
+			t.Fatalf("commit %d with a stuck member: %v", i, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("commit %d took %v: it waited for the stuck member", i, took)
+		}
+	}
+	if err := cl.Members[0].Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if segs, hwm, err := c.Segments(ctx, "t", 0, 0, 0); err != nil || hwm != 120 || len(segs) != 12 {
+		t.Fatalf("index after the commits: %d segments, hwm %d, %v", len(segs), hwm, err)
+	}
+}

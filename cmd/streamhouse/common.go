@@ -56,6 +56,11 @@ const etcdTimeout = 5 * time.Second
 // dialEtcd returns an etcd client whose calls are counted in the agent's metrics.
 func dialEtcd(endpoints []string) (*clientv3.Client, error) {
 	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: etcdTimeout, Logger: zap.NewNop(),
+		// A member that stops answering with its connection open (frozen, or cut by a
+		// black-holing network) is declared dead after keepalive time + timeout, its
+		// pending calls fail and are retried on the others. etcd refuses pings more
+		// often than every 5s (--grpc-keepalive-min-time).
+		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 3 * time.Second,
 		DialOptions: coordination.DialOptions()})
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)

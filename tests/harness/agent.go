@@ -122,7 +122,7 @@ func (a *Agent) Restart(ctx context.Context) error {
 }
 
 // Signal sends sig to the agent's process group (SIGSTOP and SIGCONT to pause it).
-func (a *Agent) Signal(sig syscall.Signal) error { return syscall.Kill(-a.Process.Pid(), sig) }
+func (a *Agent) Signal(sig syscall.Signal) error { return a.Process.Signal(sig) }
 
 // Stop stops the agent gracefully (SIGTERM), killing it after 30s.
 func (a *Agent) Stop() error { return a.Process.Stop(30 * time.Second) }

@@ -134,6 +134,9 @@ func (p *Process) Stop(grace time.Duration) error {
 	return p.stopErr
 }
 
+// Signal sends sig to the process group (SIGSTOP and SIGCONT pause and resume it).
+func (p *Process) Signal(sig syscall.Signal) error { return syscall.Kill(-p.Pid(), sig) }
+
 // Kill sends SIGKILL to the process group at once and waits for the exit, as a crash would.
 func (p *Process) Kill() error {
 	_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
