@@ -3,6 +3,7 @@ package coordination
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -71,12 +72,24 @@ func mustJSON(v any) string {
 }
 
 // retry runs op until it succeeds, fails for a reason retrying cannot fix (permanent
-// returns true), or ctx ends. Transient etcd errors (no leader, connection lost, a
-// per-attempt timeout) are retried with capped exponential backoff.
+// returns true), or ctx ends. Transient etcd errors (no leader, connection lost) are
+// retried with capped exponential backoff.
+//
+// Each attempt gets a bounded time, from firstAttempt doubling up to maxAttempt: a member
+// that answers slowly (one just restarted applies the entries it missed before it
+// replies) holds one attempt and the next goes to another member, while an etcd that is
+// slow everywhere is still waited for. An attempt cut short may have been applied: op
+// must recognise its own earlier success.
 func retry(ctx context.Context, op func(context.Context) error, permanent func(error) bool) error {
-	backoff := 20 * time.Millisecond
+	backoff, attempt := 20*time.Millisecond, firstAttempt
 	for {
-		err := op(ctx)
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		err := op(actx)
+		timedOut := errors.Is(actx.Err(), context.DeadlineExceeded) // before cancel sets it
+		cancel()
+		if err != nil && timedOut && ctx.Err() == nil {
+			err = fmt.Errorf("%w after %v: %v", errAttemptTimeout, attempt, err) // transient
+		}
 		if err == nil || permanent(err) {
 			return err
 		}
@@ -89,5 +102,16 @@ func retry(ctx context.Context, op func(context.Context) error, permanent func(e
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
+		attempt = min(2*attempt, maxAttempt)
 	}
 }
+
+// Attempt bounds of retry: the first is hundreds of times a healthy transaction, so
+// that only a stuck member trips it.
+const (
+	firstAttempt = time.Second
+	maxAttempt   = 8 * time.Second
+)
+
+// errAttemptTimeout: one attempt took too long; unlike the caller's deadline, retried.
+var errAttemptTimeout = errors.New("coordination: etcd attempt timed out")

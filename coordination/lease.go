@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -158,18 +157,10 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	val := mustJSON(meta)
 	next := strconv.FormatInt(meta.Last+1, 10)
 	var rev int64
-	attempt := commitAttemptTimeout
+	// An attempt cut short by its timeout (retry) may still have been applied; the retry
+	// recognises it below.
 	err := retry(ctx, func(ctx context.Context) error {
-		// Each attempt gets a bounded time: a member that answers slowly (one just
-		// restarted applies the entries it missed before it replies) holds one attempt,
-		// and the next goes to another member. Each retry gets twice the time of the one
-		// before, so that an etcd that is slow everywhere is still waited for. An
-		// attempt cut short may still be applied; the retry recognises it below.
-		timeout := attempt
-		attempt = min(2*attempt, maxCommitAttemptTimeout)
-		actx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		resp, err := l.s.c.etcd.Txn(actx).
+		resp, err := l.s.c.etcd.Txn(ctx).
 			If(
 				clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch),
 				clientv3.Compare(clientv3.Value(l.hwmKey), "=", strconv.FormatInt(meta.Base, 10)),
@@ -178,9 +169,6 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 			Then(clientv3.OpPut(segKey, val), clientv3.OpPut(l.hwmKey, next)).
 			Else(clientv3.OpGet(l.key), clientv3.OpGet(l.hwmKey), clientv3.OpGet(segKey)).
 			Commit()
-		if err != nil && actx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("%w after %v: %v", errAttemptTimeout, timeout, err) // retried
-		}
 		if err != nil {
 			return err
 		}
@@ -212,17 +200,6 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	}
 	return rev, nil
 }
-
-// commitAttemptTimeout bounds the first attempt of a commit: hundreds of times a healthy
-// transaction, so that only a stuck member trips it; later attempts get up to
-// maxCommitAttemptTimeout.
-const (
-	commitAttemptTimeout    = time.Second
-	maxCommitAttemptTimeout = 8 * time.Second
-)
-
-// errAttemptTimeout: one attempt took too long; unlike the caller's deadline, retried.
-var errAttemptTimeout = errors.New("coordination: etcd attempt timed out")
 
 // Release deletes the lease key if it is still this lease's (same epoch). It returns a
 // FenceError if the lease was already lost; another owner's lease is never touched.
