@@ -98,31 +98,19 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("fault %d: %v", i+1, err)
 		}
 		// Ready once every partition acked a record after the heal.
-		deadline := time.Now().Add(60 * time.Second)
-		for w.ackedSince(f.Healed) != nil && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-			if os.Getenv("CHAOS_DEBUG") != "" {
-				t.Logf("  %.1fs after heal: %v", time.Since(f.Healed).Seconds(), w.ackedSince(f.Healed))
-			}
-		}
+		err = harness.WaitFor(60*time.Second, func() error { return w.ackedSince(f.Healed) })
 		f.Ready = time.Now()
-		if err := w.ackedSince(f.Healed); err != nil {
+		if err != nil {
 			t.Errorf("fault %d (%s on %s): not recovered 60s after the heal: %v", i+1, f.Kind, f.Target, err)
 		}
 		t.Logf("fault %2d/%d %-24s on %-24s held %5.1fs, all partitions acking %5.1fs after the heal",
 			i+1, faults, f.Kind, f.Target, f.Healed.Sub(f.Start).Seconds(), f.Ready.Sub(f.Healed).Seconds())
 		done = append(done, f)
 		if os.Getenv("CHAOS_DEBUG") != "" {
-			for _, a := range c.agents {
-				for _, line := range strings.Split(a.Process.LogTail(1<<20), "\n") {
-					if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) || strings.Contains(line, "session") || strings.Contains(line, "rebalanc") {
-						if ts := logTime(line); ts.After(f.Start.Add(-time.Second)) {
-							t.Logf("  %s %s", a.Config.Node, line[:min(len(line), 300)])
-						}
-					}
-				}
-			}
+			logAgentsSince(t, c, f.Start.Add(-time.Second))
 		}
+		// A calm of 0.5–2 s before the next fault: part of the schedule, not a wait for
+		// a condition.
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
 	}
 	end := time.Now()
@@ -152,36 +140,6 @@ func TestChaos(t *testing.T) {
 	if r.Acked < 1000 || r.ReaderRead < r.Acked/2 {
 		t.Errorf("the run proved little: %d records acked, %d read by followers", r.Acked, r.ReaderRead)
 	}
-}
-
-func logTime(line string) time.Time {
-	_, rest, ok := strings.Cut(line, `"ts":`)
-	if !ok {
-		return time.Time{}
-	}
-	end := strings.IndexAny(rest, ",}")
-	f, err := strconv.ParseFloat(rest[:max(end, 0)], 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return time.Unix(0, int64(f*1e9))
-}
-
-// ackedSince is nil once every partition has an ack after t.
-func (w *workload) ackedSince(t time.Time) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var idle []string
-	for p := range w.partitions {
-		ts := w.ackTimes[p]
-		if len(ts) == 0 || !ts[len(ts)-1].After(t) {
-			idle = append(idle, strconv.Itoa(int(p)))
-		}
-	}
-	if len(idle) > 0 {
-		return fmt.Errorf("no ack on partitions %s", strings.Join(idle, ","))
-	}
-	return nil
 }
 
 func startCluster(t *testing.T) (*cluster, string) {

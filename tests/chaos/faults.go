@@ -69,7 +69,8 @@ func schedule(n int, kinds []string, rng *rand.Rand) []string {
 	return out[:n]
 }
 
-// inject applies a fault of kind, holds it, and heals it.
+// inject applies a fault of kind, holds it, and heals it. The holds are time.Sleep on
+// purpose: a fault lasts a chosen time, it does not wait for a condition.
 func (c *cluster) inject(ctx context.Context, kind string, rng *rand.Rand) (fault, error) {
 	hold := time.Duration(1000+rng.IntN(2000)) * time.Millisecond
 	past := c.ttl + time.Duration(500+rng.IntN(1500))*time.Millisecond

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -248,6 +250,23 @@ func (w *workload) readAll(deadline time.Time) error {
 		w.mu.Lock()
 		w.h.Final[p], w.h.HWM[p] = recs, hwm
 		w.mu.Unlock()
+	}
+	return nil
+}
+
+// ackedSince is nil once every partition has an ack after t.
+func (w *workload) ackedSince(t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var idle []string
+	for p := range w.partitions {
+		ts := w.ackTimes[p]
+		if len(ts) == 0 || !ts[len(ts)-1].After(t) {
+			idle = append(idle, strconv.Itoa(int(p)))
+		}
+	}
+	if len(idle) > 0 {
+		return fmt.Errorf("no ack on partitions %s", strings.Join(idle, ","))
 	}
 	return nil
 }

@@ -7,17 +7,22 @@ import (
 )
 
 // Eventually polls fn every 20ms until it returns nil, failing the test with fn's last
-// error once timeout has passed. It is the only way tests wait for something.
+// error once timeout has passed. It and WaitFor are how tests wait for something.
 func Eventually(t testing.TB, timeout time.Duration, fn func() error) {
 	t.Helper()
+	if err := WaitFor(timeout, fn); err != nil {
+		t.Fatalf("not true after %s: %v", timeout, err)
+	}
+}
+
+// WaitFor polls fn every 20ms until it returns nil (WaitFor returns nil) or timeout has
+// passed (WaitFor returns fn's last error), for a test that carries on either way.
+func WaitFor(timeout time.Duration, fn func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %s: %v", timeout, err)
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
