@@ -106,13 +106,17 @@ func TestComposeClusterFailsOverWithoutLoss(t *testing.T) {
 	prometheus := agents[3]
 	ctx := context.Background()
 	a1, a2, a3 := client(t, agents[0]), client(t, agents[1]), client(t, agents[2])
+	// Every agent answers (the first request through a published port can be reset while
+	// that agent still starts) and sees all three.
 	harness.Eventually(t, 120*time.Second, func() error {
-		st, err := a2.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
-		if err != nil {
-			return err
-		}
-		if len(st.Members) != 3 {
-			return fmt.Errorf("%d members", len(st.Members))
+		for i, a := range []pb.StreamHouseClient{a1, a2, a3} {
+			st, err := a.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+			if err != nil {
+				return fmt.Errorf("agent %d: %w", i+1, err)
+			}
+			if len(st.Members) != 3 {
+				return fmt.Errorf("agent %d sees %d members", i+1, len(st.Members))
+			}
 		}
 		return nil
 	})
