@@ -18,6 +18,12 @@ import (
 // startNodes starts n agents in this process on one etcd root and one bucket.
 func startNodes(t *testing.T, f *fixture, n int) []*Node {
 	t.Helper()
+	return startNodesWith(t, f, n, func(*NodeConfig) {})
+}
+
+// startNodesWith is startNodes with each node's config changed by tune.
+func startNodesWith(t *testing.T, f *fixture, n int, tune func(*NodeConfig)) []*Node {
+	t.Helper()
 	m := f.c.NewMirror()
 	if err := m.Load(context.Background()); err != nil {
 		t.Fatal(err)
@@ -27,10 +33,12 @@ func startNodes(t *testing.T, f *fixture, n int) []*Node {
 	go func() { defer close(done); _ = m.Watch(ctx) }()
 	var nodes []*Node
 	for i := range n {
-		node, err := StartNode(context.Background(), f.c, f.store, m, NodeConfig{
+		cfg := NodeConfig{
 			Info: coordination.NodeInfo{Node: fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%c", 'a'+i%3)},
 			Log:  zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
-		})
+		}
+		tune(&cfg)
+		node, err := StartNode(context.Background(), f.c, f.store, m, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -86,8 +86,11 @@ func (f *flusher) startLocked() {
 	go f.put(batch, size)
 }
 
+// nextName returns an object name no earlier object of this agent has.
+func (f *flusher) nextName() string { return f.prefix + fmt.Sprintf("%010d.obj", f.seq.Add(1)) }
+
 func (f *flusher) put(items []flushItem, size int) {
-	key := f.prefix + fmt.Sprintf("%010d.obj", f.seq.Add(1))
+	key := f.nextName()
 	var data []byte
 	if len(items) == 1 {
 		data = items[0].data

@@ -24,11 +24,12 @@ type history struct {
 func (h *history) read(ctx context.Context, p coordination.Partition, idx *segmentIndex, from int64, maxBytes int) ([]segmentstore.Record, error) {
 	segs, ok := idx.lookup(from, indexFetch)
 	if !ok {
+		gen := idx.generation()
 		run, _, err := h.c.Segments(ctx, p.Topic, p.Partition, from, indexRun)
 		if err != nil {
 			return nil, err
 		}
-		idx.store(run)
+		idx.store(run, gen)
 		segs = run[:min(len(run), indexFetch)]
 	}
 	var out []segmentstore.Record

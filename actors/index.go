@@ -22,6 +22,9 @@ const (
 type segmentIndex struct {
 	mu   sync.Mutex
 	segs []coordination.SegmentMeta // contiguous: each starts where the previous ends
+	// gen counts resets: a run read from etcd before a reset may hold segments taken out
+	// of the index since, and is not stored.
+	gen uint64
 }
 
 // lookup returns up to n cached segments from the one holding offset from.
@@ -45,13 +48,28 @@ func (x *segmentIndex) lookup(from int64, n int) ([]coordination.SegmentMeta, bo
 	return append([]coordination.SegmentMeta(nil), x.segs[lo:end]...), true
 }
 
-// store replaces the cached run with segs (as coordination.Segments returns them:
-// contiguous, in offset order).
-func (x *segmentIndex) store(segs []coordination.SegmentMeta) {
+// generation is the number of resets so far; read it before reading the index from etcd.
+func (x *segmentIndex) generation() uint64 {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.segs = append(x.segs[:0:0], segs...)
+	return x.gen
+}
+
+// store replaces the cached run with segs (as coordination.Segments returns them:
+// contiguous, in offset order), read from etcd after generation returned gen, unless the
+// cache was reset since.
+func (x *segmentIndex) store(segs []coordination.SegmentMeta, gen uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if gen == x.gen {
+		x.segs = append(x.segs[:0:0], segs...)
+	}
 }
 
 // reset forgets everything (segments were taken out of the index).
-func (x *segmentIndex) reset() { x.store(nil) }
+func (x *segmentIndex) reset() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.segs = nil
+	x.gen++
+}

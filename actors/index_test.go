@@ -13,7 +13,7 @@ func TestSegmentIndexFindsTheSegmentHoldingAnOffset(t *testing.T) {
 		t.Fatal("an empty cache answered")
 	}
 	// Segments [10,19] [20,24] [25,39] [40,40].
-	x.store([]coordination.SegmentMeta{{Base: 10, Last: 19}, {Base: 20, Last: 24}, {Base: 25, Last: 39}, {Base: 40, Last: 40}})
+	x.store([]coordination.SegmentMeta{{Base: 10, Last: 19}, {Base: 20, Last: 24}, {Base: 25, Last: 39}, {Base: 40, Last: 40}}, x.generation())
 	for _, c := range []struct {
 		from, n   int64
 		wantBases []int64
@@ -40,7 +40,7 @@ func TestSegmentIndexFindsTheSegmentHoldingAnOffset(t *testing.T) {
 	}
 	// The caller may keep what lookup returned while the cache moves on.
 	got, _ := x.lookup(10, 1)
-	x.store([]coordination.SegmentMeta{{Base: 41, Last: 50}})
+	x.store([]coordination.SegmentMeta{{Base: 41, Last: 50}}, x.generation())
 	if got[0].Base != 10 {
 		t.Fatalf("a returned segment changed under its reader: %+v", got[0])
 	}

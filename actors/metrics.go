@@ -98,13 +98,46 @@ var (
 	metricMembers = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "streamhouse_cluster_members", Help: "Agents in the cluster as this agent sees them.",
 	}, []string{"node"})
+
+	// Retention and merging (compactor.go).
+	metricMerges = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_merges_total", Help: "Index rewrites by merges and retention, by result (ok, fenced, error).",
+	}, []string{"result"})
+	metricMergedSegments = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_merged_segments_total", Help: "Segments merged into larger ones.",
+	}, []string{"topic"})
+	metricMergedBytes = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_merged_bytes_total", Help: "Bytes of the merged segments written.",
+	}, []string{"topic"})
+	metricRetentionSegments = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_retention_removed_segments_total", Help: "Segments taken out of the index by retention.",
+	}, []string{"topic"})
+	metricRetentionBytes = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_retention_removed_bytes_total", Help: "Stored bytes of the segments retention removed.",
+	}, []string{"topic"})
+	metricIndexSegments = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "streamhouse_index_segments",
+		Help: "Segment keys in etcd of the partitions this agent owns, at the last compaction pass (divide by partitions for keys per partition).",
+	}, []string{"topic"})
+	metricCompactionPass = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "streamhouse_compaction_pass_seconds", Help: "Duration of a compaction pass (retention and merges of every owned partition).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	})
+)
+
+// Outcomes of commits and rewrites, for result labels.
+const (
+	resultOK     = "ok"
+	resultFenced = "fenced"
+	resultError  = "error"
 )
 
 func init() {
 	// Zero series for outcomes that may not have happened yet, so that a dashboard reads 0
 	// rather than "no data".
-	for _, r := range []string{"ok", "fenced", "error"} {
+	for _, r := range []string{resultOK, resultFenced, resultError} {
 		metricCommits.WithLabelValues(r)
+		metricMerges.WithLabelValues(r)
 	}
 }
 

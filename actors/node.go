@@ -55,6 +55,10 @@ type NodeConfig struct {
 	// batch whose linger passed while they are all in flight keeps growing. Default
 	// DefaultMaxUploads.
 	MaxInFlight int
+	// CompactInterval is how often the agent applies retention to the partitions it owns
+	// and merges their small segments; negative disables both (a benchmark's A/B). Default
+	// DefaultCompactInterval.
+	CompactInterval time.Duration
 	// Client tunes request routing.
 	Client ClientOptions
 	// ClientOnly joins the cluster without hosting partitions: a process that only routes
@@ -82,6 +86,8 @@ type Node struct {
 	pending *budget
 	recent  *recentCache
 	flusher *flusher
+	// compactor applies retention and merges to the partitions of every incarnation.
+	compactor *compactor
 
 	mu  sync.Mutex
 	cur *member // nil while rejoining
@@ -136,6 +142,11 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 		flusher: newFlusher(store, cfg.Info.Node, cfg.MaxUploads, 0),
 		hist:    &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
 		log:     cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
+	if cfg.CompactInterval == 0 {
+		cfg.CompactInterval = DefaultCompactInterval
+	}
+	n.compactor = &compactor{client: c, store: store, mirror: mirror, names: n.flusher, interval: cfg.CompactInterval,
+		upload: DefaultUploadTimeout, commit: DefaultCommitTimeout, log: n.log}
 	m, err := n.join(ctx)
 	if err != nil {
 		return nil, err
@@ -148,6 +159,9 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	})
 	rctx, cancel := context.WithCancel(context.Background())
 	n.cancel, n.done = cancel, make(chan struct{})
+	if cfg.CompactInterval > 0 && !cfg.ClientOnly {
+		go n.compactor.run(rctx)
+	}
 	go n.supervise(rctx)
 	return n, nil
 }
@@ -212,7 +226,7 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	}
 	local := newLocalActivations()
 	deps := &partitionDeps{
-		client: n.client, session: s, history: n.hist, system: system, local: local, log: n.log,
+		client: n.client, session: s, history: n.hist, system: system, local: local, log: n.log, compactor: n.compactor,
 		writer: writerConfig{Store: n.store, Flusher: n.flusher, MaxInFlight: n.cfg.MaxInFlight, Pending: n.pending, Recent: n.recent},
 	}
 	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) }))

@@ -55,7 +55,9 @@ type partitionDeps struct {
 	system  *actor.ActorSystem
 	local   *localActivations
 	writer  writerConfig // Store and tuning; Lease, Linger and SegmentBytes are set per partition
-	log     *zap.Logger
+	// compactor applies retention and merges to the partitions of the agent.
+	compactor *compactor
+	log       *zap.Logger
 }
 
 // Messages local to an agent (never sent across nodes).
@@ -68,6 +70,8 @@ type (
 	}
 	wake         struct{}
 	fetchExpired struct{ w *fetchWaiter }
+	// respec carries the topic's new settings (streamctl topic alter).
+	respec struct{ spec coordination.TopicSpec }
 )
 
 type stashed struct {
@@ -96,7 +100,8 @@ type partitionActor struct {
 	stash   []stashed
 	waiters []*fetchWaiter
 	index   segmentIndex // the run of the segment index history reads last used
-	failed  error        // set when the partition cannot serve (acquire failed, fenced)
+	plog    *partitionLog
+	failed  error // set when the partition cannot serve (acquire failed, fenced)
 }
 
 func newPartitionActor(deps *partitionDeps) actor.Actor {
@@ -116,6 +121,12 @@ func (a *partitionActor) Receive(ctx actor.Context) {
 		a.produce(m, ctx.Sender())
 	case *partitionpb.FetchRequest:
 		a.fetch(m, ctx.Sender())
+	case *respec:
+		if a.w != nil {
+			a.w.cfg.Linger, a.w.cfg.SegmentBytes = m.spec.Linger(), m.spec.SegmentBytes
+			a.log.Info("topic settings changed", zap.Duration("linger", m.spec.Linger()), zap.Int64("segment_bytes", m.spec.SegmentBytes),
+				zap.Int64("retention_ms", m.spec.RetentionMs), zap.Int64("retention_bytes", m.spec.RetainBytes()), zap.Int64("merge_bytes", m.spec.MergeTarget()))
+		}
 	case *fetchExpired:
 		if !m.w.done {
 			m.w.done = true
@@ -218,6 +229,11 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 	root, self := a.deps.system.Root, a.self
 	cfg.notify = func() { root.Send(self, &wake{}) }
 	a.w = newWriter(cfg, m.hwm)
+	a.plog = newPartitionLog(m.lease, m.hwm, m.spec, &a.w.recent, a.log)
+	a.plog.changed = a.index.reset
+	a.plog.respec = func(spec coordination.TopicSpec) { root.Send(self, &respec{spec}) }
+	a.w.cfg.onCommit = a.plog.committed
+	a.deps.compactor.add(a.plog)
 	node := a.deps.session.Node()
 	metricLeaseAcquisitions.WithLabelValues(node.Node).Inc()
 	for _, r := range []string{"ok", "lost"} {
@@ -336,13 +352,17 @@ func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
 		}
 		return
 	}
-	hwm := a.w.Committed()
+	hwm, start := a.w.Committed(), a.plog.logStart.Load()
 	switch {
+	case m.Offset >= 0 && m.Offset < start:
+		a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_OUT_OF_RANGE,
+			Message:       (&coordination.OffsetRangeError{Topic: a.p.Topic, Partition: a.p.Partition, Offset: m.Offset, LogStart: start, HWM: hwm}).Error(),
+			HighWaterMark: hwm, LogStartOffset: start})
 	case m.Offset < 0:
 		a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_INVALID_ARGUMENT, Message: fmt.Sprintf("offset %d is negative", m.Offset), HighWaterMark: hwm})
 	case m.Offset > hwm:
 		a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_OUT_OF_RANGE,
-			Message: fmt.Sprintf("offset %d is past the high-water mark %d of %s", m.Offset, hwm, a.p), HighWaterMark: hwm})
+			Message: fmt.Sprintf("offset %d is past the high-water mark %d of %s", m.Offset, hwm, a.p), HighWaterMark: hwm, LogStartOffset: max(start, 0)})
 	case m.Offset == hwm:
 		if m.MaxWaitMs <= 0 {
 			a.replyFetch(sender, &partitionpb.FetchResponse{HighWaterMark: hwm})
@@ -384,6 +404,9 @@ func (a *partitionActor) serve(m *partitionpb.FetchRequest, sender *actor.PID) {
 		if err != nil {
 			resp.Message = err.Error()
 		}
+		if re := (*coordination.OffsetRangeError)(nil); errors.As(err, &re) {
+			resp.LogStartOffset = re.LogStart
+		}
 		observeFetch(p.Topic, resp)
 		if sender != nil {
 			root.Send(sender, resp)
@@ -417,6 +440,9 @@ func (a *partitionActor) process(ctx actor.Context) {
 }
 
 func (a *partitionActor) stopping() {
+	if a.plog != nil {
+		a.deps.compactor.remove(a.plog)
+	}
 	if a.w != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), stopFlushTimeout)
 		err := a.w.Flush(ctx)

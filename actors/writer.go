@@ -64,6 +64,10 @@ type writerConfig struct {
 	Log     *zap.Logger
 	// notify, when set, is called after each posted result, to wake the actor.
 	notify func()
+	// onCommit, when set, learns every segment committed: its meta, when its object was
+	// written, and the revision of the commit (the partition's log, for retention and
+	// merging).
+	onCommit func(meta coordination.SegmentMeta, stored time.Time, rev int64)
 }
 
 func (c writerConfig) withDefaults() writerConfig {
@@ -464,6 +468,9 @@ func (w *writer) onCommit(m commitDone) {
 		metricProduceBytes.WithLabelValues(w.p.Topic).Add(float64(wt.bytes))
 		metricProduceLatency.WithLabelValues(w.p.Topic).Observe(now.Sub(wt.accepted).Seconds())
 		wt.reply(produceResult{Base: wt.base, Count: wt.count})
+	}
+	if w.cfg.onCommit != nil {
+		w.cfg.onCommit(b.meta, b.uploaded, m.rev)
 	}
 	w.recent.add(b)
 	w.log.Debug("segment committed", zap.Int64("base", b.base), zap.Int64("last", b.last()), zap.Int64("revision", m.rev))

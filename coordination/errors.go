@@ -20,8 +20,15 @@ var (
 	ErrTopicNotFound = errors.New("coordination: topic not found")
 	// ErrPartitionNotFound: the topic has no such partition.
 	ErrPartitionNotFound = errors.New("coordination: partition not found")
-	// ErrOffsetOutOfRange: an offset past the partition's high-water mark.
+	// ErrOffsetOutOfRange: an offset past the partition's high-water mark, or before its
+	// log start (removed by retention). An OffsetRangeError says which.
 	ErrOffsetOutOfRange = errors.New("coordination: offset out of range")
+	// ErrIndexChanged: a rewrite of a partition's segment index found the index other than
+	// its caller had read it. Nothing was written; the caller must read the index again.
+	ErrIndexChanged = errors.New("coordination: segment index changed")
+	// ErrTopicBusy: a deleted topic's data cannot be removed yet (a partition still has an
+	// owner, which is stopping). Try again later.
+	ErrTopicBusy = errors.New("coordination: topic busy")
 	// ErrSessionDone: the node session has ended (lease expired or revoked).
 	ErrSessionDone = errors.New("coordination: session done")
 )
@@ -48,6 +55,28 @@ func (e *FenceError) Error() string {
 
 // Is makes errors.Is(err, ErrFenced) true.
 func (e *FenceError) Is(target error) bool { return target == ErrFenced }
+
+// OffsetRangeError says where a partition's readable offsets are: [LogStart, HWM]. It
+// matches ErrOffsetOutOfRange.
+type OffsetRangeError struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	// LogStart is the first offset still held (after retention); HWM the log end.
+	LogStart, HWM int64
+}
+
+func (e *OffsetRangeError) Error() string {
+	if e.Offset < e.LogStart {
+		return fmt.Sprintf("coordination: offset out of range: %s/%d offset %d is before the log start offset %d (removed by retention; high-water mark %d)",
+			e.Topic, e.Partition, e.Offset, e.LogStart, e.HWM)
+	}
+	return fmt.Sprintf("coordination: offset out of range: %s/%d offset %d is past the high-water mark %d (log start offset %d)",
+		e.Topic, e.Partition, e.Offset, e.HWM, e.LogStart)
+}
+
+// Is makes errors.Is(err, ErrOffsetOutOfRange) true.
+func (e *OffsetRangeError) Is(target error) bool { return target == ErrOffsetOutOfRange }
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))

@@ -59,6 +59,13 @@ const (
 	//   (empty)
 	LocksPrefix = "locks/"
 
+	// TombstonesPrefix records segments taken out of the index (merged, expired, or of a
+	// deleted topic): the objects they named and when, so that the orphan sweeper deletes
+	// an object only a grace period after the last reader could have learnt its name:
+	//   /streamhouse/tombstones/orders/3/00000000000000000412-00000000000000000007
+	//   {"objects":["data/agent-1/m4x2k1-0000000412.obj"],"removed_at":"2026-11-27T09:10:00Z","reason":"merge"}
+	TombstonesPrefix = "tombstones/"
+
 	groupOffsetsInfix = "/offsets/"
 	offsetDigits      = 20
 )
@@ -113,6 +120,14 @@ func (k Keys) Segments(topic string, partition int32) string {
 // Segment is /root/segments/<topic>/<partition>/<base:020d>.
 func (k Keys) Segment(topic string, partition int32, base int64) string {
 	return k.Segments(topic, partition) + PadOffset(base)
+}
+
+// Tombstones is the prefix of every tombstone.
+func (k Keys) Tombstones() string { return k.root + TombstonesPrefix }
+
+// Tombstone is /root/tombstones/<topic>/<partition>/<id>.
+func (k Keys) Tombstone(topic string, partition int32, id string) string {
+	return k.root + TombstonesPrefix + topic + "/" + itoa32(partition) + "/" + id
 }
 
 // Groups is the prefix of every consumer-group key.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -22,6 +23,8 @@ type Lease struct {
 	key    string
 	hwmKey string
 	log    *zap.Logger
+	// rewrites numbers the lease's index rewrites, for unique tombstone keys.
+	rewrites atomic.Int64
 }
 
 // Acquire takes the partition's lease for the session. If another node holds it, Acquire
@@ -32,25 +35,30 @@ type Lease struct {
 //
 // On success the partition's high-water mark exists (created at 0 for a new partition).
 func (s *Session) Acquire(ctx context.Context, topic string, partition int32) (*Lease, error) {
-	if _, _, err := s.c.checkPartition(ctx, topic, partition); err != nil {
-		return nil, err
-	}
 	keys := s.c.keys
 	l := &Lease{s: s, p: Partition{topic, partition}, key: keys.Lease(topic, partition), hwmKey: keys.HWM(topic, partition)}
+	topicKey := keys.Topic(topic)
 	for {
 		if s.done() {
 			return nil, fmt.Errorf("acquire %s: %w", l.p, ErrSessionDone)
 		}
+		// The topic must still be live when the lease is taken: once it is deleted, no
+		// new owner may appear (and recreate the high-water mark) while PurgeTopic
+		// removes the partition's keys.
+		_, topicRev, err := s.c.checkPartition(ctx, topic, partition)
+		if err != nil {
+			return nil, err
+		}
 		val := mustJSON(LeaseValue{NodeInfo: s.node, AcquiredAt: s.c.now()})
 		resp, err := s.c.etcd.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", 0)).
+			If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", 0), clientv3.Compare(clientv3.ModRevision(topicKey), "=", topicRev)).
 			Then(
 				clientv3.OpPut(l.key, val, clientv3.WithLease(s.LeaseID())),
 				clientv3.OpTxn(
 					[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(l.hwmKey), "=", 0)},
 					[]clientv3.Op{clientv3.OpPut(l.hwmKey, "0")}, nil),
 			).
-			Else(clientv3.OpGet(l.key)).
+			Else(clientv3.OpGet(l.key), clientv3.OpGet(topicKey)).
 			Commit()
 		if err != nil {
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -65,6 +73,9 @@ func (s *Session) Acquire(ctx context.Context, topic string, partition int32) (*
 			l.log = s.log.With(zap.String("topic", topic), zap.Int32("partition", partition), zap.Int64("epoch", l.epoch))
 			l.log.Info("partition lease acquired")
 			return l, nil
+		}
+		if t := firstKV(resp, 1); t == nil || t.ModRevision != topicRev {
+			continue // the topic changed (altered, or deleted): check it again
 		}
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {

@@ -45,7 +45,7 @@ func TestTryLockIsExclusiveAndEndsWithTheSession(t *testing.T) {
 	}
 }
 
-func TestIndexedObjectsNamesEveryCommittedObject(t *testing.T) {
+func TestObjectIndexNamesEveryCommittedObject(t *testing.T) {
 	c := newClient(t)
 	mustTopic(t, c, "t", 3)
 	s := mustSession(t, c, "a", 0)
@@ -66,10 +66,11 @@ func TestIndexedObjectsNamesEveryCommittedObject(t *testing.T) {
 			want[m.Object] = true
 		}
 	}
-	got, rev, err := c.IndexedObjects(ctx)
-	if err != nil || rev == 0 {
-		t.Fatalf("IndexedObjects: rev %d, %v", rev, err)
+	x, err := c.ObjectIndex(ctx)
+	if err != nil || x.Revision == 0 {
+		t.Fatalf("ObjectIndex: %+v, %v", x, err)
 	}
+	got := x.Indexed
 	if len(got) != len(want) {
 		t.Fatalf("%d objects, want %d", len(got), len(want))
 	}
@@ -79,7 +80,7 @@ func TestIndexedObjectsNamesEveryCommittedObject(t *testing.T) {
 		}
 	}
 	// Another cluster's index (another root on the same etcd) is not this one's.
-	if other, _, err := newClient(t).IndexedObjects(ctx); err != nil || len(other) != 0 {
-		t.Fatalf("an empty cluster names %d objects, %v", len(other), err)
+	if other, err := newClient(t).ObjectIndex(ctx); err != nil || len(other.Indexed) != 0 {
+		t.Fatalf("an empty cluster names objects: %+v, %v", other, err)
 	}
 }

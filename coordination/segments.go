@@ -42,8 +42,8 @@ func parseHWM(kvs []*mvccpb.KeyValue) (int64, error) {
 // Segments lists a partition's committed segments that hold offsets ≥ from: the last
 // segment whose base is ≤ from, then every later one, at most limit of them (0 means no
 // limit), read at one revision. It also returns the high-water mark at that revision.
-// from may equal the high-water mark (the log end: no segments); past it is
-// ErrOffsetOutOfRange.
+// from may equal the high-water mark (the log end: no segments); past it, or before the
+// log start offset (what retention removed), is an OffsetRangeError (ErrOffsetOutOfRange).
 func (c *Client) Segments(ctx context.Context, topic string, partition int32, from int64, limit int) ([]SegmentMeta, int64, error) {
 	if _, _, err := c.checkPartition(ctx, topic, partition); err != nil {
 		return nil, 0, err
@@ -55,8 +55,9 @@ func (c *Client) Segments(ctx context.Context, topic string, partition int32, fr
 		return nil, 0, invalidf("limit %d is negative", limit)
 	}
 	prefix := c.keys.Segments(topic, partition)
+	end := clientv3.GetPrefixRangeEnd(prefix)
 	fromKey := c.keys.Segment(topic, partition, from)
-	after := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix))}
+	after := []clientv3.OpOption{clientv3.WithRange(end)}
 	if limit > 0 {
 		after = append(after, clientv3.WithLimit(int64(limit)))
 	}
@@ -66,6 +67,8 @@ func (c *Client) Segments(ctx context.Context, topic string, partition int32, fr
 		clientv3.OpGet(prefix, clientv3.WithRange(fromKey+"\x00"), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1)),
 		// Every segment starting after from.
 		clientv3.OpGet(fromKey+"\x00", after...),
+		// The first segment: the log start.
+		clientv3.OpGet(prefix, clientv3.WithRange(end), clientv3.WithLimit(1)),
 	).Commit()
 	if err != nil {
 		return nil, 0, fmt.Errorf("segments %s/%d from %d: %w", topic, partition, from, err)
@@ -74,18 +77,22 @@ func (c *Client) Segments(ctx context.Context, topic string, partition int32, fr
 	if err != nil {
 		return nil, 0, err
 	}
-	if from > hwm {
-		return nil, hwm, fmt.Errorf("%w: %s/%d offset %d is past the high-water mark %d", ErrOffsetOutOfRange, topic, partition, from, hwm)
+	start, err := logStart(resp.Responses[3].GetResponseRange().Kvs, hwm)
+	if err != nil {
+		return nil, hwm, err
+	}
+	if from > hwm || from < start {
+		return nil, hwm, &OffsetRangeError{Topic: topic, Partition: partition, Offset: from, LogStart: start, HWM: hwm}
 	}
 	kvs := append(resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs...)
 	out := make([]SegmentMeta, 0, len(kvs))
 	for _, kv := range kvs {
-		var m SegmentMeta
-		if err := json.Unmarshal(kv.Value, &m); err != nil {
-			return nil, hwm, fmt.Errorf("segment %s: %w", kv.Key, err)
+		m, err := decodeSegment(kv)
+		if err != nil {
+			return nil, hwm, err
 		}
 		if m.Last < from {
-			continue // the floor ends before from (a gap left by compaction or the end)
+			continue // the floor ends before from (from is the log end)
 		}
 		out = append(out, m)
 	}
@@ -95,17 +102,38 @@ func (c *Client) Segments(ctx context.Context, topic string, partition int32, fr
 	return out, hwm, nil
 }
 
-// indexPage is how many segment keys IndexedObjects reads per request.
+// logStart is the base of the first segment, or the high-water mark when retention has
+// removed every segment (or none was ever committed).
+func logStart(first []*mvccpb.KeyValue, hwm int64) (int64, error) {
+	if len(first) == 0 {
+		return hwm, nil
+	}
+	m, err := decodeSegment(first[0])
+	if err != nil {
+		return 0, err
+	}
+	return m.Base, nil
+}
+
+func decodeSegment(kv *mvccpb.KeyValue) (SegmentMeta, error) {
+	var m SegmentMeta
+	if err := json.Unmarshal(kv.Value, &m); err != nil || m.Object == "" {
+		return m, fmt.Errorf("segment %s: bad value %q", kv.Key, kv.Value)
+	}
+	return m, nil
+}
+
+// indexPage is how many keys a paged read (scan) reads per request.
 const indexPage = 1000
 
-// IndexedObjects returns every object named by a segment of the index (all topics,
-// deleted ones included), read in pages at one revision, and that revision. An object
-// that is not in the set at revision rev was not committed at rev.
-func (c *Client) IndexedObjects(ctx context.Context) (map[string]bool, int64, error) {
-	prefix := c.keys.Root() + SegmentsPrefix
-	end := clientv3.GetPrefixRangeEnd(prefix)
-	objects := map[string]bool{}
-	key, rev := prefix, int64(0)
+// scan calls fn for every key under prefix, read in pages at one revision (rev, or the
+// current one when 0), and returns that revision.
+func (c *Client) scan(ctx context.Context, prefix string, rev int64, fn func(*mvccpb.KeyValue) error) (int64, error) {
+	return c.scanRange(ctx, prefix, clientv3.GetPrefixRangeEnd(prefix), rev, fn)
+}
+
+// scanRange is scan over the keys in [key, end).
+func (c *Client) scanRange(ctx context.Context, key, end string, rev int64, fn func(*mvccpb.KeyValue) error) (int64, error) {
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(indexPage)}
 		if rev > 0 {
@@ -113,18 +141,16 @@ func (c *Client) IndexedObjects(ctx context.Context) (map[string]bool, int64, er
 		}
 		resp, err := c.etcd.Get(ctx, key, opts...)
 		if err != nil {
-			return nil, 0, fmt.Errorf("read the segment index: %w", err)
+			return 0, err
 		}
 		rev = resp.Header.Revision
 		for _, kv := range resp.Kvs {
-			var m SegmentMeta
-			if err := json.Unmarshal(kv.Value, &m); err != nil || m.Object == "" {
-				return nil, 0, fmt.Errorf("read the segment index: %s: bad value %q", kv.Key, kv.Value)
+			if err := fn(kv); err != nil {
+				return rev, err
 			}
-			objects[m.Object] = true
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return objects, rev, nil
+			return rev, nil
 		}
 		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}

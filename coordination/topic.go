@@ -14,6 +14,8 @@ const (
 	DefaultRetention    = 7 * 24 * time.Hour
 	DefaultLinger       = 5 * time.Millisecond
 	DefaultSegmentBytes = 8 << 20
+	// DefaultMergeBytes is the size merged segments grow to (TopicSpec.MergeBytes).
+	DefaultMergeBytes = 64 << 20
 
 	MaxLinger       = 60 * time.Second
 	MinSegmentBytes = 1 << 10
@@ -33,8 +35,15 @@ type TopicSpec struct {
 	// LingerMs is how long a partition waits for more records before sealing a segment.
 	LingerMs int64 `json:"linger_ms"`
 	// SegmentBytes seals a segment once its records reach this many bytes.
-	SegmentBytes int64     `json:"segment_bytes"`
-	CreatedAt    time.Time `json:"created_at"`
+	SegmentBytes int64 `json:"segment_bytes"`
+	// RetentionBytes bounds each partition's stored (compressed) bytes: its oldest
+	// segments are removed while the rest still hold at least this many; -1 (or 0 in a
+	// spec written before it existed) keeps them whatever their size.
+	RetentionBytes int64 `json:"retention_bytes,omitempty"`
+	// MergeBytes is the size that a partition's small adjacent segments are merged into
+	// (0 in a spec written before it existed: DefaultMergeBytes).
+	MergeBytes int64     `json:"merge_bytes,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 	// DeletedAt is set when the topic is deleted; its data is removed later.
 	DeletedAt *time.Time `json:"deleted_at,omitempty"`
 }
@@ -48,6 +57,22 @@ func (s *TopicSpec) Retention() time.Duration {
 		return -1
 	}
 	return time.Duration(s.RetentionMs) * time.Millisecond
+}
+
+// RetainBytes is RetentionBytes with its default: negative means no size limit.
+func (s *TopicSpec) RetainBytes() int64 {
+	if s.RetentionBytes <= 0 {
+		return -1
+	}
+	return s.RetentionBytes
+}
+
+// MergeTarget is MergeBytes with its default.
+func (s *TopicSpec) MergeTarget() int64 {
+	if s.MergeBytes <= 0 {
+		return DefaultMergeBytes
+	}
+	return s.MergeBytes
 }
 
 // Deleted reports whether the topic has been deleted.
@@ -79,6 +104,12 @@ func (s TopicSpec) withDefaults() (TopicSpec, error) {
 	if s.SegmentBytes == 0 {
 		s.SegmentBytes = DefaultSegmentBytes
 	}
+	if s.RetentionBytes == 0 {
+		s.RetentionBytes = -1
+	}
+	if s.MergeBytes == 0 {
+		s.MergeBytes = DefaultMergeBytes
+	}
 	switch {
 	case s.RetentionMs != -1 && s.RetentionMs < MinRetention.Milliseconds():
 		return s, invalidf("topic %s: retention %dms, want -1 (forever) or at least %s", s.Name, s.RetentionMs, MinRetention)
@@ -86,6 +117,10 @@ func (s TopicSpec) withDefaults() (TopicSpec, error) {
 		return s, invalidf("topic %s: linger %dms, want 0..%d", s.Name, s.LingerMs, MaxLinger.Milliseconds())
 	case s.SegmentBytes < MinSegmentBytes || s.SegmentBytes > MaxSegmentBytes:
 		return s, invalidf("topic %s: segment bytes %d, want %d..%d", s.Name, s.SegmentBytes, MinSegmentBytes, MaxSegmentBytes)
+	case s.RetentionBytes != -1 && s.RetentionBytes < MinSegmentBytes:
+		return s, invalidf("topic %s: retention bytes %d, want -1 (no limit) or at least %d", s.Name, s.RetentionBytes, MinSegmentBytes)
+	case s.MergeBytes < MinSegmentBytes || s.MergeBytes > MaxSegmentBytes:
+		return s, invalidf("topic %s: merge bytes %d, want %d..%d", s.Name, s.MergeBytes, MinSegmentBytes, MaxSegmentBytes)
 	}
 	return s, nil
 }

@@ -93,8 +93,56 @@ func (c *Client) Topics(ctx context.Context) ([]TopicSpec, error) {
 	return out, nil
 }
 
+// TopicChanges are the settings AlterTopic changes; nil fields stay as they are. The
+// partition count cannot change: records are placed by key hash over it.
+type TopicChanges struct {
+	RetentionMs    *int64
+	RetentionBytes *int64
+	LingerMs       *int64
+	SegmentBytes   *int64
+	MergeBytes     *int64
+}
+
+// AlterTopic applies changes to a live topic, validated as at creation (a zero value
+// takes the default), in one transaction guarded on the topic not having changed since it
+// was read. Partitions pick the new settings up from the watched topic within seconds.
+func (c *Client) AlterTopic(ctx context.Context, name string, ch TopicChanges) (TopicSpec, error) {
+	spec, rev, err := c.topic(ctx, name)
+	if err != nil {
+		return spec, err
+	}
+	for _, f := range []struct {
+		to   *int64
+		from *int64
+	}{{&spec.RetentionMs, ch.RetentionMs}, {&spec.RetentionBytes, ch.RetentionBytes}, {&spec.LingerMs, ch.LingerMs},
+		{&spec.SegmentBytes, ch.SegmentBytes}, {&spec.MergeBytes, ch.MergeBytes}} {
+		if f.from != nil {
+			*f.to = *f.from
+		}
+	}
+	if spec, err = spec.withDefaults(); err != nil {
+		return spec, err
+	}
+	key := c.keys.Topic(name)
+	resp, err := c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpPut(key, mustJSON(spec))).
+		Commit()
+	if err != nil {
+		return spec, fmt.Errorf("alter topic %s: %w", name, err)
+	}
+	if !resp.Succeeded {
+		if _, _, err := c.topic(ctx, name); err != nil {
+			return spec, err
+		}
+		return spec, fmt.Errorf("alter topic %s: changed concurrently, retry", name)
+	}
+	return spec, nil
+}
+
 // DeleteTopic marks a topic deleted. Its partitions stop accepting writes and its name
-// stays taken until retention removes its data and metadata.
+// stays taken until PurgeTopic (run in the background by an agent) has removed its data
+// and metadata.
 func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	spec, rev, err := c.topic(ctx, name)
 	if err != nil {

@@ -43,3 +43,18 @@ type GroupOffset struct {
 	Metadata    string    `json:"metadata"`
 	CommittedAt time.Time `json:"committed_at"`
 }
+
+// Tombstone is stored under /tombstones/<topic>/<partition>/<id> when segments leave the
+// index: the objects they named stay readable until RemovedAt plus the sweeper's grace.
+type Tombstone struct {
+	Objects   []string  `json:"objects"`
+	RemovedAt time.Time `json:"removed_at"`
+	Reason    string    `json:"reason"` // RemovedByMerge, RemovedByRetention, RemovedByDelete
+}
+
+// Tombstone reasons.
+const (
+	RemovedByMerge     = "merge"
+	RemovedByRetention = "retention"
+	RemovedByDelete    = "topic deleted"
+)

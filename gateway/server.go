@@ -171,17 +171,31 @@ func (s *Server) client() (*actors.Client, error) {
 
 func topicOf(t coordination.TopicSpec) *pb.Topic {
 	return &pb.Topic{Name: t.Name, Partitions: t.Partitions, RetentionMs: t.RetentionMs, LingerMs: t.LingerMs,
-		SegmentBytes: t.SegmentBytes, CreatedAtMs: t.CreatedAt.UnixMilli()}
+		SegmentBytes: t.SegmentBytes, CreatedAtMs: t.CreatedAt.UnixMilli(), RetentionBytes: t.RetainBytes(), MergeBytes: t.MergeTarget()}
 }
 
 // CreateTopic implements the API.
 func (s *Server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*pb.Topic, error) {
 	spec, err := s.coord.CreateTopic(ctx, coordination.TopicSpec{Name: req.Name, Partitions: req.Partitions,
-		RetentionMs: req.RetentionMs, LingerMs: req.LingerMs, SegmentBytes: req.SegmentBytes})
+		RetentionMs: req.RetentionMs, LingerMs: req.LingerMs, SegmentBytes: req.SegmentBytes,
+		RetentionBytes: req.RetentionBytes, MergeBytes: req.MergeBytes})
 	if err != nil {
 		return nil, statusOf(err)
 	}
 	s.log.Info("topic created", zap.String("topic", spec.Name), zap.Int32("partitions", spec.Partitions))
+	return topicOf(spec), nil
+}
+
+// AlterTopic implements the API.
+func (s *Server) AlterTopic(ctx context.Context, req *pb.AlterTopicRequest) (*pb.Topic, error) {
+	spec, err := s.coord.AlterTopic(ctx, req.Name, coordination.TopicChanges{RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes,
+		LingerMs: req.LingerMs, SegmentBytes: req.SegmentBytes, MergeBytes: req.MergeBytes})
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	s.log.Info("topic altered", zap.String("topic", spec.Name), zap.Int64("retention_ms", spec.RetentionMs),
+		zap.Int64("retention_bytes", spec.RetainBytes()), zap.Int64("linger_ms", spec.LingerMs),
+		zap.Int64("segment_bytes", spec.SegmentBytes), zap.Int64("merge_bytes", spec.MergeTarget()))
 	return topicOf(spec), nil
 }
 
@@ -219,6 +233,11 @@ func (s *Server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest
 		if o, ok := s.mirror.Owner(p); ok {
 			info.Owner, info.Zone, info.Address, info.Epoch = o.Node, o.Zone, o.Addr, o.Epoch
 		}
+		st, err := s.coord.PartitionStats(ctx, p.Topic, p.Partition)
+		if err != nil {
+			return nil, statusOf(err)
+		}
+		info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HWM, st.LogStart, st.Segments, st.StoredBytes
 		out.Partitions = append(out.Partitions, info)
 	}
 	return out, nil
@@ -398,6 +417,9 @@ func (s *Server) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResp
 	if err != nil {
 		return nil, statusOf(err)
 	}
+	if resp.Code == partitionpb.Code_CODE_OUT_OF_RANGE {
+		return nil, pb.OutOfRange(resp.Message, resp.LogStartOffset, resp.HighWaterMark)
+	}
 	if resp.Code != partitionpb.Code_CODE_OK {
 		return nil, status.Error(codeOf(resp.Code), resp.Message)
 	}
@@ -416,15 +438,23 @@ func (s *Server) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResp
 func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.FetchResponse]) error {
 	ctx := stream.Context()
 	offset := req.Offset
-	if offset < -1 {
-		return status.Errorf(codes.InvalidArgument, "offset %d: want -1 (latest) or an offset", offset)
+	if offset < pb.OffsetEarliest {
+		return status.Errorf(codes.InvalidArgument, "offset %d: want -1 (latest), -2 (earliest) or an offset", offset)
 	}
-	if offset == -1 {
+	if offset < 0 {
+		// A one-byte fetch from 0 answers the high-water mark, or says where the log starts.
 		head, err := s.Fetch(ctx, &pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: 0, MaxBytes: 1})
-		if err != nil {
+		start, hwm, ranged := pb.OffsetRange(err)
+		switch {
+		case err != nil && !ranged:
 			return err
+		case err == nil:
+			start, hwm = 0, head.HighWaterMark
 		}
-		offset = head.HighWaterMark
+		offset = hwm
+		if req.Offset == pb.OffsetEarliest {
+			offset = start
+		}
 	}
 	for ctx.Err() == nil {
 		resp, err := s.Fetch(ctx, &pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: offset, MaxBytes: req.MaxBytes, MaxWaitMs: 1000})

@@ -449,8 +449,11 @@ type FetchResponse struct {
 	HighWaterMark int64                  `protobuf:"varint,4,opt,name=high_water_mark,json=highWaterMark,proto3" json:"high_water_mark,omitempty"`
 	Epoch         int64                  `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Node          string                 `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// log_start_offset: the first offset still held (after retention), set with
+	// CODE_OUT_OF_RANGE.
+	LogStartOffset int64 `protobuf:"varint,7,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FetchResponse) Reset() {
@@ -525,6 +528,13 @@ func (x *FetchResponse) GetNode() string {
 	return ""
 }
 
+func (x *FetchResponse) GetLogStartOffset() int64 {
+	if x != nil {
+		return x.LogStartOffset
+	}
+	return 0
+}
+
 var File_actors_partitionpb_partition_proto protoreflect.FileDescriptor
 
 const file_actors_partitionpb_partition_proto_rawDesc = "" +
@@ -559,14 +569,15 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x1b\n" +
 	"\tmax_bytes\x18\x04 \x01(\x05R\bmaxBytes\x12\x1e\n" +
-	"\vmax_wait_ms\x18\x05 \x01(\x05R\tmaxWaitMs\"\xeb\x01\n" +
+	"\vmax_wait_ms\x18\x05 \x01(\x05R\tmaxWaitMs\"\x95\x02\n" +
 	"\rFetchResponse\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.streamhouse.partition.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12:\n" +
 	"\arecords\x18\x03 \x03(\v2 .streamhouse.partition.v1.RecordR\arecords\x12&\n" +
 	"\x0fhigh_water_mark\x18\x04 \x01(\x03R\rhighWaterMark\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x12\n" +
-	"\x04node\x18\x06 \x01(\tR\x04node*\x8c\x01\n" +
+	"\x04node\x18\x06 \x01(\tR\x04node\x12(\n" +
+	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset*\x8c\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x14\n" +
 	"\x10CODE_UNAVAILABLE\x10\x01\x12\x19\n" +

@@ -104,6 +104,48 @@ func (c *cli) topicCmd() *cobra.Command {
 	create.Flags().Int64Var(&req.RetentionMs, "retention-ms", 0, "how long to keep data, -1 forever (default 7 days)")
 	create.Flags().Int64Var(&req.LingerMs, "linger-ms", 0, "how long a partition waits to fill a segment (default 5)")
 	create.Flags().Int64Var(&req.SegmentBytes, "segment-bytes", 0, "segment size that seals a batch (default 8 MiB)")
+	create.Flags().Int64Var(&req.RetentionBytes, "retention-bytes", 0, "stored bytes to keep per partition, -1 no limit (default -1)")
+	create.Flags().Int64Var(&req.MergeBytes, "merge-bytes", 0, "size small segments are merged into (default 64 MiB)")
+	var alt pb.AlterTopicRequest
+	var retMs, retBytes, lingerMs, segBytes, mergeBytes int64
+	alter := &cobra.Command{
+		Use: "alter NAME", Short: "change a topic's retention, linger, segment or merge size", Args: cobra.ExactArgs(1),
+		Long: `Changes the settings given; the others stay. 0 restores a setting's default. The partitions
+pick the change up within a second or two: retention removes what the new limits expire at the
+next pass, and new segments follow the new linger and segment size.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			alt.Name = args[0]
+			for _, f := range []struct {
+				name string
+				v    *int64
+				to   **int64
+			}{{"retention-ms", &retMs, &alt.RetentionMs}, {"retention-bytes", &retBytes, &alt.RetentionBytes},
+				{"linger-ms", &lingerMs, &alt.LingerMs}, {"segment-bytes", &segBytes, &alt.SegmentBytes}, {"merge-bytes", &mergeBytes, &alt.MergeBytes}} {
+				if cmd.Flags().Changed(f.name) {
+					*f.to = f.v
+				}
+			}
+			if alt.RetentionMs == nil && alt.RetentionBytes == nil && alt.LingerMs == nil && alt.SegmentBytes == nil && alt.MergeBytes == nil {
+				return fmt.Errorf("nothing to change: give at least one of --retention-ms --retention-bytes --linger-ms --segment-bytes --merge-bytes")
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			t, err := cl.AlterTopic(cmd.Context(), &alt)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "altered topic %s: retention %s, retention bytes %s, linger %dms, segment bytes %d, merge bytes %d\n",
+				t.Name, retention(t.RetentionMs), retentionBytes(t.RetentionBytes), t.LingerMs, t.SegmentBytes, t.MergeBytes)
+			return nil
+		},
+	}
+	alter.Flags().Int64Var(&retMs, "retention-ms", 0, "how long to keep data, -1 forever")
+	alter.Flags().Int64Var(&retBytes, "retention-bytes", 0, "stored bytes to keep per partition, -1 no limit")
+	alter.Flags().Int64Var(&lingerMs, "linger-ms", 0, "how long a partition waits to fill a segment")
+	alter.Flags().Int64Var(&segBytes, "segment-bytes", 0, "segment size that seals a batch")
+	alter.Flags().Int64Var(&mergeBytes, "merge-bytes", 0, "size small segments are merged into")
 	list := &cobra.Command{
 		Use: "list", Short: "list topics", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -116,19 +158,16 @@ func (c *cli) topicCmd() *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(w, "TOPIC\tPARTITIONS\tRETENTION\tLINGER\tSEGMENT BYTES")
+			fmt.Fprintln(w, "TOPIC\tPARTITIONS\tRETENTION\tRETENTION BYTES\tLINGER\tSEGMENT BYTES\tMERGE BYTES")
 			for _, t := range resp.Topics {
-				ret := "forever"
-				if t.RetentionMs >= 0 {
-					ret = (time.Duration(t.RetentionMs) * time.Millisecond).String()
-				}
-				fmt.Fprintf(w, "%s\t%d\t%s\t%dms\t%d\n", t.Name, t.Partitions, ret, t.LingerMs, t.SegmentBytes)
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%dms\t%d\t%d\n", t.Name, t.Partitions, retention(t.RetentionMs),
+					retentionBytes(t.RetentionBytes), t.LingerMs, t.SegmentBytes, t.MergeBytes)
 			}
 			return w.Flush()
 		},
 	}
 	describe := &cobra.Command{
-		Use: "describe NAME", Short: "show a topic's partitions: owner, zone, epoch, high-water mark", Args: cobra.ExactArgs(1),
+		Use: "describe NAME", Short: "show a topic's partitions: owner, zone, epoch, log start, high-water mark, segments", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
 			if err != nil {
@@ -138,16 +177,17 @@ func (c *cli) topicCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "topic %s: %d partitions, retention %dms, linger %dms, segments %d bytes\n",
-				d.Topic.Name, d.Topic.Partitions, d.Topic.RetentionMs, d.Topic.LingerMs, d.Topic.SegmentBytes)
+			t := d.Topic
+			fmt.Fprintf(c.stdout, "topic %s: %d partitions, retention %s, retention bytes %s, linger %dms, segments %d bytes, merged to %d bytes\n",
+				t.Name, t.Partitions, retention(t.RetentionMs), retentionBytes(t.RetentionBytes), t.LingerMs, t.SegmentBytes, t.MergeBytes)
 			w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(w, "PARTITION\tOWNER\tZONE\tEPOCH\tHWM")
+			fmt.Fprintln(w, "PARTITION\tOWNER\tZONE\tEPOCH\tLOG START\tHWM\tSEGMENTS\tSTORED BYTES")
 			for _, p := range d.Partitions {
 				owner := p.Owner
 				if owner == "" {
 					owner = "(moving)"
 				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\n", p.Partition, owner, p.Zone, p.Epoch, p.HighWaterMark)
+				fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", p.Partition, owner, p.Zone, p.Epoch, p.LogStartOffset, p.HighWaterMark, p.Segments, p.StoredBytes)
 			}
 			return w.Flush()
 		},
@@ -166,8 +206,22 @@ func (c *cli) topicCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, describe, del)
+	cmd.AddCommand(create, list, describe, alter, del)
 	return cmd
+}
+
+func retention(ms int64) string {
+	if ms < 0 {
+		return "forever"
+	}
+	return (time.Duration(ms) * time.Millisecond).String()
+}
+
+func retentionBytes(b int64) string {
+	if b < 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(b, 10)
 }
 
 func (c *cli) produceCmd() *cobra.Command {
@@ -307,15 +361,15 @@ group's committed offsets and commits after reading. --follow keeps waiting for 
 				if committed[p] {
 					continue
 				}
-				hwm := int64(0)
+				hwm, start := int64(0), int64(0)
 				for _, info := range d.Partitions {
 					if info.Partition == p {
-						hwm = info.HighWaterMark
+						hwm, start = info.HighWaterMark, info.LogStartOffset
 					}
 				}
 				switch from {
 				case "earliest":
-					next[p] = 0
+					next[p] = start
 				case "latest":
 					next[p] = hwm
 				default:
@@ -348,6 +402,14 @@ group's committed offsets and commits after reading. --follow keeps waiting for 
 						wait = 1000
 					}
 					resp, err := cl.Fetch(ctx, &pb.FetchRequest{Topic: args[0], Partition: p, Offset: next[p], MaxWaitMs: wait})
+					if start, _, ok := pb.OffsetRange(err); ok && next[p] < start {
+						// Retention removed what this reader had not read yet: go on from
+						// the log start, as a Kafka consumer with auto.offset.reset=earliest.
+						fmt.Fprintf(cmd.ErrOrStderr(), "partition %d: offsets %d..%d were removed by retention; continuing from %d\n", p, next[p], start-1, start)
+						next[p] = start
+						got++ // not at the end: fetch again
+						continue
+					}
 					if err != nil {
 						if ctx.Err() != nil {
 							return commit()

@@ -30,15 +30,17 @@ const (
 )
 
 type Topic struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Partitions    int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
-	RetentionMs   int64                  `protobuf:"varint,3,opt,name=retention_ms,json=retentionMs,proto3" json:"retention_ms,omitempty"` // -1: forever
-	LingerMs      int64                  `protobuf:"varint,4,opt,name=linger_ms,json=lingerMs,proto3" json:"linger_ms,omitempty"`
-	SegmentBytes  int64                  `protobuf:"varint,5,opt,name=segment_bytes,json=segmentBytes,proto3" json:"segment_bytes,omitempty"`
-	CreatedAtMs   int64                  `protobuf:"varint,6,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Partitions     int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	RetentionMs    int64                  `protobuf:"varint,3,opt,name=retention_ms,json=retentionMs,proto3" json:"retention_ms,omitempty"` // -1: forever
+	LingerMs       int64                  `protobuf:"varint,4,opt,name=linger_ms,json=lingerMs,proto3" json:"linger_ms,omitempty"`
+	SegmentBytes   int64                  `protobuf:"varint,5,opt,name=segment_bytes,json=segmentBytes,proto3" json:"segment_bytes,omitempty"`
+	CreatedAtMs    int64                  `protobuf:"varint,6,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	RetentionBytes int64                  `protobuf:"varint,7,opt,name=retention_bytes,json=retentionBytes,proto3" json:"retention_bytes,omitempty"` // per partition; -1: no limit
+	MergeBytes     int64                  `protobuf:"varint,8,opt,name=merge_bytes,json=mergeBytes,proto3" json:"merge_bytes,omitempty"`             // small segments are merged into segments of this size
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Topic) Reset() {
@@ -113,16 +115,33 @@ func (x *Topic) GetCreatedAtMs() int64 {
 	return 0
 }
 
-// Zero fields take the server's defaults (retention 7 days, linger 5 ms, 8 MiB segments).
+func (x *Topic) GetRetentionBytes() int64 {
+	if x != nil {
+		return x.RetentionBytes
+	}
+	return 0
+}
+
+func (x *Topic) GetMergeBytes() int64 {
+	if x != nil {
+		return x.MergeBytes
+	}
+	return 0
+}
+
+// Zero fields take the server's defaults (retention 7 days and no size limit, linger
+// 5 ms, 8 MiB segments merged into 64 MiB ones).
 type CreateTopicRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Partitions    int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
-	RetentionMs   int64                  `protobuf:"varint,3,opt,name=retention_ms,json=retentionMs,proto3" json:"retention_ms,omitempty"`
-	LingerMs      int64                  `protobuf:"varint,4,opt,name=linger_ms,json=lingerMs,proto3" json:"linger_ms,omitempty"`
-	SegmentBytes  int64                  `protobuf:"varint,5,opt,name=segment_bytes,json=segmentBytes,proto3" json:"segment_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Partitions     int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	RetentionMs    int64                  `protobuf:"varint,3,opt,name=retention_ms,json=retentionMs,proto3" json:"retention_ms,omitempty"`
+	LingerMs       int64                  `protobuf:"varint,4,opt,name=linger_ms,json=lingerMs,proto3" json:"linger_ms,omitempty"`
+	SegmentBytes   int64                  `protobuf:"varint,5,opt,name=segment_bytes,json=segmentBytes,proto3" json:"segment_bytes,omitempty"`
+	RetentionBytes int64                  `protobuf:"varint,6,opt,name=retention_bytes,json=retentionBytes,proto3" json:"retention_bytes,omitempty"`
+	MergeBytes     int64                  `protobuf:"varint,7,opt,name=merge_bytes,json=mergeBytes,proto3" json:"merge_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateTopicRequest) Reset() {
@@ -190,6 +209,106 @@ func (x *CreateTopicRequest) GetSegmentBytes() int64 {
 	return 0
 }
 
+func (x *CreateTopicRequest) GetRetentionBytes() int64 {
+	if x != nil {
+		return x.RetentionBytes
+	}
+	return 0
+}
+
+func (x *CreateTopicRequest) GetMergeBytes() int64 {
+	if x != nil {
+		return x.MergeBytes
+	}
+	return 0
+}
+
+// Unset fields stay as they are; 0 restores the default. The partition count cannot
+// change (records are placed by key hash over it).
+type AlterTopicRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RetentionMs    *int64                 `protobuf:"varint,2,opt,name=retention_ms,json=retentionMs,proto3,oneof" json:"retention_ms,omitempty"`
+	RetentionBytes *int64                 `protobuf:"varint,3,opt,name=retention_bytes,json=retentionBytes,proto3,oneof" json:"retention_bytes,omitempty"`
+	LingerMs       *int64                 `protobuf:"varint,4,opt,name=linger_ms,json=lingerMs,proto3,oneof" json:"linger_ms,omitempty"`
+	SegmentBytes   *int64                 `protobuf:"varint,5,opt,name=segment_bytes,json=segmentBytes,proto3,oneof" json:"segment_bytes,omitempty"`
+	MergeBytes     *int64                 `protobuf:"varint,6,opt,name=merge_bytes,json=mergeBytes,proto3,oneof" json:"merge_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AlterTopicRequest) Reset() {
+	*x = AlterTopicRequest{}
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterTopicRequest) ProtoMessage() {}
+
+func (x *AlterTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterTopicRequest.ProtoReflect.Descriptor instead.
+func (*AlterTopicRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AlterTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlterTopicRequest) GetRetentionMs() int64 {
+	if x != nil && x.RetentionMs != nil {
+		return *x.RetentionMs
+	}
+	return 0
+}
+
+func (x *AlterTopicRequest) GetRetentionBytes() int64 {
+	if x != nil && x.RetentionBytes != nil {
+		return *x.RetentionBytes
+	}
+	return 0
+}
+
+func (x *AlterTopicRequest) GetLingerMs() int64 {
+	if x != nil && x.LingerMs != nil {
+		return *x.LingerMs
+	}
+	return 0
+}
+
+func (x *AlterTopicRequest) GetSegmentBytes() int64 {
+	if x != nil && x.SegmentBytes != nil {
+		return *x.SegmentBytes
+	}
+	return 0
+}
+
+func (x *AlterTopicRequest) GetMergeBytes() int64 {
+	if x != nil && x.MergeBytes != nil {
+		return *x.MergeBytes
+	}
+	return 0
+}
+
 type DeleteTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -199,7 +318,7 @@ type DeleteTopicRequest struct {
 
 func (x *DeleteTopicRequest) Reset() {
 	*x = DeleteTopicRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[2]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +330,7 @@ func (x *DeleteTopicRequest) String() string {
 func (*DeleteTopicRequest) ProtoMessage() {}
 
 func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[2]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +343,7 @@ func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{2}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DeleteTopicRequest) GetName() string {
@@ -242,7 +361,7 @@ type DeleteTopicResponse struct {
 
 func (x *DeleteTopicResponse) Reset() {
 	*x = DeleteTopicResponse{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[3]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +373,7 @@ func (x *DeleteTopicResponse) String() string {
 func (*DeleteTopicResponse) ProtoMessage() {}
 
 func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[3]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +386,7 @@ func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{3}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{4}
 }
 
 type ListTopicsRequest struct {
@@ -278,7 +397,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[4]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +409,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[4]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +422,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{4}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{5}
 }
 
 type ListTopicsResponse struct {
@@ -315,7 +434,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[5]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +446,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[5]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +459,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{5}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*Topic {
@@ -359,7 +478,7 @@ type DescribeTopicRequest struct {
 
 func (x *DescribeTopicRequest) Reset() {
 	*x = DescribeTopicRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[6]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -371,7 +490,7 @@ func (x *DescribeTopicRequest) String() string {
 func (*DescribeTopicRequest) ProtoMessage() {}
 
 func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[6]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -384,7 +503,7 @@ func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{6}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DescribeTopicRequest) GetName() string {
@@ -395,20 +514,23 @@ func (x *DescribeTopicRequest) GetName() string {
 }
 
 type PartitionInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	Owner         string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"` // node name; empty while unowned
-	Zone          string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
-	Address       string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
-	Epoch         int64                  `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	HighWaterMark int64                  `protobuf:"varint,6,opt,name=high_water_mark,json=highWaterMark,proto3" json:"high_water_mark,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Partition      int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Owner          string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"` // node name; empty while unowned
+	Zone           string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
+	Address        string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	Epoch          int64                  `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	HighWaterMark  int64                  `protobuf:"varint,6,opt,name=high_water_mark,json=highWaterMark,proto3" json:"high_water_mark,omitempty"`
+	LogStartOffset int64                  `protobuf:"varint,7,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"` // the first offset still held (after retention)
+	Segments       int64                  `protobuf:"varint,8,opt,name=segments,proto3" json:"segments,omitempty"`                                     // segment keys in the index
+	StoredBytes    int64                  `protobuf:"varint,9,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`            // compressed bytes of those segments
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PartitionInfo) Reset() {
 	*x = PartitionInfo{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[7]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +542,7 @@ func (x *PartitionInfo) String() string {
 func (*PartitionInfo) ProtoMessage() {}
 
 func (x *PartitionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[7]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +555,7 @@ func (x *PartitionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionInfo.ProtoReflect.Descriptor instead.
 func (*PartitionInfo) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{7}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PartitionInfo) GetPartition() int32 {
@@ -478,6 +600,27 @@ func (x *PartitionInfo) GetHighWaterMark() int64 {
 	return 0
 }
 
+func (x *PartitionInfo) GetLogStartOffset() int64 {
+	if x != nil {
+		return x.LogStartOffset
+	}
+	return 0
+}
+
+func (x *PartitionInfo) GetSegments() int64 {
+	if x != nil {
+		return x.Segments
+	}
+	return 0
+}
+
+func (x *PartitionInfo) GetStoredBytes() int64 {
+	if x != nil {
+		return x.StoredBytes
+	}
+	return 0
+}
+
 type DescribeTopicResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         *Topic                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -488,7 +631,7 @@ type DescribeTopicResponse struct {
 
 func (x *DescribeTopicResponse) Reset() {
 	*x = DescribeTopicResponse{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[8]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +643,7 @@ func (x *DescribeTopicResponse) String() string {
 func (*DescribeTopicResponse) ProtoMessage() {}
 
 func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[8]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +656,7 @@ func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{8}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DescribeTopicResponse) GetTopic() *Topic {
@@ -538,7 +681,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[9]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +693,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[9]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +706,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{9}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{10}
 }
 
 type Assignment struct {
@@ -577,7 +720,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[10]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +732,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[10]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +745,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{10}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Assignment) GetTopic() string {
@@ -638,7 +781,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[11]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +793,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[11]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +806,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{11}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Member) GetNode() string {
@@ -706,7 +849,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[12]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +861,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[12]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +874,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{12}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClusterStatusResponse) GetMembers() []*Member {
@@ -772,7 +915,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[13]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +927,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[13]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +940,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{13}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Header) GetKey() string {
@@ -829,7 +972,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[14]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +984,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[14]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +997,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{14}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Record) GetKey() []byte {
@@ -912,7 +1055,7 @@ type ProduceRequest struct {
 
 func (x *ProduceRequest) Reset() {
 	*x = ProduceRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[15]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1067,7 @@ func (x *ProduceRequest) String() string {
 func (*ProduceRequest) ProtoMessage() {}
 
 func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[15]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1080,7 @@ func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceRequest.ProtoReflect.Descriptor instead.
 func (*ProduceRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{15}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ProduceRequest) GetTopic() string {
@@ -971,7 +1114,7 @@ type RecordAck struct {
 
 func (x *RecordAck) Reset() {
 	*x = RecordAck{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[16]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1126,7 @@ func (x *RecordAck) String() string {
 func (*RecordAck) ProtoMessage() {}
 
 func (x *RecordAck) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[16]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1139,7 @@ func (x *RecordAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAck.ProtoReflect.Descriptor instead.
 func (*RecordAck) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{16}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RecordAck) GetPartition() int32 {
@@ -1023,7 +1166,7 @@ type ProduceResponse struct {
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[17]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1178,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[17]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1191,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{17}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ProduceResponse) GetAcks() []*RecordAck {
@@ -1071,7 +1214,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[18]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1226,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[18]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1239,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{18}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -1144,7 +1287,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[19]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1299,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[19]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1312,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{19}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FetchResponse) GetRecords() []*Record {
@@ -1190,7 +1333,7 @@ type SubscribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // -1: from the current end (latest)
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // -1: from the current end (latest); -2: from the log start (earliest)
 	MaxBytes      int32                  `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1198,7 +1341,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[20]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1353,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[20]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1366,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{20}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubscribeRequest) GetTopic() string {
@@ -1267,7 +1410,7 @@ type PartitionOffset struct {
 
 func (x *PartitionOffset) Reset() {
 	*x = PartitionOffset{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[21]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1422,7 @@ func (x *PartitionOffset) String() string {
 func (*PartitionOffset) ProtoMessage() {}
 
 func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[21]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1435,7 @@ func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOffset.ProtoReflect.Descriptor instead.
 func (*PartitionOffset) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{21}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PartitionOffset) GetTopic() string {
@@ -1340,7 +1483,7 @@ type CommitOffsetsRequest struct {
 
 func (x *CommitOffsetsRequest) Reset() {
 	*x = CommitOffsetsRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[22]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1495,7 @@ func (x *CommitOffsetsRequest) String() string {
 func (*CommitOffsetsRequest) ProtoMessage() {}
 
 func (x *CommitOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[22]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1508,7 @@ func (x *CommitOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*CommitOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{22}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CommitOffsetsRequest) GetGroup() string {
@@ -1390,7 +1533,7 @@ type CommitOffsetsResponse struct {
 
 func (x *CommitOffsetsResponse) Reset() {
 	*x = CommitOffsetsResponse{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[23]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1545,7 @@ func (x *CommitOffsetsResponse) String() string {
 func (*CommitOffsetsResponse) ProtoMessage() {}
 
 func (x *CommitOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[23]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1558,7 @@ func (x *CommitOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*CommitOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{23}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{24}
 }
 
 type FetchOffsetsRequest struct {
@@ -1427,7 +1570,7 @@ type FetchOffsetsRequest struct {
 
 func (x *FetchOffsetsRequest) Reset() {
 	*x = FetchOffsetsRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[24]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1582,7 @@ func (x *FetchOffsetsRequest) String() string {
 func (*FetchOffsetsRequest) ProtoMessage() {}
 
 func (x *FetchOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[24]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1595,7 @@ func (x *FetchOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*FetchOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{24}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchOffsetsRequest) GetGroup() string {
@@ -1471,7 +1614,7 @@ type FetchOffsetsResponse struct {
 
 func (x *FetchOffsetsResponse) Reset() {
 	*x = FetchOffsetsResponse{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[25]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1626,7 @@ func (x *FetchOffsetsResponse) String() string {
 func (*FetchOffsetsResponse) ProtoMessage() {}
 
 func (x *FetchOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[25]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1639,7 @@ func (x *FetchOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*FetchOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{25}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchOffsetsResponse) GetOffsets() []*PartitionOffset {
@@ -1514,7 +1657,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[26]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1669,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[26]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1682,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{26}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{27}
 }
 
 type ListGroupsResponse struct {
@@ -1551,7 +1694,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[27]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1706,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[27]
+	mi := &file_gateway_streamhousepb_streamhouse_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1719,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{27}
+	return file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListGroupsResponse) GetGroups() []string {
@@ -1590,7 +1733,7 @@ var File_gateway_streamhousepb_streamhouse_proto protoreflect.FileDescriptor
 
 const file_gateway_streamhousepb_streamhouse_proto_rawDesc = "" +
 	"\n" +
-	"'gateway/streamhousepb/streamhouse.proto\x12\x0estreamhouse.v1\"\xc4\x01\n" +
+	"'gateway/streamhousepb/streamhouse.proto\x12\x0estreamhouse.v1\"\x8e\x02\n" +
 	"\x05Topic\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -1599,7 +1742,10 @@ const file_gateway_streamhousepb_streamhouse_proto_rawDesc = "" +
 	"\fretention_ms\x18\x03 \x01(\x03R\vretentionMs\x12\x1b\n" +
 	"\tlinger_ms\x18\x04 \x01(\x03R\blingerMs\x12#\n" +
 	"\rsegment_bytes\x18\x05 \x01(\x03R\fsegmentBytes\x12\"\n" +
-	"\rcreated_at_ms\x18\x06 \x01(\x03R\vcreatedAtMs\"\xad\x01\n" +
+	"\rcreated_at_ms\x18\x06 \x01(\x03R\vcreatedAtMs\x12'\n" +
+	"\x0fretention_bytes\x18\a \x01(\x03R\x0eretentionBytes\x12\x1f\n" +
+	"\vmerge_bytes\x18\b \x01(\x03R\n" +
+	"mergeBytes\"\xf7\x01\n" +
 	"\x12CreateTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -1607,7 +1753,24 @@ const file_gateway_streamhousepb_streamhouse_proto_rawDesc = "" +
 	"partitions\x12!\n" +
 	"\fretention_ms\x18\x03 \x01(\x03R\vretentionMs\x12\x1b\n" +
 	"\tlinger_ms\x18\x04 \x01(\x03R\blingerMs\x12#\n" +
-	"\rsegment_bytes\x18\x05 \x01(\x03R\fsegmentBytes\"(\n" +
+	"\rsegment_bytes\x18\x05 \x01(\x03R\fsegmentBytes\x12'\n" +
+	"\x0fretention_bytes\x18\x06 \x01(\x03R\x0eretentionBytes\x12\x1f\n" +
+	"\vmerge_bytes\x18\a \x01(\x03R\n" +
+	"mergeBytes\"\xc4\x02\n" +
+	"\x11AlterTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\fretention_ms\x18\x02 \x01(\x03H\x00R\vretentionMs\x88\x01\x01\x12,\n" +
+	"\x0fretention_bytes\x18\x03 \x01(\x03H\x01R\x0eretentionBytes\x88\x01\x01\x12 \n" +
+	"\tlinger_ms\x18\x04 \x01(\x03H\x02R\blingerMs\x88\x01\x01\x12(\n" +
+	"\rsegment_bytes\x18\x05 \x01(\x03H\x03R\fsegmentBytes\x88\x01\x01\x12$\n" +
+	"\vmerge_bytes\x18\x06 \x01(\x03H\x04R\n" +
+	"mergeBytes\x88\x01\x01B\x0f\n" +
+	"\r_retention_msB\x12\n" +
+	"\x10_retention_bytesB\f\n" +
+	"\n" +
+	"_linger_msB\x10\n" +
+	"\x0e_segment_bytesB\x0e\n" +
+	"\f_merge_bytes\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
 	"\x13DeleteTopicResponse\"\x13\n" +
@@ -1615,14 +1778,17 @@ const file_gateway_streamhousepb_streamhouse_proto_rawDesc = "" +
 	"\x12ListTopicsResponse\x12-\n" +
 	"\x06topics\x18\x01 \x03(\v2\x15.streamhouse.v1.TopicR\x06topics\"*\n" +
 	"\x14DescribeTopicRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xaf\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x98\x02\n" +
 	"\rPartitionInfo\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x12\n" +
 	"\x04zone\x18\x03 \x01(\tR\x04zone\x12\x18\n" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12&\n" +
-	"\x0fhigh_water_mark\x18\x06 \x01(\x03R\rhighWaterMark\"\x83\x01\n" +
+	"\x0fhigh_water_mark\x18\x06 \x01(\x03R\rhighWaterMark\x12(\n" +
+	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset\x12\x1a\n" +
+	"\bsegments\x18\b \x01(\x03R\bsegments\x12!\n" +
+	"\fstored_bytes\x18\t \x01(\x03R\vstoredBytes\"\x83\x01\n" +
 	"\x15DescribeTopicResponse\x12+\n" +
 	"\x05topic\x18\x01 \x01(\v2\x15.streamhouse.v1.TopicR\x05topic\x12=\n" +
 	"\n" +
@@ -1702,9 +1868,11 @@ const file_gateway_streamhousepb_streamhouse_proto_rawDesc = "" +
 	"\aoffsets\x18\x01 \x03(\v2\x1f.streamhouse.v1.PartitionOffsetR\aoffsets\"\x13\n" +
 	"\x11ListGroupsRequest\",\n" +
 	"\x12ListGroupsResponse\x12\x16\n" +
-	"\x06groups\x18\x01 \x03(\tR\x06groups2\x86\b\n" +
+	"\x06groups\x18\x01 \x03(\tR\x06groups2\xce\b\n" +
 	"\vStreamHouse\x12H\n" +
-	"\vCreateTopic\x12\".streamhouse.v1.CreateTopicRequest\x1a\x15.streamhouse.v1.Topic\x12V\n" +
+	"\vCreateTopic\x12\".streamhouse.v1.CreateTopicRequest\x1a\x15.streamhouse.v1.Topic\x12F\n" +
+	"\n" +
+	"AlterTopic\x12!.streamhouse.v1.AlterTopicRequest\x1a\x15.streamhouse.v1.Topic\x12V\n" +
 	"\vDeleteTopic\x12\".streamhouse.v1.DeleteTopicRequest\x1a#.streamhouse.v1.DeleteTopicResponse\x12S\n" +
 	"\n" +
 	"ListTopics\x12!.streamhouse.v1.ListTopicsRequest\x1a\".streamhouse.v1.ListTopicsResponse\x12\\\n" +
@@ -1731,75 +1899,78 @@ func file_gateway_streamhousepb_streamhouse_proto_rawDescGZIP() []byte {
 	return file_gateway_streamhousepb_streamhouse_proto_rawDescData
 }
 
-var file_gateway_streamhousepb_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_gateway_streamhousepb_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_gateway_streamhousepb_streamhouse_proto_goTypes = []any{
 	(*Topic)(nil),                 // 0: streamhouse.v1.Topic
 	(*CreateTopicRequest)(nil),    // 1: streamhouse.v1.CreateTopicRequest
-	(*DeleteTopicRequest)(nil),    // 2: streamhouse.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),   // 3: streamhouse.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),     // 4: streamhouse.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),    // 5: streamhouse.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),  // 6: streamhouse.v1.DescribeTopicRequest
-	(*PartitionInfo)(nil),         // 7: streamhouse.v1.PartitionInfo
-	(*DescribeTopicResponse)(nil), // 8: streamhouse.v1.DescribeTopicResponse
-	(*ClusterStatusRequest)(nil),  // 9: streamhouse.v1.ClusterStatusRequest
-	(*Assignment)(nil),            // 10: streamhouse.v1.Assignment
-	(*Member)(nil),                // 11: streamhouse.v1.Member
-	(*ClusterStatusResponse)(nil), // 12: streamhouse.v1.ClusterStatusResponse
-	(*Header)(nil),                // 13: streamhouse.v1.Header
-	(*Record)(nil),                // 14: streamhouse.v1.Record
-	(*ProduceRequest)(nil),        // 15: streamhouse.v1.ProduceRequest
-	(*RecordAck)(nil),             // 16: streamhouse.v1.RecordAck
-	(*ProduceResponse)(nil),       // 17: streamhouse.v1.ProduceResponse
-	(*FetchRequest)(nil),          // 18: streamhouse.v1.FetchRequest
-	(*FetchResponse)(nil),         // 19: streamhouse.v1.FetchResponse
-	(*SubscribeRequest)(nil),      // 20: streamhouse.v1.SubscribeRequest
-	(*PartitionOffset)(nil),       // 21: streamhouse.v1.PartitionOffset
-	(*CommitOffsetsRequest)(nil),  // 22: streamhouse.v1.CommitOffsetsRequest
-	(*CommitOffsetsResponse)(nil), // 23: streamhouse.v1.CommitOffsetsResponse
-	(*FetchOffsetsRequest)(nil),   // 24: streamhouse.v1.FetchOffsetsRequest
-	(*FetchOffsetsResponse)(nil),  // 25: streamhouse.v1.FetchOffsetsResponse
-	(*ListGroupsRequest)(nil),     // 26: streamhouse.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),    // 27: streamhouse.v1.ListGroupsResponse
+	(*AlterTopicRequest)(nil),     // 2: streamhouse.v1.AlterTopicRequest
+	(*DeleteTopicRequest)(nil),    // 3: streamhouse.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),   // 4: streamhouse.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),     // 5: streamhouse.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),    // 6: streamhouse.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),  // 7: streamhouse.v1.DescribeTopicRequest
+	(*PartitionInfo)(nil),         // 8: streamhouse.v1.PartitionInfo
+	(*DescribeTopicResponse)(nil), // 9: streamhouse.v1.DescribeTopicResponse
+	(*ClusterStatusRequest)(nil),  // 10: streamhouse.v1.ClusterStatusRequest
+	(*Assignment)(nil),            // 11: streamhouse.v1.Assignment
+	(*Member)(nil),                // 12: streamhouse.v1.Member
+	(*ClusterStatusResponse)(nil), // 13: streamhouse.v1.ClusterStatusResponse
+	(*Header)(nil),                // 14: streamhouse.v1.Header
+	(*Record)(nil),                // 15: streamhouse.v1.Record
+	(*ProduceRequest)(nil),        // 16: streamhouse.v1.ProduceRequest
+	(*RecordAck)(nil),             // 17: streamhouse.v1.RecordAck
+	(*ProduceResponse)(nil),       // 18: streamhouse.v1.ProduceResponse
+	(*FetchRequest)(nil),          // 19: streamhouse.v1.FetchRequest
+	(*FetchResponse)(nil),         // 20: streamhouse.v1.FetchResponse
+	(*SubscribeRequest)(nil),      // 21: streamhouse.v1.SubscribeRequest
+	(*PartitionOffset)(nil),       // 22: streamhouse.v1.PartitionOffset
+	(*CommitOffsetsRequest)(nil),  // 23: streamhouse.v1.CommitOffsetsRequest
+	(*CommitOffsetsResponse)(nil), // 24: streamhouse.v1.CommitOffsetsResponse
+	(*FetchOffsetsRequest)(nil),   // 25: streamhouse.v1.FetchOffsetsRequest
+	(*FetchOffsetsResponse)(nil),  // 26: streamhouse.v1.FetchOffsetsResponse
+	(*ListGroupsRequest)(nil),     // 27: streamhouse.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),    // 28: streamhouse.v1.ListGroupsResponse
 }
 var file_gateway_streamhousepb_streamhouse_proto_depIdxs = []int32{
 	0,  // 0: streamhouse.v1.ListTopicsResponse.topics:type_name -> streamhouse.v1.Topic
 	0,  // 1: streamhouse.v1.DescribeTopicResponse.topic:type_name -> streamhouse.v1.Topic
-	7,  // 2: streamhouse.v1.DescribeTopicResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
-	10, // 3: streamhouse.v1.Member.partitions:type_name -> streamhouse.v1.Assignment
-	11, // 4: streamhouse.v1.ClusterStatusResponse.members:type_name -> streamhouse.v1.Member
-	13, // 5: streamhouse.v1.Record.headers:type_name -> streamhouse.v1.Header
-	14, // 6: streamhouse.v1.ProduceRequest.records:type_name -> streamhouse.v1.Record
-	16, // 7: streamhouse.v1.ProduceResponse.acks:type_name -> streamhouse.v1.RecordAck
-	14, // 8: streamhouse.v1.FetchResponse.records:type_name -> streamhouse.v1.Record
-	21, // 9: streamhouse.v1.CommitOffsetsRequest.offsets:type_name -> streamhouse.v1.PartitionOffset
-	21, // 10: streamhouse.v1.FetchOffsetsResponse.offsets:type_name -> streamhouse.v1.PartitionOffset
+	8,  // 2: streamhouse.v1.DescribeTopicResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
+	11, // 3: streamhouse.v1.Member.partitions:type_name -> streamhouse.v1.Assignment
+	12, // 4: streamhouse.v1.ClusterStatusResponse.members:type_name -> streamhouse.v1.Member
+	14, // 5: streamhouse.v1.Record.headers:type_name -> streamhouse.v1.Header
+	15, // 6: streamhouse.v1.ProduceRequest.records:type_name -> streamhouse.v1.Record
+	17, // 7: streamhouse.v1.ProduceResponse.acks:type_name -> streamhouse.v1.RecordAck
+	15, // 8: streamhouse.v1.FetchResponse.records:type_name -> streamhouse.v1.Record
+	22, // 9: streamhouse.v1.CommitOffsetsRequest.offsets:type_name -> streamhouse.v1.PartitionOffset
+	22, // 10: streamhouse.v1.FetchOffsetsResponse.offsets:type_name -> streamhouse.v1.PartitionOffset
 	1,  // 11: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
-	2,  // 12: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
-	4,  // 13: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
-	6,  // 14: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
-	9,  // 15: streamhouse.v1.StreamHouse.ClusterStatus:input_type -> streamhouse.v1.ClusterStatusRequest
-	15, // 16: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
-	15, // 17: streamhouse.v1.StreamHouse.ProduceStream:input_type -> streamhouse.v1.ProduceRequest
-	18, // 18: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
-	20, // 19: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
-	22, // 20: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
-	24, // 21: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
-	26, // 22: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
-	0,  // 23: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.Topic
-	3,  // 24: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
-	5,  // 25: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
-	8,  // 26: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
-	12, // 27: streamhouse.v1.StreamHouse.ClusterStatus:output_type -> streamhouse.v1.ClusterStatusResponse
-	17, // 28: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
-	17, // 29: streamhouse.v1.StreamHouse.ProduceStream:output_type -> streamhouse.v1.ProduceResponse
-	19, // 30: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
-	19, // 31: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.FetchResponse
-	23, // 32: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
-	25, // 33: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
-	27, // 34: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
-	23, // [23:35] is the sub-list for method output_type
-	11, // [11:23] is the sub-list for method input_type
+	2,  // 12: streamhouse.v1.StreamHouse.AlterTopic:input_type -> streamhouse.v1.AlterTopicRequest
+	3,  // 13: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
+	5,  // 14: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
+	7,  // 15: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
+	10, // 16: streamhouse.v1.StreamHouse.ClusterStatus:input_type -> streamhouse.v1.ClusterStatusRequest
+	16, // 17: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
+	16, // 18: streamhouse.v1.StreamHouse.ProduceStream:input_type -> streamhouse.v1.ProduceRequest
+	19, // 19: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
+	21, // 20: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
+	23, // 21: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
+	25, // 22: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
+	27, // 23: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
+	0,  // 24: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.Topic
+	0,  // 25: streamhouse.v1.StreamHouse.AlterTopic:output_type -> streamhouse.v1.Topic
+	4,  // 26: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
+	6,  // 27: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
+	9,  // 28: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
+	13, // 29: streamhouse.v1.StreamHouse.ClusterStatus:output_type -> streamhouse.v1.ClusterStatusResponse
+	18, // 30: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
+	18, // 31: streamhouse.v1.StreamHouse.ProduceStream:output_type -> streamhouse.v1.ProduceResponse
+	20, // 32: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
+	20, // 33: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.FetchResponse
+	24, // 34: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
+	26, // 35: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
+	28, // 36: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
+	24, // [24:37] is the sub-list for method output_type
+	11, // [11:24] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1810,16 +1981,17 @@ func file_gateway_streamhousepb_streamhouse_proto_init() {
 	if File_gateway_streamhousepb_streamhouse_proto != nil {
 		return
 	}
-	file_gateway_streamhousepb_streamhouse_proto_msgTypes[13].OneofWrappers = []any{}
+	file_gateway_streamhousepb_streamhouse_proto_msgTypes[2].OneofWrappers = []any{}
 	file_gateway_streamhousepb_streamhouse_proto_msgTypes[14].OneofWrappers = []any{}
 	file_gateway_streamhousepb_streamhouse_proto_msgTypes[15].OneofWrappers = []any{}
+	file_gateway_streamhousepb_streamhouse_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_streamhousepb_streamhouse_proto_rawDesc), len(file_gateway_streamhousepb_streamhouse_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

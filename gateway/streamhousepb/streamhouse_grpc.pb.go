@@ -28,6 +28,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	StreamHouse_CreateTopic_FullMethodName   = "/streamhouse.v1.StreamHouse/CreateTopic"
+	StreamHouse_AlterTopic_FullMethodName    = "/streamhouse.v1.StreamHouse/AlterTopic"
 	StreamHouse_DeleteTopic_FullMethodName   = "/streamhouse.v1.StreamHouse/DeleteTopic"
 	StreamHouse_ListTopics_FullMethodName    = "/streamhouse.v1.StreamHouse/ListTopics"
 	StreamHouse_DescribeTopic_FullMethodName = "/streamhouse.v1.StreamHouse/DescribeTopic"
@@ -47,6 +48,7 @@ const (
 type StreamHouseClient interface {
 	// Admin.
 	CreateTopic(ctx context.Context, in *CreateTopicRequest, opts ...grpc.CallOption) (*Topic, error)
+	AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*Topic, error)
 	DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*DeleteTopicResponse, error)
 	ListTopics(ctx context.Context, in *ListTopicsRequest, opts ...grpc.CallOption) (*ListTopicsResponse, error)
 	DescribeTopic(ctx context.Context, in *DescribeTopicRequest, opts ...grpc.CallOption) (*DescribeTopicResponse, error)
@@ -74,6 +76,16 @@ func (c *streamHouseClient) CreateTopic(ctx context.Context, in *CreateTopicRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Topic)
 	err := c.cc.Invoke(ctx, StreamHouse_CreateTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *streamHouseClient) AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*Topic, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Topic)
+	err := c.cc.Invoke(ctx, StreamHouse_AlterTopic_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +220,7 @@ func (c *streamHouseClient) ListGroups(ctx context.Context, in *ListGroupsReques
 type StreamHouseServer interface {
 	// Admin.
 	CreateTopic(context.Context, *CreateTopicRequest) (*Topic, error)
+	AlterTopic(context.Context, *AlterTopicRequest) (*Topic, error)
 	DeleteTopic(context.Context, *DeleteTopicRequest) (*DeleteTopicResponse, error)
 	ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error)
 	DescribeTopic(context.Context, *DescribeTopicRequest) (*DescribeTopicResponse, error)
@@ -233,6 +246,9 @@ type UnimplementedStreamHouseServer struct{}
 
 func (UnimplementedStreamHouseServer) CreateTopic(context.Context, *CreateTopicRequest) (*Topic, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateTopic not implemented")
+}
+func (UnimplementedStreamHouseServer) AlterTopic(context.Context, *AlterTopicRequest) (*Topic, error) {
+	return nil, status.Error(codes.Unimplemented, "method AlterTopic not implemented")
 }
 func (UnimplementedStreamHouseServer) DeleteTopic(context.Context, *DeleteTopicRequest) (*DeleteTopicResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteTopic not implemented")
@@ -302,6 +318,24 @@ func _StreamHouse_CreateTopic_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(StreamHouseServer).CreateTopic(ctx, req.(*CreateTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StreamHouse_AlterTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlterTopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).AlterTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_AlterTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).AlterTopic(ctx, req.(*AlterTopicRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -496,6 +530,10 @@ var StreamHouse_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateTopic",
 			Handler:    _StreamHouse_CreateTopic_Handler,
+		},
+		{
+			MethodName: "AlterTopic",
+			Handler:    _StreamHouse_AlterTopic_Handler,
 		},
 		{
 			MethodName: "DeleteTopic",

@@ -1,6 +1,7 @@
 // Package sweeper deletes orphan objects: objects in the store that no segment of the
-// index names (DESIGN.md §4). They come from uploads whose commit was fenced or failed
-// and from agents that died between PUT and commit.
+// index names (DESIGN.md §4). They come from uploads whose commit was fenced or failed,
+// from agents that died between PUT and commit, and from segments that merges, retention
+// and topic deletion took out of the index.
 //
 // Invariants:
 //   - A committed object is never deleted: the index is read after the listing, so an
@@ -9,9 +10,13 @@
 //     segment (writers give up CommitTimeout after the PUT; MinGrace exceeds that with
 //     room for clock skew). The sweeper keeps no state, so a restart or another agent
 //     taking the lock changes nothing.
-//   - Nothing takes a segment out of the index yet. Retention and compaction (which will)
-//     must record when they did, and the sweeper must then also wait the grace period from
-//     that moment, for readers that resolved the segment before.
+//   - Segments taken out of the index (merged, expired by retention, of a deleted topic)
+//     leave a tombstone naming their objects, written in the same transaction; an object
+//     named by a tombstone is kept the grace period from its removal too, for readers that
+//     resolved the segment before. Tombstones past the grace are deleted.
+//   - Each pass first removes the keys of deleted topics whose partitions have stopped
+//     (coordination.Client.PurgeTopic: resumable, idempotent); their objects then go as
+//     unindexed objects, a grace after the purge.
 //   - One agent sweeps at a time (the etcd lock Keys.Lock("sweeper")); deletes are
 //     idempotent, so a second sweeper after a lost lock only repeats work.
 //   - The store (bucket and prefix) belongs to one cluster: objects under data/ that its
@@ -20,5 +25,5 @@
 // Metrics: streamhouse_sweeps_total{result} (ok, error, skipped: another agent holds
 // the lock), streamhouse_orphans_deleted_total and streamhouse_orphan_bytes_deleted_total,
 // streamhouse_orphans_pending (unindexed objects still in their grace period at the last
-// pass).
+// pass), streamhouse_tombstones_deleted_total, streamhouse_topics_purged_total.
 package sweeper

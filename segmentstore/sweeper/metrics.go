@@ -19,7 +19,7 @@ var (
 	}, []string{"result"})
 	metricOrphansDeleted = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_orphans_deleted_total",
-		Help: "Objects deleted by the sweeper because no segment of the index names them.",
+		Help: "Objects deleted by the sweeper because no segment of the index names them (orphans of failed writes, and objects merged away, expired or of deleted topics).",
 	})
 	metricOrphanBytes = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_orphan_bytes_deleted_total",
@@ -28,6 +28,14 @@ var (
 	metricOrphansPending = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_orphans_pending",
 		Help: "Unindexed objects in their grace period at the last sweep.",
+	})
+	metricTombstonesDeleted = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_tombstones_deleted_total",
+		Help: "Tombstones (records of segments taken out of the index) deleted once past the grace period.",
+	})
+	metricTopicsPurged = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_topics_purged_total",
+		Help: "Deleted topics whose keys the sweeper removed.",
 	})
 )
 

@@ -53,8 +53,12 @@ type Pass struct {
 	Listed  int   // objects under segmentstore.DataPrefix
 	Indexed int   // of them named by the index
 	Pending int   // unindexed, still in their grace period
-	Deleted int   // orphans deleted
+	Deleted int   // unindexed objects deleted
 	Bytes   int64 // their size
+	// Tombstones is how many tombstones past the grace period were deleted.
+	Tombstones int
+	// Purged names the deleted topics whose keys this pass removed.
+	Purged []string
 	// Revision is the etcd revision the index was read at.
 	Revision int64
 }
@@ -80,30 +84,42 @@ func New(c *coordination.Client, store objstore.Store, opts Options) (*Sweeper, 
 	return &Sweeper{c: c, store: store, opts: opts}, nil
 }
 
-// Sweep lists the objects, reads the index, and deletes the orphans past their grace.
-// Objects it could not delete are retried by the next sweep; the error names the first.
+// Sweep removes the keys of deleted topics (coordination.Client.PurgeTopic), lists the
+// objects, reads the index and the tombstones, and deletes the unindexed objects past
+// their grace, then the tombstones past it. Objects it could not delete are retried by the
+// next sweep; the error names the first.
 func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	pass := Pass{}
+	if err := s.purge(ctx, &pass); err != nil {
+		return pass, err
+	}
 	// List first, index second: an object listed here and committed before the index is
 	// read is seen indexed; one committed later was written less than the grace ago.
 	objects, err := s.store.List(ctx, segmentstore.DataPrefix)
 	if err != nil {
-		return Pass{}, fmt.Errorf("sweep: list %s: %w", segmentstore.DataPrefix, err)
+		return pass, fmt.Errorf("sweep: list %s: %w", segmentstore.DataPrefix, err)
 	}
-	indexed, rev, err := s.c.IndexedObjects(ctx)
+	index, err := s.c.ObjectIndex(ctx)
 	if err != nil {
-		return Pass{}, fmt.Errorf("sweep: %w", err)
+		return pass, fmt.Errorf("sweep: %w", err)
 	}
 	now := s.opts.Now()
-	pass := Pass{Listed: len(objects), Revision: rev}
+	pass.Listed, pass.Revision = len(objects), index.Revision
 	var errs []error
 	for _, o := range objects {
-		if indexed[o.Key] {
+		if index.Indexed[o.Key] {
 			pass.Indexed++
 			continue
 		}
-		if now.Sub(o.ModTime) < s.opts.Grace {
+		// Its grace runs from its write or, if segments naming it were taken out of the
+		// index, from the last removal, whichever is later.
+		since := o.ModTime
+		if t, ok := index.Removed[o.Key]; ok {
+			since = maxTime(since, time.UnixMilli(t.RemovedAt))
+		}
+		if now.Sub(since) < s.opts.Grace {
 			pass.Pending++
 			continue
 		}
@@ -113,7 +129,8 @@ func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
 		}
 		pass.Deleted++
 		pass.Bytes += o.Size
-		s.opts.Log.Info("orphan deleted", zap.String("object", o.Key), zap.Int64("bytes", o.Size), zap.Time("modified", o.ModTime))
+		s.opts.Log.Info("unindexed object deleted", zap.String("object", o.Key), zap.Int64("bytes", o.Size),
+			zap.Time("modified", o.ModTime), zap.Time("since", since))
 	}
 	metricOrphansDeleted.Add(float64(pass.Deleted))
 	metricOrphanBytes.Add(float64(pass.Bytes))
@@ -121,7 +138,49 @@ func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
 	if len(errs) > 0 {
 		return pass, fmt.Errorf("sweep: %d of %d orphans not deleted: %w", len(errs), len(errs)+pass.Deleted, errs[0])
 	}
+	// A tombstone past the grace is no longer needed: an unindexed object it names was
+	// written before the removal, so its own age already lets it go.
+	var old []string
+	for _, t := range index.Tombstones {
+		if now.Sub(time.UnixMilli(t.RemovedAt)) >= s.opts.Grace {
+			old = append(old, t.Key)
+		}
+	}
+	if err := s.c.DeleteTombstones(ctx, old); err != nil {
+		return pass, fmt.Errorf("sweep: %w", err)
+	}
+	pass.Tombstones = len(old)
+	metricTombstonesDeleted.Add(float64(len(old)))
 	return pass, nil
+}
+
+// purge removes the keys of deleted topics whose partitions have stopped.
+func (s *Sweeper) purge(ctx context.Context, pass *Pass) error {
+	deleted, err := s.c.DeletedTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	for _, t := range deleted {
+		err := s.c.PurgeTopic(ctx, t.Name)
+		switch {
+		case errors.Is(err, coordination.ErrTopicBusy):
+			s.opts.Log.Debug("deleted topic not purged yet", zap.String("topic", t.Name), zap.Error(err))
+		case err != nil:
+			return fmt.Errorf("sweep: %w", err)
+		default:
+			pass.Purged = append(pass.Purged, t.Name)
+			metricTopicsPurged.Inc()
+			s.opts.Log.Info("deleted topic purged", zap.String("topic", t.Name), zap.Time("deleted_at", *t.DeletedAt))
+		}
+	}
+	return nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Run sweeps every Interval while ctx lives, whenever the session gets the sweeper lock

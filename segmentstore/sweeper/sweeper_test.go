@@ -188,3 +188,71 @@ func TestSweeperRefusesAShortGrace(t *testing.T) {
 		t.Fatalf("grace below the minimum: %v, want ErrInvalidArgument", err)
 	}
 }
+
+// An old object taken out of the index (retention, a merge) stays a grace period from
+// its removal, for readers that resolved it before; then it goes, and so does its
+// tombstone.
+func TestSweepWaitsTheGraceFromARemoval(t *testing.T) {
+	const grace = sweeper.MinGrace
+	f := newFixture(t)
+	sw := f.sweeper(t, grace)
+	ctx := context.Background()
+	f.put(t, "data/a/expired.obj", 3*grace)
+	f.commit(t, "data/a/expired.obj")
+	f.put(t, "data/a/kept.obj", 3*grace)
+	f.commit(t, "data/a/kept.obj")
+	segs, rev, err := f.c.SegmentRange(ctx, "t", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.lease.Rewrite(ctx, segs[:1], rev, nil, &coordination.Tombstone{Objects: []string{"data/a/expired.obj"}, Reason: coordination.RemovedByRetention}); err != nil {
+		t.Fatal(err)
+	}
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Pending != 1 || pass.Deleted != 0 || pass.Tombstones != 0 {
+		t.Fatalf("sweep right after the removal: %+v, %v", pass, err)
+	}
+	f.now = f.now.Add(grace + time.Second)
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted != 1 || pass.Tombstones != 1 {
+		t.Fatalf("sweep a grace after the removal: %+v, %v", pass, err)
+	}
+	if got, want := f.keys(t), []string{"data/a/kept.obj"}; !slices.Equal(got, want) {
+		t.Fatalf("objects: %v, want %v", got, want)
+	}
+	if x, err := f.c.ObjectIndex(ctx); err != nil || len(x.Tombstones) != 0 {
+		t.Fatalf("tombstones left: %+v, %v", x, err)
+	}
+}
+
+// A deleted topic's keys are purged by the sweep once its partitions have stopped, and
+// its objects deleted a grace later.
+func TestSweepPurgesDeletedTopics(t *testing.T) {
+	const grace = sweeper.MinGrace
+	f := newFixture(t)
+	sw := f.sweeper(t, grace)
+	ctx := context.Background()
+	f.put(t, "data/a/one.obj", 3*grace)
+	f.commit(t, "data/a/one.obj")
+	if err := f.c.DeleteTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	// The partition's owner has not stopped yet: nothing is purged.
+	if pass, err := sw.Sweep(ctx); err != nil || len(pass.Purged) != 0 || pass.Indexed != 1 {
+		t.Fatalf("sweep while the owner holds its lease: %+v, %v", pass, err)
+	}
+	if err := f.lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pass, err := sw.Sweep(ctx); err != nil || !slices.Equal(pass.Purged, []string{"t"}) || pass.Pending != 1 {
+		t.Fatalf("sweep after the owner stopped: %+v, %v", pass, err)
+	}
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatalf("the name is not free after the purge: %v", err)
+	}
+	f.now = f.now.Add(grace + time.Second)
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted != 1 {
+		t.Fatalf("sweep a grace after the purge: %+v, %v", pass, err)
+	}
+	if got := f.keys(t); len(got) != 0 {
+		t.Fatalf("objects left: %v", got)
+	}
+}

@@ -257,10 +257,11 @@ func checkObjects(t *testing.T, c *cluster, store objstore.Store, seen map[strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	indexed, _, err := coord.IndexedObjects(ctx)
+	index, err := coord.ObjectIndex(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	indexed := index.Indexed
 	now, err := store.List(ctx, segmentstore.DataPrefix)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,334 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+)
+
+// DefaultCompactInterval is how often an agent applies retention to its partitions and
+// merges their small segments (NodeConfig.CompactInterval).
+const DefaultCompactInterval = time.Second
+
+// maxMergeObjectBytes bounds the object one compaction pass writes (at least one merge).
+const maxMergeObjectBytes = 64 << 20
+
+// freshRemoval: a rewrite that takes out only segments whose objects this agent wrote
+// less than freshRemoval ago leaves no tombstone. Their objects' own age keeps them from
+// the sweeper for its grace minus freshRemoval (and clock skew), which still outlasts any
+// read that resolved them before (TestRemovalGraceOutlastsReads). Most merges are of
+// fresh segments, so tombstones stay few.
+const freshRemoval = 30 * time.Second
+
+// compactor applies retention and merges segments for every partition its agent owns
+// (DESIGN.md §3 "bounded metadata"; the policy is in mergeplan.go). Each pass it loads the
+// index of newly activated partitions, removes expired segments, and writes the merges of
+// every partition that has some into one object, then swaps each partition's index, each
+// in its own transaction fenced on that partition's epoch. So an agent writes one merge
+// object per pass however many partitions it owns.
+//
+// A crash anywhere leaves a consistent index: before the swap the merged object is an
+// orphan, after it the merged-away objects are unindexed, and the sweeper deletes both
+// kinds after their grace.
+type compactor struct {
+	client   *coordination.Client
+	store    objstore.Store
+	mirror   *coordination.Mirror
+	names    *flusher // object names
+	interval time.Duration
+	upload   time.Duration // bounds the PUT
+	commit   time.Duration // bounds the swaps, from the end of the PUT
+	segment  segmentstore.Options
+	log      *zap.Logger
+
+	mu   sync.Mutex
+	logs map[*partitionLog]bool
+}
+
+// mergeJob is one partition's merge in a pass.
+type mergeJob struct {
+	log  *partitionLog
+	old  []indexed
+	rev  int64
+	data []byte
+	meta coordination.SegmentMeta
+}
+
+func (c *compactor) add(l *partitionLog) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.logs == nil {
+		c.logs = map[*partitionLog]bool{}
+	}
+	c.logs[l] = true
+}
+
+func (c *compactor) remove(l *partitionLog) {
+	l.close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.logs, l)
+}
+
+func (c *compactor) partitions() []*partitionLog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*partitionLog, 0, len(c.logs))
+	for l := range c.logs {
+		out = append(out, l)
+	}
+	return out
+}
+
+// run makes a pass every interval until ctx ends.
+func (c *compactor) run(ctx context.Context) {
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		c.pass(ctx)
+		metricCompactionPass.Observe(time.Since(start).Seconds())
+	}
+}
+
+func (c *compactor) pass(ctx context.Context) {
+	now := time.Now()
+	var jobs []*mergeJob
+	budget := int64(maxMergeObjectBytes)
+	keys := map[string]int{}
+	for _, l := range c.partitions() {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := l.load(ctx, c.client); err != nil {
+			l.log.Warn("compaction: index not loaded", zap.Error(err))
+			continue
+		}
+		if spec, ok := c.mirror.Topic(l.p.Topic); ok && l.setSpec(spec) {
+			l.respec(spec)
+		}
+		segs, rev, spec, ok := l.snapshot()
+		if !ok {
+			continue
+		}
+		keys[l.p.Topic] += len(segs)
+		if n := planExpiry(segs, spec, now); n > 0 {
+			c.expire(ctx, l, segs[:n], rev, now)
+			continue // merge from the new view next pass
+		}
+		i, j, ok := planMerge(segs, spec.MergeTarget())
+		if !ok {
+			continue
+		}
+		size := int64(0)
+		for _, s := range segs[i:j] {
+			size += s.ZBytes
+		}
+		if len(jobs) > 0 && size > budget {
+			continue // next pass
+		}
+		budget -= size
+		jobs = append(jobs, &mergeJob{log: l, old: segs[i:j], rev: rev})
+	}
+	for topic, n := range keys {
+		metricIndexSegments.WithLabelValues(topic).Set(float64(n))
+	}
+	if len(jobs) > 0 {
+		c.merge(ctx, jobs, now)
+	}
+}
+
+// expire takes old, the oldest segments of l, out of the index.
+func (c *compactor) expire(ctx context.Context, l *partitionLog, old []indexed, rev int64, now time.Time) {
+	last := old[len(old)-1]
+	cctx, cancel := context.WithTimeout(ctx, c.commit)
+	defer cancel()
+	crev, err := l.lease.Rewrite(cctx, metas(old), rev, nil, tombstoneOf(old, coordination.RemovedByRetention, now))
+	if !c.settle(l, err, "retention") {
+		return
+	}
+	var bytes int64
+	for _, s := range old {
+		bytes += s.ZBytes
+	}
+	l.rewritten(old[0].Base, last.Last, nil, time.Time{}, crev)
+	metricRetentionSegments.WithLabelValues(l.p.Topic).Add(float64(len(old)))
+	metricRetentionBytes.WithLabelValues(l.p.Topic).Add(float64(bytes))
+	l.log.Info("retention removed segments", zap.Int64("from", old[0].Base), zap.Int64("to", last.Last),
+		zap.Int("segments", len(old)), zap.Int64("bytes", bytes), zap.Int64("log_start", last.Last+1))
+}
+
+// merge encodes every job's merged segment into one object, writes it, and swaps each
+// partition's index.
+func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) {
+	object := c.names.nextName()
+	var buf []byte
+	kept := jobs[:0]
+	for _, j := range jobs {
+		if err := c.encode(ctx, j); err != nil {
+			metricMerges.WithLabelValues(resultError).Inc()
+			j.log.log.Warn("merge skipped: cannot read its segments", zap.Int64("from", j.old[0].Base), zap.Error(err))
+			continue
+		}
+		j.meta.Object, j.meta.Offset = object, int64(len(buf))
+		buf = append(buf, j.data...)
+		j.data = nil
+		kept = append(kept, j)
+	}
+	if len(kept) == 0 {
+		return
+	}
+	uctx, cancel := context.WithTimeout(ctx, c.upload)
+	err := c.store.Put(uctx, object, buf)
+	cancel()
+	stored := time.Now()
+	if err != nil {
+		metricMerges.WithLabelValues(resultError).Add(float64(len(kept)))
+		c.log.Warn("merge object not written", zap.String("object", object), zap.Int("bytes", len(buf)), zap.Error(err))
+		return
+	}
+	metricObjects.Inc()
+	// As for the writer's commits: no swap later than the commit timeout after the PUT, so
+	// that the sweeper can tell an orphan merge object by its age.
+	cctx, cancel := context.WithDeadline(ctx, stored.Add(c.commit))
+	defer cancel()
+	for _, j := range kept {
+		rev, err := j.log.lease.Rewrite(cctx, metas(j.old), j.rev, &j.meta, tombstoneOf(j.old, coordination.RemovedByMerge, now))
+		if !c.settle(j.log, err, "merge") {
+			continue
+		}
+		j.log.rewritten(j.meta.Base, j.meta.Last, &j.meta, stored, rev)
+		metricMerges.WithLabelValues(resultOK).Inc()
+		metricMergedSegments.WithLabelValues(j.log.p.Topic).Add(float64(len(j.old)))
+		metricMergedBytes.WithLabelValues(j.log.p.Topic).Add(float64(j.meta.ZBytes))
+		j.log.log.Debug("segments merged", zap.Int64("from", j.meta.Base), zap.Int64("to", j.meta.Last),
+			zap.Int("segments", len(j.old)), zap.Int64("bytes", j.meta.ZBytes), zap.String("object", object), zap.Int64("revision", rev))
+	}
+}
+
+// settle handles the outcome of a rewrite; true means it committed.
+func (c *compactor) settle(l *partitionLog, err error, what string) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, coordination.ErrFenced):
+		// The partition has a new owner; its writer finds out at its next commit.
+		l.close()
+		metricMerges.WithLabelValues(resultFenced).Inc()
+	case errors.Is(err, coordination.ErrIndexChanged):
+		l.reload()
+		metricMerges.WithLabelValues(resultError).Inc()
+		l.log.Warn(what+": the index is not as this owner saw it; reloading", zap.Error(err))
+	default:
+		// Unknown outcome (etcd unreachable): read the index again before the next try.
+		l.reload()
+		metricMerges.WithLabelValues(resultError).Inc()
+		l.log.Warn(what+" not committed", zap.Error(err))
+	}
+	return false
+}
+
+// encode reads a job's segments, from the partition's recent records where it still has
+// them and from the store otherwise, and encodes them as one segment.
+func (c *compactor) encode(ctx context.Context, j *mergeJob) error {
+	p, first, last := j.log.p, j.old[0], j.old[len(j.old)-1]
+	enc, err := segmentstore.NewEncoder(p.Topic, p.Partition, first.Base, c.segment)
+	if err != nil {
+		return err
+	}
+	meta := coordination.SegmentMeta{Base: first.Base, Last: last.Last, MinTs: first.MinTs, MaxTs: first.MaxTs, Epoch: j.log.lease.Epoch()}
+	for _, s := range j.old {
+		recs, err := c.records(ctx, j.log, s)
+		if err != nil {
+			return err
+		}
+		for i := range recs {
+			if err := enc.Append(&recs[i]); err != nil {
+				return fmt.Errorf("segment [%d, %d]: %w", s.Base, s.Last, err)
+			}
+		}
+		meta.Records += s.Records
+		meta.Bytes += s.Bytes
+		meta.MinTs, meta.MaxTs = min(meta.MinTs, s.MinTs), max(meta.MaxTs, s.MaxTs)
+	}
+	if int64(enc.Records()) != meta.Records {
+		return fmt.Errorf("%s [%d, %d]: read %d records, the index says %d", p, first.Base, last.Last, enc.Records(), meta.Records)
+	}
+	data, err := enc.Finish()
+	if err != nil {
+		return err
+	}
+	meta.ZBytes = int64(len(data))
+	j.data, j.meta = data, meta
+	return nil
+}
+
+// records returns the records of segment s, exactly those its meta names.
+func (c *compactor) records(ctx context.Context, l *partitionLog, s indexed) ([]segmentstore.Record, error) {
+	if recs, ok := l.recent.read(s.Base, int(s.Bytes)); ok && len(recs) > 0 && recs[0].Offset == s.Base {
+		n := 0
+		for n < len(recs) && recs[n].Offset <= s.Last {
+			n++
+		}
+		if int64(n) == s.Records {
+			return recs[:n], nil
+		}
+	}
+	r, err := segmentstore.OpenReader(ctx, objstore.Object{Store: c.store, Key: s.Object, Offset: s.Offset}, s.ZBytes)
+	if err != nil {
+		return nil, fmt.Errorf("segment [%d, %d] in %s: %w", s.Base, s.Last, s.Object, err)
+	}
+	blocks, err := r.ReadBlocks(ctx, 0, len(r.Index()))
+	if err != nil {
+		return nil, fmt.Errorf("segment [%d, %d] in %s: %w", s.Base, s.Last, s.Object, err)
+	}
+	var out []segmentstore.Record
+	for _, b := range blocks {
+		out = append(out, b...)
+	}
+	if int64(len(out)) != s.Records || out[0].Offset != s.Base || out[len(out)-1].Offset != s.Last {
+		return nil, fmt.Errorf("segment [%d, %d] in %s holds %d records, not the %d its meta names", s.Base, s.Last, s.Object, len(out), s.Records)
+	}
+	return out, nil
+}
+
+func metas(segs []indexed) []coordination.SegmentMeta {
+	out := make([]coordination.SegmentMeta, len(segs))
+	for i, s := range segs {
+		out[i] = s.SegmentMeta
+	}
+	return out
+}
+
+// tombstoneOf names the objects of old for the sweeper, unless they are all fresh.
+func tombstoneOf(old []indexed, reason string, now time.Time) *coordination.Tombstone {
+	fresh := true
+	for _, s := range old {
+		fresh = fresh && !s.stored.IsZero() && now.Sub(s.stored) < freshRemoval
+	}
+	if fresh {
+		return nil
+	}
+	t := &coordination.Tombstone{Reason: reason}
+	seen := map[string]bool{}
+	for _, s := range old {
+		if !seen[s.Object] {
+			seen[s.Object] = true
+			t.Objects = append(t.Objects, s.Object)
+		}
+	}
+	return t
+}

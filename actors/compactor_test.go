@@ -1,0 +1,197 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// reader reads a partition from its log start to its end again and again while merges
+// and retention rewrite its index, and fails on any gap, duplicate or changed record.
+type reader struct {
+	t      *testing.T
+	node   *Node
+	p      coordination.Partition
+	mu     sync.Mutex
+	seen   map[int64]string // offset -> value, as first read
+	passes int
+	bad    []string
+}
+
+func (r *reader) pass(ctx context.Context) {
+	offset := int64(0)
+	for ctx.Err() == nil {
+		resp, err := r.node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: r.p.Topic, Partition: r.p.Partition, Offset: offset, MaxBytes: 4096})
+		if err != nil || resp.Code == partitionpb.Code_CODE_UNAVAILABLE {
+			return // try again next pass
+		}
+		if resp.Code == partitionpb.Code_CODE_OUT_OF_RANGE {
+			if offset >= resp.LogStartOffset {
+				r.fail("offset %d out of range with log start %d, hwm %d: %s", offset, resp.LogStartOffset, resp.HighWaterMark, resp.Message)
+				return
+			}
+			offset = resp.LogStartOffset // retention went past us
+			continue
+		}
+		if resp.Code != partitionpb.Code_CODE_OK {
+			r.fail("fetch at %d: %v %s", offset, resp.Code, resp.Message)
+			return
+		}
+		if len(resp.Records) == 0 {
+			r.mu.Lock()
+			r.passes++
+			r.mu.Unlock()
+			return // the log end
+		}
+		for _, rec := range resp.Records {
+			if rec.Offset != offset {
+				r.fail("expected offset %d, read %d (a gap or a duplicate)", offset, rec.Offset)
+				return
+			}
+			r.mu.Lock()
+			if v, ok := r.seen[offset]; ok && v != string(rec.Value) {
+				r.bad = append(r.bad, fmt.Sprintf("offset %d changed from %q to %q", offset, v, rec.Value))
+			}
+			r.seen[offset] = string(rec.Value)
+			r.mu.Unlock()
+			offset++
+		}
+	}
+}
+
+func (r *reader) fail(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bad = append(r.bad, fmt.Sprintf(format, args...))
+}
+
+// Merges and retention run while producers write and readers read: every acked record
+// reads back as acked, readers never see a gap, a duplicate or a changed record, the
+// index shrinks to a few keys, and reads below the log start say where it is.
+func TestMergesAndRetentionKeepReadersWhole(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	// Small merge targets so that several levels of merges happen in seconds.
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "rw", Partitions: 2, LingerMs: 1, MergeBytes: 32 << 10, RetentionMs: -1}); err != nil {
+		t.Fatal(err)
+	}
+	// No recent records in memory: merges and reads go to the store and the index.
+	nodes := startNodesWith(t, f, 1, func(c *NodeConfig) { c.CompactInterval, c.RecentBytes = 50*time.Millisecond, 1 })
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	acked := map[coordination.Partition]map[int64]string{}
+	var ackMu sync.Mutex
+	var readers []*reader
+	commits := 0
+	for i := range int32(2) {
+		p := coordination.Partition{Topic: "rw", Partition: i}
+		acked[p] = map[int64]string{}
+		rd := &reader{t: t, node: nodes[0], p: p, seen: map[int64]string{}}
+		readers = append(readers, rd)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for n := 0; rctx.Err() == nil && n < 300; n++ {
+				vals := []*partitionpb.Record{{Value: fmt.Appendf(nil, "%d-%d-a-%0200d", i, n, n)}, {Value: fmt.Appendf(nil, "%d-%d-b", i, n)}}
+				resp, err := nodes[0].Client().Produce(rctx, p, vals)
+				if err != nil || resp.Code != partitionpb.Code_CODE_OK {
+					continue // not acked: not checked
+				}
+				ackMu.Lock()
+				commits++
+				for k, v := range vals {
+					acked[p][resp.BaseOffset+int64(k)] = string(v.Value)
+				}
+				ackMu.Unlock()
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for rctx.Err() == nil {
+				rd.pass(rctx)
+			}
+		}()
+	}
+	// Produce until the producers are done, then let merges settle.
+	harness.Eventually(t, time.Minute, func() error {
+		ackMu.Lock()
+		defer ackMu.Unlock()
+		if commits < 600 {
+			return fmt.Errorf("%d produce requests acked", commits)
+		}
+		return nil
+	})
+	harness.Eventually(t, 30*time.Second, func() error {
+		for i := range int32(2) {
+			st, err := f.c.PartitionStats(ctx, "rw", i)
+			if err != nil {
+				return err
+			}
+			// 300 requests, each its own segment or a few together, merge into a few
+			// segments of up to 32 KiB.
+			if st.Segments > 12 {
+				return fmt.Errorf("partition %d has %d segments: %+v", i, st.Segments, st)
+			}
+		}
+		return nil
+	})
+	// Retention by size: the log start moves up, and reads below it say where it is.
+	limit := int64(coordination.MinSegmentBytes)
+	if _, err := f.c.AlterTopic(ctx, "rw", coordination.TopicChanges{RetentionBytes: &limit}); err != nil {
+		t.Fatal(err)
+	}
+	var start int64
+	harness.Eventually(t, 30*time.Second, func() error {
+		st, err := f.c.PartitionStats(ctx, "rw", 0)
+		if err != nil || st.LogStart == 0 || st.StoredBytes > limit+32<<10 {
+			return fmt.Errorf("stats %+v, %v", st, err)
+		}
+		start = st.LogStart
+		return nil
+	})
+	resp, err := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "rw", Offset: start - 1})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OUT_OF_RANGE || resp.LogStartOffset < start {
+		t.Fatalf("fetch below the log start %d: %v %v", start, resp, err)
+	}
+	// Let the readers make more passes over the rewritten index, then stop.
+	before := readers[0].passesDone()
+	harness.Eventually(t, 30*time.Second, func() error {
+		if n := readers[0].passesDone(); n < before+3 {
+			return fmt.Errorf("%d passes after retention", n-before)
+		}
+		return nil
+	})
+	stop()
+	wg.Wait()
+	for _, rd := range readers {
+		if len(rd.bad) > 0 {
+			t.Errorf("partition %d reader: %d anomalies, first: %v", rd.p.Partition, len(rd.bad), rd.bad[:min(5, len(rd.bad))])
+		}
+		// Every acked record was read as acked (retention removed only a prefix).
+		for o, v := range acked[rd.p] {
+			if got, ok := rd.seen[o]; ok && got != v {
+				t.Errorf("partition %d offset %d: acked %q, read %q", rd.p.Partition, o, v, got)
+			}
+		}
+		if rd.passes < 5 || len(rd.seen) < 300 {
+			t.Errorf("partition %d reader proved little: %d passes, %d offsets", rd.p.Partition, rd.passes, len(rd.seen))
+		}
+	}
+	if got := testutil.ToFloat64(metricMergedSegments.WithLabelValues("rw")); got < 100 {
+		t.Errorf("only %v segments merged", got)
+	}
+}
+
+func (r *reader) passesDone() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.passes
+}

@@ -1,0 +1,110 @@
+package actors
+
+import (
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// simulate appends segments of size seg bytes, perPass of them between compaction passes,
+// for passes passes, merging as the compactor does (one merge per pass). It returns the
+// most small keys (below half the target) seen after a pass, the full-size segments at
+// the end, the bytes in small segments at the end, and the bytes rewritten per byte
+// written.
+func simulate(perPass, passes int, seg, target int64) (maxSmall, full int, smallBytes int64, amplification float64) {
+	var segs []indexed
+	next, written, rewritten := int64(0), int64(0), int64(0)
+	for range passes {
+		for range perPass {
+			segs = append(segs, indexed{SegmentMeta: coordination.SegmentMeta{Base: next, Last: next, ZBytes: seg}})
+			next++
+			written += seg
+		}
+		if i, j, ok := planMerge(segs, target); ok {
+			m := indexed{SegmentMeta: coordination.SegmentMeta{Base: segs[i].Base, Last: segs[j-1].Last}}
+			for _, s := range segs[i:j] {
+				m.ZBytes += s.ZBytes
+			}
+			rewritten += m.ZBytes
+			segs = append(segs[:i:i], append([]indexed{m}, segs[j:]...)...)
+		}
+		small := 0
+		smallBytes = 0
+		for _, s := range segs {
+			if s.ZBytes < target/2 {
+				small++
+				smallBytes += s.ZBytes
+			}
+		}
+		maxSmall, full = max(maxSmall, small), len(segs)-small
+	}
+	return maxSmall, full, smallBytes, float64(rewritten) / float64(written)
+}
+
+// The policy keeps a partition's keys bounded under continuous produce at any rate: a few
+// per size class, plus what arrived since the last pass; records are rewritten only a few
+// times.
+func TestMergePolicyBoundsKeysAndRewrites(t *testing.T) {
+	const target = 64 << 20
+	for _, tc := range []struct {
+		name    string
+		perPass int   // segments committed per pass (a pass a second: 200 = linger 5 ms, busy)
+		seg     int64 // their size
+		passes  int
+	}{
+		{"busy, 1 KiB records at 10k/s", 200, 50 << 10, 3600},
+		{"steady, 1k records/s", 200, 5 << 10, 3600},
+		{"trickle, a record a second", 1, 200, 3600},
+	} {
+		// Without retention, full-size segments accumulate (one per target bytes); the
+		// bound is on everything else.
+		small, full, smallBytes, amp := simulate(tc.perPass, tc.passes, tc.seg, target)
+		written := int64(tc.perPass) * int64(tc.passes) * tc.seg
+		t.Logf("%s: at most %d small keys, %d full-size segments at the end (%d MiB written), %.2f bytes rewritten per byte",
+			tc.name, small, full, written>>20, amp)
+		if small > tc.perPass+40 {
+			t.Errorf("%s: %d small keys, want at most the last pass's %d + 40", tc.name, small, tc.perPass)
+		}
+		if limit := int(written / (target / 2)); full > limit {
+			t.Errorf("%s: %d full-size segments for %d MiB, want at most %d", tc.name, full, written>>20, limit)
+		}
+		// Small segments do not pile up: what they hold at the end is a few merge targets.
+		if smallBytes > 4*target {
+			t.Errorf("%s: %d MiB left in small segments", tc.name, smallBytes>>20)
+		}
+		if amp > 6 {
+			t.Errorf("%s: %.2f bytes rewritten per byte written", tc.name, amp)
+		}
+	}
+}
+
+func TestPlanExpiryRemovesAPrefix(t *testing.T) {
+	now := time.UnixMilli(1_000_000)
+	mk := func(maxTs []int64) []indexed {
+		var out []indexed
+		for i, ts := range maxTs {
+			out = append(out, indexed{SegmentMeta: coordination.SegmentMeta{Base: int64(i), Last: int64(i), ZBytes: 100, MaxTs: ts}})
+		}
+		return out
+	}
+	minute := time.Minute.Milliseconds()
+	spec := coordination.TopicSpec{RetentionMs: minute, RetentionBytes: -1}
+	segs := mk([]int64{now.UnixMilli() - 3*minute, now.UnixMilli() - 2*minute, now.UnixMilli() - 10, now.UnixMilli() - 5*minute})
+	if n := planExpiry(segs, spec, now); n != 2 {
+		t.Fatalf("expired by time: %d, want 2 (a newer segment stops it, older ones after it wait)", n)
+	}
+	spec = coordination.TopicSpec{RetentionMs: -1, RetentionBytes: 250}
+	if n := planExpiry(segs, spec, now); n != 1 {
+		t.Fatalf("expired by size: %d, want 1 (400 bytes, keep at least 250)", n)
+	}
+	spec = coordination.TopicSpec{RetentionMs: -1, RetentionBytes: -1}
+	if n := planExpiry(segs, spec, now); n != 0 {
+		t.Fatalf("no retention: %d removed", n)
+	}
+	// A spec stored before retention bytes existed (0) has no size limit.
+	spec = coordination.TopicSpec{RetentionMs: -1}
+	if n := planExpiry(segs, spec, now); n != 0 {
+		t.Fatalf("old spec: %d removed", n)
+	}
+}

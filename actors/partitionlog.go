@@ -1,0 +1,169 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// partitionLog is an owner's view of its partition's segment index, kept for retention
+// and merging (compactor.go). The owner is the only writer of its partition's index, so
+// the view is exact: loaded once from etcd, then extended by the writer's own commits and
+// changed by the compactor's own rewrites, every one of them fenced on the lease's epoch
+// and guarded on the index being as the view says (coordination.Lease.Rewrite).
+//
+// The partition actor appends commits and reads logStart; the compactor does the rest.
+type partitionLog struct {
+	p     coordination.Partition
+	lease *coordination.Lease
+	// recent is the writer's tail of committed records: merges read fresh segments from
+	// it instead of the store.
+	recent *recentLog
+	// changed is called after the index lost segments (readers' caches of it are stale).
+	changed func()
+	// respec is called when the topic's settings changed (the writer's linger, segment bytes).
+	respec func(coordination.TopicSpec)
+	log    *zap.Logger
+
+	// logStart is the first offset still indexed: -1 until loaded.
+	logStart atomic.Int64
+	// startHWM is the high-water mark at activation: the log start of an empty index.
+	startHWM int64
+
+	mu      sync.Mutex
+	loaded  bool
+	closed  bool
+	segs    []indexed // offset order, adjacent
+	pending []indexed // commits appended before the load
+	rev     int64     // the index is as segs says at this revision
+	spec    coordination.TopicSpec
+}
+
+func newPartitionLog(lease *coordination.Lease, hwm int64, spec coordination.TopicSpec, recent *recentLog, log *zap.Logger) *partitionLog {
+	l := &partitionLog{p: lease.Partition(), lease: lease, recent: recent, startHWM: hwm, spec: spec, log: log,
+		changed: func() {}, respec: func(coordination.TopicSpec) {}}
+	l.logStart.Store(-1)
+	return l
+}
+
+// committed records a segment the writer committed at revision rev.
+func (l *partitionLog) committed(meta coordination.SegmentMeta, stored time.Time, rev int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := indexed{SegmentMeta: meta, stored: stored}
+	if !l.loaded {
+		l.pending = append(l.pending, s)
+		return
+	}
+	// The load may have read this commit already: the writer hears of its commits after
+	// etcd applied them.
+	if n := len(l.segs); n > 0 && meta.Base <= l.segs[n-1].Last {
+		return
+	}
+	l.segs = append(l.segs, s)
+	l.rev = max(l.rev, rev)
+}
+
+// close stops the compactor from touching the partition (it moved, or stopped).
+func (l *partitionLog) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+}
+
+// load reads the index once, at the first compactor pass after activation.
+func (l *partitionLog) load(ctx context.Context, c *coordination.Client) error {
+	l.mu.Lock()
+	loaded := l.loaded
+	l.mu.Unlock()
+	if loaded {
+		return nil
+	}
+	metas, rev, err := c.SegmentRange(ctx, l.p.Topic, l.p.Partition, 0)
+	if err != nil {
+		return fmt.Errorf("load the index of %s: %w", l.p, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.segs = make([]indexed, 0, len(metas)+len(l.pending))
+	for _, m := range metas {
+		l.segs = append(l.segs, indexed{SegmentMeta: m})
+	}
+	next := int64(-1)
+	if n := len(l.segs); n > 0 {
+		next = l.segs[n-1].Last + 1
+	}
+	// Commits the writer made after the read are not in it.
+	for _, s := range l.pending {
+		if s.Base >= next {
+			l.segs = append(l.segs, s)
+		}
+	}
+	l.pending, l.loaded, l.rev = nil, true, rev
+	switch {
+	case len(l.segs) > 0:
+		l.logStart.Store(l.segs[0].Base)
+	case l.logStart.Load() < 0:
+		l.logStart.Store(l.startHWM)
+	}
+	return nil
+}
+
+// snapshot returns a copy of the view and its revision, unless the log is closed.
+func (l *partitionLog) snapshot() ([]indexed, int64, coordination.TopicSpec, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || !l.loaded {
+		return nil, 0, l.spec, false
+	}
+	return append([]indexed(nil), l.segs...), l.rev, l.spec, true
+}
+
+// setSpec records the topic's current settings; it reports whether they changed.
+func (l *partitionLog) setSpec(spec coordination.TopicSpec) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if spec == l.spec || spec.Deleted() {
+		return false
+	}
+	l.spec = spec
+	return true
+}
+
+// rewritten applies a rewrite that committed at rev: segments [base, last] became with
+// (nil: removed by retention).
+func (l *partitionLog) rewritten(base, last int64, with *coordination.SegmentMeta, stored time.Time, rev int64) {
+	l.mu.Lock()
+	i := 0
+	for i < len(l.segs) && l.segs[i].Base < base {
+		i++
+	}
+	j := i
+	for j < len(l.segs) && l.segs[j].Last <= last {
+		j++
+	}
+	var mid []indexed
+	if with != nil {
+		mid = []indexed{{SegmentMeta: *with, stored: stored}}
+	}
+	l.segs = append(l.segs[:i:i], append(mid, l.segs[j:]...)...)
+	l.rev = max(l.rev, rev)
+	if with == nil {
+		l.logStart.Store(last + 1)
+	}
+	l.mu.Unlock()
+	l.changed()
+}
+
+// reload forgets the view (a rewrite found the index changed): the next pass loads it.
+func (l *partitionLog) reload() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.loaded, l.segs, l.pending = false, nil, nil
+}

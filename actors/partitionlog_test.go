@@ -1,0 +1,32 @@
+package actors
+
+import (
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// The writer hears of a commit after etcd applied it, so the index load may already hold
+// a commit the writer reports later: the log keeps it once.
+func TestPartitionLogTakesACommitOnce(t *testing.T) {
+	l := &partitionLog{loaded: true, changed: func() {}}
+	seg := func(base, last int64) coordination.SegmentMeta {
+		return coordination.SegmentMeta{Object: "o", Base: base, Last: last, Records: last - base + 1}
+	}
+	l.segs = []indexed{{SegmentMeta: seg(0, 1)}, {SegmentMeta: seg(2, 3)}}
+	l.committed(seg(2, 3), time.Now(), 7) // read by the load already
+	l.committed(seg(4, 9), time.Now(), 8)
+	l.rewritten(0, 3, &coordination.SegmentMeta{Object: "m", Base: 0, Last: 3, Records: 4}, time.Now(), 9)
+	l.committed(seg(4, 9), time.Now(), 8) // a late duplicate after a merge
+	var got [][2]int64
+	for _, s := range l.segs {
+		got = append(got, [2]int64{s.Base, s.Last})
+	}
+	if want := [][2]int64{{0, 3}, {4, 9}}; len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("log %v, want %v", got, want)
+	}
+	if l.rev != 9 {
+		t.Fatalf("revision %d, want 9", l.rev)
+	}
+}
