@@ -201,6 +201,7 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 		return
 	}
 	metricObjects.Inc()
+	crashPoint("merge-put")
 	// As for the writer's commits: no swap later than the commit timeout after the PUT, so
 	// that the sweeper can tell an orphan merge object by its age.
 	cctx, cancel := context.WithDeadline(ctx, stored.Add(c.commit))
@@ -210,6 +211,7 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 		if !c.settle(j.log, err, "merge") {
 			continue
 		}
+		crashPoint("merge-swap")
 		j.log.rewritten(j.meta.Base, j.meta.Last, &j.meta, stored, rev)
 		metricMerges.WithLabelValues(resultOK).Inc()
 		metricMergedSegments.WithLabelValues(j.log.p.Topic).Add(float64(len(j.old)))

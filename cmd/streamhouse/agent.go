@@ -34,6 +34,7 @@ type agentFlags struct {
 	limits            gateway.Limits
 	memory            memoryFlags
 	sessionTTL        time.Duration
+	compactInterval   time.Duration
 	sweep             sweeper.Options
 	logLevel, logFmt  string
 	shutdownTimeout   time.Duration
@@ -107,6 +108,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
 	dur(&f.sweep.Grace, "sweep-grace", "STREAMHOUSE_SWEEP_GRACE", sweeper.DefaultGrace, fmt.Sprintf("orphan objects (named by no segment of the index) are deleted once older than this and unindexed this long; at least %v, 0 disables the sweeper", sweeper.MinGrace))
 	dur(&f.sweep.Interval, "sweep-interval", "STREAMHOUSE_SWEEP_INTERVAL", 0, "time between orphan sweeps (0: a quarter of --sweep-grace); one agent sweeps at a time")
+	dur(&f.compactInterval, "compact-interval", "STREAMHOUSE_COMPACT_INTERVAL", actors.DefaultCompactInterval, "how often the agent applies retention to its partitions and merges their small segments (negative: never)")
 	str(&f.logLevel, "log-level", "STREAMHOUSE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&f.logFmt, "log-format", "STREAMHOUSE_LOG_FORMAT", "json", "json or console")
 	dur(&f.shutdownTimeout, "shutdown-timeout", "STREAMHOUSE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful stop may take")
@@ -207,7 +209,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		ListenHost: host, ListenPort: port, AdvertisedHost: f.advertise,
 		SessionTTL: f.sessionTTL, Log: log,
 		CacheBytes: int64(f.memory.cacheBytes), MaxPendingBytes: int64(f.memory.pendingBytes),
-		RecentBytes: int64(f.memory.recentBytes), MaxUploads: f.memory.uploads,
+		RecentBytes: int64(f.memory.recentBytes), MaxUploads: f.memory.uploads, CompactInterval: f.compactInterval,
 	})
 	if err != nil {
 		return err

@@ -46,6 +46,8 @@ type testCluster struct {
 	client *actors.Node
 	agents []*harness.Agent
 	dir    string
+	// agentEnv and agentArgs are added to every agent addAgent starts.
+	agentEnv, agentArgs []string
 }
 
 func newCluster(t *testing.T, agents int, ttl time.Duration) *testCluster {
@@ -97,7 +99,8 @@ func (tc *testCluster) addAgent(node, zone string, ttl time.Duration) *harness.A
 	a, err := harness.StartAgent(context.Background(), tc.dir, harness.AgentConfig{
 		Node: node, Zone: zone, Etcd: etcd.Endpoint, EtcdRoot: tc.root, SessionTTL: ttl,
 		StoreURL: "s3://" + tc.bucket + "?endpoint=" + minio.Endpoint,
-		Env:      []string{"AWS_ACCESS_KEY_ID=" + minio.AccessKey, "AWS_SECRET_ACCESS_KEY=" + minio.SecretKey, "AWS_REGION=us-east-1"},
+		Env:      append([]string{"AWS_ACCESS_KEY_ID=" + minio.AccessKey, "AWS_SECRET_ACCESS_KEY=" + minio.SecretKey, "AWS_REGION=us-east-1"}, tc.agentEnv...),
+		Args:     tc.agentArgs,
 	})
 	if err != nil {
 		tc.t.Fatal(err)

@@ -1,0 +1,209 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/streamhouse/streamhouse/actors"
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore"
+	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+	"github.com/streamhouse/streamhouse/segmentstore/sweeper"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// An agent killed (SIGKILL) in the middle of a merge, after writing the merged object and
+// before swapping the index, or right after the swap, leaves a consistent index: every
+// acked record reads back, the index is contiguous and names only objects that exist, and
+// what the crash left over are unindexed objects, which the sweeper deletes.
+func TestCrashMidMergeLeavesAConsistentIndex(t *testing.T) {
+	for _, point := range []string{"merge-put", "merge-swap"} {
+		t.Run(point, func(t *testing.T) {
+			tc := newCluster(t, 0, 2*time.Second)
+			tc.agentEnv = []string{actors.CrashEnv + "=" + point}
+			tc.agentArgs = []string{"--compact-interval", "200ms"}
+			a := tc.addAgent("agent-1", "zone-a", 2*time.Second)
+			ctx := context.Background()
+			// One partition: its segments are alone in their objects, so a merge frees them.
+			if _, err := tc.coord.CreateTopic(ctx, coordination.TopicSpec{Name: "m", Partitions: 1, LingerMs: 1, MergeBytes: 64 << 10}); err != nil {
+				t.Fatal(err)
+			}
+			p := coordination.Partition{Topic: "m", Partition: 0}
+			acked := map[int64]string{}
+			for n := 0; ; n++ {
+				select {
+				case <-a.Process.Exited():
+				default:
+					rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+					v := fmt.Sprintf("record-%d", n)
+					resp, err := tc.client.Client().Produce(rctx, p, []*partitionpb.Record{{Value: []byte(v)}})
+					cancel()
+					if err == nil && resp.Code == partitionpb.Code_CODE_OK {
+						acked[resp.BaseOffset] = v
+					}
+					if n < 2000 {
+						continue
+					}
+					t.Fatalf("the agent did not crash at %s after %d records", point, n)
+				}
+				break
+			}
+			t.Logf("agent crashed at %s after %d acked records", point, len(acked))
+			store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: tc.bucket, Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if orphans := tc.checkIndex(store, p, acked); orphans == 0 {
+				t.Fatalf("a crash at %s left no unindexed object", point)
+			}
+			// Restarted, the agent serves every acked record and merges on.
+			a.Config.Env = slices.DeleteFunc(a.Config.Env, func(e string) bool { return strings.HasPrefix(e, actors.CrashEnv+"=") })
+			if err := a.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+			tc.checkRecords(p, acked)
+			// Stopped (the sweep below runs on a clock past every grace, which no agent may
+			// share), the sweeper deletes every unindexed object; the rest still reads back.
+			if err := a.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			sw, err := sweeper.New(tc.coord, store, sweeper.Options{Now: func() time.Time { return time.Now().Add(2 * sweeper.DefaultGrace) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pass, err := sw.Sweep(ctx)
+			if err != nil || pass.Deleted == 0 {
+				t.Fatalf("sweep: %+v, %v", pass, err)
+			}
+			if orphans := tc.checkIndex(store, p, acked); orphans != 0 {
+				t.Fatalf("%d unindexed objects after the sweep", orphans)
+			}
+			if err := a.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+			tc.checkRecords(p, acked)
+		})
+	}
+}
+
+// checkIndex checks that p's index is contiguous from its log start to its high-water
+// mark, covers every acked offset, and names only objects that exist; it returns how many
+// objects of the store no segment names.
+func (tc *testCluster) checkIndex(store objstore.Store, p coordination.Partition, acked map[int64]string) int {
+	tc.t.Helper()
+	ctx := context.Background()
+	segs, _, err := tc.coord.SegmentRange(ctx, p.Topic, p.Partition, 0)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	hwm, err := tc.coord.HWM(ctx, p.Topic, p.Partition)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	next := int64(0)
+	indexed := map[string]bool{}
+	for _, s := range segs {
+		if s.Base != next {
+			tc.t.Fatalf("index of %s: segment [%d, %d] where %d was expected", p, s.Base, s.Last, next)
+		}
+		next = s.Last + 1
+		indexed[s.Object] = true
+		if _, err := store.Head(ctx, s.Object); err != nil {
+			tc.t.Fatalf("indexed object %s: %v", s.Object, err)
+		}
+	}
+	if next != hwm {
+		tc.t.Fatalf("index of %s ends at %d, high-water mark %d", p, next, hwm)
+	}
+	for o := range acked {
+		if o >= hwm {
+			tc.t.Fatalf("acked offset %d is past the high-water mark %d", o, hwm)
+		}
+	}
+	objects, err := store.List(ctx, segmentstore.DataPrefix)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	orphans := 0
+	for _, o := range objects {
+		if !indexed[o.Key] {
+			orphans++
+		}
+	}
+	return orphans
+}
+
+// checkRecords reads p through the cluster and compares it with what was acked.
+func (tc *testCluster) checkRecords(p coordination.Partition, acked map[int64]string) {
+	tc.t.Helper()
+	recs := tc.readAll(p)
+	for o, v := range acked {
+		if o >= int64(len(recs)) || string(recs[o].Value) != v {
+			tc.t.Fatalf("acked offset %d (%q) does not read back", o, v)
+		}
+	}
+}
+
+// A deleted topic's keys are removed by the agents' sweeper once its partitions have
+// stopped, its name is free again, and its objects go a grace period later.
+func TestDeletedTopicIsPurged(t *testing.T) {
+	tc := newCluster(t, 0, 2*time.Second)
+	tc.agentArgs = []string{"--sweep-interval", "500ms"}
+	tc.addAgent("agent-1", "zone-a", 2*time.Second)
+	ctx := context.Background()
+	tc.topic("gone", 2)
+	tc.topic("kept", 1)
+	for i := range 20 {
+		for _, p := range []coordination.Partition{{Topic: "gone", Partition: int32(i % 2)}, {Topic: "kept"}} {
+			if resp, err := tc.client.Client().Produce(ctx, p, []*partitionpb.Record{{Value: fmt.Appendf(nil, "v%d", i)}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+				t.Fatalf("produce to %s: %v %v", p, resp, err)
+			}
+		}
+	}
+	if err := tc.coord.DeleteTopic(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 30*time.Second, func() error {
+		resp, err := tc.coord.Etcd().Get(ctx, tc.root+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			k := string(kv.Key)
+			if strings.Contains(k, "/gone/") && !strings.Contains(k, "/tombstones/") || strings.HasSuffix(k, "/topics/gone") {
+				return fmt.Errorf("key %s is still there", k)
+			}
+		}
+		return nil
+	})
+	if _, err := tc.coord.CreateTopic(ctx, coordination.TopicSpec{Name: "gone", Partitions: 1}); err != nil {
+		t.Fatalf("the name of a purged topic: %v", err)
+	}
+	if got := len(tc.readAll(coordination.Partition{Topic: "kept"})); got != 20 {
+		t.Fatalf("the other topic has %d records, want 20", got)
+	}
+	// Past the grace (a sweeper on a later clock, which no running agent may share), the
+	// purged topic's objects are gone and the other topic's stay.
+	if err := tc.agents[0].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: tc.bucket, Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := sweeper.New(tc.coord, store, sweeper.Options{Now: func() time.Time { return time.Now().Add(2 * sweeper.DefaultGrace) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted == 0 || pass.Indexed == 0 {
+		t.Fatalf("sweep: %+v, %v", pass, err)
+	}
+	tc.checkIndex(store, coordination.Partition{Topic: "kept"}, nil)
+}
