@@ -89,7 +89,7 @@ test: tools lint ## run every test (unit and integration against real MinIO/etcd
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 # Fuzz targets, package:function: every decoder of untrusted input.
-FUZZ_TARGETS := segmentstore:FuzzDecode gateway:FuzzProduceRequest coordination:FuzzGroupOffsetKey
+FUZZ_TARGETS := segmentstore:FuzzDecode segmentstore:FuzzConcat gateway:FuzzProduceRequest coordination:FuzzGroupOffsetKey
 
 .PHONY: fuzz
 fuzz: tools ## fuzz every decoder of untrusted input for FUZZTIME each (default 30s); crashers land in <package>/testdata/fuzz
@@ -98,6 +98,8 @@ fuzz: tools ## fuzz every decoder of untrusted input for FUZZTIME each (default 
 	  $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./$${t%%:*}/ || exit 1; \
 	done
 
+SOAK_DURATION ?= 10m
+SOAK_RATE ?= 6000
 CHAOS_FAULTS ?= 200
 CHAOS_SEED   ?= 1
 
@@ -116,6 +118,10 @@ bench: tools ## segment codec vs raw LZ4; etcd commit latency; produce throughpu
 	@awk -f tests/bench/segment-ratio.awk $(BIN)/bench-segment.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkCommit$$' -benchtime 3s ./coordination/ | grep -E '^(Benchmark|ok|FAIL)'
 	$(GO) test -run '^$$' -bench '^BenchmarkProduce' -benchtime 1x -timeout 10m ./actors/ | grep -E '^(Benchmark|ok|FAIL)'
+
+.PHONY: soak
+soak: tools build ## retention, merging and etcd compaction under continuous produce: SOAK_DURATION (10m) at SOAK_RATE records/s; prints the curve of keys and etcd db size
+	$(GO) run ./tests/bench/soak -duration $(SOAK_DURATION) -rate $(SOAK_RATE) -json $(BIN)/soak.json | tee $(BIN)/soak.md
 
 .PHONY: failover
 failover: tools ## kill -9 an agent under load 5 times; prints the time to the first produce on a moved partition

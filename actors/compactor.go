@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -57,6 +58,7 @@ type compactor struct {
 type mergeJob struct {
 	log  *partitionLog
 	old  []indexed
+	size int64 // stored bytes of old
 	rev  int64
 	data []byte
 	meta coordination.SegmentMeta
@@ -107,7 +109,6 @@ func (c *compactor) run(ctx context.Context) {
 func (c *compactor) pass(ctx context.Context) {
 	now := time.Now()
 	var jobs []*mergeJob
-	budget := int64(maxMergeObjectBytes)
 	keys := map[string]int{}
 	for _, l := range c.partitions() {
 		if ctx.Err() != nil {
@@ -129,25 +130,28 @@ func (c *compactor) pass(ctx context.Context) {
 			c.expire(ctx, l, segs[:n], rev, now)
 			continue // merge from the new view next pass
 		}
-		i, j, ok := planMerge(segs, spec.MergeTarget())
-		if !ok {
-			continue
+		for _, sp := range planMerges(segs, spec.MergeTarget()) {
+			j := &mergeJob{log: l, old: segs[sp.i:sp.j], rev: rev}
+			for _, s := range j.old {
+				j.size += s.ZBytes
+			}
+			jobs = append(jobs, j)
 		}
-		size := int64(0)
-		for _, s := range segs[i:j] {
-			size += s.ZBytes
-		}
-		if len(jobs) > 0 && size > budget {
-			continue // next pass
-		}
-		budget -= size
-		jobs = append(jobs, &mergeJob{log: l, old: segs[i:j], rev: rev})
 	}
+	metricIndexSegments.Reset() // topics whose partitions all moved away report nothing here
 	for topic, n := range keys {
 		metricIndexSegments.WithLabelValues(topic).Set(float64(n))
 	}
-	if len(jobs) > 0 {
-		c.merge(ctx, jobs, now)
+	// The cheapest merges first, up to the pass's budget (at least one): fresh segments,
+	// the most keys for the least work, never wait behind a large merge.
+	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].size < jobs[b].size })
+	budget, n := int64(maxMergeObjectBytes), 0
+	for n < len(jobs) && (n == 0 || jobs[n].size <= budget) {
+		budget -= jobs[n].size
+		n++
+	}
+	if n > 0 {
+		c.merge(ctx, jobs[:n], now)
 	}
 }
 
@@ -243,52 +247,122 @@ func (c *compactor) settle(l *partitionLog, err error, what string) bool {
 	return false
 }
 
-// encode reads a job's segments, from the partition's recent records where it still has
-// them and from the store otherwise, and encodes them as one segment.
+// minConcatBytes: segments of at least this many record bytes have blocks worth keeping
+// as they are (about half the default block size or more).
+const minConcatBytes = segmentstore.DefaultBlockSize / 2
+
+// encode builds a job's merged segment. Segments still in the partition's recent records
+// are encoded afresh from memory (no GET; fresh segments of a quiet partition have tiny
+// blocks that are worth joining). Segments that must come from the store are joined as
+// they are, block by block, one ranged GET each (segmentstore.Concat: no decompression,
+// no re-encoding), unless their blocks are small; then they are decoded and encoded too.
 func (c *compactor) encode(ctx context.Context, j *mergeJob) error {
 	p, first, last := j.log.p, j.old[0], j.old[len(j.old)-1]
-	enc, err := segmentstore.NewEncoder(p.Topic, p.Partition, first.Base, c.segment)
-	if err != nil {
-		return err
-	}
 	meta := coordination.SegmentMeta{Base: first.Base, Last: last.Last, MinTs: first.MinTs, MaxTs: first.MaxTs, Epoch: j.log.lease.Epoch()}
+	concat := true
 	for _, s := range j.old {
-		recs, err := c.records(ctx, j.log, s)
-		if err != nil {
-			return err
-		}
-		for i := range recs {
-			if err := enc.Append(&recs[i]); err != nil {
-				return fmt.Errorf("segment [%d, %d]: %w", s.Base, s.Last, err)
-			}
-		}
 		meta.Records += s.Records
 		meta.Bytes += s.Bytes
 		meta.MinTs, meta.MaxTs = min(meta.MinTs, s.MinTs), max(meta.MaxTs, s.MaxTs)
+		concat = concat && s.Bytes >= minConcatBytes
 	}
-	if int64(enc.Records()) != meta.Records {
-		return fmt.Errorf("%s [%d, %d]: read %d records, the index says %d", p, first.Base, last.Last, enc.Records(), meta.Records)
+	recent, ok := c.recentRecords(j)
+	var data []byte
+	var err error
+	if concat && !ok {
+		data, err = c.concat(ctx, j)
+	} else {
+		data, err = c.reencode(ctx, j, recent)
 	}
-	data, err := enc.Finish()
 	if err != nil {
 		return err
 	}
+	// The result must describe exactly the run the index says it replaces.
+	h, err := segmentstore.ParseHeader(data[:(&segmentstore.Header{Topic: p.Topic}).Len()])
+	if err != nil || h.BaseOffset != meta.Base || h.LastOffset != meta.Last || int64(h.Records) != meta.Records {
+		return fmt.Errorf("%s [%d, %d]: merged segment holds [%d, %d] %d records, want %d records (%v)",
+			p, meta.Base, meta.Last, h.BaseOffset, h.LastOffset, h.Records, meta.Records, err)
+	}
 	meta.ZBytes = int64(len(data))
 	j.data, j.meta = data, meta
+	if concat && !ok {
+		metricMergeMethod.WithLabelValues(mergeConcat).Inc()
+	} else {
+		metricMergeMethod.WithLabelValues(mergeEncode).Inc()
+	}
 	return nil
 }
 
-// records returns the records of segment s, exactly those its meta names.
-func (c *compactor) records(ctx context.Context, l *partitionLog, s indexed) ([]segmentstore.Record, error) {
-	if recs, ok := l.recent.read(s.Base, int(s.Bytes)); ok && len(recs) > 0 && recs[0].Offset == s.Base {
-		n := 0
-		for n < len(recs) && recs[n].Offset <= s.Last {
-			n++
+// recentRecords returns the records of every segment of j from the partition's recent
+// records, if it still holds them all.
+func (c *compactor) recentRecords(j *mergeJob) ([][]segmentstore.Record, bool) {
+	out := make([][]segmentstore.Record, 0, len(j.old))
+	for _, s := range j.old {
+		recs, ok := recentSegment(j.log.recent, s)
+		if !ok {
+			return nil, false
 		}
-		if int64(n) == s.Records {
-			return recs[:n], nil
+		out = append(out, recs)
+	}
+	return out, true
+}
+
+// concat joins j's segments as stored.
+func (c *compactor) concat(ctx context.Context, j *mergeJob) ([]byte, error) {
+	segs := make([][]byte, 0, len(j.old))
+	for _, s := range j.old {
+		b, err := c.store.GetRange(ctx, s.Object, s.Offset, s.ZBytes)
+		if err != nil {
+			return nil, fmt.Errorf("segment [%d, %d] in %s: %w", s.Base, s.Last, s.Object, err)
+		}
+		if int64(len(b)) != s.ZBytes {
+			return nil, fmt.Errorf("segment [%d, %d] in %s: read %d bytes, the index says %d", s.Base, s.Last, s.Object, len(b), s.ZBytes)
+		}
+		segs = append(segs, b)
+	}
+	return segmentstore.Concat(segs)
+}
+
+// reencode decodes j's segments (from recent, when given, else from the store) and
+// encodes their records as one segment.
+func (c *compactor) reencode(ctx context.Context, j *mergeJob, recent [][]segmentstore.Record) ([]byte, error) {
+	p := j.log.p
+	enc, err := segmentstore.NewEncoder(p.Topic, p.Partition, j.old[0].Base, c.segment)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range j.old {
+		var recs []segmentstore.Record
+		if recent != nil {
+			recs = recent[i]
+		} else if recs, err = c.stored(ctx, s); err != nil {
+			return nil, err
+		}
+		for k := range recs {
+			if err := enc.Append(&recs[k]); err != nil {
+				return nil, fmt.Errorf("segment [%d, %d]: %w", s.Base, s.Last, err)
+			}
 		}
 	}
+	return enc.Finish()
+}
+
+// recentSegment returns the records of segment s from a partition's recent records, if
+// they are all there.
+func recentSegment(r *recentLog, s indexed) ([]segmentstore.Record, bool) {
+	recs, ok := r.read(s.Base, int(s.Bytes))
+	if !ok || len(recs) == 0 || recs[0].Offset != s.Base {
+		return nil, false
+	}
+	n := 0
+	for n < len(recs) && recs[n].Offset <= s.Last {
+		n++
+	}
+	return recs[:n], int64(n) == s.Records
+}
+
+// stored reads segment s from the store, exactly the records its meta names.
+func (c *compactor) stored(ctx context.Context, s indexed) ([]segmentstore.Record, error) {
 	r, err := segmentstore.OpenReader(ctx, objstore.Object{Store: c.store, Key: s.Object, Offset: s.Offset}, s.ZBytes)
 	if err != nil {
 		return nil, fmt.Errorf("segment [%d, %d] in %s: %w", s.Base, s.Last, s.Object, err)

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,6 @@ import (
 // reader reads a partition from its log start to its end again and again while merges
 // and retention rewrite its index, and fails on any gap, duplicate or changed record.
 type reader struct {
-	t      *testing.T
 	node   *Node
 	p      coordination.Partition
 	mu     sync.Mutex
@@ -77,11 +77,36 @@ func (r *reader) fail(format string, args ...any) {
 // reads back as acked, readers never see a gap, a duplicate or a changed record, the
 // index shrinks to a few keys, and reads below the log start say where it is.
 func TestMergesAndRetentionKeepReadersWhole(t *testing.T) {
+	for _, tc := range []struct {
+		method      string // how merged segments are built
+		padding     int    // bytes of incompressible padding per record
+		mergeBytes  int64
+		maxSegments int64 // per partition, once merges settle
+	}{
+		// Small records: segments with small blocks, decoded and encoded afresh.
+		{mergeEncode, 0, 32 << 10, 12},
+		// Records of 20 KiB: segments whose blocks are joined as stored.
+		{mergeConcat, 20 << 10, 1 << 20, 30},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			testMergesAndRetention(t, tc.method, tc.padding, tc.mergeBytes, tc.maxSegments)
+		})
+	}
+}
+
+func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes, maxSegments int64) {
 	f := newFixture(t)
 	ctx := context.Background()
 	// Small merge targets so that several levels of merges happen in seconds.
-	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "rw", Partitions: 2, LingerMs: 1, MergeBytes: 32 << 10, RetentionMs: -1}); err != nil {
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "rw", Partitions: 2, LingerMs: 1, MergeBytes: mergeBytes, RetentionMs: -1}); err != nil {
 		t.Fatal(err)
+	}
+	builtBefore := testutil.ToFloat64(metricMergeMethod.WithLabelValues(method))
+	mergedBefore := testutil.ToFloat64(metricMergedSegments.WithLabelValues("rw"))
+	pad := make([]byte, padding)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range pad {
+		pad[i] = byte(rng.Uint32())
 	}
 	// No recent records in memory: merges and reads go to the store and the index.
 	nodes := startNodesWith(t, f, 1, func(c *NodeConfig) { c.CompactInterval, c.RecentBytes = 50*time.Millisecond, 1 })
@@ -94,13 +119,13 @@ func TestMergesAndRetentionKeepReadersWhole(t *testing.T) {
 	for i := range int32(2) {
 		p := coordination.Partition{Topic: "rw", Partition: i}
 		acked[p] = map[int64]string{}
-		rd := &reader{t: t, node: nodes[0], p: p, seen: map[int64]string{}}
+		rd := &reader{node: nodes[0], p: p, seen: map[int64]string{}}
 		readers = append(readers, rd)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			for n := 0; rctx.Err() == nil && n < 300; n++ {
-				vals := []*partitionpb.Record{{Value: fmt.Appendf(nil, "%d-%d-a-%0200d", i, n, n)}, {Value: fmt.Appendf(nil, "%d-%d-b", i, n)}}
+				vals := []*partitionpb.Record{{Value: fmt.Appendf(nil, "%d-%d-a-%0200d", i, n, n), Key: pad}, {Value: fmt.Appendf(nil, "%d-%d-b", i, n), Key: pad}}
 				resp, err := nodes[0].Client().Produce(rctx, p, vals)
 				if err != nil || resp.Code != partitionpb.Code_CODE_OK {
 					continue // not acked: not checked
@@ -137,7 +162,7 @@ func TestMergesAndRetentionKeepReadersWhole(t *testing.T) {
 			}
 			// 300 requests, each its own segment or a few together, merge into a few
 			// segments of up to 32 KiB.
-			if st.Segments > 12 {
+			if st.Segments > maxSegments {
 				return fmt.Errorf("partition %d has %d segments: %+v", i, st.Segments, st)
 			}
 		}
@@ -151,7 +176,8 @@ func TestMergesAndRetentionKeepReadersWhole(t *testing.T) {
 	var start int64
 	harness.Eventually(t, 30*time.Second, func() error {
 		st, err := f.c.PartitionStats(ctx, "rw", 0)
-		if err != nil || st.LogStart == 0 || st.StoredBytes > limit+32<<10 {
+		// Retention keeps the newest segment whatever its size.
+		if err != nil || st.LogStart == 0 || (st.Segments > 1 && st.StoredBytes > limit+mergeBytes) {
 			return fmt.Errorf("stats %+v, %v", st, err)
 		}
 		start = st.LogStart
@@ -185,8 +211,11 @@ func TestMergesAndRetentionKeepReadersWhole(t *testing.T) {
 			t.Errorf("partition %d reader proved little: %d passes, %d offsets", rd.p.Partition, rd.passes, len(rd.seen))
 		}
 	}
-	if got := testutil.ToFloat64(metricMergedSegments.WithLabelValues("rw")); got < 100 {
+	if got := testutil.ToFloat64(metricMergedSegments.WithLabelValues("rw")) - mergedBefore; got < 100 {
 		t.Errorf("only %v segments merged", got)
+	}
+	if got := testutil.ToFloat64(metricMergeMethod.WithLabelValues(method)) - builtBefore; got == 0 {
+		t.Errorf("no merged segment was built by %s", method)
 	}
 }
 

@@ -23,6 +23,12 @@
 //   - flusher: one per agent; writes the segments of all partitions waiting for one of
 //     its MaxUploads PUT slots as one object (group commit), each segment indexed at its
 //     own offset, so that PUTs do not grow with the partition count.
+//   - compactor: one per agent; every CompactInterval applies each owned partition's
+//     retention (removes its oldest segments from the index) and merges its small
+//     segments (mergeplan.go), writing the merges of all partitions of a pass as one
+//     object and swapping each partition's index in one transaction fenced on its epoch.
+//     It works on partitionLog, the owner's exact view of its index (loaded once, then
+//     extended by its own commits and rewrites).
 //   - rebalancer: activates every partition Placement assigns to this member and stops
 //     local activations it does not own.
 //   - Client: routes requests from any agent to any partition through the cluster, with
@@ -31,7 +37,9 @@
 // Invariants: a producer is acked only for records in a committed segment; offsets of a
 // partition are assigned once (a failed upload resets to the committed end after every
 // in-flight upload has finished, so no object name is reused under a racing upload); an
-// actor that loses its lease commits nothing more.
+// actor that loses its lease commits nothing more; a merge replaces segments with one
+// holding exactly their records, so a reader sees the same records before, during and
+// after it; fetches below the log start answer OUT_OF_RANGE with it.
 //
 // All messages that cross nodes are protobuf messages of package partitionpb.
 //
@@ -52,4 +60,8 @@
 //     streamhouse_lease_releases_total{node,result} (ok, lost).
 //   - streamhouse_rebalances_total{node}, streamhouse_rebalance_duration_seconds{node},
 //     streamhouse_rebalance_last_duration_seconds{node}, streamhouse_cluster_members{node}.
+//   - streamhouse_merges_total{result}, streamhouse_merged_segments_total{topic},
+//     streamhouse_merged_bytes_total{topic}, streamhouse_retention_removed_segments_total
+//     {topic}, streamhouse_retention_removed_bytes_total{topic},
+//     streamhouse_index_segments{topic}, streamhouse_compaction_pass_seconds.
 package actors

@@ -32,9 +32,14 @@ type indexed struct {
 	stored time.Time
 }
 
-// planMerge returns the run [i, j) of segs to merge into one segment, if any.
-func planMerge(segs []indexed, target int64) (int, int, bool) {
+// span is a run [i, j) of a partition's segments to merge into one.
+type span struct{ i, j int }
+
+// planMerges returns the merges the policy calls for in segs, in offset order and
+// disjoint: an old run of merged segments and the fresh tail can both be due at once.
+func planMerges(segs []indexed, target int64) []span {
 	small := target / 2
+	var out []span
 	for a := 0; a < len(segs); {
 		if segs[a].ZBytes >= small {
 			a++
@@ -44,15 +49,20 @@ func planMerge(segs []indexed, target int64) (int, int, bool) {
 		for b < len(segs) && segs[b].ZBytes < small {
 			b++
 		}
-		if i, j, ok := planRun(segs[a:b], target); ok {
-			return a + i, a + j, true
+		for from := a; from < b; {
+			i, j, ok := planRun(segs[from:b], target)
+			if !ok {
+				break
+			}
+			out = append(out, span{from + i, from + j})
+			from += j
 		}
 		a = b
 	}
-	return 0, 0, false
+	return out
 }
 
-// planRun applies the policy to one run of small segments.
+// planRun applies the policy to a run of small segments: the first merge due in it.
 func planRun(run []indexed, target int64) (int, int, bool) {
 	after := int64(0) // bytes after segment i in the run
 	for _, s := range run {

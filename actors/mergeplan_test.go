@@ -8,7 +8,7 @@ import (
 )
 
 // simulate appends segments of size seg bytes, perPass of them between compaction passes,
-// for passes passes, merging as the compactor does (one merge per pass). It returns the
+// for passes passes, merging as the compactor does (every merge due at each pass). It returns the
 // most small keys (below half the target) seen after a pass, the full-size segments at
 // the end, the bytes in small segments at the end, and the bytes rewritten per byte
 // written.
@@ -21,7 +21,10 @@ func simulate(perPass, passes int, seg, target int64) (maxSmall, full int, small
 			next++
 			written += seg
 		}
-		if i, j, ok := planMerge(segs, target); ok {
+		// The merges of one pass, applied from the last so that earlier spans stay put.
+		spans := planMerges(segs, target)
+		for k := len(spans) - 1; k >= 0; k-- {
+			i, j := spans[k].i, spans[k].j
 			m := indexed{SegmentMeta: coordination.SegmentMeta{Base: segs[i].Base, Last: segs[j-1].Last}}
 			for _, s := range segs[i:j] {
 				m.ZBytes += s.ZBytes

@@ -119,10 +119,20 @@ var (
 		Name: "streamhouse_index_segments",
 		Help: "Segment keys in etcd of the partitions this agent owns, at the last compaction pass (divide by partitions for keys per partition).",
 	}, []string{"topic"})
+	metricMergeMethod = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_merge_segments_built_total",
+		Help: "Merged segments built, by method: encode (records decoded or in memory, encoded afresh), concat (stored blocks joined as they are).",
+	}, []string{"method"})
 	metricCompactionPass = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name: "streamhouse_compaction_pass_seconds", Help: "Duration of a compaction pass (retention and merges of every owned partition).",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 	})
+)
+
+// How a merged segment was built, for streamhouse_merge_segments_built_total.
+const (
+	mergeEncode = "encode"
+	mergeConcat = "concat"
 )
 
 // Outcomes of commits and rewrites, for result labels.
@@ -139,6 +149,8 @@ func init() {
 		metricCommits.WithLabelValues(r)
 		metricMerges.WithLabelValues(r)
 	}
+	metricMergeMethod.WithLabelValues(mergeEncode)
+	metricMergeMethod.WithLabelValues(mergeConcat)
 }
 
 // resultOf names the outcome of a request for metric labels.

@@ -360,10 +360,13 @@ func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
 			HighWaterMark: hwm, LogStartOffset: start})
 	case m.Offset < 0:
 		a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_INVALID_ARGUMENT, Message: fmt.Sprintf("offset %d is negative", m.Offset), HighWaterMark: hwm})
-	case m.Offset > hwm:
+	case m.Offset > a.w.Assigned():
 		a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_OUT_OF_RANGE,
 			Message: fmt.Sprintf("offset %d is past the high-water mark %d of %s", m.Offset, hwm, a.p), HighWaterMark: hwm, LogStartOffset: max(start, 0)})
-	case m.Offset == hwm:
+	case m.Offset >= hwm:
+		// At the log end, or just past what this actor has heard committed: a history read
+		// may have returned a segment whose commit etcd applied before the writer heard of
+		// it. Either way the offset comes next.
 		if m.MaxWaitMs <= 0 {
 			a.replyFetch(sender, &partitionpb.FetchResponse{HighWaterMark: hwm})
 			return

@@ -221,6 +221,10 @@ func (w *writer) Signal() <-chan struct{} { return w.in.signal }
 // Committed is the high-water mark this writer has committed (or started from).
 func (w *writer) Committed() int64 { return w.committed }
 
+// Assigned is the next offset Append will assign: offsets up to it may be committed
+// before the writer hears of it.
+func (w *writer) Assigned() int64 { return w.next }
+
 // Append assigns offsets to recs (stamping a zero timestamp with the writer's clock) and
 // adds them to the open batch; reply is called once, after their commit or on failure.
 func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {

@@ -13,7 +13,14 @@
 //   - Every write on behalf of a partition (Lease.Commit) is one transaction guarded on the
 //     epoch and on the expected high-water mark. A writer that was paused, cut off or
 //     replaced gets ErrFenced and writes nothing, so the committed log of a partition is
-//     always a gap-free, overlap-free run of segments [0, hwm).
+//     always a gap-free, overlap-free run of segments [log start, hwm).
+//   - Only the lease holder takes segments out of its partition's index (Lease.Rewrite:
+//     a merge or retention), in one transaction fenced on the epoch and guarded on the
+//     run's keys being unchanged since the holder read them; a merged segment holds
+//     exactly the offsets of the run it replaces. Removed objects are named by a tombstone
+//     when they need one, so the orphan sweeper waits its grace from the removal.
+//   - A deleted topic gets no new lease; PurgeTopic removes its keys only while none of
+//     its partitions has an owner, resumably.
 //   - The high-water mark only grows; offsets in the index are 20-digit zero padded so that
 //     key order is offset order.
 //   - Nobody deletes another node's lease: a contender waits for release or expiry.

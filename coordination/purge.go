@@ -74,7 +74,6 @@ func (c *Client) PurgeTopic(ctx context.Context, name string) error {
 	if err := c.guarded(ctx, []clientv3.Cmp{unchanged}, clientv3.OpDelete(key)); err != nil {
 		return fmt.Errorf("purge topic %s: %w", name, err)
 	}
-	c.log.Info("deleted topic purged")
 	return nil
 }
 

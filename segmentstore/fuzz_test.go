@@ -53,3 +53,46 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzConcat joins a valid segment with arbitrary bytes, as a merge joins segments read
+// from the store: Concat refuses bad input or carries it so that Decode still refuses the
+// result, and what it produces from good input decodes to both inputs' records.
+func FuzzConcat(f *testing.F) {
+	first, err := Encode("fuzz", 1, []Record{{Offset: 0, Value: []byte("a")}}, Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	second, err := Encode("fuzz", 1, []Record{{Offset: 1, Value: []byte("b")}, {Offset: 3, Key: []byte("k")}}, Options{BlockSize: 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(second)
+	f.Add(smallSegment(f))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := Concat([][]byte{first, data})
+		seg, derr := Decode(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrUnsupportedVersion) && !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("Concat error %v is not ErrCorrupt, ErrUnsupportedVersion or ErrInvalidInput", err)
+			}
+			return
+		}
+		joined, err := Decode(out)
+		if derr != nil {
+			// Only records inside a block with a valid CRC can be wrong here (Concat
+			// checks CRCs, not records): the concatenation must still be refused.
+			if err == nil {
+				t.Fatalf("Concat hid a bad input: Decode rejects it (%v) but not the concatenation", derr)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("the concatenation does not decode: %v", err)
+		}
+		want := append([]Record{{Offset: 0, Value: []byte("a")}}, seg.Records...)
+		if !reflect.DeepEqual(joined.Records, want) {
+			t.Fatalf("the concatenation holds other records")
+		}
+	})
+}

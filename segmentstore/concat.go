@@ -1,0 +1,87 @@
+package segmentstore
+
+import "math"
+
+// Concat joins whole segments of one partition, in offset order, into one segment by
+// copying their blocks as they are: no decompression, no re-encoding, so merging segments
+// whose blocks already have a good size costs a copy and the checks. Every input is
+// verified first (trailer, footer, header and every block's header and CRC, as Decode does
+// short of inflating the blocks); a corrupted input is ErrCorrupt, inputs of another
+// partition or out of order are ErrInvalidInput, and nothing is produced. The records
+// inside a block are not decoded here: readers verify them as they would in the inputs.
+func Concat(segs [][]byte) ([]byte, error) {
+	if len(segs) == 0 {
+		return nil, invalid("concat of no segments")
+	}
+	type part struct {
+		data  []byte
+		index []IndexEntry
+	}
+	parts := make([]part, len(segs))
+	var out Header
+	blocks, size := 0, 0
+	for i, data := range segs {
+		n := int64(len(data))
+		if n < TrailerLen {
+			return nil, corrupt("trailer", -1, "segment %d of %d bytes is shorter than its trailer", i, n)
+		}
+		t, err := ParseTrailer(data[n-TrailerLen:], n)
+		if err != nil {
+			return nil, err
+		}
+		index, err := ParseFooter(data[t.FooterPos:t.FooterPos+t.FooterLen], t)
+		if err != nil {
+			return nil, err
+		}
+		h, err := ParseHeader(data[:index[0].Position])
+		if err != nil {
+			return nil, err
+		}
+		if err := checkHeaderIndex(&h, index); err != nil {
+			return nil, err
+		}
+		count := 0
+		for _, e := range index {
+			bh, err := checkBlock(data[e.Position:e.Position+e.Length], e)
+			if err != nil {
+				return nil, err
+			}
+			count += bh.count
+		}
+		if uint64(count) != uint64(h.Records) {
+			return nil, corrupt("header", 0, "segment %d: header says %d records, blocks hold %d", i, h.Records, count)
+		}
+		if i == 0 {
+			out = h
+		} else {
+			switch {
+			case h.Topic != out.Topic || h.Partition != out.Partition:
+				return nil, invalid("segment %d is of %s/%d, not %s/%d", i, h.Topic, h.Partition, out.Topic, out.Partition)
+			case h.BaseOffset <= out.LastOffset:
+				return nil, invalid("segment %d starts at %d, not after %d", i, h.BaseOffset, out.LastOffset)
+			case uint64(out.Records)+uint64(h.Records) > math.MaxUint32:
+				return nil, invalid("segments hold more than %d records", uint32(math.MaxUint32))
+			}
+			out.LastOffset, out.Records = h.LastOffset, out.Records+h.Records
+			out.MinTimestamp, out.MaxTimestamp = min(out.MinTimestamp, h.MinTimestamp), max(out.MaxTimestamp, h.MaxTimestamp)
+		}
+		parts[i] = part{data, index}
+		blocks += len(index)
+		size += int(index[len(index)-1].Position + index[len(index)-1].Length - index[0].Position)
+	}
+	if blocks > MaxBlocks {
+		return nil, invalid("segments hold %d blocks, more than %d", blocks, MaxBlocks)
+	}
+	dst := make([]byte, 0, out.Len()+size+footerFixedLen+blocks*indexEntryLen+TrailerLen)
+	dst = appendHeader(dst, &out)
+	index := make([]IndexEntry, 0, blocks)
+	for _, p := range parts {
+		for _, e := range p.index {
+			index = append(index, IndexEntry{FirstOffset: e.FirstOffset, LastOffset: e.LastOffset, Position: int64(len(dst)), Length: e.Length})
+			dst = append(dst, p.data[e.Position:e.Position+e.Length]...)
+		}
+	}
+	footerPos := int64(len(dst))
+	dst = appendFooter(dst, index)
+	return appendTrailer(dst, Trailer{FooterPos: footerPos, FooterLen: int64(len(dst)) - footerPos, Version: Version1}), nil
+}
