@@ -60,6 +60,8 @@ type mergeJob struct {
 	old  []indexed
 	size int64 // stored bytes of old
 	rev  int64
+	// recent holds the records of old[i] when the partition still has them in memory.
+	recent [][]segmentstore.Record
 	data []byte
 	meta coordination.SegmentMeta
 }
@@ -179,10 +181,16 @@ func (c *compactor) expire(ctx context.Context, l *partitionLog, old []indexed, 
 // partition's index.
 func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) {
 	object := c.names.nextName()
+	stored, err := c.fetch(ctx, jobs)
+	if err != nil {
+		metricMerges.WithLabelValues(resultError).Add(float64(len(jobs)))
+		c.log.Warn("merges skipped: cannot read their segments", zap.Error(err))
+		return
+	}
 	var buf []byte
 	kept := jobs[:0]
 	for _, j := range jobs {
-		if err := c.encode(ctx, j); err != nil {
+		if err := c.build(j, stored); err != nil {
 			metricMerges.WithLabelValues(resultError).Inc()
 			j.log.log.Warn("merge skipped: cannot read its segments", zap.Int64("from", j.old[0].Base), zap.Error(err))
 			continue
@@ -195,10 +203,11 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 	if len(kept) == 0 {
 		return
 	}
+	clear(stored) // the inputs are no longer needed while the PUT runs
 	uctx, cancel := context.WithTimeout(ctx, c.upload)
-	err := c.store.Put(uctx, object, buf)
+	err = c.store.Put(uctx, object, buf)
 	cancel()
-	stored := time.Now()
+	putDone := time.Now()
 	if err != nil {
 		metricMerges.WithLabelValues(resultError).Add(float64(len(kept)))
 		c.log.Warn("merge object not written", zap.String("object", object), zap.Int("bytes", len(buf)), zap.Error(err))
@@ -208,7 +217,7 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 	crashPoint("merge-put")
 	// As for the writer's commits: no swap later than the commit timeout after the PUT, so
 	// that the sweeper can tell an orphan merge object by its age.
-	cctx, cancel := context.WithDeadline(ctx, stored.Add(c.commit))
+	cctx, cancel := context.WithDeadline(ctx, putDone.Add(c.commit))
 	defer cancel()
 	for _, j := range kept {
 		rev, err := j.log.lease.Rewrite(cctx, metas(j.old), j.rev, &j.meta, tombstoneOf(j.old, coordination.RemovedByMerge, now))
@@ -216,7 +225,7 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 			continue
 		}
 		crashPoint("merge-swap")
-		j.log.rewritten(j.meta.Base, j.meta.Last, &j.meta, stored, rev)
+		j.log.rewritten(j.meta.Base, j.meta.Last, &j.meta, putDone, rev)
 		metricMerges.WithLabelValues(resultOK).Inc()
 		metricMergedSegments.WithLabelValues(j.log.p.Topic).Add(float64(len(j.old)))
 		metricMergedBytes.WithLabelValues(j.log.p.Topic).Add(float64(j.meta.ZBytes))
@@ -251,31 +260,83 @@ func (c *compactor) settle(l *partitionLog, err error, what string) bool {
 // as they are (about half the default block size or more).
 const minConcatBytes = segmentstore.DefaultBlockSize / 2
 
-// encode builds a job's merged segment. Segments still in the partition's recent records
-// are encoded afresh from memory (no GET; fresh segments of a quiet partition have tiny
-// blocks that are worth joining). Segments that must come from the store are joined as
-// they are, block by block, one ranged GET each (segmentstore.Concat: no decompression,
-// no re-encoding), unless their blocks are small; then they are decoded and encoded too.
-func (c *compactor) encode(ctx context.Context, j *mergeJob) error {
+// segmentID names a segment within its object.
+type segmentID struct {
+	object string
+	offset int64
+}
+
+// fetch reads, for every job, the segments whose records the partition no longer holds in
+// memory (recentSegment), with one ranged GET per object covering all of those it holds:
+// fresh segments of several partitions share objects, so a pass reads each object once.
+func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) (map[segmentID][]byte, error) {
+	type span struct{ lo, hi int64 }
+	spans := map[string]span{}
+	var want []indexed
+	for _, j := range jobs {
+		j.recent = make([][]segmentstore.Record, len(j.old))
+		for i, s := range j.old {
+			if recs, ok := recentSegment(j.log.recent, s); ok {
+				j.recent[i] = recs
+				continue
+			}
+			want = append(want, s)
+			sp, ok := spans[s.Object]
+			if !ok {
+				sp = span{s.Offset, s.Offset + s.ZBytes}
+			}
+			spans[s.Object] = span{min(sp.lo, s.Offset), max(sp.hi, s.Offset+s.ZBytes)}
+		}
+	}
+	ranges := map[string][]byte{}
+	for object, sp := range spans {
+		b, err := c.store.GetRange(ctx, object, sp.lo, sp.hi-sp.lo)
+		if err != nil {
+			return nil, fmt.Errorf("read %s [%d, %d): %w", object, sp.lo, sp.hi, err)
+		}
+		if int64(len(b)) != sp.hi-sp.lo {
+			return nil, fmt.Errorf("read %s [%d, %d): got %d bytes", object, sp.lo, sp.hi, len(b))
+		}
+		ranges[object] = b
+		metricMergeReads.Inc()
+	}
+	out := make(map[segmentID][]byte, len(want))
+	for _, s := range want {
+		lo := spans[s.Object].lo
+		out[segmentID{s.Object, s.Offset}] = ranges[s.Object][s.Offset-lo : s.Offset-lo+s.ZBytes]
+	}
+	return out, nil
+}
+
+// build makes a job's merged segment. Segments read from the store whose blocks have a
+// good size are joined as they are, block by block (segmentstore.Concat: no
+// decompression, no re-encoding); otherwise the records (from memory, or decoded) are
+// encoded afresh, which also joins the tiny blocks of a quiet partition's segments.
+func (c *compactor) build(j *mergeJob, stored map[segmentID][]byte) error {
 	p, first, last := j.log.p, j.old[0], j.old[len(j.old)-1]
 	meta := coordination.SegmentMeta{Base: first.Base, Last: last.Last, MinTs: first.MinTs, MaxTs: first.MaxTs, Epoch: j.log.lease.Epoch()}
 	concat := true
-	for _, s := range j.old {
+	for i, s := range j.old {
 		meta.Records += s.Records
 		meta.Bytes += s.Bytes
 		meta.MinTs, meta.MaxTs = min(meta.MinTs, s.MinTs), max(meta.MaxTs, s.MaxTs)
-		concat = concat && s.Bytes >= minConcatBytes
+		concat = concat && s.Bytes >= minConcatBytes && j.recent[i] == nil
 	}
-	recent, ok := c.recentRecords(j)
 	var data []byte
 	var err error
-	if concat && !ok {
-		data, err = c.concat(ctx, j)
+	method := mergeEncode
+	if concat {
+		method = mergeConcat
+		segs := make([][]byte, len(j.old))
+		for i, s := range j.old {
+			segs[i] = stored[segmentID{s.Object, s.Offset}]
+		}
+		data, err = segmentstore.Concat(segs)
 	} else {
-		data, err = c.reencode(ctx, j, recent)
+		data, err = c.reencode(j, stored)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%s [%d, %d]: %w", p, first.Base, last.Last, err)
 	}
 	// The result must describe exactly the run the index says it replaces.
 	h, err := segmentstore.ParseHeader(data[:(&segmentstore.Header{Topic: p.Topic}).Len()])
@@ -284,59 +345,30 @@ func (c *compactor) encode(ctx context.Context, j *mergeJob) error {
 			p, meta.Base, meta.Last, h.BaseOffset, h.LastOffset, h.Records, meta.Records, err)
 	}
 	meta.ZBytes = int64(len(data))
-	j.data, j.meta = data, meta
-	if concat && !ok {
-		metricMergeMethod.WithLabelValues(mergeConcat).Inc()
-	} else {
-		metricMergeMethod.WithLabelValues(mergeEncode).Inc()
-	}
+	j.data, j.meta, j.recent = data, meta, nil
+	metricMergeMethod.WithLabelValues(method).Inc()
 	return nil
 }
 
-// recentRecords returns the records of every segment of j from the partition's recent
-// records, if it still holds them all.
-func (c *compactor) recentRecords(j *mergeJob) ([][]segmentstore.Record, bool) {
-	out := make([][]segmentstore.Record, 0, len(j.old))
-	for _, s := range j.old {
-		recs, ok := recentSegment(j.log.recent, s)
-		if !ok {
-			return nil, false
-		}
-		out = append(out, recs)
-	}
-	return out, true
-}
-
-// concat joins j's segments as stored.
-func (c *compactor) concat(ctx context.Context, j *mergeJob) ([]byte, error) {
-	segs := make([][]byte, 0, len(j.old))
-	for _, s := range j.old {
-		b, err := c.store.GetRange(ctx, s.Object, s.Offset, s.ZBytes)
-		if err != nil {
-			return nil, fmt.Errorf("segment [%d, %d] in %s: %w", s.Base, s.Last, s.Object, err)
-		}
-		if int64(len(b)) != s.ZBytes {
-			return nil, fmt.Errorf("segment [%d, %d] in %s: read %d bytes, the index says %d", s.Base, s.Last, s.Object, len(b), s.ZBytes)
-		}
-		segs = append(segs, b)
-	}
-	return segmentstore.Concat(segs)
-}
-
-// reencode decodes j's segments (from recent, when given, else from the store) and
-// encodes their records as one segment.
-func (c *compactor) reencode(ctx context.Context, j *mergeJob, recent [][]segmentstore.Record) ([]byte, error) {
+// reencode encodes j's records, from memory or decoded from their stored bytes, as one
+// segment.
+func (c *compactor) reencode(j *mergeJob, stored map[segmentID][]byte) ([]byte, error) {
 	p := j.log.p
 	enc, err := segmentstore.NewEncoder(p.Topic, p.Partition, j.old[0].Base, c.segment)
 	if err != nil {
 		return nil, err
 	}
 	for i, s := range j.old {
-		var recs []segmentstore.Record
-		if recent != nil {
-			recs = recent[i]
-		} else if recs, err = c.stored(ctx, s); err != nil {
-			return nil, err
+		recs := j.recent[i]
+		if recs == nil {
+			seg, err := segmentstore.Decode(stored[segmentID{s.Object, s.Offset}])
+			if err != nil {
+				return nil, fmt.Errorf("segment [%d, %d] in %s: %w", s.Base, s.Last, s.Object, err)
+			}
+			recs = seg.Records
+			if int64(len(recs)) != s.Records || recs[0].Offset != s.Base || recs[len(recs)-1].Offset != s.Last {
+				return nil, fmt.Errorf("segment [%d, %d] in %s holds %d records, not the %d its meta names", s.Base, s.Last, s.Object, len(recs), s.Records)
+			}
 		}
 		for k := range recs {
 			if err := enc.Append(&recs[k]); err != nil {
@@ -359,26 +391,6 @@ func recentSegment(r *recentLog, s indexed) ([]segmentstore.Record, bool) {
 		n++
 	}
 	return recs[:n], int64(n) == s.Records
-}
-
-// stored reads segment s from the store, exactly the records its meta names.
-func (c *compactor) stored(ctx context.Context, s indexed) ([]segmentstore.Record, error) {
-	r, err := segmentstore.OpenReader(ctx, objstore.Object{Store: c.store, Key: s.Object, Offset: s.Offset}, s.ZBytes)
-	if err != nil {
-		return nil, fmt.Errorf("segment [%d, %d] in %s: %w", s.Base, s.Last, s.Object, err)
-	}
-	blocks, err := r.ReadBlocks(ctx, 0, len(r.Index()))
-	if err != nil {
-		return nil, fmt.Errorf("segment [%d, %d] in %s: %w", s.Base, s.Last, s.Object, err)
-	}
-	var out []segmentstore.Record
-	for _, b := range blocks {
-		out = append(out, b...)
-	}
-	if int64(len(out)) != s.Records || out[0].Offset != s.Base || out[len(out)-1].Offset != s.Last {
-		return nil, fmt.Errorf("segment [%d, %d] in %s holds %d records, not the %d its meta names", s.Base, s.Last, s.Object, len(out), s.Records)
-	}
-	return out, nil
 }
 
 func metas(segs []indexed) []coordination.SegmentMeta {

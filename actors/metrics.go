@@ -123,6 +123,10 @@ var (
 		Name: "streamhouse_merge_segments_built_total",
 		Help: "Merged segments built, by method: encode (records decoded or in memory, encoded afresh), concat (stored blocks joined as they are).",
 	}, []string{"method"})
+	metricMergeReads = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_merge_reads_total",
+		Help: "Ranged GETs of merges: one per object per compaction pass, for the segments no longer in memory.",
+	})
 	metricCompactionPass = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name: "streamhouse_compaction_pass_seconds", Help: "Duration of a compaction pass (retention and merges of every owned partition).",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),

@@ -13,6 +13,8 @@
 //   - Offsets inside a segment strictly increase; the header's base and last offsets, its
 //     record count and its timestamp range agree with the blocks.
 //   - Encoding is deterministic: the same records and options give the same bytes.
+//   - Blocks are self-contained, so Concat merges segments of a partition by copying
+//     their verified blocks behind a new header and footer, without decompressing.
 //
 // The object stores that hold segments (s3:// and file://) live in the objstore
 // subpackage.

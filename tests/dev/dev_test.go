@@ -214,3 +214,54 @@ func TestGrpcurlSeesTheServiceAndHealth(t *testing.T) {
 		t.Fatalf("grpcurl CreateTopic: %v\n%s", err, out)
 	}
 }
+
+// Retention from the shell: alter a topic's retention, watch the log start move in
+// describe, and read below it.
+func TestRetentionFromTheCLI(t *testing.T) {
+	d := startDev(t, t.TempDir())
+	// Small merge targets: retention removes whole segments, and keeps the newest.
+	d.must("", "topic", "create", "logs", "--partitions", "1", "--linger-ms", "1", "--merge-bytes", "2048")
+	for round := range 5 {
+		var input strings.Builder
+		for i := range 200 {
+			fmt.Fprintf(&input, "{\"round\": %d, \"i\": %d, \"pad\": %q}\n", round, i, strings.Repeat(fmt.Sprint(i), 40))
+		}
+		d.must(input.String(), "produce", "logs")
+	}
+	if out, err := d.run("", "topic", "alter", "logs", "--retention-bytes", "10"); err == nil || !strings.Contains(out, "InvalidArgument") {
+		t.Fatalf("alter to 10 retention bytes: %v %s", err, out)
+	}
+	if out, err := d.run("", "topic", "alter", "logs"); err == nil || !strings.Contains(out, "nothing to change") {
+		t.Fatalf("alter with no setting: %v %s", err, out)
+	}
+	out := d.must("", "topic", "alter", "logs", "--retention-bytes", "4096")
+	if !strings.Contains(out, "retention bytes 4096") || !strings.Contains(out, "linger 1ms") {
+		t.Fatalf("alter: %s", out)
+	}
+	var start int64
+	harness.Eventually(t, 30*time.Second, func() error {
+		out := d.must("", "topic", "describe", "logs")
+		rows := lines(out)
+		var p, epoch, hwm, segs, bytes int64
+		var owner, zone string
+		if _, err := fmt.Sscan(rows[len(rows)-1], &p, &owner, &zone, &epoch, &start, &hwm, &segs, &bytes); err != nil {
+			return fmt.Errorf("describe: %v\n%s", err, out)
+		}
+		if start == 0 || hwm != 1000 {
+			return fmt.Errorf("log start %d, hwm %d:\n%s", start, hwm, out)
+		}
+		return nil
+	})
+	// Reading from offset 0 goes on from the log start, and says so on stderr.
+	out = d.must("", "consume", "logs", "--from", "0", "--partition", "0")
+	got := lines(out)
+	if !strings.Contains(got[0], fmt.Sprintf("offsets 0..%d were removed by retention; continuing from %d", start-1, start)) {
+		t.Fatalf("consume from 0 does not say where the log starts: %q", got[0])
+	}
+	if n := int64(len(got) - 1); n != 1000-start {
+		t.Fatalf("consume from 0 read %d records, want %d (log start %d)", n, 1000-start, start)
+	}
+	if earliest := lines(d.must("", "consume", "logs", "--from", "earliest")); int64(len(earliest)) != 1000-start {
+		t.Fatalf("consume from earliest read %d records, want %d", len(earliest), 1000-start)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -112,6 +113,7 @@ func run(duration, every time.Duration, rate, partitions int, retention time.Dur
 	bench := exec.Command(ctl, "--addr", agent.GRPCAddr, "bench", "produce", "--topic", topic, "--rate", strconv.Itoa(rate),
 		"--batch", "10", "--record-size", "1024", "--duration", duration.String(), "--progress", "0")
 	bench.Stderr = os.Stderr
+	bench.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this program
 	if err := bench.Start(); err != nil {
 		return err
 	}
