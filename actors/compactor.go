@@ -62,8 +62,8 @@ type mergeJob struct {
 	rev  int64
 	// recent holds the records of old[i] when the partition still has them in memory.
 	recent [][]segmentstore.Record
-	data []byte
-	meta coordination.SegmentMeta
+	data   []byte
+	meta   coordination.SegmentMeta
 }
 
 func (c *compactor) add(l *partitionLog) {

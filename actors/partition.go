@@ -45,6 +45,9 @@ const (
 	stopFlushTimeout = 10 * time.Second
 	// defaultFetchBytes answers fetches that do not say how much they want.
 	defaultFetchBytes = 1 << 20
+	// historyReadTimeout bounds a fetch served from the store: how long after resolving a
+	// segment a reader may still read its object (TestRemovalGraceOutlastsReads).
+	historyReadTimeout = 30 * time.Second
 )
 
 // partitionDeps are what every partition actor of an agent shares.
@@ -396,7 +399,7 @@ func (a *partitionActor) serve(m *partitionpb.FetchRequest, sender *actor.PID) {
 	resp := &partitionpb.FetchResponse{Epoch: a.lease.Epoch(), Node: a.deps.session.Node().Node}
 	root := a.deps.system.Root
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), historyReadTimeout)
 		defer cancel()
 		recs, err := h.read(ctx, p, idx, m.Offset, maxBytes)
 		// Segments read from etcd may have been committed after hwm was taken.

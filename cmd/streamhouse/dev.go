@@ -80,9 +80,9 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peerURL}, []url.URL{*peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.LogLevel = "error"
-	// As in compose: keep 5 minutes of history (watchers resume within it) and let the
+	// As in compose: keep a minute of history (watchers resume within it) and let the
 	// backend reuse the rest, so the database stays flat while merges rewrite keys.
-	cfg.AutoCompactionMode, cfg.AutoCompactionRetention = "periodic", "5m"
+	cfg.AutoCompactionMode, cfg.AutoCompactionRetention = "periodic", "1m"
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("embedded etcd on %s: %w", f.etcdListen, err)

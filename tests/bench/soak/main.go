@@ -31,7 +31,7 @@ import (
 )
 
 // etcdCompaction is the auto-compaction of deploy/compose and `streamhouse dev`.
-var etcdCompaction = []string{"--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m"}
+var etcdCompaction = []string{"--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1m"}
 
 type sample struct {
 	At            string  `json:"at"`
@@ -216,7 +216,7 @@ func scrape(url string) (map[string]float64, error) {
 }
 
 func printTable(samples []sample, rate, partitions int, retention, duration time.Duration) {
-	fmt.Printf("Soak: %d records/s of 1 KiB, %d partitions, linger 5 ms, retention %v, %v; etcd auto-compaction periodic 5m\n\n", rate, partitions, retention, duration)
+	fmt.Printf("Soak: %d records/s of 1 KiB, %d partitions, linger 5 ms, retention %v, %v; etcd auto-compaction periodic 1m\n\n", rate, partitions, retention, duration)
 	fmt.Println("| time | segments committed | segment keys per partition (max / mean) | tombstones | etcd keys | etcd db MiB (in use) | p0 log start .. hwm | p0 stored MiB | merged / uploaded MiB |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, s := range samples {
