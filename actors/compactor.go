@@ -60,8 +60,10 @@ type mergeJob struct {
 	old  []indexed
 	size int64 // stored bytes of old
 	rev  int64
-	// recent holds the records of old[i] when the partition still has them in memory.
+	// recent holds the records of old[i] when the partition still has them in memory;
+	// stored its bytes as stored, from memory or read from the store.
 	recent [][]segmentstore.Record
+	stored [][]byte
 	data   []byte
 	meta   coordination.SegmentMeta
 }
@@ -181,8 +183,7 @@ func (c *compactor) expire(ctx context.Context, l *partitionLog, old []indexed, 
 // partition's index.
 func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) {
 	object := c.names.nextName()
-	stored, err := c.fetch(ctx, jobs)
-	if err != nil {
+	if err := c.fetch(ctx, jobs); err != nil {
 		metricMerges.WithLabelValues(resultError).Add(float64(len(jobs)))
 		c.log.Warn("merges skipped: cannot read their segments", zap.Error(err))
 		return
@@ -190,7 +191,7 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 	var buf []byte
 	kept := jobs[:0]
 	for _, j := range jobs {
-		if err := c.build(j, stored); err != nil {
+		if err := c.build(j); err != nil {
 			metricMerges.WithLabelValues(resultError).Inc()
 			j.log.log.Warn("merge skipped: cannot read its segments", zap.Int64("from", j.old[0].Base), zap.Error(err))
 			continue
@@ -203,9 +204,8 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 	if len(kept) == 0 {
 		return
 	}
-	clear(stored) // the inputs are no longer needed while the PUT runs
 	uctx, cancel := context.WithTimeout(ctx, c.upload)
-	err = c.store.Put(uctx, object, buf)
+	err := c.store.Put(uctx, object, buf)
 	cancel()
 	putDone := time.Now()
 	if err != nil {
@@ -260,27 +260,28 @@ func (c *compactor) settle(l *partitionLog, err error, what string) bool {
 // as they are (about half the default block size or more).
 const minConcatBytes = segmentstore.DefaultBlockSize / 2
 
-// segmentID names a segment within its object.
-type segmentID struct {
-	object string
-	offset int64
-}
-
-// fetch reads, for every job, the segments whose records the partition no longer holds in
-// memory (recentSegment), with one ranged GET per object covering all of those it holds:
-// fresh segments of several partitions share objects, so a pass reads each object once.
-func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) (map[segmentID][]byte, error) {
+// fetch finds, for every job, each segment's stored bytes and records in the partition's
+// recent memory, and reads the segments found there in neither from the store, with one
+// ranged GET per object covering all of those it holds: fresh segments of several
+// partitions share objects, so a pass reads each object once.
+func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
 	type span struct{ lo, hi int64 }
 	spans := map[string]span{}
-	var want []indexed
+	type need struct {
+		j *mergeJob
+		i int
+	}
+	var want []need
 	for _, j := range jobs {
 		j.recent = make([][]segmentstore.Record, len(j.old))
+		j.stored = make([][]byte, len(j.old))
 		for i, s := range j.old {
-			if recs, ok := recentSegment(j.log.recent, s); ok {
-				j.recent[i] = recs
+			j.stored[i], _ = j.log.recent.encoded(s.Base, s.Last)
+			j.recent[i], _ = recentSegment(j.log.recent, s)
+			if j.stored[i] != nil || j.recent[i] != nil {
 				continue
 			}
-			want = append(want, s)
+			want = append(want, need{j, i})
 			sp, ok := spans[s.Object]
 			if !ok {
 				sp = span{s.Offset, s.Offset + s.ZBytes}
@@ -292,27 +293,28 @@ func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) (map[segmentID]
 	for object, sp := range spans {
 		b, err := c.store.GetRange(ctx, object, sp.lo, sp.hi-sp.lo)
 		if err != nil {
-			return nil, fmt.Errorf("read %s [%d, %d): %w", object, sp.lo, sp.hi, err)
+			return fmt.Errorf("read %s [%d, %d): %w", object, sp.lo, sp.hi, err)
 		}
 		if int64(len(b)) != sp.hi-sp.lo {
-			return nil, fmt.Errorf("read %s [%d, %d): got %d bytes", object, sp.lo, sp.hi, len(b))
+			return fmt.Errorf("read %s [%d, %d): got %d bytes", object, sp.lo, sp.hi, len(b))
 		}
 		ranges[object] = b
 		metricMergeReads.Inc()
 	}
-	out := make(map[segmentID][]byte, len(want))
-	for _, s := range want {
+	for _, n := range want {
+		s := n.j.old[n.i]
 		lo := spans[s.Object].lo
-		out[segmentID{s.Object, s.Offset}] = ranges[s.Object][s.Offset-lo : s.Offset-lo+s.ZBytes]
+		n.j.stored[n.i] = ranges[s.Object][s.Offset-lo : s.Offset-lo+s.ZBytes]
 	}
-	return out, nil
+	return nil
 }
 
-// build makes a job's merged segment. Segments read from the store whose blocks have a
-// good size are joined as they are, block by block (segmentstore.Concat: no
-// decompression, no re-encoding); otherwise the records (from memory, or decoded) are
-// encoded afresh, which also joins the tiny blocks of a quiet partition's segments.
-func (c *compactor) build(j *mergeJob, stored map[segmentID][]byte) error {
+// build makes a job's merged segment. Segments whose stored bytes are at hand (kept in
+// memory since their upload, or read from the store) and whose blocks have a good size
+// are joined as they are, block by block (segmentstore.Concat: no decompression, no
+// re-encoding); otherwise the records (from memory, or decoded) are encoded afresh, which
+// also joins the tiny blocks of a quiet partition's segments.
+func (c *compactor) build(j *mergeJob) error {
 	p, first, last := j.log.p, j.old[0], j.old[len(j.old)-1]
 	meta := coordination.SegmentMeta{Base: first.Base, Last: last.Last, MinTs: first.MinTs, MaxTs: first.MaxTs, Epoch: j.log.lease.Epoch()}
 	concat := true
@@ -320,20 +322,16 @@ func (c *compactor) build(j *mergeJob, stored map[segmentID][]byte) error {
 		meta.Records += s.Records
 		meta.Bytes += s.Bytes
 		meta.MinTs, meta.MaxTs = min(meta.MinTs, s.MinTs), max(meta.MaxTs, s.MaxTs)
-		concat = concat && s.Bytes >= minConcatBytes && j.recent[i] == nil
+		concat = concat && s.Bytes >= minConcatBytes && j.stored[i] != nil
 	}
 	var data []byte
 	var err error
 	method := mergeEncode
 	if concat {
 		method = mergeConcat
-		segs := make([][]byte, len(j.old))
-		for i, s := range j.old {
-			segs[i] = stored[segmentID{s.Object, s.Offset}]
-		}
-		data, err = segmentstore.Concat(segs)
+		data, err = segmentstore.Concat(j.stored)
 	} else {
-		data, err = c.reencode(j, stored)
+		data, err = c.reencode(j)
 	}
 	if err != nil {
 		return fmt.Errorf("%s [%d, %d]: %w", p, first.Base, last.Last, err)
@@ -345,14 +343,14 @@ func (c *compactor) build(j *mergeJob, stored map[segmentID][]byte) error {
 			p, meta.Base, meta.Last, h.BaseOffset, h.LastOffset, h.Records, meta.Records, err)
 	}
 	meta.ZBytes = int64(len(data))
-	j.data, j.meta, j.recent = data, meta, nil
+	j.data, j.meta, j.recent, j.stored = data, meta, nil, nil
 	metricMergeMethod.WithLabelValues(method).Inc()
 	return nil
 }
 
 // reencode encodes j's records, from memory or decoded from their stored bytes, as one
 // segment.
-func (c *compactor) reencode(j *mergeJob, stored map[segmentID][]byte) ([]byte, error) {
+func (c *compactor) reencode(j *mergeJob) ([]byte, error) {
 	p := j.log.p
 	enc, err := segmentstore.NewEncoder(p.Topic, p.Partition, j.old[0].Base, c.segment)
 	if err != nil {
@@ -361,7 +359,7 @@ func (c *compactor) reencode(j *mergeJob, stored map[segmentID][]byte) ([]byte, 
 	for i, s := range j.old {
 		recs := j.recent[i]
 		if recs == nil {
-			seg, err := segmentstore.Decode(stored[segmentID{s.Object, s.Offset}])
+			seg, err := segmentstore.Decode(j.stored[i])
 			if err != nil {
 				return nil, fmt.Errorf("segment [%d, %d] in %s: %w", s.Base, s.Last, s.Object, err)
 			}

@@ -78,23 +78,27 @@ func (r *reader) fail(format string, args ...any) {
 // index shrinks to a few keys, and reads below the log start say where it is.
 func TestMergesAndRetentionKeepReadersWhole(t *testing.T) {
 	for _, tc := range []struct {
+		name        string
 		method      string // how merged segments are built
 		padding     int    // bytes of incompressible padding per record
 		mergeBytes  int64
 		maxSegments int64 // per partition, once merges settle
+		recentBytes int64 // 1: nothing stays in memory, merges read the store
 	}{
 		// Small records: segments with small blocks, decoded and encoded afresh.
-		{mergeEncode, 0, 32 << 10, 12},
-		// Records of 20 KiB: segments whose blocks are joined as stored.
-		{mergeConcat, 20 << 10, 1 << 20, 30},
+		{"encode", mergeEncode, 0, 32 << 10, 12, 1},
+		// Records of 20 KiB: segments whose blocks are joined as stored, read back from
+		// the store, or as kept in memory since their upload.
+		{"concat from the store", mergeConcat, 20 << 10, 1 << 20, 30, 1},
+		{"concat from memory", mergeConcat, 20 << 10, 1 << 20, 30, 0},
 	} {
-		t.Run(tc.method, func(t *testing.T) {
-			testMergesAndRetention(t, tc.method, tc.padding, tc.mergeBytes, tc.maxSegments)
+		t.Run(tc.name, func(t *testing.T) {
+			testMergesAndRetention(t, tc.method, tc.padding, tc.mergeBytes, tc.maxSegments, tc.recentBytes)
 		})
 	}
 }
 
-func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes, maxSegments int64) {
+func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes, maxSegments, recentBytes int64) {
 	f := newFixture(t)
 	ctx := context.Background()
 	// Small merge targets so that several levels of merges happen in seconds.
@@ -108,8 +112,8 @@ func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes
 	for i := range pad {
 		pad[i] = byte(rng.Uint32())
 	}
-	// No recent records in memory: merges and reads go to the store and the index.
-	nodes := startNodesWith(t, f, 1, func(c *NodeConfig) { c.CompactInterval, c.RecentBytes = 50*time.Millisecond, 1 })
+	nodes := startNodesWith(t, f, 1, func(c *NodeConfig) { c.CompactInterval, c.RecentBytes = 50*time.Millisecond, recentBytes })
+	readsBefore := testutil.ToFloat64(metricMergeReads)
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	acked := map[coordination.Partition]map[int64]string{}
@@ -216,6 +220,9 @@ func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes
 	}
 	if got := testutil.ToFloat64(metricMergeMethod.WithLabelValues(method)) - builtBefore; got == 0 {
 		t.Errorf("no merged segment was built by %s", method)
+	}
+	if reads := testutil.ToFloat64(metricMergeReads) - readsBefore; recentBytes == 1 && reads == 0 {
+		t.Error("merges never read the store, though nothing stayed in memory")
 	}
 }
 

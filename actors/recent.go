@@ -22,7 +22,7 @@ func (r *recentLog) add(b *batch) {
 	b.waiters = nil
 	r.mu.Lock()
 	r.batches = append(r.batches, b)
-	r.bytes += b.bytes
+	r.bytes += b.memBytes()
 	r.mu.Unlock()
 	r.cache.push(r, b)
 }
@@ -34,7 +34,7 @@ func (r *recentLog) dropOldest(b *batch) bool {
 	if len(r.batches) == 0 || r.batches[0] != b {
 		return false
 	}
-	r.bytes -= b.bytes
+	r.bytes -= b.memBytes()
 	r.batches[0] = nil
 	r.batches = r.batches[1:]
 	b.evicted.Store(true)
@@ -51,6 +51,18 @@ func (r *recentLog) clear() {
 	r.batches, r.bytes = nil, 0
 	r.mu.Unlock()
 	r.cache.forget(n, bytes)
+}
+
+// encoded returns the stored bytes of the segment [base, last] if the log still holds
+// its batch.
+func (r *recentLog) encoded(base, last int64) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := sort.Search(len(r.batches), func(i int) bool { return r.batches[i].base >= base })
+	if i == len(r.batches) || r.batches[i].base != base || r.batches[i].last() != last || r.batches[i].encoded == nil {
+		return nil, false
+	}
+	return r.batches[i].encoded, true
 }
 
 // read returns committed records from offset from, stopping before their payload would
@@ -93,13 +105,13 @@ func (c *recentCache) push(r *recentLog, b *batch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fifo = append(c.fifo, recentEntry{r, b})
-	c.used += b.bytes
+	c.used += b.memBytes()
 	for c.used > c.limit && len(c.fifo) > 0 {
 		e := c.fifo[0]
 		c.fifo[0] = recentEntry{}
 		c.fifo = c.fifo[1:]
 		if e.log.dropOldest(e.b) {
-			c.used -= e.b.bytes
+			c.used -= e.b.memBytes()
 		} else {
 			c.dead--
 		}

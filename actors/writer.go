@@ -139,7 +139,14 @@ type batch struct {
 	opened, sealed, uploaded, committing time.Time // uploaded: when the PUT completed
 	// evicted is set once a committed batch has left its partition's recent log.
 	evicted atomic.Bool
+	// encoded is the segment as stored, kept while the batch is in its partition's recent
+	// log so that a merge can join it without reading it back or encoding it again.
+	encoded []byte
 }
+
+// memBytes is what a committed batch holds in memory: its records' payload and its
+// encoded segment.
+func (b *batch) memBytes() int64 { return b.bytes + int64(len(b.encoded)) }
 
 func (b *batch) last() int64 { return b.base + int64(len(b.records)) - 1 }
 
@@ -149,6 +156,7 @@ type (
 	uploadDone  struct {
 		gen            int64
 		b              *batch
+		data           []byte // the encoded segment
 		meta           coordination.SegmentMeta
 		encode, upload time.Duration
 		stored         time.Time // when the PUT completed
@@ -357,7 +365,7 @@ func (w *writer) upload(gen int64, b *batch, opts segmentstore.Options) {
 	w.cfg.Flusher.submit(data, func(object string, offset int64, err error) {
 		meta.Object, meta.Offset = object, offset
 		stored := time.Now()
-		w.in.post(uploadDone{gen: gen, b: b, meta: meta, encode: encoded.Sub(start), upload: stored.Sub(encoded), stored: stored, err: err})
+		w.in.post(uploadDone{gen: gen, b: b, data: data, meta: meta, encode: encoded.Sub(start), upload: stored.Sub(encoded), stored: stored, err: err})
 	})
 }
 
@@ -405,7 +413,7 @@ func (w *writer) onUpload(m uploadDone) {
 		w.reset(fmt.Errorf("%w: upload of %s [%d, %d] failed: %w", ErrUnavailable, w.p, m.b.base, m.b.last(), m.err))
 		return
 	}
-	m.b.meta = m.meta
+	m.b.meta, m.b.encoded = m.meta, m.data
 	m.b.state = uploaded
 	// Stored within 5% of the payload: LZ4 is not paying for its time.
 	w.incompressible = m.meta.ZBytes*20 >= m.meta.Bytes*19
