@@ -16,11 +16,15 @@ import (
 )
 
 // DefaultCompactInterval is how often an agent applies retention to its partitions and
-// merges their small segments (NodeConfig.CompactInterval).
-const DefaultCompactInterval = time.Second
+// merges their small segments (NodeConfig.CompactInterval). Shorter passes keep fewer
+// fresh segments in the index but merge them in smaller steps, so each record is
+// rewritten more often: at 1s the agent spent 2.5x the CPU per record of no merging at
+// all, at 5s 1.45x (docs/BENCHMARKS.md).
+const DefaultCompactInterval = 5 * time.Second
 
-// maxMergeObjectBytes bounds the object one compaction pass writes (at least one merge).
-const maxMergeObjectBytes = 64 << 20
+// maxMergeObjectBytes bounds the input of one merge object (at least one merge), and so
+// the memory a pass takes; a pass writes as many as its due merges need.
+const maxMergeObjectBytes = 32 << 20
 
 // freshRemoval: a rewrite that takes out only segments whose objects this agent wrote
 // less than freshRemoval ago leaves no tombstone. Their objects' own age keeps them from
@@ -146,16 +150,18 @@ func (c *compactor) pass(ctx context.Context) {
 	for topic, n := range keys {
 		metricIndexSegments.WithLabelValues(topic).Set(float64(n))
 	}
-	// The cheapest merges first, up to the pass's budget (at least one): fresh segments,
-	// the most keys for the least work, never wait behind a large merge.
+	// Every merge due, the cheapest first (fresh segments: the most keys for the least
+	// work never wait behind a large merge), in objects of up to maxMergeObjectBytes of
+	// input (at least one merge each), which bounds the memory a pass takes.
 	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].size < jobs[b].size })
-	budget, n := int64(maxMergeObjectBytes), 0
-	for n < len(jobs) && (n == 0 || jobs[n].size <= budget) {
-		budget -= jobs[n].size
-		n++
-	}
-	if n > 0 {
+	for len(jobs) > 0 && ctx.Err() == nil {
+		budget, n := int64(maxMergeObjectBytes), 0
+		for n < len(jobs) && (n == 0 || jobs[n].size <= budget) {
+			budget -= jobs[n].size
+			n++
+		}
 		c.merge(ctx, jobs[:n], now)
+		jobs = jobs[n:]
 	}
 }
 

@@ -110,6 +110,7 @@ func (c *Client) purgeSegments(ctx context.Context, topic string, p int32, uncha
 		if err != nil {
 			return fmt.Errorf("purge %s/%d: %w", topic, p, err)
 		}
+		CrashPoint("purge-page")
 	}
 }
 

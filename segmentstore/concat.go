@@ -1,6 +1,9 @@
 package segmentstore
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // Concat joins whole segments of one partition, in offset order, into one segment by
 // copying their blocks as they are: no decompression, no re-encoding, so merging segments
@@ -21,24 +24,9 @@ func Concat(segs [][]byte) ([]byte, error) {
 	var out Header
 	blocks, size := 0, 0
 	for i, data := range segs {
-		n := int64(len(data))
-		if n < TrailerLen {
-			return nil, corrupt("trailer", -1, "segment %d of %d bytes is shorter than its trailer", i, n)
-		}
-		t, err := ParseTrailer(data[n-TrailerLen:], n)
+		h, index, err := parseLayout(data)
 		if err != nil {
-			return nil, err
-		}
-		index, err := ParseFooter(data[t.FooterPos:t.FooterPos+t.FooterLen], t)
-		if err != nil {
-			return nil, err
-		}
-		h, err := ParseHeader(data[:index[0].Position])
-		if err != nil {
-			return nil, err
-		}
-		if err := checkHeaderIndex(&h, index); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("segment %d: %w", i, err)
 		}
 		count := 0
 		for _, e := range index {

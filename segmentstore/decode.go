@@ -10,23 +10,8 @@ type Segment struct {
 // Decode verifies every checksum and cross-reference of data and returns all its records.
 // Records alias buffers allocated per block, never data itself.
 func Decode(data []byte) (*Segment, error) {
-	size := int64(len(data))
-	if size < TrailerLen {
-		return nil, corrupt("trailer", -1, "segment of %d bytes is shorter than its trailer", size)
-	}
-	t, err := ParseTrailer(data[size-TrailerLen:], size)
+	h, index, err := parseLayout(data)
 	if err != nil {
-		return nil, err
-	}
-	index, err := ParseFooter(data[t.FooterPos:t.FooterPos+t.FooterLen], t)
-	if err != nil {
-		return nil, err
-	}
-	h, err := ParseHeader(data[:index[0].Position])
-	if err != nil {
-		return nil, err
-	}
-	if err := checkHeaderIndex(&h, index); err != nil {
 		return nil, err
 	}
 	// Verify every block before allocating, then decode all of them into one buffer and
@@ -57,6 +42,28 @@ func Decode(data []byte) (*Segment, error) {
 		return nil, err
 	}
 	return seg, nil
+}
+
+// parseLayout verifies a whole segment's trailer, footer and header and ties the header
+// to the footer; the blocks are left to the caller.
+func parseLayout(data []byte) (Header, []IndexEntry, error) {
+	size := int64(len(data))
+	if size < TrailerLen {
+		return Header{}, nil, corrupt("trailer", -1, "segment of %d bytes is shorter than its trailer", size)
+	}
+	t, err := ParseTrailer(data[size-TrailerLen:], size)
+	if err != nil {
+		return Header{}, nil, err
+	}
+	index, err := ParseFooter(data[t.FooterPos:t.FooterPos+t.FooterLen], t)
+	if err != nil {
+		return Header{}, nil, err
+	}
+	h, err := ParseHeader(data[:index[0].Position])
+	if err != nil {
+		return h, nil, err
+	}
+	return h, index, checkHeaderIndex(&h, index)
 }
 
 // checkHeaderIndex ties the header to the footer: same offset range, first block right

@@ -207,3 +207,81 @@ func TestDeletedTopicIsPurged(t *testing.T) {
 	}
 	tc.checkIndex(store, coordination.Partition{Topic: "kept"}, nil)
 }
+
+// An agent killed (SIGKILL) in the middle of purging a deleted topic, after its first
+// transaction, leaves a consistent state that the restarted agent finishes: every key of
+// the topic goes, the other topic is untouched, and the objects go a grace later.
+func TestCrashMidPurgeResumes(t *testing.T) {
+	tc := newCluster(t, 0, 2*time.Second)
+	tc.agentEnv = []string{actors.CrashEnv + "=purge-page"}
+	tc.agentArgs = []string{"--sweep-interval", "500ms"}
+	a := tc.addAgent("agent-1", "zone-a", 2*time.Second)
+	ctx := context.Background()
+	tc.topic("gone", 2)
+	tc.topic("kept", 1)
+	for i := range 20 {
+		for _, p := range []coordination.Partition{{Topic: "gone", Partition: int32(i % 2)}, {Topic: "kept"}} {
+			if resp, err := tc.client.Client().Produce(ctx, p, []*partitionpb.Record{{Value: fmt.Appendf(nil, "v%d", i)}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+				t.Fatalf("produce to %s: %v %v", p, resp, err)
+			}
+		}
+	}
+	if err := tc.coord.DeleteTopic(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.Process.Exited():
+	case <-time.After(60 * time.Second):
+		t.Fatal("the agent did not crash in the purge")
+	}
+	// Half done: the first partition's index is gone (with its tombstone), the topic key
+	// and the second partition's index are still there.
+	keys := func() []string {
+		resp, err := tc.coord.Etcd().Get(ctx, tc.root+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, kv := range resp.Kvs {
+			if k := string(kv.Key); strings.Contains(k, "/gone") && !strings.Contains(k, "/tombstones/") {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	left := keys()
+	if !slices.Contains(left, tc.root+"/topics/gone") || slices.ContainsFunc(left, func(k string) bool { return strings.Contains(k, "/segments/gone/0/") }) ||
+		!slices.ContainsFunc(left, func(k string) bool { return strings.Contains(k, "/segments/gone/1/") }) {
+		t.Fatalf("keys after a crash in the purge: %v", left)
+	}
+	a.Config.Env = slices.DeleteFunc(a.Config.Env, func(e string) bool { return strings.HasPrefix(e, actors.CrashEnv+"=") })
+	if err := a.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 30*time.Second, func() error {
+		if left := keys(); len(left) > 0 {
+			return fmt.Errorf("keys left: %v", left)
+		}
+		return nil
+	})
+	if got := len(tc.readAll(coordination.Partition{Topic: "kept"})); got != 20 {
+		t.Fatalf("the other topic has %d records, want 20", got)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: tc.bucket, Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := sweeper.New(tc.coord, store, sweeper.Options{Now: func() time.Time { return time.Now().Add(2 * sweeper.DefaultGrace) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted == 0 {
+		t.Fatalf("sweep: %+v, %v", pass, err)
+	}
+	if orphans := tc.checkIndex(store, coordination.Partition{Topic: "kept"}, nil); orphans != 0 {
+		t.Fatalf("%d unindexed objects after the sweep", orphans)
+	}
+}
