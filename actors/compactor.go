@@ -16,11 +16,15 @@ import (
 )
 
 // DefaultCompactInterval is how often an agent applies retention to its partitions and
-// merges their small segments (NodeConfig.CompactInterval). Shorter passes keep fewer
-// fresh segments in the index but merge them in smaller steps, so each record is
-// rewritten more often: at 1s the agent spent 2.5x the CPU per record of no merging at
-// all, at 5s 1.45x (docs/BENCHMARKS.md).
-const DefaultCompactInterval = 5 * time.Second
+// merges their small segments (NodeConfig.CompactInterval). A pass merges fresh segments
+// while the agent still holds them in memory; longer passes would rewrite each record
+// fewer times, but at 5s and 1000 records/s per partition the fresh segments had left the
+// agent's memory by then, merges read them back from the store and fell behind
+// (docs/operations.md "Retention and merging").
+const DefaultCompactInterval = time.Second
+
+// mergeReaders bounds the concurrent GETs of a pass.
+const mergeReaders = 4
 
 // maxMergeObjectBytes bounds the input of one merge object (at least one merge), and so
 // the memory a pass takes; a pass writes as many as its due merges need.
@@ -295,17 +299,33 @@ func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
 			spans[s.Object] = span{min(sp.lo, s.Offset), max(sp.hi, s.Offset+s.ZBytes)}
 		}
 	}
+	// A few GETs at a time: a pass that fell behind reads many small objects.
 	ranges := map[string][]byte{}
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, mergeReaders)
+	var wg sync.WaitGroup
 	for object, sp := range spans {
-		b, err := c.store.GetRange(ctx, object, sp.lo, sp.hi-sp.lo)
-		if err != nil {
-			return fmt.Errorf("read %s [%d, %d): %w", object, sp.lo, sp.hi, err)
-		}
-		if int64(len(b)) != sp.hi-sp.lo {
-			return fmt.Errorf("read %s [%d, %d): got %d bytes", object, sp.lo, sp.hi, len(b))
-		}
-		ranges[object] = b
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			b, err := c.store.GetRange(ctx, object, sp.lo, sp.hi-sp.lo)
+			if err == nil && int64(len(b)) != sp.hi-sp.lo {
+				err = fmt.Errorf("got %d bytes", len(b))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("read %s [%d, %d): %w", object, sp.lo, sp.hi, err)
+			}
+			ranges[object] = b
+		}()
 		metricMergeReads.Inc()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
 	}
 	for _, n := range want {
 		s := n.j.old[n.i]

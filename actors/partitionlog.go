@@ -41,8 +41,11 @@ type partitionLog struct {
 	closed  bool
 	segs    []indexed // offset order, adjacent
 	pending []indexed // commits appended before the load
-	rev     int64     // the index is as segs says at this revision
-	spec    coordination.TopicSpec
+	// pendingRev is the latest revision of those commits: the load may read the index
+	// before them, and its view is as of both.
+	pendingRev int64
+	rev        int64 // the index is as segs says at this revision
+	spec       coordination.TopicSpec
 }
 
 func newPartitionLog(lease *coordination.Lease, hwm int64, spec coordination.TopicSpec, recent *recentLog, log *zap.Logger) *partitionLog {
@@ -59,6 +62,7 @@ func (l *partitionLog) committed(meta coordination.SegmentMeta, stored time.Time
 	s := indexed{SegmentMeta: meta, stored: stored}
 	if !l.loaded {
 		l.pending = append(l.pending, s)
+		l.pendingRev = max(l.pendingRev, rev)
 		return
 	}
 	// The load may have read this commit already: the writer hears of its commits after
@@ -105,7 +109,7 @@ func (l *partitionLog) load(ctx context.Context, c *coordination.Client) error {
 			l.segs = append(l.segs, s)
 		}
 	}
-	l.pending, l.loaded, l.rev = nil, true, rev
+	l.pending, l.loaded, l.rev, l.pendingRev = nil, true, max(rev, l.pendingRev), 0
 	switch {
 	case len(l.segs) > 0:
 		l.logStart.Store(l.segs[0].Base)
@@ -165,5 +169,5 @@ func (l *partitionLog) rewritten(base, last int64, with *coordination.SegmentMet
 func (l *partitionLog) reload() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.loaded, l.segs, l.pending = false, nil, nil
+	l.loaded, l.segs, l.pending, l.pendingRev = false, nil, nil, 0
 }
