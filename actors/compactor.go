@@ -348,6 +348,7 @@ func (c *compactor) build(j *mergeJob) error {
 		meta.Records += s.Records
 		meta.Bytes += s.Bytes
 		meta.MinTs, meta.MaxTs = min(meta.MinTs, s.MinTs), max(meta.MaxTs, s.MaxTs)
+		meta.WrittenMs = max(meta.WrittenMs, s.WrittenMs)
 		concat = concat && s.Bytes >= minConcatBytes && j.stored[i] != nil
 	}
 	var data []byte

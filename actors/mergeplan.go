@@ -86,15 +86,19 @@ func planRun(run []indexed, target int64) (int, int, bool) {
 	return 0, 0, false
 }
 
-// planExpiry returns how many of the oldest segments retention removes: those whose
-// newest record is older than the retention time, and those whose removal still leaves
-// at least the retention bytes. Only a prefix of the log is ever removed, so that the
-// log start is the base of the first segment left.
+// planExpiry returns how many of the oldest segments retention removes: those written
+// longer than the retention time ago, and those whose removal still leaves at least the
+// retention bytes. Only a prefix of the log is ever removed, so that the log start is the
+// base of the first segment left.
+//
+// Time counts from when the records were written, not from the timestamps producers
+// gave them: a record produced with an old timestamp is kept for the retention time like
+// any other (Kafka's log.message.timestamp.type=LogAppendTime).
 func planExpiry(segs []indexed, spec coordination.TopicSpec, now time.Time) int {
 	n := 0
 	if r := spec.Retention(); r > 0 {
 		cutoff := now.Add(-r).UnixMilli()
-		for n < len(segs) && segs[n].MaxTs < cutoff {
+		for n < len(segs) && writtenMs(segs[n]) < cutoff {
 			n++
 		}
 	}
@@ -111,4 +115,13 @@ func planExpiry(segs []indexed, spec coordination.TopicSpec, now time.Time) int 
 		n = max(n, k)
 	}
 	return min(n, maxRemoveSegments)
+}
+
+// writtenMs is when a segment was written; for segments indexed before WrittenMs existed,
+// its newest record's timestamp.
+func writtenMs(s indexed) int64 {
+	if s.WrittenMs > 0 {
+		return s.WrittenMs
+	}
+	return s.MaxTs
 }

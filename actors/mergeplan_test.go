@@ -97,6 +97,21 @@ func TestPlanExpiryRemovesAPrefix(t *testing.T) {
 	if n := planExpiry(segs, spec, now); n != 2 {
 		t.Fatalf("expired by time: %d, want 2 (a newer segment stops it, older ones after it wait)", n)
 	}
+	// Time counts from the write, not from the records' timestamps: records produced with
+	// an old timestamp a second ago are kept.
+	for i := range segs {
+		segs[i].WrittenMs = now.UnixMilli() - 1000
+	}
+	if n := planExpiry(segs, spec, now); n != 0 {
+		t.Fatalf("segments written a second ago with old timestamps: %d expired", n)
+	}
+	segs[0].WrittenMs = now.UnixMilli() - 2*minute
+	if n := planExpiry(segs, spec, now); n != 1 {
+		t.Fatalf("expired by write time: %d, want 1", n)
+	}
+	for i := range segs {
+		segs[i].WrittenMs = 0
+	}
 	spec = coordination.TopicSpec{RetentionMs: -1, RetentionBytes: 250}
 	if n := planExpiry(segs, spec, now); n != 1 {
 		t.Fatalf("expired by size: %d, want 1 (400 bytes, keep at least 250)", n)

@@ -351,7 +351,7 @@ func (w *writer) upload(gen int64, b *batch, opts segmentstore.Options) {
 	encoded := time.Now()
 	meta := coordination.SegmentMeta{
 		Base: b.base, Last: b.last(), Records: int64(len(b.records)), Bytes: b.bytes,
-		ZBytes: int64(len(data)), Epoch: w.epoch,
+		ZBytes: int64(len(data)), Epoch: w.epoch, WrittenMs: w.cfg.Now().UnixMilli(),
 	}
 	if err != nil {
 		w.in.post(uploadDone{gen: gen, b: b, meta: meta, encode: encoded.Sub(start), err: err})

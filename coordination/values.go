@@ -34,6 +34,10 @@ type SegmentMeta struct {
 	MinTs   int64  `json:"min_ts"`           // ms since the Unix epoch
 	MaxTs   int64  `json:"max_ts"`
 	Epoch   int64  `json:"epoch"` // epoch of the writer that committed it
+	// WrittenMs is when its records were written (the newest of them, for a merged
+	// segment), ms since the Unix epoch by the agent's clock: retention by time counts
+	// from it. 0 in segments written before it existed (retention then uses MaxTs).
+	WrittenMs int64 `json:"written_ms,omitempty"`
 }
 
 // GroupOffset is a consumer group's committed position in one partition: the next
