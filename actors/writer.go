@@ -25,9 +25,12 @@ var (
 
 // Upload and commit time bounds. Together they bound how long after its PUT a segment
 // can still be committed, which the orphan sweeper's grace period must exceed
-// (sweeper.MinGrace; TestSweeperGraceOutlastsCommits).
+// (sweeper.MinGrace; TestSweeperGraceOutlastsCommits). An upload holds its partition's
+// recovery after a failed one (the writer waits for its uploads before it reuses their
+// offsets), so its bound is what a stuck connection may cost: an object of at most 16 MiB
+// takes well under a second to a store nearby.
 const (
-	DefaultUploadTimeout = 60 * time.Second
+	DefaultUploadTimeout = 20 * time.Second
 	DefaultCommitTimeout = 30 * time.Second
 )
 

@@ -16,7 +16,7 @@ import (
 )
 
 // Grace periods. MinGrace exceeds what an agent allows between a PUT and the end of its
-// commit (actors.DefaultUploadTimeout + actors.DefaultCommitTimeout = 90s) with room
+// commit (actors.DefaultUploadTimeout + actors.DefaultCommitTimeout = 50s) with room
 // for clock skew between the agents and the store.
 const (
 	DefaultGrace = 10 * time.Minute
