@@ -56,10 +56,7 @@ func TestCrashMidMergeLeavesAConsistentIndex(t *testing.T) {
 				break
 			}
 			t.Logf("agent crashed at %s after %d acked records", point, len(acked))
-			store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: tc.bucket, Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
-			if err != nil {
-				t.Fatal(err)
-			}
+			store, sw := tc.lateSweeper()
 			if orphans := tc.checkIndex(store, p, acked); orphans == 0 {
 				t.Fatalf("a crash at %s left no unindexed object", point)
 			}
@@ -72,10 +69,6 @@ func TestCrashMidMergeLeavesAConsistentIndex(t *testing.T) {
 			// Stopped (the sweep below runs on a clock past every grace, which no agent may
 			// share), the sweeper deletes every unindexed object; the rest still reads back.
 			if err := a.Stop(); err != nil {
-				t.Fatal(err)
-			}
-			sw, err := sweeper.New(tc.coord, store, sweeper.Options{Now: func() time.Time { return time.Now().Add(2 * sweeper.DefaultGrace) }})
-			if err != nil {
 				t.Fatal(err)
 			}
 			pass, err := sw.Sweep(ctx)
@@ -158,18 +151,7 @@ func TestDeletedTopicIsPurged(t *testing.T) {
 	tc.agentArgs = []string{"--sweep-interval", "500ms"}
 	tc.addAgent("agent-1", "zone-a", 2*time.Second)
 	ctx := context.Background()
-	tc.topic("gone", 2)
-	tc.topic("kept", 1)
-	for i := range 20 {
-		for _, p := range []coordination.Partition{{Topic: "gone", Partition: int32(i % 2)}, {Topic: "kept"}} {
-			if resp, err := tc.client.Client().Produce(ctx, p, []*partitionpb.Record{{Value: fmt.Appendf(nil, "v%d", i)}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
-				t.Fatalf("produce to %s: %v %v", p, resp, err)
-			}
-		}
-	}
-	if err := tc.coord.DeleteTopic(ctx, "gone"); err != nil {
-		t.Fatal(err)
-	}
+	tc.deleteOneOfTwoTopics()
 	harness.Eventually(t, 30*time.Second, func() error {
 		resp, err := tc.coord.Etcd().Get(ctx, tc.root+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
 		if err != nil {
@@ -194,14 +176,7 @@ func TestDeletedTopicIsPurged(t *testing.T) {
 	if err := tc.agents[0].Stop(); err != nil {
 		t.Fatal(err)
 	}
-	store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: tc.bucket, Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw, err := sweeper.New(tc.coord, store, sweeper.Options{Now: func() time.Time { return time.Now().Add(2 * sweeper.DefaultGrace) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, sw := tc.lateSweeper()
 	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted == 0 || pass.Indexed == 0 {
 		t.Fatalf("sweep: %+v, %v", pass, err)
 	}
@@ -217,18 +192,7 @@ func TestCrashMidPurgeResumes(t *testing.T) {
 	tc.agentArgs = []string{"--sweep-interval", "500ms"}
 	a := tc.addAgent("agent-1", "zone-a", 2*time.Second)
 	ctx := context.Background()
-	tc.topic("gone", 2)
-	tc.topic("kept", 1)
-	for i := range 20 {
-		for _, p := range []coordination.Partition{{Topic: "gone", Partition: int32(i % 2)}, {Topic: "kept"}} {
-			if resp, err := tc.client.Client().Produce(ctx, p, []*partitionpb.Record{{Value: fmt.Appendf(nil, "v%d", i)}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
-				t.Fatalf("produce to %s: %v %v", p, resp, err)
-			}
-		}
-	}
-	if err := tc.coord.DeleteTopic(ctx, "gone"); err != nil {
-		t.Fatal(err)
-	}
+	tc.deleteOneOfTwoTopics()
 	select {
 	case <-a.Process.Exited():
 	case <-time.After(60 * time.Second):
@@ -270,18 +234,45 @@ func TestCrashMidPurgeResumes(t *testing.T) {
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: tc.bucket, Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw, err := sweeper.New(tc.coord, store, sweeper.Options{Now: func() time.Time { return time.Now().Add(2 * sweeper.DefaultGrace) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, sw := tc.lateSweeper()
 	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted == 0 {
 		t.Fatalf("sweep: %+v, %v", pass, err)
 	}
 	if orphans := tc.checkIndex(store, coordination.Partition{Topic: "kept"}, nil); orphans != 0 {
 		t.Fatalf("%d unindexed objects after the sweep", orphans)
 	}
+}
+
+// deleteOneOfTwoTopics writes 20 records to each of the topics "gone" (2 partitions) and
+// "kept" (1), then deletes "gone".
+func (tc *testCluster) deleteOneOfTwoTopics() {
+	tc.t.Helper()
+	ctx := context.Background()
+	tc.topic("gone", 2)
+	tc.topic("kept", 1)
+	for i := range 20 {
+		for _, p := range []coordination.Partition{{Topic: "gone", Partition: int32(i % 2)}, {Topic: "kept"}} {
+			if resp, err := tc.client.Client().Produce(ctx, p, []*partitionpb.Record{{Value: fmt.Appendf(nil, "v%d", i)}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+				tc.t.Fatalf("produce to %s: %v %v", p, resp, err)
+			}
+		}
+	}
+	if err := tc.coord.DeleteTopic(ctx, "gone"); err != nil {
+		tc.t.Fatal(err)
+	}
+}
+
+// lateSweeper returns the cluster's store and a sweeper of it on a clock past every
+// grace period, which no running agent may share: stop the agents first.
+func (tc *testCluster) lateSweeper() (objstore.Store, *sweeper.Sweeper) {
+	tc.t.Helper()
+	store, err := objstore.OpenS3(context.Background(), objstore.S3Options{Bucket: tc.bucket, Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	sw, err := sweeper.New(tc.coord, store, sweeper.Options{Now: func() time.Time { return time.Now().Add(2 * sweeper.DefaultGrace) }})
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return store, sw
 }
