@@ -36,25 +36,16 @@ type PartitionStats struct {
 	StoredBytes   int64 // compressed bytes of those segments
 }
 
-// PartitionStats reads a partition's segment index (in pages, at one revision) and
-// high-water mark.
+// PartitionStats reads a partition's segment index (in pages, at one revision) and its
+// high-water mark at that revision.
 func (c *Client) PartitionStats(ctx context.Context, topic string, partition int32) (PartitionStats, error) {
 	var st PartitionStats
 	if _, _, err := c.checkPartition(ctx, topic, partition); err != nil {
 		return st, err
 	}
-	st.LogStart = -1
-	rev, err := c.scan(ctx, c.keys.Segments(topic, partition), 0, func(kv *mvccpb.KeyValue) error {
-		m, err := decodeSegment(kv)
-		if st.LogStart < 0 {
-			st.LogStart = m.Base
-		}
-		st.Segments++
-		st.StoredBytes += m.ZBytes
-		return err
-	})
+	segs, rev, err := c.SegmentRange(ctx, topic, partition, 0)
 	if err != nil {
-		return st, fmt.Errorf("stats of %s/%d: %w", topic, partition, err)
+		return st, err
 	}
 	resp, err := c.etcd.Get(ctx, c.keys.HWM(topic, partition), clientv3.WithRev(rev))
 	if err != nil {
@@ -63,8 +54,12 @@ func (c *Client) PartitionStats(ctx context.Context, topic string, partition int
 	if st.HWM, err = parseHWM(resp.Kvs); err != nil {
 		return st, err
 	}
-	if st.LogStart < 0 {
-		st.LogStart = st.HWM
+	st.LogStart, st.Segments = st.HWM, int64(len(segs))
+	if len(segs) > 0 {
+		st.LogStart = segs[0].Base
+	}
+	for _, m := range segs {
+		st.StoredBytes += m.ZBytes
 	}
 	return st, nil
 }
