@@ -115,7 +115,14 @@ func memberIDAt(c *cluster.Cluster, addr string) string {
 // A response whose Code is not OK after the retries is returned as is, with a nil error;
 // an error means no answer came.
 func (c *Client) Produce(ctx context.Context, p coordination.Partition, records []*partitionpb.Record) (*partitionpb.ProduceResponse, error) {
-	req := &partitionpb.ProduceRequest{Topic: p.Topic, Partition: p.Partition, Records: records}
+	return c.ProduceRequest(ctx, &partitionpb.ProduceRequest{Topic: p.Topic, Partition: p.Partition, Records: records})
+}
+
+// ProduceRequest is Produce of a complete request, an idempotent producer's batch in
+// particular. A retry of a batch still being written answers Unavailable at the
+// partition, so that this retries until the first attempt's outcome is known.
+func (c *Client) ProduceRequest(ctx context.Context, req *partitionpb.ProduceRequest) (*partitionpb.ProduceResponse, error) {
+	p := coordination.Partition{Topic: req.Topic, Partition: req.Partition}
 	var resp *partitionpb.ProduceResponse
 	err := c.call(ctx, p, req, func(m proto.Message) bool {
 		resp = m.(*partitionpb.ProduceResponse)

@@ -50,6 +50,12 @@ func codeOf(err error) partitionpb.Code {
 		return partitionpb.Code_CODE_OUT_OF_RANGE
 	case errors.Is(err, coordination.ErrTopicNotFound), errors.Is(err, coordination.ErrPartitionNotFound):
 		return partitionpb.Code_CODE_NOT_FOUND
+	case errors.Is(err, ErrDuplicateSequence):
+		return partitionpb.Code_CODE_DUPLICATE_SEQUENCE
+	case errors.Is(err, ErrOutOfOrderSequence):
+		return partitionpb.Code_CODE_OUT_OF_ORDER_SEQUENCE
+	case errors.Is(err, ErrProducerFenced):
+		return partitionpb.Code_CODE_PRODUCER_FENCED
 	default:
 		return partitionpb.Code_CODE_UNAVAILABLE
 	}

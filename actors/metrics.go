@@ -172,6 +172,8 @@ func resultOf(err error) string {
 		return "out_of_range"
 	case errors.Is(err, coordination.ErrTopicNotFound), errors.Is(err, coordination.ErrPartitionNotFound):
 		return "not_found"
+	case errors.Is(err, ErrDuplicateSequence), errors.Is(err, ErrOutOfOrderSequence), errors.Is(err, ErrProducerFenced):
+		return "sequence"
 	default:
 		return "unavailable"
 	}

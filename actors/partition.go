@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,10 +67,11 @@ type partitionDeps struct {
 // Messages local to an agent (never sent across nodes).
 type (
 	acquired struct {
-		lease *coordination.Lease
-		spec  coordination.TopicSpec
-		hwm   int64
-		err   error
+		lease     *coordination.Lease
+		spec      coordination.TopicSpec
+		hwm       int64
+		producers coordination.ProducerStates
+		err       error
 	}
 	wake         struct{}
 	fetchExpired struct{ w *fetchWaiter }
@@ -167,7 +169,10 @@ func (a *partitionActor) init(ctx actor.Context, identity string) {
 			res.lease, res.err = session.Acquire(actx, p.Topic, p.Partition)
 		}
 		if res.err == nil {
-			if res.hwm, res.err = res.lease.HWM(actx); res.err != nil {
+			if res.hwm, res.err = res.lease.HWM(actx); res.err == nil {
+				res.producers, res.err = res.lease.Producers(actx)
+			}
+			if res.err != nil {
 				_ = res.lease.Release(context.Background())
 				res.lease = nil
 			}
@@ -229,6 +234,7 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 	a.log = a.log.With(zap.Int64("epoch", m.lease.Epoch()))
 	cfg := a.deps.writer
 	cfg.Lease, cfg.Linger, cfg.SegmentBytes, cfg.Log = m.lease, m.spec.Linger(), m.spec.SegmentBytes, a.log
+	cfg.Producers = m.producers
 	root, self := a.deps.system.Root, a.self
 	cfg.notify = func() { root.Send(self, &wake{}) }
 	a.w = newWriter(cfg, m.hwm)
@@ -284,7 +290,16 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 		return
 	}
 	root, epoch, node := a.deps.system.Root, a.lease.Epoch(), a.deps.session.Node().Node
-	a.w.Append(toRecords(m.Records), func(r produceResult) {
+	var idem *idempotence
+	if m.ProducerId > 0 {
+		if m.ProducerEpoch < 0 || m.ProducerEpoch > math.MaxInt16 || m.BaseSequence < 0 {
+			err := fmt.Errorf("%w: producer %d epoch %d sequence %d", ErrInvalidArgument, m.ProducerId, m.ProducerEpoch, m.BaseSequence)
+			a.replyProduce(sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
+			return
+		}
+		idem = &idempotence{id: m.ProducerId, epoch: int16(m.ProducerEpoch), firstSeq: m.BaseSequence}
+	}
+	a.w.Append(toRecords(m.Records), idem, func(r produceResult) {
 		metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(r.Err)).Inc()
 		resp := &partitionpb.ProduceResponse{Code: codeOf(r.Err), BaseOffset: r.Base, Count: int32(r.Count), Epoch: epoch, Node: node}
 		if r.Err != nil {

@@ -67,6 +67,8 @@ type writerConfig struct {
 	Log     *zap.Logger
 	// notify, when set, is called after each posted result, to wake the actor.
 	notify func()
+	// Producers is the partition's idempotent producer state as last committed.
+	Producers coordination.ProducerStates
 	// onCommit, when set, learns every segment committed: its meta, when its object was
 	// written, and the revision of the commit (the partition's log, for retention and
 	// merging).
@@ -112,8 +114,17 @@ type produceResult struct {
 	Err   error
 }
 
+// idempotence is an idempotent producer's batch: its producer id, epoch and first
+// sequence number.
+type idempotence struct {
+	id       int64
+	epoch    int16
+	firstSeq int32
+}
+
 type waiter struct {
 	reply    func(produceResult)
+	producer int64 // an idempotent producer's id, 0 for others
 	base     int64
 	count    int
 	bytes    int64
@@ -145,6 +156,10 @@ type batch struct {
 	// encoded is the segment as stored, kept while the batch is in its partition's recent
 	// log so that a merge can join it without reading it back or encoding it again.
 	encoded []byte
+	// idempotent: an idempotent producer's records are in it, so its commit stores the
+	// producer states (producers, taken when the commit starts).
+	idempotent bool
+	producers  coordination.ProducerStates
 }
 
 // memBytes is what a committed batch holds in memory: its records' payload and its
@@ -203,6 +218,7 @@ type writer struct {
 	pending   int64    // record bytes accepted and not yet acked or failed
 	fatal     error    // set once; every later call fails with it
 	recent    recentLog
+	prod      *producers
 	// incompressible: the last segment did not compress, so the next tries LZ4 on one
 	// block in a few only (segmentstore.Options.Incompressible).
 	incompressible bool
@@ -220,7 +236,7 @@ func newWriter(cfg writerConfig, hwm int64) *writer {
 		cfg: cfg, p: p, epoch: cfg.Lease.Epoch(),
 		log:  cfg.Log.With(zap.String("topic", p.Topic), zap.Int32("partition", p.Partition), zap.Int64("epoch", cfg.Lease.Epoch())),
 		next: hwm, committed: hwm,
-		in: newInbox(cfg.notify),
+		in: newInbox(cfg.notify), prod: newProducers(cfg.Producers),
 	}
 	w.recent.cache = cfg.Recent
 	return w
@@ -238,7 +254,10 @@ func (w *writer) Assigned() int64 { return w.next }
 
 // Append assigns offsets to recs (stamping a zero timestamp with the writer's clock) and
 // adds them to the open batch; reply is called once, after their commit or on failure.
-func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {
+// An idempotent producer's batch (idem not nil) is written only if its sequence numbers
+// follow the producer's last batch; a retry of a committed batch is answered with the
+// offsets it was written at, and writes nothing.
+func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply func(produceResult)) {
 	switch {
 	case w.fatal != nil:
 		reply(produceResult{Err: w.fatal})
@@ -249,6 +268,29 @@ func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {
 	case w.draining:
 		reply(produceResult{Err: fmt.Errorf("%w: %s is recovering from a failed upload", ErrUnavailable, w.p)})
 		return
+	}
+	var producer int64
+	if idem != nil {
+		producer = idem.id
+		verdict, base := w.prod.check(idem.id, idem.epoch, idem.firstSeq, len(recs))
+		var err error
+		switch verdict {
+		case seqDuplicate:
+			reply(produceResult{Base: base, Count: len(recs)})
+			return
+		case seqOlder:
+			err = fmt.Errorf("%w: producer %d sequence %d of %s", ErrDuplicateSequence, idem.id, idem.firstSeq, w.p)
+		case seqInFlight:
+			err = fmt.Errorf("%w: producer %d sequence %d of %s is being written; retry", ErrUnavailable, idem.id, idem.firstSeq, w.p)
+		case seqOutOfOrder:
+			err = fmt.Errorf("%w: producer %d sequence %d of %s does not follow the last one written", ErrOutOfOrderSequence, idem.id, idem.firstSeq, w.p)
+		case seqFenced:
+			err = fmt.Errorf("%w: producer %d epoch %d of %s", ErrProducerFenced, idem.id, idem.epoch, w.p)
+		}
+		if err != nil {
+			reply(produceResult{Err: err})
+			return
+		}
 	}
 	var size int64
 	for i := range recs {
@@ -279,7 +321,11 @@ func (w *writer) Append(recs []segmentstore.Record, reply func(produceResult)) {
 	b := w.open
 	b.records = append(b.records, recs...)
 	b.bytes += size
-	b.waiters = append(b.waiters, waiter{reply: reply, base: base, count: len(recs), bytes: size, accepted: time.Now()})
+	b.waiters = append(b.waiters, waiter{reply: reply, producer: producer, base: base, count: len(recs), bytes: size, accepted: time.Now()})
+	if idem != nil {
+		b.idempotent = true
+		w.prod.accept(idem.id, idem.epoch, idem.firstSeq, len(recs), base, now)
+	}
 	w.addPending(size)
 	switch {
 	case b.bytes >= w.cfg.SegmentBytes:
@@ -341,6 +387,9 @@ func (w *writer) pump() {
 		head := w.queue[0]
 		head.state = committing
 		head.committing = time.Now()
+		if head.idempotent {
+			head.producers = w.prod.snapshot(head.base, head.last())
+		}
 		metricProduceStage.WithLabelValues(stageCommitWait).Observe(head.committing.Sub(head.uploaded).Seconds())
 		go w.commit(head)
 	}
@@ -380,7 +429,7 @@ func (w *writer) commit(b *batch) {
 	// by its age.
 	ctx, cancel := context.WithDeadline(context.Background(), b.uploaded.Add(w.cfg.CommitTimeout))
 	defer cancel()
-	rev, err := w.cfg.Lease.Commit(ctx, b.meta)
+	rev, err := w.cfg.Lease.CommitWithProducers(ctx, b.meta, b.producers)
 	w.in.post(commitDone{b: b, rev: rev, err: err})
 }
 
@@ -482,6 +531,9 @@ func (w *writer) onCommit(m commitDone) {
 		metricProduceRecords.WithLabelValues(w.p.Topic).Add(float64(wt.count))
 		metricProduceBytes.WithLabelValues(w.p.Topic).Add(float64(wt.bytes))
 		metricProduceLatency.WithLabelValues(w.p.Topic).Observe(now.Sub(wt.accepted).Seconds())
+		if wt.producer != 0 {
+			w.prod.settle(wt.producer, wt.base, true)
+		}
 		wt.reply(produceResult{Base: wt.base, Count: wt.count})
 	}
 	if w.cfg.onCommit != nil {
@@ -494,6 +546,9 @@ func (w *writer) onCommit(m commitDone) {
 func (w *writer) fail(b *batch, err error) {
 	w.addPending(-b.bytes)
 	for _, wt := range b.waiters {
+		if wt.producer != 0 {
+			w.prod.settle(wt.producer, wt.base, false)
+		}
 		wt.reply(produceResult{Err: err})
 	}
 	b.waiters = nil

@@ -59,7 +59,7 @@ func (d *driver) inspect(fn func(*writer) bool) bool {
 // produce appends recs and waits for the answer.
 func (d *driver) produce(recs []segmentstore.Record) produceResult {
 	res := make(chan produceResult, 1)
-	d.ops <- func() { d.w.Append(recs, func(r produceResult) { res <- r }) }
+	d.ops <- func() { d.w.Append(recs, nil, func(r produceResult) { res <- r }) }
 	select {
 	case r := <-res:
 		return r
@@ -248,7 +248,7 @@ func TestWriterFlushCommitsTheOpenBatch(t *testing.T) {
 	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: f.store, Linger: time.Hour}, 0)
 	results := make(chan produceResult, 3)
 	for i := range 3 {
-		w.Append(values(fmt.Sprint(i), 2), func(r produceResult) { results <- r })
+		w.Append(values(fmt.Sprint(i), 2), nil, func(r produceResult) { results <- r })
 	}
 	if len(results) != 0 {
 		t.Fatal("acked before any commit")
@@ -394,7 +394,7 @@ func TestWriterGrowsBatchesWhileUploadsAreBusy(t *testing.T) {
 	d := drive(t, w)
 	send := func(recs []segmentstore.Record) <-chan produceResult {
 		res := make(chan produceResult, 1)
-		d.ops <- func() { d.w.Append(recs, func(r produceResult) { res <- r }) }
+		d.ops <- func() { d.w.Append(recs, nil, func(r produceResult) { res <- r }) }
 		return res
 	}
 	first := send(values("first", 1))
@@ -444,7 +444,7 @@ func TestFlusherSharesObjectsAcrossPartitions(t *testing.T) {
 	}
 	send := func(d *driver, recs []segmentstore.Record) <-chan produceResult {
 		res := make(chan produceResult, 1)
-		d.ops <- func() { d.w.Append(recs, func(r produceResult) { res <- r }) }
+		d.ops <- func() { d.w.Append(recs, nil, func(r produceResult) { res <- r }) }
 		return res
 	}
 	answers := []<-chan produceResult{send(drivers[0], values("p0", 3))}

@@ -66,6 +66,20 @@ const (
 	//   {"objects":["data/agent-1/m4x2k1-0000000412.obj"],"removed_at":"2026-11-27T09:10:00Z","reason":"merge"}
 	TombstonesPrefix = "tombstones/"
 
+	// ProducersPrefix holds, per partition, the idempotent producers that wrote to it:
+	// each one's epoch and its last batch's sequence numbers and offsets, written in the
+	// transaction that commits the batch, so that a new owner rejects a retry of a batch
+	// already written (ProducerStates):
+	//   /streamhouse/producers/orders/3
+	//   {"1042":{"epoch":0,"first_seq":40,"last_seq":49,"base":1190,"written_ms":1795770300000}}
+	ProducersPrefix = "producers/"
+
+	// ProducerIDsKey is written once per new idempotent producer: the revision of the
+	// write is the producer's id, unique in the cluster without a counter to contend on.
+	//   /streamhouse/producer-ids
+	//   (empty)
+	ProducerIDsKey = "producer-ids"
+
 	groupOffsetsInfix = "/offsets/"
 	offsetDigits      = 20
 )
@@ -124,6 +138,17 @@ func (k Keys) Segment(topic string, partition int32, base int64) string {
 
 // Tombstones is the prefix of every tombstone.
 func (k Keys) Tombstones() string { return k.root + TombstonesPrefix }
+
+// Producers is the prefix of every partition's idempotent producer states.
+func (k Keys) Producers() string { return k.root + ProducersPrefix }
+
+// ProducerStates is the key of one partition's idempotent producer states.
+func (k Keys) ProducerStates(topic string, partition int32) string {
+	return k.root + ProducersPrefix + topic + "/" + itoa32(partition)
+}
+
+// ProducerIDs is the key whose write revisions are producer ids.
+func (k Keys) ProducerIDs() string { return k.root + ProducerIDsKey }
 
 // Tombstone is /root/tombstones/<topic>/<partition>/<id>.
 func (k Keys) Tombstone(topic string, partition int32, id string) string {

@@ -151,6 +151,13 @@ func (l *Lease) HWM(ctx context.Context) (int64, error) {
 // reported as success, so the outcome of Commit is never ambiguous while it
 // returns nil or ErrFenced. It returns the revision of the commit.
 func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
+	return l.CommitWithProducers(ctx, meta, nil)
+}
+
+// CommitWithProducers is Commit that also stores the partition's idempotent producer
+// states (when not nil) in the same transaction, so that they always describe exactly
+// the committed log.
+func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, producers ProducerStates) (int64, error) {
 	if meta.Epoch == 0 {
 		meta.Epoch = l.epoch
 	}
@@ -167,6 +174,10 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	segKey := l.s.c.keys.Segment(l.p.Topic, l.p.Partition, meta.Base)
 	val := mustJSON(meta)
 	next := strconv.FormatInt(meta.Last+1, 10)
+	puts := []clientv3.Op{clientv3.OpPut(segKey, val), clientv3.OpPut(l.hwmKey, next)}
+	if producers != nil {
+		puts = append(puts, clientv3.OpPut(l.s.c.keys.ProducerStates(l.p.Topic, l.p.Partition), mustJSON(producers)))
+	}
 	var rev int64
 	// An attempt cut short by its timeout (retry) may still have been applied; the retry
 	// recognises it below.
@@ -177,7 +188,7 @@ func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 				clientv3.Compare(clientv3.Value(l.hwmKey), "=", strconv.FormatInt(meta.Base, 10)),
 				clientv3.Compare(clientv3.CreateRevision(segKey), "=", 0),
 			).
-			Then(clientv3.OpPut(segKey, val), clientv3.OpPut(l.hwmKey, next)).
+			Then(puts...).
 			Else(clientv3.OpGet(l.key), clientv3.OpGet(l.hwmKey), clientv3.OpGet(segKey)).
 			Commit()
 		if err != nil {

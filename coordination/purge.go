@@ -65,8 +65,9 @@ func (c *Client) PurgeTopic(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	if err := c.guarded(ctx, []clientv3.Cmp{unchanged}, clientv3.OpDelete(c.keys.HWMs()+name+"/", clientv3.WithPrefix())); err != nil {
-		return fmt.Errorf("purge topic %s: high-water marks: %w", name, err)
+	if err := c.guarded(ctx, []clientv3.Cmp{unchanged}, clientv3.OpDelete(c.keys.HWMs()+name+"/", clientv3.WithPrefix()),
+		c.keys.producerStatesOp(name)); err != nil {
+		return fmt.Errorf("purge topic %s: high-water marks and producer states: %w", name, err)
 	}
 	if err := c.purgeGroupOffsets(ctx, name, unchanged); err != nil {
 		return err

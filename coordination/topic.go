@@ -132,3 +132,7 @@ type Partition struct {
 }
 
 func (p Partition) String() string { return p.Topic + "/" + itoa32(p.Partition) }
+
+// ValidateTopic returns spec with its defaults filled in, or the error CreateTopic would
+// return for it, without writing anything (a dry run).
+func ValidateTopic(spec TopicSpec) (TopicSpec, error) { return spec.withDefaults() }

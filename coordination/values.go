@@ -8,6 +8,9 @@ type NodeInfo struct {
 	Node string `json:"node"`
 	Addr string `json:"addr"`
 	Zone string `json:"zone,omitempty"`
+	// Kafka is the host:port Kafka clients dial for this agent; empty when its Kafka
+	// listener is off.
+	Kafka string `json:"kafka,omitempty"`
 }
 
 // nodeValue is stored under /nodes/<node>.

@@ -28,7 +28,7 @@ func FuzzProduceRequest(f *testing.F) {
 		}
 		f.Add(b, int32(4))
 	}
-	limits := Limits{MaxRecordBytes: 100, MaxBatchBytes: 150, MaxBatchRecords: 5, MaxFetchBytes: 1 << 10}.withDefaults()
+	limits := Limits{MaxRecordBytes: 100, MaxBatchBytes: 150, MaxBatchRecords: 5, MaxFetchBytes: 1 << 10}.WithDefaults()
 	s := &Server{limits: limits}
 	f.Fuzz(func(t *testing.T, data []byte, partitions int32) {
 		var req pb.ProduceRequest

@@ -36,7 +36,8 @@ type Limits struct {
 	DefaultFetchBytes int
 }
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with every zero field set to its documented default.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxRecordBytes <= 0 {
 		l.MaxRecordBytes = 1 << 20
 	}
@@ -57,7 +58,7 @@ func (l Limits) withDefaults() Limits {
 
 // MaxMessageBytes is the gRPC message size the server must accept for these limits.
 func (l Limits) MaxMessageBytes() int {
-	l = l.withDefaults()
+	l = l.WithDefaults()
 	return max(l.MaxBatchBytes, l.MaxFetchBytes) + 1<<20
 }
 
@@ -77,7 +78,7 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{coord: coord, mirror: mirror, node: node, limits: limits.withDefaults(), log: log}
+	return &Server{coord: coord, mirror: mirror, node: node, limits: limits.WithDefaults(), log: log}
 }
 
 // Register adds the service, the standard health service (SERVING) and server reflection

@@ -40,6 +40,14 @@ const (
 	Code_CODE_RESOURCE_EXHAUSTED Code = 4
 	// The topic or partition does not exist.
 	Code_CODE_NOT_FOUND Code = 5
+	// Idempotent produce (producer_id > 0): the batch's sequence numbers are older than the
+	// last this partition remembers for the producer, which committed them; the batch was
+	// written before, at an offset no longer known.
+	Code_CODE_DUPLICATE_SEQUENCE Code = 6
+	// Idempotent produce: the batch's first sequence number is not the next one expected.
+	Code_CODE_OUT_OF_ORDER_SEQUENCE Code = 7
+	// Idempotent produce: a newer epoch of this producer id has written.
+	Code_CODE_PRODUCER_FENCED Code = 8
 )
 
 // Enum value maps for Code.
@@ -51,14 +59,20 @@ var (
 		3: "CODE_OUT_OF_RANGE",
 		4: "CODE_RESOURCE_EXHAUSTED",
 		5: "CODE_NOT_FOUND",
+		6: "CODE_DUPLICATE_SEQUENCE",
+		7: "CODE_OUT_OF_ORDER_SEQUENCE",
+		8: "CODE_PRODUCER_FENCED",
 	}
 	Code_value = map[string]int32{
-		"CODE_OK":                 0,
-		"CODE_UNAVAILABLE":        1,
-		"CODE_INVALID_ARGUMENT":   2,
-		"CODE_OUT_OF_RANGE":       3,
-		"CODE_RESOURCE_EXHAUSTED": 4,
-		"CODE_NOT_FOUND":          5,
+		"CODE_OK":                    0,
+		"CODE_UNAVAILABLE":           1,
+		"CODE_INVALID_ARGUMENT":      2,
+		"CODE_OUT_OF_RANGE":          3,
+		"CODE_RESOURCE_EXHAUSTED":    4,
+		"CODE_NOT_FOUND":             5,
+		"CODE_DUPLICATE_SEQUENCE":    6,
+		"CODE_OUT_OF_ORDER_SEQUENCE": 7,
+		"CODE_PRODUCER_FENCED":       8,
 	}
 )
 
@@ -220,10 +234,15 @@ func (x *Record) GetHeaders() []*Header {
 }
 
 type ProduceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	Records       []*Record              `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Records   []*Record              `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	// An idempotent producer's batch (Kafka's producer id, epoch and first sequence): the
+	// partition writes it once however often it is retried. 0: not idempotent.
+	ProducerId    int64 `protobuf:"varint,4,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	ProducerEpoch int32 `protobuf:"varint,5,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
+	BaseSequence  int32 `protobuf:"varint,6,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -277,6 +296,27 @@ func (x *ProduceRequest) GetRecords() []*Record {
 		return x.Records
 	}
 	return nil
+}
+
+func (x *ProduceRequest) GetProducerId() int64 {
+	if x != nil {
+		return x.ProducerId
+	}
+	return 0
+}
+
+func (x *ProduceRequest) GetProducerEpoch() int32 {
+	if x != nil {
+		return x.ProducerEpoch
+	}
+	return 0
+}
+
+func (x *ProduceRequest) GetBaseSequence() int32 {
+	if x != nil {
+		return x.BaseSequence
+	}
+	return 0
 }
 
 // ProduceResponse acks records only after their segment is in the store and committed in
@@ -551,11 +591,15 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fH\x01R\x05value\x88\x01\x01\x12:\n" +
 	"\aheaders\x18\x05 \x03(\v2 .streamhouse.partition.v1.HeaderR\aheadersB\x06\n" +
 	"\x04_keyB\b\n" +
-	"\x06_value\"\x80\x01\n" +
+	"\x06_value\"\xed\x01\n" +
 	"\x0eProduceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12:\n" +
-	"\arecords\x18\x03 \x03(\v2 .streamhouse.partition.v1.RecordR\arecords\"\xc0\x01\n" +
+	"\arecords\x18\x03 \x03(\v2 .streamhouse.partition.v1.RecordR\arecords\x12\x1f\n" +
+	"\vproducer_id\x18\x04 \x01(\x03R\n" +
+	"producerId\x12%\n" +
+	"\x0eproducer_epoch\x18\x05 \x01(\x05R\rproducerEpoch\x12#\n" +
+	"\rbase_sequence\x18\x06 \x01(\x05R\fbaseSequence\"\xc0\x01\n" +
 	"\x0fProduceResponse\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.streamhouse.partition.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
@@ -577,14 +621,17 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x0fhigh_water_mark\x18\x04 \x01(\x03R\rhighWaterMark\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x12\n" +
 	"\x04node\x18\x06 \x01(\tR\x04node\x12(\n" +
-	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset*\x8c\x01\n" +
+	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset*\xe3\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x14\n" +
 	"\x10CODE_UNAVAILABLE\x10\x01\x12\x19\n" +
 	"\x15CODE_INVALID_ARGUMENT\x10\x02\x12\x15\n" +
 	"\x11CODE_OUT_OF_RANGE\x10\x03\x12\x1b\n" +
 	"\x17CODE_RESOURCE_EXHAUSTED\x10\x04\x12\x12\n" +
-	"\x0eCODE_NOT_FOUND\x10\x05B7Z5github.com/streamhouse/streamhouse/actors/partitionpbb\x06proto3"
+	"\x0eCODE_NOT_FOUND\x10\x05\x12\x1b\n" +
+	"\x17CODE_DUPLICATE_SEQUENCE\x10\x06\x12\x1e\n" +
+	"\x1aCODE_OUT_OF_ORDER_SEQUENCE\x10\a\x12\x18\n" +
+	"\x14CODE_PRODUCER_FENCED\x10\bB7Z5github.com/streamhouse/streamhouse/actors/partitionpbb\x06proto3"
 
 var (
 	file_actors_partitionpb_partition_proto_rawDescOnce sync.Once

@@ -18,6 +18,7 @@ import (
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
+	"github.com/streamhouse/streamhouse/gateway/kafka"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 	"github.com/streamhouse/streamhouse/segmentstore/sweeper"
 )
@@ -30,6 +31,8 @@ type agentFlags struct {
 	store             string
 	listen, advertise string
 	grpcListen        string
+	kafkaListen       string
+	kafkaAdvertise    string
 	adminListen       string
 	limits            gateway.Limits
 	memory            memoryFlags
@@ -89,6 +92,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	str(&f.listen, "cluster-listen", "STREAMHOUSE_CLUSTER_LISTEN", "0.0.0.0:8090", "address the agent-to-agent gRPC remote listens on")
 	str(&f.advertise, "cluster-advertise", "STREAMHOUSE_CLUSTER_ADVERTISE", "", "host:port other agents dial (default: the listen address, with this host's name for 0.0.0.0)")
 	str(&f.grpcListen, "grpc-listen", "STREAMHOUSE_GRPC_LISTEN", ":50051", "address the client gRPC API (streamhouse.v1) listens on")
+	str(&f.kafkaListen, "kafka-listen", "STREAMHOUSE_KAFKA_LISTEN", kafka.DefaultAddr, "address the Kafka protocol listener listens on (\"off\": no Kafka listener)")
+	str(&f.kafkaAdvertise, "kafka-advertise", "STREAMHOUSE_KAFKA_ADVERTISE", "", "host:port Kafka clients dial for this agent (default: the --cluster-advertise host with the Kafka port)")
 	str(&f.adminListen, "admin-listen", "STREAMHOUSE_ADMIN_LISTEN", ":9100", "address of /metrics, /healthz, /readyz and /debug/pprof/")
 	intFlag := func(p *int, name, env string, def int, help string) {
 		if v, err := strconv.Atoi(os.Getenv(env)); err == nil {
@@ -204,8 +209,14 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--cluster-listen %q: %w", f.listen, err)
 	}
+	advHost, _, _ := actors.SplitHostPort(f.advertise)
+	kafkaLis, kafkaAddr, err := listenKafka(f.kafkaListen, f.kafkaAdvertise, advHost)
+	if err != nil {
+		return err
+	}
+	info := coordination.NodeInfo{Node: f.node, Zone: f.zone, Addr: f.advertise, Kafka: kafkaAddr}
 	node, err := actors.StartNode(startCtx, coord, store, mirror, actors.NodeConfig{
-		Info:       coordination.NodeInfo{Node: f.node, Zone: f.zone, Addr: f.advertise},
+		Info:       info,
 		ListenHost: host, ListenPort: port, AdvertisedHost: f.advertise,
 		SessionTTL: f.sessionTTL, Log: log,
 		CacheBytes: int64(f.memory.cacheBytes), MaxPendingBytes: int64(f.memory.pendingBytes),
@@ -216,9 +227,13 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	}
 	srv, lis, served, err := serveAPI(f.grpcListen, coord, mirror, node, f.limits, alog)
 	if err != nil {
+		if kafkaLis != nil {
+			_ = kafkaLis.Close()
+		}
 		_ = node.Stop(context.Background())
 		return err
 	}
+	stopKafka := serveKafka(kafkaLis, coord, mirror, node, info, f.limits, alog)
 	admin, err := serveAdmin(f.adminListen, coord, store, node, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
 	if err != nil {
 		srv.Stop()
@@ -238,7 +253,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		go sw.Run(sweepCtx, node.Session)
 	}
 	alog.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
-		zap.String("grpc", lis.Addr().String()), zap.Int64("memory_limit", memLimit))
+		zap.String("grpc", lis.Addr().String()), zap.String("kafka", kafkaAddr), zap.Int64("memory_limit", memLimit))
 	select {
 	case <-ctx.Done():
 	case err := <-served:
@@ -250,6 +265,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	// Partitions hand over first, while the API still answers (its retries find the new
 	// owners); then in-flight calls finish.
 	err = node.Stop(stopCtx)
+	stopKafka()
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
+	"github.com/streamhouse/streamhouse/gateway/kafka"
 )
 
 // runCommand parses a subcommand's flags, builds its logger and runs it until SIGINT or
@@ -94,4 +96,37 @@ func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirr
 	ch := make(chan error, 1)
 	go func() { ch <- srv.Serve(lis) }()
 	return srv, lis, ch, nil
+}
+
+// listenKafka opens the Kafka listener on addr ("" or "off": none) and returns it with the
+// host:port to advertise: advertise if set, else the listener's port on advertiseHost.
+func listenKafka(addr, advertise, advertiseHost string) (net.Listener, string, error) {
+	if addr == "" || addr == "off" {
+		return nil, "", nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("Kafka listener on %q: %w", addr, err)
+	}
+	if advertise == "" {
+		advertise = net.JoinHostPort(advertiseHost, strconv.Itoa(lis.Addr().(*net.TCPAddr).Port))
+	}
+	return lis, advertise, nil
+}
+
+// serveKafka serves the Kafka protocol on lis (nil: none) through node; stop closes it.
+func serveKafka(lis net.Listener, coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node,
+	self coordination.NodeInfo, limits gateway.Limits, log *zap.Logger) (stop func()) {
+	if lis == nil {
+		return func() {}
+	}
+	srv := kafka.NewServer(coord, mirror, node, kafka.Options{Self: self, Limits: limits, Log: log})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(lis); err != nil {
+			log.Error("Kafka listener stopped", zap.Error(err))
+		}
+	}()
+	return func() { _ = srv.Close(); <-done }
 }

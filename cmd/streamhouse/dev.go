@@ -25,6 +25,7 @@ type devFlags struct {
 	data        string
 	agents      int
 	grpcListen  string
+	kafkaListen string
 	etcdListen  string
 	adminListen string
 	logLevel    string
@@ -37,6 +38,7 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	fs.StringVar(&f.data, "data", "./data", "directory for the embedded etcd (data/etcd) and the segments (data/segments); kept across restarts")
 	fs.IntVar(&f.agents, "agents", 1, "number of agents in this process")
 	fs.StringVar(&f.grpcListen, "grpc-listen", "127.0.0.1:50051", "address of the client gRPC API")
+	fs.StringVar(&f.kafkaListen, "kafka-listen", "127.0.0.1:9092", "address of the Kafka protocol listener (\"off\": none)")
 	fs.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd, for etcdctl")
 	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9100", "address of /metrics, /healthz, /readyz and /debug/pprof/")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
@@ -121,11 +123,20 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 			cancel()
 		}
 	}()
+	// The first agent serves the Kafka protocol for all: it is the only broker Kafka
+	// clients see.
+	kafkaLis, kafkaAddr, err := listenKafka(f.kafkaListen, "", "127.0.0.1")
+	if err != nil {
+		return err
+	}
+	var first coordination.NodeInfo
 	for i := range f.agents {
-		n, err := actors.StartNode(ctx, coord, store, mirror, actors.NodeConfig{
-			Info: coordination.NodeInfo{Node: fmt.Sprintf("dev-%d", i+1), Zone: "local", Addr: f.grpcListen},
-			Log:  log,
-		})
+		info := coordination.NodeInfo{Node: fmt.Sprintf("dev-%d", i+1), Zone: "local", Addr: f.grpcListen}
+		if i == 0 {
+			info.Kafka = kafkaAddr
+			first = info
+		}
+		n, err := actors.StartNode(ctx, coord, store, mirror, actors.NodeConfig{Info: info, Log: log})
 		if err != nil {
 			return err
 		}
@@ -136,6 +147,7 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		return err
 	}
 	defer srv.Stop()
+	defer serveKafka(kafkaLis, coord, mirror, nodes[0], first, gateway.Limits{}, log)()
 	// One process serves every agent's partitions: its lag collector exports them all.
 	admin, err := serveAdmin(f.adminListen, coord, store, nodes[0], gateway.NewLagCollector(coord, mirror, "", log), log)
 	if err != nil {
@@ -146,6 +158,7 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	abs, _ := filepath.Abs(f.data)
 	fmt.Fprintf(stdout, `StreamHouse dev cluster running (%d agent(s), Ctrl-C to stop; data kept in %s)
   client API (gRPC)  %s
+  Kafka protocol     %s   (kcat -b %s -L)
   metrics, health    http://%s/metrics  /healthz  /readyz
   etcd               %s   (etcdctl --endpoints %s get --prefix /streamhouse/)
   segments           %s
@@ -156,7 +169,7 @@ Try, in another terminal:
   ./bin/streamctl produce orders --key customer-1 '{"id": 1}' '{"id": 2}'
   ./bin/streamctl consume orders --from earliest --limit 10
   ./bin/streamctl cluster status
-`, len(nodes), abs, lis.Addr(), f.adminListen, f.etcdListen, f.etcdListen, store, lis.Addr())
+`, len(nodes), abs, lis.Addr(), orOff(kafkaAddr), orOff(kafkaAddr), f.adminListen, f.etcdListen, f.etcdListen, store, lis.Addr())
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping: partitions commit what they accepted, then the agents leave")
 	return nil
@@ -169,4 +182,11 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func orOff(addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return addr
 }

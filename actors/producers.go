@@ -1,0 +1,169 @@
+package actors
+
+import (
+	"math"
+	"sort"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// producerWindow is how many batches of each idempotent producer a partition remembers
+// with their offsets: Kafka's limit on an idempotent producer's in-flight requests, so a
+// retry of any batch still in flight is recognised.
+const producerWindow = 5
+
+// seqVerdict is what a partition makes of an idempotent batch's sequence numbers.
+type seqVerdict int
+
+const (
+	seqNext       seqVerdict = iota // the next batch: write it
+	seqDuplicate                    // a retry of a committed batch: answer its offsets
+	seqOlder                        // a retry of a committed batch no longer remembered
+	seqInFlight                     // a retry of a batch still being written: retry later
+	seqOutOfOrder                   // a gap: earlier batches are missing
+	seqFenced                       // an older epoch of the producer
+)
+
+// producerBatch is one idempotent batch the writer accepted.
+type producerBatch struct {
+	first, last int32
+	base        int64
+	committed   bool
+}
+
+type producerState struct {
+	epoch     int16
+	batches   []producerBatch // oldest first, at most producerWindow
+	writtenMs int64
+}
+
+// producers tracks a partition's idempotent producers: the committed state loaded at
+// acquisition, and the batches accepted since. Only the writer's goroutine uses it.
+type producers struct {
+	m map[int64]*producerState
+}
+
+func newProducers(states coordination.ProducerStates) *producers {
+	ps := &producers{m: map[int64]*producerState{}}
+	for id, st := range states {
+		ps.m[id] = &producerState{epoch: st.Epoch, writtenMs: st.WrittenMs,
+			batches: []producerBatch{{first: st.FirstSeq, last: st.LastSeq, base: st.Base, committed: true}}}
+	}
+	return ps
+}
+
+// nextSeq is the sequence number after s: Kafka's wrap to 0 after the largest int32.
+func nextSeq(s int32) int32 {
+	if s == math.MaxInt32 {
+		return 0
+	}
+	return s + 1
+}
+
+// lastSeq is the sequence number of the last of n records from first.
+func lastSeq(first int32, n int) int32 {
+	return int32((int64(first) + int64(n) - 1) % (math.MaxInt32 + 1))
+}
+
+// check judges a batch of n records from first sequence number; for a duplicate it also
+// returns the base offset it was written at.
+func (ps *producers) check(id int64, epoch int16, first int32, n int) (seqVerdict, int64) {
+	st := ps.m[id]
+	switch {
+	case st == nil || epoch > st.epoch || len(st.batches) == 0:
+		return seqNext, 0 // a new producer, or a new epoch of one: any sequence starts it
+	case epoch < st.epoch:
+		return seqFenced, 0
+	}
+	last := lastSeq(first, n)
+	for _, b := range st.batches {
+		if b.first == first && b.last == last {
+			if b.committed {
+				return seqDuplicate, b.base
+			}
+			return seqInFlight, 0
+		}
+	}
+	latest := st.batches[len(st.batches)-1]
+	if first == nextSeq(latest.last) {
+		return seqNext, 0
+	}
+	if first <= latest.last {
+		// Older than the newest batch: written, or being written. Batches commit in
+		// order, so it is committed unless an uncommitted batch starts at or before it.
+		for _, b := range st.batches {
+			if !b.committed && b.first <= first {
+				return seqInFlight, 0
+			}
+		}
+		return seqOlder, 0
+	}
+	return seqOutOfOrder, 0
+}
+
+// accept records a batch the writer took at base.
+func (ps *producers) accept(id int64, epoch int16, first int32, n int, base, nowMs int64) {
+	st := ps.m[id]
+	if st == nil || epoch > st.epoch {
+		st = &producerState{epoch: epoch}
+		ps.m[id] = st
+	}
+	st.writtenMs = nowMs
+	st.batches = append(st.batches, producerBatch{first: first, last: lastSeq(first, n), base: base})
+	if len(st.batches) > producerWindow {
+		st.batches = st.batches[len(st.batches)-producerWindow:]
+	}
+}
+
+// settle marks the batch at base committed, or forgets it when it failed (its sequence
+// numbers may then be sent again).
+func (ps *producers) settle(id, base int64, committed bool) {
+	st := ps.m[id]
+	if st == nil {
+		return
+	}
+	for i, b := range st.batches {
+		if b.base != base {
+			continue
+		}
+		if committed {
+			st.batches[i].committed = true
+		} else {
+			st.batches = append(st.batches[:i], st.batches[i+1:]...)
+		}
+		return
+	}
+}
+
+// snapshot is the state to store with the commit of offsets [base, last]: each
+// producer's newest batch that is committed or in that range, for the
+// MaxProducerStates producers that wrote most recently.
+func (ps *producers) snapshot(base, last int64) coordination.ProducerStates {
+	type entry struct {
+		id int64
+		st coordination.ProducerState
+	}
+	var all []entry
+	for id, st := range ps.m {
+		for i := len(st.batches) - 1; i >= 0; i-- {
+			b := st.batches[i]
+			if b.committed || b.base >= base && b.base <= last {
+				all = append(all, entry{id, coordination.ProducerState{Epoch: st.epoch, FirstSeq: b.first, LastSeq: b.last,
+					Base: b.base, WrittenMs: st.writtenMs}})
+				break
+			}
+		}
+	}
+	if len(all) > coordination.MaxProducerStates {
+		sort.Slice(all, func(i, j int) bool { return all[i].st.WrittenMs > all[j].st.WrittenMs })
+		for _, e := range all[coordination.MaxProducerStates:] {
+			delete(ps.m, e.id)
+		}
+		all = all[:coordination.MaxProducerStates]
+	}
+	out := make(coordination.ProducerStates, len(all))
+	for _, e := range all {
+		out[e.id] = e.st
+	}
+	return out
+}

@@ -1,0 +1,229 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+)
+
+// header is a request's header (Kafka request header v1/v2).
+type header struct {
+	key, version int16
+	correlation  int32
+	clientID     string
+}
+
+// request is one parsed request with what its handlers need to know about its client.
+type request struct {
+	header
+	conn net.Conn
+	kreq kmsg.Request
+	// noResponse is set by a handler whose request takes none (produce with acks=0).
+	noResponse bool
+}
+
+// errFrame is a frame this listener cannot parse: its connection closes.
+var errFrame = errors.New("malformed Kafka frame")
+
+// readFrame reads one size-prefixed frame of at most max bytes.
+func readFrame(r io.Reader, max int) ([]byte, error) {
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return nil, err
+	}
+	n := int32(binary.BigEndian.Uint32(size[:]))
+	if n < 8 || int(n) > max {
+		return nil, fmt.Errorf("%w: frame of %d bytes (8..%d)", errFrame, n, max)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// parseHeader splits a request frame into its header and body. A known API's flexible
+// versions carry a tagged-fields section after the client id (header v2).
+func parseHeader(frame []byte) (header, []byte, error) {
+	var h header
+	if len(frame) < 10 {
+		return h, nil, fmt.Errorf("%w: %d bytes cannot hold a request header", errFrame, len(frame))
+	}
+	h.key = int16(binary.BigEndian.Uint16(frame[0:]))
+	h.version = int16(binary.BigEndian.Uint16(frame[2:]))
+	h.correlation = int32(binary.BigEndian.Uint32(frame[4:]))
+	idLen := int(int16(binary.BigEndian.Uint16(frame[8:])))
+	rest := frame[10:]
+	if idLen > 0 {
+		if idLen > len(rest) {
+			return h, nil, fmt.Errorf("%w: client id of %d bytes in %d", errFrame, idLen, len(rest))
+		}
+		h.clientID, rest = string(rest[:idLen]), rest[idLen:]
+	} else if idLen < -1 {
+		return h, nil, fmt.Errorf("%w: client id length %d", errFrame, idLen)
+	}
+	return h, rest, nil
+}
+
+// decodeRequest parses a known API's body at a version kmsg can read. It returns a nil
+// request for an API or version this listener does not parse (answered unsupported).
+func decodeRequest(h header, body []byte) (kmsg.Request, error) {
+	kreq := kmsg.RequestForKey(h.key)
+	if kreq == nil || h.version < 0 || h.version > kreq.MaxVersion() {
+		return nil, nil
+	}
+	kreq.SetVersion(h.version)
+	if kreq.IsFlexible() {
+		var err error
+		if body, err = skipTags(body); err != nil {
+			return nil, err
+		}
+	}
+	if err := kreq.ReadFrom(body); err != nil {
+		return nil, fmt.Errorf("%w: %s v%d: %v", errFrame, kmsg.NameForKey(h.key), h.version, err)
+	}
+	return kreq, nil
+}
+
+// skipTags skips a tagged-fields section: a count and that many (tag, size, bytes).
+func skipTags(b []byte) ([]byte, error) {
+	n, b, err := uvarint(b)
+	if err != nil {
+		return nil, err
+	}
+	for range n {
+		if _, b, err = uvarint(b); err != nil {
+			return nil, err
+		}
+		var size uint64
+		if size, b, err = uvarint(b); err != nil {
+			return nil, err
+		}
+		if size > uint64(len(b)) {
+			return nil, fmt.Errorf("%w: tagged field of %d bytes in %d", errFrame, size, len(b))
+		}
+		b = b[size:]
+	}
+	return b, nil
+}
+
+func uvarint(b []byte) (uint64, []byte, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, nil, fmt.Errorf("%w: bad varint", errFrame)
+	}
+	return v, b[n:], nil
+}
+
+// appendResponse frames a response: size, correlation id, the response header's tagged
+// fields for flexible versions (except ApiVersions, whose response header is always v0
+// so that a client can read it whatever version it asked for), then the body.
+func appendResponse(dst []byte, correlation int32, resp kmsg.Response) []byte {
+	start := len(dst)
+	dst = binary.BigEndian.AppendUint32(dst, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(correlation))
+	if resp.IsFlexible() && resp.Key() != keyApiVersions {
+		dst = append(dst, 0)
+	}
+	dst = resp.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}
+
+// appendUnsupported frames the answer to an API or version this listener does not
+// serve: the correlation id and UNSUPPORTED_VERSION, which is how every response that
+// has a top-level error code begins (ApiVersions v0 in particular, the one a client reads
+// before it knows anything).
+func appendUnsupported(dst []byte, correlation int32) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, 6)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(correlation))
+	return binary.BigEndian.AppendUint16(dst, uint16(errUnsupportedVersion))
+}
+
+// serveConn serves one connection. Requests are handled one at a time, in order, as a
+// Kafka broker does: an idempotent producer relies on its batches reaching a partition in
+// the order it sent them. A frame that cannot be parsed closes only this connection.
+func (s *Server) serveConn(c net.Conn) {
+	defer c.Close()
+	log := s.log.With(zap.String("client", c.RemoteAddr().String()))
+	r := bufio.NewReaderSize(c, 64<<10)
+	var out []byte
+	for {
+		frame, err := readFrame(r, s.opts.MaxFrameBytes)
+		if err != nil {
+			if errors.Is(err, errFrame) {
+				metricRequests.WithLabelValues("frame", "malformed").Inc()
+				log.Info("closing Kafka connection", zap.Error(err))
+			}
+			return
+		}
+		h, body, err := parseHeader(frame)
+		if err != nil {
+			metricRequests.WithLabelValues("frame", "malformed").Inc()
+			log.Info("closing Kafka connection", zap.Error(err))
+			return
+		}
+		out = out[:0]
+		resp, req, err := s.handle(h, body, c)
+		switch {
+		case err != nil:
+			metricRequests.WithLabelValues(apiName(h.key), "malformed").Inc()
+			log.Info("closing Kafka connection", zap.String("api", apiName(h.key)), zap.Int16("version", h.version),
+				zap.String("client_id", h.clientID), zap.Error(err))
+			return
+		case resp == nil && (req == nil || !req.noResponse):
+			out = appendUnsupported(out, h.correlation)
+		case resp != nil:
+			out = appendResponse(out, h.correlation, resp)
+		}
+		if len(out) > 0 {
+			_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+		}
+		if cap(out) > 1<<20 {
+			out = nil // do not keep a large fetch's buffer for an idle connection
+		}
+	}
+}
+
+// handle parses and serves one request. A nil response with a nil error means the API
+// or version is not served (or, with req.noResponse, that no response is due).
+func (s *Server) handle(h header, body []byte, c net.Conn) (kmsg.Response, *request, error) {
+	start := time.Now()
+	api := apiName(h.key)
+	if h.key == keyApiVersions && !supported(h.key, h.version) {
+		// A client asking a newer ApiVersions than we serve gets v0 with the list, and
+		// retries with a version from it (its body, of a version we may not know, is not
+		// read).
+		metricRequests.WithLabelValues(api, "unsupported").Inc()
+		return s.apiVersions(errUnsupportedVersion), nil, nil
+	}
+	kreq, err := decodeRequest(h, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if kreq == nil || !supported(h.key, h.version) {
+		metricRequests.WithLabelValues(api, "unsupported").Inc()
+		return nil, nil, nil
+	}
+	req := &request{header: h, conn: c, kreq: kreq}
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	resp := s.dispatch(ctx, req)
+	metricRequests.WithLabelValues(api, resultOf(resp)).Inc()
+	metricRequestDuration.WithLabelValues(api).Observe(time.Since(start).Seconds())
+	if resp != nil {
+		resp.SetVersion(h.version)
+	}
+	return resp, req, nil
+}

@@ -1,0 +1,281 @@
+package kafka
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/actors"
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+const (
+	// maxFetchWait bounds a fetch's long-poll whatever the client asks.
+	maxFetchWait = 30 * time.Second
+	// pollRound bounds one long-poll of a partition: a fetch of many idle partitions
+	// answers when the first of them gets records, and the others' polls, abandoned, end
+	// within this.
+	pollRound = time.Second
+)
+
+// fetchPart is one partition of a fetch request and, once read, its answer.
+type fetchPart struct {
+	p        coordination.Partition
+	offset   int64
+	maxBytes int32
+	out      *kmsg.FetchResponseTopicPartition
+	bytes    int
+	done     bool
+}
+
+// fetch reads every partition asked for, concurrently. A fetch that finds fewer than
+// min bytes waits up to max wait for more, answering as soon as any partition has
+// records. Fetch sessions are not kept (session id 0): clients send full requests.
+func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.FetchResponse)
+	deadline := time.Now().Add(min(time.Duration(max(r.MaxWaitMillis, 0))*time.Millisecond, maxFetchWait))
+	zone := r.Rack
+	if zone == "" {
+		zone = zoneOf(req.clientID)
+	}
+	var redirect []broker
+	if zone != "" && zone != s.opts.Self.Zone {
+		if in := inZone(s.brokers(), zone); len(in) > 0 && in[0].zone == zone {
+			redirect = in // the client's zone has agents: send it to them (KIP-392)
+		}
+	}
+	var parts []*fetchPart
+	for _, t := range r.Topics {
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = t.Topic
+		rt.Partitions = make([]kmsg.FetchResponseTopicPartition, len(t.Partitions))
+		spec, specErr := s.liveTopic(ctx, t.Topic)
+		for i, p := range t.Partitions {
+			out := &rt.Partitions[i]
+			*out = kmsg.NewFetchResponseTopicPartition()
+			out.Partition, out.HighWatermark, out.LastStableOffset, out.LogStartOffset = p.Partition, -1, -1, -1
+			out.RecordBatches = []byte{} // empty, not null: some clients read null as a corrupt size
+			switch {
+			case specErr != nil:
+				out.ErrorCode = codeOf(specErr)
+				continue
+			case p.Partition < 0 || p.Partition >= spec.Partitions:
+				out.ErrorCode = errUnknownTopicOrPartition
+				continue
+			case p.FetchOffset < 0:
+				out.ErrorCode = kerr.OffsetOutOfRange.Code
+				continue
+			}
+			part := coordination.Partition{Topic: t.Topic, Partition: p.Partition}
+			if redirect != nil && r.Version >= 11 {
+				out.PreferredReadReplica = s.leaderFor(part, redirect).id
+				continue
+			}
+			parts = append(parts, &fetchPart{p: part, offset: p.FetchOffset, out: out,
+				maxBytes: int32(min(int(max(p.PartitionMaxBytes, 1)), s.limits.MaxFetchBytes))})
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	c, ok := s.client()
+	if !ok {
+		for _, fp := range parts {
+			fp.out.ErrorCode = kerr.NotLeaderForPartition.Code
+		}
+		return resp
+	}
+	// A first read that does not wait; then, if that found too little, long-polls.
+	total := s.fetchRound(ctx, c, parts, 0)
+	for total < int(r.MinBytes) && total == 0 && ctx.Err() == nil {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break
+		}
+		total += s.fetchRound(ctx, c, parts, min(wait, pollRound))
+	}
+	s.trim(parts, int(r.MaxBytes))
+	return resp
+}
+
+// fetchRound reads every partition not yet answered, each waiting up to wait at its log
+// end, and returns the record bytes found. With a wait it returns once every read is
+// back or, as soon as one of them found records, with what is back by then.
+func (s *Server) fetchRound(ctx context.Context, c *actors.Client, parts []*fetchPart, wait time.Duration) int {
+	type result struct {
+		fp   *fetchPart
+		resp *partitionpb.FetchResponse
+		err  error
+	}
+	pending := 0
+	results := make(chan result, len(parts))
+	for _, fp := range parts {
+		if fp.done {
+			continue
+		}
+		pending++
+		go func() {
+			resp, err := c.Fetch(ctx, &partitionpb.FetchRequest{Topic: fp.p.Topic, Partition: fp.p.Partition,
+				Offset: fp.offset, MaxBytes: fp.maxBytes, MaxWaitMs: int32(wait.Milliseconds())})
+			results <- result{fp, resp, err}
+		}()
+	}
+	total := 0
+	for ; pending > 0; pending-- {
+		var res result
+		select {
+		case res = <-results:
+		case <-ctx.Done():
+			return total
+		}
+		if n := s.answer(res.fp, res.resp, res.err); n > 0 {
+			total += n
+			if wait > 0 {
+				// Take whatever else is back already, and answer.
+				for {
+					select {
+					case res = <-results:
+						total += s.answer(res.fp, res.resp, res.err)
+						continue
+					default:
+					}
+					return total
+				}
+			}
+		}
+	}
+	return total
+}
+
+// answer fills a partition's response from its read and returns the record bytes.
+func (s *Server) answer(fp *fetchPart, resp *partitionpb.FetchResponse, err error) int {
+	out := fp.out
+	if err != nil {
+		fp.done = true
+		out.ErrorCode = codeOf(err)
+		return 0
+	}
+	out.HighWatermark, out.LastStableOffset, out.LogStartOffset = resp.HighWaterMark, resp.HighWaterMark, resp.LogStartOffset
+	if resp.Code != partitionpb.Code_CODE_OK {
+		fp.done = true
+		out.ErrorCode = partitionCode(resp.Code)
+		return 0
+	}
+	if len(resp.Records) == 0 {
+		return 0
+	}
+	fp.done = true
+	out.RecordBatches = appendBatch(nil, resp.Records)
+	for _, r := range resp.Records {
+		fp.bytes += len(r.Key) + len(r.Value)
+	}
+	return fp.bytes
+}
+
+// trim drops records past a request's max bytes, in request order; the first partition
+// with records keeps them whatever their size, so that a consumer always progresses.
+func (s *Server) trim(parts []*fetchPart, maxBytes int) {
+	if maxBytes <= 0 {
+		return
+	}
+	total := 0
+	for _, fp := range parts {
+		if fp.bytes == 0 {
+			continue
+		}
+		if total > 0 && total+fp.bytes > maxBytes {
+			fp.out.RecordBatches = []byte{}
+			continue
+		}
+		total += fp.bytes
+	}
+}
+
+// bounds returns a partition's log start and high-water mark: a read past any offset
+// the partition could have assigned is answered with both and reads nothing.
+func (s *Server) bounds(ctx context.Context, c *actors.Client, p coordination.Partition) (start, hwm int64, code int16) {
+	resp, err := c.Fetch(ctx, &partitionpb.FetchRequest{Topic: p.Topic, Partition: p.Partition, Offset: math.MaxInt64, MaxBytes: 1})
+	if err != nil {
+		return 0, 0, codeOf(err)
+	}
+	if resp.Code != partitionpb.Code_CODE_OUT_OF_RANGE {
+		return 0, 0, partitionCode(resp.Code)
+	}
+	return resp.LogStartOffset, resp.HighWaterMark, errNone
+}
+
+// listOffsets answers the earliest (-2) and latest (-1) offsets, and for a timestamp the
+// first offset whose record has that timestamp or a later one (-1 when none has).
+func (s *Server) listOffsets(ctx context.Context, r *kmsg.ListOffsetsRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+	c, ok := s.client()
+	for _, t := range r.Topics {
+		rt := kmsg.NewListOffsetsResponseTopic()
+		rt.Topic = t.Topic
+		spec, specErr := s.liveTopic(ctx, t.Topic)
+		for _, p := range t.Partitions {
+			rp := kmsg.NewListOffsetsResponseTopicPartition()
+			rp.Partition, rp.Timestamp, rp.Offset, rp.LeaderEpoch = p.Partition, -1, -1, -1
+			switch {
+			case specErr != nil:
+				rp.ErrorCode = codeOf(specErr)
+			case p.Partition < 0 || p.Partition >= spec.Partitions:
+				rp.ErrorCode = errUnknownTopicOrPartition
+			case !ok:
+				rp.ErrorCode = kerr.NotLeaderForPartition.Code
+			default:
+				rp.Offset, rp.Timestamp, rp.ErrorCode = s.offsetFor(ctx, c, coordination.Partition{Topic: t.Topic, Partition: p.Partition}, p.Timestamp)
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// offsetFor answers one partition of ListOffsets.
+func (s *Server) offsetFor(ctx context.Context, c *actors.Client, p coordination.Partition, ts int64) (offset, at int64, code int16) {
+	start, hwm, code := s.bounds(ctx, c, p)
+	switch {
+	case code != errNone:
+		return -1, -1, code
+	case ts == -1:
+		return hwm, -1, errNone
+	case ts == -2:
+		return start, -1, errNone
+	case ts < 0:
+		return -1, -1, kerr.InvalidRequest.Code
+	}
+	// The segment index knows each segment's newest timestamp: read from the first that
+	// may hold one at ts or later.
+	segs, _, err := s.coord.SegmentRange(ctx, p.Topic, p.Partition, start)
+	if err != nil {
+		return -1, -1, codeOf(err)
+	}
+	for _, seg := range segs {
+		if seg.MaxTs < ts {
+			continue
+		}
+		for from := seg.Base; from <= seg.Last; {
+			resp, err := c.Fetch(ctx, &partitionpb.FetchRequest{Topic: p.Topic, Partition: p.Partition, Offset: from, MaxBytes: 1 << 20})
+			if err != nil {
+				return -1, -1, codeOf(err)
+			}
+			if resp.Code != partitionpb.Code_CODE_OK {
+				return -1, -1, partitionCode(resp.Code)
+			}
+			if len(resp.Records) == 0 {
+				break
+			}
+			for _, r := range resp.Records {
+				if r.TimestampMs >= ts {
+					return r.Offset, r.TimestampMs, errNone
+				}
+			}
+			from = resp.Records[len(resp.Records)-1].Offset + 1
+		}
+	}
+	return -1, -1, errNone
+}

@@ -1,0 +1,617 @@
+package kafka
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+)
+
+// Group states as Kafka names them (DescribeGroups, ListGroups).
+const (
+	stateEmpty       = "Empty"
+	statePreparing   = "PreparingRebalance"
+	stateCompleting  = "CompletingRebalance"
+	stateStable      = "Stable"
+	stateDead        = "Dead"
+	initialJoinDelay = 500 * time.Millisecond // group.initial.rebalance.delay.ms: members of a new group join one generation
+	expiryTick       = 250 * time.Millisecond
+)
+
+// groups is the coordinator of the consumer groups this agent coordinates (Kafka's
+// classic group protocol). All state is behind one mutex: groups are few and every
+// operation is short; joins and syncs wait on channels outside it.
+type groups struct {
+	s    *Server
+	mu   sync.Mutex
+	m    map[string]*group
+	stop func()
+}
+
+type group struct {
+	name         string
+	state        string
+	generation   int32
+	protocolType string
+	protocol     string
+	leader       string
+	members      map[string]*member
+	timer        *time.Timer // ends the join phase
+	initial      bool        // the join phase of an empty group: wait the whole delay
+}
+
+type member struct {
+	id, clientID, clientHost string
+	instanceID               *string
+	session, rebalance       time.Duration
+	protocols                []kmsg.JoinGroupRequestProtocol
+	assignment               []byte
+	seen                     time.Time
+	join                     chan *kmsg.JoinGroupResponse // set while its JoinGroup waits
+	sync                     chan *kmsg.SyncGroupResponse // set while its SyncGroup waits
+}
+
+func newGroups(s *Server) *groups {
+	g := &groups{s: s, m: map[string]*group{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(expiryTick)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				g.expire(now)
+			}
+		}
+	}()
+	g.stop = func() { cancel(); <-done }
+	return g
+}
+
+// coordinator returns the broker that coordinates group: one agent for the whole cluster,
+// by rendezvous hashing over the live agents, so every agent gives the same answer.
+func (s *Server) coordinator(group string) broker {
+	return rendezvous(s.brokers(), "group/"+group)
+}
+
+func (s *Server) isCoordinator(group string) bool {
+	return s.coordinator(group).node == s.opts.Self.Node
+}
+
+func (s *Server) findCoordinator(_ *request, r *kmsg.FindCoordinatorRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	if r.CoordinatorType != 0 {
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		resp.ErrorMessage = strp("transactions are not supported; only group coordinators")
+		return resp
+	}
+	b := s.coordinator(r.CoordinatorKey)
+	resp.NodeID, resp.Host, resp.Port = b.id, b.host, b.port
+	return resp
+}
+
+// get returns the group, created empty; nil (and NOT_COORDINATOR) when this agent does
+// not coordinate it, in which case any state it held for it is dropped: the members
+// rejoin at the coordinator they find.
+func (gs *groups) get(name string) (*group, int16) {
+	if name == "" {
+		return nil, kerr.InvalidGroupID.Code
+	}
+	if !gs.s.isCoordinator(name) {
+		if g := gs.m[name]; g != nil {
+			gs.drop(g)
+		}
+		return nil, kerr.NotCoordinator.Code
+	}
+	g := gs.m[name]
+	if g == nil {
+		g = &group{name: name, state: stateEmpty, members: map[string]*member{}}
+		gs.m[name] = g
+	}
+	return g, errNone
+}
+
+// drop forgets a group, failing whatever of its members waits.
+func (gs *groups) drop(g *group) {
+	for _, m := range g.members {
+		gs.removeMember(g, m, kerr.NotCoordinator.Code)
+	}
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	delete(gs.m, g.name)
+}
+
+func newMemberID(clientID string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return clientID + "-" + hex.EncodeToString(b[:])
+}
+
+func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.JoinGroupResponse)
+	resp.MemberID = r.MemberID
+	fail := func(code int16) kmsg.Response { resp.ErrorCode = code; return resp }
+	session := time.Duration(r.SessionTimeoutMillis) * time.Millisecond
+	rebalance := time.Duration(r.RebalanceTimeoutMillis) * time.Millisecond
+	if r.Version == 0 || rebalance <= 0 {
+		rebalance = max(session, gs.s.opts.GroupRebalanceTimeout)
+	}
+	switch {
+	case session < time.Second || session > 30*time.Minute:
+		return fail(kerr.InvalidSessionTimeout.Code)
+	case r.ProtocolType == "" || len(r.Protocols) == 0:
+		return fail(kerr.InconsistentGroupProtocol.Code)
+	}
+	gs.mu.Lock()
+	g, code := gs.get(r.Group)
+	if code != errNone {
+		gs.mu.Unlock()
+		return fail(code)
+	}
+	if g.protocolType != "" && len(g.members) > 0 && (g.protocolType != r.ProtocolType || !g.supportsAny(r.Protocols)) {
+		gs.mu.Unlock()
+		return fail(kerr.InconsistentGroupProtocol.Code)
+	}
+	m := g.members[r.MemberID]
+	if r.MemberID != "" && m == nil {
+		gs.mu.Unlock()
+		return fail(kerr.UnknownMemberID.Code)
+	}
+	if m == nil {
+		m = &member{id: newMemberID(req.clientID), clientID: req.clientID, clientHost: req.conn.RemoteAddr().String()}
+		g.members[m.id] = m
+	}
+	m.instanceID, m.session, m.rebalance, m.protocols, m.seen = r.InstanceID, session, rebalance, r.Protocols, time.Now()
+	if g.protocolType == "" {
+		g.protocolType = r.ProtocolType
+	}
+	if m.join != nil {
+		// A second JoinGroup of the same member: the first one's answer is no longer awaited.
+		close(m.join)
+	}
+	ch := make(chan *kmsg.JoinGroupResponse, 1)
+	m.join = ch
+	switch g.state {
+	case stateEmpty, stateStable, stateCompleting:
+		gs.prepare(g)
+	}
+	if !g.initial && g.allJoined() {
+		gs.completeJoin(g)
+	}
+	wait := m.rebalance + time.Second
+	gs.mu.Unlock()
+	select {
+	case out, ok := <-ch:
+		if !ok {
+			return fail(kerr.RebalanceInProgress.Code) // superseded by its own later join
+		}
+		out.SetVersion(r.Version)
+		return out
+	case <-ctx.Done():
+		return fail(kerr.NotCoordinator.Code)
+	case <-time.After(wait):
+		return fail(kerr.RebalanceInProgress.Code)
+	}
+}
+
+// supportsAny reports whether protos names a protocol every current member supports.
+func (g *group) supportsAny(protos []kmsg.JoinGroupRequestProtocol) bool {
+	for _, p := range protos {
+		if g.allSupport(p.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *group) allSupport(name string) bool {
+	for _, m := range g.members {
+		found := false
+		for _, p := range m.protocols {
+			found = found || p.Name == name
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *group) allJoined() bool {
+	for _, m := range g.members {
+		if m.join == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// prepare starts a rebalance: members are told at their next heartbeat or sync, and the
+// join phase ends when all have rejoined or the longest rebalance timeout has passed
+// (an empty group's waits initialJoinDelay, so that members starting together form one
+// generation).
+func (gs *groups) prepare(g *group) {
+	for _, m := range g.members {
+		if m.sync != nil {
+			gs.answerSync(m, kerr.RebalanceInProgress.Code, nil, g)
+		}
+	}
+	wait := initialJoinDelay
+	g.initial = g.state == stateEmpty
+	if !g.initial {
+		wait = 0
+		for _, m := range g.members {
+			wait = max(wait, m.rebalance)
+		}
+	}
+	g.state = statePreparing
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.timer = time.AfterFunc(wait, func() {
+		gs.mu.Lock()
+		defer gs.mu.Unlock()
+		if gs.m[g.name] == g && g.state == statePreparing {
+			g.initial = false
+			gs.completeJoin(g)
+		}
+	})
+}
+
+// completeJoin ends the join phase: members that did not rejoin leave, the generation
+// advances, a protocol every member supports is chosen by the members' preferences, and
+// every member gets its JoinGroup answer (the leader with everyone's metadata).
+func (gs *groups) completeJoin(g *group) {
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+	for _, m := range g.members {
+		if m.join == nil {
+			gs.removeMember(g, m, kerr.UnknownMemberID.Code)
+		}
+	}
+	g.generation++
+	if len(g.members) == 0 {
+		g.state, g.protocol, g.leader, g.protocolType = stateEmpty, "", "", ""
+		return
+	}
+	g.protocol = g.vote()
+	if _, ok := g.members[g.leader]; !ok {
+		g.leader = ""
+		for _, id := range g.memberIDs() {
+			g.leader = id
+			break
+		}
+	}
+	g.state = stateCompleting
+	for _, m := range g.members {
+		out := kmsg.NewPtrJoinGroupResponse()
+		out.Generation, out.ProtocolType, out.Protocol = g.generation, strp(g.protocolType), strp(g.protocol)
+		out.LeaderID, out.MemberID = g.leader, m.id
+		if m.id == g.leader {
+			for _, id := range g.memberIDs() {
+				o := g.members[id]
+				jm := kmsg.NewJoinGroupResponseMember()
+				jm.MemberID, jm.InstanceID = o.id, o.instanceID
+				for _, p := range o.protocols {
+					if p.Name == g.protocol {
+						jm.ProtocolMetadata = p.Metadata
+					}
+				}
+				out.Members = append(out.Members, jm)
+			}
+		}
+		m.join <- out
+		m.join = nil
+		m.seen = time.Now()
+	}
+	gs.s.log.Info("group rebalanced", zap.String("group", g.name), zap.Int32("generation", g.generation),
+		zap.Int("members", len(g.members)), zap.String("protocol", g.protocol))
+}
+
+func (g *group) memberIDs() []string {
+	ids := make([]string, 0, len(g.members))
+	for id := range g.members {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// vote picks the protocol all members support that most members prefer first (Kafka's
+// rule), ties broken by name.
+func (g *group) vote() string {
+	votes := map[string]int{}
+	for _, m := range g.members {
+		for _, p := range m.protocols {
+			if g.allSupport(p.Name) {
+				votes[p.Name]++
+				break
+			}
+		}
+	}
+	best := ""
+	for name, n := range votes {
+		if best == "" || n > votes[best] || n == votes[best] && name < best {
+			best = name
+		}
+	}
+	return best
+}
+
+// removeMember takes m out of g, answering whatever it waits for with code.
+func (gs *groups) removeMember(g *group, m *member, code int16) {
+	if m.join != nil {
+		out := kmsg.NewPtrJoinGroupResponse()
+		out.ErrorCode, out.MemberID = code, m.id
+		m.join <- out
+		m.join = nil
+	}
+	if m.sync != nil {
+		gs.answerSync(m, code, nil, g)
+	}
+	delete(g.members, m.id)
+}
+
+func (gs *groups) answerSync(m *member, code int16, assignment []byte, g *group) {
+	out := kmsg.NewPtrSyncGroupResponse()
+	out.ErrorCode, out.MemberAssignment = code, assignment
+	out.ProtocolType, out.Protocol = strp(g.protocolType), strp(g.protocol)
+	m.sync <- out
+	m.sync = nil
+}
+
+// check validates a member's generation; errNone when it is current.
+func (g *group) check(memberID string, generation int32) (*member, int16) {
+	m := g.members[memberID]
+	switch {
+	case m == nil:
+		return nil, kerr.UnknownMemberID.Code
+	case generation != g.generation:
+		return m, kerr.IllegalGeneration.Code
+	}
+	return m, errNone
+}
+
+func (gs *groups) sync(ctx context.Context, r *kmsg.SyncGroupRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.SyncGroupResponse)
+	gs.mu.Lock()
+	g, code := gs.get(r.Group)
+	var m *member
+	if code == errNone {
+		m, code = g.check(r.MemberID, r.Generation)
+	}
+	if code == errNone {
+		m.seen = time.Now()
+		switch g.state {
+		case statePreparing:
+			code = kerr.RebalanceInProgress.Code
+		case stateStable:
+			resp.MemberAssignment = m.assignment
+			resp.ProtocolType, resp.Protocol = strp(g.protocolType), strp(g.protocol)
+		case stateCompleting:
+			ch := make(chan *kmsg.SyncGroupResponse, 1)
+			if m.sync != nil {
+				close(m.sync)
+			}
+			m.sync = ch
+			if m.id == g.leader {
+				assigned := map[string][]byte{}
+				for _, a := range r.GroupAssignment {
+					assigned[a.MemberID] = a.MemberAssignment
+				}
+				for _, o := range g.members {
+					o.assignment = assigned[o.id]
+					if o.sync != nil {
+						gs.answerSync(o, errNone, o.assignment, g)
+					}
+				}
+				g.state = stateStable
+			}
+			gs.mu.Unlock()
+			select {
+			case out, ok := <-ch:
+				if !ok {
+					resp.ErrorCode = kerr.RebalanceInProgress.Code
+					return resp
+				}
+				out.SetVersion(r.Version)
+				return out
+			case <-ctx.Done():
+				resp.ErrorCode = kerr.NotCoordinator.Code
+				return resp
+			case <-time.After(m.session + time.Second):
+				resp.ErrorCode = kerr.RebalanceInProgress.Code
+				return resp
+			}
+		default:
+			code = kerr.UnknownMemberID.Code
+		}
+	}
+	gs.mu.Unlock()
+	resp.ErrorCode = code
+	return resp
+}
+
+func (gs *groups) heartbeat(r *kmsg.HeartbeatRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.HeartbeatResponse)
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	g, code := gs.get(r.Group)
+	var m *member
+	if code == errNone {
+		m, code = g.check(r.MemberID, r.Generation)
+	}
+	if m != nil {
+		m.seen = time.Now()
+	}
+	if code == errNone && g.state == statePreparing {
+		code = kerr.RebalanceInProgress.Code
+	}
+	resp.ErrorCode = code
+	return resp
+}
+
+func (gs *groups) leave(r *kmsg.LeaveGroupRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.LeaveGroupResponse)
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	g, code := gs.get(r.Group)
+	if code != errNone {
+		resp.ErrorCode = code
+		return resp
+	}
+	ids := []string{r.MemberID}
+	if r.Version >= 3 {
+		ids = ids[:0]
+		for _, m := range r.Members {
+			ids = append(ids, m.MemberID)
+		}
+	}
+	left := false
+	for _, id := range ids {
+		lm := kmsg.NewLeaveGroupResponseMember()
+		lm.MemberID = id
+		if m := g.members[id]; m != nil {
+			gs.removeMember(g, m, kerr.UnknownMemberID.Code)
+			left = true
+		} else {
+			lm.ErrorCode = kerr.UnknownMemberID.Code
+			if r.Version < 3 {
+				resp.ErrorCode = lm.ErrorCode
+			}
+		}
+		resp.Members = append(resp.Members, lm)
+	}
+	if left {
+		gs.membersChanged(g)
+	}
+	return resp
+}
+
+// membersChanged rebalances after members left or expired.
+func (gs *groups) membersChanged(g *group) {
+	switch {
+	case len(g.members) == 0:
+		if g.timer != nil {
+			g.timer.Stop()
+			g.timer = nil
+		}
+		g.generation++
+		g.state, g.protocol, g.leader, g.protocolType = stateEmpty, "", "", ""
+	case g.state == statePreparing:
+		if !g.initial && g.allJoined() {
+			gs.completeJoin(g)
+		}
+	default:
+		gs.prepare(g)
+	}
+}
+
+// expire removes members silent for longer than their session timeout (a member waiting
+// in JoinGroup is not silent) and forgets groups this agent no longer coordinates.
+func (gs *groups) expire(now time.Time) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	for name, g := range gs.m {
+		if !gs.s.isCoordinator(name) {
+			gs.drop(g)
+			continue
+		}
+		expired := false
+		for _, m := range g.members {
+			if m.join == nil && m.sync == nil && now.Sub(m.seen) > m.session {
+				gs.s.log.Info("group member expired", zap.String("group", name), zap.String("member", m.id))
+				gs.removeMember(g, m, kerr.UnknownMemberID.Code)
+				expired = true
+			}
+		}
+		if expired {
+			gs.membersChanged(g)
+		}
+		if g.state == stateEmpty && len(g.members) == 0 && g.timer == nil {
+			delete(gs.m, name) // offsets stay in etcd; nothing else to keep
+		}
+	}
+}
+
+func (gs *groups) describe(r *kmsg.DescribeGroupsRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	for _, name := range r.Groups {
+		dg := kmsg.NewDescribeGroupsResponseGroup()
+		dg.Group = name
+		if !gs.s.isCoordinator(name) {
+			dg.ErrorCode = kerr.NotCoordinator.Code
+			resp.Groups = append(resp.Groups, dg)
+			continue
+		}
+		g := gs.m[name]
+		if g == nil {
+			dg.State = stateDead // Kafka's answer for a group without members here
+			if gs.hasOffsets(name) {
+				dg.State, dg.ProtocolType = stateEmpty, "consumer"
+			}
+			resp.Groups = append(resp.Groups, dg)
+			continue
+		}
+		dg.State, dg.ProtocolType, dg.Protocol = g.state, g.protocolType, g.protocol
+		for _, id := range g.memberIDs() {
+			m := g.members[id]
+			dm := kmsg.NewDescribeGroupsResponseGroupMember()
+			dm.MemberID, dm.InstanceID, dm.ClientID, dm.ClientHost = m.id, m.instanceID, m.clientID, m.clientHost
+			for _, p := range m.protocols {
+				if p.Name == g.protocol {
+					dm.ProtocolMetadata = p.Metadata
+				}
+			}
+			dm.MemberAssignment = m.assignment
+			dg.Members = append(dg.Members, dm)
+		}
+		resp.Groups = append(resp.Groups, dg)
+	}
+	return resp
+}
+
+// hasOffsets reports whether a group has offsets in etcd (an Empty group, to Kafka).
+func (gs *groups) hasOffsets(name string) bool {
+	ctx, cancel := context.WithTimeout(gs.s.ctx, 5*time.Second)
+	defer cancel()
+	offsets, err := gs.s.coord.FetchOffsets(ctx, name)
+	return err == nil && len(offsets) > 0
+}
+
+// states returns the groups this agent coordinates with their protocol type and state.
+func (gs *groups) states() map[string][2]string {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	out := map[string][2]string{}
+	for name, g := range gs.m {
+		if gs.s.isCoordinator(name) {
+			out[name] = [2]string{g.protocolType, g.state}
+		}
+	}
+	return out
+}
+
+func (gs *groups) shutdown() {
+	gs.stop()
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	for _, g := range gs.m {
+		gs.drop(g)
+	}
+}

@@ -1,0 +1,20 @@
+package kafka
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	metricRequests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_kafka_requests_total",
+		Help: "Kafka protocol requests by API and result (ok, a top-level Kafka error name, unsupported, malformed).",
+	}, []string{"api", "result"})
+	metricRequestDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "streamhouse_kafka_request_duration_seconds", Help: "Kafka protocol request duration by API.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	}, []string{"api"})
+	metricConnections = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_kafka_connections", Help: "Open Kafka protocol connections.",
+	})
+)

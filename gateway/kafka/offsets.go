@@ -1,0 +1,175 @@
+package kafka
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// commitChunk is how many partitions' offsets go into one etcd transaction (etcd's
+// default --max-txn-ops is 128).
+const commitChunk = 100
+
+// offsetCommit stores a group's offsets in etcd, where the gRPC API and every agent read
+// them. A commit of a member (generation ≥ 0) is checked against the group's current
+// generation when this agent coordinates the group; a commit with generation -1 is a
+// standalone consumer's and is taken as is, as Kafka takes it for a group without members.
+func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
+	code := s.groups.checkCommit(r.Group, r.MemberID, r.Generation)
+	if code == errNone {
+		if err := coordination.ValidateGroupName(r.Group); err != nil {
+			code = kerr.InvalidGroupID.Code
+		}
+	}
+	codes := map[coordination.Partition]int16{}
+	var pending []coordination.Partition
+	offsets := map[coordination.Partition]coordination.GroupOffset{}
+	for _, t := range r.Topics {
+		for _, p := range t.Partitions {
+			part := coordination.Partition{Topic: t.Topic, Partition: p.Partition}
+			codes[part] = code
+			if code != errNone {
+				continue
+			}
+			o := coordination.GroupOffset{Offset: p.Offset}
+			if p.Metadata != nil {
+				o.Metadata = *p.Metadata
+			}
+			offsets[part] = o
+			pending = append(pending, part)
+		}
+	}
+	// Chunks of one transaction each: a refusal (a partition that does not exist, an
+	// offset past the high-water mark) fails its chunk's partitions only.
+	sort.Slice(pending, func(i, j int) bool { return pending[i].String() < pending[j].String() })
+	for len(pending) > 0 {
+		n := min(len(pending), commitChunk)
+		chunk := map[coordination.Partition]coordination.GroupOffset{}
+		for _, p := range pending[:n] {
+			chunk[p] = offsets[p]
+		}
+		if err := s.coord.CommitOffsets(ctx, r.Group, chunk); err != nil {
+			for p := range chunk {
+				codes[p] = codeOf(err)
+			}
+		}
+		pending = pending[n:]
+	}
+	for _, t := range r.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, codes[coordination.Partition{Topic: t.Topic, Partition: p.Partition}]
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// checkCommit validates a member's commit against the group's generation.
+func (gs *groups) checkCommit(name, memberID string, generation int32) int16 {
+	if generation < 0 && memberID == "" {
+		return errNone
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	g, code := gs.get(name)
+	if code != errNone {
+		return code
+	}
+	m, code := g.check(memberID, generation)
+	if code == errNone && g.state == statePreparing {
+		return kerr.RebalanceInProgress.Code
+	}
+	if m != nil {
+		m.seen = time.Now()
+	}
+	return code
+}
+
+// offsetFetch answers a group's committed offsets (-1 for a partition without one); a
+// null topic list (v2+) asks for every partition the group has committed.
+func (s *Server) offsetFetch(ctx context.Context, r *kmsg.OffsetFetchRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
+	got, err := s.coord.FetchOffsets(ctx, r.Group)
+	if err != nil {
+		resp.ErrorCode = codeOf(err)
+		if coordinationInvalid(err) {
+			resp.ErrorCode = kerr.InvalidGroupID.Code
+		}
+		return resp
+	}
+	byTopic := map[string][]int32{}
+	var topics []string
+	if r.Topics == nil {
+		for p := range got {
+			if _, ok := byTopic[p.Topic]; !ok {
+				topics = append(topics, p.Topic)
+			}
+			byTopic[p.Topic] = append(byTopic[p.Topic], p.Partition)
+		}
+		sort.Strings(topics)
+	} else {
+		for _, t := range r.Topics {
+			topics = append(topics, t.Topic)
+			byTopic[t.Topic] = append(byTopic[t.Topic], t.Partitions...)
+		}
+	}
+	for _, t := range topics {
+		rt := kmsg.NewOffsetFetchResponseTopic()
+		rt.Topic = t
+		parts := byTopic[t]
+		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+		for _, p := range parts {
+			rp := kmsg.NewOffsetFetchResponseTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch = p, -1, -1
+			if o, ok := got[coordination.Partition{Topic: t, Partition: p}]; ok {
+				rp.Offset, rp.Metadata = o.Offset, strp(o.Metadata)
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// listGroups lists the groups this agent coordinates: those with members here and those
+// with offsets in etcd that hash to it, so that the union over all brokers (what admin
+// tools ask for) names each group once.
+func (s *Server) listGroups(ctx context.Context, r *kmsg.ListGroupsRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.ListGroupsResponse)
+	live := s.groups.states()
+	names, err := s.coord.Groups(ctx)
+	if err != nil {
+		resp.ErrorCode = codeOf(err)
+		return resp
+	}
+	for _, name := range names {
+		if _, ok := live[name]; !ok && s.isCoordinator(name) {
+			live[name] = [2]string{"consumer", stateEmpty}
+		}
+	}
+	sorted := make([]string, 0, len(live))
+	for name := range live {
+		sorted = append(sorted, name)
+	}
+	sort.Strings(sorted)
+	for _, name := range sorted {
+		st := live[name]
+		if len(r.StatesFilter) > 0 && !wanted(r.StatesFilter, st[1]) {
+			continue
+		}
+		lg := kmsg.NewListGroupsResponseGroup()
+		lg.Group, lg.ProtocolType, lg.GroupState = name, st[0], st[1]
+		resp.Groups = append(resp.Groups, lg)
+	}
+	return resp
+}

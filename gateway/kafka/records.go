@@ -1,0 +1,269 @@
+package kafka
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+)
+
+// RecordBatch v2 layout (Kafka's DefaultRecordBatch): the fixed header is 61 bytes; the
+// length counts from the partition leader epoch; the CRC-32C covers the attributes to the
+// end.
+const (
+	batchHeaderBytes = 61
+	batchLengthAt    = 8
+	batchCRCAt       = 17
+	batchAttrsAt     = 21
+
+	attrCompression   = 0x07
+	attrTransactional = 0x10
+	attrControl       = 0x20
+)
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// batch is one RecordBatch of a produce request with its records decoded.
+type batch struct {
+	producerID    int64
+	producerEpoch int16
+	firstSequence int32
+	records       []*partitionpb.Record
+	bytes         int // key + value + headers of its records
+}
+
+// batchError is a batch a partition refuses, with the Kafka error code that says why.
+type batchError struct {
+	code int16
+	msg  string
+}
+
+func (e *batchError) Error() string { return e.msg }
+
+func corrupt(format string, args ...any) error {
+	return &batchError{code: kerr.CorruptMessage.Code, msg: fmt.Sprintf(format, args...)}
+}
+
+// decodeBatches decodes the record batches of one partition of a produce request. Every
+// batch must be magic 2 with a correct CRC, neither transactional nor a control batch, and
+// decompress to at most maxBytes; no record may exceed maxRecord bytes.
+func decodeBatches(raw []byte, maxBytes, maxRecord int) ([]batch, error) {
+	var out []batch
+	total := 0
+	for len(raw) > 0 {
+		if len(raw) < batchHeaderBytes {
+			return nil, corrupt("record batch of %d bytes, the header alone is %d", len(raw), batchHeaderBytes)
+		}
+		n := int(int32(binary.BigEndian.Uint32(raw[batchLengthAt:]))) + 12
+		if n < batchHeaderBytes || n > len(raw) {
+			return nil, corrupt("record batch claims %d bytes, %d are there", n, len(raw))
+		}
+		b, err := decodeBatch(raw[:n], maxBytes-total, maxRecord)
+		if err != nil {
+			return nil, err
+		}
+		total += b.bytes
+		out = append(out, b)
+		raw = raw[n:]
+	}
+	if len(out) == 0 {
+		return nil, &batchError{code: kerr.InvalidRecord.Code, msg: "no record batch"}
+	}
+	return out, nil
+}
+
+func decodeBatch(raw []byte, maxBytes, maxRecord int) (batch, error) {
+	var rb kmsg.RecordBatch
+	if err := rb.ReadFrom(raw); err != nil {
+		return batch{}, corrupt("record batch: %v", err)
+	}
+	if rb.Magic != 2 {
+		return batch{}, &batchError{code: kerr.UnsupportedForMessageFormat.Code, msg: fmt.Sprintf("record batch magic %d: only v2 (magic 2) is accepted", rb.Magic)}
+	}
+	if got := crc32.Checksum(raw[batchAttrsAt:], crc32c); got != uint32(rb.CRC) {
+		return batch{}, corrupt("record batch CRC %08x, computed %08x", uint32(rb.CRC), got)
+	}
+	if rb.Attributes&(attrTransactional|attrControl) != 0 {
+		return batch{}, &batchError{code: kerr.InvalidRecord.Code, msg: "transactional and control batches are not supported"}
+	}
+	if rb.NumRecords <= 0 || rb.LastOffsetDelta != rb.NumRecords-1 {
+		return batch{}, corrupt("record batch of %d records with last offset delta %d", rb.NumRecords, rb.LastOffsetDelta)
+	}
+	data, err := decompress(rb.Records, rb.Attributes&attrCompression, maxBytes)
+	if err != nil {
+		return batch{}, err
+	}
+	b := batch{producerID: rb.ProducerID, producerEpoch: rb.ProducerEpoch, firstSequence: rb.FirstSequence,
+		records: make([]*partitionpb.Record, 0, rb.NumRecords)}
+	for i := range rb.NumRecords {
+		length, n := binary.Varint(data)
+		if n <= 0 || length < 0 || int64(len(data)-n) < length {
+			return batch{}, corrupt("record %d of %d: bad length", i, rb.NumRecords)
+		}
+		var kr kmsg.Record
+		if err := kr.ReadFrom(data[:n+int(length)]); err != nil {
+			return batch{}, corrupt("record %d of %d: %v", i, rb.NumRecords, err)
+		}
+		data = data[n+int(length):]
+		if kr.OffsetDelta != i {
+			return batch{}, corrupt("record %d has offset delta %d", i, kr.OffsetDelta)
+		}
+		r := &partitionpb.Record{Key: kr.Key, Value: kr.Value}
+		if ts := rb.FirstTimestamp + kr.TimestampDelta64; ts > 0 {
+			r.TimestampMs = ts // else the partition stamps its clock
+		}
+		size := len(kr.Key) + len(kr.Value)
+		for _, h := range kr.Headers {
+			r.Headers = append(r.Headers, &partitionpb.Header{Key: h.Key, Value: h.Value})
+			size += len(h.Key) + len(h.Value)
+		}
+		if size > maxRecord {
+			return batch{}, &batchError{code: kerr.MessageTooLarge.Code, msg: fmt.Sprintf("record %d has %d bytes, at most %d", i, size, maxRecord)}
+		}
+		b.bytes += size
+		b.records = append(b.records, r)
+	}
+	if len(data) != 0 {
+		return batch{}, corrupt("%d bytes after the batch's %d records", len(data), rb.NumRecords)
+	}
+	return b, nil
+}
+
+var errTooLarge = errors.New("decompresses past the limit")
+
+// decompress undoes a batch's compression (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)
+// without ever holding more than max bytes of output.
+func decompress(src []byte, codec int16, max int) ([]byte, error) {
+	tooLarge := &batchError{code: kerr.MessageTooLarge.Code, msg: fmt.Sprintf("record batch decompresses past %d bytes", max)}
+	bounded := func(r io.Reader) ([]byte, error) {
+		out, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+		if err != nil {
+			return nil, corrupt("decompress record batch: %v", err)
+		}
+		if len(out) > max {
+			return nil, tooLarge
+		}
+		return out, nil
+	}
+	switch codec {
+	case 0:
+		if len(src) > max {
+			return nil, tooLarge
+		}
+		return src, nil
+	case 1:
+		zr, err := gzip.NewReader(bytes.NewReader(src))
+		if err != nil {
+			return nil, corrupt("gzip record batch: %v", err)
+		}
+		return bounded(zr)
+	case 2:
+		out, err := unsnappy(src, max)
+		if errors.Is(err, errTooLarge) {
+			return nil, tooLarge
+		}
+		if err != nil {
+			return nil, corrupt("snappy record batch: %v", err)
+		}
+		return out, nil
+	case 3:
+		return bounded(lz4.NewReader(bytes.NewReader(src)))
+	case 4:
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(max)))
+		if err != nil {
+			return nil, fmt.Errorf("zstd decoder: %w", err)
+		}
+		defer d.Close()
+		out, err := d.DecodeAll(src, nil)
+		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || err == nil && len(out) > max {
+			return nil, tooLarge
+		}
+		if err != nil {
+			return nil, corrupt("zstd record batch: %v", err)
+		}
+		return out, nil
+	}
+	return nil, corrupt("unknown compression codec %d", codec)
+}
+
+// xerialMagic starts snappy in the framing of the Java client (xerial snappy-java): a
+// 16-byte header, then blocks each prefixed by its big-endian length.
+var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
+
+func unsnappy(src []byte, max int) ([]byte, error) {
+	block := func(dst, b []byte) ([]byte, error) {
+		n, err := s2.DecodedLen(b)
+		if err != nil {
+			return nil, err
+		}
+		if len(dst)+n > max {
+			return nil, errTooLarge
+		}
+		out, err := s2.Decode(nil, b)
+		return append(dst, out...), err
+	}
+	if !bytes.HasPrefix(src, xerialMagic) {
+		return block(nil, src)
+	}
+	if len(src) < 16 {
+		return nil, errors.New("short xerial header")
+	}
+	var out []byte
+	for b := src[16:]; len(b) > 0; {
+		if len(b) < 4 {
+			return nil, errors.New("short xerial block length")
+		}
+		n := int(binary.BigEndian.Uint32(b))
+		if n < 0 || n > len(b)-4 {
+			return nil, fmt.Errorf("xerial block of %d bytes in %d", n, len(b)-4)
+		}
+		var err error
+		if out, err = block(out, b[4:4+n]); err != nil {
+			return nil, err
+		}
+		b = b[4+n:]
+	}
+	return out, nil
+}
+
+// appendBatch encodes records (ascending offsets) as one uncompressed RecordBatch v2.
+func appendBatch(dst []byte, recs []*partitionpb.Record) []byte {
+	first := recs[0]
+	rb := kmsg.RecordBatch{
+		FirstOffset: first.Offset, PartitionLeaderEpoch: -1, Magic: 2,
+		LastOffsetDelta: int32(recs[len(recs)-1].Offset - first.Offset),
+		FirstTimestamp:  first.TimestampMs, MaxTimestamp: first.TimestampMs,
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(recs)),
+	}
+	var body, scratch []byte
+	for _, r := range recs {
+		rb.MaxTimestamp = max(rb.MaxTimestamp, r.TimestampMs)
+		kr := kmsg.Record{TimestampDelta64: r.TimestampMs - first.TimestampMs, OffsetDelta: int32(r.Offset - first.Offset),
+			Key: r.Key, Value: r.Value}
+		for _, h := range r.Headers {
+			kr.Headers = append(kr.Headers, kmsg.Header{Key: h.Key, Value: h.Value})
+		}
+		// The record's length prefix counts what follows it: encode with length 0 (one
+		// byte), then write the real length before the rest.
+		scratch = kr.AppendTo(scratch[:0])
+		body = binary.AppendVarint(body, int64(len(scratch)-1))
+		body = append(body, scratch[1:]...)
+	}
+	rb.Records = body
+	start := len(dst)
+	dst = rb.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start+batchLengthAt:], uint32(len(dst)-start-12))
+	binary.BigEndian.PutUint32(dst[start+batchCRCAt:], crc32.Checksum(dst[start+batchAttrsAt:], crc32c))
+	return dst
+}

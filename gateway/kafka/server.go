@@ -1,0 +1,136 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/actors"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway"
+)
+
+// DefaultAddr is where an agent's Kafka listener listens unless told otherwise.
+const DefaultAddr = ":9092"
+
+// Options configure a Server. Zero fields take the documented defaults.
+type Options struct {
+	// Self is this agent; its Kafka field is the address Metadata advertises for it.
+	Self coordination.NodeInfo
+	// Limits bound records and requests as on the gRPC API (gateway.Limits defaults).
+	Limits gateway.Limits
+	// MaxFrameBytes bounds one request frame; a larger one closes its connection.
+	// Default: Limits.MaxBatchBytes + 1 MiB.
+	MaxFrameBytes int
+	// GroupRebalanceTimeout bounds how long a group waits for its members to rejoin
+	// when a client asks for no timeout of its own. Default 60s.
+	GroupRebalanceTimeout time.Duration
+	// Log receives the listener's logs. Default: none.
+	Log *zap.Logger
+}
+
+// Server is one agent's Kafka listener.
+type Server struct {
+	coord  *coordination.Client
+	mirror *coordination.Mirror
+	node   *actors.Node
+	opts   Options
+	limits gateway.Limits
+	log    *zap.Logger
+	groups *groups
+	ctx    context.Context // canceled by Close: every request's context derives from it
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	lis   []net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// NewServer serves Kafka clients through node, reading metadata from mirror.
+func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node, opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	opts.Limits = opts.Limits.WithDefaults()
+	if opts.MaxFrameBytes <= 0 {
+		opts.MaxFrameBytes = opts.Limits.MaxBatchBytes + 1<<20
+	}
+	if opts.GroupRebalanceTimeout <= 0 {
+		opts.GroupRebalanceTimeout = time.Minute
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{coord: coord, mirror: mirror, node: node, opts: opts, limits: opts.Limits,
+		log: opts.Log.With(zap.String("listener", "kafka")), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	s.groups = newGroups(s)
+	return s
+}
+
+// Serve accepts connections on lis until Close; it returns nil after Close.
+func (s *Server) Serve(lis net.Listener) error {
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return lis.Close()
+	}
+	s.lis = append(s.lis, lis)
+	s.mu.Unlock()
+	for {
+		c, err := lis.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			_ = c.Close()
+			return nil
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		metricConnections.Inc()
+		go func() {
+			defer s.wg.Done()
+			defer metricConnections.Dec()
+			s.serveConn(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops accepting, closes every connection (requests in flight are canceled) and
+// waits for their goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.cancel()
+	for _, l := range s.lis {
+		_ = l.Close()
+	}
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.groups.shutdown()
+	return nil
+}
+
+func (s *Server) client() (*actors.Client, bool) {
+	c := s.node.Client()
+	return c, c != nil
+}
