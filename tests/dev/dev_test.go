@@ -25,6 +25,7 @@ type devCluster struct {
 	bin    string
 	etcd   string
 	admin  string
+	kafka  string
 	logDir string
 }
 
@@ -41,15 +42,17 @@ func startDev(t *testing.T, data string) *devCluster {
 	grpcPort, _ := harness.FreePort()
 	etcdPort, _ := harness.FreePort()
 	adminPort, _ := harness.FreePort()
+	kafkaPort, _ := harness.FreePort()
 	d := &devCluster{t: t, addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), ctl: ctl, data: data, bin: bin,
-		etcd: fmt.Sprintf("127.0.0.1:%d", etcdPort), admin: fmt.Sprintf("127.0.0.1:%d", adminPort), logDir: t.TempDir()}
+		etcd: fmt.Sprintf("127.0.0.1:%d", etcdPort), admin: fmt.Sprintf("127.0.0.1:%d", adminPort),
+		kafka: fmt.Sprintf("127.0.0.1:%d", kafkaPort), logDir: t.TempDir()}
 	d.start()
 	return d
 }
 
 func (d *devCluster) start() {
 	t := d.t
-	p, err := harness.StartProcess("streamhouse-dev", d.bin, []string{"dev", "--data", d.data, "--grpc-listen", d.addr, "--etcd-listen", d.etcd, "--admin-listen", d.admin},
+	p, err := harness.StartProcess("streamhouse-dev", d.bin, []string{"dev", "--data", d.data, "--grpc-listen", d.addr, "--etcd-listen", d.etcd, "--admin-listen", d.admin, "--kafka-listen", d.kafka},
 		nil, filepath.Join(d.logDir, fmt.Sprintf("dev-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		t.Fatal(err)

@@ -63,6 +63,7 @@ type Agent struct {
 	ClusterAddr string
 	GRPCAddr    string // the client API
 	AdminAddr   string // /metrics, /healthz, /readyz
+	KafkaAddr   string // the Kafka protocol listener
 	Process     *Process
 	dir         string
 }
@@ -85,15 +86,20 @@ func StartAgent(ctx context.Context, dir string, cfg AgentConfig) (*Agent, error
 	if err != nil {
 		return nil, err
 	}
+	kafkaPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
 	a := &Agent{Config: cfg, ClusterAddr: "127.0.0.1:" + itoa(port), GRPCAddr: "127.0.0.1:" + itoa(grpcPort),
-		AdminAddr: "127.0.0.1:" + itoa(adminPort), dir: dir}
+		AdminAddr: "127.0.0.1:" + itoa(adminPort), KafkaAddr: "127.0.0.1:" + itoa(kafkaPort), dir: dir}
 	return a, a.start(ctx, bin)
 }
 
 func (a *Agent) start(ctx context.Context, bin string) error {
 	cfg := a.Config
 	args := []string{"agent", "--node", cfg.Node, "--zone", cfg.Zone, "--etcd", cfg.Etcd, "--etcd-root", cfg.EtcdRoot,
-		"--store", cfg.StoreURL, "--cluster-listen", a.ClusterAddr, "--grpc-listen", a.GRPCAddr, "--admin-listen", a.AdminAddr, "--log-level", "info"}
+		"--store", cfg.StoreURL, "--cluster-listen", a.ClusterAddr, "--grpc-listen", a.GRPCAddr, "--admin-listen", a.AdminAddr,
+		"--kafka-listen", a.KafkaAddr, "--log-level", "info"}
 	if cfg.SessionTTL > 0 {
 		args = append(args, "--session-ttl", cfg.SessionTTL.String())
 	}

@@ -1,0 +1,216 @@
+package kafka_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+)
+
+// TestKgoProducesAndConsumesEveryRecordOnce produces with kgo in every compression codec
+// to three agents, reads everything back with kgo and over gRPC, and reads over Kafka what
+// gRPC produced: every record once, in order per partition, with key, value, headers and
+// timestamp as produced.
+func TestKgoProducesAndConsumesEveryRecordOnce(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	const topic, partitions = "orders", 6
+	c.createTopic(topic, partitions, map[string]*string{"retention.ms": ptr("86400000")})
+
+	type sent struct {
+		key, value string
+		header     string
+		ts         time.Time
+	}
+	want := map[string]sent{} // by value
+	codecs := []kgo.CompressionCodec{kgo.NoCompression(), kgo.GzipCompression(), kgo.SnappyCompression(), kgo.Lz4Compression(), kgo.ZstdCompression()}
+	ts := time.UnixMilli(1_700_000_000_000)
+	for ci, codec := range codecs {
+		cl := c.client(kgo.ProducerBatchCompression(codec), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond))
+		var recs []*kgo.Record
+		for i := range 400 {
+			s := sent{key: fmt.Sprintf("key-%d", i%17), value: fmt.Sprintf("codec-%d-value-%d", ci, i),
+				header: fmt.Sprintf("h%d", i), ts: ts.Add(time.Duration(ci*1000+i) * time.Millisecond)}
+			want[s.value] = s
+			recs = append(recs, &kgo.Record{Key: []byte(s.key), Value: []byte(s.value), Timestamp: s.ts,
+				Headers: []kgo.RecordHeader{{Key: "n", Value: []byte(s.header)}}})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("produce with %v: %v", codec, err)
+		}
+		cancel()
+	}
+
+	got := c.consumeAll(topic, len(want), time.Minute)
+	if len(got) != len(want) {
+		t.Fatalf("consumed %d records, want %d", len(got), len(want))
+	}
+	next := map[int32]int64{}
+	keyPartition := map[string]int32{}
+	seen := map[string]bool{}
+	for _, r := range got {
+		s, ok := want[string(r.Value)]
+		switch {
+		case !ok:
+			t.Fatalf("consumed a record never produced: %q", r.Value)
+		case seen[s.value]:
+			t.Fatalf("consumed %q twice", r.Value)
+		case r.Offset != next[r.Partition]:
+			t.Fatalf("partition %d: offset %d after %d", r.Partition, r.Offset, next[r.Partition]-1)
+		case string(r.Key) != s.key || !r.Timestamp.Equal(s.ts) || len(r.Headers) != 1 || string(r.Headers[0].Value) != s.header:
+			t.Fatalf("record %q came back as key %q ts %v headers %v", s.value, r.Key, r.Timestamp, r.Headers)
+		}
+		if p, ok := keyPartition[s.key]; ok && p != r.Partition {
+			t.Fatalf("key %s in partitions %d and %d", s.key, p, r.Partition)
+		}
+		keyPartition[s.key] = r.Partition
+		seen[s.value] = true
+		next[r.Partition] = r.Offset + 1
+	}
+
+	// gRPC reads what Kafka wrote, at the same offsets.
+	api := c.grpc(1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for p := range int32(partitions) {
+		var offset int64
+		for offset < next[p] {
+			resp, err := api.Fetch(ctx, &pb.FetchRequest{Topic: topic, Partition: p, Offset: offset, MaxBytes: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range resp.Records {
+				if _, ok := want[string(r.Value)]; !ok || r.Offset != offset {
+					t.Fatalf("gRPC read %s/%d@%d = %q", topic, p, r.Offset, r.Value)
+				}
+				offset++
+			}
+		}
+	}
+
+	// Kafka reads what gRPC wrote.
+	presp, err := api.Produce(ctx, &pb.ProduceRequest{Topic: topic, Records: []*pb.Record{{Key: []byte("grpc"), Value: []byte("from-grpc")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := presp.Acks[0]
+	if r := readAt(t, c, topic, ack.Partition, ack.Offset); r == nil || string(r.Value) != "from-grpc" || r.Offset != ack.Offset {
+		t.Fatalf("Kafka read of the gRPC record at %d: %v", ack.Offset, r)
+	}
+
+	// ListOffsets: earliest 0, latest the high-water mark, and by timestamp.
+	adm := kadm.NewClient(c.client())
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		want := next[o.Partition]
+		if o.Partition == ack.Partition {
+			want++
+		}
+		if o.Err != nil || o.Offset != want {
+			t.Errorf("end offset of %d: %d %v, want %d", o.Partition, o.Offset, o.Err, want)
+		}
+	})
+	byTime, err := adm.ListOffsetsAfterMilli(ctx, ts.Add(4000*time.Millisecond).UnixMilli(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byTime.Each(func(o kadm.ListedOffset) {
+		// The first record at or after the last codec's first timestamp: one of its values.
+		r := readAt(t, c, topic, o.Partition, o.Offset)
+		if o.Err != nil || r == nil || !bytes.HasPrefix(r.Value, []byte("codec-4-")) {
+			t.Errorf("offset after %v in %d: %d %v: %v", ts.Add(4*time.Second), o.Partition, o.Offset, o.Err, r)
+		}
+	})
+
+	// DescribeConfigs reports the topic's settings.
+	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On(topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	configs := map[string]string{}
+	for _, cfg := range rc.Configs {
+		configs[cfg.Key] = cfg.MaybeValue()
+	}
+	if configs["retention.ms"] != "86400000" || configs["cleanup.policy"] != "delete" || configs["segment.bytes"] == "" {
+		t.Errorf("topic configs: %v", configs)
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+// readAt reads the record at offset of a partition with a consumer of its own (nil when
+// none comes within 30s).
+func readAt(t *testing.T, c *cluster, topic string, p int32, offset int64) *kgo.Record {
+	t.Helper()
+	cl := c.client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(offset)}}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if recs := cl.PollFetches(ctx).Records(); len(recs) > 0 {
+			return recs[0]
+		}
+	}
+	return nil
+}
+
+// TestMetadataIsZoneAware asks for metadata as clients of each zone and of none: a zone's
+// client sees only that zone's agents, as leaders of every partition; others see all.
+func TestMetadataIsZoneAware(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	c.createTopic("zoned", 6, nil)
+	zoneOf := map[int32]string{}
+	all := metadata(t, c, "plain-client")
+	if len(all.Brokers) != 3 {
+		t.Fatalf("a client without zone sees %d brokers, want 3", len(all.Brokers))
+	}
+	for _, b := range all.Brokers {
+		zoneOf[b.NodeID] = *b.Rack
+	}
+	for _, zone := range []string{"zone-a", "zone-b", "zone-c"} {
+		md := metadata(t, c, "app-1,streamhouse_zone="+zone)
+		if len(md.Brokers) != 1 || zoneOf[md.Brokers[0].NodeID] != zone {
+			t.Fatalf("client of %s sees brokers %v", zone, md.Brokers)
+		}
+		for _, tp := range md.Topics {
+			for _, p := range tp.Partitions {
+				if p.Leader != md.Brokers[0].NodeID {
+					t.Fatalf("client of %s: partition %d led by %d, not in its zone", zone, p.Partition, p.Leader)
+				}
+			}
+		}
+	}
+	if md := metadata(t, c, "zone=nowhere"); len(md.Brokers) != 3 {
+		t.Fatalf("a client of a zone without agents sees %d brokers, want all 3", len(md.Brokers))
+	}
+}
+
+func metadata(t *testing.T, c *cluster, clientID string) *kmsg.MetadataResponse {
+	t.Helper()
+	cl := c.client(kgo.ClientID(clientID))
+	req := kmsg.NewPtrMetadataRequest()
+	topic := "zoned"
+	req.Topics = []kmsg.MetadataRequestTopic{{Topic: &topic}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(resp.Brokers, func(i, j int) bool { return resp.Brokers[i].NodeID < resp.Brokers[j].NodeID })
+	return resp
+}
