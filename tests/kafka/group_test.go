@@ -1,0 +1,250 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// member is one kgo consumer of a group, recording what it is assigned and consumes.
+type member struct {
+	name     string
+	cl       *kgo.Client
+	mu       sync.Mutex
+	assigned map[int32]bool
+	got      map[string]int // value -> times consumed
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+func startMember(t *testing.T, c *cluster, group, topic, name string) *member {
+	m := &member{name: name, assigned: map[int32]bool{}, got: map[string]int{}, done: make(chan struct{})}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...), kgo.ClientID(name),
+		kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			for _, p := range a[topic] {
+				m.assigned[p] = true
+			}
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, r map[string][]int32) {
+			_ = cl.CommitMarkedOffsets(ctx)
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			for _, p := range r[topic] {
+				delete(m.assigned, p)
+			}
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, l map[string][]int32) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			for _, p := range l[topic] {
+				delete(m.assigned, p)
+			}
+		}),
+		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(200*time.Millisecond),
+		// Partitions move only between polls, after what a poll returned is marked, so that
+		// what the revoke callback commits covers every record consumed.
+		kgo.BlockRebalanceOnPoll(),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cl = cl
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go func() {
+		defer close(m.done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			fs.EachRecord(func(r *kgo.Record) {
+				m.mu.Lock()
+				m.got[string(r.Value)]++
+				m.mu.Unlock()
+				cl.MarkCommitRecords(r)
+			})
+			cl.AllowRebalance()
+		}
+	}()
+	t.Cleanup(m.stop)
+	return m
+}
+
+// stop leaves the group cleanly: what it consumed is committed first.
+func (m *member) stop() {
+	select {
+	case <-m.done:
+		return
+	default:
+	}
+	m.cancel()
+	<-m.done
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = m.cl.CommitMarkedOffsets(ctx)
+	m.cl.Close()
+}
+
+func (m *member) partitions() map[int32]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[int32]bool{}
+	for p := range m.assigned {
+		out[p] = true
+	}
+	return out
+}
+
+// waitAssigned waits until the members' assignments are disjoint, cover every partition
+// and give each member its share.
+func waitAssigned(t *testing.T, partitions int32, members ...*member) {
+	t.Helper()
+	harness.Eventually(t, 60*time.Second, func() error {
+		owner := map[int32]string{}
+		for _, m := range members {
+			ps := m.partitions()
+			if n := len(ps); n < int(partitions)/len(members) {
+				return fmt.Errorf("%s has %d partitions", m.name, n)
+			}
+			for p := range ps {
+				if o, ok := owner[p]; ok {
+					return fmt.Errorf("partition %d assigned to %s and %s", p, o, m.name)
+				}
+				owner[p] = m.name
+			}
+		}
+		if len(owner) != int(partitions) {
+			return fmt.Errorf("%d of %d partitions assigned", len(owner), partitions)
+		}
+		return nil
+	})
+}
+
+// TestConsumerGroupRebalancesAcrossThreeMembers runs a group of three kgo consumers on
+// three agents: the six partitions are shared two by two; when a member leaves, the other
+// two take its partitions, and when one joins again, it gets its share back. Every record
+// produced along the way is consumed; the group's committed offsets (read back with kadm)
+// reach every partition's end; the group is described and listed as Kafka tools expect.
+func TestConsumerGroupRebalancesAcrossThreeMembers(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	const topic, group, partitions = "events", "billing", 6
+	c.createTopic(topic, partitions, nil)
+	producer := c.client(kgo.DefaultProduceTopic(topic))
+	produced := map[string]bool{}
+	produce := func(round, n int) {
+		var recs []*kgo.Record
+		for i := range n {
+			v := fmt.Sprintf("round-%d-%d", round, i)
+			produced[v] = true
+			recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(v)})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a := startMember(t, c, group, topic, "member-a")
+	b := startMember(t, c, group, topic, "member-b")
+	m3 := startMember(t, c, group, topic, "member-c")
+	waitAssigned(t, partitions, a, b, m3)
+	produce(1, 300)
+
+	consumed := func(ms ...*member) map[string]int {
+		out := map[string]int{}
+		for _, m := range ms {
+			m.mu.Lock()
+			for v, n := range m.got {
+				out[v] += n
+			}
+			m.mu.Unlock()
+		}
+		return out
+	}
+	all := []*member{a, b, m3}
+	waitConsumed := func() {
+		t.Helper()
+		harness.Eventually(t, 60*time.Second, func() error {
+			got := consumed(all...)
+			for v := range produced {
+				if got[v] == 0 {
+					return fmt.Errorf("%d of %d records consumed; %s not yet", len(got), len(produced), v)
+				}
+			}
+			return nil
+		})
+	}
+	waitConsumed()
+
+	m3.stop()
+	waitAssigned(t, partitions, a, b)
+	produce(2, 300)
+	waitConsumed()
+
+	d := startMember(t, c, group, topic, "member-d")
+	all = append(all, d)
+	waitAssigned(t, partitions, a, b, d)
+	produce(3, 300)
+	waitConsumed()
+
+	// Records are consumed once, except those a member had consumed and not yet committed
+	// when its partition moved (Kafka's at-least-once across a rebalance): only member-c
+	// left, after committing in its revoke callback, so there are none.
+	for v, n := range consumed(all...) {
+		if !produced[v] {
+			t.Fatalf("consumed %q, never produced", v)
+		}
+		if n != 1 {
+			t.Errorf("%s consumed %d times", v, n)
+		}
+	}
+
+	adm := kadm.NewClient(c.client())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 30*time.Second, func() error {
+		committed, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			return err
+		}
+		var lag []string
+		ends.Each(func(o kadm.ListedOffset) {
+			if got, ok := committed.Lookup(topic, o.Partition); !ok || got.At != o.Offset {
+				lag = append(lag, fmt.Sprintf("%d: committed %d of %d", o.Partition, got.At, o.Offset))
+			}
+		})
+		if lag != nil {
+			return fmt.Errorf("offsets behind: %v", lag)
+		}
+		return nil
+	})
+	described, err := adm.DescribeGroups(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg := described[group]
+	if dg.Err != nil || dg.State != "Stable" || len(dg.Members) != 3 || dg.Protocol == "" {
+		t.Fatalf("group described as %+v", dg)
+	}
+	listed, err := adm.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := listed[group]; !ok || len(listed) != 1 {
+		t.Fatalf("groups listed: %v", listed.Groups())
+	}
+}
