@@ -34,6 +34,7 @@ type producerBatch struct {
 type producerState struct {
 	epoch     int16
 	batches   []producerBatch // oldest first, at most producerWindow
+	next      int32           // the first sequence number of the producer's next batch
 	writtenMs int64
 }
 
@@ -46,7 +47,7 @@ type producers struct {
 func newProducers(states coordination.ProducerStates) *producers {
 	ps := &producers{m: map[int64]*producerState{}}
 	for id, st := range states {
-		ps.m[id] = &producerState{epoch: st.Epoch, writtenMs: st.WrittenMs,
+		ps.m[id] = &producerState{epoch: st.Epoch, writtenMs: st.WrittenMs, next: nextSeq(st.LastSeq),
 			batches: []producerBatch{{first: st.FirstSeq, last: st.LastSeq, base: st.Base, committed: true}}}
 	}
 	return ps
@@ -70,7 +71,7 @@ func lastSeq(first int32, n int) int32 {
 func (ps *producers) check(id int64, epoch int16, first int32, n int) (seqVerdict, int64) {
 	st := ps.m[id]
 	switch {
-	case st == nil || epoch > st.epoch || len(st.batches) == 0:
+	case st == nil || epoch > st.epoch:
 		return seqNext, 0 // a new producer, or a new epoch of one: any sequence starts it
 	case epoch < st.epoch:
 		return seqFenced, 0
@@ -84,13 +85,13 @@ func (ps *producers) check(id int64, epoch int16, first int32, n int) (seqVerdic
 			return seqInFlight, 0
 		}
 	}
-	latest := st.batches[len(st.batches)-1]
-	if first == nextSeq(latest.last) {
+	switch {
+	case first == st.next:
 		return seqNext, 0
-	}
-	if first <= latest.last {
-		// Older than the newest batch: written, or being written. Batches commit in
-		// order, so it is committed unless an uncommitted batch starts at or before it.
+	case first < st.next:
+		// Every sequence number below next was written or is being written (a failed
+		// batch lowers next to its own first). Batches commit in order, so this one is
+		// committed unless an uncommitted batch starts at or before it.
 		for _, b := range st.batches {
 			if !b.committed && b.first <= first {
 				return seqInFlight, 0
@@ -110,13 +111,15 @@ func (ps *producers) accept(id int64, epoch int16, first int32, n int, base, now
 	}
 	st.writtenMs = nowMs
 	st.batches = append(st.batches, producerBatch{first: first, last: lastSeq(first, n), base: base})
+	st.next = nextSeq(lastSeq(first, n))
 	if len(st.batches) > producerWindow {
 		st.batches = st.batches[len(st.batches)-producerWindow:]
 	}
 }
 
-// settle marks the batch at base committed, or forgets it when it failed (its sequence
-// numbers may then be sent again).
+// settle marks the batch at base committed, or forgets it when it failed: its sequence
+// numbers are expected again (a writer fails its batches oldest first, and every batch
+// after a failed one fails too, so the producer's next batch is the first that failed).
 func (ps *producers) settle(id, base int64, committed bool) {
 	st := ps.m[id]
 	if st == nil {
@@ -129,6 +132,7 @@ func (ps *producers) settle(id, base int64, committed bool) {
 		if committed {
 			st.batches[i].committed = true
 		} else {
+			st.next = min(st.next, b.first)
 			st.batches = append(st.batches[:i], st.batches[i+1:]...)
 		}
 		return

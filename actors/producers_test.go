@@ -1,0 +1,90 @@
+package actors
+
+import (
+	"math"
+	"testing"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// TestProducerSequences walks an idempotent producer through what a partition must
+// recognise: the next batch, retries of committed and in-flight batches, gaps, fencing by
+// a newer epoch, failed batches sent again, and the state a new owner loads.
+func TestProducerSequences(t *testing.T) {
+	ps := newProducers(nil)
+	expect := func(first int32, n int, want seqVerdict, wantBase int64) {
+		t.Helper()
+		got, base := ps.check(7, 0, first, n)
+		if got != want || got == seqDuplicate && base != wantBase {
+			t.Fatalf("batch %d+%d: verdict %d base %d, want %d base %d", first, n, got, base, want, wantBase)
+		}
+	}
+	expect(0, 10, seqNext, 0) // a new producer starts anywhere
+	ps.accept(7, 0, 0, 10, 100, 1)
+	expect(0, 10, seqInFlight, 0) // a retry while it is written waits
+	expect(10, 5, seqNext, 0)
+	ps.accept(7, 0, 10, 5, 110, 1)
+	expect(20, 5, seqOutOfOrder, 0) // 15..19 missing
+	ps.settle(7, 100, true)
+	expect(0, 10, seqDuplicate, 100) // a committed batch: its offsets again, nothing written
+	expect(5, 5, seqOlder, 0)        // within what is committed, not a batch remembered
+	expect(12, 3, seqInFlight, 0)    // within a batch still being written
+	ps.settle(7, 110, true)
+	expect(12, 3, seqOlder, 0)
+
+	// Batches failing (a writer reset): the producer's next batch is the first failed.
+	ps.accept(7, 0, 15, 5, 115, 2)
+	ps.accept(7, 0, 20, 5, 120, 2)
+	ps.settle(7, 115, false)
+	ps.settle(7, 120, false)
+	expect(20, 5, seqOutOfOrder, 0)
+	expect(15, 5, seqNext, 0)
+
+	// A newer epoch fences the older one and starts anywhere.
+	if v, _ := ps.check(7, 1, 0, 3); v != seqNext {
+		t.Fatalf("new epoch: verdict %d", v)
+	}
+	ps.accept(7, 1, 0, 3, 130, 3)
+	if v, _ := ps.check(7, 0, 15, 5); v != seqFenced {
+		t.Fatalf("old epoch: verdict %d", v)
+	}
+
+	// The state stored with a commit of [130, 132] and loaded by the next owner: the
+	// last batch of each producer, with its offsets.
+	snap := ps.snapshot(130, 132)
+	if st := snap[7]; st.Epoch != 1 || st.FirstSeq != 0 || st.LastSeq != 2 || st.Base != 130 {
+		t.Fatalf("snapshot: %+v", snap)
+	}
+	next := newProducers(snap)
+	if v, base := next.check(7, 1, 0, 3); v != seqDuplicate || base != 130 {
+		t.Fatalf("after a move: verdict %d base %d", v, base)
+	}
+	if v, _ := next.check(7, 1, 3, 1); v != seqNext {
+		t.Fatalf("after a move, the next batch: verdict %d", v)
+	}
+
+	// Sequence numbers wrap to 0 after the largest int32, as Kafka's do.
+	ps.accept(9, 0, math.MaxInt32-1, 2, 200, 4)
+	if v, _ := ps.check(9, 0, 0, 1); v != seqNext {
+		t.Fatalf("after the wrap: verdict %d", v)
+	}
+}
+
+// TestProducerStatesAreBounded keeps the producers that wrote last.
+func TestProducerStatesAreBounded(t *testing.T) {
+	ps := newProducers(nil)
+	for i := range int64(coordination.MaxProducerStates + 10) {
+		ps.accept(i+1, 0, 0, 1, i, i)
+		ps.settle(i+1, i, true)
+	}
+	snap := ps.snapshot(0, 0)
+	if len(snap) != coordination.MaxProducerStates {
+		t.Fatalf("%d producer states kept", len(snap))
+	}
+	if _, ok := snap[1]; ok {
+		t.Fatal("the producer that wrote first is still kept")
+	}
+	if _, ok := snap[coordination.MaxProducerStates+10]; !ok {
+		t.Fatal("the producer that wrote last is not kept")
+	}
+}

@@ -1,0 +1,213 @@
+package kafka_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// lossyProxy forwards Kafka connections and, for one produce response in every
+// dropEvery, closes the connection instead of forwarding it: the request was served and
+// its records written, but the client never hears so, and sends the batch again.
+type lossyProxy struct {
+	ln        net.Listener
+	target    atomic.Value // string
+	dropEvery int64
+	produces  atomic.Int64
+	dropped   atomic.Int64
+	wg        sync.WaitGroup
+}
+
+func startLossyProxy(t *testing.T, dropEvery int64) *lossyProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &lossyProxy{ln: ln, dropEvery: dropEvery}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Add(1)
+			go func() { defer p.wg.Done(); p.serve(c) }()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *lossyProxy) addr() string { return p.ln.Addr().String() }
+
+func frame(r io.Reader) ([]byte, error) {
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 4+binary.BigEndian.Uint32(size[:]))
+	copy(b, size[:])
+	_, err := io.ReadFull(r, b[4:])
+	return b, err
+}
+
+func (p *lossyProxy) serve(c net.Conn) {
+	defer c.Close()
+	s, err := net.Dial("tcp", p.target.Load().(string))
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	keys := make(chan int16, 1024) // API keys of the requests forwarded, in order
+	go func() {
+		defer s.Close()
+		for {
+			f, err := frame(c)
+			if err != nil || len(f) < 6 {
+				return
+			}
+			keys <- int16(binary.BigEndian.Uint16(f[4:]))
+			if _, err := s.Write(f); err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		f, err := frame(s)
+		if err != nil {
+			return
+		}
+		if key := <-keys; key == 0 && p.produces.Add(1)%p.dropEvery == 0 {
+			p.dropped.Add(1)
+			return // the response is lost with the connection
+		}
+		if _, err := c.Write(f); err != nil {
+			return
+		}
+	}
+}
+
+// produced is what a producer was told: each value's partition and offset.
+type produced struct {
+	mu  sync.Mutex
+	at  map[string][2]int64
+	err error
+}
+
+func produceValues(ctx context.Context, cl *kgo.Client, topic string, from, n int, out *produced) {
+	var wg sync.WaitGroup
+	for i := from; i < from+n; i++ {
+		v := fmt.Sprintf("value-%05d", i)
+		wg.Add(1)
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(fmt.Sprint(i % 7)), Value: []byte(v)}, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			out.mu.Lock()
+			defer out.mu.Unlock()
+			if err != nil {
+				out.err = err
+				return
+			}
+			out.at[v] = [2]int64{int64(r.Partition), r.Offset}
+		})
+	}
+	wg.Wait()
+}
+
+// checkExactlyOnce reads the topic back: every value acked is at the offset its producer
+// was told, and no value is in the log twice.
+func checkExactlyOnce(t *testing.T, c *cluster, topic string, acked *produced) {
+	t.Helper()
+	got := c.consumeAll(topic, len(acked.at), time.Minute)
+	seen := map[string]bool{}
+	for _, r := range got {
+		v := string(r.Value)
+		if seen[v] {
+			t.Fatalf("%s is in the log twice (second at %d/%d)", v, r.Partition, r.Offset)
+		}
+		seen[v] = true
+		if at, ok := acked.at[v]; ok && (at[0] != int64(r.Partition) || at[1] != r.Offset) {
+			t.Fatalf("%s acked at %d/%d, read at %d/%d", v, at[0], at[1], r.Partition, r.Offset)
+		}
+	}
+	for v := range acked.at {
+		if !seen[v] {
+			t.Fatalf("%s acked and not in the log", v)
+		}
+	}
+	if len(got) != len(acked.at) {
+		t.Fatalf("read %d records, %d acked", len(got), len(acked.at))
+	}
+}
+
+// TestIdempotentProducerRetriesDoNotDuplicate makes kgo's idempotent producer resend
+// batches that were written (a proxy loses one produce response in three): each record is
+// in the log once, at the offset the producer was told.
+func TestIdempotentProducerRetriesDoNotDuplicate(t *testing.T) {
+	proxy := startLossyProxy(t, 3)
+	c := newCluster(t, 1, func(int) []string { return []string{"--kafka-advertise", proxy.addr()} })
+	proxy.target.Store(c.agents[0].KafkaAddr)
+	const topic = "payments"
+	c.createTopic(topic, 3, nil)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(proxy.addr()), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(2*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	acked := &produced{at: map[string][2]int64{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for round := range 40 {
+		produceValues(ctx, cl, topic, round*25, 25, acked)
+	}
+	if acked.err != nil {
+		t.Fatal(acked.err)
+	}
+	if proxy.dropped.Load() == 0 {
+		t.Fatal("no produce response was lost: nothing was retried")
+	}
+	t.Logf("%d produce responses lost of %d", proxy.dropped.Load(), proxy.produces.Load())
+	checkExactlyOnce(t, c, topic, acked)
+}
+
+// TestIdempotenceSurvivesAnOwnerKill kills the agent owning the partitions while an
+// idempotent producer writes through the others: its retries reach the new owners, which
+// know its sequence numbers from etcd. Every acked record is in the log once.
+func TestIdempotenceSurvivesAnOwnerKill(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	const topic = "ledger"
+	c.createTopic(topic, 6, nil)
+	cl := c.client(kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(2*time.Millisecond))
+	acked := &produced{at: map[string][2]int64{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	produceValues(ctx, cl, topic, 0, 300, acked)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for round := 1; round < 12; round++ {
+			produceValues(ctx, cl, topic, round*300, 300, acked)
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // a hold: the kill lands while batches are in flight
+	if err := c.agents[0].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if acked.err != nil {
+		t.Fatal(acked.err)
+	}
+	c.agents = c.agents[1:] // the killed agent is no bootstrap for the reader
+	checkExactlyOnce(t, c, topic, acked)
+}
