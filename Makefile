@@ -37,7 +37,13 @@ run: build ## run a single-process cluster: embedded etcd, segments under ./data
 	$(BIN)/streamhouse dev $(DEVFLAGS)
 
 .PHONY: tools
-tools: $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/etcd $(BIN)/etcdctl $(BIN)/prometheus ## build the test tools into ./bin (MinIO, etcd, etcdctl, grpcurl; Prometheus and promtool from Debian's package)
+tools: $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/etcd $(BIN)/etcdctl $(BIN)/prometheus deb-tools ## build the test tools into ./bin (MinIO, etcd, etcdctl, grpcurl; Prometheus and promtool from Debian's package) and install kcat
+
+# kcat, the Kafka client the shell tests drive, links librdkafka: it is installed from
+# Debian's packages (as root) rather than copied out of one.
+.PHONY: deb-tools
+deb-tools:
+	@command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
 
 # The stamp names the version, so that changing MINIO_VERSION rebuilds MinIO and nothing
 # else does.
@@ -89,7 +95,8 @@ test: tools lint ## run every test (unit and integration against real MinIO/etcd
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 # Fuzz targets, package:function: every decoder of untrusted input.
-FUZZ_TARGETS := segmentstore:FuzzDecode segmentstore:FuzzConcat gateway:FuzzProduceRequest coordination:FuzzGroupOffsetKey
+FUZZ_TARGETS := segmentstore:FuzzDecode segmentstore:FuzzConcat gateway:FuzzProduceRequest coordination:FuzzGroupOffsetKey \
+  gateway/kafka:FuzzRecordBatches gateway/kafka:FuzzRequestFrame
 
 .PHONY: fuzz
 fuzz: tools ## fuzz every decoder of untrusted input for FUZZTIME each (default 30s); crashers land in <package>/testdata/fuzz

@@ -73,12 +73,11 @@ func parseHeader(frame []byte) (header, []byte, error) {
 	return h, rest, nil
 }
 
-// decodeRequest parses a known API's body at a version kmsg can read. It returns a nil
-// request for an API or version this listener does not parse (answered unsupported).
+// decodeRequest parses the body of a request of a served API and version.
 func decodeRequest(h header, body []byte) (kmsg.Request, error) {
 	kreq := kmsg.RequestForKey(h.key)
 	if kreq == nil || h.version < 0 || h.version > kreq.MaxVersion() {
-		return nil, nil
+		return nil, fmt.Errorf("%w: %s v%d cannot be read", errFrame, apiName(h.key), h.version)
 	}
 	kreq.SetVersion(h.version)
 	if kreq.IsFlexible() {
@@ -208,13 +207,14 @@ func (s *Server) handle(h header, body []byte, c net.Conn) (kmsg.Response, *requ
 		metricRequests.WithLabelValues(api, "unsupported").Inc()
 		return s.apiVersions(errUnsupportedVersion), nil, nil
 	}
+	if !supported(h.key, h.version) {
+		// Answered without reading the body: the frame's size says where it ends.
+		metricRequests.WithLabelValues(api, "unsupported").Inc()
+		return nil, nil, nil
+	}
 	kreq, err := decodeRequest(h, body)
 	if err != nil {
 		return nil, nil, err
-	}
-	if kreq == nil || !supported(h.key, h.version) {
-		metricRequests.WithLabelValues(api, "unsupported").Inc()
-		return nil, nil, nil
 	}
 	req := &request{header: h, conn: c, kreq: kreq}
 	ctx, cancel := context.WithCancel(s.ctx)

@@ -34,6 +34,9 @@ const (
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
+// crcOf is a batch's CRC-32C of the bytes from its attributes on.
+func crcOf(b []byte) uint32 { return crc32.Checksum(b, crc32c) }
+
 // batch is one RecordBatch of a produce request with its records decoded.
 type batch struct {
 	producerID    int64
@@ -91,7 +94,7 @@ func decodeBatch(raw []byte, maxBytes, maxRecord int) (batch, error) {
 	if rb.Magic != 2 {
 		return batch{}, &batchError{code: kerr.UnsupportedForMessageFormat.Code, msg: fmt.Sprintf("record batch magic %d: only v2 (magic 2) is accepted", rb.Magic)}
 	}
-	if got := crc32.Checksum(raw[batchAttrsAt:], crc32c); got != uint32(rb.CRC) {
+	if got := crcOf(raw[batchAttrsAt:]); got != uint32(rb.CRC) {
 		return batch{}, corrupt("record batch CRC %08x, computed %08x", uint32(rb.CRC), got)
 	}
 	if rb.Attributes&(attrTransactional|attrControl) != 0 {
@@ -264,6 +267,6 @@ func appendBatch(dst []byte, recs []*partitionpb.Record) []byte {
 	start := len(dst)
 	dst = rb.AppendTo(dst)
 	binary.BigEndian.PutUint32(dst[start+batchLengthAt:], uint32(len(dst)-start-12))
-	binary.BigEndian.PutUint32(dst[start+batchCRCAt:], crc32.Checksum(dst[start+batchAttrsAt:], crc32c))
+	binary.BigEndian.PutUint32(dst[start+batchCRCAt:], crcOf(dst[start+batchAttrsAt:]))
 	return dst
 }

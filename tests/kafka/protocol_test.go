@@ -1,0 +1,130 @@
+package kafka_test
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// rawConn speaks the Kafka protocol with hand-made frames, to send what no client would.
+type rawConn struct {
+	t    *testing.T
+	c    net.Conn
+	corr int32
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &rawConn{t: t, c: c}
+}
+
+// send writes a request frame: key, version, correlation id, client id, then body.
+func (r *rawConn) send(key, version int16, body []byte) int32 {
+	r.corr++
+	b := binary.BigEndian.AppendUint32(nil, 0)
+	b = binary.BigEndian.AppendUint16(b, uint16(key))
+	b = binary.BigEndian.AppendUint16(b, uint16(version))
+	b = binary.BigEndian.AppendUint32(b, uint32(r.corr))
+	b = binary.BigEndian.AppendUint16(b, 3)
+	b = append(b, "raw"...)
+	b = append(b, body...)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	_ = r.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := r.c.Write(b); err != nil {
+		r.t.Fatal(err)
+	}
+	return r.corr
+}
+
+// recv reads a response frame and returns what follows its correlation id.
+func (r *rawConn) recv(corr int32) []byte {
+	r.t.Helper()
+	f, err := frame(r.c)
+	if err != nil {
+		r.t.Fatalf("no response: %v", err)
+	}
+	if got := int32(binary.BigEndian.Uint32(f[4:])); got != corr {
+		r.t.Fatalf("correlation id %d, want %d", got, corr)
+	}
+	return f[8:]
+}
+
+// apiVersions asks ApiVersions v0, which every broker must answer, and returns it.
+func (r *rawConn) apiVersions() *kmsg.ApiVersionsResponse {
+	r.t.Helper()
+	body := r.recv(r.send(int16(kmsg.ApiVersions), 0, nil))
+	resp := kmsg.NewPtrApiVersionsResponse()
+	resp.Version = 0
+	if err := resp.ReadFrom(body); err != nil {
+		r.t.Fatalf("ApiVersions v0: %v", err)
+	}
+	return resp
+}
+
+// TestUnsupportedRequestsAreAnsweredAndMalformedFramesCloseOneConnection sends what the
+// listener does not serve (an unknown API, an API it does not implement, versions past
+// what it serves) and gets UNSUPPORTED_VERSION each time on a connection that stays
+// usable; a frame that cannot be parsed closes its own connection only.
+func TestUnsupportedRequestsAreAnsweredAndMalformedFramesCloseOneConnection(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	addr := c.agents[0].KafkaAddr
+	r := dialRaw(t, addr)
+
+	served := r.apiVersions()
+	if served.ErrorCode != 0 || len(served.ApiKeys) < 18 {
+		t.Fatalf("ApiVersions: error %d, %d APIs", served.ErrorCode, len(served.ApiKeys))
+	}
+	unsupported := kerr.UnsupportedVersion.Code
+	expectUnsupported := func(what string, key, version int16, body []byte) {
+		t.Helper()
+		got := r.recv(r.send(key, version, body))
+		if len(got) < 2 || int16(binary.BigEndian.Uint16(got)) != unsupported {
+			t.Fatalf("%s: answer %x, want UNSUPPORTED_VERSION first", what, got)
+		}
+		if again := r.apiVersions(); again.ErrorCode != 0 {
+			t.Fatalf("after %s the connection answers ApiVersions with %d", what, again.ErrorCode)
+		}
+	}
+	expectUnsupported("an unknown API key", 999, 0, []byte{1, 2, 3})
+	expectUnsupported("DeleteRecords, not implemented", int16(kmsg.DeleteRecords), 0, []byte{0, 0, 0, 0, 0, 0, 0, 0})
+	expectUnsupported("Fetch v13 (topic ids)", int16(kmsg.Fetch), 13, nil)
+	expectUnsupported("Produce v2 (message sets)", int16(kmsg.Produce), 2, nil)
+
+	// ApiVersions past what is served: v0 with the list, so the client can pick.
+	got := r.recv(r.send(int16(kmsg.ApiVersions), 99, nil))
+	v0 := kmsg.NewPtrApiVersionsResponse()
+	v0.Version = 0
+	if err := v0.ReadFrom(got); err != nil || v0.ErrorCode != unsupported || len(v0.ApiKeys) != len(served.ApiKeys) {
+		t.Fatalf("ApiVersions v99: %v error %d, %d APIs", err, v0.ErrorCode, len(v0.ApiKeys))
+	}
+
+	// Malformed: a Metadata v1 whose topic array claims more than the frame holds, and a
+	// frame shorter than a header. Each closes its connection; the first stays served.
+	for name, bad := range map[string]func(*rawConn){
+		"truncated body": func(b *rawConn) { b.send(int16(kmsg.Metadata), 1, []byte{0, 0, 0, 9, 0, 5}) },
+		"short header": func(b *rawConn) {
+			_, _ = b.c.Write([]byte{0, 0, 0, 3, 0, 1, 2})
+		},
+		"huge frame": func(b *rawConn) { _, _ = b.c.Write([]byte{0x7f, 0xff, 0xff, 0xff}) },
+	} {
+		b := dialRaw(t, addr)
+		bad(b)
+		_ = b.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := b.c.Read(make([]byte, 16)); err != io.EOF {
+			t.Fatalf("%s: read %d bytes, %v; want the connection closed", name, n, err)
+		}
+		if again := r.apiVersions(); again.ErrorCode != 0 {
+			t.Fatalf("after %s on another connection, ApiVersions answers %d", name, again.ErrorCode)
+		}
+	}
+}
