@@ -33,7 +33,7 @@ build: ## build bin/streamhouse and bin/streamctl
 	$(GO) build -o $(BIN)/streamctl ./cmd/streamctl
 
 .PHONY: run
-run: build ## run a single-process cluster: embedded etcd, segments under ./data, API on :50051
+run: build ## run a single-process cluster: embedded etcd, segments under ./data, API on :50051, Kafka on :9092
 	$(BIN)/streamhouse dev $(DEVFLAGS)
 
 .PHONY: tools
@@ -142,7 +142,7 @@ images: tools ## build the compose images (streamhouse, etcd, MinIO, Prometheus)
 	bash deploy/compose/images.sh
 
 .PHONY: up
-up: images ## start the compose cluster: 3 etcd, MinIO, 3 agents (API on localhost:50051-50053), Prometheus (:9090)
+up: images ## start the compose cluster: 3 etcd, MinIO, 3 agents (API on localhost:50051-50053, Kafka on :9092-9094), Prometheus (:9090)
 	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) up -d
 	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) ps
 

@@ -53,6 +53,28 @@ func envInt(t *testing.T, name string, def int) int {
 func TestChaos(t *testing.T) {
 	faults, seed := envInt(t, "CHAOS_FAULTS", 28), envInt(t, "CHAOS_SEED", 1)
 	t.Logf("chaos run: %d faults, seed %d (CHAOS_FAULTS, CHAOS_SEED)", faults, seed)
+	kinds := faultKinds
+	if v := os.Getenv("CHAOS_KINDS"); v != "" {
+		var err error
+		if kinds, err = kindsByName(strings.Split(v, ",")); err != nil {
+			t.Fatalf("$CHAOS_KINDS: %v", err)
+		}
+	}
+	runChaos(t, faults, seed, kinds, false)
+}
+
+// TestChaosOverKafka runs the workload's producers and followers over the Kafka protocol
+// (kgo idempotent producers through every agent) while agents are killed, paused past
+// their session and restarted: CHAOS_KAFKA_FAULTS (default 9) faults.
+func TestChaosOverKafka(t *testing.T) {
+	faults, seed := envInt(t, "CHAOS_KAFKA_FAULTS", 9), envInt(t, "CHAOS_SEED", 1)
+	t.Logf("chaos run over Kafka: %d faults, seed %d (CHAOS_KAFKA_FAULTS, CHAOS_SEED)", faults, seed)
+	runChaos(t, faults, seed, []string{killAgent, pauseAgent, restartAgent}, true)
+}
+
+// runChaos runs the workload (over Kafka or gRPC) through a schedule of faults of the
+// given kinds, then checks the history.
+func runChaos(t *testing.T, faults, seed int, kinds []string, overKafka bool) {
 	ctx := context.Background()
 	c, storeURL := startCluster(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", c.minio.AccessKey)
@@ -74,6 +96,11 @@ func TestChaos(t *testing.T) {
 	})
 
 	w := newWorkload(clients, topic, partitions)
+	if overKafka {
+		for _, a := range c.agents {
+			w.kafka = append(w.kafka, a.KafkaAddr)
+		}
+	}
 	w.start(uint64(seed))
 	harness.Eventually(t, 60*time.Second, func() error { return w.ackedSince(time.Time{}) })
 
@@ -85,13 +112,6 @@ func TestChaos(t *testing.T) {
 
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xc4a05))
 	var done []fault
-	kinds := faultKinds
-	if v := os.Getenv("CHAOS_KINDS"); v != "" {
-		var err error
-		if kinds, err = kindsByName(strings.Split(v, ",")); err != nil {
-			t.Fatalf("$CHAOS_KINDS: %v", err)
-		}
-	}
 	for i, kind := range schedule(faults, kinds, rng) {
 		f, err := c.inject(ctx, kind, rng)
 		if err != nil {
@@ -127,7 +147,7 @@ func TestChaos(t *testing.T) {
 	for _, f := range done {
 		names, starts = append(names, f.Kind), append(starts, f.Start)
 	}
-	table := summary(r, objects, Unavailability(names, starts, end, w.ackTimes), faults, seed, end.Sub(done[0].Start))
+	table := summary(r, objects, Unavailability(names, starts, end, w.ackTimes), faults, seed, end.Sub(done[0].Start), overKafka)
 	t.Log("\n" + table)
 	if path := os.Getenv("CHAOS_REPORT"); path != "" {
 		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
@@ -292,9 +312,13 @@ func checkObjects(t *testing.T, c *cluster, store objstore.Store, seen map[strin
 }
 
 // summary is the run's table, in the Markdown docs/RELIABILITY.md shows.
-func summary(r Report, o objectCounts, outages []Outage, faults, seed int, took time.Duration) string {
+func summary(r Report, o objectCounts, outages []Outage, faults, seed int, took time.Duration, overKafka bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d faults, seed %d, %s of faults; 3 agents, 3 etcd members, 1 MinIO, %d partitions\n\n", faults, seed, took.Round(time.Second), partitions)
+	fmt.Fprintf(&b, "%d faults, seed %d, %s of faults; 3 agents, 3 etcd members, 1 MinIO, %d partitions\n", faults, seed, took.Round(time.Second), partitions)
+	if overKafka {
+		fmt.Fprintf(&b, "producers and followers over the Kafka protocol (kgo, idempotent); group and final read over gRPC\n")
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "| check | count | must be 0 |\n|---|---|---|\n")
 	row := func(name string, n int, must bool) {
 		m := ""

@@ -27,6 +27,9 @@ type workload struct {
 	clients    []pb.StreamHouseClient
 	topic      string
 	partitions int32
+	// kafka, when set, are the agents' Kafka addresses: producers and followers then
+	// speak the Kafka protocol (kafka.go); the group and the final read stay on gRPC.
+	kafka []string
 
 	mu       sync.Mutex
 	h        History
@@ -63,10 +66,19 @@ func (w *workload) pause(d time.Duration) bool {
 
 func (w *workload) start(seed uint64) {
 	for i := range producers {
-		w.wg.Go(func() { w.produce(i, rand.New(rand.NewPCG(seed, uint64(i)))) })
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		if w.kafka != nil {
+			w.wg.Go(func() { w.produceKafka(i, rng) })
+		} else {
+			w.wg.Go(func() { w.produce(i, rng) })
+		}
 	}
-	for p := range w.partitions {
-		w.wg.Go(func() { w.follow(p, rand.New(rand.NewPCG(seed, 100+uint64(p)))) })
+	if w.kafka != nil {
+		w.wg.Go(w.followKafka)
+	} else {
+		for p := range w.partitions {
+			w.wg.Go(func() { w.follow(p, rand.New(rand.NewPCG(seed, 100+uint64(p)))) })
+		}
 	}
 	for m := range groupMembers {
 		w.wg.Go(func() { w.consumeGroup(m, rand.New(rand.NewPCG(seed, 200+uint64(m)))) })

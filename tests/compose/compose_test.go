@@ -1,7 +1,8 @@
 // Package compose_test runs the docker compose cluster of deploy/compose (3 etcd members,
 // MinIO, 3 agents in 3 zones, images built here) and checks what its users rely on: the
 // cluster comes up healthy, serves produce and consume through any agent, shows its state
-// through etcdctl, and loses no acked record when an agent container is killed.
+// through etcdctl and to Kafka clients on the host, and loses no acked record when an agent
+// container is killed.
 package compose_test
 
 import (
@@ -13,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -26,6 +29,7 @@ type compose struct {
 	dir     string
 	project string
 	env     []string
+	kafka   []string // the agents' Kafka listeners, as published on this host
 }
 
 func (c *compose) run(args ...string) (string, error) {
@@ -69,6 +73,14 @@ func startCompose(t *testing.T) (*compose, []string) {
 	}
 	c := &compose{t: t, cmd: cmd, dir: root + "/deploy/compose", project: fmt.Sprintf("shtest%d", os.Getpid())}
 	var agents []string
+	for _, v := range []string{"AGENT1_KAFKA_PORT", "AGENT2_KAFKA_PORT", "AGENT3_KAFKA_PORT"} {
+		p, err := harness.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.env = append(c.env, fmt.Sprintf("%s=%d", v, p))
+		c.kafka = append(c.kafka, fmt.Sprintf("127.0.0.1:%d", p))
+	}
 	for _, v := range []string{"AGENT1_PORT", "AGENT2_PORT", "AGENT3_PORT", "ETCD_PORT", "MINIO_PORT", "PROMETHEUS_PORT"} {
 		p, err := harness.FreePort()
 		if err != nil {
@@ -169,6 +181,7 @@ func TestComposeClusterFailsOverWithoutLoss(t *testing.T) {
 		}
 	}
 	produce(0, 1000)
+	kafkaRoundTrip(t, c.kafka)
 
 	// Prometheus scrapes all three agents and sees what they acked.
 	harness.Eventually(t, 60*time.Second, func() error {
@@ -317,5 +330,36 @@ func verify(t *testing.T, c pb.StreamHouseClient, acked map[int32]map[int64]stri
 				t.Fatalf("partition %d: acked %q at %d is lost", p, v, off)
 			}
 		}
+	}
+}
+
+// kafkaRoundTrip creates a topic, produces and consumes through the agents' published
+// Kafka listeners with kgo: the addresses the agents advertise work from the host.
+func kafkaRoundTrip(t *testing.T, seeds []string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic("kafka-check"),
+		kgo.ConsumeTopics("kafka-check"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, nil, "kafka-check"); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range 100 {
+		recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i%7), Value: fmt.Appendf(nil, "kafka-%d", i)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("Kafka produce through the published ports: %v", err)
+	}
+	seen := map[string]bool{}
+	for len(seen) < len(recs) && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+	}
+	if len(seen) != len(recs) {
+		t.Fatalf("Kafka consume read %d of %d records", len(seen), len(recs))
 	}
 }

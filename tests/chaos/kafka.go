@@ -1,0 +1,88 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+)
+
+// kafkaProduceTimeout bounds one produce over Kafka, kgo's own retries included; a
+// produce that does not finish within it has an unknown outcome.
+const kafkaProduceTimeout = 30 * time.Second
+
+// produceKafka is produce over the Kafka protocol: a kgo idempotent producer of its own,
+// seeded with every agent, sends each request's values to one partition and lets kgo
+// retry (same producer id and sequence numbers, through whichever agent its metadata
+// names) until acked or the timeout.
+func (w *workload) produceKafka(id int, rng *rand.Rand) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(w.kafka...), kgo.DefaultProduceTopic(w.topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ClientID(fmt.Sprintf("chaos-producer-%d", id)),
+		kgo.RetryBackoffFn(func(n int) time.Duration { return time.Duration(min(50*n, 500)) * time.Millisecond }))
+	if err != nil {
+		panic(err) // options are constant: only a bug gets here
+	}
+	defer cl.Close()
+	for seq := 0; !w.stopped(); seq++ {
+		p := int32((seq + id) % int(w.partitions))
+		var recs []*kgo.Record
+		for k := range 1 + rng.IntN(maxRecords) {
+			recs = append(recs, &kgo.Record{Partition: p, Value: fmt.Appendf(nil, "k%d-%d-%d", id, seq, k)})
+		}
+		w.mu.Lock()
+		for _, r := range recs {
+			w.h.Sent[string(r.Value)] = true
+		}
+		w.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), kafkaProduceTimeout)
+		results := cl.ProduceSync(ctx, recs...)
+		cancel()
+		if results.FirstErr() == nil {
+			now := time.Now()
+			w.mu.Lock()
+			for _, r := range results {
+				w.h.Acks = append(w.h.Acks, Ack{Partition: r.Record.Partition, Offset: r.Record.Offset, Value: string(r.Record.Value)})
+				w.ackTimes[r.Record.Partition] = append(w.ackTimes[r.Record.Partition], now)
+			}
+			w.mu.Unlock()
+		}
+		if !w.pause(time.Duration(5+rng.IntN(10)) * time.Millisecond) {
+			return
+		}
+	}
+}
+
+// followKafka tails every partition from offset 0 with one kgo consumer, as a Kafka
+// consumer reading everything would.
+func (w *workload) followKafka() {
+	offsets := map[int32]kgo.Offset{}
+	for p := range w.partitions {
+		offsets[p] = kgo.NewOffset().At(0)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(w.kafka...), kgo.ClientID("chaos-follower"),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{w.topic: offsets}), kgo.FetchMaxWait(500*time.Millisecond))
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-w.stop; cancel() }()
+	next := map[int32]int64{}
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if len(fp.Records) == 0 {
+				return
+			}
+			recs := make([]*pb.Record, len(fp.Records))
+			for i, r := range fp.Records {
+				recs[i] = &pb.Record{Offset: r.Offset, Value: r.Value}
+			}
+			next[fp.Partition] = w.record(fp.Partition, next[fp.Partition], recs)
+		})
+	}
+}
