@@ -90,7 +90,7 @@ func (s *Server) dispatch(ctx context.Context, req *request) kmsg.Response {
 	case *kmsg.LeaveGroupRequest:
 		return s.groups.leave(r)
 	case *kmsg.DescribeGroupsRequest:
-		return s.groups.describe(r)
+		return s.groups.describe(ctx, r)
 	case *kmsg.ListGroupsRequest:
 		return s.listGroups(ctx, r)
 	case *kmsg.OffsetCommitRequest:

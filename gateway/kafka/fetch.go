@@ -22,14 +22,15 @@ const (
 	pollRound = time.Second
 )
 
-// fetchPart is one partition of a fetch request and, once read, its answer.
+// fetchPart is one partition of a fetch request and, as it is read, its answer.
 type fetchPart struct {
 	p        coordination.Partition
-	offset   int64
+	offset   int64 // the next offset to read
 	maxBytes int32
 	out      *kmsg.FetchResponseTopicPartition
+	records  []*partitionpb.Record
 	bytes    int
-	done     bool
+	done     bool // answered with an error, or read up to its max bytes
 }
 
 // fetch reads every partition asked for, concurrently. A fetch that finds fewer than
@@ -87,9 +88,10 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		}
 		return resp
 	}
-	// A first read that does not wait; then, if that found too little, long-polls.
+	// A first read that does not wait; then, while that is less than min bytes, reads
+	// that wait at the log end, until the deadline.
 	total := s.fetchRound(ctx, c, parts, 0)
-	for total < int(r.MinBytes) && total == 0 && ctx.Err() == nil {
+	for total < int(r.MinBytes) && ctx.Err() == nil {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			break
@@ -97,6 +99,11 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		total += s.fetchRound(ctx, c, parts, min(wait, pollRound))
 	}
 	s.trim(parts, int(r.MaxBytes))
+	for _, fp := range parts {
+		if len(fp.records) > 0 {
+			fp.out.RecordBatches = appendBatch(nil, fp.records)
+		}
+	}
 	return resp
 }
 
@@ -149,30 +156,45 @@ func (s *Server) fetchRound(ctx context.Context, c *actors.Client, parts []*fetc
 	return total
 }
 
-// answer fills a partition's response from its read and returns the record bytes.
+// answer adds a partition's read to its response and returns the record bytes it added.
+// A partition that fails keeps what it read before (its error then waits for the next
+// fetch, as Kafka answers records or an error, not both).
 func (s *Server) answer(fp *fetchPart, resp *partitionpb.FetchResponse, err error) int {
 	out := fp.out
+	if err == nil && resp.Code != partitionpb.Code_CODE_OK {
+		err = errPartition(resp.Code)
+	}
 	if err != nil {
 		fp.done = true
-		out.ErrorCode = codeOf(err)
+		if len(fp.records) == 0 {
+			out.ErrorCode = codeOf(err)
+			if pe, ok := err.(partitionError); ok {
+				out.ErrorCode = partitionCode(pe.code)
+				out.HighWatermark, out.LastStableOffset, out.LogStartOffset = resp.HighWaterMark, resp.HighWaterMark, resp.LogStartOffset
+			}
+		}
 		return 0
 	}
 	out.HighWatermark, out.LastStableOffset, out.LogStartOffset = resp.HighWaterMark, resp.HighWaterMark, resp.LogStartOffset
-	if resp.Code != partitionpb.Code_CODE_OK {
-		fp.done = true
-		out.ErrorCode = partitionCode(resp.Code)
-		return 0
-	}
-	if len(resp.Records) == 0 {
-		return 0
-	}
-	fp.done = true
-	out.RecordBatches = appendBatch(nil, resp.Records)
+	added := 0
 	for _, r := range resp.Records {
-		fp.bytes += len(r.Key) + len(r.Value)
+		added += len(r.Key) + len(r.Value)
 	}
-	return fp.bytes
+	if len(resp.Records) > 0 {
+		fp.records = append(fp.records, resp.Records...)
+		fp.offset = resp.Records[len(resp.Records)-1].Offset + 1
+		fp.bytes += added
+		fp.maxBytes -= int32(min(added, int(fp.maxBytes)))
+		fp.done = fp.maxBytes <= 0
+	}
+	return added
 }
+
+// partitionError is a partition's answer that is not OK.
+type partitionError struct{ code partitionpb.Code }
+
+func errPartition(c partitionpb.Code) error { return partitionError{c} }
+func (e partitionError) Error() string    { return e.code.String() }
 
 // trim drops records past a request's max bytes, in request order; the first partition
 // with records keeps them whatever their size, so that a consumer always progresses.
@@ -186,7 +208,7 @@ func (s *Server) trim(parts []*fetchPart, maxBytes int) {
 			continue
 		}
 		if total > 0 && total+fp.bytes > maxBytes {
-			fp.out.RecordBatches = []byte{}
+			fp.records = nil
 			continue
 		}
 		total += fp.bytes

@@ -547,10 +547,10 @@ func (gs *groups) expire(now time.Time) {
 	}
 }
 
-func (gs *groups) describe(r *kmsg.DescribeGroupsRequest) kmsg.Response {
+func (gs *groups) describe(ctx context.Context, r *kmsg.DescribeGroupsRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.DescribeGroupsResponse)
 	gs.mu.Lock()
-	defer gs.mu.Unlock()
+	var unknown []int // groups without members here: etcd says whether they have offsets
 	for _, name := range r.Groups {
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group = name
@@ -561,10 +561,7 @@ func (gs *groups) describe(r *kmsg.DescribeGroupsRequest) kmsg.Response {
 		}
 		g := gs.m[name]
 		if g == nil {
-			dg.State = stateDead // Kafka's answer for a group without members here
-			if gs.hasOffsets(name) {
-				dg.State, dg.ProtocolType = stateEmpty, "consumer"
-			}
+			unknown = append(unknown, len(resp.Groups))
 			resp.Groups = append(resp.Groups, dg)
 			continue
 		}
@@ -583,15 +580,19 @@ func (gs *groups) describe(r *kmsg.DescribeGroupsRequest) kmsg.Response {
 		}
 		resp.Groups = append(resp.Groups, dg)
 	}
+	gs.mu.Unlock()
+	for _, i := range unknown {
+		dg := &resp.Groups[i]
+		dg.State = stateDead // Kafka's answer for a group it does not know
+		offsets, err := gs.s.coord.FetchOffsets(ctx, dg.Group)
+		switch {
+		case err != nil:
+			dg.ErrorCode = codeOf(err)
+		case len(offsets) > 0:
+			dg.State, dg.ProtocolType = stateEmpty, "consumer" // offsets and no members
+		}
+	}
 	return resp
-}
-
-// hasOffsets reports whether a group has offsets in etcd (an Empty group, to Kafka).
-func (gs *groups) hasOffsets(name string) bool {
-	ctx, cancel := context.WithTimeout(gs.s.ctx, 5*time.Second)
-	defer cancel()
-	offsets, err := gs.s.coord.FetchOffsets(ctx, name)
-	return err == nil && len(offsets) > 0
 }
 
 // states returns the groups this agent coordinates with their protocol type and state.

@@ -214,3 +214,45 @@ func metadata(t *testing.T, c *cluster, clientID string) *kmsg.MetadataResponse 
 	sort.Slice(resp.Brokers, func(i, j int) bool { return resp.Brokers[i].NodeID < resp.Brokers[j].NodeID })
 	return resp
 }
+
+// TestFetchWaitsForRecords sends raw Fetch requests: one at the log end of an idle
+// partition answers empty after its max wait; one with min bytes 1 waiting up to 10 s
+// answers with a record produced while it waits, well before its max wait.
+func TestFetchWaitsForRecords(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.createTopic("waits", 1, nil)
+	cl := c.client(kgo.DefaultProduceTopic("waits"))
+	broker := cl.Broker(int(metadata(t, c, "fetcher").Brokers[0].NodeID))
+	fetch := func(maxWait time.Duration) (*kmsg.FetchResponse, time.Duration) {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 12, int32(maxWait.Milliseconds()), 1, 1<<20
+		tp := kmsg.NewFetchRequestTopic()
+		tp.Topic = "waits"
+		pp := kmsg.NewFetchRequestTopicPartition()
+		pp.PartitionMaxBytes = 1 << 20
+		tp.Partitions = append(tp.Partitions, pp)
+		req.Topics = append(req.Topics, tp)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		start := time.Now()
+		resp, err := req.RequestWith(ctx, broker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, time.Since(start)
+	}
+	resp, took := fetch(300 * time.Millisecond)
+	if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 || len(p.RecordBatches) != 0 || p.HighWatermark != 0 || took < 250*time.Millisecond {
+		t.Fatalf("idle fetch: error %d, %d bytes, hwm %d after %v", p.ErrorCode, len(p.RecordBatches), p.HighWatermark, took)
+	}
+	go func() {
+		time.Sleep(500 * time.Millisecond) // produced while the fetch below waits
+		_ = cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte("late")}).FirstErr()
+	}()
+	resp, took = fetch(10 * time.Second)
+	p := resp.Topics[0].Partitions[0]
+	var rb kmsg.RecordBatch
+	if err := rb.ReadFrom(p.RecordBatches); err != nil || rb.NumRecords != 1 || took > 8*time.Second {
+		t.Fatalf("long-poll: %v, %d records after %v", err, rb.NumRecords, took)
+	}
+}
