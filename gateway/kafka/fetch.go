@@ -194,7 +194,7 @@ func (s *Server) answer(fp *fetchPart, resp *partitionpb.FetchResponse, err erro
 type partitionError struct{ code partitionpb.Code }
 
 func errPartition(c partitionpb.Code) error { return partitionError{c} }
-func (e partitionError) Error() string    { return e.code.String() }
+func (e partitionError) Error() string      { return e.code.String() }
 
 // trim drops records past a request's max bytes, in request order; the first partition
 // with records keeps them whatever their size, so that a consumer always progresses.
