@@ -447,21 +447,27 @@ func (gs *groups) sync(ctx context.Context, r *kmsg.SyncGroupRequest) kmsg.Respo
 
 func (gs *groups) heartbeat(r *kmsg.HeartbeatRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.HeartbeatResponse)
+	resp.ErrorCode = gs.alive(r.Group, r.MemberID, r.Generation)
+	return resp
+}
+
+// alive records that a member is alive (a heartbeat, an offset commit) and says whether
+// it is in the group's current generation and the group is not rebalancing.
+func (gs *groups) alive(name, memberID string, generation int32) int16 {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
-	g, code := gs.get(r.Group)
-	var m *member
-	if code == errNone {
-		m, code = g.check(r.MemberID, r.Generation)
+	g, code := gs.get(name)
+	if code != errNone {
+		return code
 	}
+	m, code := g.check(memberID, generation)
 	if m != nil {
 		m.seen = time.Now()
 	}
 	if code == errNone && g.state == statePreparing {
-		code = kerr.RebalanceInProgress.Code
+		return kerr.RebalanceInProgress.Code
 	}
-	resp.ErrorCode = code
-	return resp
+	return code
 }
 
 func (gs *groups) leave(r *kmsg.LeaveGroupRequest) kmsg.Response {

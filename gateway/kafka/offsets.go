@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"sort"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -79,20 +78,7 @@ func (gs *groups) checkCommit(name, memberID string, generation int32) int16 {
 	if generation < 0 && memberID == "" {
 		return errNone
 	}
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
-	g, code := gs.get(name)
-	if code != errNone {
-		return code
-	}
-	m, code := g.check(memberID, generation)
-	if code == errNone && g.state == statePreparing {
-		return kerr.RebalanceInProgress.Code
-	}
-	if m != nil {
-		m.seen = time.Now()
-	}
-	return code
+	return gs.alive(name, memberID, generation)
 }
 
 // offsetFetch answers a group's committed offsets (-1 for a partition without one); a
