@@ -35,7 +35,7 @@ var clusters atomic.Int64
 
 // cluster is a set of agent processes sharing one etcd root and one bucket.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	root   string
 	bucket string
 	dir    string
@@ -44,7 +44,7 @@ type cluster struct {
 
 // newCluster starts agents in zones zone-a, zone-b, zone-c, ... in turn; args are extra
 // flags of agent i (nil: none).
-func newCluster(t *testing.T, agents int, args func(i int) []string) *cluster {
+func newCluster(t testing.TB, agents int, args func(i int) []string) *cluster {
 	t.Helper()
 	n := clusters.Add(1)
 	c := &cluster{t: t, root: fmt.Sprintf("/kafka-test/%d", n), bucket: fmt.Sprintf("kafka-%d-%d", os.Getpid(), n), dir: t.TempDir()}
