@@ -248,3 +248,65 @@ func TestConsumerGroupRebalancesAcrossThreeMembers(t *testing.T) {
 		t.Fatalf("groups listed: %v", listed.Groups())
 	}
 }
+
+// TestGroupSurvivesItsCoordinatorsDeath kills the agent coordinating a group of two kgo
+// consumers: the members find the new coordinator, rejoin, and consume what is produced
+// after; nothing acked is missed (records consumed and not yet committed when the
+// coordinator died may be consumed again, Kafka's at-least-once).
+func TestGroupSurvivesItsCoordinatorsDeath(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	const topic, group, partitions = "jobs", "workers", 4
+	c.createTopic(topic, partitions, nil)
+	a := startMember(t, c, group, topic, "worker-a")
+	b := startMember(t, c, group, topic, "worker-b")
+	waitAssigned(t, partitions, a, b)
+
+	adm := kadm.NewClient(c.client())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	coords := adm.FindGroupCoordinators(ctx, group)
+	coord, ok := coords[group]
+	if !ok || coord.Err != nil {
+		t.Fatalf("coordinator of %s: %+v", group, coords)
+	}
+	victim := -1
+	for i, ag := range c.agents {
+		if ag.KafkaAddr == fmt.Sprintf("%s:%d", coord.Host, coord.Port) {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		t.Fatalf("coordinator %s:%d is no agent", coord.Host, coord.Port)
+	}
+	if err := c.agents[victim].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed %s, the coordinator of %s", c.agents[victim].Config.Node, group)
+	c.agents = append(c.agents[:victim:victim], c.agents[victim+1:]...)
+
+	producer := c.client(kgo.DefaultProduceTopic(topic))
+	var recs []*kgo.Record
+	for i := range 200 {
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprintf("after-%d", i))})
+	}
+	if err := producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 90*time.Second, func() error {
+		missing := 0
+		for _, r := range recs {
+			a.mu.Lock()
+			b.mu.Lock()
+			if a.got[string(r.Value)]+b.got[string(r.Value)] == 0 {
+				missing++
+			}
+			b.mu.Unlock()
+			a.mu.Unlock()
+		}
+		if missing > 0 {
+			return fmt.Errorf("%d of %d records produced after the kill not consumed", missing, len(recs))
+		}
+		return nil
+	})
+	waitAssigned(t, partitions, a, b)
+}

@@ -197,6 +197,35 @@ func TestMetadataIsZoneAware(t *testing.T) {
 	if md := metadata(t, c, "zone=nowhere"); len(md.Brokers) != 3 {
 		t.Fatalf("a client of a zone without agents sees %d brokers, want all 3", len(md.Brokers))
 	}
+
+	// A Fetch naming its rack, sent to an agent of another zone, is sent to an agent of
+	// the rack's zone (KIP-392), with no records.
+	var inA, inB int32
+	for id, z := range zoneOf {
+		switch z {
+		case "zone-a":
+			inA = id
+		case "zone-b":
+			inB = id
+		}
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.MaxWaitMillis, req.MinBytes, req.MaxBytes, req.Rack = 11, 0, 1, 1<<20, "zone-b"
+	tp := kmsg.NewFetchRequestTopic()
+	tp.Topic = "zoned"
+	pp := kmsg.NewFetchRequestTopicPartition()
+	pp.PartitionMaxBytes = 1 << 20
+	tp.Partitions = append(tp.Partitions, pp)
+	req.Topics = append(req.Topics, tp)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, c.client().Broker(int(inA)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := resp.Topics[0].Partitions[0]; p.PreferredReadReplica != inB || len(p.RecordBatches) != 0 {
+		t.Fatalf("fetch with rack zone-b from zone-a: preferred replica %d (zone-b is %d), %d bytes", p.PreferredReadReplica, inB, len(p.RecordBatches))
+	}
 }
 
 func metadata(t *testing.T, c *cluster, clientID string) *kmsg.MetadataResponse {
