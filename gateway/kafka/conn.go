@@ -178,9 +178,12 @@ func (s *Server) serveConn(c net.Conn) {
 			log.Info("closing Kafka connection", zap.String("api", apiName(h.key)), zap.Int16("version", h.version),
 				zap.String("client_id", h.clientID), zap.Error(err))
 			return
-		case resp == nil && (req == nil || !req.noResponse):
+		case req != nil && req.noResponse:
+			// acks=0: the client expects no response, and would take one for the answer
+			// to its next request.
+		case resp == nil:
 			out = appendUnsupported(out, h.correlation)
-		case resp != nil:
+		default:
 			out = appendResponse(out, h.correlation, resp)
 		}
 		if len(out) > 0 {
@@ -196,7 +199,7 @@ func (s *Server) serveConn(c net.Conn) {
 }
 
 // handle parses and serves one request. A nil response with a nil error means the API
-// or version is not served (or, with req.noResponse, that no response is due).
+// or version is not served; req.noResponse, that no response is due.
 func (s *Server) handle(h header, body []byte, c net.Conn) (kmsg.Response, *request, error) {
 	start := time.Now()
 	api := apiName(h.key)

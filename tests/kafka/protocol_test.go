@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"net"
 	"testing"
@@ -126,5 +127,44 @@ func TestUnsupportedRequestsAreAnsweredAndMalformedFramesCloseOneConnection(t *t
 		if again := r.apiVersions(); again.ErrorCode != 0 {
 			t.Fatalf("after %s on another connection, ApiVersions answers %d", name, again.ErrorCode)
 		}
+	}
+}
+
+// batchOf encodes values as one uncompressed RecordBatch v2, as a producer would.
+func batchOf(values ...string) []byte {
+	var body []byte
+	for i, v := range values {
+		r := kmsg.Record{OffsetDelta: int32(i), Value: []byte(v)}
+		enc := r.AppendTo(nil) // its length prefix, 0, is one byte: the real one replaces it
+		body = binary.AppendVarint(body, int64(len(enc)-1))
+		body = append(body, enc[1:]...)
+	}
+	now := time.Now().UnixMilli()
+	rb := kmsg.RecordBatch{Magic: 2, LastOffsetDelta: int32(len(values) - 1), FirstTimestamp: now, MaxTimestamp: now,
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(values)), Records: body}
+	b := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+// TestAcksZeroGetsNoResponse sends a produce with acks=0 and then ApiVersions on the same
+// connection: the first response read is ApiVersions' (a response to the produce would
+// be taken by a client for the answer to its next request), and the records are written.
+func TestAcksZeroGetsNoResponse(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.createTopic("fire-and-forget", 1, nil)
+	r := dialRaw(t, c.agents[0].KafkaAddr)
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks, req.TimeoutMillis = 8, 0, 5000
+	req.Topics = []kmsg.ProduceRequestTopic{{Topic: "fire-and-forget",
+		Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: batchOf("one", "two", "three")}}}}
+	r.send(int16(kmsg.Produce), 8, req.AppendTo(nil))
+	if v := r.apiVersions(); v.ErrorCode != 0 {
+		t.Fatalf("ApiVersions after an acks=0 produce: %d", v.ErrorCode)
+	}
+	got := c.consumeAll("fire-and-forget", 3, 30*time.Second)
+	if len(got) != 3 || string(got[0].Value) != "one" || string(got[2].Value) != "three" {
+		t.Fatalf("read %d records after the acks=0 produce", len(got))
 	}
 }
