@@ -43,6 +43,7 @@ type group struct {
 	leader       string
 	members      map[string]*member
 	timer        *time.Timer // ends the join phase
+	round        int         // counts join phases: a timer that fired late for an old one does nothing
 	initial      bool        // the join phase of an empty group: wait the whole delay
 }
 
@@ -259,10 +260,12 @@ func (gs *groups) prepare(g *group) {
 	if g.timer != nil {
 		g.timer.Stop()
 	}
+	g.round++
+	round := g.round
 	g.timer = time.AfterFunc(wait, func() {
 		gs.mu.Lock()
 		defer gs.mu.Unlock()
-		if gs.m[g.name] == g && g.state == statePreparing {
+		if gs.m[g.name] == g && g.state == statePreparing && g.round == round {
 			g.initial = false
 			gs.completeJoin(g)
 		}
