@@ -20,6 +20,9 @@ const (
 	// answers when the first of them gets records, and the others' polls, abandoned, end
 	// within this.
 	pollRound = time.Second
+	// minFetchShare is the least a partition of a fetch may read, whatever the number of
+	// partitions sharing --max-fetch-bytes.
+	minFetchShare = 64 << 10
 )
 
 // fetchPart is one partition of a fetch request and, as it is read, its answer.
@@ -76,10 +79,18 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 				out.PreferredReadReplica = s.leaderFor(part, redirect).id
 				continue
 			}
-			parts = append(parts, &fetchPart{p: part, offset: p.FetchOffset, out: out,
-				maxBytes: int32(min(int(max(p.PartitionMaxBytes, 1)), s.limits.MaxFetchBytes))})
+			parts = append(parts, &fetchPart{p: part, offset: p.FetchOffset, out: out, maxBytes: max(p.PartitionMaxBytes, 1)})
 		}
 		resp.Topics = append(resp.Topics, rt)
+	}
+	// Partitions are read at once, so the agent's --max-fetch-bytes is shared among them:
+	// what one fetch holds stays within it (plus minFetchShare per partition), however
+	// many partitions it names.
+	if len(parts) > 0 {
+		share := int32(max(s.limits.MaxFetchBytes/len(parts), minFetchShare))
+		for _, fp := range parts {
+			fp.maxBytes = min(fp.maxBytes, share)
+		}
 	}
 	c, ok := s.client()
 	if !ok {
