@@ -33,6 +33,7 @@ type agentFlags struct {
 	grpcListen        string
 	kafkaListen       string
 	kafkaAdvertise    string
+	kafkaMaxRequest   int
 	adminListen       string
 	limits            gateway.Limits
 	memory            memoryFlags
@@ -101,6 +102,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		}
 		fs.IntVar(p, name, def, help+" ($"+env+")")
 	}
+	intFlag(&f.kafkaMaxRequest, "kafka-max-request-bytes", "STREAMHOUSE_KAFKA_MAX_REQUEST_BYTES", kafka.DefaultMaxFrameBytes, "largest Kafka request, and decompressed records of one produce (Kafka's socket.request.max.bytes); a larger one closes its connection")
 	intFlag(&f.limits.MaxRecordBytes, "max-record-bytes", "STREAMHOUSE_MAX_RECORD_BYTES", 1<<20, "largest record (key + value + headers) accepted")
 	intFlag(&f.limits.MaxBatchBytes, "max-batch-bytes", "STREAMHOUSE_MAX_BATCH_BYTES", 16<<20, "largest produce request, in record bytes")
 	intFlag(&f.limits.MaxBatchRecords, "max-batch-records", "STREAMHOUSE_MAX_BATCH_RECORDS", 100000, "most records in one produce request")
@@ -125,6 +127,9 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if f.store == "" {
 		return nil, errors.New("--store (or $STREAMHOUSE_STORE_URL) is required")
+	}
+	if f.kafkaMaxRequest < f.limits.MaxBatchBytes {
+		return nil, fmt.Errorf("--kafka-max-request-bytes %d: at least --max-batch-bytes (%d)", f.kafkaMaxRequest, f.limits.MaxBatchBytes)
 	}
 	if f.limits.MaxRecordBytes <= 0 || f.limits.MaxBatchBytes < f.limits.MaxRecordBytes || f.limits.MaxBatchRecords <= 0 || f.limits.MaxFetchBytes <= 0 {
 		return nil, errors.New("request limits must be positive, and --max-batch-bytes at least --max-record-bytes")
@@ -233,7 +238,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		_ = node.Stop(context.Background())
 		return err
 	}
-	stopKafka := serveKafka(kafkaLis, coord, mirror, node, info, f.limits, alog)
+	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, Log: alog})
 	admin, err := serveAdmin(f.adminListen, coord, store, node, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
 	if err != nil {
 		srv.Stop()

@@ -116,11 +116,12 @@ func listenKafka(addr, advertise, advertiseHost string) (net.Listener, string, e
 
 // serveKafka serves the Kafka protocol on lis (nil: none) through node; stop closes it.
 func serveKafka(lis net.Listener, coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node,
-	self coordination.NodeInfo, limits gateway.Limits, log *zap.Logger) (stop func()) {
+	opts kafka.Options) (stop func()) {
 	if lis == nil {
 		return func() {}
 	}
-	srv := kafka.NewServer(coord, mirror, node, kafka.Options{Self: self, Limits: limits, Log: log})
+	log := opts.Log
+	srv := kafka.NewServer(coord, mirror, node, opts)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -18,6 +18,7 @@ import (
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
+	"github.com/streamhouse/streamhouse/gateway/kafka"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 )
 
@@ -147,7 +148,7 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		return err
 	}
 	defer srv.Stop()
-	defer serveKafka(kafkaLis, coord, mirror, nodes[0], first, gateway.Limits{}, log)()
+	defer serveKafka(kafkaLis, coord, mirror, nodes[0], kafka.Options{Self: first, Log: log})()
 	// One process serves every agent's partitions: its lag collector exports them all.
 	admin, err := serveAdmin(f.adminListen, coord, store, nodes[0], gateway.NewLagCollector(coord, mirror, "", log), log)
 	if err != nil {

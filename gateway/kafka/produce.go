@@ -2,12 +2,14 @@ package kafka
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
 )
@@ -22,14 +24,23 @@ const (
 // produce writes each partition's batches, partitions concurrently, and answers once all
 // are committed: acks=1 and acks=all both mean our only ack, after the segment is in the
 // object store and its index entry in etcd. acks=0 gets no response, as in Kafka, but is
-// written all the same before the next request of the connection is read.
+// written all the same before the next request of the connection is read. Batches are
+// decoded first, one partition after the other, within one budget of decompressed bytes
+// for the whole request (the frame limit): what a request holds in memory is bounded
+// whatever its compression.
 func (s *Server) produce(ctx context.Context, req *request, r *kmsg.ProduceRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
 	req.noResponse = r.Acks == 0
 	timeout := min(max(time.Duration(r.TimeoutMillis)*time.Millisecond, minProduceTimeout), maxProduceTimeout)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var wg sync.WaitGroup
+	type job struct {
+		p        coordination.Partition
+		requests []*partitionpb.ProduceRequest
+		out      *kmsg.ProduceResponseTopicPartition
+	}
+	var jobs []job
+	budget := s.opts.MaxFrameBytes
 	for _, t := range r.Topics {
 		rt := kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
@@ -51,11 +62,25 @@ func (s *Server) produce(ctx context.Context, req *request, r *kmsg.ProduceReque
 				rp.ErrorCode = errUnknownTopicOrPartition
 				continue
 			}
-			wg.Go(func() {
-				s.producePartition(ctx, coordination.Partition{Topic: t.Topic, Partition: p.Partition}, p.Records, rp)
-			})
+			part := coordination.Partition{Topic: t.Topic, Partition: p.Partition}
+			requests, used, err := s.writesOf(part, p.Records, budget)
+			if err != nil {
+				rp.ErrorCode, rp.ErrorMessage = err.code, strp(err.msg)
+				continue
+			}
+			budget -= used
+			jobs = append(jobs, job{part, requests, rp})
 		}
 		resp.Topics = append(resp.Topics, rt)
+	}
+	c, ok := s.client()
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		if !ok {
+			j.out.ErrorCode = kerr.NotLeaderForPartition.Code
+			continue
+		}
+		wg.Go(func() { s.write(ctx, c, j.requests, j.out) })
 	}
 	wg.Wait()
 	return resp
@@ -72,45 +97,45 @@ func (s *Server) liveTopic(ctx context.Context, name string) (coordination.Topic
 	return s.coord.Topic(ctx, name)
 }
 
-func (s *Server) producePartition(ctx context.Context, p coordination.Partition, raw []byte, rp *kmsg.ProduceResponseTopicPartition) {
-	batches, err := decodeBatches(raw, s.limits.MaxBatchBytes, s.limits.MaxRecordBytes)
+// writesOf decodes a partition's batches into the writes to send its partition: all the
+// records in one write, or for an idempotent producer one write per batch (each carries
+// its own sequence numbers). used is the decompressed bytes, at most budget.
+func (s *Server) writesOf(p coordination.Partition, raw []byte, budget int) (_ []*partitionpb.ProduceRequest, used int, _ *batchError) {
+	batches, err := decodeBatches(raw, min(s.limits.MaxBatchBytes, budget), s.limits.MaxRecordBytes)
 	if err != nil {
 		if be, ok := err.(*batchError); ok {
-			rp.ErrorCode, rp.ErrorMessage = be.code, strp(be.msg)
-			return
+			return nil, 0, be
 		}
-		rp.ErrorCode = kerr.CorruptMessage.Code
-		return
+		return nil, 0, &batchError{code: kerr.CorruptMessage.Code, msg: err.Error()}
 	}
-	c, ok := s.client()
-	if !ok {
-		rp.ErrorCode = kerr.NotLeaderForPartition.Code
-		return
-	}
-	var requests []*partitionpb.ProduceRequest
-	if batches[0].producerID < 0 {
-		// Not idempotent: every batch of the partition in one write.
-		req := &partitionpb.ProduceRequest{Topic: p.Topic, Partition: p.Partition}
-		for _, b := range batches {
-			req.Records = append(req.Records, b.records...)
-		}
-		requests = append(requests, req)
-	} else {
-		for _, b := range batches {
-			requests = append(requests, &partitionpb.ProduceRequest{Topic: p.Topic, Partition: p.Partition, Records: b.records,
+	idempotent := batches[0].producerID >= 0
+	records := 0
+	var writes []*partitionpb.ProduceRequest
+	for _, b := range batches {
+		used += b.bytes
+		records += len(b.records)
+		switch {
+		case (b.producerID >= 0) != idempotent:
+			return nil, 0, &batchError{code: kerr.InvalidRecord.Code, msg: "idempotent and other batches in one partition of a request"}
+		case !idempotent && len(writes) == 1:
+			writes[0].Records = append(writes[0].Records, b.records...)
+		case !idempotent:
+			writes = append(writes, &partitionpb.ProduceRequest{Topic: p.Topic, Partition: p.Partition, Records: b.records})
+		default:
+			writes = append(writes, &partitionpb.ProduceRequest{Topic: p.Topic, Partition: p.Partition, Records: b.records,
 				ProducerId: b.producerID, ProducerEpoch: int32(b.producerEpoch), BaseSequence: b.firstSequence})
 		}
 	}
-	for i, req := range requests {
-		if len(req.Records) > s.limits.MaxBatchRecords {
-			rp.ErrorCode = kerr.MessageTooLarge.Code
-			rp.ErrorMessage = strp("too many records in one request")
-			return
-		}
-		if (req.ProducerId < 0) != (requests[0].ProducerId < 0) {
-			rp.ErrorCode = kerr.InvalidRecord.Code
-			return
-		}
+	if records > s.limits.MaxBatchRecords {
+		return nil, 0, &batchError{code: kerr.MessageTooLarge.Code,
+			msg: fmt.Sprintf("%d records for one partition in one request, at most %d", records, s.limits.MaxBatchRecords)}
+	}
+	return writes, used, nil
+}
+
+// write sends a partition's writes in order and answers with the first one's base offset.
+func (s *Server) write(ctx context.Context, c *actors.Client, writes []*partitionpb.ProduceRequest, rp *kmsg.ProduceResponseTopicPartition) {
+	for i, req := range writes {
 		resp, err := c.ProduceRequest(ctx, req)
 		if err != nil {
 			rp.ErrorCode, rp.ErrorMessage = codeOf(err), strp(err.Error())

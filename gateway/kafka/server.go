@@ -17,14 +17,19 @@ import (
 // DefaultAddr is where an agent's Kafka listener listens unless told otherwise.
 const DefaultAddr = ":9092"
 
+// DefaultMaxFrameBytes is Kafka's socket.request.max.bytes: clients size their requests
+// by it (franz-go's default largest write is 100 MiB), so a smaller limit would close
+// connections that a Kafka broker serves.
+const DefaultMaxFrameBytes = 100 << 20
+
 // Options configure a Server. Zero fields take the documented defaults.
 type Options struct {
 	// Self is this agent; its Kafka field is the address Metadata advertises for it.
 	Self coordination.NodeInfo
 	// Limits bound records and requests as on the gRPC API (gateway.Limits defaults).
 	Limits gateway.Limits
-	// MaxFrameBytes bounds one request frame; a larger one closes its connection.
-	// Default: Limits.MaxBatchBytes + 1 MiB.
+	// MaxFrameBytes bounds one request frame, and the decompressed records of one produce
+	// request; a larger frame closes its connection. Default DefaultMaxFrameBytes.
 	MaxFrameBytes int
 	// GroupRebalanceTimeout bounds how long a group waits for its members to rejoin
 	// when a client asks for no timeout of its own. Default 60s.
@@ -58,7 +63,7 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	}
 	opts.Limits = opts.Limits.WithDefaults()
 	if opts.MaxFrameBytes <= 0 {
-		opts.MaxFrameBytes = opts.Limits.MaxBatchBytes + 1<<20
+		opts.MaxFrameBytes = DefaultMaxFrameBytes
 	}
 	if opts.GroupRebalanceTimeout <= 0 {
 		opts.GroupRebalanceTimeout = time.Minute
