@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -86,7 +87,11 @@ func TestObservability(t *testing.T) {
 	if _, err := clients[0].CreateTopic(ctx, &pb.CreateTopicRequest{Name: topic, Partitions: partitions}); err != nil {
 		t.Fatal(err)
 	}
-	stopLoad := startLoad(t, clients)
+	var kafkaAddrs []string
+	for _, a := range agents {
+		kafkaAddrs = append(kafkaAddrs, a.KafkaAddr)
+	}
+	stopLoad := startLoad(t, clients, kafkaAddrs)
 	defer stopLoad()
 
 	t.Run("dashboard queries return data", func(t *testing.T) { checkDashboard(t, prom) })
@@ -95,12 +100,25 @@ func TestObservability(t *testing.T) {
 	t.Run("readyz follows etcd", func(t *testing.T) { checkReadyz(t, agents[:2]) })
 }
 
-// startLoad produces to every partition through every agent, and consumes as group
-// "billing", committing half of what it read so that the group lags. Errors are expected
-// while partitions move and are retried by the next round.
-func startLoad(t *testing.T, clients []pb.StreamHouseClient) (stop func()) {
+// startLoad produces to every partition through every agent, over gRPC and over Kafka
+// (kgo), and consumes as group "billing", committing half of what it read so that the
+// group lags. Errors are expected while partitions move and are retried by the next round.
+func startLoad(t *testing.T, clients []pb.StreamHouseClient, kafkaAddrs []string) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	producer, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddrs...), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() {
+		defer producer.Close()
+		for i := 0; ctx.Err() == nil; i++ {
+			cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+			_ = producer.ProduceSync(cctx, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i%50), Value: fmt.Appendf(nil, "kafka order %d", i)})
+			ccancel()
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 	wg.Go(func() {
 		for i := 0; ctx.Err() == nil; i++ {
 			req := &pb.ProduceRequest{Topic: topic}
