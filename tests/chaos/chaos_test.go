@@ -53,23 +53,30 @@ func envInt(t *testing.T, name string, def int) int {
 func TestChaos(t *testing.T) {
 	faults, seed := envInt(t, "CHAOS_FAULTS", 28), envInt(t, "CHAOS_SEED", 1)
 	t.Logf("chaos run: %d faults, seed %d (CHAOS_FAULTS, CHAOS_SEED)", faults, seed)
-	kinds := faultKinds
-	if v := os.Getenv("CHAOS_KINDS"); v != "" {
-		var err error
-		if kinds, err = kindsByName(strings.Split(v, ",")); err != nil {
-			t.Fatalf("$CHAOS_KINDS: %v", err)
-		}
-	}
-	runChaos(t, faults, seed, kinds, false)
+	runChaos(t, faults, seed, envKinds(t, faultKinds), false)
 }
 
 // TestChaosOverKafka runs the workload's producers and followers over the Kafka protocol
-// (kgo idempotent producers through every agent) while agents are killed, paused past
-// their session and restarted: CHAOS_KAFKA_FAULTS (default 9) faults.
+// (kgo idempotent producers through every agent): CHAOS_KAFKA_FAULTS (default 9) faults,
+// by default of the agents (killed, paused past their session, restarted); CHAOS_KINDS
+// chooses others.
 func TestChaosOverKafka(t *testing.T) {
 	faults, seed := envInt(t, "CHAOS_KAFKA_FAULTS", 9), envInt(t, "CHAOS_SEED", 1)
 	t.Logf("chaos run over Kafka: %d faults, seed %d (CHAOS_KAFKA_FAULTS, CHAOS_SEED)", faults, seed)
-	runChaos(t, faults, seed, []string{killAgent, pauseAgent, restartAgent}, true)
+	runChaos(t, faults, seed, envKinds(t, []string{killAgent, pauseAgent, restartAgent}), true)
+}
+
+// envKinds is the fault kinds $CHAOS_KINDS names, def when it is not set.
+func envKinds(t *testing.T, def []string) []string {
+	v := os.Getenv("CHAOS_KINDS")
+	if v == "" {
+		return def
+	}
+	kinds, err := kindsByName(strings.Split(v, ","))
+	if err != nil {
+		t.Fatalf("$CHAOS_KINDS: %v", err)
+	}
+	return kinds
 }
 
 // runChaos runs the workload (over Kafka or gRPC) through a schedule of faults of the
