@@ -129,11 +129,12 @@ func runChaos(t *testing.T, faults, seed int, kinds []string, overKafka bool) {
 		f.Ready = time.Now()
 		if err != nil {
 			t.Errorf("fault %d (%s on %s): not recovered 60s after the heal: %v", i+1, f.Kind, f.Target, err)
+			logAgentsSince(t, c, f.Start.Add(-time.Second)) // what kept the partitions silent
 		}
 		t.Logf("fault %2d/%d %-24s on %-24s held %5.1fs, all partitions acking %5.1fs after the heal",
 			i+1, faults, f.Kind, f.Target, f.Healed.Sub(f.Start).Seconds(), f.Ready.Sub(f.Healed).Seconds())
 		done = append(done, f)
-		if os.Getenv("CHAOS_DEBUG") != "" {
+		if os.Getenv("CHAOS_DEBUG") != "" && err == nil {
 			logAgentsSince(t, c, f.Start.Add(-time.Second))
 		}
 		// A calm of 0.5–2 s before the next fault: part of the schedule, not a wait for

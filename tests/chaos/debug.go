@@ -7,14 +7,16 @@ import (
 	"time"
 )
 
-// logAgentsSince logs each agent's warnings, errors, session and rebalancing lines since
-// from (CHAOS_DEBUG): what the agents went through during a fault.
+// logAgentsSince logs each agent's warnings, errors, session, rebalancing and partition
+// lines since from (CHAOS_DEBUG, and after any fault not recovered from): what the agents
+// went through during a fault.
 func logAgentsSince(t *testing.T, c *cluster, from time.Time) {
 	t.Helper()
 	for _, a := range c.agents {
 		for _, line := range strings.Split(a.Process.LogTail(1<<20), "\n") {
 			interesting := strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) ||
-				strings.Contains(line, "session") || strings.Contains(line, "rebalanc")
+				strings.Contains(line, "session") || strings.Contains(line, "rebalanc") ||
+				strings.Contains(line, "partition") || strings.Contains(line, "writer")
 			if interesting && logTime(line).After(from) {
 				t.Logf("  %s %s", a.Config.Node, line[:min(len(line), 300)])
 			}
