@@ -2,11 +2,13 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -185,5 +187,55 @@ func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
 		t.Logf("long-poll answered %s after the produce", time.Since(produced).Round(time.Millisecond))
 	case <-time.After(10 * time.Second):
 		t.Fatal("a fetch waiting at the log end was not answered after a commit")
+	}
+}
+
+// TestStrayLeaseIsReleased plants a lease held by one node's session with no activation
+// behind it, for a partition another node owns (what an Acquire leaves whose answer was
+// lost after etcd applied it): the holder's rebalancer releases it, and the owner takes
+// the partition and serves it.
+func TestStrayLeaseIsReleased(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	nodes := startNodes(t, f, 3)
+	p := coordination.Partition{Topic: "strays", Partition: 0}
+	harness.Eventually(t, 30*time.Second, func() error {
+		if nodes[0].Owner(p) == "" {
+			return fmt.Errorf("placement not known yet")
+		}
+		return nil
+	})
+	owner := nodes[0].Owner(p)
+	var holder, ownerNode *Node
+	for _, n := range nodes {
+		if n.Address() == owner {
+			ownerNode = n
+		} else if holder == nil {
+			holder = n
+		}
+	}
+	// The lease is planted before the topic exists, so that no rebalancer races it.
+	s := holder.current().session
+	val, _ := json.Marshal(coordination.LeaseValue{NodeInfo: s.Node(), AcquiredAt: time.Now()})
+	if _, err := f.c.Etcd().Put(ctx, f.c.Keys().Lease(p.Topic, p.Partition), string(val), clientv3.WithLease(s.LeaseID())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: p.Topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m := f.c.NewMirror()
+	harness.Eventually(t, 30*time.Second, func() error {
+		if err := m.Load(ctx); err != nil {
+			return err
+		}
+		o, ok := m.Owner(p)
+		if !ok || o.Node != ownerNode.cfg.Info.Node {
+			return fmt.Errorf("%s held by %+v, want %s", p, o.NodeInfo, ownerNode.cfg.Info.Node)
+		}
+		return nil
+	})
+	resp, err := holder.Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("after the stray")}})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OK || resp.Node != ownerNode.cfg.Info.Node {
+		t.Fatalf("produce after the stray lease: %v %v", resp, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"go.uber.org/zap"
 
@@ -31,6 +32,10 @@ type rebalancer struct {
 	// episode is when the current rebalance episode began: the first pass that found a
 	// partition to take or give up. Zero when this member serves exactly its share.
 	episode time.Time
+	// strays are the leases this member's session held, without a local activation, for
+	// partitions it does not own, at the last pass (by epoch): released at the next pass
+	// that still finds them so, two passes apart so as not to race an activation.
+	strays map[coordination.Partition]int64
 }
 
 func newRebalancer(c *cluster.Cluster, local *localActivations, m *coordination.Mirror, place *Placement, s *coordination.Session, log *zap.Logger) *rebalancer {
@@ -90,10 +95,11 @@ func (r *rebalancer) rebalance(ctx context.Context) {
 	node := r.session.Node().Node
 	metricMembers.WithLabelValues(node).Set(float64(r.cluster.MemberList.Length()))
 	work := 0
+	local := r.local.snapshot()
 	// Stop local activations this member does not own (strays of a topology change, or
 	// partitions of a deleted topic); stopping commits what they accepted and releases
 	// the lease for the owner.
-	for p, pid := range r.local.snapshot() {
+	for p, pid := range local {
 		if !owned[p] {
 			r.log.Info("stopping a partition this member does not own", zap.String("partition", p.String()),
 				zap.Int("members", r.cluster.MemberList.Length()))
@@ -102,6 +108,7 @@ func (r *rebalancer) rebalance(ctx context.Context) {
 		}
 	}
 	mine := int64(r.session.LeaseID())
+	work += r.releaseStrays(ctx, owned, local, mine)
 	for p := range owned {
 		if ctx.Err() != nil {
 			return
@@ -117,6 +124,30 @@ func (r *rebalancer) rebalance(ctx context.Context) {
 		}
 	}
 	r.account(node, work, len(owned))
+}
+
+// releaseStrays releases the leases this session holds with no local activation for
+// partitions it does not own, once two passes have found them so (with the same epoch),
+// and returns how many it found.
+func (r *rebalancer) releaseStrays(ctx context.Context, owned map[coordination.Partition]bool,
+	local map[coordination.Partition]*actor.PID, mine int64) int {
+	seen := map[coordination.Partition]int64{}
+	for _, o := range r.mirror.Owners() {
+		if o.Lease != mine || owned[o.Partition] || local[o.Partition] != nil {
+			continue
+		}
+		seen[o.Partition] = o.Epoch
+		if r.strays[o.Partition] != o.Epoch {
+			continue // first seen: an activation may be about to show up
+		}
+		r.log.Warn("releasing a stray lease: no activation here holds it", zap.String("partition", o.Partition.String()),
+			zap.Int64("epoch", o.Epoch))
+		if err := r.session.ReleaseStray(ctx, o.Partition, o.Epoch); err != nil {
+			r.log.Warn("stray lease not released; next pass retries", zap.Error(err))
+		}
+	}
+	r.strays = seen
+	return len(seen)
 }
 
 // account opens a rebalance episode when a pass finds work and closes it, observing its

@@ -119,6 +119,22 @@ func (s *Session) waitDeleted(ctx context.Context, key string, rev int64) error 
 	return nil
 }
 
+// ReleaseStray deletes this session's lease of p if it is still the one of epoch: a lease
+// no activation holds (an Acquire that etcd applied but whose answer was lost, or a
+// release that failed), which would otherwise keep the partition from its owner until
+// this session ends.
+func (s *Session) ReleaseStray(ctx context.Context, p Partition, epoch int64) error {
+	key := s.c.keys.Lease(p.Topic, p.Partition)
+	_, err := s.c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", epoch), clientv3.Compare(clientv3.LeaseValue(key), "=", s.LeaseID())).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("release stray lease of %s (epoch %d): %w", p, epoch, err)
+	}
+	return nil
+}
+
 // deleteIfEpoch deletes key if its CreateRevision is still epoch.
 func (c *Client) deleteIfEpoch(ctx context.Context, key string, epoch int64) error {
 	_, err := c.etcd.Txn(ctx).

@@ -220,6 +220,35 @@ func TestAcquireReplacesOwnStaleLease(t *testing.T) {
 	}
 }
 
+// TestReleaseStrayTouchesOnlyItsOwnLeaseOfThatEpoch: a stray release by another session,
+// or for another epoch, leaves the lease; the holder's, for its epoch, frees it.
+func TestReleaseStrayTouchesOnlyItsOwnLeaseOfThatEpoch(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "t", 1)
+	a, b := mustSession(t, c, "a", 0), mustSession(t, c, "b", 0)
+	l, err := a.Acquire(ctxT(t), "t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := coordination.Partition{Topic: "t", Partition: 0}
+	held := func() bool {
+		resp, err := c.Etcd().Get(ctxT(t), c.Keys().Lease("t", 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Kvs) == 1
+	}
+	if err := b.ReleaseStray(ctxT(t), p, l.Epoch()); err != nil || !held() {
+		t.Fatalf("another session's release: %v, held %v", err, held())
+	}
+	if err := a.ReleaseStray(ctxT(t), p, l.Epoch()+1); err != nil || !held() {
+		t.Fatalf("release of another epoch: %v, held %v", err, held())
+	}
+	if err := a.ReleaseStray(ctxT(t), p, l.Epoch()); err != nil || held() {
+		t.Fatalf("the holder's release: %v, held %v", err, held())
+	}
+}
+
 func TestSessionEndReleasesEverything(t *testing.T) {
 	c := newClient(t)
 	mustTopic(t, c, "t", 3)
