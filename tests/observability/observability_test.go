@@ -106,7 +106,11 @@ func TestObservability(t *testing.T) {
 func startLoad(t *testing.T, clients []pb.StreamHouseClient, kafkaAddrs []string) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	producer, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddrs...), kgo.DefaultProduceTopic(topic))
+	// Not idempotent, and each record given up after 5 s: an idempotent producer keeps a
+	// record it may have sent until it knows its fate, whatever its context says, and the
+	// checks below stop etcd and kill agents under it; the load must end when asked.
+	producer, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddrs...), kgo.DefaultProduceTopic(topic),
+		kgo.DisableIdempotentWrite(), kgo.RecordDeliveryTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
