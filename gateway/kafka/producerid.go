@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
 )
 
 // initProducerID gives an idempotent producer its id (unique in the cluster, from etcd)
@@ -25,7 +26,10 @@ func (s *Server) initProducerID(ctx context.Context, r *kmsg.InitProducerIDReque
 	}
 	id, err := s.coord.NewProducerID(ctx)
 	if err != nil {
-		resp.ErrorCode = codeOf(err)
+		// What Kafka answers while its coordinator cannot write: retriable, so the
+		// producer tries again (here: once etcd answers).
+		s.log.Warn("no producer id: etcd did not answer", zap.Error(err))
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp
 	}
 	resp.ProducerID, resp.ProducerEpoch = id, 0
