@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
 // lossyProxy forwards Kafka connections and, for one produce response in every
@@ -200,7 +202,15 @@ func TestIdempotenceSurvivesAnOwnerKill(t *testing.T) {
 			produceValues(ctx, cl, topic, round*300, 300, acked)
 		}
 	}()
-	time.Sleep(500 * time.Millisecond) // a hold: the kill lands while batches are in flight
+	// The kill lands once the second round is acking, while its batches are in flight.
+	harness.Eventually(t, time.Minute, func() error {
+		acked.mu.Lock()
+		defer acked.mu.Unlock()
+		if n := len(acked.at); n < 400 {
+			return fmt.Errorf("%d acked", n)
+		}
+		return nil
+	})
 	if err := c.agents[0].Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -209,14 +209,8 @@ func TestMetadataIsZoneAware(t *testing.T) {
 			inB = id
 		}
 	}
-	req := kmsg.NewPtrFetchRequest()
-	req.Version, req.MaxWaitMillis, req.MinBytes, req.MaxBytes, req.Rack = 11, 0, 1, 1<<20, "zone-b"
-	tp := kmsg.NewFetchRequestTopic()
-	tp.Topic = "zoned"
-	pp := kmsg.NewFetchRequestTopicPartition()
-	pp.PartitionMaxBytes = 1 << 20
-	tp.Partitions = append(tp.Partitions, pp)
-	req.Topics = append(req.Topics, tp)
+	req := fetchRequest(11, "zoned", 0)
+	req.Rack = "zone-b"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := req.RequestWith(ctx, c.client().Broker(int(inA)))
@@ -253,14 +247,7 @@ func TestFetchWaitsForRecords(t *testing.T) {
 	cl := c.client(kgo.DefaultProduceTopic("waits"))
 	broker := cl.Broker(int(metadata(t, c, "fetcher").Brokers[0].NodeID))
 	fetch := func(maxWait time.Duration) (*kmsg.FetchResponse, time.Duration) {
-		req := kmsg.NewPtrFetchRequest()
-		req.Version, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 12, int32(maxWait.Milliseconds()), 1, 1<<20
-		tp := kmsg.NewFetchRequestTopic()
-		tp.Topic = "waits"
-		pp := kmsg.NewFetchRequestTopicPartition()
-		pp.PartitionMaxBytes = 1 << 20
-		tp.Partitions = append(tp.Partitions, pp)
-		req.Topics = append(req.Topics, tp)
+		req := fetchRequest(12, "waits", maxWait)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		start := time.Now()
@@ -275,7 +262,7 @@ func TestFetchWaitsForRecords(t *testing.T) {
 		t.Fatalf("idle fetch: error %d, %d bytes, hwm %d after %v", p.ErrorCode, len(p.RecordBatches), p.HighWatermark, took)
 	}
 	go func() {
-		time.Sleep(500 * time.Millisecond) // produced while the fetch below waits
+		time.Sleep(500 * time.Millisecond) // a hold, not a wait: the record comes while the fetch below waits
 		_ = cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte("late")}).FirstErr()
 	}()
 	resp, took = fetch(10 * time.Second)
@@ -284,4 +271,18 @@ func TestFetchWaitsForRecords(t *testing.T) {
 	if err := rb.ReadFrom(p.RecordBatches); err != nil || rb.NumRecords != 1 || took > 8*time.Second {
 		t.Fatalf("long-poll: %v, %d records after %v", err, rb.NumRecords, took)
 	}
+}
+
+// fetchRequest is a raw Fetch of partition 0 of topic from offset 0, min bytes 1, up to
+// 1 MiB, waiting up to maxWait.
+func fetchRequest(version int16, topic string, maxWait time.Duration) *kmsg.FetchRequest {
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = version, int32(maxWait.Milliseconds()), 1, 1<<20
+	tp := kmsg.NewFetchRequestTopic()
+	tp.Topic = topic
+	pp := kmsg.NewFetchRequestTopicPartition()
+	pp.PartitionMaxBytes = 1 << 20
+	tp.Partitions = append(tp.Partitions, pp)
+	req.Topics = append(req.Topics, tp)
+	return req
 }
