@@ -16,11 +16,11 @@ import (
 )
 
 // DefaultCompactInterval is how often an agent applies retention to its partitions and
-// merges their small segments (NodeConfig.CompactInterval). A pass merges fresh segments
-// while the agent still holds them in memory; longer passes would rewrite each record
-// fewer times, but at 5s and 1000 records/s per partition the fresh segments had left the
-// agent's memory by then, merges read them back from the store and fell behind
-// (docs/operations.md "Retention and merging").
+// merges their small segments (NodeConfig.CompactInterval). A pass with nothing due reads
+// only memory, so passes can be frequent: a quiet partition's segments are merged within
+// a second of their commit, and retention removes segments within a second of their
+// expiry. Busy partitions' merges wait for enough segments whatever the interval
+// (mergeplan.go).
 const DefaultCompactInterval = time.Second
 
 // mergeReaders bounds the concurrent GETs of a pass.
@@ -198,21 +198,32 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 		c.log.Warn("merges skipped: cannot read their segments", zap.Error(err))
 		return
 	}
-	var buf []byte
 	kept := jobs[:0]
+	size := int64(0)
 	for _, j := range jobs {
 		if err := c.build(j); err != nil {
 			metricMerges.WithLabelValues(resultError).Inc()
 			j.log.log.Warn("merge skipped: cannot read its segments", zap.Int64("from", j.old[0].Base), zap.Error(err))
 			continue
 		}
-		j.meta.Object, j.meta.Offset = object, int64(len(buf))
-		buf = append(buf, j.data...)
-		j.data = nil
+		j.meta.Object, j.meta.Offset = object, size
+		size += int64(len(j.data))
 		kept = append(kept, j)
 	}
 	if len(kept) == 0 {
 		return
+	}
+	// One merge (the common case once merges wait for half a target) is its own object;
+	// several are joined in a buffer of their exact size.
+	buf := kept[0].data
+	if len(kept) > 1 {
+		buf = make([]byte, 0, size)
+		for _, j := range kept {
+			buf = append(buf, j.data...)
+		}
+	}
+	for _, j := range kept {
+		j.data = nil
 	}
 	uctx, cancel := context.WithTimeout(ctx, c.upload)
 	err := c.store.Put(uctx, object, buf)

@@ -85,12 +85,15 @@ func TestMergesAndRetentionKeepReadersWhole(t *testing.T) {
 		maxSegments int64 // per partition, once merges settle
 		recentBytes int64 // 1: nothing stays in memory, merges read the store
 	}{
-		// Small records: segments with small blocks, decoded and encoded afresh.
-		{"encode", mergeEncode, 0, 32 << 10, 12, 1},
+		// Small records (12 KiB stored per partition): segments with small blocks, decoded
+		// and encoded afresh once half a merge target has gathered.
+		{"encode", mergeEncode, 0, 4 << 10, 16, 1},
 		// Records of 20 KiB: segments whose blocks are joined as stored, read back from
 		// the store, or as kept in memory since their upload.
-		{"concat from the store", mergeConcat, 20 << 10, 1 << 20, 30, 1},
-		{"concat from memory", mergeConcat, 20 << 10, 1 << 20, 30, 0},
+		// ~6 MiB per partition: at most 12 merged segments of half a target or more, and
+		// fewer than half a target's bytes (25 segments of 20 KiB) waiting for a merge.
+		{"concat from the store", mergeConcat, 20 << 10, 1 << 20, 40, 1},
+		{"concat from memory", mergeConcat, 20 << 10, 1 << 20, 40, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			testMergesAndRetention(t, tc.method, tc.padding, tc.mergeBytes, tc.maxSegments, tc.recentBytes)
@@ -165,7 +168,7 @@ func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes
 				return err
 			}
 			// 300 requests, each its own segment or a few together, merge into a few
-			// segments of up to 32 KiB.
+			// segments of up to the merge target.
 			if st.Segments > maxSegments {
 				return fmt.Errorf("partition %d has %d segments: %+v", i, st.Segments, st)
 			}
