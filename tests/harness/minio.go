@@ -26,6 +26,8 @@ type MinIO struct {
 }
 
 // StartMinIO starts a single-drive MinIO with its data in dir and waits until it serves.
+// It runs with --no-compat, as deploy/compose does: ETags are not the MD5 of the body
+// (nothing here reads them), which saves MinIO hashing every byte written.
 func StartMinIO(ctx context.Context, dir string) (*MinIO, error) {
 	port, err := FreePort()
 	if err != nil {
@@ -37,7 +39,7 @@ func StartMinIO(ctx context.Context, dir string) (*MinIO, error) {
 	}
 	addr := "127.0.0.1:" + itoa(port)
 	m := &MinIO{Endpoint: "http://" + addr, AccessKey: MinIOAccessKey, SecretKey: MinIOSecretKey, dir: dir,
-		args: []string{"server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:" + itoa(consolePort), filepath.Join(dir, "data")}}
+		args: []string{"server", "--no-compat", "--quiet", "--address", addr, "--console-address", "127.0.0.1:" + itoa(consolePort), filepath.Join(dir, "data")}}
 	return m, m.start(ctx)
 }
 

@@ -27,7 +27,8 @@ func scrape(url string) (sample, error) {
 	return fams, nil
 }
 
-// sum adds the counters (or gauges) of name whose labels include every given pair.
+// sum adds the counters (or gauges, or histograms' counts) of name whose labels include
+// every given pair.
 func (s sample) sum(name string, labels ...string) float64 {
 	f := s[name]
 	if f == nil {
@@ -52,6 +53,8 @@ next:
 			total += m.GetCounter().GetValue()
 		case m.Gauge != nil:
 			total += m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			total += float64(m.GetHistogram().GetSampleCount())
 		}
 	}
 	return total
@@ -95,8 +98,9 @@ func newCostModel(before, written, read, idled sample, produce, consume benchRep
 	if segments > 0 {
 		c.MeanSegmentBytes = stored / segments
 	}
-	if puts > 0 {
-		c.MeanObjectBytes = stored / puts
+	// The flusher's objects (merges write others, of up to 32 MiB of input).
+	if flushes := written.sum("streamhouse_object_segments") - before.sum("streamhouse_object_segments"); flushes > 0 {
+		c.MeanObjectBytes = stored / flushes
 	}
 	gets := 0.0
 	for _, op := range []string{"get", "get_range", "head"} {

@@ -28,12 +28,19 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "length of each load phase")
 	idle := flag.Duration("idle", 30*time.Second, "length of the idle phase of the cost model")
 	out := flag.String("json", "", "also write the results as JSON to this file")
+	quick := flag.Bool("quick", false, "run only the max-rate produce phase and print its CPU per record and merge cost (for A/B runs of agent settings)")
+	flag.IntVar(&load.batch, "batch", 100, "records per produce request in the max-rate phases")
+	flag.IntVar(&load.inFlight, "in-flight", 8, "requests each of the 4 producers keeps in flight in the max-rate phases")
 	flag.Parse()
-	if err := run(*duration, *idle, *out); err != nil {
+	if err := run(*duration, *idle, *out, *quick); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-peers:", err)
 		os.Exit(1)
 	}
 }
+
+// load is the max-rate producers' window: batch records per request, inFlight requests
+// per producer.
+var load struct{ batch, inFlight int }
 
 // results is everything measured in one run.
 type results struct {
@@ -50,9 +57,18 @@ type results struct {
 	// CPUMicrosPerRecord: CPU time of each process during the max-rate produce phase,
 	// per record produced.
 	CPUMicrosPerRecord map[string]float64 `json:"cpu_us_per_record_max_rate"`
+	// CPUMicrosPerRecordSettled: the same from the start of the phase until the merges it
+	// caused were done (the index stopped changing), so that merge work left over when
+	// the phase ended is counted too.
+	CPUMicrosPerRecordSettled map[string]float64 `json:"cpu_us_per_record_max_rate_settled"`
+	// SettleSeconds: how long after the phase the merges went on.
+	SettleSeconds float64 `json:"settle_seconds"`
+	// MergeAmplification: bytes written by merges per byte of segments written, over the
+	// phase and its settling.
+	MergeAmplification float64 `json:"merge_bytes_per_segment_byte"`
 }
 
-func run(duration, idle time.Duration, out string) error {
+func run(duration, idle time.Duration, out string, quick bool) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-peers-")
 	if err != nil {
@@ -106,7 +122,7 @@ func run(duration, idle time.Duration, out string) error {
 	res.RSSMiB = map[string]float64{}
 
 	// Throughput at 1 KiB, then the catch-up read of what it wrote, with the store and etcd
-	// counts of each for the cost model.
+	// counts of each for the cost model: the writes' counts include the merges they caused.
 	procs := map[string]int{"agent": agent.Process.Pid(), "minio": minio.Process.Pid(), "etcd": etcd.Process.Pid()}
 	cpuBefore, err := cpuTimes(procs)
 	if err != nil {
@@ -116,26 +132,42 @@ func run(duration, idle time.Duration, out string) error {
 	if err != nil {
 		return err
 	}
-	if res.Throughput, err = bench("produce", "--topic", "tput", "--partitions", "6", "--record-size", "1024", "--producers", "4", "--batch", "100", "--duration", d); err != nil {
+	window := []string{"--batch", strconv.Itoa(load.batch), "--in-flight", strconv.Itoa(load.inFlight)}
+	if res.Throughput, err = bench(append([]string{"produce", "--topic", "tput", "--partitions", "6", "--record-size", "1024", "--producers", "4", "--duration", d}, window...)...); err != nil {
 		return err
 	}
 	cpuAfter, err := cpuTimes(procs)
 	if err != nil {
 		return err
 	}
-	res.CPUMicrosPerRecord = map[string]float64{}
-	if n := float64(res.Throughput.Produce.Records); n > 0 {
-		for name := range procs {
-			res.CPUMicrosPerRecord[name] = float64((cpuAfter[name] - cpuBefore[name]).Microseconds()) / n
-		}
-		res.CPUMicrosPerRecord["load generator"] = float64(lastClientCPU.Microseconds()) / n
+	if res.RSSMiB["6_partitions_max_rate"], err = peakRSS(agent.Process.Pid()); err != nil {
+		return err
 	}
-	written, err := scrape(metricsURL)
+	settleStart := time.Now()
+	settled, err := settle(metricsURL)
 	if err != nil {
 		return err
 	}
-	if res.RSSMiB["6_partitions_max_rate"], err = peakRSS(agent.Process.Pid()); err != nil {
+	res.SettleSeconds = time.Since(settleStart).Seconds()
+	cpuSettled, err := cpuTimes(procs)
+	if err != nil {
 		return err
+	}
+	res.CPUMicrosPerRecord, res.CPUMicrosPerRecordSettled = map[string]float64{}, map[string]float64{}
+	if n := float64(res.Throughput.Produce.Records); n > 0 {
+		for name := range procs {
+			res.CPUMicrosPerRecord[name] = float64((cpuAfter[name] - cpuBefore[name]).Microseconds()) / n
+			res.CPUMicrosPerRecordSettled[name] = float64((cpuSettled[name] - cpuBefore[name]).Microseconds()) / n
+		}
+		res.CPUMicrosPerRecord["load generator"] = float64(lastClientCPU.Microseconds()) / n
+		res.CPUMicrosPerRecordSettled["load generator"] = res.CPUMicrosPerRecord["load generator"]
+	}
+	if segs := settled.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed"); segs > 0 {
+		res.MergeAmplification = (settled.sum("streamhouse_merged_bytes_total") - before.sum("streamhouse_merged_bytes_total")) / segs
+	}
+	if quick {
+		printQuick(os.Stdout, res)
+		return writeJSON(out, res)
 	}
 	if res.CatchUp, err = bench("consume", "--topic", "tput", "--duration", "5m"); err != nil {
 		return err
@@ -150,23 +182,39 @@ func run(duration, idle time.Duration, out string) error {
 	if err != nil {
 		return err
 	}
-	res.Cost = newCostModel(before, written, read, idled, res.Throughput, res.CatchUp, idle, 6)
+	res.Cost = newCostModel(before, settled, read, idled, res.Throughput, res.CatchUp, idle, 6)
 
-	// Latency at a fixed 1000 records/s with the default 5 ms linger, then end to end.
-	if res.Latency, err = bench("produce", "--topic", "lat", "--partitions", "6", "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d); err != nil {
-		return err
+	// Latency at a fixed 1000 records/s with the default 5 ms linger, then end to end; each
+	// after the merges of the phase before it are done.
+	latency := []struct {
+		r    *benchReport
+		args []string
+	}{
+		{&res.Latency, []string{"produce", "--topic", "lat", "--partitions", "6"}},
+		{&res.LatencyOne, []string{"produce", "--topic", "lat1", "--partitions", "1"}},
+		{&res.EndToEnd, []string{"e2e", "--topic", "e2e", "--partitions", "6"}},
 	}
-	if res.LatencyOne, err = bench("produce", "--topic", "lat1", "--partitions", "1", "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d); err != nil {
-		return err
-	}
-	if res.EndToEnd, err = bench("e2e", "--topic", "e2e", "--partitions", "6", "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d); err != nil {
-		return err
+	for _, l := range latency {
+		if _, err := settle(metricsURL); err != nil {
+			return err
+		}
+		if *l.r, err = bench(append(l.args, "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d)...); err != nil {
+			return err
+		}
 	}
 	// Memory with 100 partitions at full load.
-	if res.Wide, err = bench("produce", "--topic", "wide", "--partitions", "100", "--record-size", "1024", "--producers", "8", "--batch", "100", "--duration", d); err != nil {
+	if res.Wide, err = bench(append([]string{"produce", "--topic", "wide", "--partitions", "100", "--record-size", "1024", "--producers", "8", "--duration", d}, window...)...); err != nil {
+		return err
+	}
+	if _, err := settle(metricsURL); err != nil {
 		return err
 	}
 	if res.RSSMiB["100_partitions_max_rate"], err = peakRSS(agent.Process.Pid()); err != nil {
+		return err
+	}
+	// The agent is done: stopped, so that neither the floors nor JetStream share the
+	// cores with it.
+	if err := agent.Stop(); err != nil {
 		return err
 	}
 
@@ -174,17 +222,53 @@ func run(duration, idle time.Duration, out string) error {
 	if res.Floors, err = measureFloors(ctx, etcd, minio, res.Cost.MeanObjectBytes); err != nil {
 		return err
 	}
+	if err := etcd.Stop(); err != nil {
+		return err
+	}
+	if err := minio.Stop(); err != nil {
+		return err
+	}
 	if res.JetStream, err = runJetStream(ctx, dir, duration); err != nil {
 		return err
 	}
 	printTable(os.Stdout, res)
-	if out != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(out, b, 0o644); err != nil {
-			return err
-		}
+	return writeJSON(out, res)
+}
+
+func writeJSON(path string, res results) error {
+	if path == "" {
+		return nil
 	}
-	return nil
+	b, _ := json.MarshalIndent(res, "", "  ")
+	return os.WriteFile(path, b, 0o644)
+}
+
+// settle waits until the agent's merges are done: no segment merged for settleQuiet, or
+// settleMax passed. It returns the last scrape.
+func settle(metricsURL string) (sample, error) {
+	const settleQuiet, settleMax = 5 * time.Second, 3 * time.Minute
+	deadline := time.Now().Add(settleMax)
+	last, err := scrape(metricsURL)
+	if err != nil {
+		return nil, err
+	}
+	quietSince := time.Now()
+	for time.Since(quietSince) < settleQuiet {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("merges still running %s after the phase", settleMax)
+		}
+		time.Sleep(500 * time.Millisecond)
+		s, err := scrape(metricsURL)
+		if err != nil {
+			return nil, err
+		}
+		if s.sum("streamhouse_merged_segments_total") != last.sum("streamhouse_merged_segments_total") ||
+			s.sum("streamhouse_retention_removed_segments_total") != last.sum("streamhouse_retention_removed_segments_total") {
+			quietSince = time.Now()
+		}
+		last = s
+	}
+	return last, nil
 }
 
 // benchReport is the part of `streamctl bench --json` used here.

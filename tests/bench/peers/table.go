@@ -53,21 +53,41 @@ func printTable(w io.Writer, r results) {
 	fmt.Fprintf(w, "| JetStream sync publish, 1 client, default durability | p50 %.2f ms, p99 %.2f ms |\n", js.SyncP50Ms, js.SyncP99Ms)
 	fmt.Fprintln(w)
 
-	fmt.Fprintln(w, "| CPU per record produced at max rate | µs |")
-	fmt.Fprintln(w, "|---|---|")
-	for _, name := range []string{"agent", "minio", "etcd", "load generator"} {
-		fmt.Fprintf(w, "| %s | %.1f |\n", name, r.CPUMicrosPerRecord[name])
-	}
+	printCPU(w, r)
 	fmt.Fprintln(w)
 
 	c := r.Cost
 	fmt.Fprintln(w, "| cost model count (6 partitions, default topic settings) | value |")
 	fmt.Fprintln(w, "|---|---|")
-	fmt.Fprintf(w, "| PUTs per GiB written | %.1f |\n", c.PutsPerGiBWritten)
+	fmt.Fprintf(w, "| PUTs per GiB written (flushes, and the merges they caused) | %.1f |\n", c.PutsPerGiBWritten)
 	fmt.Fprintf(w, "| GETs per GiB read (catch-up) | %.1f |\n", c.GetsPerGiBRead)
-	fmt.Fprintf(w, "| mean object size | %.0f bytes (segments of %.0f bytes; compression %.1f×) |\n", c.MeanObjectBytes, c.MeanSegmentBytes, c.CompressionRatio)
+	fmt.Fprintf(w, "| mean object size of a flush | %.0f bytes (segments of %.0f bytes; compression %.1f×) |\n", c.MeanObjectBytes, c.MeanSegmentBytes, c.CompressionRatio)
 	fmt.Fprintf(w, "| PUTs per partition-hour at full load | %.0f |\n", c.PutsPerPartitionHourLoad)
 	fmt.Fprintf(w, "| PUTs per partition-hour idle | %.1f |\n", c.PutsPerPartitionHourIdle)
 	fmt.Fprintf(w, "| etcd writes per second per partition at full load | %.1f |\n", c.EtcdWritesPerSecPerPart)
 	fmt.Fprintf(w, "| etcd writes per partition-hour idle | %.1f |\n", c.EtcdWritesPerPartHourIdle)
+}
+
+// printCPU writes the CPU each process spent per record of the max-rate produce phase,
+// during it and with the merges it left behind.
+func printCPU(w io.Writer, r results) {
+	fmt.Fprintf(w, "| CPU per record produced at max rate (%.0f rec/s) | µs during the phase | µs with its merges (done %.0f s after it) |\n",
+		r.Throughput.Produce.RecordsPerSec, r.SettleSeconds)
+	fmt.Fprintln(w, "|---|---|---|")
+	total, settled := 0.0, 0.0
+	for _, name := range []string{"agent", "minio", "etcd", "load generator"} {
+		fmt.Fprintf(w, "| %s | %.1f | %.1f |\n", name, r.CPUMicrosPerRecord[name], r.CPUMicrosPerRecordSettled[name])
+		total += r.CPUMicrosPerRecord[name]
+		settled += r.CPUMicrosPerRecordSettled[name]
+	}
+	fmt.Fprintf(w, "| all | %.1f | %.1f |\n", total, settled)
+	fmt.Fprintf(w, "| merge bytes written per segment byte | | %.2f |\n", r.MergeAmplification)
+}
+
+// printQuick writes the results of a -quick run: the max-rate phase alone.
+func printQuick(w io.Writer, r results) {
+	tp := r.Throughput.Produce
+	fmt.Fprintf(w, "produce at max rate: %.0f rec/s (%.1f MiB/s), p50 %.1f ms, p99 %.1f ms, %d errors; agent peak RSS %.0f MiB\n\n",
+		tp.RecordsPerSec, tp.MiBPerSec, tp.Latency.P50, tp.Latency.P99, tp.Errors, r.RSSMiB["6_partitions_max_rate"])
+	printCPU(w, r)
 }
