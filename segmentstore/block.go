@@ -12,6 +12,9 @@ import (
 // reusing across blocks and segments (franz-go does the same with its writers).
 var compressors = sync.Pool{New: func() any { return new(lz4.Compressor) }}
 
+// scratchBuffers hold LZ4's output before it is known to pay (*[]byte).
+var scratchBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 // appendRecord appends r's block encoding to dst. prevOffset and prevTs are the previous
 // record's offset and timestamp in the block; the first record of a block passes its own
 // offset and 0.
@@ -40,22 +43,28 @@ func appendNullable(dst, b []byte) []byte {
 }
 
 // appendBlock compresses raw (when it pays) and appends the block header and payload.
+// LZ4 writes into a pooled scratch buffer, so that dst needs room only for what is kept:
+// an encoder sized for its records never grows (and copies) for LZ4's worst case.
 func appendBlock(dst, raw []byte, codec Codec, first int64, records uint32) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, blockHeaderLen)...)
 	stored := CodecNone
 	if codec == CodecLZ4 {
+		scratch := scratchBuffers.Get().(*[]byte)
 		bound := lz4.CompressBlockBound(len(raw))
-		dst = grow(dst, bound)
+		if cap(*scratch) < bound {
+			*scratch = make([]byte, bound)
+		}
 		c := compressors.Get().(*lz4.Compressor)
-		n, err := c.CompressBlock(raw, dst[len(dst):len(dst)+bound])
+		n, err := c.CompressBlock(raw, (*scratch)[:bound])
 		compressors.Put(c)
 		// n == 0 means incompressible; storing the block raw then is both smaller and
 		// faster to read.
 		if err == nil && n > 0 && n < len(raw) {
-			dst = dst[:len(dst)+n]
+			dst = append(dst, (*scratch)[:n]...)
 			stored = CodecLZ4
 		}
+		scratchBuffers.Put(scratch)
 	}
 	if stored == CodecNone {
 		dst = append(dst, raw...)
@@ -70,16 +79,6 @@ func appendBlock(dst, raw []byte, codec Codec, first int64, records uint32) []by
 	crc = crc32Update(crc, dst[start+blockHeaderLen:])
 	binary.BigEndian.PutUint32(hdr[21:25], crc)
 	return dst
-}
-
-// grow makes room for n more bytes without changing len(dst).
-func grow(dst []byte, n int) []byte {
-	if cap(dst)-len(dst) >= n {
-		return dst
-	}
-	bigger := make([]byte, len(dst), 2*cap(dst)+n)
-	copy(bigger, dst)
-	return bigger
 }
 
 // blockHeader is a verified block header with its payload.

@@ -1,6 +1,9 @@
 package segmentstore
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // Options tune the encoder. The zero value is valid and means the documented defaults.
 type Options struct {
@@ -194,8 +197,23 @@ func Encode(topic string, partition int32, records []Record, opts Options) ([]by
 	if len(records) == 0 {
 		return nil, invalid("no records to encode")
 	}
-	e, err := NewEncoder(topic, partition, records[0].Offset, opts)
-	if err != nil {
+	e := &Encoder{opts: opts.withDefaults()}
+	// Size the segment for its records up front (incompressible payloads fill it, and
+	// growing by doubling copied the segment several times), and take the open block's
+	// buffer from a pool.
+	raw := 0
+	for i := range records {
+		raw += records[i].maxEncodedLen()
+	}
+	blocks := raw/e.opts.BlockSize + 1
+	e.sizeHint = raw + blocks*(blockHeaderLen+indexEntryLen) + footerFixedLen + TrailerLen + (&Header{Topic: topic}).Len()
+	buf := rawBuffers.Get().(*[]byte)
+	e.raw = (*buf)[:0]
+	defer func() {
+		*buf = e.raw[:0]
+		rawBuffers.Put(buf)
+	}()
+	if err := e.Reset(topic, partition, records[0].Offset); err != nil {
 		return nil, err
 	}
 	for i := range records {
@@ -203,5 +221,17 @@ func Encode(topic string, partition int32, records []Record, opts Options) ([]by
 			return nil, err
 		}
 	}
-	return e.Finish()
+	seg, err := e.Finish()
+	if err != nil {
+		return nil, err
+	}
+	// Compressed, the segment may fill a small part of the buffer sized for its records;
+	// callers keep segments in memory, so give the rest back.
+	if cap(seg) > len(seg)+len(seg)/4+4096 {
+		seg = append([]byte(nil), seg...)
+	}
+	return seg, nil
 }
+
+// rawBuffers hold the open block of Encode's encoders (*[]byte).
+var rawBuffers = sync.Pool{New: func() any { return new([]byte) }}

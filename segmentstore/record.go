@@ -1,5 +1,7 @@
 package segmentstore
 
+import "encoding/binary"
+
 // Record is one entry of a partition's log.
 //
 // A nil Key or Value is null; a non-nil empty slice is an empty value. The distinction
@@ -26,6 +28,12 @@ func (r *Record) Size() int {
 		n += len(r.Headers[i].Key) + len(r.Headers[i].Value)
 	}
 	return n
+}
+
+// maxEncodedLen bounds the bytes appendRecord writes for r: its payload, and a varint of
+// at most binary.MaxVarintLen64 bytes for each delta, length and count.
+func (r *Record) maxEncodedLen() int {
+	return r.Size() + (5+2*len(r.Headers))*binary.MaxVarintLen64
 }
 
 // Take appends to out the records of recs with offsets ≥ from while their payload keeps
