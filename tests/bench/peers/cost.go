@@ -98,10 +98,7 @@ func newCostModel(before, written, read, idled sample, produce, consume benchRep
 	if segments > 0 {
 		c.MeanSegmentBytes = stored / segments
 	}
-	// The flusher's objects (merges write others, of up to 32 MiB of input).
-	if flushes := written.sum("streamhouse_object_segments") - before.sum("streamhouse_object_segments"); flushes > 0 {
-		c.MeanObjectBytes = stored / flushes
-	}
+	c.MeanObjectBytes = meanFlushObject(before, written)
 	gets := 0.0
 	for _, op := range []string{"get", "get_range", "head"} {
 		gets += read.sum("streamhouse_store_requests_total", "op", op) - written.sum("streamhouse_store_requests_total", "op", op)
@@ -117,4 +114,14 @@ func newCostModel(before, written, read, idled sample, produce, consume benchRep
 	c.PutsPerPartitionHourIdle = idlePuts / idle.Seconds() / partitions * 3600
 	c.EtcdWritesPerPartHourIdle = (idled.etcdWrites() - read.etcdWrites()) / idle.Seconds() / partitions * 3600
 	return c
+}
+
+// meanFlushObject is the mean size of the objects the flusher wrote between two scrapes
+// (merges write others, of up to 32 MiB of input).
+func meanFlushObject(before, after sample) float64 {
+	flushes := after.sum("streamhouse_object_segments") - before.sum("streamhouse_object_segments")
+	if flushes == 0 {
+		return 0
+	}
+	return (after.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed")) / flushes
 }

@@ -28,11 +28,15 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "length of each load phase")
 	idle := flag.Duration("idle", 30*time.Second, "length of the idle phase of the cost model")
 	out := flag.String("json", "", "also write the results as JSON to this file")
-	quick := flag.Bool("quick", false, "run only the max-rate produce phase and print its CPU per record and merge cost (for A/B runs of agent settings)")
+	only := flag.String("only", "", `run one phase alone (for A/B runs of agent settings): "throughput" (max-rate produce, its CPU per record and merge cost) or "latency" (1000 records/s and its floor)`)
 	flag.IntVar(&load.batch, "batch", 100, "records per produce request in the max-rate phases")
 	flag.IntVar(&load.inFlight, "in-flight", 8, "requests each of the 4 producers keeps in flight in the max-rate phases")
 	flag.Parse()
-	if err := run(*duration, *idle, *out, *quick); err != nil {
+	if *only != "" && *only != "throughput" && *only != "latency" {
+		fmt.Fprintf(os.Stderr, "bench-peers: -only %q: want throughput or latency\n", *only)
+		os.Exit(2)
+	}
+	if err := run(*duration, *idle, *out, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-peers:", err)
 		os.Exit(1)
 	}
@@ -40,7 +44,13 @@ func main() {
 
 // load is the max-rate producers' window: batch records per request, inFlight requests
 // per producer.
-var load struct{ batch, inFlight int }
+var load window
+
+type window struct{ batch, inFlight int }
+
+func (w window) args() []string {
+	return []string{"--batch", strconv.Itoa(w.batch), "--in-flight", strconv.Itoa(w.inFlight)}
+}
 
 // results is everything measured in one run.
 type results struct {
@@ -61,6 +71,10 @@ type results struct {
 	// caused were done (the index stopped changing), so that merge work left over when
 	// the phase ended is counted too.
 	CPUMicrosPerRecordSettled map[string]float64 `json:"cpu_us_per_record_max_rate_settled"`
+	// Kafka: the max-rate produce over the Kafka protocol (kgo), and the CPU per record of
+	// each process during it and its merges ("load generator" is this program: kgo).
+	Kafka    kafkaReport        `json:"produce_max_kafka"`
+	KafkaCPU map[string]float64 `json:"kafka_cpu_us_per_record_settled"`
 	// SettleSeconds: how long after the phase the merges went on.
 	SettleSeconds float64 `json:"settle_seconds"`
 	// MergeAmplification: bytes written by merges per byte of segments written, over the
@@ -68,7 +82,7 @@ type results struct {
 	MergeAmplification float64 `json:"merge_bytes_per_segment_byte"`
 }
 
-func run(duration, idle time.Duration, out string, quick bool) error {
+func run(duration, idle time.Duration, out, only string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-peers-")
 	if err != nil {
@@ -121,68 +135,37 @@ func run(duration, idle time.Duration, out string, quick bool) error {
 	var res results
 	res.RSSMiB = map[string]float64{}
 
-	// Throughput at 1 KiB, then the catch-up read of what it wrote, with the store and etcd
-	// counts of each for the cost model: the writes' counts include the merges they caused.
 	procs := map[string]int{"agent": agent.Process.Pid(), "minio": minio.Process.Pid(), "etcd": etcd.Process.Pid()}
-	cpuBefore, err := cpuTimes(procs)
-	if err != nil {
-		return err
-	}
-	before, err := scrape(metricsURL)
-	if err != nil {
-		return err
-	}
-	window := []string{"--batch", strconv.Itoa(load.batch), "--in-flight", strconv.Itoa(load.inFlight)}
-	if res.Throughput, err = bench(append([]string{"produce", "--topic", "tput", "--partitions", "6", "--record-size", "1024", "--producers", "4", "--duration", d}, window...)...); err != nil {
-		return err
-	}
-	cpuAfter, err := cpuTimes(procs)
-	if err != nil {
-		return err
-	}
-	if res.RSSMiB["6_partitions_max_rate"], err = peakRSS(agent.Process.Pid()); err != nil {
-		return err
-	}
-	settleStart := time.Now()
-	settled, err := settle(metricsURL)
-	if err != nil {
-		return err
-	}
-	res.SettleSeconds = time.Since(settleStart).Seconds()
-	cpuSettled, err := cpuTimes(procs)
-	if err != nil {
-		return err
-	}
-	res.CPUMicrosPerRecord, res.CPUMicrosPerRecordSettled = map[string]float64{}, map[string]float64{}
-	if n := float64(res.Throughput.Produce.Records); n > 0 {
-		for name := range procs {
-			res.CPUMicrosPerRecord[name] = float64((cpuAfter[name] - cpuBefore[name]).Microseconds()) / n
-			res.CPUMicrosPerRecordSettled[name] = float64((cpuSettled[name] - cpuBefore[name]).Microseconds()) / n
+	if only != "latency" {
+		ph := phases{bench: bench, lastCPU: &lastClientCPU, procs: procs, metricsURL: metricsURL, duration: d, idle: idle}
+		if done, err := ph.throughput(&res, only, out); done || err != nil {
+			return err
 		}
-		res.CPUMicrosPerRecord["load generator"] = float64(lastClientCPU.Microseconds()) / n
-		res.CPUMicrosPerRecordSettled["load generator"] = res.CPUMicrosPerRecord["load generator"]
+		// The same over the Kafka protocol, once the merges of the phases before are done.
+		if _, err := settle(metricsURL); err != nil {
+			return err
+		}
+		procs["load generator"] = os.Getpid()
+		cpuBefore, err := cpuTimes(procs)
+		if err != nil {
+			return err
+		}
+		if res.Kafka, err = kafkaProduce(ctx, agent.KafkaAddr, duration); err != nil {
+			return err
+		}
+		if _, err := settle(metricsURL); err != nil {
+			return err
+		}
+		cpuAfter, err := cpuTimes(procs)
+		if err != nil {
+			return err
+		}
+		delete(procs, "load generator")
+		res.KafkaCPU = map[string]float64{}
+		for name := range cpuAfter {
+			res.KafkaCPU[name] = float64((cpuAfter[name] - cpuBefore[name]).Microseconds()) / max(float64(res.Kafka.Records), 1)
+		}
 	}
-	if segs := settled.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed"); segs > 0 {
-		res.MergeAmplification = (settled.sum("streamhouse_merged_bytes_total") - before.sum("streamhouse_merged_bytes_total")) / segs
-	}
-	if quick {
-		printQuick(os.Stdout, res)
-		return writeJSON(out, res)
-	}
-	if res.CatchUp, err = bench("consume", "--topic", "tput", "--duration", "5m"); err != nil {
-		return err
-	}
-	read, err := scrape(metricsURL)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "idle for %s\n", idle)
-	time.Sleep(idle)
-	idled, err := scrape(metricsURL)
-	if err != nil {
-		return err
-	}
-	res.Cost = newCostModel(before, settled, read, idled, res.Throughput, res.CatchUp, idle, 6)
 
 	// Latency at a fixed 1000 records/s with the default 5 ms linger, then end to end; each
 	// after the merges of the phase before it are done.
@@ -194,16 +177,38 @@ func run(duration, idle time.Duration, out string, quick bool) error {
 		{&res.LatencyOne, []string{"produce", "--topic", "lat1", "--partitions", "1"}},
 		{&res.EndToEnd, []string{"e2e", "--topic", "e2e", "--partitions", "6"}},
 	}
-	for _, l := range latency {
-		if _, err := settle(metricsURL); err != nil {
+	if only == "latency" {
+		latency = latency[:2]
+	}
+	var latencyObjectBytes float64 // the mean flush object of the first
+	for i, l := range latency {
+		pre, err := settle(metricsURL)
+		if err != nil {
 			return err
 		}
 		if *l.r, err = bench(append(l.args, "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d)...); err != nil {
 			return err
 		}
+		if i == 0 {
+			post, err := scrape(metricsURL)
+			if err != nil {
+				return err
+			}
+			latencyObjectBytes = meanFlushObject(pre, post)
+		}
+	}
+	if only == "latency" {
+		if err := agent.Stop(); err != nil {
+			return err
+		}
+		if res.Floors, err = measureFloors(ctx, etcd, minio, latencyObjectBytes, latencyObjectBytes); err != nil {
+			return err
+		}
+		printLatency(os.Stdout, res)
+		return writeJSON(out, res)
 	}
 	// Memory with 100 partitions at full load.
-	if res.Wide, err = bench(append([]string{"produce", "--topic", "wide", "--partitions", "100", "--record-size", "1024", "--producers", "8", "--duration", d}, window...)...); err != nil {
+	if res.Wide, err = bench(append([]string{"produce", "--topic", "wide", "--partitions", "100", "--record-size", "1024", "--producers", "8", "--duration", d}, load.args()...)...); err != nil {
 		return err
 	}
 	if _, err := settle(metricsURL); err != nil {
@@ -218,8 +223,8 @@ func run(duration, idle time.Duration, out string, quick bool) error {
 		return err
 	}
 
-	// The floors, at the segment size the throughput run produced.
-	if res.Floors, err = measureFloors(ctx, etcd, minio, res.Cost.MeanObjectBytes); err != nil {
+	// The floors, at the object sizes the throughput and latency phases wrote.
+	if res.Floors, err = measureFloors(ctx, etcd, minio, res.Cost.MeanObjectBytes, latencyObjectBytes); err != nil {
 		return err
 	}
 	if err := etcd.Stop(); err != nil {
@@ -269,6 +274,87 @@ func settle(metricsURL string) (sample, error) {
 		last = s
 	}
 	return last, nil
+}
+
+// throughput runs the max-rate produce phase, then (unless only says otherwise) the
+// catch-up read of what it wrote and an idle phase, filling res with their figures and
+// the cost model. done says the run ends here.
+// phases is what every phase of a run uses.
+type phases struct {
+	bench      func(args ...string) (benchReport, error) // runs streamctl bench
+	lastCPU    *time.Duration                            // of the last streamctl bench
+	procs      map[string]int                            // pids whose CPU time is counted
+	metricsURL string                                    // the agent's /metrics
+	duration   string                                    // of a load phase
+	idle       time.Duration
+}
+
+// throughput runs the max-rate produce phase at 1 KiB, then (unless only is "throughput")
+// the catch-up read of what it wrote and an idle phase, with the store and etcd counts of
+// each for the cost model (the writes' counts include the merges they caused). done says
+// the run ends here.
+func (ph phases) throughput(res *results, only, out string) (done bool, err error) {
+	bench, procs, metricsURL, d := ph.bench, ph.procs, ph.metricsURL, ph.duration
+	cpuBefore, err := cpuTimes(procs)
+	if err != nil {
+		return false, err
+	}
+	before, err := scrape(metricsURL)
+	if err != nil {
+		return false, err
+	}
+	if res.Throughput, err = bench(append([]string{"produce", "--topic", "tput", "--partitions", "6", "--record-size", "1024", "--producers", "4", "--duration", d}, load.args()...)...); err != nil {
+		return false, err
+	}
+	cpuAfter, err := cpuTimes(procs)
+	if err != nil {
+		return false, err
+	}
+	if res.RSSMiB["6_partitions_max_rate"], err = peakRSS(procs["agent"]); err != nil {
+		return false, err
+	}
+	settleStart := time.Now()
+	settled, err := settle(metricsURL)
+	if err != nil {
+		return false, err
+	}
+	res.SettleSeconds = time.Since(settleStart).Seconds()
+	cpuSettled, err := cpuTimes(procs)
+	if err != nil {
+		return false, err
+	}
+	res.CPUMicrosPerRecord, res.CPUMicrosPerRecordSettled = map[string]float64{}, map[string]float64{}
+	if n := float64(res.Throughput.Produce.Records); n > 0 {
+		for name := range procs {
+			res.CPUMicrosPerRecord[name] = float64((cpuAfter[name] - cpuBefore[name]).Microseconds()) / n
+			res.CPUMicrosPerRecordSettled[name] = float64((cpuSettled[name] - cpuBefore[name]).Microseconds()) / n
+		}
+		res.CPUMicrosPerRecord["load generator"] = float64(ph.lastCPU.Microseconds()) / n
+		res.CPUMicrosPerRecordSettled["load generator"] = res.CPUMicrosPerRecord["load generator"]
+	}
+	if segs := settled.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed"); segs > 0 {
+		res.MergeAmplification = (settled.sum("streamhouse_merged_bytes_total") - before.sum("streamhouse_merged_bytes_total")) / segs
+	}
+	if only == "throughput" {
+		printQuick(os.Stdout, *res)
+		return true, writeJSON(out, *res)
+	}
+	if res.CatchUp, err = bench("consume", "--topic", "tput", "--duration", "5m"); err != nil {
+		return false, err
+	}
+	read, err := scrape(metricsURL)
+	if err != nil {
+		return false, err
+	}
+	fmt.Fprintf(os.Stderr, "idle for %s\n", ph.idle)
+	time.Sleep(ph.idle)
+	idled, err := scrape(metricsURL)
+	if err != nil {
+		return false, err
+	}
+	res.Cost = newCostModel(before, settled, read, idled, res.Throughput, res.CatchUp, ph.idle, 6)
+
+	return false, nil
 }
 
 // benchReport is the part of `streamctl bench --json` used here.

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// kafkaReport is the max-rate produce over the Kafka protocol.
+type kafkaReport struct {
+	Records       int64   `json:"records"`
+	Errors        int64   `json:"errors"`
+	Seconds       float64 `json:"seconds"`
+	RecordsPerSec float64 `json:"records_per_sec"`
+	MiBPerSec     float64 `json:"mib_per_sec"`
+}
+
+// kafkaProduce runs franz-go's kgo producer against the agent's Kafka listener for
+// duration: its defaults (idempotent, acks=all: an ack after the durable commit; batches
+// of up to 1 MB per partition), no compression, 1 KiB values cut at random from random
+// letters and digits as `streamctl bench` sends, over a new topic of 6 partitions.
+func kafkaProduce(ctx context.Context, addr string, duration time.Duration) (kafkaReport, error) {
+	var r kafkaReport
+	fmt.Fprintf(os.Stderr, "kgo produce to %s for %s\n", addr, duration)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("kafka"),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(100000))
+	if err != nil {
+		return r, err
+	}
+	defer cl.Close()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	resp, err := kadm.NewClient(cl).CreateTopic(cctx, 6, 1, nil, "kafka")
+	cancel()
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		return r, fmt.Errorf("create topic kafka: %w", err)
+	}
+	pool := benchRecords(8 << 20)
+	rng := rand.New(rand.NewPCG(5, 6))
+	var acked, failed atomic.Int64
+	start := time.Now()
+	for time.Since(start) < duration {
+		off := rng.IntN(len(pool) - 1024)
+		// Produce blocks while MaxBufferedRecords are unacked: the producer's window.
+		cl.Produce(ctx, &kgo.Record{Value: pool[off : off+1024 : off+1024]}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			acked.Add(1)
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return r, err
+	}
+	r.Seconds = time.Since(start).Seconds()
+	r.Records, r.Errors = acked.Load(), failed.Load()
+	r.RecordsPerSec = float64(r.Records) / r.Seconds
+	r.MiBPerSec = r.RecordsPerSec * 1024 / (1 << 20)
+	return r, nil
+}
