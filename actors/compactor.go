@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -214,13 +215,14 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 		return
 	}
 	// One merge (the common case once merges wait for half a target) is its own object;
-	// several are joined in a buffer of their exact size.
+	// several are joined.
 	buf := kept[0].data
 	if len(kept) > 1 {
-		buf = make([]byte, 0, size)
-		for _, j := range kept {
-			buf = append(buf, j.data...)
+		parts := make([][]byte, len(kept))
+		for i, j := range kept {
+			parts[i] = j.data
 		}
+		buf = bytes.Join(parts, nil) // one copy, no zeroing first
 	}
 	for _, j := range kept {
 		j.data = nil

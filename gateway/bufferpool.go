@@ -13,8 +13,8 @@ const (
 	maxBufferClass = 24
 )
 
-// bufferPool is the gRPC server's pool of message buffers (experimental.BufferPool): one
-// sync.Pool per power of two, buffers handed out without zeroing.
+// bufferPool is the gRPC server's pool of message buffers (ServerOptions): one sync.Pool
+// per power of two, buffers handed out without zeroing.
 //
 // gRPC's default pool zeroes a buffer's whole capacity on every Get and keeps nothing
 // between 32 KiB and 1 MiB, so every produce request of 100 records of 1 KiB had a 1 MiB

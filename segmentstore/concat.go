@@ -1,6 +1,7 @@
 package segmentstore
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 )
@@ -22,7 +23,7 @@ func Concat(segs [][]byte) ([]byte, error) {
 	}
 	parts := make([]part, len(segs))
 	var out Header
-	blocks, size := 0, 0
+	blocks := 0
 	for i, data := range segs {
 		h, index, err := parseLayout(data)
 		if err != nil {
@@ -55,21 +56,26 @@ func Concat(segs [][]byte) ([]byte, error) {
 		}
 		parts[i] = part{data, index}
 		blocks += len(index)
-		size += int(index[len(index)-1].Position + index[len(index)-1].Length - index[0].Position)
 	}
 	if blocks > MaxBlocks {
 		return nil, invalid("segments hold %d blocks, more than %d", blocks, MaxBlocks)
 	}
-	dst := make([]byte, 0, out.Len()+size+footerFixedLen+blocks*indexEntryLen+TrailerLen)
-	dst = appendHeader(dst, &out)
+	// The result is assembled from pieces by one bytes.Join, which neither zeroes the
+	// buffer first nor grows it: each input's blocks are contiguous (ParseFooter checks
+	// it), so they are copied as one range and their positions shifted.
+	header := appendHeader(nil, &out)
+	pieces := append(make([][]byte, 0, len(parts)+2), header)
+	pos := int64(len(header))
 	index := make([]IndexEntry, 0, blocks)
 	for _, p := range parts {
+		first, last := p.index[0].Position, p.index[len(p.index)-1]
 		for _, e := range p.index {
-			index = append(index, IndexEntry{FirstOffset: e.FirstOffset, LastOffset: e.LastOffset, Position: int64(len(dst)), Length: e.Length})
-			dst = append(dst, p.data[e.Position:e.Position+e.Length]...)
+			index = append(index, IndexEntry{FirstOffset: e.FirstOffset, LastOffset: e.LastOffset, Position: pos + e.Position - first, Length: e.Length})
 		}
+		pieces = append(pieces, p.data[first:last.Position+last.Length])
+		pos += last.Position + last.Length - first
 	}
-	footerPos := int64(len(dst))
-	dst = appendFooter(dst, index)
-	return appendTrailer(dst, Trailer{FooterPos: footerPos, FooterLen: int64(len(dst)) - footerPos, Version: Version1}), nil
+	tail := appendFooter(nil, index)
+	tail = appendTrailer(tail, Trailer{FooterPos: pos, FooterLen: int64(len(tail)), Version: Version1})
+	return bytes.Join(append(pieces, tail), nil), nil
 }

@@ -16,7 +16,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/experimental"
 
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -90,9 +89,8 @@ func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirr
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("client API on %q: %w", addr, err)
 	}
-	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes()),
-		experimental.BufferPool(gateway.NewBufferPool())},
-		gateway.Interceptors()...)
+	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes())},
+		append(gateway.ServerOptions(), gateway.Interceptors()...)...)
 	srv = grpc.NewServer(opts...)
 	gateway.NewServer(coord, mirror, node, limits, log).Register(srv)
 	ch := make(chan error, 1)
