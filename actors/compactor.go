@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -214,16 +213,8 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 	if len(kept) == 0 {
 		return
 	}
-	// One merge (the common case once merges wait for half a target) is its own object;
-	// several are joined.
-	buf := kept[0].data
-	if len(kept) > 1 {
-		parts := make([][]byte, len(kept))
-		for i, j := range kept {
-			parts[i] = j.data
-		}
-		buf = bytes.Join(parts, nil) // one copy, no zeroing first
-	}
+	// One merge (the common case once merges wait for half a target) is its own object.
+	buf := joined(kept, func(j *mergeJob) []byte { return j.data })
 	for _, j := range kept {
 		j.data = nil
 	}

@@ -90,16 +90,22 @@ func (f *flusher) startLocked() {
 // nextName returns an object name no earlier object of this agent has.
 func (f *flusher) nextName() string { return f.prefix + fmt.Sprintf("%010d.obj", f.seq.Add(1)) }
 
+// joined returns the bytes of items, in order, as one object: the only item's own bytes,
+// or one copy of them all (bytes.Join allocates without zeroing first).
+func joined[T any](items []T, data func(T) []byte) []byte {
+	if len(items) == 1 {
+		return data(items[0])
+	}
+	parts := make([][]byte, len(items))
+	for i, it := range items {
+		parts[i] = data(it)
+	}
+	return bytes.Join(parts, nil)
+}
+
 func (f *flusher) put(items []flushItem) {
 	key := f.nextName()
-	data := items[0].data
-	if len(items) > 1 {
-		parts := make([][]byte, len(items))
-		for i, it := range items {
-			parts[i] = it.data
-		}
-		data = bytes.Join(parts, nil) // one copy, no zeroing first
-	}
+	data := joined(items, func(it flushItem) []byte { return it.data })
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	err := f.store.Put(ctx, key, data)
 	cancel()
