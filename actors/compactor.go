@@ -19,8 +19,8 @@ import (
 // merges their small segments (NodeConfig.CompactInterval). A pass with nothing due reads
 // only memory, so passes can be frequent: a quiet partition's segments are merged within
 // a second of their commit, and retention removes segments within a second of their
-// expiry. Busy partitions' merges wait for enough segments whatever the interval
-// (mergeplan.go).
+// expiry. Busy partitions' merges wait for enough segments whatever the interval, or
+// until their partition has been quiet for lazyMaxAge (mergeplan.go).
 const DefaultCompactInterval = time.Second
 
 // mergeReaders bounds the concurrent GETs of a pass.
@@ -142,7 +142,7 @@ func (c *compactor) pass(ctx context.Context) {
 			c.expire(ctx, l, segs[:n], rev, now)
 			continue // merge from the new view next pass
 		}
-		for _, sp := range planMerges(segs, spec.MergeTarget()) {
+		for _, sp := range planMerges(segs, spec.MergeTarget(), now) {
 			j := &mergeJob{log: l, old: segs[sp.i:sp.j], rev: rev}
 			for _, s := range j.old {
 				j.size += s.ZBytes

@@ -7,9 +7,9 @@ import (
 )
 
 // Merge policy (docs/operations.md "Retention and merging"). Segments smaller than half
-// the topic's merge target are "small". A run of adjacent small segments of some size
-// (lazyMinSegment) is left alone until it holds half a target's bytes or more than
-// lazyKeys segments: at a high rate, fresh segments then make a full-size one in a single
+// the topic's merge target are "small". A busy partition's run of adjacent small segments
+// (its newest ones of some size, lazyMinSegment, and fresh) is left alone until it holds
+// half a target's bytes or more than lazyKeys segments: at a high rate, fresh segments then make a full-size one in a single
 // merge and every record is rewritten once (`make soak` at 6000 records/s: 1.88 bytes
 // merged per byte, against 2.45 when fresh segments were merged every pass with a fan-in
 // of 4; docs/operations.md). In a run that is due, a merge starts at the first
@@ -25,15 +25,19 @@ const (
 	minMergeSegments = 4
 	// maxMergeSegments bounds one merge (the tombstone names at most this many objects).
 	maxMergeSegments = 2000
-	// lazyKeys, lazyMinSegment: a run of small segments of lazyMinSegment bytes or more
-	// on average is left alone until it holds half a merge target's bytes or more than
-	// lazyKeys segments. Merging such runs once rather than every pass saves a rewrite of
+	// lazyKeys, lazyMinSegment: a run of small segments whose newest ones average
+	// lazyMinSegment bytes or more is left alone until it holds half a merge target's
+	// bytes or more than lazyKeys segments (or stops growing, lazyMaxAge). Merging such runs once rather than every pass saves a rewrite of
 	// every record at high rates (fresh segments make a full-size one in one merge);
 	// lazyKeys bounds the keys a busy partition gathers first. Runs of tinier segments (a
 	// quiet partition's) are merged as they come: their rewrites cost little, and their
 	// keys would be most of an etcd with many quiet partitions.
 	lazyKeys       = 256
 	lazyMinSegment = 8 << 10
+	// lazyTail: the newest segments whose size says whether a partition is busy now.
+	lazyTail = 16
+	// lazyMaxAge: a run whose newest segment is older than this is merged as it is.
+	lazyMaxAge = 30 * time.Second
 	// maxRemoveSegments bounds the segments one retention rewrite removes.
 	maxRemoveSegments = 2000
 )
@@ -51,7 +55,7 @@ type span struct{ i, j int }
 
 // planMerges returns the merges the policy calls for in segs, in offset order and
 // disjoint: an old run of merged segments and the fresh tail can both be due at once.
-func planMerges(segs []indexed, target int64) []span {
+func planMerges(segs []indexed, target int64, now time.Time) []span {
 	small := target / 2
 	var out []span
 	for a := 0; a < len(segs); {
@@ -64,7 +68,7 @@ func planMerges(segs []indexed, target int64) []span {
 			bytes += segs[b].ZBytes
 			b++
 		}
-		if b-a <= lazyKeys && bytes < small && bytes >= int64(b-a)*lazyMinSegment {
+		if b-a <= lazyKeys && bytes < small && busy(segs[a:b], now) {
 			a = b
 			continue
 		}
@@ -79,6 +83,20 @@ func planMerges(segs []indexed, target int64) []span {
 		a = b
 	}
 	return out
+}
+
+// busy reports whether a run of small segments is a busy partition's fresh ones, which may
+// wait for more: its newest lazyTail segments average lazyMinSegment or more (earlier,
+// merged segments do not count: a partition that turned quiet merges at once), and the
+// newest was written less than lazyMaxAge ago (a partition that stopped does not keep
+// its run unmerged).
+func busy(run []indexed, now time.Time) bool {
+	tail := run[max(0, len(run)-lazyTail):]
+	bytes := int64(0)
+	for _, s := range tail {
+		bytes += s.ZBytes
+	}
+	return bytes >= int64(len(tail))*lazyMinSegment && now.UnixMilli()-writtenMs(run[len(run)-1]) < lazyMaxAge.Milliseconds()
 }
 
 // planRun applies the policy to a run of small segments: the first merge due in it.

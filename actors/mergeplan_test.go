@@ -7,48 +7,52 @@ import (
 	"github.com/streamhouse/streamhouse/coordination"
 )
 
-// simulate appends segments of size seg bytes, perPass of them between compaction passes,
-// for passes passes, merging as the compactor does (every merge due at each pass). It returns the
-// most small keys (below half the target) seen after a pass, the full-size segments at
-// the end, the bytes in small segments at the end, and the bytes rewritten per byte
-// written.
-func simulate(perPass, passes int, seg, target int64) (maxSmall, full int, smallBytes int64, amplification float64) {
+// simulate appends segments of size seg bytes, perPass of them between compaction passes
+// a second apart, for passes passes, then makes idle passes with nothing appended,
+// merging as the compactor does (every merge due at each pass). It returns the most small
+// keys (below half the target) seen after a pass and those left at the end, the
+// full-size segments at the end, the bytes in small segments at the end, and the bytes
+// rewritten per byte written.
+func simulate(perPass, passes, idle int, seg, target int64) (maxSmall, endSmall, full int, smallBytes int64, amplification float64) {
 	var segs []indexed
+	start := time.UnixMilli(1_000_000_000)
 	next, written, rewritten := int64(0), int64(0), int64(0)
-	for range passes {
-		for range perPass {
-			segs = append(segs, indexed{SegmentMeta: coordination.SegmentMeta{Base: next, Last: next, ZBytes: seg}})
+	for pass := range passes + idle {
+		now := start.Add(time.Duration(pass) * time.Second)
+		for k := 0; pass < passes && k < perPass; k++ {
+			segs = append(segs, indexed{SegmentMeta: coordination.SegmentMeta{Base: next, Last: next, ZBytes: seg, WrittenMs: now.UnixMilli()}})
 			next++
 			written += seg
 		}
 		// The merges of one pass, applied from the last so that earlier spans stay put.
-		spans := planMerges(segs, target)
+		spans := planMerges(segs, target, now)
 		for k := len(spans) - 1; k >= 0; k-- {
 			i, j := spans[k].i, spans[k].j
 			m := indexed{SegmentMeta: coordination.SegmentMeta{Base: segs[i].Base, Last: segs[j-1].Last}}
 			for _, s := range segs[i:j] {
 				m.ZBytes += s.ZBytes
+				m.WrittenMs = max(m.WrittenMs, s.WrittenMs)
 			}
 			rewritten += m.ZBytes
 			segs = append(segs[:i:i], append([]indexed{m}, segs[j:]...)...)
 		}
-		small := 0
-		smallBytes = 0
+		endSmall, smallBytes = 0, 0
 		for _, s := range segs {
 			if s.ZBytes < target/2 {
-				small++
+				endSmall++
 				smallBytes += s.ZBytes
 			}
 		}
-		maxSmall, full = max(maxSmall, small), len(segs)-small
+		maxSmall, full = max(maxSmall, endSmall), len(segs)-endSmall
 	}
-	return maxSmall, full, smallBytes, float64(rewritten) / float64(written)
+	return maxSmall, endSmall, full, smallBytes, float64(rewritten) / float64(written)
 }
 
 // The policy keeps a partition's keys bounded under continuous produce at any rate: the
-// small segments it leaves until a merge is worth it (lazyKeys), a few per size class,
-// plus what arrived since the last pass; records are rewritten only a few times, and once
-// at a rate whose fresh segments make full-size ones in one merge.
+// small segments a busy partition leaves until a merge is worth it (lazyKeys), a few per
+// size class, plus what arrived since the last pass; records are rewritten only a few
+// times, and once at a rate whose fresh segments make full-size ones in one merge. A
+// partition that turns quiet or stops merges what it held back.
 func TestMergePolicyBoundsKeysAndRewrites(t *testing.T) {
 	const target = 64 << 20
 	for _, tc := range []struct {
@@ -56,23 +60,26 @@ func TestMergePolicyBoundsKeysAndRewrites(t *testing.T) {
 		perPass int   // segments committed per pass (a pass a second: 200 = linger 5 ms, busy)
 		seg     int64 // their size
 		passes  int
+		idle    int     // passes with nothing committed after them
 		maxAmp  float64 // bytes rewritten per byte written
 		maxKeys int     // small keys after any pass
+		endKeys int     // small keys at the end
 	}{
-		{"max rate, 1 KiB records at 8k/s", 40, 200 << 10, 3600, 1.01, 200},
-		{"busy, 1 KiB records at 10k/s", 200, 50 << 10, 3600, 1.6, 300},
-		{"steady, 1k records/s", 200, 5 << 10, 3600, 2.5, 300},
-		{"steady, 1k records/s in 92 segments a second (make soak)", 92, 11 << 10, 3600, 2, 300},
-		{"trickle, a record a second", 1, 200, 3600, 2, 100},
+		{"max rate, 1 KiB records at 8k/s", 40, 200 << 10, 3600, 0, 1.01, 200, 200},
+		{"busy, 1 KiB records at 10k/s", 200, 50 << 10, 3600, 0, 1.6, 300, 300},
+		{"steady, 1k records/s", 200, 5 << 10, 3600, 0, 2.5, 300, 300},
+		{"steady, 1k records/s in 92 segments a second (make soak)", 92, 11 << 10, 3600, 0, 2, 300, 300},
+		{"trickle, a record a second, for 10 hours", 1, 200, 36000, 0, 3, 100, 100},
+		{"busy for 10 s, then stopped", 200, 50 << 10, 10, 60, 1.5, 300, 1},
 	} {
 		// Without retention, full-size segments accumulate (one per target bytes); the
 		// bound is on everything else.
-		small, full, smallBytes, amp := simulate(tc.perPass, tc.passes, tc.seg, target)
+		small, end, full, smallBytes, amp := simulate(tc.perPass, tc.passes, tc.idle, tc.seg, target)
 		written := int64(tc.perPass) * int64(tc.passes) * tc.seg
-		t.Logf("%s: at most %d small keys, %d full-size segments at the end (%d MiB written), %.2f bytes rewritten per byte",
-			tc.name, small, full, written>>20, amp)
-		if small > tc.maxKeys {
-			t.Errorf("%s: %d small keys, want at most %d", tc.name, small, tc.maxKeys)
+		t.Logf("%s: at most %d small keys, %d at the end, %d full-size segments at the end (%d MiB written), %.2f bytes rewritten per byte",
+			tc.name, small, end, full, written>>20, amp)
+		if small > tc.maxKeys || end > tc.endKeys {
+			t.Errorf("%s: %d small keys at most, %d at the end; want at most %d and %d", tc.name, small, end, tc.maxKeys, tc.endKeys)
 		}
 		if limit := int(written / (target / 2)); full > limit {
 			t.Errorf("%s: %d full-size segments for %d MiB, want at most %d", tc.name, full, written>>20, limit)

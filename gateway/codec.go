@@ -12,7 +12,8 @@ import (
 )
 
 // ServerOptions are the gRPC server options of the client API: message buffers from a
-// pool that does not zero them (NewBufferPool), for the transport and for the codec.
+// pool that does not zero them (NewBufferPool), for the transport and for the messages
+// the codec decodes (encoding uses gRPC's own pool).
 func ServerOptions() []grpc.ServerOption {
 	pool := NewBufferPool()
 	return []grpc.ServerOption{

@@ -58,8 +58,9 @@ type Encoder struct {
 	raw    []byte // the open block's uncompressed payload
 	index  []IndexEntry
 
-	// sizeHint is the size of the last segment built, used to size the next one's buffer
-	// up front: growing a multi-megabyte buffer by doubling costs a copy per step.
+	// sizeHint sizes the next segment's buffer up front (growing a multi-megabyte buffer
+	// by doubling costs a copy per step): the last segment's size and an eighth, or, in
+	// Encode, a bound on the segment of the records at hand.
 	sizeHint int
 
 	// incompressible counts the last blocks LZ4 could not shrink; past

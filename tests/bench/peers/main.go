@@ -248,37 +248,43 @@ func writeJSON(path string, res results) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// settle waits until the agent's merges are done: no segment merged for settleQuiet, or
-// settleMax passed. It returns the last scrape.
+// settle waits until the agent's merges are done: settlePasses compaction passes ended
+// with no segment merged or removed in between (a merge running when the phase ended
+// keeps its pass from ending), or none ended in settleNoPass (compaction is off); at most
+// settleMax. It returns the last scrape.
 func settle(metricsURL string) (sample, error) {
-	const settleQuiet, settleMax = 5 * time.Second, 3 * time.Minute
+	const settlePasses, settleNoPass, settleMax = 3, 10 * time.Second, 3 * time.Minute
 	deadline := time.Now().Add(settleMax)
-	last, err := scrape(metricsURL)
+	changed := func(a, b sample) bool {
+		return a.sum("streamhouse_merged_segments_total") != b.sum("streamhouse_merged_segments_total") ||
+			a.sum("streamhouse_retention_removed_segments_total") != b.sum("streamhouse_retention_removed_segments_total")
+	}
+	quiet, err := scrape(metricsURL) // the scrape since which nothing changed
 	if err != nil {
 		return nil, err
 	}
-	quietSince := time.Now()
-	for time.Since(quietSince) < settleQuiet {
+	quietAt := time.Now()
+	for {
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("merges still running %s after the phase", settleMax)
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 		s, err := scrape(metricsURL)
 		if err != nil {
 			return nil, err
 		}
-		if s.sum("streamhouse_merged_segments_total") != last.sum("streamhouse_merged_segments_total") ||
-			s.sum("streamhouse_retention_removed_segments_total") != last.sum("streamhouse_retention_removed_segments_total") {
-			quietSince = time.Now()
+		passes := s.sum("streamhouse_compaction_pass_seconds") - quiet.sum("streamhouse_compaction_pass_seconds")
+		switch {
+		case changed(quiet, s):
+			quiet, quietAt = s, time.Now()
+		case passes >= settlePasses:
+			return s, nil
+		case passes == 0 && time.Since(quietAt) > settleNoPass:
+			return s, nil // compaction is off (or one pass takes that long)
 		}
-		last = s
 	}
-	return last, nil
 }
 
-// throughput runs the max-rate produce phase, then (unless only says otherwise) the
-// catch-up read of what it wrote and an idle phase, filling res with their figures and
-// the cost model. done says the run ends here.
 // phases is what every phase of a run uses.
 type phases struct {
 	bench      func(args ...string) (benchReport, error) // runs streamctl bench

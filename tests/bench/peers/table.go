@@ -96,7 +96,7 @@ func printCPU(w io.Writer, r results) {
 	fmt.Fprintln(w)
 }
 
-// printQuick writes the results of a -quick run: the max-rate phase alone.
+// printQuick writes the results of an -only throughput run: the max-rate phase alone.
 func printQuick(w io.Writer, r results) {
 	tp := r.Throughput.Produce
 	fmt.Fprintf(w, "produce at max rate: %.0f rec/s (%.1f MiB/s), p50 %.1f ms, p99 %.1f ms, %d errors; agent peak RSS %.0f MiB\n\n",
