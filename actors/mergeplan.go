@@ -9,16 +9,16 @@ import (
 // Merge policy (docs/operations.md "Retention and merging"). Segments smaller than half
 // the topic's merge target are "small". A busy partition's run of adjacent small segments
 // (its newest ones of some size, lazyMinSegment, and fresh) is left alone until it holds
-// half a target's bytes or more than lazyKeys segments: at a high rate, fresh segments then make a full-size one in a single
-// merge and every record is rewritten once (`make soak` at 6000 records/s: 1.88 bytes
-// merged per byte, against 2.45 when fresh segments were merged every pass with a fan-in
-// of 4; docs/operations.md). In a run that is due, a merge starts at the first
-// segment that is at most 1/mergeFanIn of everything after it in the run, or that makes a
-// full-size segment with what follows, and takes segments up to the merge target: so a
-// slow partition's segments merge in size classes, a merged segment again only once
-// mergeFanIn times its size has gathered behind it, and a partition keeps at most
-// lazyKeys small segments plus a few per size class and the ones committed since the last
-// pass, whatever its rate.
+// half a target's bytes or more than lazyKeys segments: at a high rate, fresh segments
+// then make a full-size one in a single merge and every record is rewritten once (`make
+// soak` at 6000 records/s: 1.88 bytes merged per byte, against 2.45 when fresh segments
+// were merged every pass with a fan-in of 4; docs/operations.md). In a run that is due, a
+// merge starts at the first segment that is at most 1/mergeFanIn of everything after it
+// in the run, or that makes a full-size segment with what follows, and takes segments up
+// to the merge target: so a slow partition's segments merge in size classes, a merged
+// segment again only once mergeFanIn times its size has gathered behind it, and a
+// partition keeps at most lazyKeys small segments plus a few per size class and the ones
+// committed since the last pass, whatever its rate.
 const (
 	mergeFanIn = 16
 	// minMergeSegments: fewer segments than this are not worth a rewrite.
@@ -27,11 +27,12 @@ const (
 	maxMergeSegments = 2000
 	// lazyKeys, lazyMinSegment: a run of small segments whose newest ones average
 	// lazyMinSegment bytes or more is left alone until it holds half a merge target's
-	// bytes or more than lazyKeys segments (or stops growing, lazyMaxAge). Merging such runs once rather than every pass saves a rewrite of
-	// every record at high rates (fresh segments make a full-size one in one merge);
-	// lazyKeys bounds the keys a busy partition gathers first. Runs of tinier segments (a
-	// quiet partition's) are merged as they come: their rewrites cost little, and their
-	// keys would be most of an etcd with many quiet partitions.
+	// bytes or more than lazyKeys segments (or stops growing, lazyMaxAge). Merging such
+	// runs once rather than every pass saves a rewrite of every record at high rates
+	// (fresh segments make a full-size one in one merge); lazyKeys bounds the keys a busy
+	// partition gathers first. Runs of tinier segments (a quiet partition's) are merged as
+	// they come: their rewrites cost little, and their keys would be most of an etcd with
+	// many quiet partitions.
 	lazyKeys       = 256
 	lazyMinSegment = 8 << 10
 	// lazyTail: the newest segments whose size says whether a partition is busy now.

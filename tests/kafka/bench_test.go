@@ -33,12 +33,8 @@ func BenchmarkKgoProduce(b *testing.B) {
 	// Values cut at random from a pool of random letters and digits, as `streamctl bench`
 	// makes them: LZ4 finds nothing to compress, so the store gets every byte (a repeated
 	// pattern would be stored at a fraction of its size and flatter the rate).
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+	pool := harness.RandomText(8<<20, 1)
 	rng := rand.New(rand.NewPCG(1, 2))
-	pool := make([]byte, 8<<20)
-	for i := range pool {
-		pool[i] = alphabet[rng.Uint32()&63]
-	}
 	const size = 1024
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

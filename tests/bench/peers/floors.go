@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -41,7 +40,7 @@ const (
 
 func measureFloors(ctx context.Context, etcd *harness.Etcd, minio *harness.MinIO, objectBytes, latencyObjectBytes float64) (floors, error) {
 	f := floors{ObjectBytes: max(int(objectBytes), 1024), LatencyObjectBytes: max(int(latencyObjectBytes), 1024)}
-	data := benchRecords(f.ObjectBytes)
+	data := harness.RandomText(f.ObjectBytes, 3)
 
 	store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: "floors", Endpoint: minio.Endpoint,
 		AccessKey: minio.AccessKey, SecretKey: minio.SecretKey, CreateBucket: true})
@@ -51,7 +50,7 @@ func measureFloors(ctx context.Context, etcd *harness.Etcd, minio *harness.MinIO
 	if f.PutP50Ms, f.PutP99Ms, err = sequentialPuts(ctx, store, "floor/", data); err != nil {
 		return f, err
 	}
-	if f.LatencyPutP50Ms, f.LatencyPutP99Ms, err = sequentialPuts(ctx, store, "floor-small/", benchRecords(f.LatencyObjectBytes)); err != nil {
+	if f.LatencyPutP50Ms, f.LatencyPutP99Ms, err = sequentialPuts(ctx, store, "floor-small/", harness.RandomText(f.LatencyObjectBytes, 3)); err != nil {
 		return f, err
 	}
 	start := time.Now()
@@ -123,18 +122,6 @@ func sequentialPuts(ctx context.Context, store objstore.Store, prefix string, da
 		puts = append(puts, time.Since(start))
 	}
 	return percentileMs(puts, 0.5), percentileMs(puts, 0.99), nil
-}
-
-// benchRecords returns n bytes like the records streamctl bench writes: random letters
-// and digits, which LZ4 cannot shrink.
-func benchRecords(n int) []byte {
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
-	rng := rand.New(rand.NewPCG(3, 4))
-	out := make([]byte, n)
-	for i := range out {
-		out[i] = alphabet[rng.Uint32()&63]
-	}
-	return out
 }
 
 func percentileMs(d []time.Duration, q float64) float64 {

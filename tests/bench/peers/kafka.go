@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
 // kafkaReport is the max-rate produce over the Kafka protocol.
@@ -43,7 +45,7 @@ func kafkaProduce(ctx context.Context, addr string, duration time.Duration) (kaf
 	if err != nil {
 		return r, fmt.Errorf("create topic kafka: %w", err)
 	}
-	pool := benchRecords(8 << 20)
+	pool := harness.RandomText(8<<20, 5)
 	rng := rand.New(rand.NewPCG(5, 6))
 	var acked, failed atomic.Int64
 	start := time.Now()

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,29 +142,8 @@ func run(duration, idle time.Duration, out, only string) error {
 		if done, err := ph.throughput(&res, only, out); done || err != nil {
 			return err
 		}
-		// The same over the Kafka protocol, once the merges of the phases before are done.
-		if _, err := settle(metricsURL); err != nil {
+		if err := ph.kafka(ctx, &res, agent.KafkaAddr, duration); err != nil {
 			return err
-		}
-		procs["load generator"] = os.Getpid()
-		cpuBefore, err := cpuTimes(procs)
-		if err != nil {
-			return err
-		}
-		if res.Kafka, err = kafkaProduce(ctx, agent.KafkaAddr, duration); err != nil {
-			return err
-		}
-		if _, err := settle(metricsURL); err != nil {
-			return err
-		}
-		cpuAfter, err := cpuTimes(procs)
-		if err != nil {
-			return err
-		}
-		delete(procs, "load generator")
-		res.KafkaCPU = map[string]float64{}
-		for name := range cpuAfter {
-			res.KafkaCPU[name] = float64((cpuAfter[name] - cpuBefore[name]).Microseconds()) / max(float64(res.Kafka.Records), 1)
 		}
 	}
 
@@ -329,15 +309,11 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 	if err != nil {
 		return false, err
 	}
-	res.CPUMicrosPerRecord, res.CPUMicrosPerRecordSettled = map[string]float64{}, map[string]float64{}
-	if n := float64(res.Throughput.Produce.Records); n > 0 {
-		for name := range procs {
-			res.CPUMicrosPerRecord[name] = float64((cpuAfter[name] - cpuBefore[name]).Microseconds()) / n
-			res.CPUMicrosPerRecordSettled[name] = float64((cpuSettled[name] - cpuBefore[name]).Microseconds()) / n
-		}
-		res.CPUMicrosPerRecord["load generator"] = float64(ph.lastCPU.Microseconds()) / n
-		res.CPUMicrosPerRecordSettled["load generator"] = res.CPUMicrosPerRecord["load generator"]
-	}
+	n := float64(res.Throughput.Produce.Records)
+	res.CPUMicrosPerRecord = perRecord(cpuBefore, cpuAfter, n)
+	res.CPUMicrosPerRecordSettled = perRecord(cpuBefore, cpuSettled, n)
+	res.CPUMicrosPerRecord["load generator"] = float64(ph.lastCPU.Microseconds()) / max(n, 1)
+	res.CPUMicrosPerRecordSettled["load generator"] = res.CPUMicrosPerRecord["load generator"]
 	if segs := settled.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed"); segs > 0 {
 		res.MergeAmplification = (settled.sum("streamhouse_merged_bytes_total") - before.sum("streamhouse_merged_bytes_total")) / segs
 	}
@@ -361,6 +337,42 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 	res.Cost = newCostModel(before, settled, read, idled, res.Throughput, res.CatchUp, ph.idle, 6)
 
 	return false, nil
+}
+
+// kafka runs the max-rate produce over the Kafka protocol once the merges of the phases
+// before are done, and counts the CPU of every process (this one being the load
+// generator: kgo) until its own merges are done.
+func (ph phases) kafka(ctx context.Context, res *results, addr string, duration time.Duration) error {
+	if _, err := settle(ph.metricsURL); err != nil {
+		return err
+	}
+	procs := maps.Clone(ph.procs)
+	procs["load generator"] = os.Getpid()
+	before, err := cpuTimes(procs)
+	if err != nil {
+		return err
+	}
+	if res.Kafka, err = kafkaProduce(ctx, addr, duration); err != nil {
+		return err
+	}
+	if _, err := settle(ph.metricsURL); err != nil {
+		return err
+	}
+	after, err := cpuTimes(procs)
+	if err != nil {
+		return err
+	}
+	res.KafkaCPU = perRecord(before, after, float64(res.Kafka.Records))
+	return nil
+}
+
+// perRecord is each process's CPU time between two readings, in µs per record.
+func perRecord(before, after map[string]time.Duration, records float64) map[string]float64 {
+	out := map[string]float64{}
+	for name := range after {
+		out[name] = float64((after[name] - before[name]).Microseconds()) / max(records, 1)
+	}
+	return out
 }
 
 // benchReport is the part of `streamctl bench --json` used here.
