@@ -20,7 +20,7 @@ import (
 // only memory, so passes can be frequent: a quiet partition's segments are merged within
 // a second of their commit, and retention removes segments within a second of their
 // expiry. Busy partitions' merges wait for enough segments whatever the interval, or
-// until their partition has been quiet for lazyMaxAge (mergeplan.go).
+// until their partition has been quiet for MergeHoldMax (mergeplan.go).
 const DefaultCompactInterval = time.Second
 
 // mergeReaders bounds the concurrent GETs of a pass.

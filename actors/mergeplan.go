@@ -27,7 +27,7 @@ const (
 	maxMergeSegments = 2000
 	// lazyKeys, lazyMinSegment: a run of small segments whose newest ones average
 	// lazyMinSegment bytes or more is left alone until it holds half a merge target's
-	// bytes or more than lazyKeys segments (or stops growing, lazyMaxAge). Merging such
+	// bytes or more than lazyKeys segments (or stops growing, MergeHoldMax). Merging such
 	// runs once rather than every pass saves a rewrite of every record at high rates
 	// (fresh segments make a full-size one in one merge); lazyKeys bounds the keys a busy
 	// partition gathers first. Runs of tinier segments (a quiet partition's) are merged as
@@ -37,11 +37,14 @@ const (
 	lazyMinSegment = 8 << 10
 	// lazyTail: the newest segments whose size says whether a partition is busy now.
 	lazyTail = 16
-	// lazyMaxAge: a run whose newest segment is older than this is merged as it is.
-	lazyMaxAge = 30 * time.Second
 	// maxRemoveSegments bounds the segments one retention rewrite removes.
 	maxRemoveSegments = 2000
 )
+
+// MergeHoldMax is the longest a busy partition's fresh segments are held back from
+// merging after its last write: a run whose newest segment is older than this is merged
+// as it is (a benchmark waits this long for the merges a phase caused).
+const MergeHoldMax = 30 * time.Second
 
 // indexed is a committed segment as its partition's log knows it.
 type indexed struct {
@@ -89,7 +92,7 @@ func planMerges(segs []indexed, target int64, now time.Time) []span {
 // busy reports whether a run of small segments is a busy partition's fresh ones, which may
 // wait for more: its newest lazyTail segments average lazyMinSegment or more (earlier,
 // merged segments do not count: a partition that turned quiet merges at once), and the
-// newest was written less than lazyMaxAge ago (a partition that stopped does not keep
+// newest was written less than MergeHoldMax ago (a partition that stopped does not keep
 // its run unmerged).
 func busy(run []indexed, now time.Time) bool {
 	tail := run[max(0, len(run)-lazyTail):]
@@ -97,7 +100,7 @@ func busy(run []indexed, now time.Time) bool {
 	for _, s := range tail {
 		bytes += s.ZBytes
 	}
-	return bytes >= int64(len(tail))*lazyMinSegment && now.UnixMilli()-writtenMs(run[len(run)-1]) < lazyMaxAge.Milliseconds()
+	return bytes >= int64(len(tail))*lazyMinSegment && now.UnixMilli()-writtenMs(run[len(run)-1]) < MergeHoldMax.Milliseconds()
 }
 
 // planRun applies the policy to a run of small segments: the first merge due in it.

@@ -125,3 +125,25 @@ func meanFlushObject(before, after sample) float64 {
 	}
 	return (after.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed")) / flushes
 }
+
+// histogram is the histogram of name whose labels include every given pair, or nil.
+func (s sample) histogram(name string, labels ...string) *dto.Histogram {
+	f := s[name]
+	if f == nil {
+		return nil
+	}
+next:
+	for _, m := range f.GetMetric() {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+			}
+			if !found {
+				continue next
+			}
+		}
+		return m.GetHistogram()
+	}
+	return nil
+}

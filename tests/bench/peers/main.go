@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
@@ -69,13 +70,19 @@ type results struct {
 	// per record produced.
 	CPUMicrosPerRecord map[string]float64 `json:"cpu_us_per_record_max_rate"`
 	// CPUMicrosPerRecordSettled: the same from the start of the phase until the merges it
-	// caused were done (the index stopped changing), so that merge work left over when
-	// the phase ended is counted too.
+	// caused were done (the index stopped changing, and no fresh segment can be held back
+	// any longer: settle), so that merge work left over when the phase ended is counted
+	// too, and so is the processes' idle CPU while settle waits (a few ms a second).
 	CPUMicrosPerRecordSettled map[string]float64 `json:"cpu_us_per_record_max_rate_settled"`
 	// Kafka: the max-rate produce over the Kafka protocol (kgo), and the CPU per record of
 	// each process during it and its merges ("load generator" is this program: kgo).
 	Kafka    kafkaReport        `json:"produce_max_kafka"`
 	KafkaCPU map[string]float64 `json:"kafka_cpu_us_per_record_settled"`
+	// LatencyStages and LatencyCores: where the time of the 6-partition latency phase
+	// went, and the cores of CPU each process used during it.
+	LatencyStages map[string]stageStat `json:"produce_1000_per_s_stages"`
+	LatencyCores  map[string]float64   `json:"produce_1000_per_s_cores"`
+	LatencyCounts phaseCounts          `json:"produce_1000_per_s_counts"`
 	// SettleSeconds: how long after the phase the merges went on.
 	SettleSeconds float64 `json:"settle_seconds"`
 	// MergeAmplification: bytes written by merges per byte of segments written, over the
@@ -115,11 +122,15 @@ func run(duration, idle time.Duration, out, only string) error {
 	defer agent.Stop()
 	metricsURL := "http://" + agent.AdminAddr + "/metrics"
 	var lastClientCPU time.Duration // of the last streamctl bench
+	var lastWrite time.Time         // when the last phase that wrote ended
 	bench := func(args ...string) (benchReport, error) {
 		fmt.Fprintf(os.Stderr, "streamctl bench %s\n", strings.Join(args, " "))
 		cmd := exec.Command(ctl, append(append([]string{"--addr", agent.GRPCAddr, "bench"}, args...), "--json", "--progress", "5s")...)
 		cmd.Stderr = os.Stderr
 		b, err := cmd.Output()
+		if args[0] != "consume" {
+			lastWrite = time.Now()
+		}
 		if cmd.ProcessState != nil {
 			lastClientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		}
@@ -138,7 +149,7 @@ func run(duration, idle time.Duration, out, only string) error {
 
 	procs := map[string]int{"agent": agent.Process.Pid(), "minio": minio.Process.Pid(), "etcd": etcd.Process.Pid()}
 	if only != "latency" {
-		ph := phases{bench: bench, lastCPU: &lastClientCPU, procs: procs, metricsURL: metricsURL, duration: d, idle: idle}
+		ph := phases{bench: bench, lastCPU: &lastClientCPU, lastWrite: &lastWrite, procs: procs, metricsURL: metricsURL, duration: d, idle: idle}
 		if done, err := ph.throughput(&res, only, out); done || err != nil {
 			return err
 		}
@@ -162,10 +173,15 @@ func run(duration, idle time.Duration, out, only string) error {
 	}
 	var latencyObjectBytes float64 // the mean flush object of the first
 	for i, l := range latency {
-		pre, err := settle(metricsURL)
+		pre, _, err := settle(metricsURL, lastWrite)
 		if err != nil {
 			return err
 		}
+		cpuBefore, err := cpuTimes(procs)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
 		if *l.r, err = bench(append(l.args, "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d)...); err != nil {
 			return err
 		}
@@ -175,6 +191,14 @@ func run(duration, idle time.Duration, out, only string) error {
 				return err
 			}
 			latencyObjectBytes = meanFlushObject(pre, post)
+			res.LatencyStages = stages(pre, post)
+			res.LatencyCounts = countsBetween(pre, post)
+			cpuAfter, err := cpuTimes(procs)
+			if err != nil {
+				return err
+			}
+			res.LatencyCores = cores(cpuBefore, cpuAfter, time.Since(start))
+			res.LatencyCores["load generator"] = float64(lastClientCPU) / float64(time.Since(start))
 		}
 	}
 	if only == "latency" {
@@ -185,13 +209,15 @@ func run(duration, idle time.Duration, out, only string) error {
 			return err
 		}
 		printLatency(os.Stdout, res)
+		fmt.Println()
+		printStages(os.Stdout, res)
 		return writeJSON(out, res)
 	}
 	// Memory with 100 partitions at full load.
 	if res.Wide, err = bench(append([]string{"produce", "--topic", "wide", "--partitions", "100", "--record-size", "1024", "--producers", "8", "--duration", d}, load.args()...)...); err != nil {
 		return err
 	}
-	if _, err := settle(metricsURL); err != nil {
+	if _, _, err := settle(metricsURL, lastWrite); err != nil {
 		return err
 	}
 	if res.RSSMiB["100_partitions_max_rate"], err = peakRSS(agent.Process.Pid()); err != nil {
@@ -228,11 +254,14 @@ func writeJSON(path string, res results) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// settle waits until the agent's merges are done: settlePasses compaction passes ended
-// with no segment merged or removed in between (a merge running when the phase ended
-// keeps its pass from ending), or none ended in settleNoPass (compaction is off); at most
-// settleMax. It returns the last scrape.
-func settle(metricsURL string) (sample, error) {
+// settle waits until the agent's merges of what was written up to lastWrite are done:
+// settlePasses compaction passes ended with no segment merged or removed in between (a
+// merge running when the phase ended keeps its pass from ending), or none ended in
+// settleNoPass (compaction is off); at most settleMax. Passes count only from
+// actors.MergeHoldMax after lastWrite: until then the fresh segments of a partition that
+// was busy may still be held back for a merge. It returns the last scrape and when the
+// last change was seen (zero if none was).
+func settle(metricsURL string, lastWrite time.Time) (last sample, changedAt time.Time, err error) {
 	const settlePasses, settleNoPass, settleMax = 3, 10 * time.Second, 3 * time.Minute
 	deadline := time.Now().Add(settleMax)
 	changed := func(a, b sample) bool {
@@ -241,26 +270,29 @@ func settle(metricsURL string) (sample, error) {
 	}
 	quiet, err := scrape(metricsURL) // the scrape since which nothing changed
 	if err != nil {
-		return nil, err
+		return nil, changedAt, err
 	}
 	quietAt := time.Now()
 	for {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("merges still running %s after the phase", settleMax)
+			return nil, changedAt, fmt.Errorf("merges still running %s after the phase", settleMax)
 		}
 		time.Sleep(250 * time.Millisecond)
 		s, err := scrape(metricsURL)
 		if err != nil {
-			return nil, err
+			return nil, changedAt, err
 		}
 		passes := s.sum("streamhouse_compaction_pass_seconds") - quiet.sum("streamhouse_compaction_pass_seconds")
+		if changed(quiet, s) {
+			changedAt = time.Now()
+		}
 		switch {
-		case changed(quiet, s):
+		case changed(quiet, s) || time.Since(lastWrite) < actors.MergeHoldMax:
 			quiet, quietAt = s, time.Now()
 		case passes >= settlePasses:
-			return s, nil
+			return s, changedAt, nil
 		case passes == 0 && time.Since(quietAt) > settleNoPass:
-			return s, nil // compaction is off (or one pass takes that long)
+			return s, changedAt, nil // compaction is off (or one pass takes that long)
 		}
 	}
 }
@@ -269,6 +301,7 @@ func settle(metricsURL string) (sample, error) {
 type phases struct {
 	bench      func(args ...string) (benchReport, error) // runs streamctl bench
 	lastCPU    *time.Duration                            // of the last streamctl bench
+	lastWrite  *time.Time                                // when the last phase that wrote ended
 	procs      map[string]int                            // pids whose CPU time is counted
 	metricsURL string                                    // the agent's /metrics
 	duration   string                                    // of a load phase
@@ -299,12 +332,11 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 	if res.RSSMiB["6_partitions_max_rate"], err = peakRSS(procs["agent"]); err != nil {
 		return false, err
 	}
-	settleStart := time.Now()
-	settled, err := settle(metricsURL)
+	settled, mergedAt, err := settle(metricsURL, *ph.lastWrite)
 	if err != nil {
 		return false, err
 	}
-	res.SettleSeconds = time.Since(settleStart).Seconds()
+	res.SettleSeconds = max(mergedAt.Sub(*ph.lastWrite).Seconds(), 0)
 	cpuSettled, err := cpuTimes(procs)
 	if err != nil {
 		return false, err
@@ -343,7 +375,7 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 // before are done, and counts the CPU of every process (this one being the load
 // generator: kgo) until its own merges are done.
 func (ph phases) kafka(ctx context.Context, res *results, addr string, duration time.Duration) error {
-	if _, err := settle(ph.metricsURL); err != nil {
+	if _, _, err := settle(ph.metricsURL, *ph.lastWrite); err != nil {
 		return err
 	}
 	procs := maps.Clone(ph.procs)
@@ -355,7 +387,8 @@ func (ph phases) kafka(ctx context.Context, res *results, addr string, duration 
 	if res.Kafka, err = kafkaProduce(ctx, addr, duration); err != nil {
 		return err
 	}
-	if _, err := settle(ph.metricsURL); err != nil {
+	*ph.lastWrite = time.Now()
+	if _, _, err := settle(ph.metricsURL, *ph.lastWrite); err != nil {
 		return err
 	}
 	after, err := cpuTimes(procs)

@@ -46,6 +46,8 @@ func printTable(w io.Writer, r results) {
 
 	printCPU(w, r)
 	fmt.Fprintln(w)
+	printStages(w, r)
+	fmt.Fprintln(w)
 
 	c := r.Cost
 	fmt.Fprintln(w, "| cost model count (6 partitions, default topic settings) | value |")
