@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/streamhouse/streamhouse/gateway/grpcmem"
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 )
 
@@ -54,8 +55,11 @@ func (c *cli) client() (pb.StreamHouseClient, error) {
 		addr := c.addr
 		// The original StreamHouse took http://host:port; accept it.
 		addr = strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "grpc://")
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Message buffers from a pool that does not zero them (grpcmem): streamctl bench
+		// sends and receives large messages at a high rate.
+		opts := append(grpcmem.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		conn, err := grpc.NewClient(addr, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s: %w", c.addr, err)
 		}

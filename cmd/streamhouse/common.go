@@ -20,6 +20,7 @@ import (
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
+	"github.com/streamhouse/streamhouse/gateway/grpcmem"
 	"github.com/streamhouse/streamhouse/gateway/kafka"
 )
 
@@ -90,7 +91,7 @@ func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirr
 		return nil, nil, nil, fmt.Errorf("client API on %q: %w", addr, err)
 	}
 	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes())},
-		append(gateway.ServerOptions(), gateway.Interceptors()...)...)
+		append(grpcmem.ServerOptions(), gateway.Interceptors()...)...)
 	srv = grpc.NewServer(opts...)
 	gateway.NewServer(coord, mirror, node, limits, log).Register(srv)
 	ch := make(chan error, 1)

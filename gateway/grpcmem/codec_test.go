@@ -1,21 +1,20 @@
-package gateway
+package grpcmem
 
 import (
 	"bytes"
 	"testing"
 
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 )
 
-// A message arriving in several frames decodes whole through the pooled codec, and a
-// pooled buffer that held a longer message before leaks nothing into the next one.
+// A message encoded into and arriving in pooled buffers decodes whole, in several frames,
+// and a pooled buffer that held another message before leaks nothing into the next one.
 func TestCodecDecodesFromPooledBuffers(t *testing.T) {
 	pool := NewBufferPool()
-	c := codec{CodecV2: encoding.GetCodecV2("proto"), pool: pool}
+	c := newCodec(pool)
 	msg := func(n int, fill byte) *pb.ProduceRequest {
 		req := &pb.ProduceRequest{Topic: "orders"}
 		for range n {
@@ -23,7 +22,7 @@ func TestCodecDecodesFromPooledBuffers(t *testing.T) {
 		}
 		return req
 	}
-	for _, want := range []*pb.ProduceRequest{msg(100, 'a'), msg(3, 'b'), msg(100, 'c')} {
+	for _, want := range []*pb.ProduceRequest{msg(100, 'a'), msg(3, 'b'), msg(99, 'c')} {
 		data, err := c.Marshal(want)
 		if err != nil {
 			t.Fatal(err)
@@ -36,6 +35,10 @@ func TestCodecDecodesFromPooledBuffers(t *testing.T) {
 			frames = append(frames, mem.SliceBuffer(flat[:n]))
 			flat = flat[n:]
 		}
+		if len(data.Materialize()) != proto.Size(want) {
+			t.Fatalf("encoded %d bytes, the message has %d", len(data.Materialize()), proto.Size(want))
+		}
+		data.Free() // the next message of this size is encoded into the same buffer
 		got := &pb.ProduceRequest{}
 		if err := c.Unmarshal(frames, got); err != nil {
 			t.Fatal(err)
@@ -46,5 +49,8 @@ func TestCodecDecodesFromPooledBuffers(t *testing.T) {
 	}
 	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer([]byte{1})}, "not a message"); err == nil {
 		t.Fatal("a non-protobuf target was accepted")
+	}
+	if _, err := c.Marshal("not a message"); err == nil {
+		t.Fatal("a non-protobuf value was encoded")
 	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package grpcmem
 
 import (
 	"math/bits"
@@ -7,28 +7,24 @@ import (
 	"google.golang.org/grpc/mem"
 )
 
-// Buffer classes of the client API's pool: powers of two from 256 B to 16 MiB.
+// Buffer classes of the pool: powers of two from 256 B to 16 MiB.
 const (
 	minBufferClass = 8
 	maxBufferClass = 24
 )
 
-// bufferPool is the gRPC server's pool of message buffers (ServerOptions): one sync.Pool
-// per power of two, buffers handed out without zeroing.
-//
-// gRPC's default pool zeroes a buffer's whole capacity on every Get and keeps nothing
-// between 32 KiB and 1 MiB, so every produce request of 100 records of 1 KiB had a 1 MiB
-// buffer zeroed: 4% of the agent's CPU at the maximum produce rate (docs/BENCHMARKS.md).
-// gRPC fills what it takes from a pool before reading it (frames, messages and writes
-// are copied or read into the buffer up to the length asked for), so earlier contents
-// are never seen.
+// bufferPool is a pool of message buffers: one sync.Pool per power of two, buffers
+// handed out without zeroing. gRPC fills what it takes from a pool before reading it
+// (frames, messages and writes are copied or read into the buffer up to the length
+// asked for), and the codec encodes a whole message into what it takes, so earlier
+// contents are never seen.
 type bufferPool struct {
 	classes [maxBufferClass + 1]sync.Pool
 }
 
 var _ mem.BufferPool = (*bufferPool)(nil)
 
-// NewBufferPool returns the pool the client API's server uses for message buffers.
+// NewBufferPool returns an empty pool of message buffers.
 func NewBufferPool() mem.BufferPool { return &bufferPool{} }
 
 // Get returns a buffer of length n, from the smallest class that holds it; larger than
