@@ -72,8 +72,10 @@ type mergeJob struct {
 	// stored its bytes as stored, from memory or read from the store.
 	recent [][]segmentstore.Record
 	stored [][]byte
-	data   []byte
-	meta   coordination.SegmentMeta
+	// parts are the merged segment's bytes, in order: pieces of stored (ConcatParts) or
+	// one re-encoded buffer.
+	parts [][]byte
+	meta  coordination.SegmentMeta
 }
 
 func (c *compactor) add(l *partitionLog) {
@@ -207,24 +209,26 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 			continue
 		}
 		j.meta.Object, j.meta.Offset = object, size
-		size += int64(len(j.data))
+		size += j.meta.ZBytes
 		kept = append(kept, j)
 	}
 	if len(kept) == 0 {
 		return
 	}
-	// One merge (the common case once merges wait for half a target) is its own object.
-	buf := joined(kept, func(j *mergeJob) []byte { return j.data })
+	// The merged segments are written as the pieces they are made of (a merge by
+	// ConcatParts is mostly its inputs' blocks), not copied into one buffer first.
+	var parts [][]byte
 	for _, j := range kept {
-		j.data = nil
+		parts = append(parts, j.parts...)
+		j.parts = nil
 	}
 	uctx, cancel := context.WithTimeout(ctx, c.upload)
-	err := c.store.Put(uctx, object, buf)
+	err := c.store.Put(uctx, object, parts...)
 	cancel()
 	putDone := time.Now()
 	if err != nil {
 		metricMerges.WithLabelValues(resultError).Add(float64(len(kept)))
-		c.log.Warn("merge object not written", zap.String("object", object), zap.Int("bytes", len(buf)), zap.Error(err))
+		c.log.Warn("merge object not written", zap.String("object", object), zap.Int64("bytes", size), zap.Error(err))
 		return
 	}
 	metricObjects.Inc()
@@ -355,26 +359,30 @@ func (c *compactor) build(j *mergeJob) error {
 		meta.WrittenMs = max(meta.WrittenMs, s.WrittenMs)
 		concat = concat && s.Bytes >= minConcatBytes && j.stored[i] != nil
 	}
-	var data []byte
+	var parts [][]byte
 	var err error
 	method := mergeEncode
 	if concat {
 		method = mergeConcat
-		data, err = segmentstore.Concat(j.stored)
+		parts, err = segmentstore.ConcatParts(j.stored)
 	} else {
+		var data []byte
 		data, err = c.reencode(j)
+		parts = [][]byte{data}
 	}
 	if err != nil {
 		return fmt.Errorf("%s [%d, %d]: %w", p, first.Base, last.Last, err)
 	}
 	// The result must describe exactly the run the index says it replaces.
-	h, err := segmentstore.ParseHeader(data[:(&segmentstore.Header{Topic: p.Topic}).Len()])
+	h, err := segmentstore.ParseHeader(parts[0][:(&segmentstore.Header{Topic: p.Topic}).Len()])
 	if err != nil || h.BaseOffset != meta.Base || h.LastOffset != meta.Last || int64(h.Records) != meta.Records {
 		return fmt.Errorf("%s [%d, %d]: merged segment holds [%d, %d] %d records, want %d records (%v)",
 			p, meta.Base, meta.Last, h.BaseOffset, h.LastOffset, h.Records, meta.Records, err)
 	}
-	meta.ZBytes = int64(len(data))
-	j.data, j.meta, j.recent, j.stored = data, meta, nil, nil
+	for _, b := range parts {
+		meta.ZBytes += int64(len(b))
+	}
+	j.parts, j.meta, j.recent, j.stored = parts, meta, nil, nil
 	metricMergeMethod.WithLabelValues(method).Inc()
 	return nil
 }

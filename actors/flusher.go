@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -90,24 +89,16 @@ func (f *flusher) startLocked() {
 // nextName returns an object name no earlier object of this agent has.
 func (f *flusher) nextName() string { return f.prefix + fmt.Sprintf("%010d.obj", f.seq.Add(1)) }
 
-// joined returns the bytes of items, in order, as one object: the only item's own bytes,
-// or one copy of them all (bytes.Join allocates without zeroing first).
-func joined[T any](items []T, data func(T) []byte) []byte {
-	if len(items) == 1 {
-		return data(items[0])
-	}
-	parts := make([][]byte, len(items))
-	for i, it := range items {
-		parts[i] = data(it)
-	}
-	return bytes.Join(parts, nil)
-}
-
 func (f *flusher) put(items []flushItem) {
 	key := f.nextName()
-	data := joined(items, func(it flushItem) []byte { return it.data })
+	// The segments are the object's parts: written one after the other, not copied
+	// into one buffer first.
+	parts := make([][]byte, len(items))
+	for i, it := range items {
+		parts[i] = it.data
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
-	err := f.store.Put(ctx, key, data)
+	err := f.store.Put(ctx, key, parts...)
 	cancel()
 	if err == nil {
 		metricObjects.Inc()

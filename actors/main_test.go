@@ -100,7 +100,7 @@ func (f *faultyStore) waitPuts(t *testing.T, n int) {
 	})
 }
 
-func (f *faultyStore) Put(ctx context.Context, key string, data []byte) error {
+func (f *faultyStore) Put(ctx context.Context, key string, parts ...[]byte) error {
 	f.mu.Lock()
 	f.puts++
 	fail, hold := f.failPuts[f.puts], f.hold
@@ -115,5 +115,5 @@ func (f *faultyStore) Put(ctx context.Context, key string, data []byte) error {
 	if fail {
 		return errors.New("injected store failure")
 	}
-	return f.Store.Put(ctx, key, data)
+	return f.Store.Put(ctx, key, parts...)
 }

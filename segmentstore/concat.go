@@ -14,6 +14,19 @@ import (
 // partition or out of order are ErrInvalidInput, and nothing is produced. The records
 // inside a block are not decoded here: readers verify them as they would in the inputs.
 func Concat(segs [][]byte) ([]byte, error) {
+	parts, err := ConcatParts(segs)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Join(parts, nil), nil
+}
+
+// ConcatParts is Concat, but returns the joined segment as the pieces to write in order
+// (its header, each input's blocks, its footer and trailer) rather than one buffer: the
+// blocks' pieces are the inputs' own bytes, not copies, for a caller that writes them
+// out without joining them (objstore.Store.Put takes parts). The first piece is the
+// whole header.
+func ConcatParts(segs [][]byte) ([][]byte, error) {
 	if len(segs) == 0 {
 		return nil, invalid("concat of no segments")
 	}
@@ -60,9 +73,8 @@ func Concat(segs [][]byte) ([]byte, error) {
 	if blocks > MaxBlocks {
 		return nil, invalid("segments hold %d blocks, more than %d", blocks, MaxBlocks)
 	}
-	// The result is assembled from pieces by one bytes.Join, which neither zeroes the
-	// buffer first nor grows it: each input's blocks are contiguous (ParseFooter checks
-	// it), so they are copied as one range and their positions shifted.
+	// Each input's blocks are contiguous (ParseFooter checks it), so they are one piece,
+	// their positions shifted in the new footer.
 	header := appendHeader(nil, &out)
 	pieces := append(make([][]byte, 0, len(parts)+2), header)
 	pos := int64(len(header))
@@ -77,5 +89,5 @@ func Concat(segs [][]byte) ([]byte, error) {
 	}
 	tail := appendFooter(nil, index)
 	tail = appendTrailer(tail, Trailer{FooterPos: pos, FooterLen: int64(len(tail)), Version: Version1})
-	return bytes.Join(append(pieces, tail), nil), nil
+	return append(pieces, tail), nil
 }

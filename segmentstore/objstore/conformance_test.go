@@ -79,6 +79,33 @@ func testConformance(t *testing.T, s objstore.Store) {
 		}
 	})
 
+	t.Run("an object put in parts", func(t *testing.T) {
+		big := make([]byte, 3<<20+5)
+		for i := range big {
+			big[i] = byte(rand.Uint32())
+		}
+		parts := [][]byte{[]byte("head-"), {}, big[:1<<20], big[1<<20:], []byte("-tail")}
+		if err := s.Put(ctx, "parts/obj", parts...); err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Join(parts, nil)
+		if got, err := s.Get(ctx, "parts/obj"); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("get: %d bytes, %v; want the %d of the parts", len(got), err, len(want))
+		}
+		if info, err := s.Head(ctx, "parts/obj"); err != nil || info.Size != int64(len(want)) {
+			t.Fatalf("head: %+v, %v", info, err)
+		}
+		if got, err := s.GetRange(ctx, "parts/obj", 1<<20, 10); err != nil || !bytes.Equal(got, want[1<<20:1<<20+10]) {
+			t.Fatalf("range across parts: %q, %v", got, err)
+		}
+		if err := s.Put(ctx, "parts/none"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Get(ctx, "parts/none"); err != nil || len(got) != 0 {
+			t.Fatalf("an object of no parts: %d bytes, %v", len(got), err)
+		}
+	})
+
 	t.Run("missing objects", func(t *testing.T) {
 		if _, err := s.Get(ctx, "nope/x"); !errors.Is(err, objstore.ErrNotFound) {
 			t.Fatalf("get: %v, want ErrNotFound", err)

@@ -42,7 +42,7 @@ func (s *FileStore) path(key string) (string, error) {
 }
 
 // Put implements Store.
-func (s *FileStore) Put(ctx context.Context, key string, data []byte) error {
+func (s *FileStore) Put(ctx context.Context, key string, parts ...[]byte) error {
 	p, err := s.path(key)
 	if err != nil {
 		return err
@@ -65,8 +65,10 @@ func (s *FileStore) Put(ctx context.Context, key string, data []byte) error {
 			_ = os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+	for _, data := range parts {
+		if _, err := tmp.Write(data); err != nil {
+			return fmt.Errorf("put %s: %w", key, err)
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("put %s: sync: %w", key, err)

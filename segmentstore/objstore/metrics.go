@@ -61,9 +61,9 @@ func observe(op string, start time.Time, err error) {
 	metricDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 
-func (i instrumented) Put(ctx context.Context, key string, data []byte) error {
+func (i instrumented) Put(ctx context.Context, key string, parts ...[]byte) error {
 	start := time.Now()
-	err := i.s.Put(ctx, key, data)
+	err := i.s.Put(ctx, key, parts...)
 	observe(opPut, start, err)
 	return err
 }

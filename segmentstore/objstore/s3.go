@@ -250,13 +250,26 @@ func (s *S3Store) EnsureBucket(ctx context.Context) error {
 }
 
 // Put implements Store. S3 replaces objects atomically.
-func (s *S3Store) Put(ctx context.Context, key string, data []byte) error {
+func (s *S3Store) Put(ctx context.Context, key string, parts ...[]byte) error {
 	k, err := s.key(key)
 	if err != nil {
 		return err
 	}
+	var body io.ReadSeeker
+	if len(parts) == 1 {
+		body = bytes.NewReader(parts[0])
+	} else {
+		body = newPartsReader(parts)
+	}
+	size, err := body.Seek(0, io.SeekEnd)
+	if err == nil {
+		_, err = body.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return fmt.Errorf("put %s/%s: %w", s.name, key, err)
+	}
 	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &s.bucket, Key: &k, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+		Bucket: &s.bucket, Key: &k, Body: body, ContentLength: aws.Int64(size),
 	})
 	if err != nil {
 		return fmt.Errorf("put %s/%s: %w", s.name, key, s3Err(err))

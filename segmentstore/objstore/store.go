@@ -12,8 +12,10 @@ import (
 
 // Store holds immutable objects by key. Implementations are safe for concurrent use.
 type Store interface {
-	// Put writes data under key, replacing any object there, atomically.
-	Put(ctx context.Context, key string, data []byte) error
+	// Put writes the concatenation of parts (usually one) under key, replacing any
+	// object there, atomically. Several parts spare the caller a copy of them into one
+	// buffer (objects of many segments, merged segments).
+	Put(ctx context.Context, key string, parts ...[]byte) error
 	// Get returns the whole object.
 	Get(ctx context.Context, key string) ([]byte, error)
 	// GetRange returns n bytes from byte off, fewer when the object ends first.
