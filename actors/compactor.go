@@ -373,11 +373,14 @@ func (c *compactor) build(j *mergeJob) error {
 	if err != nil {
 		return fmt.Errorf("%s [%d, %d]: %w", p, first.Base, last.Last, err)
 	}
-	// The result must describe exactly the run the index says it replaces.
-	h, err := segmentstore.ParseHeader(parts[0][:(&segmentstore.Header{Topic: p.Topic}).Len()])
-	if err != nil || h.BaseOffset != meta.Base || h.LastOffset != meta.Last || int64(h.Records) != meta.Records {
-		return fmt.Errorf("%s [%d, %d]: merged segment holds [%d, %d] %d records, want %d records (%v)",
-			p, meta.Base, meta.Last, h.BaseOffset, h.LastOffset, h.Records, meta.Records, err)
+	// The result must describe exactly the run the index says it replaces. Its first
+	// part holds its header (all of it, when ConcatParts made it; a shorter one than
+	// this partition's topic needs fails to parse).
+	hdr := parts[0][:min(len(parts[0]), (&segmentstore.Header{Topic: p.Topic}).Len())]
+	h, err := segmentstore.ParseHeader(hdr)
+	if err != nil || h.Topic != p.Topic || h.Partition != p.Partition || h.BaseOffset != meta.Base || h.LastOffset != meta.Last || int64(h.Records) != meta.Records {
+		return fmt.Errorf("%s [%d, %d]: merged segment holds %s/%d [%d, %d] %d records, want %d records (%v)",
+			p, meta.Base, meta.Last, h.Topic, h.Partition, h.BaseOffset, h.LastOffset, h.Records, meta.Records, err)
 	}
 	for _, b := range parts {
 		meta.ZBytes += int64(len(b))

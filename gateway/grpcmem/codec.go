@@ -59,7 +59,8 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 	}
 	buf := c.pool.Get(size)
-	b, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], m)
+	// The size was just computed: UseCachedSize spares computing it again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], m)
 	if err != nil {
 		c.pool.Put(buf)
 		return nil, err

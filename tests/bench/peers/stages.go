@@ -93,7 +93,7 @@ func printStages(w io.Writer, r results) {
 		fmt.Fprintf(w, " %.1f / %.1f |", r.LatencyStages[s].MeanMs, r.LatencyStages[s].P99Ms)
 	}
 	secs := max(r.Latency.Seconds, 1)
-	fmt.Fprintf(w, "\n\nPer second: %.0f segments, %.0f objects PUT, %.0f etcd writes. Cores busy (of 2):",
+	fmt.Fprintf(w, "\n\nPer second: %.0f segments, %.0f objects PUT by the flusher, %.0f etcd writes. Cores busy (of 2):",
 		r.LatencyStages["commit"].Count/secs, r.LatencyCounts.Objects/secs, r.LatencyCounts.EtcdWrites/secs)
 	total := 0.0
 	for _, p := range sortedKeys(r.LatencyCores) {
@@ -105,13 +105,13 @@ func printStages(w io.Writer, r results) {
 
 // phaseCounts is what a phase asked of the store and etcd.
 type phaseCounts struct {
-	Objects    float64 `json:"objects"`     // written by the flusher
+	Objects    float64 `json:"objects"`     // written by the flusher (merges' not counted)
 	EtcdWrites float64 `json:"etcd_writes"` // requests, merges' included
 }
 
 func countsBetween(before, after sample) phaseCounts {
 	return phaseCounts{
-		Objects:    after.sum("streamhouse_objects_uploaded_total") - before.sum("streamhouse_objects_uploaded_total"),
+		Objects:    after.sum("streamhouse_object_segments") - before.sum("streamhouse_object_segments"),
 		EtcdWrites: after.etcdWrites() - before.etcdWrites(),
 	}
 }
