@@ -14,7 +14,8 @@
 //     record count and its timestamp range agree with the blocks.
 //   - Encoding is deterministic: the same records and options give the same bytes.
 //   - Blocks are self-contained, so Concat merges segments of a partition by copying
-//     their verified blocks behind a new header and footer, without decompressing.
+//     their verified blocks behind a new header and footer, without decompressing
+//     (ConcatParts: the same without the copy, as pieces to write in order).
 //
 // The object stores that hold segments (s3:// and file://) live in the objstore
 // subpackage.

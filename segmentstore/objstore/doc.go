@@ -5,7 +5,8 @@
 //	file:///var/lib/streamhouse                          a local directory (streamhouse dev)
 //
 // Every backend offers the same semantics, checked by one conformance suite (Conformance):
-// Put replaces an object atomically (readers see the old or the new bytes, never a mix);
+// Put replaces an object atomically (readers see the old or the new bytes, never a mix),
+// writing it from its parts without joining them first;
 // Get and GetRange fail with ErrNotFound for a missing object; Delete of a missing object
 // succeeds; List returns keys in lexical order. Keys are slash-separated relative paths;
 // ValidateKey says which are accepted.
