@@ -345,8 +345,8 @@ func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
 
 // build makes a job's merged segment. Segments whose stored bytes are at hand (kept in
 // memory since their upload, or read from the store) and whose blocks have a good size
-// are joined as they are, block by block (segmentstore.Concat: no decompression, no
-// re-encoding); otherwise the records (from memory, or decoded) are encoded afresh, which
+// are joined as they are, block by block (segmentstore.ConcatParts: no decompression,
+// no re-encoding, no copy); otherwise the records (from memory, or decoded) are encoded afresh, which
 // also joins the tiny blocks of a quiet partition's segments.
 func (c *compactor) build(j *mergeJob) error {
 	p, first, last := j.log.p, j.old[0], j.old[len(j.old)-1]

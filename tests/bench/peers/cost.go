@@ -27,27 +27,34 @@ func scrape(url string) (sample, error) {
 	return fams, nil
 }
 
-// sum adds the counters (or gauges, or histograms' counts) of name whose labels include
-// every given pair.
-func (s sample) sum(name string, labels ...string) float64 {
+// matching returns the metrics of name whose labels include every given pair.
+func (s sample) matching(name string, labels ...string) []*dto.Metric {
+	var out []*dto.Metric
 	f := s[name]
 	if f == nil {
-		return 0
+		return nil
 	}
-	total := 0.0
 next:
 	for _, m := range f.GetMetric() {
 		for i := 0; i+1 < len(labels); i += 2 {
 			found := false
 			for _, l := range m.GetLabel() {
-				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
-					found = true
-				}
+				found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
 			}
 			if !found {
 				continue next
 			}
 		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// sum adds the counters (or gauges, or histograms' counts) of name whose labels include
+// every given pair.
+func (s sample) sum(name string, labels ...string) float64 {
+	total := 0.0
+	for _, m := range s.matching(name, labels...) {
 		switch {
 		case m.Counter != nil:
 			total += m.GetCounter().GetValue()
@@ -126,24 +133,10 @@ func meanFlushObject(before, after sample) float64 {
 	return (after.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed")) / flushes
 }
 
-// histogram is the histogram of name whose labels include every given pair, or nil.
+// histogram is the first histogram of name whose labels include every given pair, or nil.
 func (s sample) histogram(name string, labels ...string) *dto.Histogram {
-	f := s[name]
-	if f == nil {
-		return nil
-	}
-next:
-	for _, m := range f.GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, l := range m.GetLabel() {
-				found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
-			}
-			if !found {
-				continue next
-			}
-		}
-		return m.GetHistogram()
+	if ms := s.matching(name, labels...); len(ms) > 0 {
+		return ms[0].GetHistogram()
 	}
 	return nil
 }

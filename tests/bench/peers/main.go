@@ -197,7 +197,8 @@ func run(duration, idle time.Duration, out, only string) error {
 			if err != nil {
 				return err
 			}
-			res.LatencyCores = cores(cpuBefore, cpuAfter, time.Since(start))
+			// CPU µs per µs of wall time: cores.
+			res.LatencyCores = cpuPer(cpuBefore, cpuAfter, float64(time.Since(start).Microseconds()))
 			res.LatencyCores["load generator"] = float64(lastClientCPU) / float64(time.Since(start))
 		}
 	}
@@ -342,8 +343,8 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 		return false, err
 	}
 	n := float64(res.Throughput.Produce.Records)
-	res.CPUMicrosPerRecord = perRecord(cpuBefore, cpuAfter, n)
-	res.CPUMicrosPerRecordSettled = perRecord(cpuBefore, cpuSettled, n)
+	res.CPUMicrosPerRecord = cpuPer(cpuBefore, cpuAfter, n)
+	res.CPUMicrosPerRecordSettled = cpuPer(cpuBefore, cpuSettled, n)
 	res.CPUMicrosPerRecord["load generator"] = float64(ph.lastCPU.Microseconds()) / max(n, 1)
 	res.CPUMicrosPerRecordSettled["load generator"] = res.CPUMicrosPerRecord["load generator"]
 	if segs := settled.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed"); segs > 0 {
@@ -395,15 +396,16 @@ func (ph phases) kafka(ctx context.Context, res *results, addr string, duration 
 	if err != nil {
 		return err
 	}
-	res.KafkaCPU = perRecord(before, after, float64(res.Kafka.Records))
+	res.KafkaCPU = cpuPer(before, after, float64(res.Kafka.Records))
 	return nil
 }
 
-// perRecord is each process's CPU time between two readings, in µs per record.
-func perRecord(before, after map[string]time.Duration, records float64) map[string]float64 {
+// cpuPer is each process's CPU time between two readings, in µs per unit: per record
+// produced, or per µs of wall time (cores busy).
+func cpuPer(before, after map[string]time.Duration, units float64) map[string]float64 {
 	out := map[string]float64{}
 	for name := range after {
-		out[name] = float64((after[name] - before[name]).Microseconds()) / max(records, 1)
+		out[name] = float64((after[name] - before[name]).Microseconds()) / max(units, 1)
 	}
 	return out
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"sort"
-	"time"
 )
 
 // stageStat is where a produce request's time went in one phase, from the agent's
@@ -118,15 +117,6 @@ func countsBetween(before, after sample) phaseCounts {
 
 // stageOrder is the order a request passes the stages in.
 var stageOrder = map[string]int{"batch_wait": 0, "queue": 1, "encode": 2, "upload": 3, "commit_wait": 4, "commit": 5}
-
-// cores is each process's CPU time between two readings over the wall time between them.
-func cores(before, after map[string]time.Duration, wall time.Duration) map[string]float64 {
-	out := map[string]float64{}
-	for name := range after {
-		out[name] = float64(after[name]-before[name]) / float64(max(wall, 1))
-	}
-	return out
-}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
