@@ -316,7 +316,7 @@ func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
 	for object, sp := range spans {
 		sem <- struct{}{}
 		wg.Add(1)
-		go func() {
+		goroutines.Go(func() {
 			defer func() { <-sem; wg.Done() }()
 			b, err := c.store.GetRange(ctx, object, sp.lo, sp.hi-sp.lo)
 			if err == nil && int64(len(b)) != sp.hi-sp.lo {
@@ -328,7 +328,7 @@ func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
 				firstErr = fmt.Errorf("read %s [%d, %d): %w", object, sp.lo, sp.hi, err)
 			}
 			ranges[object] = b
-		}()
+		})
 		metricMergeReads.Inc()
 	}
 	wg.Wait()

@@ -49,7 +49,8 @@ type NodeConfig struct {
 	MaxPendingBytes int64
 	RecentBytes     int64
 	// MaxUploads bounds the agent's concurrent object PUTs; segments of all partitions
-	// that wait for a slot share the next object. Default DefaultMaxUploads.
+	// that wait for a slot share the next object, and a PUT beyond the first starts only
+	// once the last one started has run overlapAfter (50 ms). Default DefaultMaxUploads.
 	MaxUploads int
 	// MaxInFlight bounds the segments of one partition on their way to the store; a
 	// batch whose linger passed while they are all in flight keeps growing. Default
@@ -114,9 +115,11 @@ const (
 	DefaultCacheBytes      = 128 << 20
 	DefaultMaxPendingBytes = 64 << 20
 	DefaultRecentBytes     = 64 << 20
-	// DefaultMaxUploads: two object PUTs at a time per agent (and two segments per
-	// partition in flight) overlap a slow PUT with the next; more make smaller objects,
-	// hence more PUTs for the same records.
+	// DefaultMaxUploads: up to two object PUTs at a time per agent (and two segments per
+	// partition in flight): the second starts only once the first has run overlapAfter,
+	// so that a slow PUT does not hold the next object back while quick ones leave
+	// segments to gather into larger objects; more slots make smaller objects, hence more
+	// PUTs for the same records.
 	DefaultMaxUploads = 2
 )
 
@@ -229,7 +232,8 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 		client: n.client, session: s, history: n.hist, system: system, local: local, log: n.log, compactor: n.compactor,
 		writer: writerConfig{Store: n.store, Flusher: n.flusher, MaxInFlight: n.cfg.MaxInFlight, Pending: n.pending, Recent: n.recent},
 	}
-	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) }))
+	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) },
+		actor.WithDispatcher(mailboxDispatcher{})))
 	provider := newSessionProvider(n.client, s)
 	var opts []cluster.ConfigOption
 	if !n.cfg.ClientOnly {

@@ -380,7 +380,8 @@ func (w *writer) pump() {
 			w.uploads++
 			opts := w.cfg.Segment
 			opts.Incompressible = w.incompressible && w.uploads%probeSegments != 0
-			go w.upload(w.gen, b, opts)
+			gen := w.gen
+			goroutines.Go(func() { w.upload(gen, b, opts) })
 		}
 	}
 	if len(w.queue) > 0 && w.queue[0].state == uploaded {
@@ -391,7 +392,7 @@ func (w *writer) pump() {
 			head.producers = w.prod.snapshot(head.base, head.last())
 		}
 		metricProduceStage.WithLabelValues(stageCommitWait).Observe(head.committing.Sub(head.uploaded).Seconds())
-		go w.commit(head)
+		goroutines.Go(func() { w.commit(head) })
 	}
 }
 

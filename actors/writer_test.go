@@ -498,3 +498,102 @@ func TestFlusherSharesObjectsAcrossPartitions(t *testing.T) {
 		t.Fatalf("%d PUTs for 4 partitions' segments, want 2", store.puts)
 	}
 }
+
+func TestFlusherOverlapsOnlyASlowPut(t *testing.T) {
+	f := newFixture(t)
+	store := &faultyStore{Store: f.store, hold: make(chan struct{})}
+	timed := &timedStore{faultyStore: store, started: make(chan time.Time, 4)}
+	fl := newFlusher(timed, "agent-1", 2, 0)
+	fl.overlap = time.Second // well beyond the test's own delays
+	type landed struct {
+		object string
+		err    error
+	}
+	results := make(chan landed, 4)
+	submit := func(s string) {
+		fl.submit([]byte(s), func(object string, _ int64, err error) { results <- landed{object, err} })
+	}
+	submit("first")
+	first := <-timed.started
+	submit("second")
+	// A slot is free, but the first PUT has not run fl.overlap yet: the second segment
+	// waits for it, to share the next object with what comes meanwhile...
+	if since := time.Since(first); since >= fl.overlap {
+		t.Fatalf("the test took %v to submit the second segment", since)
+	}
+	// ...until the first PUT has run fl.overlap: it is slow, and the second goes ahead in
+	// a PUT of its own.
+	var second time.Time
+	select {
+	case second = <-timed.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no second PUT while the first is held")
+	}
+	if waited := second.Sub(first); waited < fl.overlap {
+		t.Fatalf("second PUT started %v after the first, before the overlap (%v)", waited, fl.overlap)
+	}
+	submit("third")
+	submit("fourth")
+	fl.mu.Lock()
+	waiting := len(fl.pending)
+	fl.mu.Unlock()
+	if waiting != 2 {
+		t.Fatalf("%d segments wait while both slots are busy, want 2", waiting)
+	}
+	close(store.hold)
+	objects := map[string]int{}
+	for range 4 {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			objects[r.object]++
+		case <-time.After(30 * time.Second):
+			t.Fatal("a segment was not written")
+		}
+	}
+	// first, second, then third and fourth together once a slot was free.
+	if len(objects) != 3 {
+		t.Fatalf("4 segments in objects %v, want 3 objects", objects)
+	}
+}
+
+// timedStore tells when each Put reached it.
+type timedStore struct {
+	*faultyStore
+	started chan time.Time
+}
+
+func (s *timedStore) Put(ctx context.Context, key string, parts ...[]byte) error {
+	s.started <- time.Now()
+	return s.faultyStore.Put(ctx, key, parts...)
+}
+
+func TestGoroutinesRunEveryFunctionConcurrently(t *testing.T) {
+	// A function that blocks does not keep the next from running: Go never waits for a
+	// goroutine to come free.
+	block := make(chan struct{})
+	started := make(chan int, 100)
+	for i := range 100 {
+		goroutines.Go(func() { started <- i; <-block })
+	}
+	seen := map[int]bool{}
+	for range 100 {
+		select {
+		case i := <-started:
+			seen[i] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of 100 blocking functions started", len(seen))
+		}
+	}
+	close(block)
+	// And a goroutine that is done takes the next function.
+	done := make(chan struct{})
+	goroutines.Go(func() { close(done) })
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("function not run")
+	}
+}

@@ -111,7 +111,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	intFlag(&f.memory.pendingBytes, "max-pending-bytes", "STREAMHOUSE_MAX_PENDING_BYTES", actors.DefaultMaxPendingBytes, "record bytes accepted and not yet acked, over all partitions; beyond it produce answers ResourceExhausted")
 	intFlag(&f.memory.recentBytes, "recent-bytes", "STREAMHOUSE_RECENT_BYTES", actors.DefaultRecentBytes, "committed records kept in memory for tail reads, over all partitions")
 	intFlag(&f.memory.limit, "memory-limit", "STREAMHOUSE_MEMORY_LIMIT", 0, "soft limit of the agent's Go memory in bytes (0: the three budgets above + 192 MiB; $GOMEMLIMIT wins)")
-	intFlag(&f.memory.uploads, "max-uploads", "STREAMHOUSE_MAX_UPLOADS", actors.DefaultMaxUploads, "concurrent object PUTs of the agent; segments of all partitions waiting for one share the next object")
+	intFlag(&f.memory.uploads, "max-uploads", "STREAMHOUSE_MAX_UPLOADS", actors.DefaultMaxUploads, "concurrent object PUTs of the agent (one more starts once the last has run 50 ms); segments of all partitions waiting for one share the next object")
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
 	dur(&f.sweep.Grace, "sweep-grace", "STREAMHOUSE_SWEEP_GRACE", sweeper.DefaultGrace, fmt.Sprintf("orphan objects (named by no segment of the index) are deleted once older than this and unindexed this long; at least %v, 0 disables the sweeper", sweeper.MinGrace))
 	dur(&f.sweep.Interval, "sweep-interval", "STREAMHOUSE_SWEEP_INTERVAL", 0, "time between orphan sweeps (0: a quarter of --sweep-grace); one agent sweeps at a time")

@@ -83,6 +83,9 @@ func watchedMirror(ctx context.Context, coord *coordination.Client) (m *coordina
 	return m, func() { cancel(); <-done }, nil
 }
 
+// streamWorkers is the client API's gRPC stream workers (serveAPI).
+const streamWorkers = 128
+
 // serveAPI serves the client API on addr through node; served reports when it stops.
 func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node,
 	limits gateway.Limits, log *zap.Logger) (srv *grpc.Server, lis net.Listener, served <-chan error, err error) {
@@ -90,7 +93,13 @@ func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirr
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("client API on %q: %w", addr, err)
 	}
-	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes())},
+	// Stream workers: requests run on goroutines that outlive one, whose stacks have
+	// grown already (a fresh goroutine per request grew its stack by copying on every
+	// produce; docs/BENCHMARKS.md, profiling item 17). A produce request waits for its
+	// commit, so the workers are as many as the requests commonly in flight; beyond them
+	// gRPC starts a goroutine per request as before.
+	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes()),
+		grpc.NumStreamWorkers(streamWorkers)},
 		append(grpcmem.ServerOptions(), gateway.Interceptors()...)...)
 	srv = grpc.NewServer(opts...)
 	gateway.NewServer(coord, mirror, node, limits, log).Register(srv)
