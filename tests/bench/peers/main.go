@@ -31,8 +31,8 @@ func main() {
 	idle := flag.Duration("idle", 30*time.Second, "length of the idle phase of the cost model")
 	out := flag.String("json", "", "also write the results as JSON to this file")
 	only := flag.String("only", "", `run one phase alone (for A/B runs of agent settings): "throughput" (max-rate produce, its CPU per record and merge cost) or "latency" (1000 records/s and its floor)`)
-	flag.IntVar(&load.batch, "batch", 100, "records per produce request in the max-rate phases")
-	flag.IntVar(&load.inFlight, "in-flight", 8, "requests each of the 4 producers keeps in flight in the max-rate phases")
+	flag.IntVar(&load.batch, "batch", 1000, "records per produce request in the max-rate phases (1000 of 1 KiB: kgo's default batch of up to 1 MB)")
+	flag.IntVar(&load.inFlight, "in-flight", 2, "requests each of the producers keeps in flight in the max-rate phases")
 	flag.Parse()
 	if *only != "" && *only != "throughput" && *only != "latency" {
 		fmt.Fprintf(os.Stderr, "bench-peers: -only %q: want throughput or latency\n", *only)
@@ -45,7 +45,10 @@ func main() {
 }
 
 // load is the max-rate producers' window: batch records per request, inFlight requests
-// per producer.
+// per producer. The default batch is about the kgo phase's (its default: up to 1 MB per
+// partition per request, up to 5 requests in flight), so that both clients of the agent
+// batch alike; with batches of 100 records the agent, MinIO and etcd spend about twice
+// the CPU per record (docs/BENCHMARKS.md, profiling item 18).
 var load window
 
 type window struct{ batch, inFlight int }
