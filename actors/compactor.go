@@ -26,6 +26,12 @@ const DefaultCompactInterval = time.Second
 // mergeReaders bounds the concurrent GETs of a pass.
 const mergeReaders = 4
 
+// maxReadGap: segments of one object that a pass needs are read with one GET when the
+// bytes between them (other partitions' segments) are at most this many. A GET per
+// segment costs a request; a GET across others' segments costs their bytes, and memory
+// until the pass is done with it.
+const maxReadGap = 64 << 10
+
 // maxMergeObjectBytes bounds the input of one merge object (at least one merge), and so
 // the memory a pass takes; a pass writes as many as its due merges need.
 const maxMergeObjectBytes = 32 << 20
@@ -279,55 +285,48 @@ func (c *compactor) settle(l *partitionLog, err error, what string) bool {
 const minConcatBytes = segmentstore.DefaultBlockSize / 2
 
 // fetch finds, for every job, each segment's stored bytes and records in the partition's
-// recent memory, and reads the segments found there in neither from the store, with one
-// ranged GET per object covering all of those it holds: fresh segments of several
-// partitions share objects, so a pass reads each object once.
+// recent memory, and reads the segments found there in neither from the store, with the
+// ranged GETs of planReads.
 func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
-	type span struct{ lo, hi int64 }
-	spans := map[string]span{}
 	type need struct {
 		j *mergeJob
 		i int
 	}
-	var want []need
+	var needs []need
+	var segs []indexed
 	for _, j := range jobs {
 		j.recent = make([][]segmentstore.Record, len(j.old))
 		j.stored = make([][]byte, len(j.old))
 		for i, s := range j.old {
 			j.stored[i], _ = j.log.recent.encoded(s.Base, s.Last)
 			j.recent[i], _ = recentSegment(j.log.recent, s)
-			if j.stored[i] != nil || j.recent[i] != nil {
-				continue
+			if j.stored[i] == nil && j.recent[i] == nil {
+				needs = append(needs, need{j, i})
+				segs = append(segs, s)
 			}
-			want = append(want, need{j, i})
-			sp, ok := spans[s.Object]
-			if !ok {
-				sp = span{s.Offset, s.Offset + s.ZBytes}
-			}
-			spans[s.Object] = span{min(sp.lo, s.Offset), max(sp.hi, s.Offset+s.ZBytes)}
 		}
 	}
+	runs, runOf := planReads(segs, maxReadGap)
 	// A few GETs at a time: a pass that fell behind reads many small objects.
-	ranges := map[string][]byte{}
 	var mu sync.Mutex
 	var firstErr error
 	sem := make(chan struct{}, mergeReaders)
 	var wg sync.WaitGroup
-	for object, sp := range spans {
+	for _, r := range runs {
 		sem <- struct{}{}
 		wg.Add(1)
 		goroutines.Go(func() {
 			defer func() { <-sem; wg.Done() }()
-			b, err := c.store.GetRange(ctx, object, sp.lo, sp.hi-sp.lo)
-			if err == nil && int64(len(b)) != sp.hi-sp.lo {
+			b, err := c.store.GetRange(ctx, r.object, r.lo, r.hi-r.lo)
+			if err == nil && int64(len(b)) != r.hi-r.lo {
 				err = fmt.Errorf("got %d bytes", len(b))
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("read %s [%d, %d): %w", object, sp.lo, sp.hi, err)
+				firstErr = fmt.Errorf("read %s [%d, %d): %w", r.object, r.lo, r.hi, err)
 			}
-			ranges[object] = b
+			r.data = b
 		})
 		metricMergeReads.Inc()
 	}
@@ -335,12 +334,48 @@ func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
 	if firstErr != nil {
 		return firstErr
 	}
-	for _, n := range want {
-		s := n.j.old[n.i]
-		lo := spans[s.Object].lo
-		n.j.stored[n.i] = ranges[s.Object][s.Offset-lo : s.Offset-lo+s.ZBytes]
+	for k, n := range needs {
+		s, r := segs[k], runOf[k]
+		n.j.stored[n.i] = r.data[s.Offset-r.lo : s.Offset-r.lo+s.ZBytes]
 	}
 	return nil
+}
+
+// readRun is one ranged GET of a pass: bytes [lo, hi) of object.
+type readRun struct {
+	object string
+	lo, hi int64
+	data   []byte
+}
+
+// planReads plans the GETs that read segs: fresh segments of several partitions share
+// objects, and those of one object are read with one GET per run of them whose gaps
+// (other partitions' segments) are at most gap bytes, so that a pass reads neither an
+// object twice nor much that it does not need. runOf[k] is the run that holds segs[k].
+func planReads(segs []indexed, gap int64) (runs []*readRun, runOf []*readRun) {
+	order := make([]int, len(segs))
+	for k := range order {
+		order[k] = k
+	}
+	sort.Slice(order, func(a, b int) bool {
+		sa, sb := segs[order[a]], segs[order[b]]
+		if sa.Object != sb.Object {
+			return sa.Object < sb.Object
+		}
+		return sa.Offset < sb.Offset
+	})
+	runOf = make([]*readRun, len(segs))
+	var r *readRun
+	for _, k := range order {
+		s := segs[k]
+		if r == nil || r.object != s.Object || s.Offset > r.hi+gap {
+			r = &readRun{object: s.Object, lo: s.Offset, hi: s.Offset}
+			runs = append(runs, r)
+		}
+		r.hi = max(r.hi, s.Offset+s.ZBytes)
+		runOf[k] = r
+	}
+	return runs, runOf
 }
 
 // build makes a job's merged segment. Segments whose stored bytes are at hand (kept in

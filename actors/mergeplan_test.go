@@ -138,3 +138,46 @@ func TestPlanExpiryRemovesAPrefix(t *testing.T) {
 		t.Fatalf("old spec: %d removed", n)
 	}
 }
+
+func TestPlanReadsReadsEachObjectOnceAndLittleElse(t *testing.T) {
+	seg := func(object string, offset, size int64) indexed {
+		return indexed{SegmentMeta: coordination.SegmentMeta{Object: object, Offset: offset, ZBytes: size}}
+	}
+	const gap = 64 << 10
+	// Object a: two partitions' segments side by side (one run), then one past a gap of
+	// other partitions' segments larger than gap (a run of its own). Object b: one
+	// segment, a gap of exactly gap bytes, another (one run). Given out of order.
+	segs := []indexed{
+		seg("b", gap+100, 50),
+		seg("a", 1000, 500),
+		seg("a", 5<<20, 300),
+		seg("b", 0, 100),
+		seg("a", 0, 1000),
+	}
+	runs, runOf := planReads(segs, gap)
+	type want struct {
+		object string
+		lo, hi int64
+	}
+	got := map[want]bool{}
+	for _, r := range runs {
+		got[want{r.object, r.lo, r.hi}] = true
+	}
+	for _, w := range []want{{"a", 0, 1500}, {"a", 5 << 20, 5<<20 + 300}, {"b", 0, gap + 150}} {
+		if !got[w] {
+			t.Errorf("no GET of %s [%d, %d); GETs %v", w.object, w.lo, w.hi, got)
+		}
+	}
+	if len(runs) != 3 {
+		t.Errorf("%d GETs, want 3: %v", len(runs), got)
+	}
+	for k, s := range segs {
+		r := runOf[k]
+		if r.object != s.Object || s.Offset < r.lo || s.Offset+s.ZBytes > r.hi {
+			t.Errorf("segment %s [%d, +%d) mapped to GET %s [%d, %d)", s.Object, s.Offset, s.ZBytes, r.object, r.lo, r.hi)
+		}
+	}
+	if runs, _ := planReads(nil, gap); len(runs) != 0 {
+		t.Errorf("%d GETs for no segments", len(runs))
+	}
+}
