@@ -42,8 +42,9 @@ type NodeConfig struct {
 	SessionTTL time.Duration
 	// The agent's memory is bounded by three budgets shared by all its partitions, whatever
 	// their number: CacheBytes for segment blocks read from the store (default
-	// DefaultCacheBytes), MaxPendingBytes for records accepted and not yet acked (beyond it
-	// produce answers ResourceExhausted; default DefaultMaxPendingBytes), RecentBytes for
+	// DefaultCacheBytes), MaxPendingBytes for records accepted and not yet acked and their
+	// segments until written (beyond it produce answers ResourceExhausted; default
+	// DefaultMaxPendingBytes), RecentBytes for
 	// committed records kept for tail reads (default DefaultRecentBytes).
 	CacheBytes      int64
 	MaxPendingBytes int64

@@ -285,6 +285,14 @@ func TestWriterBackpressure(t *testing.T) {
 	go func() { first <- a.produce(values("a", 10)) }() // ~2 KiB, held in the upload
 	store.waitPuts(t, 1)                                // the first batch is held in its upload
 	held := pending.used.Load()
+	var recBytes int64
+	for _, r := range values("a", 10) {
+		recBytes += int64(r.Size())
+	}
+	// Its records and its segment, waiting for the store, both count.
+	if held <= recBytes {
+		t.Fatalf("%d bytes counted while a batch of %d record bytes is in its PUT: its segment does not count", held, recBytes)
+	}
 	for range 50 {
 		if res := b.produce(values("b", 20)); !errors.Is(res.Err, ErrBackpressure) || codeOf(res.Err) != partitionpb.Code_CODE_RESOURCE_EXHAUSTED {
 			t.Fatalf("produce on another partition over the agent's budget: %v, want ErrBackpressure", res.Err)
