@@ -58,8 +58,9 @@ text or, with --json, as one JSON object.
            random letters and digits, about as compressible as real payloads.
   consume  consumers read every partition from offset 0 up to the high-water mark seen at
            the start (catch-up), or for --duration if that comes first
-  e2e      producers at --rate while consumers follow the log end; latency is record
-           sent → delivered to a consumer
+  e2e      producers at --rate while consumers follow the log end, then read up to the
+           end the producers left (for at most 10s more); latency is record sent →
+           delivered to a consumer
 
 The topic is created with --partitions (and --linger-ms) if it does not exist.`,
 	}
@@ -191,27 +192,49 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	var prod, cons *meter
 	var e2e *histogram
 	var e2eMu sync.Mutex
-	var wg sync.WaitGroup
+	var wg, produced sync.WaitGroup
 	start := time.Now()
+	prodElapsed := o.duration
 	if mode == "produce" || mode == "e2e" {
 		prod = &meter{}
 		for i := range o.producers {
-			wg.Go(func() { produceLoop(run, ctx, cl, o, i, start, prod) })
+			produced.Go(func() { produceLoop(run, ctx, cl, o, i, start, prod) })
 		}
+		wg.Go(func() { produced.Wait(); prodElapsed = time.Since(start) })
 	}
 	if mode == "consume" || mode == "e2e" {
 		cons = &meter{}
 		from, until := make([]int64, len(hwm)), hwm
+		consRun := run
+		var ends endOffsets
 		if mode == "e2e" {
 			e2e = &histogram{}
-			from, until = hwm, nil // follow the end
+			from, until = hwm, nil // follow the end...
+			// ...then, the producers done, read up to where they left the log, so that
+			// every record acked is delivered and counted, however far behind the
+			// consumers ran at the end.
+			var drained context.CancelFunc
+			consRun, drained = context.WithCancel(ctx)
+			defer drained()
+			go func() {
+				produced.Wait()
+				if end, err := topicPartitions(ctx, cl, o); err == nil {
+					ends.set(end)
+				} else {
+					drained() // the end is unknown: stop with the producers
+					return
+				}
+				t := time.AfterFunc(drainTimeout, drained)
+				<-consRun.Done()
+				t.Stop()
+			}()
 		}
 		var caughtUp sync.WaitGroup
 		for i := range o.consumers {
 			caughtUp.Add(1)
 			wg.Go(func() {
 				defer caughtUp.Done()
-				consumeLoop(run, ctx, cl, o, i, from, until, cons, func(h *histogram) {
+				consumeLoop(consRun, ctx, cl, o, i, from, until, &ends, cons, func(h *histogram) {
 					if e2e != nil {
 						e2eMu.Lock()
 						e2e.merge(h)
@@ -235,7 +258,7 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 		Batch: o.batch, Seconds: elapsed.Seconds()}
 	if prod != nil {
 		r.Producers = o.producers
-		r.Produce = prod.report(elapsed)
+		r.Produce = prod.report(prodElapsed)
 	}
 	if cons != nil {
 		r.Consumers = o.consumers
@@ -330,11 +353,26 @@ func produceLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 	}
 }
 
+// drainTimeout bounds how long e2e's consumers read on after the producers are done.
+const drainTimeout = 10 * time.Second
+
+// endOffsets is where e2e's consumers stop once it is set: the log end the producers left.
+type endOffsets struct{ p atomic.Pointer[[]int64] }
+
+func (e *endOffsets) set(end []int64) { e.p.Store(&end) }
+
+// reached reports whether next is at or past partition p's end, once the end is known.
+func (e *endOffsets) reached(p int32, next int64) bool {
+	end := e.p.Load()
+	return end != nil && int(p) < len(*end) && next >= (*end)[p]
+}
+
 // consumeLoop reads the partitions p with p % consumers == worker from from[p], until
-// until[p] for a catch-up (nil: follow the end, long-polling), or until run ends. Each record's send stamp
-// gives its end-to-end latency to e2e.
+// until[p] for a catch-up (nil: follow the end, long-polling, until ends are known and
+// reached), or until run ends. Each record's send stamp gives its end-to-end latency to
+// e2e.
 func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, worker int, from, until []int64,
-	m *meter, e2e func(*histogram)) {
+	ends *endOffsets, m *meter, e2e func(*histogram)) {
 	var mine []int32
 	next := map[int32]int64{}
 	for p := worker; p < len(from); p += o.consumers {
@@ -369,7 +407,7 @@ func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 				next[p] = r.Offset + 1
 			}
 			m.observe(len(resp.Records), size, now.Sub(sent), 1)
-			if until != nil && next[p] >= until[p] {
+			if (until != nil && next[p] >= until[p]) || (until == nil && ends.reached(p, next[p])) {
 				mine = append(mine[:i], mine[i+1:]...)
 				i--
 			}
