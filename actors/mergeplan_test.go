@@ -153,6 +153,7 @@ func TestPlanReadsReadsEachObjectOnceAndLittleElse(t *testing.T) {
 		seg("a", 5<<20, 300),
 		seg("b", 0, 100),
 		seg("a", 0, 1000),
+		seg("a", 500, 100), // within another: the same GET
 	}
 	runs, runOf := planReads(segs, gap)
 	type want struct {

@@ -521,6 +521,7 @@ func TestFlusherOverlapsOnlyASlowPut(t *testing.T) {
 	submit := func(s string) {
 		fl.submit([]byte(s), func(object string, _ int64, err error) { results <- landed{object, err} })
 	}
+	t0 := time.Now() // no later than the flusher's own start of the first PUT
 	submit("first")
 	first := <-timed.started
 	submit("second")
@@ -537,7 +538,7 @@ func TestFlusherOverlapsOnlyASlowPut(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no second PUT while the first is held")
 	}
-	if waited := second.Sub(first); waited < fl.overlap {
+	if waited := second.Sub(t0); waited < fl.overlap {
 		t.Fatalf("second PUT started %v after the first, before the overlap (%v)", waited, fl.overlap)
 	}
 	submit("third")
@@ -583,8 +584,17 @@ func TestGoroutinesRunEveryFunctionConcurrently(t *testing.T) {
 	// goroutine to come free.
 	block := make(chan struct{})
 	started := make(chan int, 100)
-	for i := range 100 {
-		goroutines.Go(func() { started <- i; <-block })
+	handed := make(chan struct{})
+	go func() {
+		for i := range 100 {
+			goroutines.Go(func() { started <- i; <-block })
+		}
+		close(handed)
+	}()
+	select {
+	case <-handed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Go waited for a goroutine to come free")
 	}
 	seen := map[int]bool{}
 	for range 100 {
@@ -596,7 +606,7 @@ func TestGoroutinesRunEveryFunctionConcurrently(t *testing.T) {
 		}
 	}
 	close(block)
-	// And a goroutine that is done takes the next function.
+	// And functions still run once those have returned.
 	done := make(chan struct{})
 	goroutines.Go(func() { close(done) })
 	select {

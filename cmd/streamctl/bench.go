@@ -159,13 +159,19 @@ func (m *meter) fail(err error) {
 // topicPartitions creates the topic if it is missing and returns its partition count and
 // high-water marks.
 func topicPartitions(ctx context.Context, cl pb.StreamHouseClient, o benchOptions) ([]int64, error) {
-	d, err := cl.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: o.topic})
+	hwm, err := highWaterMarks(ctx, cl, o.topic)
 	if status.Code(err) == codes.NotFound {
 		if _, err := cl.CreateTopic(ctx, &pb.CreateTopicRequest{Name: o.topic, Partitions: o.partitions, LingerMs: o.lingerMs}); err != nil && status.Code(err) != codes.AlreadyExists {
 			return nil, err
 		}
-		d, err = cl.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: o.topic})
+		hwm, err = highWaterMarks(ctx, cl, o.topic)
 	}
+	return hwm, err
+}
+
+// highWaterMarks returns the high-water mark of each partition of topic.
+func highWaterMarks(ctx context.Context, cl pb.StreamHouseClient, topic string) ([]int64, error) {
+	d, err := cl.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: topic})
 	if err != nil {
 		return nil, err
 	}
@@ -218,15 +224,17 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 			defer drained()
 			go func() {
 				produced.Wait()
-				if end, err := topicPartitions(ctx, cl, o); err == nil {
-					ends.set(end)
-				} else {
+				t := time.AfterFunc(drainTimeout, drained)
+				defer t.Stop()
+				dctx, cancel := context.WithTimeout(consRun, drainTimeout)
+				end, err := highWaterMarks(dctx, cl, o.topic)
+				cancel()
+				if err != nil {
 					drained() // the end is unknown: stop with the producers
 					return
 				}
-				t := time.AfterFunc(drainTimeout, drained)
+				ends.set(end)
 				<-consRun.Done()
-				t.Stop()
 			}()
 		}
 		var caughtUp sync.WaitGroup
