@@ -416,11 +416,10 @@ func (w *writer) upload(gen int64, b *batch, opts segmentstore.Options) {
 		meta.MaxTs = max(meta.MaxTs, b.records[i].Timestamp)
 	}
 	// The segment counts in the agent's pending budget until its PUT is over, beside its
-	// records: with 100 partitions at full load, segments waiting for and in their PUTs
-	// were as much again as the records the budget counted, and the agent went past
-	// 512 MiB (docs/BENCHMARKS.md, profiling item 19). Counted here and given back
-	// below, in the same goroutine, so that nothing depends on the actor being there to
-	// hear the result.
+	// records: it is as large again, and without it a stalled store could hold twice the
+	// budget (docs/BENCHMARKS.md, profiling item 19). Counted here and given back in the
+	// flusher's callback, so that nothing depends on the actor being there to hear the
+	// result.
 	w.cfg.Pending.add(int64(len(data)))
 	w.cfg.Flusher.submit(data, func(object string, offset int64, err error) {
 		w.cfg.Pending.add(-int64(len(data)))

@@ -224,11 +224,9 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 			defer drained()
 			go func() {
 				produced.Wait()
-				t := time.AfterFunc(drainTimeout, drained)
+				t := time.AfterFunc(drainTimeout, drained) // bounds the read below too
 				defer t.Stop()
-				dctx, cancel := context.WithTimeout(consRun, drainTimeout)
-				end, err := highWaterMarks(dctx, cl, o.topic)
-				cancel()
+				end, err := highWaterMarks(consRun, cl, o.topic)
 				if err != nil {
 					drained() // the end is unknown: stop with the producers
 					return
