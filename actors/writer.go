@@ -495,6 +495,7 @@ func (w *writer) reset(cause error) {
 	for _, b := range w.queue[keep:] {
 		w.fail(b, cause)
 	}
+	clear(w.queue[keep:])
 	w.queue = w.queue[:keep]
 	if w.open != nil {
 		w.fail(w.open, cause)
@@ -529,6 +530,10 @@ func (w *writer) onCommit(m commitDone) {
 		w.stop(fmt.Errorf("%w: commit of %s [%d, %d]: %w", ErrUnavailable, w.p, b.base, b.last(), m.err))
 		return
 	}
+	// Cleared before it is sliced off: the slot stays in the queue's array until an append
+	// moves the queue, and would keep the batch, records and segment, alive after the
+	// recent cache dropped it (docs/BENCHMARKS.md, profiling item 20).
+	w.queue[0] = nil
 	w.queue = w.queue[1:]
 	w.committed = b.last() + 1
 	w.addPending(-b.bytes)

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -310,6 +312,52 @@ func TestWriterBackpressure(t *testing.T) {
 	}
 	if used := pending.used.Load(); used != 0 {
 		t.Fatalf("%d bytes still counted pending after every request was answered", used)
+	}
+}
+
+// A committed batch lives on only in the recent cache: once the cache drops it, nothing
+// of the writer keeps its records or its segment (the slots its queue left behind held
+// ~150 MiB at 100 partitions: docs/BENCHMARKS.md, profiling item 20).
+func TestWriterKeepsNoBatchTheRecentCacheDropped(t *testing.T) {
+	f := newFixture(t)
+	hold := make(chan struct{})
+	const batches = 4
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: &faultyStore{Store: f.store, hold: hold},
+		Linger: time.Hour, SegmentBytes: 1 << 10, MaxInFlight: batches, Recent: newRecentCache(1)}, 0)
+	d := drive(t, w)
+	results := make(chan produceResult, batches)
+	for i := range batches {
+		go func() { results <- d.produce(values(fmt.Sprint("b", i), 8)) }() // ~1.7 KiB: a batch each
+	}
+	// Every batch sealed and held in its upload: the queue holds them all.
+	var kept []weak.Pointer[byte]
+	harness.Eventually(t, 10*time.Second, func() error {
+		if !d.inspect(func(w *writer) bool { return len(w.queue) == batches && w.open == nil }) {
+			return errors.New("the batches are not all queued yet")
+		}
+		return nil
+	})
+	d.inspect(func(w *writer) bool {
+		for _, b := range w.queue {
+			kept = append(kept, weak.Make(&b.records[0].Value[0]))
+		}
+		return true
+	})
+	close(hold)
+	for range batches {
+		if res := <-results; res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	runtime.GC()
+	alive := 0
+	for _, p := range kept {
+		if p.Value() != nil {
+			alive++
+		}
+	}
+	if alive > 0 {
+		t.Fatalf("%d of %d committed batches still reachable after the recent cache dropped them", alive, batches)
 	}
 }
 

@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -19,16 +21,30 @@ import (
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 )
 
+// registerGoCollector replaces the default registry's Go collector by one that also
+// reports the runtime's GC metrics (go_gc_heap_live_bytes: the heap the last GC found
+// live, go_gc_heap_goal_bytes, go_gc_gomemlimit_bytes): memory beyond the agent's budgets
+// is told from garbage by them, not by go_memstats_heap_inuse_bytes.
+var registerGoCollector = sync.OnceFunc(func() {
+	prometheus.Unregister(collectors.NewGoCollector())
+	prometheus.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC)))
+})
+
 // serveAdmin serves /metrics (Prometheus), /healthz (the process is alive), /readyz (the
 // agent holds its session, is in the cluster, and reaches etcd and the store) and
 // /debug/pprof/ on addr.
 func serveAdmin(addr string, coord *coordination.Client, store objstore.Store, node *actors.Node,
 	lag prometheus.Collector, log *zap.Logger) (*http.Server, error) {
-	// The process's own collectors plus lag, which reads etcd at scrape time. Registered
-	// here rather than globally so that a process can serve more than one admin port.
+	// The process's own collectors plus lag, which reads etcd at scrape time, and the
+	// node's memory budgets. Registered here rather than globally so that a process can
+	// serve more than one admin port.
+	registerGoCollector()
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(lag); err != nil {
 		return nil, fmt.Errorf("register lag collector: %w", err)
+	}
+	if err := reg.Register(node.MemoryCollector()); err != nil {
+		return nil, fmt.Errorf("register memory collector: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{}))

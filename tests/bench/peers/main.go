@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -30,12 +29,12 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "length of each load phase")
 	idle := flag.Duration("idle", 30*time.Second, "length of the idle phase of the cost model")
 	out := flag.String("json", "", "also write the results as JSON to this file")
-	only := flag.String("only", "", `run one phase alone (for A/B runs of agent settings): "throughput" (max-rate produce, its CPU per record and merge cost) or "latency" (1000 records/s and its floor)`)
+	only := flag.String("only", "", `run one phase alone (for A/B runs of agent settings): "throughput" (max-rate produce, its CPU per record and merge cost) "latency" (1000 records/s and its floor) or "memory" (the phases that fill the agent's budgets, then 100 partitions at max rate, sampling its memory)`)
 	flag.IntVar(&load.batch, "batch", 1000, "records per produce request in the max-rate phases (1000 of 1 KiB: kgo's default batch of up to 1 MB)")
 	flag.IntVar(&load.inFlight, "in-flight", 2, "requests each of the producers keeps in flight in the max-rate phases")
 	flag.Parse()
-	if *only != "" && *only != "throughput" && *only != "latency" {
-		fmt.Fprintf(os.Stderr, "bench-peers: -only %q: want throughput or latency\n", *only)
+	if *only != "" && *only != "throughput" && *only != "latency" && *only != "memory" {
+		fmt.Fprintf(os.Stderr, "bench-peers: -only %q: want throughput, latency or memory\n", *only)
 		os.Exit(2)
 	}
 	if err := run(*duration, *idle, *out, *only); err != nil {
@@ -69,6 +68,9 @@ type results struct {
 	JetStream  jetStream          `json:"jetstream"`
 	Cost       costModel          `json:"cost"`
 	RSSMiB     map[string]float64 `json:"agent_peak_rss_mib"`
+	// WideMemory: the agent's memory at its largest resident set and at its largest live
+	// heap of the 100-partition phase and its merges.
+	WideMemory [2]memorySample `json:"produce_max_100_partitions_memory"`
 	// CPUMicrosPerRecord: CPU time of each process during the max-rate produce phase,
 	// per record produced.
 	CPUMicrosPerRecord map[string]float64 `json:"cpu_us_per_record_max_rate"`
@@ -156,6 +158,11 @@ func run(duration, idle time.Duration, out, only string) error {
 		if done, err := ph.throughput(&res, only, out); done || err != nil {
 			return err
 		}
+		if only == "memory" {
+			// The catch-up read filled the block cache, as in a whole run: on to the
+			// 100 partitions.
+			return ph.wide(&res, agent.Process.Pid(), out)
+		}
 		if err := ph.kafka(ctx, &res, agent.KafkaAddr, duration); err != nil {
 			return err
 		}
@@ -217,14 +224,8 @@ func run(duration, idle time.Duration, out, only string) error {
 		printStages(os.Stdout, res)
 		return writeJSON(out, res)
 	}
-	// Memory with 100 partitions at full load.
-	if res.Wide, err = bench(append([]string{"produce", "--topic", "wide", "--partitions", "100", "--record-size", "1024", "--producers", "8", "--duration", d}, load.args()...)...); err != nil {
-		return err
-	}
-	if _, _, err := settle(metricsURL, lastWrite); err != nil {
-		return err
-	}
-	if res.RSSMiB["100_partitions_max_rate"], err = peakRSS(agent.Process.Pid()); err != nil {
+	ph := phases{bench: bench, lastWrite: &lastWrite, metricsURL: metricsURL, duration: d}
+	if err := ph.widePhase(&res, agent.Process.Pid()); err != nil {
 		return err
 	}
 	// The agent is done: stopped, so that neither the floors nor JetStream share the
@@ -247,6 +248,7 @@ func run(duration, idle time.Duration, out, only string) error {
 		return err
 	}
 	printTable(os.Stdout, res)
+	printMemory(os.Stdout, res.WideMemory)
 	return writeJSON(out, res)
 }
 
@@ -460,15 +462,4 @@ func cpuTimes(procs map[string]int) (map[string]time.Duration, error) {
 }
 
 // peakRSS is the process's resident set high-water mark (VmHWM), in MiB.
-func peakRSS(pid int) (float64, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return 0, err
-	}
-	m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(b)
-	if m == nil {
-		return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
-	}
-	kb, _ := strconv.ParseFloat(string(m[1]), 64)
-	return kb / 1024, nil
-}
+func peakRSS(pid int) (float64, error) { return procStatusMiB(pid, "VmHWM") }
