@@ -86,8 +86,10 @@ type results struct {
 	// LatencyStages and LatencyCores: where the time of the 6-partition latency phase
 	// went, and the cores of CPU each process used during it.
 	LatencyStages map[string]stageStat `json:"produce_1000_per_s_stages"`
-	LatencyCores  map[string]float64   `json:"produce_1000_per_s_cores"`
-	LatencyCounts phaseCounts          `json:"produce_1000_per_s_counts"`
+	// ThroughputStages: the same for the max-rate phase on 6 partitions.
+	ThroughputStages map[string]stageStat `json:"produce_max_stages"`
+	LatencyCores     map[string]float64   `json:"produce_1000_per_s_cores"`
+	LatencyCounts    phaseCounts          `json:"produce_1000_per_s_counts"`
 	// SettleSeconds: how long after the phase the merges went on.
 	SettleSeconds float64 `json:"settle_seconds"`
 	// MergeAmplification: bytes written by merges per byte of segments written, over the
@@ -347,6 +349,7 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 	if err != nil {
 		return false, err
 	}
+	res.ThroughputStages = stages(before, settled)
 	n := float64(res.Throughput.Produce.Records)
 	res.CPUMicrosPerRecord = cpuPer(cpuBefore, cpuAfter, n)
 	res.CPUMicrosPerRecordSettled = cpuPer(cpuBefore, cpuSettled, n)

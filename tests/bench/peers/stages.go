@@ -72,27 +72,11 @@ func quantile(upper, cum []float64, count, q float64) float64 {
 }
 
 // printStages writes where the time of the 6-partition latency phase went, per segment,
-// what it asked of the store and etcd, and how busy each process was (cores of CPU).
+// and what it cost.
 func printStages(w io.Writer, r results) {
-	names := make([]string, 0, len(r.LatencyStages))
-	for s := range r.LatencyStages {
-		names = append(names, s)
-	}
-	sort.Slice(names, func(i, j int) bool { return stageOrder[names[i]] < stageOrder[names[j]] })
-	fmt.Fprint(w, "| 1000 rec/s on 6 partitions, per segment |")
-	for _, s := range names {
-		fmt.Fprintf(w, " %s |", s)
-	}
-	fmt.Fprint(w, "\n|---|")
-	for range names {
-		fmt.Fprint(w, "---|")
-	}
-	fmt.Fprint(w, "\n| mean / p99 (from buckets), ms |")
-	for _, s := range names {
-		fmt.Fprintf(w, " %.1f / %.1f |", r.LatencyStages[s].MeanMs, r.LatencyStages[s].P99Ms)
-	}
+	printStageTable(w, "1000 rec/s on 6 partitions", r.LatencyStages)
 	secs := max(r.Latency.Seconds, 1)
-	fmt.Fprintf(w, "\n\nPer second: %.0f segments, %.0f objects PUT by the flusher, %.0f etcd writes. Cores busy (of 2):",
+	fmt.Fprintf(w, "\nPer second: %.0f segments, %.0f objects PUT by the flusher, %.0f etcd writes. Cores busy (of 2):",
 		r.LatencyStages["commit"].Count/secs, r.LatencyCounts.Objects/secs, r.LatencyCounts.EtcdWrites/secs)
 	total := 0.0
 	for _, p := range sortedKeys(r.LatencyCores) {
@@ -125,4 +109,26 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// printStageTable writes the mean and p99 of each stage of a phase's segments.
+func printStageTable(w io.Writer, phase string, st map[string]stageStat) {
+	names := make([]string, 0, len(st))
+	for s := range st {
+		names = append(names, s)
+	}
+	sort.Slice(names, func(i, j int) bool { return stageOrder[names[i]] < stageOrder[names[j]] })
+	fmt.Fprintf(w, "| %s, per segment |", phase)
+	for _, s := range names {
+		fmt.Fprintf(w, " %s |", s)
+	}
+	fmt.Fprint(w, "\n|---|")
+	for range names {
+		fmt.Fprint(w, "---|")
+	}
+	fmt.Fprint(w, "\n| mean / p99 (from buckets), ms |")
+	for _, s := range names {
+		fmt.Fprintf(w, " %.1f / %.1f |", st[s].MeanMs, st[s].P99Ms)
+	}
+	fmt.Fprintln(w)
 }

@@ -48,6 +48,8 @@ func printTable(w io.Writer, r results) {
 	fmt.Fprintln(w)
 	printStages(w, r)
 	fmt.Fprintln(w)
+	printStageTable(w, "max rate on 6 partitions", r.ThroughputStages)
+	fmt.Fprintln(w)
 
 	c := r.Cost
 	fmt.Fprintln(w, "| cost model count (6 partitions, default topic settings) | value |")
@@ -104,6 +106,8 @@ func printQuick(w io.Writer, r results) {
 	fmt.Fprintf(w, "produce at max rate: %.0f rec/s (%.1f MiB/s), p50 %.1f ms, p99 %.1f ms, %d errors; agent peak RSS %.0f MiB\n\n",
 		tp.RecordsPerSec, tp.MiBPerSec, tp.Latency.P50, tp.Latency.P99, tp.Errors, r.RSSMiB["6_partitions_max_rate"])
 	printCPU(w, r)
+	fmt.Fprintln(w)
+	printStageTable(w, "max rate on 6 partitions", r.ThroughputStages)
 }
 
 // printLatency writes the rows of the latency target: produce p99 at 1000 records/s against
