@@ -250,6 +250,7 @@ func run(duration, idle time.Duration, out, only string) error {
 		return err
 	}
 	printTable(os.Stdout, res)
+	fmt.Println()
 	printMemory(os.Stdout, res.WideMemory)
 	return writeJSON(out, res)
 }
