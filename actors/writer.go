@@ -475,8 +475,8 @@ func (w *writer) onUpload(m uploadDone) {
 	}
 	m.b.meta, m.b.encoded = m.meta, m.data
 	m.b.state = uploaded
-	// Stored within 5% of the payload: LZ4 is not paying for its time.
-	w.incompressible = m.meta.ZBytes*20 >= m.meta.Bytes*19
+	// LZ4 saved no more than a twentieth of the payload: not worth its time.
+	w.incompressible = !segmentstore.CompressionPays(m.meta.ZBytes, m.meta.Bytes)
 	m.b.uploaded = m.stored
 	metricProduceStage.WithLabelValues(stageEncode).Observe(m.encode.Seconds())
 	metricProduceStage.WithLabelValues(stageUpload).Observe(m.upload.Seconds())

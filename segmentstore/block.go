@@ -42,7 +42,7 @@ func appendNullable(dst, b []byte) []byte {
 	return append(dst, b...)
 }
 
-// appendBlock compresses raw (when it pays) and appends the block header and payload.
+// appendBlock compresses raw (when it pays: CompressionPays) and appends the block header and payload.
 // LZ4 writes into a pooled scratch buffer, so that dst needs room only for what is kept:
 // an encoder sized for its records never grows (and copies) for LZ4's worst case.
 func appendBlock(dst, raw []byte, codec Codec, first int64, records uint32) []byte {
@@ -58,9 +58,10 @@ func appendBlock(dst, raw []byte, codec Codec, first int64, records uint32) []by
 		c := compressors.Get().(*lz4.Compressor)
 		n, err := c.CompressBlock(raw, (*scratch)[:bound])
 		compressors.Put(c)
-		// n == 0 means incompressible; storing the block raw then is both smaller and
-		// faster to read.
-		if err == nil && n > 0 && n < len(raw) {
+		// n == 0 means incompressible; a block that LZ4 barely shrinks is stored raw
+		// too, and counts as incompressible: faster to read, and the encoder stops
+		// trying LZ4 on its payload (docs/BENCHMARKS.md, profiling item 21).
+		if err == nil && n > 0 && CompressionPays(int64(n), int64(len(raw))) {
 			dst = append(dst, (*scratch)[:n]...)
 			stored = CodecLZ4
 		}

@@ -13,7 +13,8 @@ type Options struct {
 	// Default: DefaultBlockSize (64 KiB). Capped at MaxBlockRawBytes.
 	BlockSize int
 	// NoCompression stores every block raw (CodecNone). Default: false, blocks are
-	// LZ4-compressed; a block that LZ4 cannot shrink is stored raw either way.
+	// LZ4-compressed; a block that LZ4 does not shrink by more than minSaving is stored
+	// raw either way.
 	NoCompression bool
 	// Incompressible says the payload is not expected to compress (a writer's previous
 	// segment did not): LZ4 is tried on one block in probeEvery only (the last of each
@@ -22,12 +23,20 @@ type Options struct {
 	Incompressible bool
 }
 
-// Adaptive compression: after incompressibleStreak blocks that LZ4 could not shrink, an
-// Encoder tries one block in probeEvery.
+// Adaptive compression: after incompressibleStreak blocks that LZ4 could not shrink (by
+// more than minSaving), an Encoder tries one block in probeEvery.
 const (
 	incompressibleStreak = 2
 	probeEvery           = 8
 )
+
+// CompressionPays reports whether data stored in stored bytes, of raw bytes of payload,
+// saved more than a twentieth: below that, LZ4 costs more time, to write and to read
+// every block, than its bytes are worth, and data that LZ4 barely shrinks (random or
+// encrypted values, whose records' framing repeats) is best stored raw and not tried
+// again. Blocks (appendBlock) and writers deciding whether their payload compresses
+// (actors) use it alike.
+func CompressionPays(stored, raw int64) bool { return stored*20 < raw*19 }
 
 // DefaultBlockSize is the default target uncompressed size of a block.
 const DefaultBlockSize = 64 << 10
@@ -63,7 +72,7 @@ type Encoder struct {
 	// Encode, a bound on the segment of the records at hand.
 	sizeHint int
 
-	// incompressible counts the last blocks LZ4 could not shrink; past
+	// incompressible counts the last blocks LZ4 could not shrink (CompressionPays); past
 	// incompressibleStreak, blocks are stored raw without trying, but for one probe every
 	// probeEvery blocks: random or encrypted payloads then cost no compression time.
 	incompressible int
