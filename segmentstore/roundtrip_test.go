@@ -203,13 +203,9 @@ func TestIncompressibleBlocksAreStoredRaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seg, err := Decode(data)
-	if err != nil || !reflect.DeepEqual(seg.Records, recs) {
-		t.Fatalf("decode: %v", err)
-	}
-	for _, e := range seg.Index {
-		if c := Codec(data[e.Position]); c != CodecNone {
-			t.Fatalf("block at %d of random bytes stored as %s, want none", e.Position, c)
+	for i, c := range storedCodecs(t, data, recs) {
+		if c != CodecNone {
+			t.Fatalf("block %d of random bytes stored as %s, want none", i, c)
 		}
 	}
 	if raw := 20 * 2000; len(data) > raw+raw/20 {
@@ -245,28 +241,35 @@ func TestBarelyCompressibleBlocksAreStoredRaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i, c := range storedCodecs(t, data, recs) {
+		if c != CodecNone {
+			t.Fatalf("block %d, of records LZ4 shrinks by %.1f%%, stored as %s, want none", i, 100-100*float64(n)/float64(len(raw)), c)
+		}
+	}
+	orders := jsonRecords(64)
+	json, err := Encode("orders", 0, orders, Options{BlockSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range storedCodecs(t, json, orders) {
+		if c != CodecLZ4 {
+			t.Fatalf("block %d of JSON stored as %s, want lz4", i, c)
+		}
+	}
+}
+
+// storedCodecs decodes data, checks it holds recs, and returns how each block is stored.
+func storedCodecs(t *testing.T, data []byte, recs []Record) []Codec {
+	t.Helper()
 	seg, err := Decode(data)
 	if err != nil || !reflect.DeepEqual(seg.Records, recs) {
 		t.Fatalf("decode: %v", err)
 	}
-	for i, e := range seg.Index {
-		if c := Codec(data[e.Position]); c != CodecNone {
-			t.Fatalf("block %d, which LZ4 shrinks by %.1f%%, stored as %s, want none", i, 100-100*float64(n)/float64(len(raw)), c)
-		}
+	var codecs []Codec
+	for _, e := range seg.Index {
+		codecs = append(codecs, Codec(data[e.Position]))
 	}
-	json, err := Encode("orders", 0, jsonRecords(64), Options{BlockSize: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jseg, err := Decode(json)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, e := range jseg.Index {
-		if c := Codec(json[e.Position]); c != CodecLZ4 {
-			t.Fatalf("block %d of JSON stored as %s, want lz4", i, c)
-		}
-	}
+	return codecs
 }
 
 func second[T any](_ T, err error) error { return err }
@@ -343,14 +346,7 @@ func TestEncoderProbesAfterIncompressibleBlocks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seg, err := Decode(data)
-		if err != nil || !reflect.DeepEqual(seg.Records, recs) {
-			t.Fatalf("hint %v: decode: %v", hint, err)
-		}
-		var codecs []Codec
-		for _, e := range seg.Index {
-			codecs = append(codecs, Codec(data[e.Position]))
-		}
+		codecs := storedCodecs(t, data, recs)
 		// Blocks 4..6 hold zeros but come right after the noise: not tried. Block 7 is a
 		// probe; it compresses, and so does everything after it.
 		for i, c := range codecs {
