@@ -43,7 +43,7 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, err := harness.StartAgent(ctx, dir, harness.AgentConfig{
-		Node: "bp-1", Etcd: etcd.Endpoint, EtcdRoot: "/backpressure-test",
+		Node: "bp-1", Etcd: etcd.Endpoint, EtcdRoot: fmt.Sprintf("/backpressure-test-%d", time.Now().UnixNano()), // runs share one etcd (-count)
 		StoreURL: "s3://backpressure?endpoint=" + store.Endpoint,
 		Env: []string{"AWS_ACCESS_KEY_ID=" + store.AccessKey, "AWS_SECRET_ACCESS_KEY=" + store.SecretKey, "AWS_REGION=us-east-1",
 			"STREAMHOUSE_MAX_PENDING_BYTES=" + strconv.Itoa(budget)},
@@ -88,7 +88,9 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 				case codes.OK:
 					admitted.Add(1)
 				case codes.ResourceExhausted:
-					refused.Add(1)
+					if refused.Add(1) == 1 { // which budget, and how full: for a failure's log
+						t.Logf("first refusal (request %d): %v", i, err)
+					}
 				default:
 					other.Add(1)
 					t.Logf("request %d: %v", i, err)
