@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -76,29 +77,6 @@ type answer struct {
 	err error
 }
 
-// attempt sends req once. It gives up early, with errOwnerLeft, when the member the
-// request went to leaves the cluster: waiting out the attempt timeout (and disthash's own
-// 5s lookup timeout) on a dead owner is most of a failover otherwise. Nothing is lost by
-// giving up: the dead owner cannot commit anything any more.
-func (c *Client) attempt(id string, p coordination.Partition, req proto.Message, timeout time.Duration) (any, error) {
-	owner := c.owner(p)
-	done := make(chan answer, 1)
-	go func() {
-		res, err := c.cluster.Request(id, PartitionKind, req, cluster.WithTimeout(timeout), cluster.WithRetryCount(1))
-		done <- answer{res, err}
-	}()
-	for {
-		select {
-		case a := <-done:
-			return a.res, a.err
-		case <-c.topologyChanged():
-			if owner != "" && !c.cluster.MemberList.ContainsMemberID(memberIDAt(c.cluster, owner)) {
-				return nil, errOwnerLeft
-			}
-		}
-	}
-}
-
 var errOwnerLeft = errors.New("the owner left the cluster")
 
 // memberIDAt returns the id of the member at addr, "" when none is.
@@ -119,10 +97,14 @@ func (c *Client) Produce(ctx context.Context, p coordination.Partition, records 
 }
 
 // ProduceRequest is Produce of a complete request, an idempotent producer's batch in
-// particular. A retry of a batch still being written answers Unavailable at the
-// partition, so that this retries until the first attempt's outcome is known.
+// particular. It gives the request an id (unless it has one), so that the partition
+// answers a re-send after an attempt timeout with the first attempt's outcome instead of
+// writing the records twice (requestLog).
 func (c *Client) ProduceRequest(ctx context.Context, req *partitionpb.ProduceRequest) (*partitionpb.ProduceResponse, error) {
 	p := coordination.Partition{Topic: req.Topic, Partition: req.Partition}
+	for req.RequestId == 0 {
+		req.RequestId = rand.Uint64()
+	}
 	var resp *partitionpb.ProduceResponse
 	err := c.call(ctx, p, req, func(m proto.Message) bool {
 		resp = m.(*partitionpb.ProduceResponse)
@@ -144,44 +126,74 @@ func (c *Client) Fetch(ctx context.Context, req *partitionpb.FetchRequest) (*par
 
 // call requests until accept returns true or the retry budget ends; the last answer
 // stays with accept's caller.
+//
+// An attempt that has no answer within the attempt timeout is not abandoned: the request
+// is sent again, and the first answer to any attempt counts. The partition answers
+// every attempt of a produce with the same outcome (requestLog), and an answer that comes
+// late, a leaving owner's after it wrote what it held, is the one that says where the
+// records are. An attempt is also repeated at once when the member it went to leaves
+// the cluster: waiting out the attempt timeout (and disthash's own 5s lookup timeout) on
+// a dead owner is most of a failover otherwise. Nothing acked is lost that way, but a
+// request a dead owner committed, unanswered, is written again at the new owner unless
+// its producer is idempotent.
 func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.Message, accept func(proto.Message) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.RetryFor)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	id := Identity(p)
-	timeout := c.opts.AttemptTimeout
+	wait := c.opts.AttemptTimeout
 	if fr, ok := req.(*partitionpb.FetchRequest); ok {
-		timeout += time.Duration(fr.MaxWaitMs) * time.Millisecond // a long-poll is not a timeout
+		wait += time.Duration(fr.MaxWaitMs) * time.Millisecond // a long-poll is not a timeout
 	}
-	backoff := 25 * time.Millisecond
-	var answered bool
-	var last error
-	for {
-		res, err := c.attempt(id, p, req, timeout)
-		if errors.Is(err, errOwnerLeft) {
-			last = err
-			continue // retry at once: the new owner is known
+	answers := make(chan answer)
+	send := func() {
+		res, err := c.cluster.Request(id, PartitionKind, req, cluster.WithTimeout(time.Until(deadline)), cluster.WithRetryCount(1))
+		select {
+		case answers <- answer{res, err}:
+		case <-ctx.Done():
 		}
-		if err == nil {
-			if m, ok := res.(proto.Message); ok {
-				answered = true
+	}
+	var (
+		answered bool
+		last     error
+		owner    string // of the last attempt; "" once it left
+		backoff  = 25 * time.Millisecond
+		next     = time.NewTimer(0) // sends the next attempt
+	)
+	defer next.Stop()
+	for {
+		select {
+		case <-next.C:
+			owner = c.owner(p)
+			go send()
+			next.Reset(wait)
+		case a := <-answers:
+			switch m, ok := a.res.(proto.Message); {
+			case a.err != nil:
+				last = a.err
+			case !ok:
+				last = fmt.Errorf("unexpected answer %T", a.res)
+			default:
+				answered, last = true, nil
 				if accept(m) {
 					return nil
 				}
-				last = nil
-			} else {
-				last = fmt.Errorf("unexpected answer %T", res)
 			}
-		} else {
-			last = err
-		}
-		select {
+			next.Reset(backoff)
+			backoff = min(2*backoff, time.Second)
+		case <-c.topologyChanged():
+			if owner != "" && !c.cluster.MemberList.ContainsMemberID(memberIDAt(c.cluster, owner)) {
+				owner, last = "", errOwnerLeft
+				next.Reset(0) // the new owner is known
+			}
 		case <-ctx.Done():
 			if answered && last == nil {
 				return nil // the last answer (unavailable) stands
 			}
+			if last == nil {
+				last = fmt.Errorf("no answer to an attempt within %s", wait)
+			}
 			return fmt.Errorf("%w: %s: no answer within %s: %v", ErrUnavailable, p, c.opts.RetryFor, last)
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
 	}
 }

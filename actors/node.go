@@ -94,6 +94,11 @@ type Node struct {
 	mu  sync.Mutex
 	cur *member // nil while rejoining
 
+	// leaveOnce starts the graceful leave of Stop once; left is closed when it is done,
+	// so that Stop can be called again (to wait longer, or by a deferred cleanup).
+	leaveOnce sync.Once
+	left      chan struct{}
+
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -105,6 +110,7 @@ type member struct {
 	cluster  *cluster.Cluster
 	provider *sessionProvider
 	local    *localActivations
+	deps     *partitionDeps
 	reb      *rebalancer
 	client   *Client
 	cancel   context.CancelFunc
@@ -247,7 +253,7 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 		_ = s.Close(context.Background())
 		return nil, err
 	}
-	m := &member{session: s, system: system, cluster: cl, provider: provider, local: local,
+	m := &member{session: s, system: system, cluster: cl, provider: provider, local: local, deps: deps,
 		reb: newRebalancer(cl, local, n.mirror, n.place, s, n.log), client: NewClient(cl, n.place, n.cfg.Client), done: make(chan struct{})}
 	rctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -309,6 +315,7 @@ func (n *Node) leave(m *member, graceful bool) {
 	m.cancel()
 	<-m.done
 	if graceful {
+		n.drainLocalPartitions(m)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := m.provider.deregister(ctx); err != nil {
 			n.log.Warn("member record not withdrawn", zap.Error(err))
@@ -326,6 +333,22 @@ func (n *Node) leave(m *member, graceful bool) {
 	}
 }
 
+// drainLocalPartitions has every local partition refuse new produce requests and answer
+// those it holds, so that no request is in flight on this agent when it leaves (a request
+// re-sent elsewhere while this agent still commits it would be written twice).
+func (n *Node) drainLocalPartitions(m *member) {
+	m.deps.leaving.Store(true)
+	var wg sync.WaitGroup
+	for p, pid := range m.local.snapshot() {
+		wg.Go(func() {
+			if _, err := m.system.Root.RequestFuture(pid, &drain{}, stopFlushTimeout+5*time.Second).Result(); err != nil {
+				n.log.Warn("partition not drained", zap.String("partition", p.String()), zap.Error(err))
+			}
+		})
+	}
+	wg.Wait()
+}
+
 func (n *Node) stopLocalPartitions(m *member) {
 	var wg sync.WaitGroup
 	for p, pid := range m.local.snapshot() {
@@ -338,8 +361,9 @@ func (n *Node) stopLocalPartitions(m *member) {
 	wg.Wait()
 }
 
-// Stop leaves the cluster gracefully: local partitions flush and release their leases
-// before the member goes away.
+// Stop leaves the cluster gracefully: local partitions answer what they accepted, then
+// the member record goes, then the partitions release their leases. Calling it again
+// waits for the same leave.
 func (n *Node) Stop(ctx context.Context) error {
 	n.cancel()
 	select {
@@ -351,10 +375,12 @@ func (n *Node) Stop(ctx context.Context) error {
 	if m == nil {
 		return errors.New("actors: node stopped while rejoining")
 	}
-	finished := make(chan struct{})
-	go func() { n.leave(m, true); close(finished) }()
+	n.leaveOnce.Do(func() {
+		n.left = make(chan struct{})
+		go func() { n.leave(m, true); close(n.left) }()
+	})
 	select {
-	case <-finished:
+	case <-n.left:
 		n.log.Info("left the cluster")
 		return nil
 	case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -62,6 +63,10 @@ type partitionDeps struct {
 	// compactor applies retention and merges to the partitions of the agent.
 	compactor *compactor
 	log       *zap.Logger
+	// leaving is set when the agent starts to leave the cluster gracefully: its partitions
+	// refuse new produce requests (Unavailable, nothing written) and answer the ones they
+	// hold before the agent withdraws its member record (Node.leave).
+	leaving atomic.Bool
 }
 
 // Messages local to an agent (never sent across nodes).
@@ -75,6 +80,10 @@ type (
 	}
 	wake         struct{}
 	fetchExpired struct{ w *fetchWaiter }
+	// drain asks a partition of a leaving agent to write what it accepted; it answers
+	// drained once every request it accepted is answered.
+	drain   struct{}
+	drained struct{}
 	// respec carries the topic's new settings (streamctl topic alter).
 	respec struct{ spec coordination.TopicSpec }
 )
@@ -107,10 +116,12 @@ type partitionActor struct {
 	index   segmentIndex // the run of the segment index history reads last used
 	plog    *partitionLog
 	failed  error // set when the partition cannot serve (acquire failed, fenced)
+	// requests: produce requests being written or written lately, for re-sends.
+	requests *requestLog
 }
 
 func newPartitionActor(deps *partitionDeps) actor.Actor {
-	return &partitionActor{deps: deps, log: deps.log}
+	return &partitionActor{deps: deps, log: deps.log, requests: newRequestLog(time.Now)}
 }
 
 // Receive implements actor.Actor.
@@ -137,6 +148,9 @@ func (a *partitionActor) Receive(ctx actor.Context) {
 			m.w.done = true
 			a.replyFetch(m.w.sender, &partitionpb.FetchResponse{HighWaterMark: a.w.Committed()})
 		}
+	case *drain:
+		a.drain()
+		ctx.Respond(&drained{})
 	case *actor.Stopping:
 		a.stopping()
 	case *actor.Stopped:
@@ -282,6 +296,24 @@ func (a *partitionActor) notReady(msg any, sender *actor.PID) (error, bool) {
 }
 
 func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PID) {
+	id := m.RequestId
+	if id != 0 {
+		// First: a re-send gets its request's outcome even while the agent leaves.
+		if written, ok := a.requests.resent(id, sender); ok {
+			if written != nil {
+				a.log.Debug("re-sent request answered", zap.Uint64("request", id), zap.Int64("base", written.base))
+				a.replyProduce(sender, &partitionpb.ProduceResponse{BaseOffset: written.base, Count: written.count,
+					Epoch: a.lease.Epoch(), Node: a.deps.session.Node().Node})
+			}
+			return
+		}
+	}
+	if a.deps.leaving.Load() {
+		err := fmt.Errorf("%w: %s: agent %s is leaving the cluster", ErrUnavailable, a.p, a.deps.session.Node().Node)
+		metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(err)).Inc()
+		a.replyProduce(sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
+		return
+	}
 	if err, wait := a.notReady(m, sender); wait {
 		if err != nil {
 			metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(err)).Inc()
@@ -299,6 +331,9 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 		}
 		idem = &idempotence{id: m.ProducerId, epoch: int16(m.ProducerEpoch), firstSeq: m.BaseSequence}
 	}
+	if id != 0 {
+		a.requests.begin(id)
+	}
 	a.w.Append(toRecords(m.Records), idem, func(r produceResult) {
 		metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(r.Err)).Inc()
 		resp := &partitionpb.ProduceResponse{Code: codeOf(r.Err), BaseOffset: r.Base, Count: int32(r.Count), Epoch: epoch, Node: node}
@@ -307,6 +342,13 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 		}
 		if sender != nil {
 			root.Send(sender, resp)
+		}
+		if id != 0 {
+			for _, s := range a.requests.settle(id, resp) {
+				if s != nil {
+					root.Send(s, resp)
+				}
+			}
 		}
 	})
 }
@@ -444,7 +486,12 @@ func (a *partitionActor) process(ctx actor.Context) {
 		a.failed = err
 		ctx.Poison(a.self)
 	}
-	// Long-polls at the old log end can now be answered.
+	a.serveWaiters()
+}
+
+// serveWaiters answers the long-polls at the old log end that the commits since can
+// answer.
+func (a *partitionActor) serveWaiters() {
 	hwm := a.w.Committed()
 	kept := a.waiters[:0]
 	for _, w := range a.waiters {
@@ -458,6 +505,21 @@ func (a *partitionActor) process(ctx actor.Context) {
 		}
 	}
 	a.waiters = kept
+}
+
+// drain writes what the partition accepted, answering its producers, while the agent is
+// still a member: were it to leave first, a client would re-send its unanswered requests
+// to the new owner while this one still commits them, and they would be written twice.
+func (a *partitionActor) drain() {
+	if a.w == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopFlushTimeout)
+	defer cancel()
+	if err := a.w.Flush(ctx); err != nil {
+		a.log.Warn("partition not drained before leaving", zap.Error(err))
+	}
+	a.serveWaiters()
 }
 
 func (a *partitionActor) stopping() {

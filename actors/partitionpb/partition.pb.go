@@ -243,6 +243,12 @@ type ProduceRequest struct {
 	ProducerId    int64 `protobuf:"varint,4,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
 	ProducerEpoch int32 `protobuf:"varint,5,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
 	BaseSequence  int32 `protobuf:"varint,6,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
+	// The sender's id for this request, random and fixed across its re-sends (0: none).
+	// A partition answers a re-send of a request it is still writing or has written, within
+	// 30 seconds, with the first attempt's outcome instead of writing the records again:
+	// the client re-sends after an attempt timeout, and an attempt that timed out may still
+	// commit.
+	RequestId     uint64 `protobuf:"varint,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -315,6 +321,13 @@ func (x *ProduceRequest) GetProducerEpoch() int32 {
 func (x *ProduceRequest) GetBaseSequence() int32 {
 	if x != nil {
 		return x.BaseSequence
+	}
+	return 0
+}
+
+func (x *ProduceRequest) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
 	}
 	return 0
 }
@@ -591,7 +604,7 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fH\x01R\x05value\x88\x01\x01\x12:\n" +
 	"\aheaders\x18\x05 \x03(\v2 .streamhouse.partition.v1.HeaderR\aheadersB\x06\n" +
 	"\x04_keyB\b\n" +
-	"\x06_value\"\xed\x01\n" +
+	"\x06_value\"\x8c\x02\n" +
 	"\x0eProduceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12:\n" +
@@ -599,7 +612,9 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\vproducer_id\x18\x04 \x01(\x03R\n" +
 	"producerId\x12%\n" +
 	"\x0eproducer_epoch\x18\x05 \x01(\x05R\rproducerEpoch\x12#\n" +
-	"\rbase_sequence\x18\x06 \x01(\x05R\fbaseSequence\"\xc0\x01\n" +
+	"\rbase_sequence\x18\x06 \x01(\x05R\fbaseSequence\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\x04R\trequestId\"\xc0\x01\n" +
 	"\x0fProduceResponse\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.streamhouse.partition.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +

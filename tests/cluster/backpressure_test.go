@@ -20,7 +20,13 @@ import (
 
 // With the object store frozen, an agent admits records up to --max-pending-bytes and
 // refuses the rest with ResourceExhausted at once: its memory stays put however hard
-// producers push, and everything it admitted is acked once the store is back.
+// producers push, and everything it admitted is acked once the store is back. The store
+// stays frozen longer than the gateway's attempt timeout (5 s), so admitted requests are
+// re-sent to their partition while their first attempt waits: each must still be written
+// once and answered with its outcome (a re-send refused by the full budget was once
+// answered ResourceExhausted while its first attempt committed). Every request ends
+// acked and in the log once, refused and absent, or (past the gateway's retry budget)
+// unavailable with its outcome unknown, in the log at most once.
 func TestBackpressureBoundsMemory(t *testing.T) {
 	const (
 		budget   = 1 << 20
@@ -76,7 +82,9 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 	if err := syscall.Kill(-store.Process.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	var admitted, refused, other atomic.Int64
+	frozen := time.Now()
+	var admitted, refused, unknown, other atomic.Int64
+	var outcomes sync.Map // request → codes.Code
 	var wg sync.WaitGroup
 	push := func(from, n int) {
 		for i := from; i < from+n; i++ {
@@ -84,12 +92,18 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 				rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 				defer cancel()
 				_, err := c.Produce(rctx, req(i))
-				switch status.Code(err) {
+				code := status.Code(err)
+				outcomes.Store(i, code)
+				switch code {
 				case codes.OK:
 					admitted.Add(1)
 				case codes.ResourceExhausted:
 					if refused.Add(1) == 1 { // which budget, and how full: for a failure's log
 						t.Logf("first refusal (request %d): %v", i, err)
+					}
+				case codes.Unavailable:
+					if unknown.Add(1) == 1 {
+						t.Logf("first unavailable (request %d): %v", i, err)
 					}
 				default:
 					other.Add(1)
@@ -124,26 +138,58 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 	if second-first > 4 {
 		t.Fatalf("the agent's live heap grew from %.1f to %.1f MiB refusing a second 19 MiB wave", first, second)
 	}
+	time.Sleep(time.Until(frozen.Add(7 * time.Second))) // past the 5 s attempt timeout
 	if err := syscall.Kill(-store.Process.Pid(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
 	n := admitted.Load()
-	t.Logf("store frozen: %d requests of 64 KiB admitted (budget 1 MiB), %d refused with ResourceExhausted, %d other; live heap %.1f MiB after the first refused wave, %.1f after the second",
-		n, refused.Load(), other.Load(), first, second)
-	if other.Load() != 0 || n == 0 || n*reqBytes > 2*budget || n+refused.Load() != 700 {
-		t.Fatalf("admitted %d, refused %d, other %d: want every request admitted within about the budget or refused", n, refused.Load(), other.Load())
+	t.Logf("store frozen %s: %d requests of 64 KiB admitted (budget 1 MiB), %d refused with ResourceExhausted, %d unavailable, %d other; live heap %.1f MiB after the first refused wave, %.1f after the second",
+		time.Since(frozen).Round(100*time.Millisecond), n, refused.Load(), unknown.Load(), other.Load(), first, second)
+	if other.Load() != 0 || n+unknown.Load() == 0 || (n+unknown.Load())*reqBytes > 2*budget || n+refused.Load()+unknown.Load() != 700 {
+		t.Fatalf("admitted %d, refused %d, unavailable %d, other %d: want every request admitted within about the budget or refused",
+			n, refused.Load(), unknown.Load(), other.Load())
 	}
-	d, err := c.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: "bp"})
-	if err != nil {
-		t.Fatal(err)
+	// Read every partition back: how often each request's records are in the log.
+	written := map[int]int{} // request → records of it in the log
+	seen := map[string]bool{}
+	for p := range int32(4) {
+		for offset := int64(0); ; {
+			resp, err := c.Fetch(ctx, &pb.FetchRequest{Topic: "bp", Partition: p, Offset: offset, MaxBytes: 4 << 20})
+			if err != nil {
+				t.Fatalf("fetch bp/%d at %d: %v", p, offset, err)
+			}
+			for _, r := range resp.Records {
+				var i, j int
+				if _, err := fmt.Sscanf(string(r.Value), "%d/%d ", &i, &j); err != nil {
+					t.Fatalf("bp/%d offset %d holds %.20q: %v", p, r.Offset, r.Value, err)
+				}
+				key := fmt.Sprintf("%d/%d", i, j)
+				if seen[key] && i != 0 { // request 0 is retried until acked: its outcome may have been unknown
+					t.Fatalf("record %s of request %d is in the log twice (bp/%d offset %d)", key, i, p, r.Offset)
+				}
+				seen[key] = true
+				written[i]++
+				offset = r.Offset + 1
+			}
+			if offset >= resp.HighWaterMark {
+				break
+			}
+			if len(resp.Records) == 0 {
+				t.Fatalf("fetch bp/%d at %d below its high-water mark %d returned nothing", p, offset, resp.HighWaterMark)
+			}
+		}
 	}
-	total := int64(0)
-	for _, p := range d.Partitions {
-		total += p.HighWaterMark
-	}
-	if want := (n + 1) * perReq; total != want {
-		t.Fatalf("partitions hold %d records; %d were acked", total, want)
+	for i := 1; i <= 700; i++ {
+		code, _ := outcomes.Load(i)
+		switch got := written[i]; {
+		case code == codes.OK && got != perReq:
+			t.Errorf("request %d was acked; %d of its %d records are in the log", i, got, perReq)
+		case code == codes.ResourceExhausted && got != 0:
+			t.Errorf("request %d was refused; %d of its records are in the log", i, got)
+		case code == codes.Unavailable && got != 0 && got != perReq:
+			t.Errorf("request %d was unavailable; %d of its %d records are in the log", i, got, perReq)
+		}
 	}
 }
 

@@ -1,0 +1,190 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// TestResentProduceIsWrittenOnce holds the store's PUTs longer than several attempt
+// timeouts, so the client re-sends its request while the first attempt waits for the
+// store; once the store answers, the producer is acked with the first attempt's offsets
+// and the partition holds the records once. With room in the budget for a second copy, a
+// re-send without the request log writes the records twice; with room for one, it is
+// refused (ResourceExhausted) although the first attempt then commits.
+func TestResentProduceIsWrittenOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		budget int64
+	}{
+		{"room for two copies", 1 << 20},
+		{"room for one copy", 15000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+				t.Fatal(err)
+			}
+			store := &faultyStore{Store: f.store, hold: make(chan struct{})}
+			f.store = store
+			nodes := startNodesWith(t, f, 1, func(c *NodeConfig) {
+				c.Client = ClientOptions{AttemptTimeout: 300 * time.Millisecond, RetryFor: 30 * time.Second}
+				c.MaxPendingBytes = tc.budget
+			})
+			var recs []*partitionpb.Record
+			for i := range 10 {
+				recs = append(recs, &partitionpb.Record{Value: fmt.Appendf(nil, "%04d %0996d", i, i)})
+			}
+			type result struct {
+				resp *partitionpb.ProduceResponse
+				err  error
+			}
+			got := make(chan result, 1)
+			p := coordination.Partition{Topic: "t", Partition: 0}
+			go func() {
+				resp, err := nodes[0].Client().Produce(ctx, p, recs)
+				got <- result{resp, err}
+			}()
+			store.waitPuts(t, 1)
+			time.Sleep(time.Second) // three attempt timeouts: the client re-sends
+			close(store.hold)
+			r := <-got
+			if r.err != nil || r.resp.Code != partitionpb.Code_CODE_OK || r.resp.BaseOffset != 0 || r.resp.Count != 10 {
+				t.Fatalf("produce answered %v, %v; want the first attempt's offsets [0, 10)", r.resp, r.err)
+			}
+			fr, err := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 0, MaxBytes: 1 << 20})
+			if err != nil || fr.Code != partitionpb.Code_CODE_OK {
+				t.Fatalf("fetch: %v %v", fr, err)
+			}
+			if fr.HighWaterMark != 10 || len(fr.Records) != 10 {
+				t.Fatalf("the partition holds %d records (hwm %d) after one produce of 10", len(fr.Records), fr.HighWaterMark)
+			}
+		})
+	}
+}
+
+// TestRequestLogForgetsOldAndExcessRequests: a written request is remembered for
+// requestMemory, and at most maxRememberedPerPartition of them, the oldest going first; a
+// failed one is not remembered, so its re-send is written.
+func TestRequestLogForgetsOldAndExcessRequests(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newRequestLog(func() time.Time { return now })
+	write := func(id uint64, resp *partitionpb.ProduceResponse) []*actor.PID {
+		if w, ok := l.resent(id, nil); ok {
+			t.Fatalf("request %d is new, but taken for a re-send (written %v)", id, w)
+		}
+		l.begin(id)
+		return l.settle(id, resp)
+	}
+	ok := func(base int64) *partitionpb.ProduceResponse {
+		return &partitionpb.ProduceResponse{BaseOffset: base, Count: 1}
+	}
+	l.begin(1)
+	if w, ok := l.resent(1, nil); !ok || w != nil {
+		t.Fatalf("a re-send of a request being written: written %v, re-send %v; want to wait", w, ok)
+	}
+	if waiting := l.settle(1, ok(7)); len(waiting) != 1 {
+		t.Fatalf("%d re-senders to answer, want 1", len(waiting))
+	}
+	if w, ok := l.resent(1, nil); !ok || w == nil || w.base != 7 {
+		t.Fatalf("a re-send of a written request: written %v, re-send %v; want base 7", w, ok)
+	}
+	write(2, &partitionpb.ProduceResponse{Code: partitionpb.Code_CODE_RESOURCE_EXHAUSTED})
+	write(2, ok(8)) // refused: its re-send is written
+
+	now = now.Add(requestMemory + time.Millisecond)
+	for id := uint64(10); id < 10+maxRememberedPerPartition+5; id++ {
+		write(id, ok(int64(id)))
+	}
+	if _, ok := l.resent(1, nil); ok {
+		t.Fatalf("request 1 remembered after %s", requestMemory)
+	}
+	if _, ok := l.resent(14, nil); ok {
+		t.Fatal("the oldest of more than maxRememberedPerPartition requests is remembered")
+	}
+	if w, _ := l.resent(15, nil); w == nil || w.base != 15 {
+		t.Fatalf("request 15, within the bound, is forgotten: %v", w)
+	}
+	if len(l.done) != maxRememberedPerPartition || len(l.order)-l.head != maxRememberedPerPartition {
+		t.Fatalf("%d requests remembered (%d in order), want %d", len(l.done), len(l.order)-l.head, maxRememberedPerPartition)
+	}
+}
+
+// TestProduceInFlightAtGracefulLeaveIsWrittenOnce stops the owner of a partition while
+// a request to it waits for the store. The owner answers the request before it leaves:
+// had it left first, the client would have re-sent the request to the next owner while
+// the leaving one still committed it, and the records would be in the log twice.
+func TestProduceInFlightAtGracefulLeaveIsWrittenOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	store := &faultyStore{Store: f.store}
+	f.store = store
+	nodes := startNodesWith(t, f, 2, func(c *NodeConfig) {
+		c.Client = ClientOptions{AttemptTimeout: 300 * time.Millisecond, RetryFor: 30 * time.Second}
+	})
+	p := coordination.Partition{Topic: "t", Partition: 0}
+	if resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("first")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+		t.Fatalf("produce: %v %v", resp, err)
+	}
+	owner, other := nodes[0], nodes[1]
+	if _, ok := owner.current().local.snapshot()[p]; !ok {
+		owner, other = other, owner
+	}
+	store.mu.Lock()
+	hold, puts := make(chan struct{}), store.puts
+	store.hold = hold
+	store.mu.Unlock()
+
+	var recs []*partitionpb.Record
+	for i := range 10 {
+		recs = append(recs, &partitionpb.Record{Value: fmt.Appendf(nil, "record %d", i)})
+	}
+	type result struct {
+		resp *partitionpb.ProduceResponse
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := other.Client().Produce(ctx, p, recs)
+		got <- result{resp, err}
+	}()
+	store.waitPuts(t, puts+1)
+	stopped := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		stopped <- owner.Stop(sctx)
+	}()
+	time.Sleep(time.Second) // the owner is leaving, its request held by the store
+	close(hold)
+	r := <-got
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop the owner: %v", err)
+	}
+	if r.err != nil || r.resp.Code != partitionpb.Code_CODE_OK || r.resp.BaseOffset != 1 || r.resp.Count != 10 {
+		t.Fatalf("produce answered %v, %v; want offsets [1, 11)", r.resp, r.err)
+	}
+	var fr *partitionpb.FetchResponse
+	harness.Eventually(t, 30*time.Second, func() error {
+		var err error
+		fr, err = other.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 0, MaxBytes: 1 << 20})
+		if err == nil && fr.Code != partitionpb.Code_CODE_OK {
+			err = fmt.Errorf("%v: %s", fr.Code, fr.Message)
+		}
+		return err
+	})
+	if fr.HighWaterMark != 11 || len(fr.Records) != 11 {
+		t.Fatalf("the partition holds %d records (hwm %d) after produces of 1 and 10", len(fr.Records), fr.HighWaterMark)
+	}
+}
