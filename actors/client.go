@@ -19,8 +19,9 @@ import (
 type ClientOptions struct {
 	// AttemptTimeout bounds one request to a partition's owner. Default 5s.
 	AttemptTimeout time.Duration
-	// RetryFor bounds the retries of a request whose partition is moving or unavailable.
-	// Default 10s. The caller's context can end it sooner.
+	// RetryFor bounds a request, all its attempts included, while its partition is moving
+	// or unavailable; a fetch's long-poll wait comes on top. Default 10s. The caller's
+	// context can end it sooner.
 	RetryFor time.Duration
 }
 
@@ -137,14 +138,15 @@ func (c *Client) Fetch(ctx context.Context, req *partitionpb.FetchRequest) (*par
 // request a dead owner committed, unanswered, is written again at the new owner unless
 // its producer is idempotent.
 func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.Message, accept func(proto.Message) bool) error {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.RetryFor)
+	wait, budget := c.opts.AttemptTimeout, c.opts.RetryFor
+	if fr, ok := req.(*partitionpb.FetchRequest); ok {
+		longPoll := time.Duration(fr.MaxWaitMs) * time.Millisecond // not a timeout
+		wait, budget = wait+longPoll, budget+longPoll
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	id := Identity(p)
-	wait := c.opts.AttemptTimeout
-	if fr, ok := req.(*partitionpb.FetchRequest); ok {
-		wait += time.Duration(fr.MaxWaitMs) * time.Millisecond // a long-poll is not a timeout
-	}
 	answers := make(chan answer)
 	send := func() {
 		res, err := c.cluster.Request(id, PartitionKind, req, cluster.WithTimeout(time.Until(deadline)), cluster.WithRetryCount(1))
@@ -193,7 +195,7 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 			if last == nil {
 				last = fmt.Errorf("no answer to an attempt within %s", wait)
 			}
-			return fmt.Errorf("%w: %s: no answer within %s: %v", ErrUnavailable, p, c.opts.RetryFor, last)
+			return fmt.Errorf("%w: %s: no answer within %s: %v", ErrUnavailable, p, budget, last)
 		}
 	}
 }

@@ -239,3 +239,29 @@ func TestStrayLeaseIsReleased(t *testing.T) {
 		t.Fatalf("produce after the stray lease: %v %v", resp, err)
 	}
 }
+
+// TestLongPollOutlastsTheRetryBudget: a fetch waiting at the log end longer than the
+// client's retry budget is a long-poll, not a partition that does not answer.
+func TestLongPollOutlastsTheRetryBudget(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodesWith(t, f, 1, func(c *NodeConfig) {
+		c.Client = ClientOptions{AttemptTimeout: 300 * time.Millisecond, RetryFor: 500 * time.Millisecond}
+	})
+	p := coordination.Partition{Topic: "t", Partition: 0}
+	harness.Eventually(t, 30*time.Second, func() error {
+		resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("first")}})
+		if err == nil && resp.Code != partitionpb.Code_CODE_OK {
+			err = fmt.Errorf("%v: %s", resp.Code, resp.Message)
+		}
+		return err
+	})
+	t0 := time.Now()
+	resp, err := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 1500})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 0 || time.Since(t0) < 1400*time.Millisecond {
+		t.Fatalf("a 1.5 s long-poll with a 0.5 s retry budget: %v, %v after %s", resp, err, time.Since(t0))
+	}
+}
