@@ -30,6 +30,10 @@ var (
 		Name: "streamhouse_produce_requests_total",
 		Help: "Produce requests answered by partitions, by result (ok, fenced, backpressure, unavailable, invalid, not_found).",
 	}, []string{"topic", "result"})
+	metricProduceResent = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_produce_resent_total",
+		Help: "Produce requests that reached their partition again (a client re-send after an attempt timeout) and got the first attempt's outcome instead of being written again.",
+	}, []string{"topic"})
 	metricProduceRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_produce_records_total", Help: "Records acked after their durable commit.",
 	}, []string{"topic"})

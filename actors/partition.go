@@ -300,6 +300,7 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 	if id != 0 {
 		// First: a re-send gets its request's outcome even while the agent leaves.
 		if written, ok := a.requests.resent(id, sender); ok {
+			metricProduceResent.WithLabelValues(a.p.Topic).Inc()
 			if written != nil {
 				a.log.Debug("re-sent request answered", zap.Uint64("request", id), zap.Int64("base", written.base))
 				a.replyProduce(sender, &partitionpb.ProduceResponse{BaseOffset: written.base, Count: written.count,

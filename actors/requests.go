@@ -10,8 +10,8 @@ import (
 
 // How long, and how many, written requests a partition remembers for re-sends. A client
 // re-sends a request within its RetryFor (10 s by default) of the first attempt, so at
-// most that long after the attempt commits; the bound on the number keeps a partition
-// taking thousands of requests a second to about 200 KiB.
+// most that long after the attempt commits; the bound on the number caps the memory of
+// a partition taking thousands of requests a second (an id, offsets and a time each).
 const (
 	requestMemory             = 15 * time.Second
 	maxRememberedPerPartition = 4096

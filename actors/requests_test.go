@@ -2,11 +2,13 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -39,22 +41,11 @@ func TestResentProduceIsWrittenOnce(t *testing.T) {
 				c.Client = ClientOptions{AttemptTimeout: 300 * time.Millisecond, RetryFor: 30 * time.Second}
 				c.MaxPendingBytes = tc.budget
 			})
-			var recs []*partitionpb.Record
-			for i := range 10 {
-				recs = append(recs, &partitionpb.Record{Value: fmt.Appendf(nil, "%04d %0996d", i, i)})
-			}
-			type result struct {
-				resp *partitionpb.ProduceResponse
-				err  error
-			}
-			got := make(chan result, 1)
 			p := coordination.Partition{Topic: "t", Partition: 0}
-			go func() {
-				resp, err := nodes[0].Client().Produce(ctx, p, recs)
-				got <- result{resp, err}
-			}()
+			resent := resentCounter(t, p.Topic)
+			got := produceAsync(nodes[0].Client(), p, tenRecords())
 			store.waitPuts(t, 1)
-			time.Sleep(time.Second) // three attempt timeouts: the client re-sends
+			resent.wait(t, 1) // the first attempt timed out and the client re-sent it
 			close(store.hold)
 			r := <-got
 			if r.err != nil || r.resp.Code != partitionpb.Code_CODE_OK || r.resp.BaseOffset != 0 || r.resp.Count != 10 {
@@ -146,19 +137,7 @@ func TestProduceInFlightAtGracefulLeaveIsWrittenOnce(t *testing.T) {
 	store.hold = hold
 	store.mu.Unlock()
 
-	var recs []*partitionpb.Record
-	for i := range 10 {
-		recs = append(recs, &partitionpb.Record{Value: fmt.Appendf(nil, "record %d", i)})
-	}
-	type result struct {
-		resp *partitionpb.ProduceResponse
-		err  error
-	}
-	got := make(chan result, 1)
-	go func() {
-		resp, err := other.Client().Produce(ctx, p, recs)
-		got <- result{resp, err}
-	}()
+	got := produceAsync(other.Client(), p, tenRecords())
 	store.waitPuts(t, puts+1)
 	stopped := make(chan error, 1)
 	go func() {
@@ -166,8 +145,14 @@ func TestProduceInFlightAtGracefulLeaveIsWrittenOnce(t *testing.T) {
 		defer cancel()
 		stopped <- owner.Stop(sctx)
 	}()
-	time.Sleep(time.Second) // the owner is leaving, its request held by the store
-	close(hold)
+	m := owner.current()
+	harness.Eventually(t, 10*time.Second, func() error {
+		if !m.deps.leaving.Load() {
+			return errors.New("the owner has not started to leave")
+		}
+		return nil
+	})
+	close(hold) // the owner is leaving, its request held by the store
 	r := <-got
 	if err := <-stopped; err != nil {
 		t.Fatalf("stop the owner: %v", err)
@@ -187,4 +172,50 @@ func TestProduceInFlightAtGracefulLeaveIsWrittenOnce(t *testing.T) {
 	if fr.HighWaterMark != 11 || len(fr.Records) != 11 {
 		t.Fatalf("the partition holds %d records (hwm %d) after produces of 1 and 10", len(fr.Records), fr.HighWaterMark)
 	}
+}
+
+type produceOutcome struct {
+	resp *partitionpb.ProduceResponse
+	err  error
+}
+
+// produceAsync sends recs to p through c and delivers the outcome on the channel.
+func produceAsync(c *Client, p coordination.Partition, recs []*partitionpb.Record) <-chan produceOutcome {
+	got := make(chan produceOutcome, 1)
+	go func() {
+		resp, err := c.Produce(context.Background(), p, recs)
+		got <- produceOutcome{resp, err}
+	}()
+	return got
+}
+
+// tenRecords are ten records of about 1 KiB.
+func tenRecords() []*partitionpb.Record {
+	var recs []*partitionpb.Record
+	for i := range 10 {
+		recs = append(recs, &partitionpb.Record{Value: fmt.Appendf(nil, "%04d %0996d", i, i)})
+	}
+	return recs
+}
+
+// resentCount follows streamhouse_produce_resent_total of a topic from its value now.
+type resentCount struct {
+	topic string
+	base  float64
+}
+
+func resentCounter(t *testing.T, topic string) resentCount {
+	t.Helper()
+	return resentCount{topic, testutil.ToFloat64(metricProduceResent.WithLabelValues(topic))}
+}
+
+// wait returns once n re-sent requests have reached a partition of the topic.
+func (r resentCount) wait(t *testing.T, n float64) {
+	t.Helper()
+	harness.Eventually(t, 10*time.Second, func() error {
+		if got := testutil.ToFloat64(metricProduceResent.WithLabelValues(r.topic)) - r.base; got < n {
+			return fmt.Errorf("%v re-sent requests reached the partition, want %v", got, n)
+		}
+		return nil
+	})
 }

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -21,8 +22,8 @@ import (
 // With the object store frozen, an agent admits records up to --max-pending-bytes and
 // refuses the rest with ResourceExhausted at once: its memory stays put however hard
 // producers push, and everything it admitted is acked once the store is back. The store
-// stays frozen longer than the gateway's attempt timeout (5 s), so admitted requests are
-// re-sent to their partition while their first attempt waits: each must still be written
+// stays frozen until admitted requests are re-sent to their partition (after the
+// gateway's 5 s attempt timeout) while their first attempt waits: each must still be written
 // once and answered with its outcome (a re-send refused by the full budget was once
 // answered ResourceExhausted while its first attempt committed). Every request ends
 // acked and in the log once, refused and absent, or (past the gateway's retry budget)
@@ -138,7 +139,13 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 	if second-first > 4 {
 		t.Fatalf("the agent's live heap grew from %.1f to %.1f MiB refusing a second 19 MiB wave", first, second)
 	}
-	time.Sleep(time.Until(frozen.Add(7 * time.Second))) // past the 5 s attempt timeout
+	// Frozen past the gateway's 5 s attempt timeout: admitted requests are re-sent.
+	harness.Eventually(t, 30*time.Second, func() error {
+		if _, body := httpGet(t, "http://"+a.AdminAddr+"/metrics"); metricSum(body, "streamhouse_produce_resent_total") < 1 {
+			return errors.New("no admitted request re-sent yet")
+		}
+		return nil
+	})
 	if err := syscall.Kill(-store.Process.Pid(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
