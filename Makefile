@@ -95,7 +95,7 @@ test: tools lint ## run every test (unit and integration against real MinIO/etcd
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 # Fuzz targets, package:function: every decoder of untrusted input.
-FUZZ_TARGETS := segmentstore:FuzzDecode segmentstore:FuzzConcat gateway:FuzzProduceRequest coordination:FuzzGroupOffsetKey \
+FUZZ_TARGETS := segmentstore:FuzzDecode segmentstore:FuzzConcat gateway:FuzzProduceRequest coordination:FuzzGroupOffsetKey coordination:FuzzDecodeSegment \
   gateway/kafka:FuzzRecordBatches gateway/kafka:FuzzRequestFrame
 
 .PHONY: fuzz

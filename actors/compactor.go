@@ -43,6 +43,21 @@ const maxMergeObjectBytes = 32 << 20
 // fresh segments, so tombstones stay few.
 const freshRemoval = 30 * time.Second
 
+// DefaultMergeLinkBytes: a merge whose segments are all stored in pieces of at least
+// this many bytes links them (NodeConfig.MergeLinkBytes): the merged segment's index
+// entry lists those pieces where they are (coordination.SegmentMeta.Parts), and no byte
+// is read or written again. A catch-up read takes such a piece with one GET, as it would
+// from a copy, and the index costs ~130 bytes of etcd (and of the owner's memory) per
+// piece: at most ~260 bytes per MiB of data, against ~4 KiB per GiB for segments copied to
+// the default 64 MiB. Smaller pieces are copied into one stored segment. At the maximum
+// rate segments are about 1 MiB (a request's worth), so most of what a busy partition
+// writes is linked and written once (docs/BENCHMARKS.md).
+const DefaultMergeLinkBytes = 512 << 10
+
+// maxLinkParts bounds the parts of a linked segment: its index value (~130 bytes a part)
+// and what a reader caches of it. A merge that would link more copies instead.
+const maxLinkParts = 128
+
 // compactor applies retention and merges segments for every partition its agent owns
 // (DESIGN.md §3 "bounded metadata"; the policy is in mergeplan.go). Each pass it loads the
 // index of newly activated partitions, removes expired segments, and writes the merges of
@@ -62,7 +77,10 @@ type compactor struct {
 	upload   time.Duration // bounds the PUT
 	commit   time.Duration // bounds the swaps, from the end of the PUT
 	segment  segmentstore.Options
-	log      *zap.Logger
+	// linkBytes is the smallest piece a merge links (DefaultMergeLinkBytes); 0 or less:
+	// merges copy always.
+	linkBytes int64
+	log       *zap.Logger
 
 	mu   sync.Mutex
 	logs map[*partitionLog]bool
@@ -74,8 +92,10 @@ type mergeJob struct {
 	old  []indexed
 	size int64 // stored bytes of old
 	rev  int64
-	// recent holds the records of old[i] when the partition still has them in memory;
-	// stored its bytes as stored, from memory or read from the store.
+	// in are the stored segments of old (a linked one's parts, each on its own), which
+	// the merge reads; recent holds the records of in[i] when the partition still has
+	// them in memory; stored its bytes as stored, from memory or read from the store.
+	in     []indexed
 	recent [][]segmentstore.Record
 	stored [][]byte
 	// parts are the merged segment's bytes, in order: pieces of stored (ConcatParts) or
@@ -151,7 +171,12 @@ func (c *compactor) pass(ctx context.Context) {
 			continue // merge from the new view next pass
 		}
 		for _, sp := range planMerges(segs, spec.MergeTarget(), now) {
-			j := &mergeJob{log: l, old: segs[sp.i:sp.j], rev: rev}
+			old := segs[sp.i:sp.j]
+			if c.linkable(old) {
+				c.link(ctx, l, old, rev, now)
+				continue
+			}
+			j := &mergeJob{log: l, old: old, in: storedPieces(old), rev: rev}
 			for _, s := range j.old {
 				j.size += s.ZBytes
 			}
@@ -195,6 +220,84 @@ func (c *compactor) expire(ctx context.Context, l *partitionLog, old []indexed, 
 	metricRetentionBytes.WithLabelValues(l.p.Topic).Add(float64(bytes))
 	l.log.Info("retention removed segments", zap.Int64("from", old[0].Base), zap.Int64("to", last.Last),
 		zap.Int("segments", len(old)), zap.Int64("bytes", bytes), zap.Int64("log_start", last.Last+1))
+}
+
+// linkable reports whether a merge of old links its pieces rather than copying them:
+// each is at least linkBytes, and there are at most maxLinkParts.
+func (c *compactor) linkable(old []indexed) bool {
+	if c.linkBytes <= 0 {
+		return false
+	}
+	n := 0
+	for i := range old {
+		for _, pc := range old[i].Pieces() {
+			if pc.ZBytes < c.linkBytes {
+				return false
+			}
+			n++
+		}
+	}
+	return n <= maxLinkParts
+}
+
+// link merges old by reference: one index entry listing their pieces where they are
+// stored replaces theirs, in a rewrite fenced on the partition's epoch like a copy's.
+// No object leaves the index, so there is no tombstone.
+func (c *compactor) link(ctx context.Context, l *partitionLog, old []indexed, rev int64, now time.Time) {
+	meta := mergedMeta(l, old)
+	stored := now // the oldest piece's upload: how old the linked segment's objects are
+	for i := range old {
+		meta.Parts = append(meta.Parts, old[i].Pieces()...)
+		meta.ZBytes += old[i].ZBytes
+		if old[i].stored.IsZero() || old[i].stored.Before(stored) {
+			stored = old[i].stored
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.commit)
+	defer cancel()
+	crev, err := l.lease.Rewrite(cctx, metas(old), rev, &meta, nil)
+	if !c.settle(l, err, "merge") {
+		return
+	}
+	crashPoint("link-swap")
+	l.rewritten(meta.Base, meta.Last, &meta, stored, crev)
+	metricMergeMethod.WithLabelValues(mergeLink).Inc()
+	metricMerges.WithLabelValues(resultOK).Inc()
+	metricMergedSegments.WithLabelValues(l.p.Topic).Add(float64(len(old)))
+	l.log.Debug("segments linked", zap.Int64("from", meta.Base), zap.Int64("to", meta.Last),
+		zap.Int("segments", len(old)), zap.Int("parts", len(meta.Parts)), zap.Int64("bytes", meta.ZBytes), zap.Int64("revision", crev))
+}
+
+// mergedMeta is the index entry of old merged, but for where it is stored.
+func mergedMeta(l *partitionLog, old []indexed) coordination.SegmentMeta {
+	first, last := old[0], old[len(old)-1]
+	meta := coordination.SegmentMeta{Base: first.Base, Last: last.Last, MinTs: first.MinTs, MaxTs: first.MaxTs, Epoch: l.lease.Epoch()}
+	for _, s := range old {
+		meta.Records += s.Records
+		meta.Bytes += s.Bytes
+		meta.MinTs, meta.MaxTs = min(meta.MinTs, s.MinTs), max(meta.MaxTs, s.MaxTs)
+		meta.WrittenMs = max(meta.WrittenMs, s.WrittenMs)
+	}
+	return meta
+}
+
+// storedPieces returns segs with each linked segment replaced by its parts, as the
+// stored segments they are (their times are the linked segment's).
+func storedPieces(segs []indexed) []indexed {
+	out := make([]indexed, 0, len(segs))
+	for _, s := range segs {
+		if len(s.Parts) == 0 {
+			out = append(out, s)
+			continue
+		}
+		for _, pc := range s.Parts {
+			m := s.SegmentMeta
+			m.Parts = nil
+			m.Object, m.Offset, m.ZBytes, m.Base, m.Last, m.Records, m.Bytes = pc.Object, pc.Offset, pc.ZBytes, pc.Base, pc.Last, pc.Records, pc.Bytes
+			out = append(out, indexed{SegmentMeta: m, stored: s.stored})
+		}
+	}
+	return out
 }
 
 // merge encodes every job's merged segment into one object, writes it, and swaps each
@@ -295,9 +398,9 @@ func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
 	var needs []need
 	var segs []indexed
 	for _, j := range jobs {
-		j.recent = make([][]segmentstore.Record, len(j.old))
-		j.stored = make([][]byte, len(j.old))
-		for i, s := range j.old {
+		j.recent = make([][]segmentstore.Record, len(j.in))
+		j.stored = make([][]byte, len(j.in))
+		for i, s := range j.in {
 			j.stored[i], _ = j.log.recent.encoded(s.Base, s.Last)
 			j.recent[i], _ = recentSegment(j.log.recent, s)
 			if j.stored[i] == nil && j.recent[i] == nil {
@@ -385,13 +488,9 @@ func planReads(segs []indexed, gap int64) (runs []*readRun, runOf []*readRun) {
 // also joins the tiny blocks of a quiet partition's segments.
 func (c *compactor) build(j *mergeJob) error {
 	p, first, last := j.log.p, j.old[0], j.old[len(j.old)-1]
-	meta := coordination.SegmentMeta{Base: first.Base, Last: last.Last, MinTs: first.MinTs, MaxTs: first.MaxTs, Epoch: j.log.lease.Epoch()}
+	meta := mergedMeta(j.log, j.old)
 	concat := true
-	for i, s := range j.old {
-		meta.Records += s.Records
-		meta.Bytes += s.Bytes
-		meta.MinTs, meta.MaxTs = min(meta.MinTs, s.MinTs), max(meta.MaxTs, s.MaxTs)
-		meta.WrittenMs = max(meta.WrittenMs, s.WrittenMs)
+	for i, s := range j.in {
 		concat = concat && s.Bytes >= minConcatBytes && j.stored[i] != nil
 	}
 	var parts [][]byte
@@ -420,7 +519,7 @@ func (c *compactor) build(j *mergeJob) error {
 	for _, b := range parts {
 		meta.ZBytes += int64(len(b))
 	}
-	j.parts, j.meta, j.recent, j.stored = parts, meta, nil, nil
+	j.parts, j.meta, j.in, j.recent, j.stored = parts, meta, nil, nil, nil
 	metricMergeMethod.WithLabelValues(method).Inc()
 	return nil
 }
@@ -429,11 +528,11 @@ func (c *compactor) build(j *mergeJob) error {
 // segment.
 func (c *compactor) reencode(j *mergeJob) ([]byte, error) {
 	p := j.log.p
-	enc, err := segmentstore.NewEncoder(p.Topic, p.Partition, j.old[0].Base, c.segment)
+	enc, err := segmentstore.NewEncoder(p.Topic, p.Partition, j.in[0].Base, c.segment)
 	if err != nil {
 		return nil, err
 	}
-	for i, s := range j.old {
+	for i, s := range j.in {
 		recs := j.recent[i]
 		if recs == nil {
 			seg, err := segmentstore.Decode(j.stored[i])
@@ -488,9 +587,11 @@ func tombstoneOf(old []indexed, reason string, now time.Time) *coordination.Tomb
 	t := &coordination.Tombstone{Reason: reason}
 	seen := map[string]bool{}
 	for _, s := range old {
-		if !seen[s.Object] {
-			seen[s.Object] = true
-			t.Objects = append(t.Objects, s.Object)
+		for _, o := range s.Objects() {
+			if !seen[o] {
+				seen[o] = true
+				t.Objects = append(t.Objects, o)
+			}
 		}
 	}
 	return t

@@ -84,24 +84,28 @@ func TestMergesAndRetentionKeepReadersWhole(t *testing.T) {
 		mergeBytes  int64
 		maxSegments int64 // per partition, once merges settle
 		recentBytes int64 // 1: nothing stays in memory, merges read the store
+		linkBytes   int64 // NodeConfig.MergeLinkBytes
 	}{
 		// Small records (12 KiB stored per partition): segments with small blocks, decoded
 		// and encoded afresh once half a merge target has gathered.
-		{"encode", mergeEncode, 0, 4 << 10, 16, 1},
+		{"encode", mergeEncode, 0, 4 << 10, 16, 1, -1},
 		// Records of 20 KiB: segments whose blocks are joined as stored, read back from
 		// the store, or as kept in memory since their upload.
 		// ~6 MiB per partition: at most 12 merged segments of half a target or more, and
 		// fewer than half a target's bytes (25 segments of 20 KiB) waiting for a merge.
-		{"concat from the store", mergeConcat, 20 << 10, 1 << 20, 40, 1},
-		{"concat from memory", mergeConcat, 20 << 10, 1 << 20, 40, 0},
+		{"concat from the store", mergeConcat, 20 << 10, 1 << 20, 40, 1, -1},
+		{"concat from memory", mergeConcat, 20 << 10, 1 << 20, 40, 0, -1},
+		// The same segments linked where they are stored: readers read a merged
+		// segment's pieces from the objects the writer put them in.
+		{"link", mergeLink, 20 << 10, 1 << 20, 40, 1, 16 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			testMergesAndRetention(t, tc.method, tc.padding, tc.mergeBytes, tc.maxSegments, tc.recentBytes)
+			testMergesAndRetention(t, tc.method, tc.padding, tc.mergeBytes, tc.maxSegments, tc.recentBytes, tc.linkBytes)
 		})
 	}
 }
 
-func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes, maxSegments, recentBytes int64) {
+func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes, maxSegments, recentBytes, linkBytes int64) {
 	f := newFixture(t)
 	ctx := context.Background()
 	// Small merge targets so that several levels of merges happen in seconds.
@@ -115,7 +119,9 @@ func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes
 	for i := range pad {
 		pad[i] = byte(rng.Uint32())
 	}
-	nodes := startNodesWith(t, f, 1, func(c *NodeConfig) { c.CompactInterval, c.RecentBytes = 50*time.Millisecond, recentBytes })
+	nodes := startNodesWith(t, f, 1, func(c *NodeConfig) {
+		c.CompactInterval, c.RecentBytes, c.MergeLinkBytes = 50*time.Millisecond, recentBytes, linkBytes
+	})
 	readsBefore := testutil.ToFloat64(metricMergeReads)
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -224,8 +230,96 @@ func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes
 	if got := testutil.ToFloat64(metricMergeMethod.WithLabelValues(method)) - builtBefore; got == 0 {
 		t.Errorf("no merged segment was built by %s", method)
 	}
-	if reads := testutil.ToFloat64(metricMergeReads) - readsBefore; recentBytes == 1 && reads == 0 {
+	if reads := testutil.ToFloat64(metricMergeReads) - readsBefore; recentBytes == 1 && reads == 0 && method != mergeLink {
 		t.Error("merges never read the store, though nothing stayed in memory")
+	}
+}
+
+// A linked segment merged again by copy (here: by an agent whose merges always copy) is
+// read from its pieces and rewritten as one stored segment, and every record reads back
+// as acked.
+func TestLinkedSegmentsMergeAgainByCopy(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "lk", Partitions: 1, LingerMs: 1, MergeBytes: 1 << 20, RetentionMs: -1}); err != nil {
+		t.Fatal(err)
+	}
+	p := coordination.Partition{Topic: "lk"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	acked := map[int64]string{}
+	produce := func(n *Node, requests int) {
+		t.Helper()
+		for range requests {
+			// 40 KiB of incompressible values: each request its own segment of ~40 KiB.
+			vals := make([]*partitionpb.Record, 2)
+			for k := range vals {
+				v := make([]byte, 20<<10)
+				for i := range v {
+					v[i] = byte('a' + rng.IntN(26))
+				}
+				vals[k] = &partitionpb.Record{Value: v}
+			}
+			resp, err := n.Client().Produce(ctx, p, vals)
+			if err != nil || resp.Code != partitionpb.Code_CODE_OK {
+				t.Fatalf("produce: %v %v", resp, err)
+			}
+			for k, v := range vals {
+				acked[resp.BaseOffset+int64(k)] = string(v.Value)
+			}
+		}
+	}
+	first := func() (coordination.SegmentMeta, int64) {
+		t.Helper()
+		segs, _, err := f.c.SegmentRange(ctx, "lk", 0, 0)
+		if err != nil || len(segs) == 0 {
+			t.Fatalf("index: %v %v", segs, err)
+		}
+		return segs[0], int64(len(segs))
+	}
+	tune := func(link int64) func(*NodeConfig) {
+		return func(c *NodeConfig) { c.CompactInterval, c.RecentBytes, c.MergeLinkBytes = 50*time.Millisecond, 1, link }
+	}
+	linking := startNodesWith(t, f, 1, tune(16<<10))[0]
+	produce(linking, 16) // 640 KiB: more than half the merge target
+	harness.Eventually(t, 30*time.Second, func() error {
+		if s, _ := first(); len(s.Parts) < minMergeSegments {
+			return fmt.Errorf("first segment %+v is not linked", s)
+		}
+		return nil
+	})
+	linked, _ := first()
+	if err := linking.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A larger target makes the linked segment small again; an agent that copies
+	// merges it with what follows once enough has gathered behind it.
+	target := int64(4 << 20)
+	if _, err := f.c.AlterTopic(ctx, "lk", coordination.TopicChanges{MergeBytes: &target}); err != nil {
+		t.Fatal(err)
+	}
+	copying := startNodesWith(t, f, 1, tune(-1))[0]
+	concatBefore := testutil.ToFloat64(metricMergeMethod.WithLabelValues(mergeConcat))
+	produce(copying, 48)
+	harness.Eventually(t, time.Minute, func() error {
+		if s, _ := first(); len(s.Parts) > 0 || s.Last <= linked.Last {
+			return fmt.Errorf("first segment [%d, %d] (%d parts), the linked one [%d, %d]", s.Base, s.Last, len(s.Parts), linked.Base, linked.Last)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(metricMergeMethod.WithLabelValues(mergeConcat)) - concatBefore; got == 0 {
+		t.Error("no merge by concatenation")
+	}
+	for offset := int64(0); offset < int64(len(acked)); {
+		resp, err := copying.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "lk", Offset: offset, MaxBytes: 1 << 20})
+		if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) == 0 {
+			t.Fatalf("fetch at %d: %v %v", offset, resp, err)
+		}
+		for _, r := range resp.Records {
+			if r.Offset != offset || string(r.Value) != acked[offset] {
+				t.Fatalf("read offset %d (%d bytes) where offset %d was acked", r.Offset, len(r.Value), offset)
+			}
+			offset++
+		}
 	}
 }
 

@@ -35,16 +35,22 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 	var out []segmentstore.Record
 	size, full := 0, false
 	for _, s := range segs {
-		if full {
-			break
+		for _, pc := range s.Pieces() {
+			if full {
+				return out, nil
+			}
+			if pc.Last < from {
+				continue // a linked segment's parts before from
+			}
+			// The cache knows a segment by its object and offset: objects hold several,
+			// and a merge that links segments leaves them where they are, cached.
+			id := pc.Object + "@" + strconv.FormatInt(pc.Offset, 10)
+			recs, err := h.cache.ReadObject(ctx, id, objstore.Object{Store: h.store, Key: pc.Object, Offset: pc.Offset}, pc.ZBytes, from, max(maxBytes-size, 1))
+			if err != nil {
+				return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
+			}
+			out, size, full = segmentstore.Take(out, size, recs, from, maxBytes)
 		}
-		// The cache knows a segment by its object and offset: objects hold several.
-		id := s.Object + "@" + strconv.FormatInt(s.Offset, 10)
-		recs, err := h.cache.ReadObject(ctx, id, objstore.Object{Store: h.store, Key: s.Object, Offset: s.Offset}, s.ZBytes, from, max(maxBytes-size, 1))
-		if err != nil {
-			return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
-		}
-		out, size, full = segmentstore.Take(out, size, recs, from, maxBytes)
 	}
 	return out, nil
 }

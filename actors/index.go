@@ -11,6 +11,9 @@ import (
 const (
 	indexRun   = 64
 	indexFetch = 8
+	// indexPieces bounds the stored segments a cached run names (a linked segment names
+	// up to maxLinkParts): what a partition's cache holds, ~130 KiB at most.
+	indexPieces = 1024
 )
 
 // segmentIndex caches one run of a partition's committed segment index, so that a
@@ -61,9 +64,15 @@ func (x *segmentIndex) generation() uint64 {
 func (x *segmentIndex) store(segs []coordination.SegmentMeta, gen uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if gen == x.gen {
-		x.segs = append(x.segs[:0:0], segs...)
+	if gen != x.gen {
+		return
 	}
+	n, pieces := 0, 0
+	for n < len(segs) && (n == 0 || pieces+max(len(segs[n].Parts), 1) <= indexPieces) {
+		pieces += max(len(segs[n].Parts), 1)
+		n++
+	}
+	x.segs = append(x.segs[:0:0], segs[:n]...)
 }
 
 // reset forgets everything (segments were taken out of the index).

@@ -52,3 +52,31 @@ func TestSegmentIndexFindsTheSegmentHoldingAnOffset(t *testing.T) {
 		t.Fatal("a reset cache answered")
 	}
 }
+
+// Linked segments name up to maxLinkParts pieces each: a cached run keeps at most
+// indexPieces of them (and always its first segment), so a reader's cache stays small.
+func TestSegmentIndexBoundsThePiecesItKeeps(t *testing.T) {
+	var x segmentIndex
+	var run []coordination.SegmentMeta
+	for i := range int64(indexRun) {
+		m := coordination.SegmentMeta{Base: i * 1000, Last: i*1000 + 999}
+		for k := range int64(maxLinkParts) {
+			m.Parts = append(m.Parts, coordination.SegmentPart{Object: "o", Base: m.Base + k, Last: m.Base + k})
+		}
+		run = append(run, m)
+	}
+	x.store(run, x.generation())
+	want := indexPieces / maxLinkParts
+	if _, ok := x.lookup(int64(want-1)*1000, 1); !ok {
+		t.Errorf("segment %d of the run is not cached", want-1)
+	}
+	if got, ok := x.lookup(int64(want)*1000, 1); ok {
+		t.Errorf("segment %d of the run is cached, beyond %d pieces: %v", want, indexPieces, got[0].Base)
+	}
+	// A single segment is kept whatever its pieces.
+	run[0].Parts = append(run[0].Parts, make([]coordination.SegmentPart, indexPieces)...)
+	x.store(run, x.generation())
+	if got, ok := x.lookup(0, indexRun); !ok || len(got) != 1 {
+		t.Errorf("a run whose first segment has %d pieces: cached %d segments, %v", len(run[0].Parts), len(got), ok)
+	}
+}

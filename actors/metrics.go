@@ -141,6 +141,7 @@ var (
 const (
 	mergeEncode = "encode"
 	mergeConcat = "concat"
+	mergeLink   = "link"
 )
 
 // Outcomes of commits and rewrites, for result labels.
@@ -159,6 +160,7 @@ func init() {
 	}
 	metricMergeMethod.WithLabelValues(mergeEncode)
 	metricMergeMethod.WithLabelValues(mergeConcat)
+	metricMergeMethod.WithLabelValues(mergeLink)
 }
 
 // resultOf names the outcome of a request for metric labels.

@@ -61,6 +61,10 @@ type NodeConfig struct {
 	// and merges their small segments; negative disables both (a benchmark's A/B). Default
 	// DefaultCompactInterval.
 	CompactInterval time.Duration
+	// MergeLinkBytes is the smallest stored segment a merge links where it is rather
+	// than copying it (a merge of only such segments writes no object); negative: merges
+	// always copy. Default DefaultMergeLinkBytes.
+	MergeLinkBytes int64
 	// Client tunes request routing.
 	Client ClientOptions
 	// ClientOnly joins the cluster without hosting partitions: a process that only routes
@@ -155,8 +159,11 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	if cfg.CompactInterval == 0 {
 		cfg.CompactInterval = DefaultCompactInterval
 	}
+	if cfg.MergeLinkBytes == 0 {
+		cfg.MergeLinkBytes = DefaultMergeLinkBytes
+	}
 	n.compactor = &compactor{client: c, store: store, mirror: mirror, names: n.flusher, interval: cfg.CompactInterval,
-		upload: DefaultUploadTimeout, commit: DefaultCommitTimeout, log: n.log}
+		upload: DefaultUploadTimeout, commit: DefaultCommitTimeout, linkBytes: cfg.MergeLinkBytes, log: n.log}
 	m, err := n.join(ctx)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,10 @@
 package coordination
 
-import "testing"
+import (
+	"testing"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
 
 // FuzzGroupOffsetKey: group names come from clients (Kafka group ids are free-form).
 // Every name the validator accepts must make a key that parses back to the same group
@@ -29,6 +33,45 @@ func FuzzGroupOffsetKey(f *testing.F) {
 		g, p, ok := c.parseGroupOffsetKey(keys.GroupOffset(group, topic, partition))
 		if !ok || g != group || p != (Partition{topic, partition}) {
 			t.Fatalf("key of (%q, %q, %d) parses to (%q, %+v, %v)", group, topic, partition, g, p, ok)
+		}
+	})
+}
+
+// FuzzDecodeSegment: an index value is read by every agent, the sweeper among them, which
+// deletes objects the index does not name. Whatever etcd holds, decoding must not panic,
+// and a value it accepts must name, in its pieces, a contiguous run of its offsets and
+// bytes, each in an object.
+func FuzzDecodeSegment(f *testing.F) {
+	stored := SegmentMeta{Object: "data/a/1.obj", Offset: 40, Base: 10, Last: 19, Records: 10, Bytes: 1000, ZBytes: 400, Epoch: 3}
+	link := SegmentMeta{Base: 10, Last: 29, Records: 20, Bytes: 2000, ZBytes: 800, Epoch: 3, Parts: []SegmentPart{
+		{Object: "data/a/1.obj", Offset: 40, ZBytes: 400, Base: 10, Last: 19, Records: 10, Bytes: 1000},
+		{Object: "data/a/2.obj", ZBytes: 400, Base: 20, Last: 29, Records: 10, Bytes: 1000}}}
+	for _, m := range []SegmentMeta{stored, link} {
+		f.Add([]byte(mustJSON(m)))
+	}
+	f.Add([]byte(`{"base":1,"last":0,"zbytes":-1,"parts":[{"object":"x","base":1,"last":0}]}`))
+	f.Fuzz(func(t *testing.T, value []byte) {
+		m, err := decodeSegment(&mvccpb.KeyValue{Key: []byte("/s/segments/t/0/1"), Value: value})
+		if err != nil {
+			return
+		}
+		next, zbytes := m.Base, int64(0)
+		for _, p := range m.Pieces() {
+			if p.Object == "" {
+				t.Fatalf("accepted %q: a piece without an object", value)
+			}
+			if len(m.Parts) > 0 && (p.Base != next || p.Last < p.Base) {
+				t.Fatalf("accepted %q: piece [%d, %d] after offset %d", value, p.Base, p.Last, next-1)
+			}
+			next, zbytes = p.Last+1, zbytes+p.ZBytes
+		}
+		if len(m.Parts) > 0 && (next != m.Last+1 || zbytes != m.ZBytes) {
+			t.Fatalf("accepted %q: pieces hold [%d, %d] in %d bytes", value, m.Base, next-1, zbytes)
+		}
+		for _, o := range m.Objects() {
+			if o == "" {
+				t.Fatalf("accepted %q: an empty object name", value)
+			}
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -90,9 +91,9 @@ func TestRandomWritersNeverOverlapOrGap(t *testing.T) {
 				t.Fatalf("partition %d: epoch %d after epoch %d", p, s.Epoch, epoch)
 			}
 			key := c.Keys().Segment("t", p, s.Base)
-			if u, ok := unknown[key]; ok && u == s {
+			if u, ok := unknown[key]; ok && reflect.DeepEqual(u, s) {
 				unacked++ // its commit was cut short by the deadline yet applied: legal
-			} else if a, ok := acked[key]; !ok || a != s {
+			} else if a, ok := acked[key]; !ok || !reflect.DeepEqual(a, s) {
 				t.Fatalf("partition %d: committed segment %+v was never acked (acked: %+v)", p, s, a)
 			}
 			next, epoch = s.Last+1, s.Epoch

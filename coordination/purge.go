@@ -97,9 +97,11 @@ func (c *Client) purgeSegments(ctx context.Context, topic string, p int32, uncha
 			if err != nil {
 				return fmt.Errorf("purge %s/%d: %w", topic, p, err)
 			}
-			if !seen[m.Object] {
-				seen[m.Object] = true
-				t.Objects = append(t.Objects, m.Object)
+			for _, o := range m.Objects() {
+				if !seen[o] {
+					seen[o] = true
+					t.Objects = append(t.Objects, o)
+				}
 			}
 		}
 		first := resp.Kvs[0]

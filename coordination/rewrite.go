@@ -166,8 +166,11 @@ func checkRun(old []SegmentMeta, with *SegmentMeta, epoch int64) error {
 		return invalidf("merged segment [%d, %d] does not hold exactly [%d, %d]", with.Base, with.Last, first.Base, last.Last)
 	case with.Epoch != epoch:
 		return invalidf("merged segment of epoch %d written under epoch %d", with.Epoch, epoch)
-	case with.Object == "" || with.Records < 1:
-		return invalidf("merged segment [%d, %d] has no object or no records", with.Base, with.Last)
+	case with.Records < 1:
+		return invalidf("merged segment [%d, %d] has no records", with.Base, with.Last)
+	}
+	if err := with.check(); err != nil {
+		return invalidf("merged segment [%d, %d]: %v", with.Base, with.Last, err)
 	}
 	return nil
 }
@@ -196,7 +199,9 @@ func (c *Client) ObjectIndex(ctx context.Context) (*ObjectIndex, error) {
 	x := &ObjectIndex{Indexed: map[string]bool{}, Removed: map[string]TombstoneRef{}}
 	rev, err := c.scan(ctx, c.keys.Root()+SegmentsPrefix, 0, func(kv *mvccpb.KeyValue) error {
 		m, err := decodeSegment(kv)
-		x.Indexed[m.Object] = true
+		for _, o := range m.Objects() {
+			x.Indexed[o] = true
+		}
 		return err
 	})
 	if err != nil {

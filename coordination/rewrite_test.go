@@ -61,7 +61,7 @@ func TestRewriteMergesARunInOneFencedSwap(t *testing.T) {
 	// Readers at any offset of the merged run find the merged segment.
 	for _, from := range []int64{20, 35, 59} {
 		got, hwm, err := c.Segments(ctx, "t", 0, from, 1)
-		if err != nil || hwm != 100 || len(got) != 1 || got[0] != merged {
+		if err != nil || hwm != 100 || len(got) != 1 || !reflect.DeepEqual(got[0], merged) {
 			t.Fatalf("segments from %d: %+v hwm %d %v", from, got, hwm, err)
 		}
 	}
@@ -91,6 +91,72 @@ func TestRewriteMergesARunInOneFencedSwap(t *testing.T) {
 	}
 }
 
+// linked returns the index entry of segs merged by reference: their pieces, where they are.
+func linked(segs []coordination.SegmentMeta, epoch int64) coordination.SegmentMeta {
+	first, last := segs[0], segs[len(segs)-1]
+	m := coordination.SegmentMeta{Base: first.Base, Last: last.Last, Epoch: epoch}
+	for _, s := range segs {
+		m.Parts = append(m.Parts, s.Pieces()...)
+		m.Records, m.Bytes, m.ZBytes = m.Records+s.Records, m.Bytes+s.Bytes, m.ZBytes+s.ZBytes
+	}
+	return m
+}
+
+// A merge by reference puts one key listing the run's pieces where they are: readers
+// find them, the sweeper sees every piece's object as indexed, and retention or a topic's
+// purge tombstones every one of them.
+func TestRewriteLinksARunWhereItIsStored(t *testing.T) {
+	c := newClient(t)
+	l, segs, rev := tenSegments(t, c)
+	ctx := ctxT(t)
+	inner := linked(segs[2:4], l.Epoch())
+	if _, err := l.Rewrite(ctx, segs[2:4], rev, &inner, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A linked segment linked again lists the pieces, not the linked segment.
+	run, rev, err := c.SegmentRange(ctx, "t", 0, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := linked(run[:3], l.Epoch())
+	if rev, err = l.Rewrite(ctx, run[:3], rev, &outer, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(outer.Parts) != 4 || !reflect.DeepEqual(outer.Parts[2], segs[4].Pieces()[0]) {
+		t.Fatalf("parts of the linked segment: %+v", outer.Parts)
+	}
+	for _, from := range []int64{20, 35, 59} {
+		got, _, err := c.Segments(ctx, "t", 0, from, 1)
+		if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], outer) {
+			t.Fatalf("segments from %d: %+v %v", from, got, err)
+		}
+	}
+	x, err := c.ObjectIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if !x.Indexed[s.Object] {
+			t.Errorf("object %s of [%d, %d] is not indexed after the links", s.Object, s.Base, s.Last)
+		}
+	}
+	if len(x.Tombstones) != 0 {
+		t.Errorf("a link left tombstones: %+v", x.Tombstones)
+	}
+	// Retention removes the linked segment and names all its objects for the sweeper.
+	if _, err := l.Rewrite(ctx, append(segs[:2:2], outer), rev, nil, &coordination.Tombstone{Objects: outer.Objects(), Reason: coordination.RemovedByRetention}); err != nil {
+		t.Fatal(err)
+	}
+	if x, err = c.ObjectIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs[2:6] {
+		if x.Indexed[s.Object] || x.Removed[s.Object].RemovedAt == 0 {
+			t.Errorf("object %s after retention: indexed %v, removed %+v", s.Object, x.Indexed[s.Object], x.Removed[s.Object])
+		}
+	}
+}
+
 func TestRewriteRefusesBadRunsAndOldEpochs(t *testing.T) {
 	c := newClient(t)
 	l, segs, rev := tenSegments(t, c)
@@ -105,6 +171,11 @@ func TestRewriteRefusesBadRunsAndOldEpochs(t *testing.T) {
 		"merged too short": {segs[1:3], &coordination.SegmentMeta{Object: "o", Base: 10, Last: 28, Records: 19, Epoch: l.Epoch()}},
 		"other epoch":      {segs[1:3], &coordination.SegmentMeta{Object: "o", Base: 10, Last: 29, Records: 20, Epoch: l.Epoch() + 1}},
 		"no object":        {segs[1:3], &coordination.SegmentMeta{Base: 10, Last: 29, Records: 20, Epoch: l.Epoch()}},
+		"parts and object": {segs[1:3], func() *coordination.SegmentMeta { m := linked(segs[1:3], l.Epoch()); m.Object = "o"; return &m }()},
+		"parts with a gap": {segs[1:3], func() *coordination.SegmentMeta { m := linked(segs[1:3], l.Epoch()); m.Parts[1].Base++; return &m }()},
+		"parts too short":  {segs[1:3], func() *coordination.SegmentMeta { m := linked(segs[1:3], l.Epoch()); m.Parts = m.Parts[:1]; return &m }()},
+		"parts' bytes":     {segs[1:3], func() *coordination.SegmentMeta { m := linked(segs[1:3], l.Epoch()); m.ZBytes++; return &m }()},
+		"part no object":   {segs[1:3], func() *coordination.SegmentMeta { m := linked(segs[1:3], l.Epoch()); m.Parts[0].Object = ""; return &m }()},
 	} {
 		if _, err := l.Rewrite(ctx, tc.old, rev, tc.with, nil); !errors.Is(err, coordination.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)

@@ -117,8 +117,11 @@ func logStart(first []*mvccpb.KeyValue, hwm int64) (int64, error) {
 
 func decodeSegment(kv *mvccpb.KeyValue) (SegmentMeta, error) {
 	var m SegmentMeta
-	if err := json.Unmarshal(kv.Value, &m); err != nil || m.Object == "" {
+	if err := json.Unmarshal(kv.Value, &m); err != nil {
 		return m, fmt.Errorf("segment %s: bad value %q", kv.Key, kv.Value)
+	}
+	if err := m.check(); err != nil {
+		return m, fmt.Errorf("segment %s: bad value %q: %w", kv.Key, kv.Value, err)
 	}
 	return m, nil
 }

@@ -1,6 +1,11 @@
 package coordination
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
 
 // NodeInfo describes an agent: its stable name, the address other agents and clients reach
 // it at, and its zone. It is the value of its node key and of every lease it holds.
@@ -26,21 +31,87 @@ type LeaseValue struct {
 }
 
 // SegmentMeta is the index entry of a committed segment, /segments/<t>/<p>/<base>.
+//
+// A segment is either stored, bytes [Offset, Offset+ZBytes) of Object, or linked: a merge
+// that rewrote no bytes lists the stored segments it is made of in Parts (Object empty),
+// in offset order, each a whole segment as written (Pieces).
 type SegmentMeta struct {
-	Object  string `json:"object"`           // object-store key
+	Object  string `json:"object,omitempty"` // object-store key; empty when linked
 	Offset  int64  `json:"offset,omitempty"` // where the segment starts in the object
 	Base    int64  `json:"base"`             // first offset
 	Last    int64  `json:"last"`             // last offset
 	Records int64  `json:"records"`          // record count (last-base+1 unless compacted)
 	Bytes   int64  `json:"bytes"`            // record payload bytes, uncompressed
-	ZBytes  int64  `json:"zbytes"`           // segment size: bytes [Offset, Offset+ZBytes) of the object
-	MinTs   int64  `json:"min_ts"`           // ms since the Unix epoch
-	MaxTs   int64  `json:"max_ts"`
-	Epoch   int64  `json:"epoch"` // epoch of the writer that committed it
+	ZBytes  int64  `json:"zbytes"`           // stored size: bytes [Offset, Offset+ZBytes) of the object, or the sum of Parts'
+	// Parts are the stored segments of a linked segment, oldest first; nil otherwise.
+	Parts []SegmentPart `json:"parts,omitempty"`
+	MinTs int64         `json:"min_ts"` // ms since the Unix epoch
+	MaxTs int64         `json:"max_ts"`
+	Epoch int64         `json:"epoch"` // epoch of the writer that committed it
 	// WrittenMs is when its records were written (the newest of them, for a merged
 	// segment), ms since the Unix epoch by the agent's clock: retention by time counts
 	// from it. 0 in segments written before it existed (retention then uses MaxTs).
 	WrittenMs int64 `json:"written_ms,omitempty"`
+}
+
+// SegmentPart is one stored segment of a linked segment: bytes [Offset, Offset+ZBytes)
+// of Object, holding offsets [Base, Last].
+type SegmentPart struct {
+	Object  string `json:"object"`
+	Offset  int64  `json:"offset,omitempty"`
+	ZBytes  int64  `json:"zbytes"`
+	Base    int64  `json:"base"`
+	Last    int64  `json:"last"`
+	Records int64  `json:"records"`
+	Bytes   int64  `json:"bytes"`
+}
+
+// Pieces returns the stored segments m is made of: its Parts when it is linked, or m
+// itself.
+func (m *SegmentMeta) Pieces() []SegmentPart {
+	if len(m.Parts) > 0 {
+		return m.Parts
+	}
+	return []SegmentPart{{Object: m.Object, Offset: m.Offset, ZBytes: m.ZBytes, Base: m.Base, Last: m.Last, Records: m.Records, Bytes: m.Bytes}}
+}
+
+// Objects returns the objects m's bytes are in, each once.
+func (m *SegmentMeta) Objects() []string {
+	if len(m.Parts) == 0 {
+		return []string{m.Object}
+	}
+	out := make([]string, 0, 1)
+	for _, p := range m.Parts {
+		if !slices.Contains(out, p.Object) {
+			out = append(out, p.Object)
+		}
+	}
+	return out
+}
+
+// check reports what makes m an impossible index entry: a stored segment without an
+// object, or parts that are not exactly its offsets and bytes.
+func (m *SegmentMeta) check() error {
+	if len(m.Parts) == 0 {
+		if m.Object == "" {
+			return errors.New("no object")
+		}
+		return nil
+	}
+	if m.Object != "" {
+		return errors.New("both an object and parts")
+	}
+	next, zbytes := m.Base, int64(0)
+	for i, p := range m.Parts {
+		if p.Object == "" || p.Base != next || p.Last < p.Base || p.ZBytes <= 0 || p.Offset < 0 || p.Records < 1 {
+			return fmt.Errorf("part %d (%s at %d, [%d, %d], %d bytes, %d records) does not follow offset %d", i, p.Object, p.Offset, p.Base, p.Last, p.ZBytes, p.Records, next-1)
+		}
+		next, zbytes = p.Last+1, zbytes+p.ZBytes
+	}
+	if next != m.Last+1 || zbytes != m.ZBytes {
+		return fmt.Errorf("parts hold [%d, %d] in %d bytes, the segment [%d, %d] in %d", m.Base, next-1, zbytes, m.Base, m.Last, m.ZBytes)
+	}
+	return nil
 }
 
 // GroupOffset is a consumer group's committed position in one partition: the next

@@ -39,6 +39,7 @@ type agentFlags struct {
 	memory            memoryFlags
 	sessionTTL        time.Duration
 	compactInterval   time.Duration
+	mergeLinkBytes    int
 	sweep             sweeper.Options
 	logLevel, logFmt  string
 	shutdownTimeout   time.Duration
@@ -116,6 +117,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	dur(&f.sweep.Grace, "sweep-grace", "STREAMHOUSE_SWEEP_GRACE", sweeper.DefaultGrace, fmt.Sprintf("orphan objects (named by no segment of the index) are deleted once older than this and unindexed this long; at least %v, 0 disables the sweeper", sweeper.MinGrace))
 	dur(&f.sweep.Interval, "sweep-interval", "STREAMHOUSE_SWEEP_INTERVAL", 0, "time between orphan sweeps (0: a quarter of --sweep-grace); one agent sweeps at a time")
 	dur(&f.compactInterval, "compact-interval", "STREAMHOUSE_COMPACT_INTERVAL", actors.DefaultCompactInterval, "how often the agent applies retention to its partitions and merges their small segments (negative: never)")
+	intFlag(&f.mergeLinkBytes, "merge-link-bytes", "STREAMHOUSE_MERGE_LINK_BYTES", actors.DefaultMergeLinkBytes, "a merge of segments each stored in at least this many bytes lists them where they are instead of copying them (0: merges always copy; docs/operations.md)")
 	str(&f.logLevel, "log-level", "STREAMHOUSE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&f.logFmt, "log-format", "STREAMHOUSE_LOG_FORMAT", "json", "json or console")
 	dur(&f.shutdownTimeout, "shutdown-timeout", "STREAMHOUSE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful stop may take")
@@ -226,6 +228,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		SessionTTL: f.sessionTTL, Log: log,
 		CacheBytes: int64(f.memory.cacheBytes), MaxPendingBytes: int64(f.memory.pendingBytes),
 		RecentBytes: int64(f.memory.recentBytes), MaxUploads: f.memory.uploads, CompactInterval: f.compactInterval,
+		MergeLinkBytes: mergeLinkBytes(f.mergeLinkBytes),
 	})
 	if err != nil {
 		return err
@@ -279,4 +282,13 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		srv.Stop()
 	}
 	return err
+}
+
+// mergeLinkBytes maps --merge-link-bytes to NodeConfig.MergeLinkBytes, whose 0 is the
+// default: the flag's 0 (never link) is negative there.
+func mergeLinkBytes(flag int) int64 {
+	if flag <= 0 {
+		return -1
+	}
+	return int64(flag)
 }
