@@ -48,7 +48,10 @@ func (c *Cache) get(k cacheKey) (any, bool) {
 }
 
 // wholeObjectBytes: objects up to this size are read with one GET whatever the request.
-const wholeObjectBytes = 1 << 20
+// It exceeds the segments of a busy partition (about a produce request's worth: 1.1 MB
+// at the maximum rate, linked rather than copied by merges), which are then read with one
+// GET each rather than one for the footer and more for the blocks.
+const wholeObjectBytes = 2 << 20
 
 // putBlock caches the decoded records of block i of object.
 func (c *Cache) putBlock(object string, i int, recs []Record) {

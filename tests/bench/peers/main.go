@@ -79,6 +79,9 @@ type results struct {
 	// any longer: settle), so that merge work left over when the phase ended is counted
 	// too, and so is the processes' idle CPU while settle waits (a few ms a second).
 	CPUMicrosPerRecordSettled map[string]float64 `json:"cpu_us_per_record_max_rate_settled"`
+	// CPUMicrosPerRecordRead is each process's CPU time during the catch-up read, per
+	// record read.
+	CPUMicrosPerRecordRead map[string]float64 `json:"cpu_us_per_record_catch_up"`
 	// Kafka: the max-rate produce over the Kafka protocol (kgo), and the CPU per record of
 	// each process during it and its merges ("load generator" is this program: kgo).
 	Kafka    kafkaReport        `json:"produce_max_kafka"`
@@ -363,9 +366,22 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 		printQuick(os.Stdout, *res)
 		return true, writeJSON(out, *res)
 	}
+	readBefore, err := cpuTimes(procs)
+	if err != nil {
+		return false, err
+	}
 	if res.CatchUp, err = bench("consume", "--topic", "tput", "--duration", "5m"); err != nil {
 		return false, err
 	}
+	readAfter, err := cpuTimes(procs)
+	if err != nil {
+		return false, err
+	}
+	nr := float64(res.CatchUp.Consume.Records)
+	res.CPUMicrosPerRecordRead = cpuPer(readBefore, readAfter, nr)
+	res.CPUMicrosPerRecordRead["load generator"] = float64(ph.lastCPU.Microseconds()) / max(nr, 1)
+	fmt.Fprintf(os.Stderr, "catch-up read: %.0f rec/s, %.2f× the max-rate produce; CPU µs per record read: %s\n",
+		res.CatchUp.Consume.RecordsPerSec, res.CatchUp.Consume.RecordsPerSec/max(res.Throughput.Produce.RecordsPerSec, 1), formatCPU(res.CPUMicrosPerRecordRead))
 	read, err := scrape(metricsURL)
 	if err != nil {
 		return false, err
@@ -467,3 +483,15 @@ func cpuTimes(procs map[string]int) (map[string]time.Duration, error) {
 
 // peakRSS is the process's resident set high-water mark (VmHWM), in MiB.
 func peakRSS(pid int) (float64, error) { return procStatusMiB(pid, "VmHWM") }
+
+// formatCPU prints a cpuPer map in a fixed order, with its total.
+func formatCPU(m map[string]float64) string {
+	var b strings.Builder
+	total := 0.0
+	for _, name := range []string{"agent", "minio", "etcd", "load generator"} {
+		fmt.Fprintf(&b, "%s %.1f, ", name, m[name])
+		total += m[name]
+	}
+	fmt.Fprintf(&b, "all %.1f", total)
+	return b.String()
+}

@@ -98,6 +98,9 @@ func printCPU(w io.Writer, r results) {
 		fmt.Fprint(w, " |")
 	}
 	fmt.Fprintln(w)
+	if r.CPUMicrosPerRecordRead != nil {
+		fmt.Fprintf(w, "\nCPU per record of the catch-up read (%.0f rec/s), µs: %s\n", r.CatchUp.Consume.RecordsPerSec, formatCPU(r.CPUMicrosPerRecordRead))
+	}
 }
 
 // printQuick writes the results of an -only throughput run: the max-rate phase alone.
