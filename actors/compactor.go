@@ -47,14 +47,14 @@ const freshRemoval = 30 * time.Second
 // this many bytes links them (NodeConfig.MergeLinkBytes): the merged segment's index
 // entry lists those pieces where they are (coordination.SegmentMeta.Parts), and no byte
 // is read or written again. A catch-up read takes such a piece with one GET, as it would
-// from a copy, and the index costs ~130 bytes of etcd (and of the owner's memory) per
-// piece: at most ~260 bytes per MiB of data, against ~4 KiB per GiB for segments copied to
-// the default 64 MiB. Smaller pieces are copied into one stored segment. At the maximum
-// rate segments are about 1 MiB (a request's worth), so most of what a busy partition
-// writes is linked and written once (docs/BENCHMARKS.md).
+// from a copy, and the index costs ~150 bytes of etcd (and of the owner's memory) per
+// piece: at most ~300 bytes per MiB of data, against ~4 KiB per GiB for segments copied to
+// the default 64 MiB (an entry of ~240 bytes). Smaller pieces are copied into one stored
+// segment. At the maximum rate segments are about 1.1 MB (a request's worth), so what a
+// busy partition writes is linked and written once (docs/BENCHMARKS.md, run 15).
 const DefaultMergeLinkBytes = 512 << 10
 
-// maxLinkParts bounds the parts of a linked segment: its index value (~130 bytes a part)
+// maxLinkParts bounds the parts of a linked segment: its index value (~150 bytes a part)
 // and what a reader caches of it. A merge that would link more copies instead.
 const maxLinkParts = 128
 
@@ -584,15 +584,5 @@ func tombstoneOf(old []indexed, reason string, now time.Time) *coordination.Tomb
 	if fresh {
 		return nil
 	}
-	t := &coordination.Tombstone{Reason: reason}
-	seen := map[string]bool{}
-	for _, s := range old {
-		for _, o := range s.Objects() {
-			if !seen[o] {
-				seen[o] = true
-				t.Objects = append(t.Objects, o)
-			}
-		}
-	}
-	return t
+	return &coordination.Tombstone{Objects: coordination.ObjectsOf(metas(old)), Reason: reason}
 }

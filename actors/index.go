@@ -12,7 +12,7 @@ const (
 	indexRun   = 64
 	indexFetch = 8
 	// indexPieces bounds the stored segments a cached run names (a linked segment names
-	// up to maxLinkParts): what a partition's cache holds, ~130 KiB at most.
+	// up to maxLinkParts): what a partition's cache holds, ~150 KiB at most.
 	indexPieces = 1024
 )
 

@@ -90,20 +90,15 @@ func (c *Client) purgeSegments(ctx context.Context, topic string, p int32, uncha
 		if len(resp.Kvs) == 0 {
 			return nil
 		}
-		seen := map[string]bool{}
-		t := Tombstone{RemovedAt: c.now(), Reason: RemovedByDelete}
+		metas := make([]SegmentMeta, 0, len(resp.Kvs))
 		for _, kv := range resp.Kvs {
 			m, err := decodeSegment(kv)
 			if err != nil {
 				return fmt.Errorf("purge %s/%d: %w", topic, p, err)
 			}
-			for _, o := range m.Objects() {
-				if !seen[o] {
-					seen[o] = true
-					t.Objects = append(t.Objects, o)
-				}
-			}
+			metas = append(metas, m)
 		}
+		t := Tombstone{Objects: ObjectsOf(metas), RemovedAt: c.now(), Reason: RemovedByDelete}
 		first := resp.Kvs[0]
 		base := strings.TrimPrefix(string(first.Key), prefix)
 		noOwner := clientv3.Compare(clientv3.CreateRevision(c.keys.Lease(topic, p)), "=", 0)

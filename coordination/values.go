@@ -3,7 +3,6 @@ package coordination
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -76,14 +75,19 @@ func (m *SegmentMeta) Pieces() []SegmentPart {
 }
 
 // Objects returns the objects m's bytes are in, each once.
-func (m *SegmentMeta) Objects() []string {
-	if len(m.Parts) == 0 {
-		return []string{m.Object}
-	}
-	out := make([]string, 0, 1)
-	for _, p := range m.Parts {
-		if !slices.Contains(out, p.Object) {
-			out = append(out, p.Object)
+func (m *SegmentMeta) Objects() []string { return ObjectsOf([]SegmentMeta{*m}) }
+
+// ObjectsOf returns the objects the bytes of segs are in, each once, in the order they
+// are first named: what a tombstone of segs lists.
+func ObjectsOf(segs []SegmentMeta) []string {
+	var out []string
+	seen := map[string]bool{}
+	for i := range segs {
+		for _, p := range segs[i].Pieces() {
+			if !seen[p.Object] {
+				seen[p.Object] = true
+				out = append(out, p.Object)
+			}
 		}
 	}
 	return out
