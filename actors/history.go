@@ -49,6 +49,15 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 			if err != nil {
 				return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
 			}
+			if out == nil {
+				// All of recs is at or after from and within maxBytes, and its slice
+				// is the cache's answer, not the cache's own: keep it rather than copy.
+				out = recs
+				for i := range recs {
+					size += recs[i].Size()
+				}
+				continue
+			}
 			out, size, full = segmentstore.Take(out, size, recs, from, maxBytes)
 		}
 	}

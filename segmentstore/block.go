@@ -138,22 +138,35 @@ func checkBlock(b []byte, e IndexEntry) (blockHeader, error) {
 // decode inflates the payload into raw (len rawLen), which the records then alias, and
 // appends them to dst.
 func (bh *blockHeader) decode(dst []Record, raw []byte) ([]Record, error) {
+	raw, err := bh.inflate(raw)
+	if err != nil {
+		return nil, err
+	}
+	return bh.parse(dst, raw)
+}
+
+// inflate returns the block's record bytes in raw (len rawLen): decompressed, or copied
+// from a block stored raw.
+func (bh *blockHeader) inflate(raw []byte) ([]byte, error) {
 	if bh.codec == CodecLZ4 {
 		n, err := lz4.UncompressBlock(bh.payload, raw)
 		if err != nil || n != bh.rawLen {
 			return nil, corrupt("block", bh.pos, "lz4: %d of %d bytes: %v", n, bh.rawLen, err)
 		}
-	} else {
-		// Copy rather than alias stored blocks, so that records never pin or share the bytes
-		// of a whole object. Without a buffer, appending to nil allocates one that is not
-		// zeroed first (catch-up reads of incompressible blocks spent 7% of the agent's CPU
-		// clearing buffers they then overwrote).
-		if raw == nil {
-			raw = append([]byte(nil), bh.payload...)
-		} else {
-			copy(raw, bh.payload)
-		}
+		return raw, nil
 	}
+	// Without a buffer, appending to nil allocates one that is not zeroed first (catch-up
+	// reads of incompressible blocks spent 7% of the agent's CPU clearing buffers they
+	// then overwrote).
+	if raw == nil {
+		return append([]byte(nil), bh.payload...), nil
+	}
+	copy(raw, bh.payload)
+	return raw, nil
+}
+
+// parse appends the records of raw, the block's record bytes, which they alias, to dst.
+func (bh *blockHeader) parse(dst []Record, raw []byte) ([]Record, error) {
 	dst, err := decodeRecords(dst, raw, bh.first, bh.count)
 	if err != nil {
 		return nil, corrupt("block", bh.pos, "%v", err)
@@ -165,8 +178,9 @@ func (bh *blockHeader) decode(dst []Record, raw []byte) ([]Record, error) {
 }
 
 // DecodeBlock verifies and decodes the block described by e, whose bytes are exactly b.
-// The returned records alias one buffer allocated for the block, never b; callers may keep
-// them but must not modify them.
+// The returned records alias one buffer allocated for the block, never b, so that they
+// never pin or share the bytes of a whole object; callers may keep them but must not
+// modify them.
 func DecodeBlock(b []byte, e IndexEntry) ([]Record, error) {
 	bh, err := checkBlock(b, e)
 	if err != nil {
@@ -177,6 +191,25 @@ func DecodeBlock(b []byte, e IndexEntry) ([]Record, error) {
 		raw = make([]byte, bh.rawLen)
 	}
 	return bh.decode(make([]Record, 0, bh.count), raw)
+}
+
+// decodeBlockInPlace is DecodeBlock for a caller that keeps b as long as the records: those
+// of a block stored raw alias b rather than a copy. inflated is the size of the buffer
+// allocated for a compressed block's records (0 for one stored raw).
+func decodeBlockInPlace(b []byte, e IndexEntry) (recs []Record, inflated int, err error) {
+	bh, err := checkBlock(b, e)
+	if err != nil {
+		return nil, 0, err
+	}
+	raw := bh.payload
+	if bh.codec == CodecLZ4 {
+		if raw, err = bh.inflate(make([]byte, bh.rawLen)); err != nil {
+			return nil, 0, err
+		}
+		inflated = bh.rawLen
+	}
+	recs, err = bh.parse(make([]Record, 0, bh.count), raw)
+	return recs, inflated, err
 }
 
 // decodeRecords appends count records parsed from raw, which they then alias, to dst.

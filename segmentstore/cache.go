@@ -20,7 +20,59 @@ type Cache struct {
 
 type cacheKey struct {
 	object string
-	block  int // -1: the segment's footer (its Reader)
+	block  int // footerBlock: the segment's footer (its Reader); wholeBlock: all of it
+}
+
+// Cache keys of a segment besides its blocks'.
+const (
+	footerBlock = -1 // its Reader, for segments read a range at a time
+	wholeBlock  = -2 // a wholeSegment, for segments read in one GET
+)
+
+// wholeSegment is the cache entry of a segment read whole: its footer and every block
+// decoded, the records of blocks stored raw aliasing the segment's bytes rather than a
+// copy of them. It is one entry, accounted for those bytes, so that evicting it lets them
+// go: blocks cached one by one would each pin the whole buffer.
+type wholeSegment struct {
+	rd     *Reader
+	blocks [][]Record
+}
+
+// take returns the records with offsets ≥ from, up to maxBytes of payload.
+func (w *wholeSegment) take(from int64, maxBytes int) []Record {
+	var out []Record
+	got, full := 0, false
+	for i := w.rd.Locate(from); i < len(w.blocks) && !full; i++ {
+		out, got, full = Take(out, got, w.blocks[i], from, maxBytes)
+	}
+	return out
+}
+
+// readWhole reads the segment of size bytes with one ranged read and decodes it; cost is
+// what it holds in memory, for the cache.
+func readWhole(ctx context.Context, object string, src RangeReader, size int64) (w *wholeSegment, cost int64, err error) {
+	b, err := src.ReadRange(ctx, 0, size)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read %s: %w", object, err)
+	}
+	if int64(len(b)) != size {
+		return nil, 0, corrupt("segment", 0, "read %d bytes, asked for %d", len(b), size)
+	}
+	w = &wholeSegment{}
+	if w.rd, err = OpenReader(ctx, BytesReader(b), size); err != nil {
+		return nil, 0, err
+	}
+	w.blocks = make([][]Record, len(w.rd.index))
+	cost = size
+	for i, e := range w.rd.index {
+		recs, inflated, err := decodeBlockInPlace(b[e.Position:e.Position+e.Length], e)
+		if err != nil {
+			return nil, 0, err
+		}
+		w.blocks[i] = recs
+		cost += int64(inflated) + int64(len(recs))*recordOverhead
+	}
+	return w, cost, nil
 }
 
 type cacheEntry struct {
@@ -53,11 +105,15 @@ func (c *Cache) get(k cacheKey) (any, bool) {
 // GET each rather than one for the footer and more for the blocks.
 const wholeObjectBytes = 2 << 20
 
+// recordOverhead is what the cache counts for a decoded record besides its payload: the
+// Record itself and slice headers.
+const recordOverhead = 64
+
 // putBlock caches the decoded records of block i of object.
 func (c *Cache) putBlock(object string, i int, recs []Record) {
 	var sz int64
 	for k := range recs {
-		sz += int64(recs[k].Size()) + 64
+		sz += int64(recs[k].Size()) + recordOverhead
 	}
 	c.put(cacheKey{object, i}, recs, sz)
 }
@@ -102,43 +158,32 @@ func (c *Cache) Bytes() int64 {
 }
 
 // ReadObject returns records with offsets ≥ from of the segment stored as object (of size
-// bytes), up to maxBytes of payload (at least one record), through the cache: the footer
-// and each block are fetched with ranged reads at most once while they stay cached, a run
-// of missing blocks in one read, and an object no larger than maxBytes whole.
+// bytes), up to maxBytes of payload (at least one record), through the cache. A segment
+// no larger than maxBytes or wholeObjectBytes is read with one GET and cached whole;
+// of a larger one, the footer and each block are fetched with ranged reads at most once
+// while they stay cached, a run of missing blocks in one read.
 func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, size int64, from int64, maxBytes int) ([]Record, error) {
+	if v, ok := c.get(cacheKey{object, wholeBlock}); ok {
+		return v.(*wholeSegment).take(from, maxBytes), nil
+	}
 	var rd *Reader
-	if v, ok := c.get(cacheKey{object, -1}); ok {
+	if v, ok := c.get(cacheKey{object, footerBlock}); ok {
 		rd = v.(*Reader)
-	} else {
-		// A small object is fetched whole, footer and blocks in one GET, and every block
-		// is cached: readers go through segments in order, so the next fetch wants them.
-		local := src
-		whole := size <= max(int64(maxBytes), wholeObjectBytes)
-		if whole {
-			b, err := src.ReadRange(ctx, 0, size)
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", object, err)
-			}
-			local = BytesReader(b)
-		}
-		var err error
-		if rd, err = OpenReader(ctx, local, size); err != nil {
+	} else if size <= max(int64(maxBytes), wholeObjectBytes) {
+		// Every block is decoded and cached: readers go through segments in order, so
+		// the next fetch wants them.
+		w, cost, err := readWhole(ctx, object, src, size)
+		if err != nil {
 			return nil, err
 		}
-		if whole && len(rd.index) > 0 {
-			blocks, err := rd.ReadBlocks(ctx, 0, len(rd.index))
-			if err != nil {
-				return nil, err
-			}
-			for i, recs := range blocks {
-				c.putBlock(object, i, recs)
-			}
+		c.put(cacheKey{object, wholeBlock}, w, cost)
+		return w.take(from, maxBytes), nil
+	} else {
+		var err error
+		if rd, err = OpenReader(ctx, src, size); err != nil {
+			return nil, err
 		}
-		// The cached reader reads the store: the cache must not hold the whole object
-		// through it. This call goes on with the bytes in hand.
-		cached := *rd
-		cached.src = src
-		c.put(cacheKey{object, -1}, &cached, int64(len(rd.index))*indexEntryLen)
+		c.put(cacheKey{object, footerBlock}, rd, int64(len(rd.index))*indexEntryLen)
 	}
 	var out []Record
 	got, full := 0, false // got: payload bytes in out (size is the object's)

@@ -49,8 +49,17 @@ func Take(out []Record, size int, recs []Record, from int64, maxBytes int) ([]Re
 		if len(out) > 0 && size+s > maxBytes {
 			return out, size, true
 		}
+		if out == nil {
+			// Room for maxBytes of records the size of this one: a fetch takes from
+			// many blocks, and growing by doubling would copy its records again and
+			// again (each copy a large allocation for a fetch of a thousand).
+			out = make([]Record, 0, min((maxBytes-size)/max(s, 1)+1, maxTakeCap))
+		}
 		out = append(out, recs[i])
 		size += s
 	}
 	return out, size, false
 }
+
+// maxTakeCap bounds the room Take makes up front, for tiny records and large fetches.
+const maxTakeCap = 4096

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/pierrec/lz4/v4"
 )
@@ -351,4 +352,90 @@ func TestEncoderProbesAfterIncompressibleBlocks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A segment read whole is one cache entry that accounts for the bytes its records alias
+// (blocks stored raw are not copied out of them), and is evicted as one: no block of it
+// can stay cached, pinning the whole buffer, while counting only its own size.
+func TestCacheHoldsASegmentReadWholeAsOneEntry(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 8))
+	segment := func(base int64, n int) ([]Record, []byte) {
+		recs := make([]Record, n)
+		for i := range recs {
+			v := make([]byte, 1000)
+			for j := range v {
+				v[j] = byte(rng.Uint32()) // incompressible: stored raw, read in place
+			}
+			recs[i] = Record{Offset: base + int64(i), Timestamp: 1, Value: v}
+		}
+		data, err := Encode("t", 0, recs, Options{BlockSize: 16 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs, data
+	}
+	recsA, dataA := segment(0, 200)
+	recsB, dataB := segment(200, 60) // evicts a, though not as many bytes as a's
+	if c := storedCodecs(t, dataA, recsA); c[0] != CodecNone {
+		t.Fatalf("blocks stored as %v, want raw", c)
+	}
+	a, b := &countingReader{BytesReader: dataA}, &countingReader{BytesReader: dataB}
+	// Room for one of the segments with its records, not for both.
+	cache := NewCache(int64(len(dataA)) + 200*recordOverhead + 1024)
+	got, err := cache.ReadObject(ctx, "a", a, int64(len(dataA)), 50, 1<<20)
+	if err != nil || !reflect.DeepEqual(got, recsA[50:]) {
+		t.Fatalf("read a from 50: %d records, %v", len(got), err)
+	}
+	if n := checkAliasAccounting(t, cache, dataA); n == 0 {
+		t.Fatal("records of blocks stored raw were copied out of the segment read whole")
+	}
+	if got, err := cache.ReadObject(ctx, "a", a, int64(len(dataA)), 0, 1<<20); err != nil || !reflect.DeepEqual(got, recsA) || a.reads != 1 {
+		t.Fatalf("cached read of a: %d records, %d reads, %v", len(got), a.reads, err)
+	}
+	if got, err := cache.ReadObject(ctx, "b", b, int64(len(dataB)), 200, 3000); err != nil || !reflect.DeepEqual(got, recsB[:3]) {
+		t.Fatalf("read b: %d records, %v", len(got), err)
+	}
+	if held, limit := cache.Bytes(), int64(len(dataA))+200*recordOverhead+1024; held > limit {
+		t.Fatalf("cache holds %d bytes over its limit %d", held, limit)
+	}
+	checkAliasAccounting(t, cache, dataA)
+	// a went out whole: reading any of it again is one GET of all of it.
+	if got, err := cache.ReadObject(ctx, "a", a, int64(len(dataA)), 199, 1<<20); err != nil || !reflect.DeepEqual(got, recsA[199:]) || a.reads != 2 {
+		t.Fatalf("read a again: %d records, %d reads, %v", len(got), a.reads, err)
+	}
+}
+
+// checkAliasAccounting fails t if an entry of cache holds records that alias data
+// without accounting for all of data (the entry keeps it all from the collector), and
+// returns how many records alias it.
+func checkAliasAccounting(t *testing.T, cache *Cache, data []byte) (aliasing int) {
+	t.Helper()
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
+	hi := lo + uintptr(len(data))
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	for _, el := range cache.items {
+		ent := el.Value.(*cacheEntry)
+		var blocks [][]Record
+		switch v := ent.value.(type) {
+		case []Record:
+			blocks = [][]Record{v}
+		case *wholeSegment:
+			blocks = v.blocks
+		}
+		n := 0
+		for _, recs := range blocks {
+			for _, r := range recs {
+				if p := uintptr(unsafe.Pointer(unsafe.SliceData(r.Value))); len(r.Value) > 0 && p >= lo && p < hi {
+					n++
+				}
+			}
+		}
+		if n > 0 && ent.size < int64(len(data)) {
+			t.Fatalf("cache entry %v holds %d records in a buffer of %d bytes, accounting %d", ent.key, n, len(data), ent.size)
+		}
+		aliasing += n
+	}
+	return aliasing
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +42,7 @@ type benchOptions struct {
 	progress   time.Duration
 	fetchBytes int32
 	json       bool
+	cpuProfile string
 }
 
 func (c *cli) benchCmd() *cobra.Command {
@@ -78,6 +81,7 @@ The topic is created with --partitions (and --linger-ms) if it does not exist.`,
 	f.DurationVar(&o.progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
 	f.Int32Var(&o.fetchBytes, "fetch-bytes", 1<<20, "max bytes per fetch")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of this client over the run to this file (none if empty)")
 	for _, mode := range []string{"produce", "consume", "e2e"} {
 		cmd.AddCommand(&cobra.Command{
 			Use:   mode,
@@ -91,7 +95,14 @@ The topic is created with --partitions (and --linger-ms) if it does not exist.`,
 				if err != nil {
 					return err
 				}
+				stop, err := startCPUProfile(o.cpuProfile)
+				if err != nil {
+					return err
+				}
 				r, err := runBench(cmd.Context(), cl, mode, *o, cmd.ErrOrStderr())
+				if perr := stop(); err == nil {
+					err = perr
+				}
 				if err != nil {
 					return err
 				}
@@ -100,6 +111,30 @@ The topic is created with --partitions (and --linger-ms) if it does not exist.`,
 		})
 	}
 	return cmd
+}
+
+// startCPUProfile profiles this process into path until the returned stop is called; it
+// does nothing when path is empty. The client's own cost is part of every figure a bench
+// reports on one machine, so it is worth seeing where it goes.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 func (o *benchOptions) validate() error {

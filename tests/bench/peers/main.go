@@ -32,12 +32,13 @@ func main() {
 	only := flag.String("only", "", `run one phase alone (for A/B runs of agent settings): "throughput" (max-rate produce, its CPU per record and merge cost) "latency" (1000 records/s and its floor) or "memory" (the phases that fill the agent's budgets, then 100 partitions at max rate, sampling its memory)`)
 	flag.IntVar(&load.batch, "batch", 1000, "records per produce request in the max-rate phases (1000 of 1 KiB: kgo's default batch of up to 1 MB)")
 	flag.IntVar(&load.inFlight, "in-flight", 2, "requests each of the producers keeps in flight in the max-rate phases")
+	profile := flag.String("profile", "", "write CPU profiles of each phase into this directory: the load generator's over the phase, the agent's over a window of half the phase (at most 8s) starting a second in")
 	flag.Parse()
 	if *only != "" && *only != "throughput" && *only != "latency" && *only != "memory" {
 		fmt.Fprintf(os.Stderr, "bench-peers: -only %q: want throughput, latency or memory\n", *only)
 		os.Exit(2)
 	}
-	if err := run(*duration, *idle, *out, *only); err != nil {
+	if err := run(*duration, *idle, *out, *only, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-peers:", err)
 		os.Exit(1)
 	}
@@ -100,7 +101,7 @@ type results struct {
 	MergeAmplification float64 `json:"merge_bytes_per_segment_byte"`
 }
 
-func run(duration, idle time.Duration, out, only string) error {
+func run(duration, idle time.Duration, out, only, profileDir string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-peers-")
 	if err != nil {
@@ -133,9 +134,17 @@ func run(duration, idle time.Duration, out, only string) error {
 	metricsURL := "http://" + agent.AdminAddr + "/metrics"
 	var lastClientCPU time.Duration // of the last streamctl bench
 	var lastWrite time.Time         // when the last phase that wrote ended
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			return err
+		}
+	}
+	prof := &profiler{dir: profileDir, adminAddr: agent.AdminAddr, window: min(duration/2, 8*time.Second)}
 	bench := func(args ...string) (benchReport, error) {
 		fmt.Fprintf(os.Stderr, "streamctl bench %s\n", strings.Join(args, " "))
-		cmd := exec.Command(ctl, append(append([]string{"--addr", agent.GRPCAddr, "bench"}, args...), "--json", "--progress", "5s")...)
+		profArgs, profWait := prof.start(phaseName(args))
+		defer profWait()
+		cmd := exec.Command(ctl, append(append(append([]string{"--addr", agent.GRPCAddr, "bench"}, args...), profArgs...), "--json", "--progress", "5s")...)
 		cmd.Stderr = os.Stderr
 		b, err := cmd.Output()
 		if args[0] != "consume" {
