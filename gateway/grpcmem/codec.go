@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
+
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 )
 
 // ServerOptions are the gRPC server options of the client API: message buffers from a
@@ -18,7 +20,7 @@ func ServerOptions() []grpc.ServerOption {
 	pool := NewBufferPool()
 	return []grpc.ServerOption{
 		experimental.BufferPool(pool),
-		grpc.ForceServerCodecV2(newCodec(pool)),
+		grpc.ForceServerCodecV2(newCodec(pool, false)),
 		grpc.WriteBufferSize(TransportBufferBytes),
 		grpc.ReadBufferSize(TransportBufferBytes),
 		// The write buffer goes back to a pool between flushes: idle connections
@@ -34,7 +36,7 @@ func DialOptions() []grpc.DialOption {
 	pool := NewBufferPool()
 	return []grpc.DialOption{
 		experimental.WithBufferPool(pool),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newCodec(pool))),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newCodec(pool, true))),
 		grpc.WithWriteBufferSize(TransportBufferBytes),
 		grpc.WithReadBufferSize(TransportBufferBytes),
 		grpc.WithSharedWriteBuffer(true),
@@ -56,13 +58,17 @@ const StreamWindowBytes = 2 << 20
 // codec is gRPC's protobuf codec but for the buffers of large messages: gRPC's takes
 // them from its default pool, which zeroes them first (a 1 MiB buffer for a message of
 // 100 KiB), this one from pool.
+//
+// A client's codec also decodes fetch answers with their records' bytes aliasing the
+// message (decodeFetchResponse) rather than copied one by one.
 type codec struct {
 	encoding.CodecV2
-	pool mem.BufferPool
+	pool       mem.BufferPool
+	aliasFetch bool
 }
 
-func newCodec(pool mem.BufferPool) codec {
-	return codec{CodecV2: encoding.GetCodecV2("proto"), pool: pool}
+func newCodec(pool mem.BufferPool, aliasFetch bool) codec {
+	return codec{CodecV2: encoding.GetCodecV2("proto"), pool: pool, aliasFetch: aliasFetch}
 }
 
 // Marshal encodes v into a buffer of exactly its size from the pool (a small message
@@ -95,6 +101,10 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("unmarshal: %T is not a protobuf message", v)
+	}
+	if f, ok := m.(*pb.FetchResponse); ok && c.aliasFetch {
+		// A buffer of its own, not the pool's: the records keep it.
+		return decodeFetchResponse(data.Materialize(), f)
 	}
 	buf := data.MaterializeToBuffer(c.pool)
 	defer buf.Free()

@@ -14,7 +14,7 @@ import (
 // and a pooled buffer that held another message before leaks nothing into the next one.
 func TestCodecDecodesFromPooledBuffers(t *testing.T) {
 	pool := NewBufferPool()
-	c := newCodec(pool)
+	c := newCodec(pool, false)
 	msg := func(n int, fill byte) *pb.ProduceRequest {
 		req := &pb.ProduceRequest{Topic: "orders"}
 		for range n {

@@ -371,6 +371,8 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 	if segs := settled.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed"); segs > 0 {
 		res.MergeAmplification = (settled.sum("streamhouse_merged_bytes_total") - before.sum("streamhouse_merged_bytes_total")) / segs
 	}
+	fmt.Fprintf(os.Stderr, "max-rate produce: %.0f rec/s; CPU µs per record with its merges: %s\n",
+		res.Throughput.Produce.RecordsPerSec, formatCPU(res.CPUMicrosPerRecordSettled))
 	if only == "throughput" {
 		printQuick(os.Stdout, *res)
 		return true, writeJSON(out, *res)
