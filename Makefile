@@ -117,8 +117,8 @@ chaos: tools ## fault injection, CHAOS_FAULTS (200) faults with CHAOS_SEED (1): 
 	@cat $(BIN)/chaos-report.md
 
 .PHONY: bench bench-peers
-bench-peers: tools $(BIN)/.nats-server-$(NATS_SERVER_VERSION) $(BIN)/.natscli-$(NATSCLI_VERSION) ## StreamHouse (gRPC and Kafka) vs NATS JetStream and the floors (MinIO PUT, etcd txn, LZ4), one run; BENCH_DURATION per phase (20s)
-	$(GO) run ./tests/bench/peers -duration $(BENCH_DURATION) -json $(BIN)/bench-peers.json | tee $(BIN)/bench-peers.md
+bench-peers: tools $(BIN)/.nats-server-$(NATS_SERVER_VERSION) $(BIN)/.natscli-$(NATSCLI_VERSION) ## StreamHouse (gRPC and Kafka) vs NATS JetStream and the floors (MinIO PUT, etcd txn, LZ4), one run; BENCH_DURATION per phase (20s); BENCH_PROFILE=dir also writes CPU profiles of each phase
+	$(GO) run ./tests/bench/peers -duration $(BENCH_DURATION) -json $(BIN)/bench-peers.json $(if $(BENCH_PROFILE),-profile $(BENCH_PROFILE)) | tee $(BIN)/bench-peers.md
 
 bench: tools ## segment codec vs raw LZ4; etcd commit latency; produce throughput and latency vs their floor
 	$(GO) test -run '^$$' -bench '^BenchmarkSegment$$' -count $(BENCHCOUNT) ./segmentstore/ | tee $(BIN)/bench-segment.txt
