@@ -42,9 +42,7 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 			if pc.Last < from {
 				continue // a linked segment's parts before from
 			}
-			// The cache knows a segment by its object and offset: objects hold several,
-			// and a merge that links segments leaves them where they are, cached.
-			id := pc.Object + "@" + strconv.FormatInt(pc.Offset, 10)
+			id := pieceID(pc)
 			recs, err := h.cache.ReadObject(ctx, id, objstore.Object{Store: h.store, Key: pc.Object, Offset: pc.Offset}, pc.ZBytes, from, max(maxBytes-size, 1))
 			if err != nil {
 				return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
@@ -62,4 +60,10 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 		}
 	}
 	return out, nil
+}
+
+// pieceID names a piece in the cache: by its object and offset, since objects hold
+// several segments, and a merge that links segments leaves them where they are, cached.
+func pieceID(pc coordination.SegmentPart) string {
+	return pc.Object + "@" + strconv.FormatInt(pc.Offset, 10)
 }

@@ -11,11 +11,20 @@ import (
 // readers of an agent so that repeated reads of the same segment cost no GETs. It is safe
 // for concurrent use.
 type Cache struct {
-	mu    sync.Mutex
-	limit int64
-	bytes int64
-	lru   *list.List // of *cacheEntry, most recent first
-	items map[cacheKey]*list.Element
+	mu      sync.Mutex
+	limit   int64
+	bytes   int64
+	lru     *list.List // of *cacheEntry, most recent first
+	items   map[cacheKey]*list.Element
+	loading map[string]*wholeLoad // segments being read whole, by object
+}
+
+// wholeLoad is a read of a whole segment in progress, which later readers of the same
+// segment (consumers of one partition side by side) wait for rather than GET it again.
+type wholeLoad struct {
+	done chan struct{}
+	w    *wholeSegment
+	err  error
 }
 
 type cacheKey struct {
@@ -83,7 +92,7 @@ type cacheEntry struct {
 
 // NewCache returns a cache holding at most limit bytes (estimated from payload sizes).
 func NewCache(limit int64) *Cache {
-	return &Cache{limit: limit, lru: list.New(), items: map[cacheKey]*list.Element{}}
+	return &Cache{limit: limit, lru: list.New(), items: map[cacheKey]*list.Element{}, loading: map[string]*wholeLoad{}}
 }
 
 func (c *Cache) get(k cacheKey) (any, bool) {
@@ -172,11 +181,10 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 	} else if size <= max(int64(maxBytes), wholeObjectBytes) {
 		// Every block is decoded and cached: readers go through segments in order, so
 		// the next fetch wants them.
-		w, cost, err := readWhole(ctx, object, src, size)
+		w, err := c.loadWhole(ctx, object, src, size)
 		if err != nil {
 			return nil, err
 		}
-		c.put(cacheKey{object, wholeBlock}, w, cost)
 		return w.take(from, maxBytes), nil
 	} else {
 		var err error
@@ -216,4 +224,42 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 		i = end
 	}
 	return out, nil
+}
+
+// loadWhole reads the segment whole into the cache, or waits for a read of it already
+// under way by another reader.
+func (c *Cache) loadWhole(ctx context.Context, object string, src RangeReader, size int64) (*wholeSegment, error) {
+	if c == nil {
+		w, _, err := readWhole(ctx, object, src, size)
+		return w, err
+	}
+	c.mu.Lock()
+	if l, ok := c.loading[object]; ok {
+		c.mu.Unlock()
+		select {
+		case <-l.done:
+			if l.err == nil {
+				return l.w, nil
+			}
+			// Its reader's error (a context ended, maybe): try once more on ours.
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	l := &wholeLoad{done: make(chan struct{})}
+	c.loading[object] = l
+	c.mu.Unlock()
+	var cost int64
+	l.w, cost, l.err = readWhole(ctx, object, src, size)
+	if l.err == nil {
+		c.put(cacheKey{object, wholeBlock}, l.w, cost)
+	}
+	c.mu.Lock()
+	if c.loading[object] == l {
+		delete(c.loading, object)
+	}
+	c.mu.Unlock()
+	close(l.done)
+	return l.w, l.err
 }

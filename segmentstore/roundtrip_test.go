@@ -7,7 +7,9 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/pierrec/lz4/v4"
@@ -438,4 +440,53 @@ func checkAliasAccounting(t *testing.T, cache *Cache, data []byte) (aliasing int
 		aliasing += n
 	}
 	return aliasing
+}
+
+// gatedReader counts ranged reads and holds each until gate is closed.
+type gatedReader struct {
+	BytesReader
+	gate  chan struct{}
+	reads atomic.Int32
+}
+
+func (g *gatedReader) ReadRange(ctx context.Context, off, n int64) ([]byte, error) {
+	g.reads.Add(1)
+	<-g.gate
+	return g.BytesReader.ReadRange(ctx, off, n)
+}
+
+// Readers of a segment that come while another reads it whole wait for that read instead
+// of reading the segment again (consumers of one partition side by side).
+func TestConcurrentReadsOfASegmentShareOneGET(t *testing.T) {
+	ctx := context.Background()
+	recs := jsonRecords(300)
+	data, err := Encode("orders", 1, recs, Options{BlockSize: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &gatedReader{BytesReader: data, gate: make(chan struct{})}
+	cache := NewCache(64 << 20)
+	got := make(chan []Record, 3)
+	for from := range 3 {
+		go func() {
+			r, err := cache.ReadObject(ctx, "obj", src, int64(len(data)), int64(from*100), 1<<20)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- r
+		}()
+	}
+	for src.reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the others are waiting now, or about to
+	close(src.gate)
+	for range 3 {
+		if r := <-got; len(r) == 0 || !reflect.DeepEqual(r, recs[r[0].Offset:]) {
+			t.Fatalf("a reader got %d records", len(r))
+		}
+	}
+	if n := src.reads.Load(); n != 1 {
+		t.Fatalf("%d ranged reads of one segment by 3 readers at once, want 1", n)
+	}
 }
