@@ -17,6 +17,11 @@
 //     their verified blocks behind a new header and footer, without decompressing
 //     (ConcatParts: the same without the copy, as pieces to write in order).
 //
+// Cache is the agent's memory of what it read: a segment of up to 2 MiB (a busy
+// partition's flush) is read with one GET and held as one entry, the records of its
+// blocks stored raw aliasing the bytes read; a larger one is read a footer and a run of
+// blocks at a time, each block cached on its own.
+//
 // The object stores that hold segments (s3:// and file://) live in the objstore
 // subpackage.
 package segmentstore

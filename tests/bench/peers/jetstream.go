@@ -47,8 +47,12 @@ func runJetStream(ctx context.Context, dir string, duration time.Duration) (jetS
 		if always {
 			n = strconv.Itoa(int(5_000 * duration.Seconds() / 2)) // fsync per ack is slower
 		}
+		// The stream holds every message: nats bench's default limit of 1 GB refused the
+		// messages of phases longer than 20s. 2 KB a message covers its headers.
+		count, _ := strconv.Atoi(n)
+		maxBytes := fmt.Sprintf("%dMB", count*2/1000+64)
 		out, err := natsBench(url, "js", "pub", "async", "bench.async", "--create", "--storage", "file", "--size", "1KB",
-			"--msgs", n, "--clients", "4", "--purge")
+			"--msgs", n, "--clients", "4", "--purge", "--maxbytes", maxBytes)
 		if err == nil {
 			var rate float64
 			if rate, err = parseRate(out); always {
