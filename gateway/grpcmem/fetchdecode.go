@@ -39,154 +39,114 @@ func decodeFetchResponse(b []byte, m *pb.FetchResponse) error {
 	proto.Reset(m)
 	// Count the records first, to allocate them at once.
 	n := 0
-	for rest := b; len(rest) > 0; {
-		num, typ, l := consumeTag(rest)
-		if l < 0 {
-			return fmt.Errorf("fetch response: %w", protowire.ParseError(l))
-		}
-		v := protowire.ConsumeFieldValue(num, typ, rest[l:])
-		if v < 0 {
-			return fmt.Errorf("fetch response: field %d: %w", num, protowire.ParseError(v))
-		}
-		l += v
-		if num == fetchRecords && typ == protowire.BytesType {
+	err := eachField(b, func(f field) error {
+		if f.num == fetchRecords && f.typ == protowire.BytesType {
 			n++
 		}
-		rest = rest[l:]
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fetch response: %w", err)
 	}
 	recs := make([]pb.Record, n)
 	if n > 0 {
 		m.Records = make([]*pb.Record, 0, n)
 	}
-	for len(b) > 0 {
-		num, typ, l := consumeTag(b)
-		if l < 0 {
-			return fmt.Errorf("fetch response: %w", protowire.ParseError(l))
-		}
-		b = b[l:]
+	return eachField(b, func(f field) error {
 		switch {
-		case num == fetchRecords && typ == protowire.BytesType:
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return fmt.Errorf("fetch response: record %d: %w", len(m.Records), protowire.ParseError(l))
-			}
+		case f.num == fetchRecords && f.typ == protowire.BytesType:
 			r := &recs[len(m.Records)]
-			if err := decodeRecord(v, r); err != nil {
+			if err := decodeRecord(f.bytes, r); err != nil {
 				return fmt.Errorf("fetch response: record %d: %w", len(m.Records), err)
 			}
 			m.Records = append(m.Records, r)
-			b = b[l:]
-		case num == fetchHighWaterMark && typ == protowire.VarintType:
-			v, l := protowire.ConsumeVarint(b)
-			if l < 0 {
-				return fmt.Errorf("fetch response: high-water mark: %w", protowire.ParseError(l))
-			}
-			m.HighWaterMark = int64(v)
-			b = b[l:]
-		default:
-			if b, l = skipField(num, typ, b); l < 0 {
-				return fmt.Errorf("fetch response: field %d: %w", num, protowire.ParseError(l))
-			}
+		case f.num == fetchHighWaterMark && f.typ == protowire.VarintType:
+			m.HighWaterMark = int64(f.varint)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func decodeRecord(b []byte, r *pb.Record) error {
-	for len(b) > 0 {
-		num, typ, l := consumeTag(b)
-		if l < 0 {
-			return protowire.ParseError(l)
-		}
-		b = b[l:]
+	return eachField(b, func(f field) error {
 		switch {
-		case typ == protowire.BytesType && (num == recordKey || num == recordValue || num == recordHeaders):
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return protowire.ParseError(l)
+		case f.typ == protowire.BytesType && f.num == recordKey:
+			r.Key = f.bytes
+		case f.typ == protowire.BytesType && f.num == recordValue:
+			r.Value = f.bytes
+		case f.typ == protowire.BytesType && f.num == recordHeaders:
+			h := &pb.Header{}
+			if err := decodeHeader(f.bytes, h); err != nil {
+				return fmt.Errorf("header %d: %w", len(r.Headers), err)
 			}
-			b = b[l:]
-			switch num {
-			case recordKey:
-				r.Key = v[:len(v):len(v)]
-			case recordValue:
-				r.Value = v[:len(v):len(v)]
-			default:
-				h := &pb.Header{}
-				if err := decodeHeader(v, h); err != nil {
-					return fmt.Errorf("header %d: %w", len(r.Headers), err)
-				}
-				r.Headers = append(r.Headers, h)
-			}
-		case typ == protowire.VarintType && (num == recordTimestamp || num == recordOffset || num == recordPartition):
-			v, l := protowire.ConsumeVarint(b)
-			if l < 0 {
-				return protowire.ParseError(l)
-			}
-			b = b[l:]
-			switch num {
-			case recordTimestamp:
-				r.TimestampMs = int64(v)
-			case recordOffset:
-				r.Offset = int64(v)
-			default:
-				r.Partition = int32(v)
-			}
-		default:
-			if b, l = skipField(num, typ, b); l < 0 {
-				return protowire.ParseError(l)
-			}
+			r.Headers = append(r.Headers, h)
+		case f.typ == protowire.VarintType && f.num == recordTimestamp:
+			r.TimestampMs = int64(f.varint)
+		case f.typ == protowire.VarintType && f.num == recordOffset:
+			r.Offset = int64(f.varint)
+		case f.typ == protowire.VarintType && f.num == recordPartition:
+			r.Partition = int32(f.varint)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func decodeHeader(b []byte, h *pb.Header) error {
-	for len(b) > 0 {
-		num, typ, l := consumeTag(b)
-		if l < 0 {
-			return protowire.ParseError(l)
-		}
-		b = b[l:]
-		if typ != protowire.BytesType || (num != headerKey && num != headerValue) {
-			if b, l = skipField(num, typ, b); l < 0 {
-				return protowire.ParseError(l)
+	return eachField(b, func(f field) error {
+		switch {
+		case f.typ == protowire.BytesType && f.num == headerValue:
+			h.Value = f.bytes
+		case f.typ == protowire.BytesType && f.num == headerKey:
+			if !utf8.Valid(f.bytes) { // as proto3 requires of a string
+				return errInvalidUTF8
 			}
-			continue
+			h.Key = string(f.bytes)
 		}
-		v, l := protowire.ConsumeBytes(b)
+		return nil
+	})
+}
+
+// field is one field of a message with a varint or a length-delimited value. Fields of
+// other wire types, and those of a number or wire type the decoder does not expect, are
+// skipped as protobuf skips unknown fields.
+type field struct {
+	num    protowire.Number
+	typ    protowire.Type
+	varint uint64
+	bytes  []byte // capped: appending to it cannot write over what follows in the message
+}
+
+// eachField calls fn with each varint or length-delimited field of message b, in order,
+// and stops at the first error, its own or fn's.
+func eachField(b []byte, fn func(field) error) error {
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
 		if l < 0 {
 			return protowire.ParseError(l)
 		}
+		if !num.IsValid() { // ConsumeTag lets numbers past the largest through
+			return fmt.Errorf("invalid field number %d", num)
+		}
 		b = b[l:]
-		if num == headerValue {
-			h.Value = v[:len(v):len(v)]
-			continue
+		f := field{num: num, typ: typ}
+		switch typ {
+		case protowire.VarintType:
+			f.varint, l = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			f.bytes, l = protowire.ConsumeBytes(b)
+			f.bytes = f.bytes[:len(f.bytes):len(f.bytes)]
+		default:
+			l = protowire.ConsumeFieldValue(num, typ, b)
 		}
-		if !utf8.Valid(v) { // as proto3 requires of a string
-			return errInvalidUTF8
+		if l < 0 {
+			return fmt.Errorf("field %d: %w", num, protowire.ParseError(l))
 		}
-		h.Key = string(v)
+		b = b[l:]
+		if typ == protowire.VarintType || typ == protowire.BytesType {
+			if err := fn(f); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
-}
-
-// consumeTag is protowire.ConsumeTag, which also refuses field numbers above the largest
-// valid one, as protobuf's decoder does.
-func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
-	num, typ, l := protowire.ConsumeTag(b)
-	if l >= 0 && !num.IsValid() {
-		return 0, 0, -2 // protowire's code of an invalid field number, for ParseError
-	}
-	return num, typ, l
-}
-
-// skipField skips the value of a field this decoder does not keep: unknown, or known
-// but with another wire type, which protobuf treats as unknown.
-func skipField(num protowire.Number, typ protowire.Type, b []byte) ([]byte, int) {
-	l := protowire.ConsumeFieldValue(num, typ, b)
-	if l < 0 {
-		return b, l
-	}
-	return b[l:], l
 }

@@ -195,20 +195,30 @@ func waitReady(ctx context.Context, p *Process, timeout time.Duration, ready fun
 // httpOK returns a readiness check that GETs url and wants 200.
 func httpOK(url string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := GetOK(ctx, url)
 		if err != nil {
 			return err
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", url, resp.Status)
-		}
-		return nil
+		return resp.Body.Close()
 	}
+}
+
+// GetOK GETs url and returns the response if its status is 200, else an error; the
+// caller closes the body.
+func GetOK(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return resp, nil
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,20 +1,24 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
 // sample is one scrape of an agent's /metrics.
 type sample map[string]*dto.MetricFamily
 
 func scrape(url string) (sample, error) {
-	resp, err := http.Get(url)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := harness.GetOK(ctx, url)
 	if err != nil {
 		return nil, err
 	}

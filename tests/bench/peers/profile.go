@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
 // profiler takes CPU profiles of each load phase when -profile names a directory: the
@@ -45,18 +46,11 @@ func (p *profiler) agent(path string, window time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), window+30*time.Second)
 	defer cancel()
 	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.adminAddr, max(int(window.Seconds()), 1))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := harness.GetOK(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
