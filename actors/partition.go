@@ -442,7 +442,7 @@ func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
 }
 
 // serve answers a fetch below the high-water mark, from memory when it can, else from
-// the store on a goroutine of its own.
+// the store on a pooled goroutine.
 func (a *partitionActor) serve(m *partitionpb.FetchRequest, sender *actor.PID) {
 	maxBytes := int(m.MaxBytes)
 	if maxBytes <= 0 {

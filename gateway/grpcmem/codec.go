@@ -47,12 +47,13 @@ func DialOptions() []grpc.DialOption {
 
 // TransportBufferBytes is the size of a connection's socket read buffer and write
 // buffer. gRPC's default, 32 KiB, took 32 write system calls to send a fetch answer of
-// 1 MiB; they were 15% of the agent's CPU in a catch-up read (docs/BENCHMARKS.md).
+// 1 MiB; they were 14% of the agent's CPU in a catch-up read (docs/BENCHMARKS.md).
 const TransportBufferBytes = 256 << 10
 
-// StreamWindowBytes is a client stream's flow-control window: twice the default fetch.
-// A window set this way turns off gRPC's estimate of the bandwidth-delay product, which
-// on loopback grants little more than the 64 KiB it starts with.
+// StreamWindowBytes is a client stream's flow-control window: twice the default fetch,
+// so that a fetch answer goes out without waiting for the client to grant more. (A
+// window set this way turns off gRPC's estimate of the bandwidth-delay product, which
+// starts from 64 KiB and grows the window as it measures.)
 const StreamWindowBytes = 2 << 20
 
 // codec is gRPC's protobuf codec but for the buffers of large messages: gRPC's takes

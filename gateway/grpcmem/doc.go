@@ -7,4 +7,8 @@
 // buffer zeroed: at the maximum produce rate 4% of the agent's CPU when it decoded one
 // and 29% of streamctl bench's when it encoded one (docs/BENCHMARKS.md). ServerOptions is
 // for the agent's server, DialOptions for clients (streamctl).
+//
+// Both also size the transport's socket buffers for messages of a megabyte
+// (TransportBufferBytes), and a client's codec decodes fetch answers with the records'
+// bytes aliasing the message instead of copied one by one (decodeFetchResponse).
 package grpcmem
