@@ -182,31 +182,27 @@ func (bh *blockHeader) parse(dst []Record, raw []byte) ([]Record, error) {
 // never pin or share the bytes of a whole object; callers may keep them but must not
 // modify them.
 func DecodeBlock(b []byte, e IndexEntry) ([]Record, error) {
-	bh, err := checkBlock(b, e)
-	if err != nil {
-		return nil, err
-	}
-	var raw []byte
-	if bh.codec == CodecLZ4 {
-		raw = make([]byte, bh.rawLen)
-	}
-	return bh.decode(make([]Record, 0, bh.count), raw)
+	recs, _, err := decodeBlock(b, e, false)
+	return recs, err
 }
 
-// decodeBlockInPlace is DecodeBlock for a caller that keeps b as long as the records: those
-// of a block stored raw alias b rather than a copy. inflated is the size of the buffer
-// allocated for a compressed block's records (0 for one stored raw).
-func decodeBlockInPlace(b []byte, e IndexEntry) (recs []Record, inflated int, err error) {
+// decodeBlock is DecodeBlock; with inPlace, for a caller that keeps b as long as the
+// records, those of a block stored raw alias b rather than a copy. inflated is the size
+// of the buffer allocated for a compressed block's records (0 for one stored raw).
+func decodeBlock(b []byte, e IndexEntry, inPlace bool) (recs []Record, inflated int, err error) {
 	bh, err := checkBlock(b, e)
 	if err != nil {
 		return nil, 0, err
 	}
 	raw := bh.payload
-	if bh.codec == CodecLZ4 {
-		if raw, err = bh.inflate(make([]byte, bh.rawLen)); err != nil {
+	if bh.codec == CodecLZ4 || !inPlace {
+		var buf []byte // nil for a raw block: inflate copies it without zeroing a buffer
+		if bh.codec == CodecLZ4 {
+			buf, inflated = make([]byte, bh.rawLen), bh.rawLen
+		}
+		if raw, err = bh.inflate(buf); err != nil {
 			return nil, 0, err
 		}
-		inflated = bh.rawLen
 	}
 	recs, err = bh.parse(make([]Record, 0, bh.count), raw)
 	return recs, inflated, err

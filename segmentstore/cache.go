@@ -74,7 +74,7 @@ func readWhole(ctx context.Context, object string, src RangeReader, size int64) 
 	w.blocks = make([][]Record, len(w.rd.index))
 	cost = size
 	for i, e := range w.rd.index {
-		recs, inflated, err := decodeBlockInPlace(b[e.Position:e.Position+e.Length], e)
+		recs, inflated, err := decodeBlock(b[e.Position:e.Position+e.Length], e, true)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -226,6 +226,10 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 	return out, nil
 }
 
+// testHookLoadWait, when set (by tests), is called by a reader about to wait for another
+// reader's read of a whole segment.
+var testHookLoadWait func()
+
 // loadWhole reads the segment whole into the cache, or waits for a read of it already
 // under way by another reader.
 func (c *Cache) loadWhole(ctx context.Context, object string, src RangeReader, size int64) (*wholeSegment, error) {
@@ -236,6 +240,9 @@ func (c *Cache) loadWhole(ctx context.Context, object string, src RangeReader, s
 	c.mu.Lock()
 	if l, ok := c.loading[object]; ok {
 		c.mu.Unlock()
+		if testHookLoadWait != nil {
+			testHookLoadWait()
+		}
 		select {
 		case <-l.done:
 			if l.err == nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -442,15 +443,18 @@ func checkAliasAccounting(t *testing.T, cache *Cache, data []byte) (aliasing int
 	return aliasing
 }
 
-// gatedReader counts ranged reads and holds each until gate is closed.
+// gatedReader counts ranged reads, tells started of each, and holds each until gate is
+// closed.
 type gatedReader struct {
 	BytesReader
-	gate  chan struct{}
-	reads atomic.Int32
+	started chan struct{}
+	gate    chan struct{}
+	reads   atomic.Int32
 }
 
 func (g *gatedReader) ReadRange(ctx context.Context, off, n int64) ([]byte, error) {
 	g.reads.Add(1)
+	g.started <- struct{}{}
 	<-g.gate
 	return g.BytesReader.ReadRange(ctx, off, n)
 }
@@ -464,23 +468,40 @@ func TestConcurrentReadsOfASegmentShareOneGET(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &gatedReader{BytesReader: data, gate: make(chan struct{})}
+	src := &gatedReader{BytesReader: data, started: make(chan struct{}, 3), gate: make(chan struct{})}
+	release := sync.OnceFunc(func() { close(src.gate) })
+	t.Cleanup(release) // readers held by a failed test go on
+	waiting := make(chan struct{}, 2)
+	testHookLoadWait = func() { waiting <- struct{}{} }
+	t.Cleanup(func() { testHookLoadWait = nil })
 	cache := NewCache(64 << 20)
 	got := make(chan []Record, 3)
-	for from := range 3 {
-		go func() {
-			r, err := cache.ReadObject(ctx, "obj", src, int64(len(data)), int64(from*100), 1<<20)
-			if err != nil {
-				t.Error(err)
-			}
-			got <- r
-		}()
+	read := func(from int64) {
+		r, err := cache.ReadObject(ctx, "obj", src, int64(len(data)), from, 1<<20)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- r
 	}
-	for src.reads.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	go read(0)
+	deadline := time.After(10 * time.Second)
+	select {
+	case <-src.started:
+	case <-deadline:
+		t.Fatal("the first reader did not start its read")
 	}
-	time.Sleep(20 * time.Millisecond) // the others are waiting now, or about to
-	close(src.gate)
+	go read(100)
+	go read(200)
+	for range 2 {
+		select {
+		case <-waiting:
+		case <-src.started:
+			t.Fatal("a second ranged read of a segment already being read")
+		case <-deadline:
+			t.Fatal("the other readers neither waited nor read")
+		}
+	}
+	release()
 	for range 3 {
 		if r := <-got; len(r) == 0 || !reflect.DeepEqual(r, recs[r[0].Offset:]) {
 			t.Fatalf("a reader got %d records", len(r))

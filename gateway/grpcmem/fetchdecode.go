@@ -33,7 +33,7 @@ var errInvalidUTF8 = errors.New("string field contains invalid UTF-8")
 // FetchResponse but for two things: the keys and values of its records alias b instead
 // of being copied out of it one by one, and its records are allocated together. A fetch
 // answer of a megabyte holds a thousand records of 1 KiB; copying each into a buffer of
-// its own was a fifth of streamctl bench's CPU in a catch-up read (docs/BENCHMARKS.md).
+// its own was 18–20% of streamctl bench's CPU in a catch-up read (docs/BENCHMARKS.md).
 // b must not change while the records are in use, and keeping any of them keeps b.
 func decodeFetchResponse(b []byte, m *pb.FetchResponse) error {
 	proto.Reset(m)

@@ -37,7 +37,7 @@ var (
 
 func runJetStream(ctx context.Context, dir string, duration time.Duration) (jetStream, error) {
 	var js jetStream
-	msgs := strconv.Itoa(int(100_000 * duration.Seconds() / 2)) // about duration/2 at ~100k/s
+	msgs := int(100_000 * duration.Seconds() / 2) // about duration/2 at ~100k/s
 	for _, always := range []bool{false, true} {
 		url, stop, err := startNATS(ctx, dir, always)
 		if err != nil {
@@ -45,14 +45,13 @@ func runJetStream(ctx context.Context, dir string, duration time.Duration) (jetS
 		}
 		n := msgs
 		if always {
-			n = strconv.Itoa(int(5_000 * duration.Seconds() / 2)) // fsync per ack is slower
+			n = int(5_000 * duration.Seconds() / 2) // fsync per ack is slower
 		}
 		// The stream holds every message: nats bench's default limit of 1 GB refused the
 		// messages of phases longer than 20s. 2 KB a message covers its headers.
-		count, _ := strconv.Atoi(n)
-		maxBytes := fmt.Sprintf("%dMB", count*2/1000+64)
+		maxBytes := fmt.Sprintf("%dMB", n*2/1000+64)
 		out, err := natsBench(url, "js", "pub", "async", "bench.async", "--create", "--storage", "file", "--size", "1KB",
-			"--msgs", n, "--clients", "4", "--purge", "--maxbytes", maxBytes)
+			"--msgs", strconv.Itoa(n), "--clients", "4", "--purge", "--maxbytes", maxBytes)
 		if err == nil {
 			var rate float64
 			if rate, err = parseRate(out); always {

@@ -25,7 +25,7 @@ type profiler struct {
 // start returns the extra streamctl arguments of phase name, and a wait that returns
 // once the agent's profile is written.
 func (p *profiler) start(name string) (args []string, wait func()) {
-	if p == nil || p.dir == "" {
+	if p.dir == "" {
 		return nil, func() {}
 	}
 	p.n++
