@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/streamhouse/streamhouse/segmentstore/sweeper"
 	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
@@ -71,11 +72,27 @@ func (s sample) sum(name string, labels ...string) float64 {
 	return total
 }
 
-// etcdWrites counts the etcd calls that write: transactions, puts, deletes, lease grants
-// and revocations (keepalives ride one stream and are not counted).
+// byLabel sums the counters of name by the value of their label.
+func (s sample) byLabel(name, label string) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range s.matching(name) {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				out[l.GetValue()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// etcdWriteMethods are the etcd calls that write: transactions, puts, deletes, lease
+// grants and revocations (keepalives ride one stream and are not counted).
+var etcdWriteMethods = []string{"Txn", "Put", "DeleteRange", "LeaseGrant", "LeaseRevoke"}
+
+// etcdWrites counts the calls of etcdWriteMethods.
 func (s sample) etcdWrites() float64 {
 	n := 0.0
-	for _, m := range []string{"Txn", "Put", "DeleteRange", "LeaseGrant", "LeaseRevoke"} {
+	for _, m := range etcdWriteMethods {
 		n += s.sum("streamhouse_etcd_requests_total", "method", m)
 	}
 	return n
@@ -93,6 +110,12 @@ type costModel struct {
 	PutsPerPartitionHourLoad  float64 `json:"puts_per_partition_hour_at_load"`
 	PutsPerPartitionHourIdle  float64 `json:"puts_per_partition_hour_idle"`
 	EtcdWritesPerPartHourIdle float64 `json:"etcd_writes_per_partition_hour_idle"`
+	// The orphan sweeper's, which one agent of a cluster makes whatever the load: sweeps
+	// over the agent's whole run, the LISTs each made (one per 1000 objects), and sweeps
+	// per hour at the default interval (a quarter of the default grace).
+	Sweeps        float64 `json:"sweeps"`
+	ListsPerSweep float64 `json:"lists_per_sweep"`
+	SweepsPerHour float64 `json:"sweeps_per_hour"`
 }
 
 func newCostModel(before, written, read, idled sample, produce, consume benchReport, idle time.Duration, partitions float64) costModel {
@@ -125,6 +148,16 @@ func newCostModel(before, written, read, idled sample, produce, consume benchRep
 	c.PutsPerPartitionHourIdle = idlePuts / idle.Seconds() / partitions * 3600
 	c.EtcdWritesPerPartHourIdle = (idled.etcdWrites() - read.etcdWrites()) / idle.Seconds() / partitions * 3600
 	return c
+}
+
+// countSweeps sets the sweeper's counts from the agent's counters at the end of its run
+// (a sweep every 2.5 min or so: too rare for one phase), the only caller of LIST.
+func (c *costModel) countSweeps(last sample) {
+	c.Sweeps = last.sum("streamhouse_sweeps_total", "result", "ok")
+	if c.Sweeps > 0 {
+		c.ListsPerSweep = last.sum("streamhouse_store_requests_total", "op", "list") / c.Sweeps
+	}
+	c.SweepsPerHour = float64(time.Hour) / float64(sweeper.DefaultGrace/4)
 }
 
 // meanFlushObject is the mean size of the objects the flusher wrote between two scrapes

@@ -31,6 +31,8 @@ type floors struct {
 	TxnP99Ms           float64 `json:"etcd_txn_p99_ms"`
 	LZ4MiBPerSec       float64 `json:"lz4_compress_mib_per_sec"`
 	LZ4Ratio           float64 `json:"lz4_ratio"`
+	// MinIO is what MinIO's process spends per small PUT and per MiB read.
+	MinIO minioCost `json:"minio"`
 }
 
 const (
@@ -51,6 +53,13 @@ func measureFloors(ctx context.Context, etcd *harness.Etcd, minio *harness.MinIO
 		return f, err
 	}
 	if f.LatencyPutP50Ms, f.LatencyPutP99Ms, err = sequentialPuts(ctx, store, "floor-small/", harness.RandomText(f.LatencyObjectBytes, 3)); err != nil {
+		return f, err
+	}
+	var keys []string
+	for i := range min(floorPuts, 40) {
+		keys = append(keys, fmt.Sprintf("floor/%d", i))
+	}
+	if f.MinIO, err = measureMinIOCost(ctx, minio.Process.Pid(), store, harness.RandomText(f.LatencyObjectBytes, 3), keys, f.ObjectBytes); err != nil {
 		return f, err
 	}
 	start := time.Now()

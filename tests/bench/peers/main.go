@@ -96,6 +96,8 @@ type results struct {
 	LatencyCounts    phaseCounts          `json:"produce_1000_per_s_counts"`
 	// SettleSeconds: how long after the phase the merges went on.
 	SettleSeconds float64 `json:"settle_seconds"`
+	// IdleWrites names the etcd keys written in the idle phase (event kind, key, count).
+	IdleWrites []string `json:"idle_writes"`
 	// MergeAmplification: bytes written by merges per byte of segments written, over the
 	// phase and its settling.
 	MergeAmplification float64 `json:"merge_bytes_per_segment_byte"`
@@ -168,7 +170,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 
 	procs := map[string]int{"agent": agent.Process.Pid(), "minio": minio.Process.Pid(), "etcd": etcd.Process.Pid()}
 	if only != "latency" {
-		ph := phases{bench: bench, lastCPU: &lastClientCPU, lastWrite: &lastWrite, procs: procs, metricsURL: metricsURL, duration: d, idle: idle}
+		ph := phases{bench: bench, lastCPU: &lastClientCPU, lastWrite: &lastWrite, procs: procs, metricsURL: metricsURL, duration: d, idle: idle, etcdEndpoint: etcd.Endpoint}
 		if done, err := ph.throughput(&res, only, out); done || err != nil {
 			return err
 		}
@@ -236,12 +238,21 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		printLatency(os.Stdout, res)
 		fmt.Println()
 		printStages(os.Stdout, res)
+		fmt.Println()
+		fmt.Println("| floor | value |")
+		fmt.Println("|---|---|")
+		printMinIOCost(os.Stdout, res.Floors)
 		return writeJSON(out, res)
 	}
 	ph := phases{bench: bench, lastWrite: &lastWrite, metricsURL: metricsURL, duration: d}
 	if err := ph.widePhase(&res, agent.Process.Pid()); err != nil {
 		return err
 	}
+	last, err := scrape(metricsURL)
+	if err != nil {
+		return err
+	}
+	res.Cost.countSweeps(last)
 	// The agent is done: stopped, so that neither the floors nor JetStream share the
 	// cores with it.
 	if err := agent.Stop(); err != nil {
@@ -320,13 +331,14 @@ func settle(metricsURL string, lastWrite time.Time) (last sample, changedAt time
 
 // phases is what every phase of a run uses.
 type phases struct {
-	bench      func(args ...string) (benchReport, error) // runs streamctl bench
-	lastCPU    *time.Duration                            // of the last streamctl bench
-	lastWrite  *time.Time                                // when the last phase that wrote ended
-	procs      map[string]int                            // pids whose CPU time is counted
-	metricsURL string                                    // the agent's /metrics
-	duration   string                                    // of a load phase
-	idle       time.Duration
+	bench        func(args ...string) (benchReport, error) // runs streamctl bench
+	lastCPU      *time.Duration                            // of the last streamctl bench
+	lastWrite    *time.Time                                // when the last phase that wrote ended
+	procs        map[string]int                            // pids whose CPU time is counted
+	metricsURL   string                                    // the agent's /metrics
+	duration     string                                    // of a load phase
+	idle         time.Duration
+	etcdEndpoint string // watched while idle
 }
 
 // throughput runs the max-rate produce phase at 1 KiB, then (unless only is "throughput")
@@ -398,10 +410,20 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 		return false, err
 	}
 	fmt.Fprintf(os.Stderr, "idle for %s\n", ph.idle)
-	time.Sleep(ph.idle)
+	if res.IdleWrites, err = idleWrites(context.Background(), ph.etcdEndpoint, ph.idle); err != nil {
+		return false, err
+	}
+	for _, w := range res.IdleWrites {
+		fmt.Fprintf(os.Stderr, "  written while idle: %s\n", w)
+	}
 	idled, err := scrape(metricsURL)
 	if err != nil {
 		return false, err
+	}
+	for _, m := range etcdWriteMethods {
+		if n := idled.sum("streamhouse_etcd_requests_total", "method", m) - read.sum("streamhouse_etcd_requests_total", "method", m); n != 0 {
+			fmt.Fprintf(os.Stderr, "  etcd %s requests while idle: %.0f\n", m, n)
+		}
 	}
 	res.Cost = newCostModel(before, settled, read, idled, res.Throughput, res.CatchUp, ph.idle, 6)
 

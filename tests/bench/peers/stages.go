@@ -76,8 +76,12 @@ func quantile(upper, cum []float64, count, q float64) float64 {
 func printStages(w io.Writer, r results) {
 	printStageTable(w, "1000 rec/s on 6 partitions", r.LatencyStages)
 	secs := max(r.Latency.Seconds, 1)
-	fmt.Fprintf(w, "\nPer second: %.0f segments, %.0f objects PUT by the flusher, %.0f etcd writes. Cores busy (of 2):",
+	fmt.Fprintf(w, "\nPer second: %.0f segments, %.0f objects PUT by the flusher, %.0f etcd writes, store requests",
 		r.LatencyStages["commit"].Count/secs, r.LatencyCounts.Objects/secs, r.LatencyCounts.EtcdWrites/secs)
+	for _, op := range sortedKeys(r.LatencyCounts.StoreRequests) {
+		fmt.Fprintf(w, " %s %.0f", op, r.LatencyCounts.StoreRequests[op]/secs)
+	}
+	fmt.Fprint(w, ". Cores busy (of 2):")
 	total := 0.0
 	for _, p := range sortedKeys(r.LatencyCores) {
 		fmt.Fprintf(w, " %s %.2f,", p, r.LatencyCores[p])
@@ -90,13 +94,22 @@ func printStages(w io.Writer, r results) {
 type phaseCounts struct {
 	Objects    float64 `json:"objects"`     // written by the flusher (merges' not counted)
 	EtcdWrites float64 `json:"etcd_writes"` // requests, merges' included
+	// StoreRequests counts every request to the store by op, merges' included.
+	StoreRequests map[string]float64 `json:"store_requests"`
 }
 
 func countsBetween(before, after sample) phaseCounts {
-	return phaseCounts{
-		Objects:    after.sum("streamhouse_object_segments") - before.sum("streamhouse_object_segments"),
-		EtcdWrites: after.etcdWrites() - before.etcdWrites(),
+	c := phaseCounts{
+		Objects:       after.sum("streamhouse_object_segments") - before.sum("streamhouse_object_segments"),
+		EtcdWrites:    after.etcdWrites() - before.etcdWrites(),
+		StoreRequests: after.byLabel("streamhouse_store_requests_total", "op"),
 	}
+	for op, n := range before.byLabel("streamhouse_store_requests_total", "op") {
+		if c.StoreRequests[op] -= n; c.StoreRequests[op] == 0 {
+			delete(c.StoreRequests, op)
+		}
+	}
+	return c
 }
 
 // stageOrder is the order a request passes the stages in.

@@ -39,6 +39,7 @@ func printTable(w io.Writer, r results) {
 	fmt.Fprintf(w, "| MinIO PUT of %d bytes (the mean object at max rate), sequential | p50 %.2f ms, p99 %.2f ms |\n", f.ObjectBytes, f.PutP50Ms, f.PutP99Ms)
 	fmt.Fprintf(w, "| MinIO PUT of %d bytes (the mean object at 1000 rec/s), sequential | p50 %.2f ms, p99 %.2f ms |\n", f.LatencyObjectBytes, f.LatencyPutP50Ms, f.LatencyPutP99Ms)
 	fmt.Fprintf(w, "| MinIO PUT, 4 concurrent | %.1f MiB/s |\n", f.PutMiBPerSec)
+	printMinIOCost(w, f)
 	fmt.Fprintf(w, "| etcd txn (compare + 2 puts, fsync), sequential | p50 %.2f ms, p99 %.2f ms |\n", f.TxnP50Ms, f.TxnP99Ms)
 	fmt.Fprintf(w, "| raw LZ4 block compression of the same bytes | %.0f MiB/s (ratio %.1f) |\n", f.LZ4MiBPerSec, f.LZ4Ratio)
 	fmt.Fprintf(w, "| JetStream sync publish, 1 client, default durability | p50 %.2f ms, p99 %.2f ms |\n", js.SyncP50Ms, js.SyncP99Ms)
@@ -61,6 +62,8 @@ func printTable(w io.Writer, r results) {
 	fmt.Fprintf(w, "| PUTs per partition-hour idle | %.1f |\n", c.PutsPerPartitionHourIdle)
 	fmt.Fprintf(w, "| etcd writes per second per partition at full load | %.1f |\n", c.EtcdWritesPerSecPerPart)
 	fmt.Fprintf(w, "| etcd writes per partition-hour idle | %.1f |\n", c.EtcdWritesPerPartHourIdle)
+	fmt.Fprintf(w, "| orphan sweeps (one agent of the cluster sweeps, idle or not) | %.0f in the agent's run, %.1f LISTs each; at the default interval %.0f sweeps an hour: %.0f LISTs an hour |\n",
+		c.Sweeps, c.ListsPerSweep, c.SweepsPerHour, c.SweepsPerHour*c.ListsPerSweep)
 }
 
 // printCPU writes the CPU each process spent per record of the max-rate produce phase,
@@ -111,6 +114,17 @@ func printQuick(w io.Writer, r results) {
 	printCPU(w, r)
 	fmt.Fprintln(w)
 	printStageTable(w, "max rate on 6 partitions", r.ThroughputStages)
+}
+
+// printMinIOCost writes the floor rows of what MinIO's process spends per request.
+func printMinIOCost(w io.Writer, f floors) {
+	m := f.MinIO
+	fmt.Fprintf(w, "| MinIO's CPU per PUT of %d bytes, sequential | %.2f ms |\n", f.LatencyObjectBytes, m.SmallPutCPUMs)
+	if m.WholeGetCPUMsPerMiB == 0 {
+		return
+	}
+	fmt.Fprintf(w, "| MinIO's CPU per MiB sent, and bytes it read per byte sent, GETs of %d-byte objects | whole: %.2f ms, %.2f×; a third per GET: %.2f ms, %.2f× |\n",
+		f.ObjectBytes, m.WholeGetCPUMsPerMiB, m.WholeGetReadPerSent, m.RangeGetCPUMsPerMiB, m.RangeGetReadPerSent)
 }
 
 // printLatency writes the rows of the latency target: produce p99 at 1000 records/s against
