@@ -16,6 +16,7 @@ type history struct {
 	c     *coordination.Client
 	store objstore.Store
 	cache *segmentstore.Cache
+	near  *neighbours // nil: every piece is read on its own
 }
 
 // read returns records from offset from, up to maxBytes of payload (at least one record if
@@ -30,6 +31,9 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 			return nil, err
 		}
 		idx.store(run, gen)
+		if h.near != nil {
+			h.near.add(run)
+		}
 		segs = run[:min(len(run), indexFetch)]
 	}
 	var out []segmentstore.Record
@@ -43,6 +47,7 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 				continue // a linked segment's parts before from
 			}
 			id := pieceID(pc)
+			h.readNeighbours(ctx, pc)
 			recs, err := h.cache.ReadObject(ctx, id, objstore.Object{Store: h.store, Key: pc.Object, Offset: pc.Offset}, pc.ZBytes, from, max(maxBytes-size, 1))
 			if err != nil {
 				return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)

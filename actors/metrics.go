@@ -127,6 +127,14 @@ var (
 		Name: "streamhouse_merge_segments_built_total",
 		Help: "Merged segments built, by method: encode (records decoded or in memory, encoded afresh), concat (stored blocks joined as they are).",
 	}, []string{"method"})
+	metricNeighbourReads = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_history_span_reads_total",
+		Help: "GETs of history reads that read several adjacent pieces of one object at once: a piece and those its neighbours' readers are about to want.",
+	})
+	metricNeighbourPieces = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_history_span_pieces_total",
+		Help: "Pieces (stored segments) read by streamhouse_history_span_reads_total.",
+	})
 	metricMergeReads = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_merge_reads_total",
 		Help: "Ranged GETs of merges: one per object per compaction pass, for the segments no longer in memory.",

@@ -154,7 +154,7 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror, place: newPlacement(mirror),
 		pending: newBudget(cfg.MaxPendingBytes), recent: newRecentCache(cfg.RecentBytes),
 		flusher: newFlusher(store, cfg.Info.Node, cfg.MaxUploads, 0),
-		hist:    &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes)},
+		hist:    &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes), near: newNeighbours()},
 		log:     cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
 	if cfg.CompactInterval == 0 {
 		cfg.CompactInterval = DefaultCompactInterval

@@ -108,11 +108,11 @@ func (c *Cache) get(k cacheKey) (any, bool) {
 	return nil, false
 }
 
-// wholeObjectBytes: objects up to this size are read with one GET whatever the request.
+// WholeSegmentBytes: segments up to this size are read with one GET whatever the request.
 // It exceeds the segments of a busy partition (about a produce request's worth: 1.1 MB
 // at the maximum rate, linked rather than copied by merges), which are then read with one
 // GET each rather than one for the footer and more for the blocks.
-const wholeObjectBytes = 2 << 20
+const WholeSegmentBytes = 2 << 20
 
 // recordOverhead is what the cache counts for a decoded record besides its payload: the
 // Record itself and slice headers.
@@ -168,7 +168,7 @@ func (c *Cache) Bytes() int64 {
 
 // ReadObject returns records with offsets ≥ from of the segment stored as object (of size
 // bytes), up to maxBytes of payload (at least one record), through the cache. A segment
-// no larger than maxBytes or wholeObjectBytes is read with one GET and cached whole;
+// no larger than maxBytes or WholeSegmentBytes is read with one GET and cached whole;
 // of a larger one, the footer and each block are fetched with ranged reads at most once
 // while they stay cached, a run of missing blocks in one read.
 func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, size int64, from int64, maxBytes int) ([]Record, error) {
@@ -178,7 +178,7 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 	var rd *Reader
 	if v, ok := c.get(cacheKey{object, footerBlock}); ok {
 		rd = v.(*Reader)
-	} else if size <= max(int64(maxBytes), wholeObjectBytes) {
+	} else if size <= max(int64(maxBytes), WholeSegmentBytes) {
 		// Every block is decoded and cached: readers go through segments in order, so
 		// the next fetch wants them.
 		w, err := c.loadWhole(ctx, object, src, size)
@@ -224,6 +224,65 @@ func (c *Cache) ReadObject(ctx context.Context, object string, src RangeReader, 
 		i = end
 	}
 	return out, nil
+}
+
+// Wants reports whether the segment id (of size bytes) would be read whole and is neither
+// cached whole nor being read: a segment worth reading along with a neighbour (Preload).
+func (c *Cache) Wants(id string, size int64) bool {
+	if c == nil || size > WholeSegmentBytes {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, loading := c.loading[id]
+	_, cached := c.items[cacheKey{id, wholeBlock}]
+	return !loading && !cached
+}
+
+// Preload reads the segments ids (of sizes bytes, each one Wants) with read, which
+// returns their bytes in order, and caches each whole, as loadWhole does for one:
+// readers of any of them meanwhile wait for read rather than GET it. It does nothing when
+// one of them is cached or being read by then; a segment read fails to decode is left
+// out, for its own reader to read and report.
+func (c *Cache) Preload(ctx context.Context, ids []string, sizes []int64, read func(context.Context) ([][]byte, error)) {
+	if c == nil || len(ids) != len(sizes) {
+		return
+	}
+	c.mu.Lock()
+	for _, id := range ids {
+		_, loading := c.loading[id]
+		_, cached := c.items[cacheKey{id, wholeBlock}]
+		if loading || cached {
+			c.mu.Unlock()
+			return
+		}
+	}
+	loads := make([]*wholeLoad, len(ids))
+	for i, id := range ids {
+		loads[i] = &wholeLoad{done: make(chan struct{})}
+		c.loading[id] = loads[i]
+	}
+	c.mu.Unlock()
+
+	bufs, err := read(ctx)
+	if err == nil && len(bufs) != len(ids) {
+		err = fmt.Errorf("preload: read %d segments, asked for %d", len(bufs), len(ids))
+	}
+	for i, id := range ids {
+		l := loads[i]
+		if l.err = err; err == nil {
+			var cost int64
+			if l.w, cost, l.err = readWhole(ctx, id, BytesReader(bufs[i]), sizes[i]); l.err == nil {
+				c.put(cacheKey{id, wholeBlock}, l.w, cost)
+			}
+		}
+		c.mu.Lock()
+		if c.loading[id] == l {
+			delete(c.loading, id)
+		}
+		c.mu.Unlock()
+		close(l.done)
+	}
 }
 
 // testHookLoadWait, when set (by tests), is called by a reader about to wait for another

@@ -145,6 +145,29 @@ func testConformance(t *testing.T, s objstore.Store) {
 		}
 	})
 
+	t.Run("adjacent parts", func(t *testing.T) {
+		mustPut("p/obj", []byte("0123456789"))
+		got, err := objstore.GetParts(ctx, s, "p/obj", 2, []int64{3, 1, 4})
+		if err != nil || len(got) != 3 || string(got[0]) != "234" || string(got[1]) != "5" || string(got[2]) != "6789" {
+			t.Fatalf("parts of [2, +8): %q, %v", got, err)
+		}
+		// Each part is a buffer of its own: a cache entry made of one must not pin the others.
+		if cap(got[0]) != 3 || cap(got[1]) != 1 {
+			t.Errorf("parts share a buffer: capacities %d, %d", cap(got[0]), cap(got[1]))
+		}
+		for _, c := range []struct {
+			off   int64
+			sizes []int64
+		}{{8, []int64{1, 2}}, {10, []int64{1}}, {-1, []int64{1}}, {0, nil}, {0, []int64{2, 0}}, {0, []int64{-1}}} {
+			if _, err := objstore.GetParts(ctx, s, "p/obj", c.off, c.sizes); !errors.Is(err, objstore.ErrInvalidRange) {
+				t.Errorf("parts %v at %d: %v, want ErrInvalidRange", c.sizes, c.off, err)
+			}
+		}
+		if _, err := objstore.GetParts(ctx, s, "nope/p", 0, []int64{1, 1}); !errors.Is(err, objstore.ErrNotFound) {
+			t.Errorf("parts of a missing object: %v, want ErrNotFound", err)
+		}
+	})
+
 	t.Run("list", func(t *testing.T) {
 		for _, k := range []string{"l/t/1/b", "l/t/1/a", "l/t/10/a", "l/t/2/a", "l/u/0/a", "l/t.x"} {
 			mustPut(k, []byte(k))

@@ -82,6 +82,15 @@ func (i instrumented) GetRange(ctx context.Context, key string, off, n int64) ([
 	return b, err
 }
 
+// GetParts implements PartsGetter, counted as one get_range (the inner store's one
+// request, or its GetRanges when it is no PartsGetter).
+func (i instrumented) GetParts(ctx context.Context, key string, off int64, sizes []int64) ([][]byte, error) {
+	start := time.Now()
+	parts, err := GetParts(ctx, i.s, key, off, sizes)
+	observe(opGetRange, start, err)
+	return parts, err
+}
+
 func (i instrumented) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	start := time.Now()
 	info, err := i.s.Head(ctx, key)

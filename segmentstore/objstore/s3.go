@@ -299,6 +299,36 @@ func (s *S3Store) GetRange(ctx context.Context, key string, off, n int64) ([]byt
 	return s.get(ctx, key, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k, Range: &rng})
 }
 
+// GetParts implements PartsGetter with one ranged GET, its body read straight into each
+// part's buffer.
+func (s *S3Store) GetParts(ctx context.Context, key string, off int64, sizes []int64) ([][]byte, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkParts(off, sizes); err != nil {
+		return nil, err
+	}
+	total := sum(sizes)
+	rng := fmt.Sprintf("bytes=%d-%d", off, off+total-1)
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k, Range: &rng})
+	if err != nil {
+		return nil, fmt.Errorf("get %s/%s: %w", s.name, key, s3Err(err))
+	}
+	defer out.Body.Close()
+	if out.ContentLength != nil && *out.ContentLength != total {
+		return nil, fmt.Errorf("get %s/%s: %w: %d bytes at %d, want %d", s.name, key, ErrInvalidRange, *out.ContentLength, off, total)
+	}
+	parts := make([][]byte, len(sizes))
+	for i, n := range sizes {
+		parts[i] = make([]byte, n)
+		if _, err := io.ReadFull(out.Body, parts[i]); err != nil {
+			return nil, fmt.Errorf("get %s/%s: read body: %w", s.name, key, err)
+		}
+	}
+	return parts, nil
+}
+
 func (s *S3Store) get(ctx context.Context, key string, in *s3.GetObjectInput) ([]byte, error) {
 	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
