@@ -79,7 +79,7 @@ func printStages(w io.Writer, r results) {
 	fmt.Fprintf(w, "\nPer second: %.0f segments, %.0f objects PUT by the flusher, %.0f etcd writes, store requests",
 		r.LatencyStages["commit"].Count/secs, r.LatencyCounts.Objects/secs, r.LatencyCounts.EtcdWrites/secs)
 	for _, op := range sortedKeys(r.LatencyCounts.StoreRequests) {
-		fmt.Fprintf(w, " %s %.0f", op, r.LatencyCounts.StoreRequests[op]/secs)
+		fmt.Fprintf(w, " %s %.3g", op, r.LatencyCounts.StoreRequests[op]/secs)
 	}
 	fmt.Fprint(w, ". Cores busy (of 2):")
 	total := 0.0
