@@ -124,14 +124,11 @@ func newCostModel(before, written, read, idled sample, produce, consume benchRep
 	puts := written.sum("streamhouse_store_requests_total", "op", "put", "result", "ok") - before.sum("streamhouse_store_requests_total", "op", "put", "result", "ok")
 	rawWritten := written.sum("streamhouse_segment_bytes_total", "kind", "raw") - before.sum("streamhouse_segment_bytes_total", "kind", "raw")
 	stored := written.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed")
-	segments := written.sum("streamhouse_segments_uploaded_total") - before.sum("streamhouse_segments_uploaded_total")
 	if rawWritten > 0 {
 		c.PutsPerGiBWritten = puts / (rawWritten / gib)
 		c.CompressionRatio = rawWritten / stored
 	}
-	if segments > 0 {
-		c.MeanSegmentBytes = stored / segments
-	}
+	c.MeanSegmentBytes = shapeOf(before, written).MeanSegmentBytes
 	c.MeanObjectBytes = meanFlushObject(before, written)
 	gets := 0.0
 	for _, op := range []string{"get", "get_range", "head"} {
@@ -158,6 +155,31 @@ func (c *costModel) countSweeps(last sample) {
 		c.ListsPerSweep = last.sum("streamhouse_store_requests_total", "op", "list") / c.Sweeps
 	}
 	c.SweepsPerHour = float64(time.Hour) / float64(sweeper.DefaultGrace/4)
+}
+
+// writeShape is what a phase's writes were made of: segments of what size, and how many
+// bytes merges wrote per byte of them (0 when merges linked them where they lay).
+type writeShape struct {
+	MeanSegmentBytes   float64 `json:"mean_segment_bytes"`
+	MeanObjectBytes    float64 `json:"mean_flush_object_bytes"`
+	PutsPerGiB         float64 `json:"puts_per_gib_stored"` // merges' included
+	MergeAmplification float64 `json:"merge_bytes_per_segment_byte"`
+}
+
+// shapeOf returns the writeShape of the writes between two scrapes, the merges they
+// caused done by the second.
+func shapeOf(before, after sample) writeShape {
+	var w writeShape
+	stored := after.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed")
+	segments := after.sum("streamhouse_segments_uploaded_total") - before.sum("streamhouse_segments_uploaded_total")
+	if stored > 0 && segments > 0 {
+		w.MeanSegmentBytes = stored / segments
+		w.MergeAmplification = (after.sum("streamhouse_merged_bytes_total") - before.sum("streamhouse_merged_bytes_total")) / stored
+		puts := after.sum("streamhouse_store_requests_total", "op", "put", "result", "ok") - before.sum("streamhouse_store_requests_total", "op", "put", "result", "ok")
+		w.PutsPerGiB = puts / (stored / (1 << 30))
+	}
+	w.MeanObjectBytes = meanFlushObject(before, after)
+	return w
 }
 
 // meanFlushObject is the mean size of the objects the flusher wrote between two scrapes

@@ -87,6 +87,10 @@ type results struct {
 	// each process during it and its merges ("load generator" is this program: kgo).
 	Kafka    kafkaReport        `json:"produce_max_kafka"`
 	KafkaCPU map[string]float64 `json:"kafka_cpu_us_per_record_settled"`
+	// Writes and KafkaWrites: the segments the max-rate phases wrote over gRPC and Kafka,
+	// and what merging them wrote again.
+	Writes      writeShape `json:"produce_max_writes"`
+	KafkaWrites writeShape `json:"produce_max_kafka_writes"`
 	// LatencyStages and LatencyCores: where the time of the 6-partition latency phase
 	// went, and the cores of CPU each process used during it.
 	LatencyStages map[string]stageStat `json:"produce_1000_per_s_stages"`
@@ -380,9 +384,8 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 	res.CPUMicrosPerRecordSettled = cpuPer(cpuBefore, cpuSettled, n)
 	res.CPUMicrosPerRecord["load generator"] = float64(ph.lastCPU.Microseconds()) / max(n, 1)
 	res.CPUMicrosPerRecordSettled["load generator"] = res.CPUMicrosPerRecord["load generator"]
-	if segs := settled.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed"); segs > 0 {
-		res.MergeAmplification = (settled.sum("streamhouse_merged_bytes_total") - before.sum("streamhouse_merged_bytes_total")) / segs
-	}
+	res.Writes = shapeOf(before, settled)
+	res.MergeAmplification = res.Writes.MergeAmplification
 	fmt.Fprintf(os.Stderr, "max-rate produce: %.0f rec/s; CPU µs per record with its merges: %s\n",
 		res.Throughput.Produce.RecordsPerSec, formatCPU(res.CPUMicrosPerRecordSettled))
 	if only == "throughput" {
@@ -434,7 +437,8 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 // before are done, and counts the CPU of every process (this one being the load
 // generator: kgo) until its own merges are done.
 func (ph phases) kafka(ctx context.Context, res *results, addr string, duration time.Duration) error {
-	if _, _, err := settle(ph.metricsURL, *ph.lastWrite); err != nil {
+	pre, _, err := settle(ph.metricsURL, *ph.lastWrite)
+	if err != nil {
 		return err
 	}
 	procs := maps.Clone(ph.procs)
@@ -447,9 +451,11 @@ func (ph phases) kafka(ctx context.Context, res *results, addr string, duration 
 		return err
 	}
 	*ph.lastWrite = time.Now()
-	if _, _, err := settle(ph.metricsURL, *ph.lastWrite); err != nil {
+	post, _, err := settle(ph.metricsURL, *ph.lastWrite)
+	if err != nil {
 		return err
 	}
+	res.KafkaWrites = shapeOf(pre, post)
 	after, err := cpuTimes(procs)
 	if err != nil {
 		return err

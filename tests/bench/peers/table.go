@@ -96,9 +96,19 @@ func printCPU(w io.Writer, r results) {
 		fmt.Fprintf(w, " %.1f |", kafka)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| mean segment stored, bytes | | %.0f |", r.Writes.MeanSegmentBytes)
+	if r.KafkaCPU != nil {
+		fmt.Fprintf(w, " %.0f |", r.KafkaWrites.MeanSegmentBytes)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| mean flush object, bytes; PUTs per GiB of segments, merges' included | | %.0f; %.0f |", r.Writes.MeanObjectBytes, r.Writes.PutsPerGiB)
+	if r.KafkaCPU != nil {
+		fmt.Fprintf(w, " %.0f; %.0f |", r.KafkaWrites.MeanObjectBytes, r.KafkaWrites.PutsPerGiB)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "| merge bytes written per segment byte | | %.2f |", r.MergeAmplification)
 	if r.KafkaCPU != nil {
-		fmt.Fprint(w, " |")
+		fmt.Fprintf(w, " %.2f |", r.KafkaWrites.MergeAmplification)
 	}
 	fmt.Fprintln(w)
 	if r.CPUMicrosPerRecordRead != nil {
