@@ -128,9 +128,10 @@ func (h *history) readNeighbours(ctx context.Context, pc coordination.SegmentPar
 		ids[i] = pieceID(coordination.SegmentPart{Object: pc.Object, Offset: p.offset})
 		sizes[i] = p.bytes
 	}
-	h.cache.Preload(ctx, ids, sizes, func(ctx context.Context) ([][]byte, error) {
+	if h.cache.Preload(ctx, ids, sizes, func(ctx context.Context) ([][]byte, error) {
 		return objstore.GetParts(ctx, h.store, pc.Object, span[0].offset, sizes)
-	})
-	metricNeighbourReads.Inc()
-	metricNeighbourPieces.Add(float64(len(span)))
+	}) {
+		metricNeighbourReads.Inc()
+		metricNeighbourPieces.Add(float64(len(span)))
+	}
 }

@@ -243,10 +243,10 @@ func (c *Cache) Wants(id string, size int64) bool {
 // returns their bytes in order, and caches each whole, as loadWhole does for one:
 // readers of any of them meanwhile wait for read rather than GET it. It does nothing when
 // one of them is cached or being read by then; a segment read fails to decode is left
-// out, for its own reader to read and report.
-func (c *Cache) Preload(ctx context.Context, ids []string, sizes []int64, read func(context.Context) ([][]byte, error)) {
+// out, for its own reader to read and report. It reports whether read ran and succeeded.
+func (c *Cache) Preload(ctx context.Context, ids []string, sizes []int64, read func(context.Context) ([][]byte, error)) bool {
 	if c == nil || len(ids) != len(sizes) {
-		return
+		return false
 	}
 	c.mu.Lock()
 	for _, id := range ids {
@@ -254,7 +254,7 @@ func (c *Cache) Preload(ctx context.Context, ids []string, sizes []int64, read f
 		_, cached := c.items[cacheKey{id, wholeBlock}]
 		if loading || cached {
 			c.mu.Unlock()
-			return
+			return false
 		}
 	}
 	loads := make([]*wholeLoad, len(ids))
@@ -283,6 +283,7 @@ func (c *Cache) Preload(ctx context.Context, ids []string, sizes []int64, read f
 		c.mu.Unlock()
 		close(l.done)
 	}
+	return err == nil
 }
 
 // testHookLoadWait, when set (by tests), is called by a reader about to wait for another

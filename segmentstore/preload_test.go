@@ -44,11 +44,13 @@ func TestCachePreloadCachesEachSegmentFromOneRead(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		cache.Preload(ctx, ids, sizes, func(context.Context) ([][]byte, error) {
+		if !cache.Preload(ctx, ids, sizes, func(context.Context) ([][]byte, error) {
 			reads++
 			<-gate
 			return [][]byte{data[0], data[1], corrupt}, nil
-		})
+		}) {
+			t.Error("a preload that read reported it did not")
+		}
 	}()
 	// A reader of the second segment while the preload runs waits for it.
 	waiting := make(chan struct{}, 1)
@@ -95,13 +97,17 @@ func TestCachePreloadCachesEachSegmentFromOneRead(t *testing.T) {
 		t.Fatalf("its own reader: %v, want ErrCorrupt", err)
 	}
 	// Nothing to do when one of them is cached already.
-	cache.Preload(ctx, ids, sizes, func(context.Context) ([][]byte, error) {
+	if cache.Preload(ctx, ids, sizes, func(context.Context) ([][]byte, error) {
 		t.Fatal("preloaded segments that are cached")
 		return nil, nil
-	})
+	}) {
+		t.Fatal("a preload that did not read reported it did")
+	}
 	// A failed read caches nothing and leaves every segment wanted.
 	fresh := NewCache(64 << 20)
-	fresh.Preload(ctx, ids[:2], sizes[:2], func(context.Context) ([][]byte, error) { return nil, errors.New("store down") })
+	if fresh.Preload(ctx, ids[:2], sizes[:2], func(context.Context) ([][]byte, error) { return nil, errors.New("store down") }) {
+		t.Fatal("a failed preload reported success")
+	}
 	if !fresh.Wants(ids[0], sizes[0]) || !fresh.Wants(ids[1], sizes[1]) {
 		t.Fatal("a failed preload left a segment cached or loading")
 	}
