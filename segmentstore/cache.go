@@ -234,9 +234,28 @@ func (c *Cache) Wants(id string, size int64) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return !c.busyLocked(id)
+}
+
+// busyLocked reports whether the segment id is cached whole or being read whole.
+func (c *Cache) busyLocked(id string) bool {
 	_, loading := c.loading[id]
 	_, cached := c.items[cacheKey{id, wholeBlock}]
-	return !loading && !cached
+	return loading || cached
+}
+
+// endLoad ends the read l of the segment id: it caches what l read (cost bytes) and
+// wakes the readers waiting for it.
+func (c *Cache) endLoad(id string, l *wholeLoad, cost int64) {
+	if l.err == nil {
+		c.put(cacheKey{id, wholeBlock}, l.w, cost)
+	}
+	c.mu.Lock()
+	if c.loading[id] == l {
+		delete(c.loading, id)
+	}
+	c.mu.Unlock()
+	close(l.done)
 }
 
 // Preload reads the segments ids (of sizes bytes, each one Wants) with read, which
@@ -250,9 +269,7 @@ func (c *Cache) Preload(ctx context.Context, ids []string, sizes []int64, read f
 	}
 	c.mu.Lock()
 	for _, id := range ids {
-		_, loading := c.loading[id]
-		_, cached := c.items[cacheKey{id, wholeBlock}]
-		if loading || cached {
+		if c.busyLocked(id) {
 			c.mu.Unlock()
 			return false
 		}
@@ -269,19 +286,11 @@ func (c *Cache) Preload(ctx context.Context, ids []string, sizes []int64, read f
 		err = fmt.Errorf("preload: read %d segments, asked for %d", len(bufs), len(ids))
 	}
 	for i, id := range ids {
-		l := loads[i]
+		l, cost := loads[i], int64(0)
 		if l.err = err; err == nil {
-			var cost int64
-			if l.w, cost, l.err = readWhole(ctx, id, BytesReader(bufs[i]), sizes[i]); l.err == nil {
-				c.put(cacheKey{id, wholeBlock}, l.w, cost)
-			}
+			l.w, cost, l.err = readWhole(ctx, id, BytesReader(bufs[i]), sizes[i])
 		}
-		c.mu.Lock()
-		if c.loading[id] == l {
-			delete(c.loading, id)
-		}
-		c.mu.Unlock()
-		close(l.done)
+		c.endLoad(id, l, cost)
 	}
 	return err == nil
 }
@@ -319,14 +328,6 @@ func (c *Cache) loadWhole(ctx context.Context, object string, src RangeReader, s
 	c.mu.Unlock()
 	var cost int64
 	l.w, cost, l.err = readWhole(ctx, object, src, size)
-	if l.err == nil {
-		c.put(cacheKey{object, wholeBlock}, l.w, cost)
-	}
-	c.mu.Lock()
-	if c.loading[object] == l {
-		delete(c.loading, object)
-	}
-	c.mu.Unlock()
-	close(l.done)
+	c.endLoad(object, l, cost)
 	return l.w, l.err
 }

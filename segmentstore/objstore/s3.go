@@ -288,32 +288,30 @@ func (s *S3Store) Get(ctx context.Context, key string) ([]byte, error) {
 
 // GetRange implements Store with one ranged GET.
 func (s *S3Store) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
-	k, err := s.key(key)
-	if err != nil {
-		return nil, err
-	}
 	if err := checkRange(off, n); err != nil {
 		return nil, err
 	}
-	rng := fmt.Sprintf("bytes=%d-%d", off, off+n-1)
-	return s.get(ctx, key, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k, Range: &rng})
+	in, err := s.rangeInput(key, off, n)
+	if err != nil {
+		return nil, err
+	}
+	return s.get(ctx, key, in)
 }
 
 // GetParts implements PartsGetter with one ranged GET, its body read straight into each
 // part's buffer.
 func (s *S3Store) GetParts(ctx context.Context, key string, off int64, sizes []int64) ([][]byte, error) {
-	k, err := s.key(key)
-	if err != nil {
-		return nil, err
-	}
 	if err := checkParts(off, sizes); err != nil {
 		return nil, err
 	}
 	total := sum(sizes)
-	rng := fmt.Sprintf("bytes=%d-%d", off, off+total-1)
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k, Range: &rng})
+	in, err := s.rangeInput(key, off, total)
 	if err != nil {
-		return nil, fmt.Errorf("get %s/%s: %w", s.name, key, s3Err(err))
+		return nil, err
+	}
+	out, err := s.open(ctx, key, in)
+	if err != nil {
+		return nil, err
 	}
 	defer out.Body.Close()
 	if out.ContentLength != nil && *out.ContentLength != total {
@@ -329,10 +327,29 @@ func (s *S3Store) GetParts(ctx context.Context, key string, off int64, sizes []i
 	return parts, nil
 }
 
-func (s *S3Store) get(ctx context.Context, key string, in *s3.GetObjectInput) ([]byte, error) {
+// rangeInput is the GET of n bytes of key from off.
+func (s *S3Store) rangeInput(key string, off, n int64) (*s3.GetObjectInput, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return nil, err
+	}
+	rng := fmt.Sprintf("bytes=%d-%d", off, off+n-1)
+	return &s3.GetObjectInput{Bucket: &s.bucket, Key: &k, Range: &rng}, nil
+}
+
+// open sends a GET; the caller reads and closes the body.
+func (s *S3Store) open(ctx context.Context, key string, in *s3.GetObjectInput) (*s3.GetObjectOutput, error) {
 	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("get %s/%s: %w", s.name, key, s3Err(err))
+	}
+	return out, nil
+}
+
+func (s *S3Store) get(ctx context.Context, key string, in *s3.GetObjectInput) ([]byte, error) {
+	out, err := s.open(ctx, key, in)
+	if err != nil {
+		return nil, err
 	}
 	defer out.Body.Close()
 	size := int64(0)

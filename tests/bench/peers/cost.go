@@ -128,8 +128,8 @@ func newCostModel(before, written, read, idled sample, produce, consume benchRep
 		c.PutsPerGiBWritten = puts / (rawWritten / gib)
 		c.CompressionRatio = rawWritten / stored
 	}
-	c.MeanSegmentBytes = shapeOf(before, written).MeanSegmentBytes
-	c.MeanObjectBytes = meanFlushObject(before, written)
+	shape := shapeOf(before, written)
+	c.MeanSegmentBytes, c.MeanObjectBytes = shape.MeanSegmentBytes, shape.MeanObjectBytes
 	gets := 0.0
 	for _, op := range []string{"get", "get_range", "head"} {
 		gets += read.sum("streamhouse_store_requests_total", "op", op) - written.sum("streamhouse_store_requests_total", "op", op)

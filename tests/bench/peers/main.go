@@ -102,9 +102,6 @@ type results struct {
 	SettleSeconds float64 `json:"settle_seconds"`
 	// IdleWrites names the etcd keys written in the idle phase (event kind, key, count).
 	IdleWrites []string `json:"idle_writes"`
-	// MergeAmplification: bytes written by merges per byte of segments written, over the
-	// phase and its settling.
-	MergeAmplification float64 `json:"merge_bytes_per_segment_byte"`
 }
 
 func run(duration, idle time.Duration, out, only, profileDir string) error {
@@ -385,7 +382,6 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 	res.CPUMicrosPerRecord["load generator"] = float64(ph.lastCPU.Microseconds()) / max(n, 1)
 	res.CPUMicrosPerRecordSettled["load generator"] = res.CPUMicrosPerRecord["load generator"]
 	res.Writes = shapeOf(before, settled)
-	res.MergeAmplification = res.Writes.MergeAmplification
 	fmt.Fprintf(os.Stderr, "max-rate produce: %.0f rec/s; CPU µs per record with its merges: %s\n",
 		res.Throughput.Produce.RecordsPerSec, formatCPU(res.CPUMicrosPerRecordSettled))
 	if only == "throughput" {

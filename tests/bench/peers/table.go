@@ -106,7 +106,7 @@ func printCPU(w io.Writer, r results) {
 		fmt.Fprintf(w, " %.0f; %.0f |", r.KafkaWrites.MeanObjectBytes, r.KafkaWrites.PutsPerGiB)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| merge bytes written per segment byte | | %.2f |", r.MergeAmplification)
+	fmt.Fprintf(w, "| merge bytes written per segment byte | | %.2f |", r.Writes.MergeAmplification)
 	if r.KafkaCPU != nil {
 		fmt.Fprintf(w, " %.2f |", r.KafkaWrites.MergeAmplification)
 	}
