@@ -147,14 +147,18 @@ func appendUnsupported(dst []byte, correlation int32) []byte {
 	return binary.BigEndian.AppendUint16(dst, uint16(errUnsupportedVersion))
 }
 
-// serveConn serves one connection. Requests are handled one at a time, in order, as a
-// Kafka broker does: an idempotent producer relies on its batches reaching a partition in
-// the order it sent them. A frame that cannot be parsed closes only this connection.
+// serveConn serves one connection. Responses go out in the order of the requests, as
+// Kafka clients expect. An idempotent producer's produce requests are served concurrently,
+// up to Options.MaxInFlightRequests and MaxInFlightBytes (pipeline.go); every other
+// request waits until those before it are answered, and is served alone, as a Kafka
+// broker serves them. A frame that cannot be parsed closes only this connection, once the
+// requests before it are answered.
 func (s *Server) serveConn(c net.Conn) {
 	defer c.Close()
 	log := s.log.With(zap.String("client", c.RemoteAddr().String()))
 	r := bufio.NewReaderSize(c, 64<<10)
-	var out []byte
+	pl := newPipeline(c, s.opts.MaxInFlightRequests, s.opts.MaxInFlightBytes)
+	defer pl.close()
 	for {
 		frame, err := readFrame(r, s.opts.MaxFrameBytes)
 		if err != nil {
@@ -170,45 +174,56 @@ func (s *Server) serveConn(c net.Conn) {
 			log.Info("closing Kafka connection", zap.Error(err))
 			return
 		}
-		out = out[:0]
-		resp, req, err := s.handle(h, body, c)
+		start := time.Now()
+		req, resp, err := s.decode(h, body, c)
 		switch {
 		case err != nil:
 			metricRequests.WithLabelValues(apiName(h.key), "malformed").Inc()
 			log.Info("closing Kafka connection", zap.String("api", apiName(h.key)), zap.Int16("version", h.version),
 				zap.String("client_id", h.clientID), zap.Error(err))
 			return
-		case req != nil && req.noResponse:
-			// acks=0: the client expects no response, and would take one for the answer
-			// to its next request.
-		case resp == nil:
-			out = appendUnsupported(out, h.correlation)
-		default:
-			out = appendResponse(out, h.correlation, resp)
+		case req == nil: // not served: answered at once
+			pl.answer(pl.next(), h, nil, resp)
+			continue
 		}
-		if len(out) > 0 {
-			_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			if _, err := c.Write(out); err != nil {
-				return
-			}
+		ctx, cancel := context.WithCancel(s.ctx)
+		var pc *produceCall
+		if pr, ok := req.kreq.(*kmsg.ProduceRequest); ok && pr.Acks != 0 {
+			pc = s.decodeProduce(ctx, req, pr)
 		}
-		if cap(out) > 1<<20 {
-			out = nil // do not keep a large fetch's buffer for an idle connection
+		if pc != nil && pc.idempotent() {
+			reply := pl.next()
+			pl.admit(reply, len(frame), pc)
+			metricProduceInFlight.Inc()
+			go func() {
+				defer cancel()
+				defer metricProduceInFlight.Dec()
+				pl.answer(reply, h, req, s.served(h, start, s.writeProduce(ctx, pc)))
+			}()
+			continue
 		}
+		pl.drain()
+		if pc != nil {
+			resp = s.served(h, start, s.writeProduce(ctx, pc))
+		} else {
+			resp = s.served(h, start, s.dispatch(ctx, req))
+		}
+		cancel()
+		pl.answer(pl.next(), h, req, resp)
 	}
 }
 
-// handle parses and serves one request. A nil response with a nil error means the API
-// or version is not served; req.noResponse, that no response is due.
-func (s *Server) handle(h header, body []byte, c net.Conn) (kmsg.Response, *request, error) {
-	start := time.Now()
+// decode checks a request's API and version and decodes its body. A nil request with a
+// nil error means the API or version is not served: the response (nil for an unknown API
+// or version) is the answer.
+func (s *Server) decode(h header, body []byte, c net.Conn) (*request, kmsg.Response, error) {
 	api := apiName(h.key)
 	if h.key == keyApiVersions && !supported(h.key, h.version) {
 		// A client asking a newer ApiVersions than we serve gets v0 with the list, and
 		// retries with a version from it (its body, of a version we may not know, is not
 		// read).
 		metricRequests.WithLabelValues(api, "unsupported").Inc()
-		return s.apiVersions(errUnsupportedVersion), nil, nil
+		return nil, s.apiVersions(errUnsupportedVersion), nil
 	}
 	if !supported(h.key, h.version) {
 		// Answered without reading the body: the frame's size says where it ends.
@@ -219,14 +234,16 @@ func (s *Server) handle(h header, body []byte, c net.Conn) (kmsg.Response, *requ
 	if err != nil {
 		return nil, nil, err
 	}
-	req := &request{header: h, conn: c, kreq: kreq}
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
-	resp := s.dispatch(ctx, req)
+	return &request{header: h, conn: c, kreq: kreq}, nil, nil
+}
+
+// served counts a served request and sets its response's version.
+func (s *Server) served(h header, start time.Time, resp kmsg.Response) kmsg.Response {
+	api := apiName(h.key)
 	metricRequests.WithLabelValues(api, resultOf(resp)).Inc()
 	metricRequestDuration.WithLabelValues(api).Observe(time.Since(start).Seconds())
 	if resp != nil {
 		resp.SetVersion(h.version)
 	}
-	return resp, req, nil
+	return resp
 }

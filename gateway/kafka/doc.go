@@ -23,6 +23,11 @@
 // response with UNSUPPORTED_VERSION in its error codes. A frame that cannot be parsed
 // closes only its connection.
 //
+// A connection's responses go out in the order of its requests. An idempotent producer's
+// produce requests are served concurrently, a few at a time (pipeline.go), since each
+// waits for its commit; every other request is served alone, after those before it.
+//
 // Metrics: streamhouse_kafka_requests_total{api,result},
-// streamhouse_kafka_request_duration_seconds{api}, streamhouse_kafka_connections.
+// streamhouse_kafka_request_duration_seconds{api}, streamhouse_kafka_connections,
+// streamhouse_kafka_produce_in_flight, streamhouse_kafka_produce_reordered_total.
 package kafka

@@ -55,6 +55,10 @@ func partitionCode(c partitionpb.Code) int16 {
 		return kerr.RequestTimedOut.Code
 	case partitionpb.Code_CODE_NOT_FOUND:
 		return errUnknownTopicOrPartition
+	case partitionpb.Code_CODE_OUT_OF_ORDER_SEQUENCE:
+		return kerr.OutOfOrderSequenceNumber.Code
+	case partitionpb.Code_CODE_PRODUCER_FENCED:
+		return kerr.InvalidProducerEpoch.Code
 	}
 	return kerr.NotLeaderForPartition.Code
 }

@@ -14,6 +14,14 @@ var (
 		Name: "streamhouse_kafka_request_duration_seconds", Help: "Kafka protocol request duration by API.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 	}, []string{"api"})
+	metricProduceInFlight = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_kafka_produce_in_flight",
+		Help: "Idempotent producers' produce requests being served, up to MaxInFlightRequests of each connection at once.",
+	})
+	metricReordered = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_kafka_produce_reordered_total",
+		Help: "Idempotent batches that reached their partition ahead of the batch before them (their connection's previous request) and were sent again after it.",
+	})
 	metricConnections = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_kafka_connections", Help: "Open Kafka protocol connections.",
 	})

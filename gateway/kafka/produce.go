@@ -9,7 +9,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
 )
@@ -24,22 +23,49 @@ const (
 // produce writes each partition's batches, partitions concurrently, and answers once all
 // are committed: acks=1 and acks=all both mean our only ack, after the segment is in the
 // object store and its index entry in etcd. acks=0 gets no response, as in Kafka, but is
-// written all the same before the next request of the connection is read. Batches are
-// decoded first, one partition after the other, within one budget of decompressed bytes
-// for the whole request (the frame limit): what a request holds in memory is bounded
-// whatever its compression.
+// written all the same before the next request of the connection is read.
 func (s *Server) produce(ctx context.Context, req *request, r *kmsg.ProduceRequest) kmsg.Response {
-	resp := r.ResponseKind().(*kmsg.ProduceResponse)
+	return s.writeProduce(ctx, s.decodeProduce(ctx, req, r))
+}
+
+// produceCall is a produce request decoded and checked, ready to be written.
+type produceCall struct {
+	resp    *kmsg.ProduceResponse
+	timeout time.Duration
+	jobs    []*produceJob
+}
+
+// produceJob is what one request writes to one partition.
+type produceJob struct {
+	p        coordination.Partition
+	requests []*partitionpb.ProduceRequest
+	out      *kmsg.ProduceResponseTopicPartition
+	// prev is the connection's previous job to the same partition when it was still in
+	// flight as this one was admitted (pipeline.admit). done is closed once this job is
+	// answered (nil: nobody waits for it).
+	prev *produceJob
+	done chan struct{}
+	key  producerKey
+	// strict: this job is sent only once prev is answered, and only if prev was written.
+	// Set while no batch of the producer (id and epoch) to the partition is known to be
+	// written on this connection: the partition may not know the producer yet, and takes
+	// any sequence number as the start of one it does not know.
+	strict bool
+}
+
+// idempotent reports whether the job is an idempotent producer's: its partition checks
+// the batches' sequence numbers, so it can refuse one that arrives before the batch ahead
+// of it.
+func (j *produceJob) idempotent() bool { return j.requests[0].ProducerId > 0 }
+
+// decodeProduce decodes every partition's batches, one partition after the other, within
+// one budget of decompressed bytes for the whole request (the frame limit): what a request
+// holds in memory is bounded whatever its compression. A partition that cannot be written
+// gets its error code in the response and no job.
+func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.ProduceRequest) *produceCall {
+	pc := &produceCall{resp: r.ResponseKind().(*kmsg.ProduceResponse),
+		timeout: min(max(time.Duration(r.TimeoutMillis)*time.Millisecond, minProduceTimeout), maxProduceTimeout)}
 	req.noResponse = r.Acks == 0
-	timeout := min(max(time.Duration(r.TimeoutMillis)*time.Millisecond, minProduceTimeout), maxProduceTimeout)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	type job struct {
-		p        coordination.Partition
-		requests []*partitionpb.ProduceRequest
-		out      *kmsg.ProduceResponseTopicPartition
-	}
-	var jobs []job
 	budget := s.opts.MaxFrameBytes
 	for _, t := range r.Topics {
 		rt := kmsg.NewProduceResponseTopic()
@@ -69,21 +95,44 @@ func (s *Server) produce(ctx context.Context, req *request, r *kmsg.ProduceReque
 				continue
 			}
 			budget -= used
-			jobs = append(jobs, job{part, requests, rp})
+			pc.jobs = append(pc.jobs, &produceJob{p: part, requests: requests, out: rp})
 		}
-		resp.Topics = append(resp.Topics, rt)
+		pc.resp.Topics = append(pc.resp.Topics, rt)
 	}
+	return pc
+}
+
+// idempotent reports whether every partition the request writes is an idempotent
+// producer's (and there is at least one): such a request may be served alongside the
+// connection's other produce requests (pipeline.go).
+func (pc *produceCall) idempotent() bool {
+	for _, j := range pc.jobs {
+		if !j.idempotent() {
+			return false
+		}
+	}
+	return len(pc.jobs) > 0
+}
+
+// writeProduce writes the jobs, partitions concurrently, and returns the response once
+// every partition answered.
+func (s *Server) writeProduce(ctx context.Context, pc *produceCall) kmsg.Response {
+	ctx, cancel := context.WithTimeout(ctx, pc.timeout)
+	defer cancel()
 	c, ok := s.client()
 	var wg sync.WaitGroup
-	for _, j := range jobs {
+	for _, j := range pc.jobs {
 		if !ok {
 			j.out.ErrorCode = kerr.NotLeaderForPartition.Code
+			if j.done != nil {
+				close(j.done)
+			}
 			continue
 		}
-		wg.Go(func() { s.write(ctx, c, j.requests, j.out) })
+		wg.Go(func() { writeJob(ctx, c, j) })
 	}
 	wg.Wait()
-	return resp
+	return pc.resp
 }
 
 // liveTopic returns a topic from the mirror or, for one created a moment ago, etcd.
@@ -133,24 +182,79 @@ func (s *Server) writesOf(p coordination.Partition, raw []byte, budget int) (_ [
 	return writes, used, nil
 }
 
-// write sends a partition's writes in order and answers with the first one's base offset.
-func (s *Server) write(ctx context.Context, c *actors.Client, writes []*partitionpb.ProduceRequest, rp *kmsg.ProduceResponseTopicPartition) {
-	for i, req := range writes {
+// partitionWriter sends a write to its partition: actors.Client.
+type partitionWriter interface {
+	ProduceRequest(ctx context.Context, req *partitionpb.ProduceRequest) (*partitionpb.ProduceResponse, error)
+}
+
+// writeJob sends a partition's writes in order and answers with the first one's base
+// offset.
+//
+// A job sent alongside the one before it (prev) may reach the partition first, since
+// every write goes to its partition by a call of its own. Where the partition knows the
+// producer it refuses it as out of order, and the job is sent again once prev is
+// answered, with a new request id (the partition answers a repeated id with its first
+// answer); an out-of-order refusal after that is the producer's own gap, and the client
+// is told. Where the partition may not know the producer (strict), the job waits for prev
+// and is not sent at all unless prev was written: the partition would take it as the
+// producer's start, and the batches before it as duplicates.
+func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
+	if j.done != nil {
+		defer close(j.done)
+	}
+	rp, prev := j.out, j.prev
+	// What the connection keeps of the job until it lands is its answer: neither the
+	// records nor the jobs before it.
+	defer func() { j.prev, j.requests = nil, nil }()
+	if j.strict {
+		select {
+		case <-prev.done:
+		case <-ctx.Done():
+			rp.ErrorCode, rp.ErrorMessage = codeOf(ctx.Err()), strp(ctx.Err().Error())
+			return
+		}
+		if !prev.written() {
+			rp.ErrorCode, rp.ErrorMessage = kerr.OutOfOrderSequenceNumber.Code, strp("the batch before it was not written")
+			return
+		}
+		prev = nil
+	}
+	for i := 0; i < len(j.requests); i++ {
+		req := j.requests[i]
 		resp, err := c.ProduceRequest(ctx, req)
 		if err != nil {
 			rp.ErrorCode, rp.ErrorMessage = codeOf(err), strp(err.Error())
 			return
 		}
-		if resp.Code == partitionpb.Code_CODE_DUPLICATE_SEQUENCE {
+		switch resp.Code {
+		case partitionpb.Code_CODE_OK:
+		case partitionpb.Code_CODE_DUPLICATE_SEQUENCE:
 			rp.ErrorCode = kerr.DuplicateSequenceNumber.Code // written before; clients take it as success
 			return
-		}
-		if resp.Code != partitionpb.Code_CODE_OK {
+		case partitionpb.Code_CODE_OUT_OF_ORDER_SEQUENCE:
+			if prev != nil {
+				select {
+				case <-prev.done:
+				case <-ctx.Done(): // the next attempt says so
+				}
+				prev, req.RequestId = nil, 0
+				metricReordered.Inc()
+				i--
+				continue
+			}
+			fallthrough
+		default:
 			rp.ErrorCode, rp.ErrorMessage = partitionCode(resp.Code), strp(resp.Message)
 			return
 		}
 		if i == 0 {
 			rp.BaseOffset = resp.BaseOffset
 		}
+		prev = nil // the partition took this job's first batch after the one before it
 	}
+}
+
+// written reports, once the job is answered, whether its records are in the log.
+func (j *produceJob) written() bool {
+	return j.out.ErrorCode == errNone || j.out.ErrorCode == kerr.DuplicateSequenceNumber.Code
 }

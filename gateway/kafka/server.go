@@ -22,6 +22,13 @@ const DefaultAddr = ":9092"
 // connections that a Kafka broker serves.
 const DefaultMaxFrameBytes = 100 << 20
 
+// DefaultMaxInFlightRequests and DefaultMaxInFlightBytes bound the produce requests one
+// connection serves at once (Options).
+const (
+	DefaultMaxInFlightRequests = 5
+	DefaultMaxInFlightBytes    = 32 << 20
+)
+
 // Options configure a Server. Zero fields take the documented defaults.
 type Options struct {
 	// Self is this agent; its Kafka field is the address Metadata advertises for it.
@@ -31,6 +38,13 @@ type Options struct {
 	// MaxFrameBytes bounds one request frame, and the decompressed records of one produce
 	// request; a larger frame closes its connection. Default DefaultMaxFrameBytes.
 	MaxFrameBytes int
+	// MaxInFlightRequests bounds the produce requests of an idempotent producer that one
+	// connection serves at once (pipeline.go). Default 5, Kafka's limit for such a
+	// producer; 1 serves every request alone.
+	MaxInFlightRequests int
+	// MaxInFlightBytes bounds their frames together; a larger request waits for those
+	// before it. Default 32 MiB.
+	MaxInFlightBytes int
 	// GroupRebalanceTimeout bounds how long a group waits for its members to rejoin
 	// when a client asks for no timeout of its own. Default 60s.
 	GroupRebalanceTimeout time.Duration
@@ -64,6 +78,12 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	opts.Limits = opts.Limits.WithDefaults()
 	if opts.MaxFrameBytes <= 0 {
 		opts.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if opts.MaxInFlightRequests <= 0 {
+		opts.MaxInFlightRequests = DefaultMaxInFlightRequests
+	}
+	if opts.MaxInFlightBytes <= 0 {
+		opts.MaxInFlightBytes = DefaultMaxInFlightBytes
 	}
 	if opts.GroupRebalanceTimeout <= 0 {
 		opts.GroupRebalanceTimeout = time.Minute

@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"net"
@@ -131,7 +132,11 @@ func TestUnsupportedRequestsAreAnsweredAndMalformedFramesCloseOneConnection(t *t
 }
 
 // batchOf encodes values as one uncompressed RecordBatch v2, as a producer would.
-func batchOf(values ...string) []byte {
+func batchOf(values ...string) []byte { return producerBatchOf(-1, -1, -1, values...) }
+
+// producerBatchOf is batchOf's batch as an idempotent producer's (id, epoch) from
+// sequence number seq.
+func producerBatchOf(id int64, epoch int16, seq int32, values ...string) []byte {
 	var body []byte
 	for i, v := range values {
 		r := kmsg.Record{OffsetDelta: int32(i), Value: []byte(v)}
@@ -141,7 +146,7 @@ func batchOf(values ...string) []byte {
 	}
 	now := time.Now().UnixMilli()
 	rb := kmsg.RecordBatch{Magic: 2, LastOffsetDelta: int32(len(values) - 1), FirstTimestamp: now, MaxTimestamp: now,
-		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(values)), Records: body}
+		ProducerID: id, ProducerEpoch: epoch, FirstSequence: seq, NumRecords: int32(len(values)), Records: body}
 	b := rb.AppendTo(nil)
 	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
 	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
@@ -166,5 +171,88 @@ func TestAcksZeroGetsNoResponse(t *testing.T) {
 	got := c.consumeAll("fire-and-forget", 3, 30*time.Second)
 	if len(got) != 3 || string(got[0].Value) != "one" || string(got[2].Value) != "three" {
 		t.Fatalf("read %d records after the acks=0 produce", len(got))
+	}
+}
+
+// TestPipelinedProducesKeepTheirOrder sends an idempotent producer's produce requests back
+// to back on one connection, as a Kafka client with 5 in flight does, then one with a gap
+// in its sequence numbers, then ApiVersions. The responses come in the order of the
+// requests, every batch is written at the offsets its sequence numbers give it, the
+// partitions hold the records in the order sent, and the batch after the gap is refused
+// as OUT_OF_ORDER_SEQUENCE_NUMBER and writes nothing.
+func TestPipelinedProducesKeepTheirOrder(t *testing.T) {
+	const topic, requests, perBatch = "pipelined", 12, 3
+	c := newCluster(t, 1, nil)
+	c.createTopic(topic, 2, nil)
+	r := dialRaw(t, c.agents[0].KafkaAddr)
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.Version, init.TransactionTimeoutMillis = 1, 60000
+	id := kmsg.NewPtrInitProducerIDResponse()
+	id.Version = 1
+	if err := id.ReadFrom(r.recv(r.send(int16(kmsg.InitProducerID), 1, init.AppendTo(nil)))); err != nil || id.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v, code %d", err, id.ErrorCode)
+	}
+	produce := func(batches map[int32][]byte) int32 {
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis = 8, -1, 30000
+		rt := kmsg.ProduceRequestTopic{Topic: topic}
+		for p := range int32(2) {
+			if b, ok := batches[p]; ok {
+				rt.Partitions = append(rt.Partitions, kmsg.ProduceRequestTopicPartition{Partition: p, Records: b})
+			}
+		}
+		req.Topics = []kmsg.ProduceRequestTopic{rt}
+		return r.send(int16(kmsg.Produce), 8, req.AppendTo(nil))
+	}
+	var corrs []int32
+	for i := range requests {
+		batches := map[int32][]byte{}
+		for p := range int32(2) {
+			var values []string
+			for k := range perBatch {
+				values = append(values, fmt.Sprintf("%d-%02d-%d", p, i, k))
+			}
+			batches[p] = producerBatchOf(id.ProducerID, id.ProducerEpoch, int32(i*perBatch), values...)
+		}
+		corrs = append(corrs, produce(batches))
+	}
+	gap := produce(map[int32][]byte{0: producerBatchOf(id.ProducerID, id.ProducerEpoch, requests*perBatch+1, "after a gap")})
+	versions := r.send(int16(kmsg.ApiVersions), 0, nil)
+
+	answer := func(corr int32) []kmsg.ProduceResponseTopicPartition {
+		resp := kmsg.NewPtrProduceResponse()
+		resp.Version = 8
+		if err := resp.ReadFrom(r.recv(corr)); err != nil || len(resp.Topics) != 1 {
+			t.Fatalf("produce response %d: %v, %d topics", corr, err, len(resp.Topics))
+		}
+		return resp.Topics[0].Partitions
+	}
+	for i, corr := range corrs {
+		for _, p := range answer(corr) {
+			if p.ErrorCode != 0 || p.BaseOffset != int64(i*perBatch) {
+				t.Fatalf("request %d, partition %d: code %d at offset %d, want 0 at %d", i, p.Partition, p.ErrorCode, p.BaseOffset, i*perBatch)
+			}
+		}
+	}
+	if p := answer(gap); len(p) != 1 || p[0].ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("the batch after a gap: %+v, want OUT_OF_ORDER_SEQUENCE_NUMBER", p)
+	}
+	v := kmsg.NewPtrApiVersionsResponse()
+	v.Version = 0
+	if err := v.ReadFrom(r.recv(versions)); err != nil || v.ErrorCode != 0 {
+		t.Fatalf("ApiVersions after the produces: %v, code %d", err, v.ErrorCode)
+	}
+
+	got := c.consumeAll(topic, 2*requests*perBatch, 30*time.Second)
+	next := map[int32]int{}
+	for _, rec := range got {
+		n := next[rec.Partition]
+		if want := fmt.Sprintf("%d-%02d-%d", rec.Partition, n/perBatch, n%perBatch); string(rec.Value) != want || rec.Offset != int64(n) {
+			t.Fatalf("partition %d, offset %d: %q, want %q at %d", rec.Partition, rec.Offset, rec.Value, want, n)
+		}
+		next[rec.Partition] = n + 1
+	}
+	if len(got) != 2*requests*perBatch {
+		t.Fatalf("read %d records, want %d and none after the gap", len(got), 2*requests*perBatch)
 	}
 }

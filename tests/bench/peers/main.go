@@ -32,6 +32,7 @@ func main() {
 	only := flag.String("only", "", `run one phase alone (for A/B runs of agent settings): "throughput" (max-rate produce, its CPU per record and merge cost) "latency" (1000 records/s and its floor) or "memory" (the phases that fill the agent's budgets, then 100 partitions at max rate, sampling its memory)`)
 	flag.IntVar(&load.batch, "batch", 1000, "records per produce request in the max-rate phases (1000 of 1 KiB: kgo's default batch of up to 1 MB)")
 	flag.IntVar(&load.inFlight, "in-flight", 2, "requests each of the producers keeps in flight in the max-rate phases")
+	flag.BoolVar(&kafkaFirst, "kafka-first", false, "run the Kafka (kgo) max-rate phase before the gRPC one rather than after it and the catch-up read (with -only throughput: both max-rate phases, Kafka first), to tell what the phases' order costs each")
 	profile := flag.String("profile", "", "write CPU profiles of each phase into this directory: the load generator's over the phase, the agent's over a window of half the phase (at most 8s) starting a second in")
 	flag.Parse()
 	if *only != "" && *only != "throughput" && *only != "latency" && *only != "memory" {
@@ -50,6 +51,11 @@ func main() {
 // batch alike; with batches of 100 records the agent, MinIO and etcd spend about twice
 // the CPU per record (docs/BENCHMARKS.md, profiling item 18).
 var load window
+
+// kafkaFirst puts the Kafka max-rate phase first. By default it runs after the gRPC
+// phase, its catch-up read and the idle phase, which leave MinIO's disk and the page
+// cache in another state than a fresh start.
+var kafkaFirst bool
 
 type window struct{ batch, inFlight int }
 
@@ -172,6 +178,11 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	procs := map[string]int{"agent": agent.Process.Pid(), "minio": minio.Process.Pid(), "etcd": etcd.Process.Pid()}
 	if only != "latency" {
 		ph := phases{bench: bench, lastCPU: &lastClientCPU, lastWrite: &lastWrite, procs: procs, metricsURL: metricsURL, duration: d, idle: idle, etcdEndpoint: etcd.Endpoint}
+		if kafkaFirst && only != "memory" {
+			if err := ph.kafka(ctx, &res, agent.KafkaAddr, duration); err != nil {
+				return err
+			}
+		}
 		if done, err := ph.throughput(&res, only, out); done || err != nil {
 			return err
 		}
@@ -180,8 +191,10 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 			// 100 partitions.
 			return ph.wide(&res, agent.Process.Pid(), out)
 		}
-		if err := ph.kafka(ctx, &res, agent.KafkaAddr, duration); err != nil {
-			return err
+		if !kafkaFirst {
+			if err := ph.kafka(ctx, &res, agent.KafkaAddr, duration); err != nil {
+				return err
+			}
 		}
 	}
 

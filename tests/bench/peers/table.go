@@ -116,11 +116,15 @@ func printCPU(w io.Writer, r results) {
 	}
 }
 
-// printQuick writes the results of an -only throughput run: the max-rate phase alone.
+// printQuick writes the results of an -only throughput run: the max-rate phase alone (after
+// the Kafka one with -kafka-first).
 func printQuick(w io.Writer, r results) {
 	tp := r.Throughput.Produce
 	fmt.Fprintf(w, "produce at max rate: %.0f rec/s (%.1f MiB/s), p50 %.1f ms, p99 %.1f ms, %d errors; agent peak RSS %.0f MiB\n\n",
 		tp.RecordsPerSec, tp.MiBPerSec, tp.Latency.P50, tp.Latency.P99, tp.Errors, r.RSSMiB["6_partitions_max_rate"])
+	if r.KafkaCPU != nil {
+		fmt.Fprintf(w, "produce over Kafka (kgo) at max rate, before it: %.0f rec/s (%.1f MiB/s), %d errors\n\n", r.Kafka.RecordsPerSec, r.Kafka.MiBPerSec, r.Kafka.Errors)
+	}
 	printCPU(w, r)
 	fmt.Fprintln(w)
 	printStageTable(w, "max rate on 6 partitions", r.ThroughputStages)

@@ -1,0 +1,164 @@
+package kafka
+
+import (
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// Kafka clients keep up to 5 produce requests in flight on a connection (an idempotent
+// producer's limit), and a Kafka broker, which answers each as soon as it is in its log,
+// serves them one after the other. Here a produce is answered once its records are in
+// the object store and committed in etcd (a linger, a PUT, a transaction: tens of
+// milliseconds), so one at a time would hold a producer's connection to one request per
+// commit. An idempotent producer's requests are therefore served concurrently: each
+// partition checks its batches' sequence numbers, and a batch that reaches its partition
+// ahead of the one before it is sent again after it, and nothing overtakes a producer's
+// first batch to a partition (writeJob), so that the partition's log keeps the producer's
+// order.
+
+// pipeline is a connection's responses in request order and the produce requests it
+// serves concurrently. Only serveConn's goroutine calls its methods; a goroutine of its
+// own writes the responses.
+type pipeline struct {
+	conn     net.Conn
+	replies  chan *reply   // every request's, in order, to the writer
+	wrote    chan struct{} // closed when the writer has stopped
+	maxReqs  int
+	maxBytes int
+	flying   []flight // the requests being served concurrently, oldest first
+	bytes    int      // their frames'
+	// last is, for each partition, the latest job to it of a request in flying.
+	last map[coordination.Partition]*produceJob
+	// known holds the producers (id and epoch) whose batches to a partition were written
+	// by a request of this connection that landed.
+	known map[producerKey]bool
+}
+
+type producerKey struct {
+	p     coordination.Partition
+	id    int64
+	epoch int32
+}
+
+// maxKnown bounds pipeline.known: past it, it starts again empty, which costs only
+// concurrency (the next jobs of each producer to each partition wait for the one before).
+const maxKnown = 1 << 14
+
+// reply is one response's place in the connection's order: done is closed once out, the
+// encoded response (empty: none is due), is set.
+type reply struct {
+	done chan struct{}
+	out  []byte
+}
+
+type flight struct {
+	done  <-chan struct{}
+	bytes int
+	jobs  []*produceJob
+}
+
+// newPipeline serves c's responses, with at most maxReqs produce requests served at once
+// and maxBytes of their frames (a larger frame is served once those before it are done).
+func newPipeline(c net.Conn, maxReqs, maxBytes int) *pipeline {
+	pl := &pipeline{conn: c, replies: make(chan *reply, maxReqs+1), wrote: make(chan struct{}),
+		maxReqs: maxReqs, maxBytes: maxBytes,
+		last: map[coordination.Partition]*produceJob{}, known: map[producerKey]bool{}}
+	go pl.write()
+	return pl
+}
+
+// next takes the place of the next response. It blocks while the client is not reading
+// the responses before it.
+func (pl *pipeline) next() *reply {
+	r := &reply{done: make(chan struct{})}
+	pl.replies <- r
+	return r
+}
+
+// answer encodes the response to h into its place (none for a request that takes none,
+// UNSUPPORTED_VERSION for a nil response) and lets the writer send it.
+func (pl *pipeline) answer(r *reply, h header, req *request, resp kmsg.Response) {
+	switch {
+	case req != nil && req.noResponse:
+	case resp == nil:
+		r.out = appendUnsupported(nil, h.correlation)
+	default:
+		r.out = appendResponse(nil, h.correlation, resp)
+	}
+	close(r.done)
+}
+
+// admit makes room for a produce request served alongside those in flight: it waits
+// while there are maxReqs of them or their frames and this one's exceed maxBytes. Each of
+// the request's jobs is then ordered after the connection's previous job to its
+// partition: strictly (sent only once that one is written) unless a batch of the
+// producer to the partition is known to be written.
+func (pl *pipeline) admit(r *reply, bytes int, pc *produceCall) {
+	for len(pl.flying) > 0 && (len(pl.flying) >= pl.maxReqs || pl.bytes+bytes > pl.maxBytes) {
+		pl.land()
+	}
+	pl.flying = append(pl.flying, flight{done: r.done, bytes: bytes, jobs: pc.jobs})
+	pl.bytes += bytes
+	for _, j := range pc.jobs {
+		j.key = producerKey{p: j.p, id: j.requests[0].ProducerId, epoch: j.requests[0].ProducerEpoch}
+		j.prev, j.done = pl.last[j.p], make(chan struct{})
+		j.strict = j.prev != nil && !pl.known[j.key]
+		pl.last[j.p] = j
+	}
+}
+
+// land waits for the oldest request in flight to be answered, and notes the producers
+// whose batches it wrote.
+func (pl *pipeline) land() {
+	<-pl.flying[0].done
+	if len(pl.known) > maxKnown {
+		clear(pl.known)
+	}
+	for _, j := range pl.flying[0].jobs {
+		if j.written() {
+			pl.known[j.key] = true
+		}
+	}
+	pl.bytes -= pl.flying[0].bytes
+	pl.flying = pl.flying[1:]
+	if len(pl.flying) == 0 {
+		clear(pl.last) // every job is answered
+	}
+}
+
+// drain waits until every request in flight is answered: what follows is served alone,
+// after them.
+func (pl *pipeline) drain() {
+	for len(pl.flying) > 0 {
+		pl.land()
+	}
+}
+
+// write sends the responses in order, each once it is ready. After a failed write it
+// closes the connection, which stops its reader, and goes on taking the responses so that
+// nothing waits on it.
+func (pl *pipeline) write() {
+	defer close(pl.wrote)
+	failed := false
+	for r := range pl.replies {
+		<-r.done
+		if failed || len(r.out) == 0 {
+			continue
+		}
+		_ = pl.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := pl.conn.Write(r.out); err != nil {
+			failed = true
+			_ = pl.conn.Close()
+		}
+	}
+}
+
+// close waits for the requests in flight, sends their responses and stops the writer.
+func (pl *pipeline) close() {
+	close(pl.replies)
+	<-pl.wrote
+}
