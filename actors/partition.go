@@ -330,7 +330,7 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 			a.replyProduce(sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
 			return
 		}
-		idem = &idempotence{id: m.ProducerId, epoch: int16(m.ProducerEpoch), firstSeq: m.BaseSequence}
+		idem = &idempotence{id: m.ProducerId, epoch: int16(m.ProducerEpoch), firstSeq: m.BaseSequence, follows: m.Follows}
 	}
 	if id != 0 {
 		a.requests.begin(id)

@@ -67,10 +67,13 @@ func lastSeq(first int32, n int) int32 {
 }
 
 // check judges a batch of n records from first sequence number; for a duplicate it also
-// returns the base offset it was written at.
-func (ps *producers) check(id int64, epoch int16, first int32, n int) (seqVerdict, int64) {
+// returns the base offset it was written at. A batch that follows another of its producer
+// still on its way (follows) cannot start a producer or an epoch: it waits for that one.
+func (ps *producers) check(id int64, epoch int16, first int32, n int, follows bool) (seqVerdict, int64) {
 	st := ps.m[id]
 	switch {
+	case (st == nil || epoch > st.epoch) && follows:
+		return seqOutOfOrder, 0
 	case st == nil || epoch > st.epoch:
 		return seqNext, 0 // a new producer, or a new epoch of one: any sequence starts it
 	case epoch < st.epoch:

@@ -14,15 +14,23 @@ func TestProducerSequences(t *testing.T) {
 	ps := newProducers(nil)
 	expect := func(first int32, n int, want seqVerdict, wantBase int64) {
 		t.Helper()
-		got, base := ps.check(7, 0, first, n)
+		got, base := ps.check(7, 0, first, n, false)
 		if got != want || got == seqDuplicate && base != wantBase {
 			t.Fatalf("batch %d+%d: verdict %d base %d, want %d base %d", first, n, got, base, want, wantBase)
 		}
+	}
+	// A batch that follows one still on its way cannot start a producer: that one may
+	// come after it.
+	if v, _ := ps.check(7, 0, 10, 5, true); v != seqOutOfOrder {
+		t.Fatalf("a following batch of an unknown producer: verdict %d, want out of order", v)
 	}
 	expect(0, 10, seqNext, 0) // a new producer starts anywhere
 	ps.accept(7, 0, 0, 10, 100, 1)
 	expect(0, 10, seqInFlight, 0) // a retry while it is written waits
 	expect(10, 5, seqNext, 0)
+	if v, _ := ps.check(7, 0, 10, 5, true); v != seqNext {
+		t.Fatalf("a following batch of a known producer, in order: verdict %d", v)
+	}
 	ps.accept(7, 0, 10, 5, 110, 1)
 	expect(20, 5, seqOutOfOrder, 0) // 15..19 missing
 	ps.settle(7, 100, true)
@@ -40,12 +48,16 @@ func TestProducerSequences(t *testing.T) {
 	expect(20, 5, seqOutOfOrder, 0)
 	expect(15, 5, seqNext, 0)
 
-	// A newer epoch fences the older one and starts anywhere.
-	if v, _ := ps.check(7, 1, 0, 3); v != seqNext {
+	// A newer epoch fences the older one and starts anywhere, unless it follows a batch
+	// still on its way.
+	if v, _ := ps.check(7, 1, 3, 3, true); v != seqOutOfOrder {
+		t.Fatalf("a following batch of a new epoch: verdict %d, want out of order", v)
+	}
+	if v, _ := ps.check(7, 1, 0, 3, false); v != seqNext {
 		t.Fatalf("new epoch: verdict %d", v)
 	}
 	ps.accept(7, 1, 0, 3, 130, 3)
-	if v, _ := ps.check(7, 0, 15, 5); v != seqFenced {
+	if v, _ := ps.check(7, 0, 15, 5, false); v != seqFenced {
 		t.Fatalf("old epoch: verdict %d", v)
 	}
 
@@ -56,16 +68,16 @@ func TestProducerSequences(t *testing.T) {
 		t.Fatalf("snapshot: %+v", snap)
 	}
 	next := newProducers(snap)
-	if v, base := next.check(7, 1, 0, 3); v != seqDuplicate || base != 130 {
+	if v, base := next.check(7, 1, 0, 3, false); v != seqDuplicate || base != 130 {
 		t.Fatalf("after a move: verdict %d base %d", v, base)
 	}
-	if v, _ := next.check(7, 1, 3, 1); v != seqNext {
+	if v, _ := next.check(7, 1, 3, 1, false); v != seqNext {
 		t.Fatalf("after a move, the next batch: verdict %d", v)
 	}
 
 	// Sequence numbers wrap to 0 after the largest int32, as Kafka's do.
 	ps.accept(9, 0, math.MaxInt32-1, 2, 200, 4)
-	if v, _ := ps.check(9, 0, 0, 1); v != seqNext {
+	if v, _ := ps.check(9, 0, 0, 1, false); v != seqNext {
 		t.Fatalf("after the wrap: verdict %d", v)
 	}
 }

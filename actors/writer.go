@@ -120,6 +120,7 @@ type idempotence struct {
 	id       int64
 	epoch    int16
 	firstSeq int32
+	follows  bool // partitionpb.ProduceRequest.Follows
 }
 
 type waiter struct {
@@ -272,7 +273,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 	var producer int64
 	if idem != nil {
 		producer = idem.id
-		verdict, base := w.prod.check(idem.id, idem.epoch, idem.firstSeq, len(recs))
+		verdict, base := w.prod.check(idem.id, idem.epoch, idem.firstSeq, len(recs), idem.follows)
 		var err error
 		switch verdict {
 		case seqDuplicate:

@@ -248,7 +248,13 @@ type ProduceRequest struct {
 	// 30 seconds, with the first attempt's outcome instead of writing the records again:
 	// the client re-sends after an attempt timeout, and an attempt that timed out may still
 	// commit.
-	RequestId     uint64 `protobuf:"varint,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId uint64 `protobuf:"varint,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The batch follows one of the same producer that may still be on its way to the
+	// partition (the Kafka listener serves a connection's requests concurrently). A
+	// partition that does not know the producer, or knows an older epoch of it, refuses it
+	// as out of order instead of taking its sequence number as the producer's start: the
+	// sender sends it again once the batch before it is answered.
+	Follows       bool `protobuf:"varint,8,opt,name=follows,proto3" json:"follows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,6 +336,13 @@ func (x *ProduceRequest) GetRequestId() uint64 {
 		return x.RequestId
 	}
 	return 0
+}
+
+func (x *ProduceRequest) GetFollows() bool {
+	if x != nil {
+		return x.Follows
+	}
+	return false
 }
 
 // ProduceResponse acks records only after their segment is in the store and committed in
@@ -604,7 +617,7 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fH\x01R\x05value\x88\x01\x01\x12:\n" +
 	"\aheaders\x18\x05 \x03(\v2 .streamhouse.partition.v1.HeaderR\aheadersB\x06\n" +
 	"\x04_keyB\b\n" +
-	"\x06_value\"\x8c\x02\n" +
+	"\x06_value\"\xa6\x02\n" +
 	"\x0eProduceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12:\n" +
@@ -614,7 +627,8 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x0eproducer_epoch\x18\x05 \x01(\x05R\rproducerEpoch\x12#\n" +
 	"\rbase_sequence\x18\x06 \x01(\x05R\fbaseSequence\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\a \x01(\x04R\trequestId\"\xc0\x01\n" +
+	"request_id\x18\a \x01(\x04R\trequestId\x12\x18\n" +
+	"\afollows\x18\b \x01(\bR\afollows\"\xc0\x01\n" +
 	"\x0fProduceResponse\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.streamhouse.partition.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +

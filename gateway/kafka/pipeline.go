@@ -16,9 +16,8 @@ import (
 // milliseconds), so one at a time would hold a producer's connection to one request per
 // commit. An idempotent producer's requests are therefore served concurrently: each
 // partition checks its batches' sequence numbers, and a batch that reaches its partition
-// ahead of the one before it is sent again after it, and nothing overtakes a producer's
-// first batch to a partition (writeJob), so that the partition's log keeps the producer's
-// order.
+// ahead of the one before it is refused by the partition and sent again after it
+// (writeJob), so that the partition's log keeps the producer's order.
 
 // pipeline is a connection's responses in request order and the produce requests it
 // serves concurrently. Only serveConn's goroutine calls its methods; a goroutine of its
@@ -29,24 +28,11 @@ type pipeline struct {
 	wrote    chan struct{} // closed when the writer has stopped
 	maxReqs  int
 	maxBytes int
-	flying   []flight // the requests being served concurrently, oldest first
+	flying   []flight // the requests being served concurrently, oldest first, until landed
 	bytes    int      // their frames'
 	// last is, for each partition, the latest job to it of a request in flying.
 	last map[coordination.Partition]*produceJob
-	// known holds the producers (id and epoch) whose batches to a partition were written
-	// by a request of this connection that landed.
-	known map[producerKey]bool
 }
-
-type producerKey struct {
-	p     coordination.Partition
-	id    int64
-	epoch int32
-}
-
-// maxKnown bounds pipeline.known: past it, it starts again empty, which costs only
-// concurrency (the next jobs of each producer to each partition wait for the one before).
-const maxKnown = 1 << 14
 
 // reply is one response's place in the connection's order: done is closed once out, the
 // encoded response (empty: none is due), is set.
@@ -58,15 +44,13 @@ type reply struct {
 type flight struct {
 	done  <-chan struct{}
 	bytes int
-	jobs  []*produceJob
 }
 
 // newPipeline serves c's responses, with at most maxReqs produce requests served at once
 // and maxBytes of their frames (a larger frame is served once those before it are done).
 func newPipeline(c net.Conn, maxReqs, maxBytes int) *pipeline {
 	pl := &pipeline{conn: c, replies: make(chan *reply, maxReqs+1), wrote: make(chan struct{}),
-		maxReqs: maxReqs, maxBytes: maxBytes,
-		last: map[coordination.Partition]*produceJob{}, known: map[producerKey]bool{}}
+		maxReqs: maxReqs, maxBytes: maxBytes, last: map[coordination.Partition]*produceJob{}}
 	go pl.write()
 	return pl
 }
@@ -94,35 +78,36 @@ func (pl *pipeline) answer(r *reply, h header, req *request, resp kmsg.Response)
 
 // admit makes room for a produce request served alongside those in flight: it waits
 // while there are maxReqs of them or their frames and this one's exceed maxBytes. Each of
-// the request's jobs is then ordered after the connection's previous job to its
-// partition: strictly (sent only once that one is written) unless a batch of the
-// producer to the partition is known to be written.
+// the request's jobs then follows the connection's previous job to its partition, if
+// that one is not answered yet.
 func (pl *pipeline) admit(r *reply, bytes int, pc *produceCall) {
 	for len(pl.flying) > 0 && (len(pl.flying) >= pl.maxReqs || pl.bytes+bytes > pl.maxBytes) {
 		pl.land()
 	}
-	pl.flying = append(pl.flying, flight{done: r.done, bytes: bytes, jobs: pc.jobs})
+	pl.flying = append(pl.flying, flight{done: r.done, bytes: bytes})
 	pl.bytes += bytes
 	for _, j := range pc.jobs {
-		j.key = producerKey{p: j.p, id: j.requests[0].ProducerId, epoch: j.requests[0].ProducerEpoch}
-		j.prev, j.done = pl.last[j.p], make(chan struct{})
-		j.strict = j.prev != nil && !pl.known[j.key]
+		if prev := pl.last[j.p]; prev != nil && !answered(prev) {
+			j.prev = prev
+			j.requests[0].Follows = true
+		}
+		j.done = make(chan struct{})
 		pl.last[j.p] = j
 	}
 }
 
-// land waits for the oldest request in flight to be answered, and notes the producers
-// whose batches it wrote.
+func answered(j *produceJob) bool {
+	select {
+	case <-j.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// land waits for the oldest request in flight to be answered.
 func (pl *pipeline) land() {
 	<-pl.flying[0].done
-	if len(pl.known) > maxKnown {
-		clear(pl.known)
-	}
-	for _, j := range pl.flying[0].jobs {
-		if j.written() {
-			pl.known[j.key] = true
-		}
-	}
 	pl.bytes -= pl.flying[0].bytes
 	pl.flying = pl.flying[1:]
 	if len(pl.flying) == 0 {

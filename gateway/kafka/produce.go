@@ -40,17 +40,12 @@ type produceJob struct {
 	p        coordination.Partition
 	requests []*partitionpb.ProduceRequest
 	out      *kmsg.ProduceResponseTopicPartition
-	// prev is the connection's previous job to the same partition when it was still in
-	// flight as this one was admitted (pipeline.admit). done is closed once this job is
-	// answered (nil: nobody waits for it).
+	// prev is the connection's previous job to the same partition if it was still
+	// unanswered when this one was admitted (pipeline.admit); this job's first batch is
+	// then sent as following it (partitionpb.ProduceRequest.Follows). done is closed once
+	// this job is answered (nil: nobody waits for it).
 	prev *produceJob
 	done chan struct{}
-	key  producerKey
-	// strict: this job is sent only once prev is answered, and only if prev was written.
-	// Set while no batch of the producer (id and epoch) to the partition is known to be
-	// written on this connection: the partition may not know the producer yet, and takes
-	// any sequence number as the start of one it does not know.
-	strict bool
 }
 
 // idempotent reports whether the job is an idempotent producer's: its partition checks
@@ -124,9 +119,7 @@ func (s *Server) writeProduce(ctx context.Context, pc *produceCall) kmsg.Respons
 	for _, j := range pc.jobs {
 		if !ok {
 			j.out.ErrorCode = kerr.NotLeaderForPartition.Code
-			if j.done != nil {
-				close(j.done)
-			}
+			j.finish()
 			continue
 		}
 		wg.Go(func() { writeJob(ctx, c, j) })
@@ -191,34 +184,20 @@ type partitionWriter interface {
 // offset.
 //
 // A job sent alongside the one before it (prev) may reach the partition first, since
-// every write goes to its partition by a call of its own. Where the partition knows the
-// producer it refuses it as out of order, and the job is sent again once prev is
-// answered, with a new request id (the partition answers a repeated id with its first
-// answer); an out-of-order refusal after that is the producer's own gap, and the client
-// is told. Where the partition may not know the producer (strict), the job waits for prev
-// and is not sent at all unless prev was written: the partition would take it as the
-// producer's start, and the batches before it as duplicates.
+// every write goes to its partition by a call of its own (and a busy agent runs those
+// calls in no particular order); its first batch is sent as following prev, so that the
+// partition refuses it as out of order rather than take it as the start of a producer
+// it does not know. It is sent again, still following, after a short wait that doubles
+// while prev is unanswered (prev most likely reached the partition meanwhile: waiting
+// for its answer would wait for its commit, and put this batch in the next segment).
+// Once prev is answered, it is sent again if prev was written; if prev was not, the batch
+// is now a gap and the client is told (it sends the batches again from the first it has
+// not had acked). An out-of-order refusal with nothing ahead of it is the producer's own
+// gap.
 func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
-	if j.done != nil {
-		defer close(j.done)
-	}
+	defer j.finish()
 	rp, prev := j.out, j.prev
-	// What the connection keeps of the job until it lands is its answer: neither the
-	// records nor the jobs before it.
-	defer func() { j.prev, j.requests = nil, nil }()
-	if j.strict {
-		select {
-		case <-prev.done:
-		case <-ctx.Done():
-			rp.ErrorCode, rp.ErrorMessage = codeOf(ctx.Err()), strp(ctx.Err().Error())
-			return
-		}
-		if !prev.written() {
-			rp.ErrorCode, rp.ErrorMessage = kerr.OutOfOrderSequenceNumber.Code, strp("the batch before it was not written")
-			return
-		}
-		prev = nil
-	}
+	wait := reorderWait
 	for i := 0; i < len(j.requests); i++ {
 		req := j.requests[i]
 		resp, err := c.ProduceRequest(ctx, req)
@@ -233,12 +212,24 @@ func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
 			return
 		case partitionpb.Code_CODE_OUT_OF_ORDER_SEQUENCE:
 			if prev != nil {
-				select {
-				case <-prev.done:
-				case <-ctx.Done(): // the next attempt says so
-				}
-				prev, req.RequestId = nil, 0
 				metricReordered.Inc()
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+					wait = min(2*wait, maxReorderWait)
+					j.requests[i] = resend(req, true)
+				case <-prev.done:
+					t.Stop()
+					if !prev.written() {
+						rp.ErrorCode, rp.ErrorMessage = kerr.OutOfOrderSequenceNumber.Code, strp("the batch before it was not written")
+						return
+					}
+					j.requests[i], prev = resend(req, false), nil
+				case <-ctx.Done():
+					t.Stop()
+					rp.ErrorCode, rp.ErrorMessage = codeOf(ctx.Err()), strp(ctx.Err().Error())
+					return
+				}
 				i--
 				continue
 			}
@@ -251,6 +242,30 @@ func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
 			rp.BaseOffset = resp.BaseOffset
 		}
 		prev = nil // the partition took this job's first batch after the one before it
+	}
+}
+
+// reorderWait and maxReorderWait bound the wait before a batch that reached its partition
+// ahead of the one before it is sent again.
+const (
+	reorderWait    = time.Millisecond
+	maxReorderWait = 16 * time.Millisecond
+)
+
+// resend is req as a new request: with a new id, since the partition answers a repeated
+// id with its first answer, and a new message, since an attempt that timed out may still
+// hold the old one. follows: the batch before it is still unanswered.
+func resend(req *partitionpb.ProduceRequest, follows bool) *partitionpb.ProduceRequest {
+	return &partitionpb.ProduceRequest{Topic: req.Topic, Partition: req.Partition, Records: req.Records,
+		ProducerId: req.ProducerId, ProducerEpoch: req.ProducerEpoch, BaseSequence: req.BaseSequence, Follows: follows}
+}
+
+// finish closes done and drops what the connection need not keep until the job lands:
+// its records and the jobs before it.
+func (j *produceJob) finish() {
+	j.prev, j.requests = nil, nil
+	if j.done != nil {
+		close(j.done)
 	}
 }
 

@@ -56,14 +56,15 @@ func TestWritesOfAPartition(t *testing.T) {
 }
 
 // seqPartition is a partition's sequence check alone (actors does the real one): it
-// takes any first sequence number from a producer it does not know, then only the next
-// one, and refuses any other as out of order. A batch from sequence hold waits until
-// released is closed; a batch from sequence fail is refused as unavailable.
+// takes any first sequence number from a producer it does not know, unless the batch
+// follows another, then only the next one, and refuses any other as out of order. A
+// batch from sequence hold waits until released is closed; a batch from sequence fail is
+// refused as unavailable.
 type seqPartition struct {
 	mu         sync.Mutex
 	known      bool
 	next       int32
-	ids        []uint64 // request ids, in the order they arrived
+	reqs       []*partitionpb.ProduceRequest // in the order they arrived
 	hold, fail int32
 	released   chan struct{}
 }
@@ -77,11 +78,11 @@ func (p *seqPartition) ProduceRequest(ctx context.Context, req *partitionpb.Prod
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ids = append(p.ids, req.RequestId)
+	p.reqs = append(p.reqs, req)
 	switch {
 	case req.BaseSequence == p.fail:
 		return &partitionpb.ProduceResponse{Code: partitionpb.Code_CODE_UNAVAILABLE, Message: "moving"}, nil
-	case p.known && req.BaseSequence != p.next:
+	case !p.known && req.Follows, p.known && req.BaseSequence != p.next:
 		return &partitionpb.ProduceResponse{Code: partitionpb.Code_CODE_OUT_OF_ORDER_SEQUENCE, Message: "gap"}, nil
 	}
 	p.known, p.next = true, req.BaseSequence+int32(len(req.Records))
@@ -91,7 +92,7 @@ func (p *seqPartition) ProduceRequest(ctx context.Context, req *partitionpb.Prod
 func (p *seqPartition) arrived() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.ids)
+	return len(p.reqs)
 }
 
 func idempotentJob(seq int32, n int) *produceJob {
@@ -100,16 +101,15 @@ func idempotentJob(seq int32, n int) *produceJob {
 		requests: []*partitionpb.ProduceRequest{{Topic: "t", Records: sampleRecords(n), ProducerId: 9, ProducerEpoch: 1, BaseSequence: seq}}}
 }
 
-// pipelined writes first, held at its partition, and second after it, and returns once
-// second's first attempt reached the partition or, for a strict second, after a while.
+// pipelined writes first, held at its partition, and second following it, and returns
+// once second's first attempt reached the partition.
 func pipelined(t *testing.T, p *seqPartition, first, second *produceJob) (finished chan struct{}) {
 	t.Helper()
-	second.prev = first
+	second.prev, second.requests[0].Follows = first, true
 	go writeJob(context.Background(), p, first)
 	finished = make(chan struct{})
 	go func() { writeJob(context.Background(), p, second); close(finished) }()
-	deadline := time.Now().Add(50 * time.Millisecond)
-	for p.arrived() == 0 && (!second.strict || time.Now().Before(deadline)) {
+	for p.arrived() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	select {
@@ -122,60 +122,80 @@ func pipelined(t *testing.T, p *seqPartition, first, second *produceJob) (finish
 
 // TestPipelinedBatchKeepsItsProducersOrder: a batch that reaches its partition ahead of
 // the one before it (its connection's previous request, still in flight) is refused as
-// out of order, sent again with a new request id once that one is answered, and written
-// after it; with nothing ahead of it in flight, out of order is the producer's gap and
-// the client is told.
+// out of order, whether the partition knows the producer or not, is sent again as a new
+// request (a new id each time) while that one is on its way, and is written after it.
+// With nothing ahead of it in flight, out of order is the producer's gap: the client is
+// told and nothing is written.
 func TestPipelinedBatchKeepsItsProducersOrder(t *testing.T) {
-	p := &seqPartition{known: true, hold: 0, fail: -1, released: make(chan struct{})}
-	first, second := idempotentJob(0, 3), idempotentJob(3, 2)
-	finished := pipelined(t, p, first, second)
-	close(p.released)
-	<-finished
-	if first.out.ErrorCode != 0 || first.out.BaseOffset != 0 || second.out.ErrorCode != 0 || second.out.BaseOffset != 3 {
-		t.Fatalf("first: code %d at %d; second: code %d at %d, want 0 at 0 and 0 at 3",
-			first.out.ErrorCode, first.out.BaseOffset, second.out.ErrorCode, second.out.BaseOffset)
-	}
-	if len(p.ids) != 3 || p.ids[0] == p.ids[2] {
-		t.Fatalf("request ids as they arrived: %v; want the second batch's refused attempt, the first batch, the second again under a new id", p.ids)
+	for _, known := range []bool{true, false} {
+		p := &seqPartition{known: known, hold: 0, fail: -1, released: make(chan struct{})}
+		first, second := idempotentJob(0, 3), idempotentJob(3, 2)
+		finished := pipelined(t, p, first, second)
+		close(p.released)
+		<-finished
+		if first.out.ErrorCode != 0 || first.out.BaseOffset != 0 || second.out.ErrorCode != 0 || second.out.BaseOffset != 3 {
+			t.Fatalf("producer known %v: first: code %d at %d; second: code %d at %d, want 0 at 0 and 0 at 3",
+				known, first.out.ErrorCode, first.out.BaseOffset, second.out.ErrorCode, second.out.BaseOffset)
+		}
+		ids := map[uint64]bool{}
+		for _, r := range p.reqs {
+			if ids[r.RequestId] {
+				t.Fatalf("producer known %v: request id %d sent twice", known, r.RequestId)
+			}
+			ids[r.RequestId] = true
+		}
+		if n := len(p.reqs); n < 3 {
+			t.Fatalf("producer known %v: %d attempts; want the second batch's refused ones, the first batch, the second again", known, n)
+		}
 	}
 
+	p := &seqPartition{known: true, next: 5, hold: -1, fail: -1}
 	gap := idempotentJob(9, 1)
-	gap.prev = second // answered already
 	writeJob(context.Background(), p, gap)
-	if gap.out.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
-		t.Fatalf("a gap with nothing ahead in flight: code %d, want OUT_OF_ORDER_SEQUENCE_NUMBER", gap.out.ErrorCode)
-	}
-	if p.next != 5 {
-		t.Fatalf("the partition's next sequence is %d after the gap, want 5: nothing written", p.next)
+	if gap.out.ErrorCode != kerr.OutOfOrderSequenceNumber.Code || p.next != 5 {
+		t.Fatalf("a gap with nothing ahead in flight: code %d, next sequence %d; want OUT_OF_ORDER_SEQUENCE_NUMBER and 5", gap.out.ErrorCode, p.next)
 	}
 }
 
-// TestStrictBatchWaitsForTheOneBefore: while the partition may not know the producer
-// (no batch of it known written on the connection), the next batch is not sent until the
-// one before it is written, since the partition would take it as the producer's start;
-// and it is not sent at all when that one failed.
-func TestStrictBatchWaitsForTheOneBefore(t *testing.T) {
-	p := &seqPartition{hold: 0, fail: -1, released: make(chan struct{})}
+// TestBatchAfterAFailedOneIsNotSent: while the batch ahead is on its way, the one that
+// follows it is only ever sent as following it; when the batch ahead fails, the follower
+// is answered out of order without being sent again (the partition would take it as the
+// producer's start, and the failed batch's retry as a duplicate).
+func TestBatchAfterAFailedOneIsNotSent(t *testing.T) {
+	p := &seqPartition{hold: 0, fail: 0, released: make(chan struct{})}
 	first, second := idempotentJob(0, 3), idempotentJob(3, 2)
-	second.strict = true
 	finished := pipelined(t, p, first, second)
-	if n := p.arrived(); n != 0 {
-		t.Fatalf("%d batches reached the partition while the producer's first was held; want none", n)
-	}
 	close(p.released)
 	<-finished
-	if first.out.ErrorCode != 0 || second.out.ErrorCode != 0 || second.out.BaseOffset != 3 || len(p.ids) != 2 {
-		t.Fatalf("first: code %d; second: code %d at %d; %d attempts; want both written, at 0 and 3, in two",
-			first.out.ErrorCode, second.out.ErrorCode, second.out.BaseOffset, len(p.ids))
+	if first.written() || second.out.ErrorCode != kerr.OutOfOrderSequenceNumber.Code || p.known {
+		t.Fatalf("second's code %d, producer known %v; want OUT_OF_ORDER_SEQUENCE_NUMBER and nothing written", second.out.ErrorCode, p.known)
 	}
+	for _, r := range p.reqs {
+		if r.BaseSequence == 3 && !r.Follows {
+			t.Fatalf("the second batch was sent as not following the first")
+		}
+	}
+}
 
-	p = &seqPartition{hold: -1, fail: 0}
-	first, second = idempotentJob(0, 3), idempotentJob(3, 2)
-	second.prev, second.strict = first, true
-	writeJob(context.Background(), p, first)
-	writeJob(context.Background(), p, second)
-	if first.written() || second.out.ErrorCode != kerr.OutOfOrderSequenceNumber.Code || len(p.ids) != 1 {
-		t.Fatalf("after a failed first batch: second's code %d, %d attempts; want OUT_OF_ORDER_SEQUENCE_NUMBER and only the first sent",
-			second.out.ErrorCode, len(p.ids))
+// TestAdmitFollowsOnlyUnansweredJobs: a request's job follows the connection's previous
+// job to its partition only while that one is unanswered; an answered one, written or
+// not, constrains nothing (the partition's own state decides).
+func TestAdmitFollowsOnlyUnansweredJobs(t *testing.T) {
+	pl := &pipeline{maxReqs: 5, maxBytes: 1 << 20, last: map[coordination.Partition]*produceJob{}}
+	admit := func() *produceJob {
+		j := idempotentJob(0, 1)
+		pl.admit(&reply{done: make(chan struct{})}, 100, &produceCall{jobs: []*produceJob{j}})
+		return j
+	}
+	a := admit()
+	b := admit()
+	if a.prev != nil || a.requests[0].Follows || b.prev != a || !b.requests[0].Follows {
+		t.Fatalf("first job: prev %v follows %v; second: prev is first %v follows %v",
+			a.prev != nil, a.requests[0].Follows, b.prev == a, b.requests[0].Follows)
+	}
+	b.out.ErrorCode = kerr.NotLeaderForPartition.Code
+	b.finish()
+	if c := admit(); c.prev != nil || c.requests[0].Follows {
+		t.Fatalf("a job after an answered one follows it")
 	}
 }

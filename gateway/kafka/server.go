@@ -40,7 +40,7 @@ type Options struct {
 	MaxFrameBytes int
 	// MaxInFlightRequests bounds the produce requests of an idempotent producer that one
 	// connection serves at once (pipeline.go). Default 5, Kafka's limit for such a
-	// producer; 1 serves every request alone.
+	// producer; 1 serves each request once those before it are answered.
 	MaxInFlightRequests int
 	// MaxInFlightBytes bounds their frames together; a larger request waits for those
 	// before it. Default 32 MiB.

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -57,10 +59,30 @@ func Binary(name string) (string, error) {
 
 // FreePort returns a loopback TCP port that was free a moment ago and that it has not
 // returned before in this process: the kernel may hand a just-closed port out again,
-// and servers started together (the members of an etcd cluster) must not share one.
+// and servers started together (the members of an etcd cluster) must not share one. The
+// port is below the kernel's range of ephemeral ports where it can be: a port from that
+// range, free when chosen, may become the local end of some client's connection (of this
+// or another test package running alongside) before the server binds it.
 func FreePort() (int, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
+	low := ephemeralLow()
+	for range 1000 {
+		if low-minPort < 1000 {
+			break
+		}
+		port := minPort + rand.IntN(low-minPort)
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		portsGiven[port] = true
+		return port, nil
+	}
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -73,6 +95,27 @@ func FreePort() (int, error) {
 			return port, nil
 		}
 	}
+}
+
+// minPort is the lowest port FreePort chooses: above the well-known and most registered
+// services' ports.
+const minPort = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's default 32768).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 var (
