@@ -36,6 +36,10 @@ type producerState struct {
 	batches   []producerBatch // oldest first, at most producerWindow
 	next      int32           // the first sequence number of the producer's next batch
 	writtenMs int64
+	// start is the first sequence number of the epoch's first batch, when this partition
+	// took it (-1: loaded from etcd, the start unknown). A batch below it was never
+	// written here: it is out of order, not a duplicate.
+	start int32
 }
 
 // producers tracks a partition's idempotent producers: the committed state loaded at
@@ -47,7 +51,7 @@ type producers struct {
 func newProducers(states coordination.ProducerStates) *producers {
 	ps := &producers{m: map[int64]*producerState{}}
 	for id, st := range states {
-		ps.m[id] = &producerState{epoch: st.Epoch, writtenMs: st.WrittenMs, next: nextSeq(st.LastSeq),
+		ps.m[id] = &producerState{epoch: st.Epoch, writtenMs: st.WrittenMs, next: nextSeq(st.LastSeq), start: -1,
 			batches: []producerBatch{{first: st.FirstSeq, last: st.LastSeq, base: st.Base, committed: true}}}
 	}
 	return ps
@@ -91,6 +95,12 @@ func (ps *producers) check(id int64, epoch int16, first int32, n int, follows bo
 	switch {
 	case first == st.next:
 		return seqNext, 0
+	case first < st.start && st.start <= st.next:
+		// Below where this partition started the epoch (and no wrap since): a batch the
+		// producer sent before that one, which never arrived. A client may have sent
+		// its first batches concurrently and the first to arrive started the producer;
+		// calling this one a duplicate would ack records never written.
+		return seqOutOfOrder, 0
 	case first < st.next:
 		// Every sequence number below next was written or is being written (a failed
 		// batch lowers next to its own first). Batches commit in order, so this one is
@@ -109,7 +119,7 @@ func (ps *producers) check(id int64, epoch int16, first int32, n int, follows bo
 func (ps *producers) accept(id int64, epoch int16, first int32, n int, base, nowMs int64) {
 	st := ps.m[id]
 	if st == nil || epoch > st.epoch {
-		st = &producerState{epoch: epoch}
+		st = &producerState{epoch: epoch, start: first}
 		ps.m[id] = st
 	}
 	st.writtenMs = nowMs

@@ -75,6 +75,18 @@ func TestProducerSequences(t *testing.T) {
 		t.Fatalf("after a move, the next batch: verdict %d", v)
 	}
 
+	// A producer started here mid-sequence (its first batches sent concurrently, a later
+	// one arrived first): an earlier batch is out of order, not a duplicate to ack. The
+	// state loaded from etcd does not know where the epoch started: older is older.
+	ps.accept(11, 0, 10, 10, 300, 5)
+	ps.settle(11, 300, true)
+	if v, _ := ps.check(11, 0, 0, 10, false); v != seqOutOfOrder {
+		t.Fatalf("a batch below where the producer started here: verdict %d, want out of order", v)
+	}
+	if v, _ := newProducers(ps.snapshot(300, 309)).check(11, 0, 0, 10, false); v != seqOlder {
+		t.Fatalf("a batch below the loaded state's last: verdict %d, want older", v)
+	}
+
 	// Sequence numbers wrap to 0 after the largest int32, as Kafka's do.
 	ps.accept(9, 0, math.MaxInt32-1, 2, 200, 4)
 	if v, _ := ps.check(9, 0, 0, 1, false); v != seqNext {

@@ -87,9 +87,11 @@ func (pl *pipeline) admit(r *reply, bytes int, pc *produceCall) {
 	pl.flying = append(pl.flying, flight{done: r.done, bytes: bytes})
 	pl.bytes += bytes
 	for _, j := range pc.jobs {
-		if prev := pl.last[j.p]; prev != nil && !answered(prev) {
+		first := j.requests[0]
+		j.producer, j.epoch = first.ProducerId, first.ProducerEpoch
+		if prev := pl.last[j.p]; prev != nil && !answered(prev) && prev.producer == j.producer && prev.epoch == j.epoch {
 			j.prev = prev
-			j.requests[0].Follows = true
+			first.Follows = true
 		}
 		j.done = make(chan struct{})
 		pl.last[j.p] = j

@@ -46,6 +46,9 @@ type produceJob struct {
 	// this job is answered (nil: nobody waits for it).
 	prev *produceJob
 	done chan struct{}
+	// producer and epoch are the job's producer's, kept by admit for the jobs after it.
+	producer int64
+	epoch    int32
 }
 
 // idempotent reports whether the job is an idempotent producer's: its partition checks

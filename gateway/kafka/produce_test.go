@@ -178,8 +178,9 @@ func TestBatchAfterAFailedOneIsNotSent(t *testing.T) {
 }
 
 // TestAdmitFollowsOnlyUnansweredJobs: a request's job follows the connection's previous
-// job to its partition only while that one is unanswered; an answered one, written or
-// not, constrains nothing (the partition's own state decides).
+// job to its partition only while that one is unanswered and of the same producer and
+// epoch; an answered one, written or not, constrains nothing (the partition's own state
+// decides).
 func TestAdmitFollowsOnlyUnansweredJobs(t *testing.T) {
 	pl := &pipeline{maxReqs: 5, maxBytes: 1 << 20, last: map[coordination.Partition]*produceJob{}}
 	admit := func() *produceJob {
@@ -195,7 +196,14 @@ func TestAdmitFollowsOnlyUnansweredJobs(t *testing.T) {
 	}
 	b.out.ErrorCode = kerr.NotLeaderForPartition.Code
 	b.finish()
-	if c := admit(); c.prev != nil || c.requests[0].Follows {
+	c := admit()
+	if c.prev != nil || c.requests[0].Follows {
 		t.Fatalf("a job after an answered one follows it")
+	}
+	d := idempotentJob(0, 1)
+	d.requests[0].ProducerEpoch = 2 // a new epoch starts afresh
+	pl.admit(&reply{done: make(chan struct{})}, 100, &produceCall{jobs: []*produceJob{d}})
+	if d.prev != nil || d.requests[0].Follows {
+		t.Fatalf("a new epoch's first job follows the old epoch's")
 	}
 }
