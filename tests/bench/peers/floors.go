@@ -33,6 +33,8 @@ type floors struct {
 	LZ4Ratio           float64 `json:"lz4_ratio"`
 	// MinIO is what MinIO's process spends per small PUT and per MiB read.
 	MinIO minioCost `json:"minio"`
+	// PageCache is what writing into the page cache costs this machine.
+	PageCache pageCacheCost `json:"page_cache"`
 }
 
 const (
@@ -40,8 +42,12 @@ const (
 	floorTxns = 500
 )
 
-func measureFloors(ctx context.Context, etcd *harness.Etcd, minio *harness.MinIO, objectBytes, latencyObjectBytes float64) (floors, error) {
+func measureFloors(ctx context.Context, dir string, etcd *harness.Etcd, minio *harness.MinIO, objectBytes, latencyObjectBytes float64) (floors, error) {
 	f := floors{ObjectBytes: max(int(objectBytes), 1024), LatencyObjectBytes: max(int(latencyObjectBytes), 1024)}
+	var err error
+	if f.PageCache, err = measurePageCache(dir); err != nil {
+		return f, err
+	}
 	data := harness.RandomText(f.ObjectBytes, 3)
 
 	store, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: "floors", Endpoint: minio.Endpoint,

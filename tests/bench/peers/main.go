@@ -246,7 +246,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		if err := agent.Stop(); err != nil {
 			return err
 		}
-		if res.Floors, err = measureFloors(ctx, etcd, minio, latencyObjectBytes, latencyObjectBytes); err != nil {
+		if res.Floors, err = measureFloors(ctx, dir, etcd, minio, latencyObjectBytes, latencyObjectBytes); err != nil {
 			return err
 		}
 		printLatency(os.Stdout, res)
@@ -274,7 +274,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	}
 
 	// The floors, at the object sizes the throughput and latency phases wrote.
-	if res.Floors, err = measureFloors(ctx, etcd, minio, res.Cost.MeanObjectBytes, latencyObjectBytes); err != nil {
+	if res.Floors, err = measureFloors(ctx, dir, etcd, minio, res.Cost.MeanObjectBytes, latencyObjectBytes); err != nil {
 		return err
 	}
 	if err := etcd.Stop(); err != nil {
