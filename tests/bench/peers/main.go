@@ -32,6 +32,7 @@ func main() {
 	only := flag.String("only", "", `run one phase alone (for A/B runs of agent settings): "throughput" (max-rate produce, its CPU per record and merge cost) "latency" (1000 records/s and its floor) or "memory" (the phases that fill the agent's budgets, then 100 partitions at max rate, sampling its memory)`)
 	flag.IntVar(&load.batch, "batch", 1000, "records per produce request in the max-rate phases (1000 of 1 KiB: kgo's default batch of up to 1 MB)")
 	flag.IntVar(&load.inFlight, "in-flight", 2, "requests each of the producers keeps in flight in the max-rate phases")
+	flag.IntVar(&minioDrives, "minio-drives", 1, "MinIO's drives (directories on one disk): with more than one MinIO erasure-codes objects across them (EC:2 with 4) and writes with O_DIRECT instead of through the page cache")
 	flag.BoolVar(&kafkaFirst, "kafka-first", false, "run the Kafka (kgo) max-rate phase before the gRPC one rather than after it and the catch-up read (with -only throughput: both max-rate phases, Kafka first), to tell what the phases' order costs each")
 	profile := flag.String("profile", "", "write CPU profiles of each phase into this directory: the load generator's over the phase, the agent's over a window of half the phase (at most 8s) starting a second in")
 	flag.Parse()
@@ -57,6 +58,9 @@ var load window
 // cache in another state than a fresh start.
 var kafkaFirst bool
 
+// minioDrives is how many drives the run's MinIO stores objects on (harness.MinIOOptions).
+var minioDrives int
+
 type window struct{ batch, inFlight int }
 
 func (w window) args() []string {
@@ -65,16 +69,18 @@ func (w window) args() []string {
 
 // results is everything measured in one run.
 type results struct {
-	Floors     floors             `json:"floors"`
-	Throughput benchReport        `json:"produce_max"`
-	CatchUp    benchReport        `json:"consume_catch_up"`
-	Latency    benchReport        `json:"produce_1000_per_s"`
-	LatencyOne benchReport        `json:"produce_1000_per_s_1_partition"`
-	EndToEnd   benchReport        `json:"e2e_1000_per_s"`
-	Wide       benchReport        `json:"produce_max_100_partitions"`
-	JetStream  jetStream          `json:"jetstream"`
-	Cost       costModel          `json:"cost"`
-	RSSMiB     map[string]float64 `json:"agent_peak_rss_mib"`
+	// MinIODrives is how many drives MinIO stored objects on (-minio-drives).
+	MinIODrives int                `json:"minio_drives"`
+	Floors      floors             `json:"floors"`
+	Throughput  benchReport        `json:"produce_max"`
+	CatchUp     benchReport        `json:"consume_catch_up"`
+	Latency     benchReport        `json:"produce_1000_per_s"`
+	LatencyOne  benchReport        `json:"produce_1000_per_s_1_partition"`
+	EndToEnd    benchReport        `json:"e2e_1000_per_s"`
+	Wide        benchReport        `json:"produce_max_100_partitions"`
+	JetStream   jetStream          `json:"jetstream"`
+	Cost        costModel          `json:"cost"`
+	RSSMiB      map[string]float64 `json:"agent_peak_rss_mib"`
 	// WideMemory: the agent's memory at its largest resident set and at its largest live
 	// heap of the 100-partition phase and its merges.
 	WideMemory [2]memorySample `json:"produce_max_100_partitions_memory"`
@@ -126,7 +132,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		return err
 	}
 	defer etcd.Stop()
-	minio, err := harness.StartMinIO(ctx, dir)
+	minio, err := harness.StartMinIOWith(ctx, dir, harness.MinIOOptions{Drives: minioDrives})
 	if err != nil {
 		return err
 	}
@@ -173,6 +179,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	}
 	d := duration.String()
 	var res results
+	res.MinIODrives = max(minioDrives, 1)
 	res.RSSMiB = map[string]float64{}
 
 	procs := map[string]int{"agent": agent.Process.Pid(), "minio": minio.Process.Pid(), "etcd": etcd.Process.Pid()}

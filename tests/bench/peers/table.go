@@ -9,6 +9,9 @@ import (
 // floors, JetStream, and the cost model.
 func printTable(w io.Writer, r results) {
 	tp, js := r.Throughput.Produce, r.JetStream
+	if r.MinIODrives > 1 {
+		fmt.Fprintf(w, "MinIO on %d drives (erasure-coded, O_DIRECT writes).\n\n", r.MinIODrives)
+	}
 	fmt.Fprintln(w, "| target | StreamHouse | reference | ratio | goal | met |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	ratio := tp.RecordsPerSec / js.AsyncMsgsPerSec
