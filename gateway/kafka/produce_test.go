@@ -67,6 +67,7 @@ type seqPartition struct {
 	reqs       []*partitionpb.ProduceRequest // in the order they arrived
 	hold, fail int32
 	released   chan struct{}
+	arrival    chan struct{} // closed when the first batch arrives
 }
 
 func (p *seqPartition) ProduceRequest(ctx context.Context, req *partitionpb.ProduceRequest) (*partitionpb.ProduceResponse, error) {
@@ -78,6 +79,9 @@ func (p *seqPartition) ProduceRequest(ctx context.Context, req *partitionpb.Prod
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.reqs) == 0 && p.arrival != nil {
+		close(p.arrival)
+	}
 	p.reqs = append(p.reqs, req)
 	switch {
 	case req.BaseSequence == p.fail:
@@ -87,12 +91,6 @@ func (p *seqPartition) ProduceRequest(ctx context.Context, req *partitionpb.Prod
 	}
 	p.known, p.next = true, req.BaseSequence+int32(len(req.Records))
 	return &partitionpb.ProduceResponse{Code: partitionpb.Code_CODE_OK, BaseOffset: int64(req.BaseSequence), Count: int32(len(req.Records))}, nil
-}
-
-func (p *seqPartition) arrived() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.reqs)
 }
 
 func idempotentJob(seq int32, n int) *produceJob {
@@ -105,12 +103,15 @@ func idempotentJob(seq int32, n int) *produceJob {
 // once second's first attempt reached the partition.
 func pipelined(t *testing.T, p *seqPartition, first, second *produceJob) (finished chan struct{}) {
 	t.Helper()
+	p.arrival = make(chan struct{})
 	second.prev, second.requests[0].Follows = first, true
 	go writeJob(context.Background(), p, first)
 	finished = make(chan struct{})
 	go func() { writeJob(context.Background(), p, second); close(finished) }()
-	for p.arrived() == 0 {
-		time.Sleep(time.Millisecond)
+	select {
+	case <-p.arrival:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch reached the partition")
 	}
 	select {
 	case <-finished:

@@ -66,27 +66,18 @@ func Binary(name string) (string, error) {
 func FreePort() (int, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	low := ephemeralLow()
-	for range 1000 {
-		if low-minPort < 1000 {
-			break
+	span := ephemeralLow() - minPort
+	for i := 0; ; i++ {
+		addr := "127.0.0.1:0" // any port: when there is no room below the range, or none was free there
+		if span >= 1000 && i < 1000 {
+			addr = "127.0.0.1:" + strconv.Itoa(minPort+rand.IntN(span))
 		}
-		port := minPort + rand.IntN(low-minPort)
-		if portsGiven[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
+			if strings.HasSuffix(addr, ":0") {
+				return 0, err
+			}
 			continue
-		}
-		_ = l.Close()
-		portsGiven[port] = true
-		return port, nil
-	}
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
@@ -103,19 +94,14 @@ const minPort = 10000
 
 // ephemeralLow is the first port of the kernel's ephemeral range (Linux's default 32768).
 func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				return n
+			}
+		}
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 32768
-	}
-	n, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 32768
-	}
-	return n
+	return 32768
 }
 
 var (
