@@ -25,6 +25,14 @@ const maxObjectBytes = 16 << 20
 // lower p99 at 1000 records/s.
 const overlapAfter = 50 * time.Millisecond
 
+// overlapBytes is how much the waiting segments weigh when the flusher starts another
+// PUT without waiting for overlapAfter: they already make an object whose PUT costs the
+// store little beyond its bytes, so that holding them back would only add latency. At
+// the maximum rate this keeps both slots busy (docs/BENCHMARKS.md, profiling item 27: 8%
+// more records a second), while at low rates, where segments are a few KiB, objects still
+// gather as overlapAfter lets them.
+const overlapBytes = 1 << 20
+
 // flusher writes the segments of every partition of an agent to the object store, many
 // in one object (DESIGN.md §5, docs/BENCHMARKS.md). Segments submitted while every PUT slot
 // is busy are concatenated into the next object: group commit, so that PUTs per second
@@ -37,13 +45,16 @@ type flusher struct {
 	slots   int
 	timeout time.Duration
 	overlap time.Duration // overlapAfter; tests lengthen it
+	// overlapBytes: the pending bytes that start another PUT at once; tests change it
+	overlapBytes int
 
-	seq       atomic.Int64
-	mu        sync.Mutex
-	pending   []flushItem
-	inFlight  int
-	lastStart time.Time // of the last PUT started
-	waking    bool      // a timer will call startLocked when overlapAfter has passed
+	seq          atomic.Int64
+	mu           sync.Mutex
+	pending      []flushItem
+	pendingBytes int // bytes of pending
+	inFlight     int
+	lastStart    time.Time // of the last PUT started
+	waking       bool      // a timer will call startLocked when overlapAfter has passed
 }
 
 // flushers counts the flushers of this process, for unique object names.
@@ -70,7 +81,7 @@ func newFlusher(store objstore.Store, node string, slots int, timeout time.Durat
 	if n := flushers.Add(1); n > 1 {
 		start += "." + strconv.FormatInt(n, 10)
 	}
-	return &flusher{store: store, prefix: segmentstore.DataPrefix + node + "/" + start + "-", slots: slots, timeout: timeout, overlap: overlapAfter}
+	return &flusher{store: store, prefix: segmentstore.DataPrefix + node + "/" + start + "-", slots: slots, timeout: timeout, overlap: overlapAfter, overlapBytes: overlapBytes}
 }
 
 // submit queues an encoded segment; done is called once, from another goroutine, with the
@@ -79,16 +90,18 @@ func (f *flusher) submit(data []byte, done func(object string, offset int64, err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pending = append(f.pending, flushItem{data, done})
+	f.pendingBytes += len(data)
 	f.startLocked()
 }
 
 // startLocked starts a PUT of pending segments if a slot is free and either no PUT is
-// in flight or the last one started overlap ago.
+// in flight, or the last one started overlap ago, or the pending segments weigh
+// overlapBytes.
 func (f *flusher) startLocked() {
 	if f.inFlight >= f.slots || len(f.pending) == 0 {
 		return
 	}
-	if f.inFlight > 0 {
+	if f.inFlight > 0 && f.pendingBytes < f.overlapBytes {
 		if wait := f.overlap - time.Since(f.lastStart); wait > 0 {
 			if !f.waking {
 				f.waking = true
@@ -104,6 +117,7 @@ func (f *flusher) startLocked() {
 	}
 	batch := f.pending[:n:n]
 	f.pending = append([]flushItem(nil), f.pending[n:]...)
+	f.pendingBytes -= size
 	f.inFlight++
 	f.lastStart = time.Now()
 	goroutines.Go(func() { f.put(batch) })

@@ -616,6 +616,58 @@ func TestFlusherOverlapsOnlyASlowPut(t *testing.T) {
 	}
 }
 
+// Segments that already make a large object go out in the free slot at once, without
+// waiting for the PUT in flight to run the overlap: at high rates both slots stay busy.
+func TestFlusherOverlapsAHeavyObjectAtOnce(t *testing.T) {
+	f := newFixture(t)
+	store := &faultyStore{Store: f.store, hold: make(chan struct{})}
+	timed := &timedStore{faultyStore: store, started: make(chan time.Time, 4)}
+	fl := newFlusher(timed, "agent-1", 2, 0)
+	fl.overlap = time.Hour // never reached: only the bytes can start the second PUT
+	fl.overlapBytes = 10
+	results := make(chan error, 3)
+	submit := func(s string) {
+		fl.submit([]byte(s), func(_ string, _ int64, err error) { results <- err })
+	}
+	submit("first")
+	<-timed.started
+	submit("light") // 5 bytes: waits for the overlap
+	fl.mu.Lock()
+	waiting := len(fl.pending)
+	fl.mu.Unlock()
+	if waiting != 1 {
+		t.Fatalf("%d segments wait after a light one, want 1", waiting)
+	}
+	submit("heavier") // 12 bytes waiting: over overlapBytes, a PUT of both starts now
+	select {
+	case <-timed.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no second PUT while the waiting segments outweigh overlapBytes")
+	}
+	fl.mu.Lock()
+	waiting, weight := len(fl.pending), fl.pendingBytes
+	fl.mu.Unlock()
+	if waiting != 0 || weight != 0 {
+		t.Fatalf("%d segments of %d bytes still wait, want none", waiting, weight)
+	}
+	close(store.hold)
+	for range 3 {
+		select {
+		case err := <-results:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a segment was not written")
+		}
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if store.puts != 2 {
+		t.Fatalf("%d PUTs, want 2: the first, then light and heavier together", store.puts)
+	}
+}
+
 // timedStore tells when each Put reached it.
 type timedStore struct {
 	*faultyStore
