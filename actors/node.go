@@ -51,7 +51,8 @@ type NodeConfig struct {
 	RecentBytes     int64
 	// MaxUploads bounds the agent's concurrent object PUTs; segments of all partitions
 	// that wait for a slot share the next object, and a PUT beyond the first starts only
-	// once the last one started has run overlapAfter (50 ms). Default DefaultMaxUploads.
+	// once the last one started has run overlapAfter (50 ms) or the segments waiting
+	// weigh overlapBytes (2 MiB). Default DefaultMaxUploads.
 	MaxUploads int
 	// MaxInFlight bounds the segments of one partition on their way to the store; a
 	// batch whose linger passed while they are all in flight keeps growing. Default
