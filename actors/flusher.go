@@ -17,7 +17,7 @@ import (
 const maxObjectBytes = 16 << 20
 
 // overlapAfter is how long the youngest PUT in flight runs before the flusher starts
-// another (up to its slots). A quick PUT leaves the segments that arrive meanwhile to
+// another (up to its slots), unless overlapBytes wait before that. A quick PUT leaves the segments that arrive meanwhile to
 // gather into the next, larger object: fewer objects and, with partitions' segments
 // waiting longer, fewer and larger segments, hence fewer etcd writes. A slow one does not
 // hold them back for longer than this. Measured against starting every free slot at
@@ -28,7 +28,7 @@ const overlapAfter = 50 * time.Millisecond
 // overlapBytes is how much the waiting segments weigh when the flusher starts another
 // PUT without waiting for overlapAfter: they already make an object whose PUT costs the
 // store little beyond its bytes, so that holding them back would only add latency. At
-// the maximum rate this keeps both slots busy, while at low rates, where segments are a
+// the maximum rate this keeps the slots busy, while at low rates, where segments are a
 // few KiB, objects still gather as overlapAfter lets them. Measured against 1 and 4 MiB
 // and against no such start (docs/BENCHMARKS.md, profiling item 27): 7% more records a
 // second than without, with objects of 2.7 MB instead of 3.1 (1 MiB: 2.2 MB, no faster).

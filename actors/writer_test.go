@@ -622,7 +622,9 @@ func TestFlusherOverlapsAHeavyObjectAtOnce(t *testing.T) {
 	f := newFixture(t)
 	store := &faultyStore{Store: f.store, hold: make(chan struct{})}
 	timed := &timedStore{faultyStore: store, started: make(chan time.Time, 4)}
-	fl := newFlusher(timed, "agent-1", 2, 0)
+	// An upload timeout beyond the test's own waits: the held first PUT must not end
+	// (and free its slot) before the second is seen to start.
+	fl := newFlusher(timed, "agent-1", 2, time.Hour)
 	fl.overlap = time.Hour // never reached: only the bytes can start the second PUT
 	fl.overlapBytes = 10
 	results := make(chan error, 3)
