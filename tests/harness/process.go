@@ -68,13 +68,16 @@ func FreePort() (int, error) {
 	defer portsMu.Unlock()
 	span := ephemeralLow() - minPort
 	for i := 0; ; i++ {
-		addr := "127.0.0.1:0" // any port: when there is no room below the range, or none was free there
-		if span >= 1000 && i < 1000 {
+		// Below the range while there is room there and a free port may still be found;
+		// then any port the kernel picks.
+		below := span >= 1000 && i < 1000
+		addr := "127.0.0.1:0"
+		if below {
 			addr = "127.0.0.1:" + strconv.Itoa(minPort+rand.IntN(span))
 		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			if strings.HasSuffix(addr, ":0") {
+			if !below {
 				return 0, err
 			}
 			continue
