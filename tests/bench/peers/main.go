@@ -34,10 +34,15 @@ func main() {
 	flag.IntVar(&load.inFlight, "in-flight", 2, "requests each of the producers keeps in flight in the max-rate phases")
 	flag.IntVar(&minioDrives, "minio-drives", 1, "MinIO's drives (directories on one disk): with more than one MinIO erasure-codes objects across them (EC:2 with 4) and writes with O_DIRECT instead of through the page cache")
 	flag.BoolVar(&kafkaFirst, "kafka-first", false, "run the Kafka (kgo) max-rate phase before the gRPC one rather than after it and the catch-up read (with -only throughput: both max-rate phases, Kafka first), to tell what the phases' order costs each")
+	flag.IntVar(&latencyRate, "rate", 1000, "records per second of the latency phases: the target is at 1000; lower rates show how p99 moves with the load on the machine")
 	profile := flag.String("profile", "", "write CPU profiles of each phase into this directory: the load generator's over the phase, the agent's over a window of half the phase (at most 8s) starting a second in")
 	flag.Parse()
 	if *only != "" && *only != "throughput" && *only != "latency" && *only != "memory" {
 		fmt.Fprintf(os.Stderr, "bench-peers: -only %q: want throughput, latency or memory\n", *only)
+		os.Exit(2)
+	}
+	if latencyRate < 1 {
+		fmt.Fprintf(os.Stderr, "bench-peers: -rate %d: want at least 1 record per second\n", latencyRate)
 		os.Exit(2)
 	}
 	if err := run(*duration, *idle, *out, *only, *profile); err != nil {
@@ -58,6 +63,10 @@ var load window
 // cache in another state than a fresh start.
 var kafkaFirst bool
 
+// latencyRate is the latency phases' records per second (-rate). The JSON keys name 1000,
+// the target's rate; latency_rate says which was run.
+var latencyRate int
+
 // minioDrives is how many drives the run's MinIO stores objects on (harness.MinIOOptions).
 var minioDrives int
 
@@ -70,7 +79,9 @@ func (w window) args() []string {
 // results is everything measured in one run.
 type results struct {
 	// MinIODrives is how many drives MinIO stored objects on (-minio-drives).
-	MinIODrives int                `json:"minio_drives"`
+	MinIODrives int `json:"minio_drives"`
+	// LatencyRate is the latency phases' records per second (-rate).
+	LatencyRate int                `json:"latency_rate"`
 	Floors      floors             `json:"floors"`
 	Throughput  benchReport        `json:"produce_max"`
 	CatchUp     benchReport        `json:"consume_catch_up"`
@@ -180,6 +191,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	d := duration.String()
 	var res results
 	res.MinIODrives = max(minioDrives, 1)
+	res.LatencyRate = latencyRate
 	res.RSSMiB = map[string]float64{}
 
 	procs := map[string]int{"agent": agent.Process.Pid(), "minio": minio.Process.Pid(), "etcd": etcd.Process.Pid()}
@@ -205,7 +217,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		}
 	}
 
-	// Latency at a fixed 1000 records/s with the default 5 ms linger, then end to end; each
+	// Latency at a fixed 1000 records/s (-rate) with the default 5 ms linger, then end to end; each
 	// after the merges of the phase before it are done.
 	latency := []struct {
 		r    *benchReport
@@ -229,7 +241,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 			return err
 		}
 		start := time.Now()
-		if *l.r, err = bench(append(l.args, "--linger-ms", "5", "--record-size", "1024", "--rate", "1000", "--batch", "1", "--duration", d)...); err != nil {
+		if *l.r, err = bench(append(l.args, "--linger-ms", "5", "--record-size", "1024", "--rate", strconv.Itoa(latencyRate), "--batch", "1", "--duration", d)...); err != nil {
 			return err
 		}
 		if i == 0 {

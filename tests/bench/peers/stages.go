@@ -74,7 +74,7 @@ func quantile(upper, cum []float64, count, q float64) float64 {
 // printStages writes where the time of the 6-partition latency phase went, per segment,
 // and what it cost.
 func printStages(w io.Writer, r results) {
-	printStageTable(w, "1000 rec/s on 6 partitions", r.LatencyStages)
+	printStageTable(w, fmt.Sprintf("%d rec/s on 6 partitions", r.LatencyRate), r.LatencyStages)
 	secs := max(r.Latency.Seconds, 1)
 	fmt.Fprintf(w, "\nPer second: %.0f segments, %.0f objects PUT by the flusher, %.0f etcd writes, store requests",
 		r.LatencyStages["commit"].Count/secs, r.LatencyCounts.Objects/secs, r.LatencyCounts.EtcdWrites/secs)
