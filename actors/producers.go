@@ -152,35 +152,55 @@ func (ps *producers) settle(id, base int64, committed bool) {
 	}
 }
 
-// snapshot is the state to store with the commit of offsets [base, last]: each
-// producer's newest batch that is committed or in that range, for the
-// MaxProducerStates producers that wrote most recently.
-func (ps *producers) snapshot(base, last int64) coordination.ProducerStates {
-	type entry struct {
-		id int64
-		st coordination.ProducerState
-	}
-	var all []entry
-	for id, st := range ps.m {
+// changes is what the commit of offsets [base, last], holding batches of the producers
+// ids, writes of the producer states: each one's newest batch in that range, and the
+// producers to forget so that the partition remembers at most MaxProducerStates: those
+// that wrote least recently, among the ones with no batch being written (at most
+// maxForget a commit, the lease's MaxProducerChanges; any more wait for the next
+// commits).
+func (ps *producers) changes(base, last int64, ids map[int64]struct{}, maxForget int) coordination.ProducerChanges {
+	put := make(coordination.ProducerStates, len(ids))
+	for id := range ids {
+		st := ps.m[id]
+		if st == nil {
+			continue
+		}
 		for i := len(st.batches) - 1; i >= 0; i-- {
-			b := st.batches[i]
-			if b.committed || b.base >= base && b.base <= last {
-				all = append(all, entry{id, coordination.ProducerState{Epoch: st.epoch, FirstSeq: b.first, LastSeq: b.last,
-					Base: b.base, WrittenMs: st.writtenMs}})
+			if b := st.batches[i]; b.base >= base && b.base <= last {
+				put[id] = coordination.ProducerState{Epoch: st.epoch, FirstSeq: b.first, LastSeq: b.last, Base: b.base, WrittenMs: st.writtenMs}
 				break
 			}
 		}
 	}
-	if len(all) > coordination.MaxProducerStates {
-		sort.Slice(all, func(i, j int) bool { return all[i].st.WrittenMs > all[j].st.WrittenMs })
-		for _, e := range all[coordination.MaxProducerStates:] {
-			delete(ps.m, e.id)
+	ch := coordination.ProducerChanges{Put: put}
+	excess := len(ps.m) - coordination.MaxProducerStates
+	if excess <= 0 {
+		return ch
+	}
+	type idle struct {
+		id        int64
+		writtenMs int64
+	}
+	var quiet []idle
+	for id, st := range ps.m {
+		if _, ok := put[id]; !ok && st.settled() {
+			quiet = append(quiet, idle{id, st.writtenMs})
 		}
-		all = all[:coordination.MaxProducerStates]
 	}
-	out := make(coordination.ProducerStates, len(all))
-	for _, e := range all {
-		out[e.id] = e.st
+	sort.Slice(quiet, func(i, j int) bool { return quiet[i].writtenMs < quiet[j].writtenMs })
+	for _, q := range quiet[:min(excess, len(quiet), maxForget)] {
+		delete(ps.m, q.id)
+		ch.Forget = append(ch.Forget, q.id)
 	}
-	return out
+	return ch
+}
+
+// settled says that none of the producer's batches is being written.
+func (st *producerState) settled() bool {
+	for _, b := range st.batches {
+		if !b.committed {
+			return false
+		}
+	}
+	return true
 }

@@ -63,7 +63,7 @@ func TestProducerSequences(t *testing.T) {
 
 	// The state stored with a commit of [130, 132] and loaded by the next owner: the
 	// last batch of each producer, with its offsets.
-	snap := ps.snapshot(130, 132)
+	snap := ps.changes(130, 132, ids(7), maxForget).Put
 	if st := snap[7]; st.Epoch != 1 || st.FirstSeq != 0 || st.LastSeq != 2 || st.Base != 130 {
 		t.Fatalf("snapshot: %+v", snap)
 	}
@@ -83,7 +83,7 @@ func TestProducerSequences(t *testing.T) {
 	if v, _ := ps.check(11, 0, 0, 10, false); v != seqOutOfOrder {
 		t.Fatalf("a batch below where the producer started here: verdict %d, want out of order", v)
 	}
-	if v, _ := newProducers(ps.snapshot(300, 309)).check(11, 0, 0, 10, false); v != seqOlder {
+	if v, _ := newProducers(ps.changes(300, 309, ids(11), maxForget).Put).check(11, 0, 0, 10, false); v != seqOlder {
 		t.Fatalf("a batch below the loaded state's last: verdict %d, want older", v)
 	}
 
@@ -94,21 +94,76 @@ func TestProducerSequences(t *testing.T) {
 	}
 }
 
-// TestProducerStatesAreBounded keeps the producers that wrote last.
+// TestProducerStatesAreBounded keeps the producers that wrote last, forgetting the others
+// a bounded number a commit, and never one with a batch being written.
 func TestProducerStatesAreBounded(t *testing.T) {
 	ps := newProducers(nil)
-	for i := range int64(coordination.MaxProducerStates + 10) {
-		ps.accept(i+1, 0, 0, 1, i, i)
-		ps.settle(i+1, i, true)
+	const n = coordination.MaxProducerStates + maxForget + 10
+	// Producer 1 wrote first, but its batch is still being written.
+	ps.accept(1, 0, 0, 1, 0, 0)
+	for i := int64(2); i <= n; i++ {
+		ps.accept(i, 0, 0, 1, i, i)
+		ps.settle(i, i, true)
 	}
-	snap := ps.snapshot(0, 0)
-	if len(snap) != coordination.MaxProducerStates {
-		t.Fatalf("%d producer states kept", len(snap))
+	// The commit of producer n's batch: it is put, and the oldest settled producers
+	// (2, 3, ...) are forgotten, maxForget of them.
+	ch := ps.changes(n, n, ids(n), maxForget)
+	if len(ch.Put) != 1 || ch.Put[n].Base != n {
+		t.Fatalf("put %+v, want producer %d's batch at %d", ch.Put, n, n)
 	}
-	if _, ok := snap[1]; ok {
-		t.Fatal("the producer that wrote first is still kept")
+	if len(ch.Forget) != maxForget {
+		t.Fatalf("%d producers forgotten in one commit, want %d", len(ch.Forget), maxForget)
 	}
-	if _, ok := snap[coordination.MaxProducerStates+10]; !ok {
+	for i, id := range ch.Forget {
+		if id != int64(i)+2 {
+			t.Fatalf("forgot %v, want the producers that wrote least recently, from 2", ch.Forget)
+		}
+	}
+	// The next commit forgets the rest of the excess, and then nothing more.
+	if ch := ps.changes(n, n, nil, maxForget); len(ch.Forget) != 10 || len(ps.m) != coordination.MaxProducerStates {
+		t.Fatalf("second commit forgot %d, %d remembered", len(ch.Forget), len(ps.m))
+	}
+	if ch := ps.changes(n, n, nil, maxForget); len(ch.Forget) != 0 {
+		t.Fatalf("within the bound, forgot %v", ch.Forget)
+	}
+	if _, ok := ps.m[1]; !ok {
+		t.Fatal("the producer with a batch being written was forgotten")
+	}
+	if _, ok := ps.m[n]; !ok {
 		t.Fatal("the producer that wrote last is not kept")
 	}
 }
+
+// TestProducerChangesHoldOnlyTheSegmentsProducers: a commit writes the states of the
+// producers with a batch in its segment, each at its newest batch there, not those of
+// every producer the partition remembers.
+func TestProducerChangesHoldOnlyTheSegmentsProducers(t *testing.T) {
+	ps := newProducers(nil)
+	ps.accept(1, 0, 0, 5, 0, 1)   // offsets 0-4
+	ps.accept(2, 0, 0, 5, 5, 2)   // 5-9
+	ps.accept(1, 0, 5, 5, 10, 3)  // 10-14
+	ps.accept(1, 0, 10, 5, 15, 4) // 15-19, the next segment
+	ch := ps.changes(0, 14, ids(1, 2), maxForget)
+	if len(ch.Put) != 2 || ch.Put[1].Base != 10 || ch.Put[1].FirstSeq != 5 || ch.Put[2].Base != 5 || len(ch.Forget) != 0 {
+		t.Fatalf("commit of [0, 14]: %+v", ch)
+	}
+	for _, b := range []int64{0, 5, 10} {
+		ps.settle(1, b, true)
+		ps.settle(2, b, true)
+	}
+	ps.accept(3, 0, 0, 1, 20, 5)
+	if ch := ps.changes(15, 20, ids(1), maxForget); len(ch.Put) != 1 || ch.Put[1].Base != 15 {
+		t.Fatalf("commit of [15, 20] with producer 1 only: %+v", ch)
+	}
+}
+
+func ids(id ...int64) map[int64]struct{} {
+	m := map[int64]struct{}{}
+	for _, i := range id {
+		m[i] = struct{}{}
+	}
+	return m
+}
+
+// maxForget is what a commit may forget with etcd's default --max-txn-ops.
+const maxForget = (coordination.DefaultMaxTxnOps - 2) / 2

@@ -157,10 +157,10 @@ type batch struct {
 	// encoded is the segment as stored, kept while the batch is in its partition's recent
 	// log so that a merge can join it without reading it back or encoding it again.
 	encoded []byte
-	// idempotent: an idempotent producer's records are in it, so its commit stores the
-	// producer states (producers, taken when the commit starts).
-	idempotent bool
-	producers  coordination.ProducerStates
+	// producerIDs are the idempotent producers whose records are in it: its commit
+	// stores their states (producers, taken when the commit starts).
+	producerIDs map[int64]struct{}
+	producers   coordination.ProducerChanges
 }
 
 // memBytes is what a committed batch holds in memory: its records' payload and its
@@ -302,6 +302,12 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 			ErrBackpressure, w.cfg.Pending.used.Load(), w.cfg.Pending.limit, w.p, w.pending)})
 		return
 	}
+	if idem != nil && w.open != nil && len(w.open.producerIDs) >= w.cfg.Lease.MaxProducerChanges() {
+		if _, ok := w.open.producerIDs[idem.id]; !ok {
+			// Its commit could not store one more producer's state.
+			w.seal(true)
+		}
+	}
 	if w.open == nil {
 		w.seq++
 		w.open = &batch{seq: w.seq, base: w.next, opened: time.Now()}
@@ -324,7 +330,10 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 	b.bytes += size
 	b.waiters = append(b.waiters, waiter{reply: reply, producer: producer, base: base, count: len(recs), bytes: size, accepted: time.Now()})
 	if idem != nil {
-		b.idempotent = true
+		if b.producerIDs == nil {
+			b.producerIDs = map[int64]struct{}{}
+		}
+		b.producerIDs[idem.id] = struct{}{}
 		w.prod.accept(idem.id, idem.epoch, idem.firstSeq, len(recs), base, now)
 	}
 	w.addPending(size)
@@ -389,8 +398,8 @@ func (w *writer) pump() {
 		head := w.queue[0]
 		head.state = committing
 		head.committing = time.Now()
-		if head.idempotent {
-			head.producers = w.prod.snapshot(head.base, head.last())
+		if head.producerIDs != nil {
+			head.producers = w.prod.changes(head.base, head.last(), head.producerIDs, w.cfg.Lease.MaxProducerChanges())
 		}
 		metricProduceStage.WithLabelValues(stageCommitWait).Observe(head.committing.Sub(head.uploaded).Seconds())
 		goroutines.Go(func() { w.commit(head) })

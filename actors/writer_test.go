@@ -270,6 +270,61 @@ func TestWriterFlushCommitsTheOpenBatch(t *testing.T) {
 	}
 }
 
+// TestWriterCommitsManyProducersWithinATransaction: batches of more idempotent producers
+// than one commit can store states for (Lease.MaxProducerChanges) go into several
+// segments, each committed within etcd's limit of operations a transaction (its
+// default, 128), and the next owner loads every producer's state.
+func TestWriterCommitsManyProducersWithinATransaction(t *testing.T) {
+	f := newFixture(t)
+	lease := f.lease(t, "t", 1, 0)
+	w := newWriter(writerConfig{Lease: lease, Store: f.store, Linger: time.Hour}, 0)
+	producers := int64(2*lease.MaxProducerChanges() + 10)
+	results := make(chan produceResult, producers)
+	for id := int64(1); id <= producers; id++ {
+		w.Append(values(fmt.Sprint(id), 1), &idempotence{id: id, firstSeq: 0}, func(r produceResult) { results <- r })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Two segments were sealed as they filled, the third waits for its linger: flush
+	// it, then wait for the first two, which the writer's background work commits.
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range producers {
+		select {
+		case r := <-results:
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no answer in 30s")
+		case <-w.Signal():
+			if err := w.Process(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	segs, _, err := f.c.Segments(ctx, "t", 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 3 {
+		t.Fatalf("%d segments for %d producers' batches, want 3", len(segs), producers)
+	}
+	states, err := lease.Producers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(states)) != producers {
+		t.Fatalf("%d producer states stored, want %d", len(states), producers)
+	}
+	for id, st := range states {
+		if st.Base != id-1 || st.FirstSeq != 0 || st.LastSeq != 0 {
+			t.Fatalf("producer %d: %+v, want its batch at offset %d", id, st, id-1)
+		}
+	}
+}
+
 // The pending budget is the agent's: a partition is refused with ErrBackpressure
 // (ResourceExhausted to clients) while another holds the budget, memory does not grow with
 // the refused requests, and every byte is given back once the backlog clears.

@@ -16,7 +16,8 @@ type Options struct {
 	// Root is the key prefix of the cluster. Default DefaultRoot ("/streamhouse").
 	Root string
 	// MaxTxnOps is the most operations etcd accepts in one transaction (its
-	// --max-txn-ops). It bounds how many partitions one offset commit may name.
+	// --max-txn-ops). It bounds how many partitions one offset commit may name, and how
+	// many idempotent producers one segment may hold (MaxProducerChanges). At least 4.
 	// Default 128, etcd's default.
 	MaxTxnOps int
 	// Logger receives structured logs. Default: none.
@@ -42,8 +43,13 @@ func New(etcd *clientv3.Client, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.MaxTxnOps <= 0 {
+	switch {
+	case opts.MaxTxnOps == 0:
 		opts.MaxTxnOps = DefaultMaxTxnOps
+	case opts.MaxTxnOps < 4:
+		// A commit puts its segment and high-water mark, and a producer's state and
+		// another's deletion.
+		return nil, invalidf("MaxTxnOps %d: want at least 4", opts.MaxTxnOps)
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()

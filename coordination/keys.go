@@ -66,12 +66,17 @@ const (
 	//   {"objects":["data/agent-1/m4x2k1-0000000412.obj"],"removed_at":"2026-11-27T09:10:00Z","reason":"merge"}
 	TombstonesPrefix = "tombstones/"
 
-	// ProducersPrefix holds, per partition, the idempotent producers that wrote to it:
-	// each one's epoch and its last batch's sequence numbers and offsets, written in the
-	// transaction that commits the batch, so that a new owner rejects a retry of a batch
-	// already written (ProducerStates):
-	//   /streamhouse/producers/orders/3
-	//   {"1042":{"epoch":0,"first_seq":40,"last_seq":49,"base":1190,"written_ms":1795770300000}}
+	// ProducersPrefix holds, per partition, the idempotent producers that wrote to it, a
+	// key per producer id: its epoch and its last batch's sequence numbers and offsets,
+	// written in the transaction that commits the batch, so that a new owner rejects a
+	// retry of a batch already written (ProducerState). A key per producer keeps each
+	// commit's write to the producers in its segment, however many the partition
+	// remembers:
+	//   /streamhouse/producers/orders/3/1042
+	//   {"epoch":0,"first_seq":40,"last_seq":49,"base":1190,"written_ms":1795770300000}
+	// Before 2026-12-05 a partition kept all of them in one key,
+	// /streamhouse/producers/orders/3, holding a JSON object by producer id; a new owner
+	// that finds it moves it to the keys above (Lease.Producers).
 	ProducersPrefix = "producers/"
 
 	// ProducerIDsKey is written once per new idempotent producer: the revision of the
@@ -142,8 +147,19 @@ func (k Keys) Tombstones() string { return k.root + TombstonesPrefix }
 // Producers is the prefix of every partition's idempotent producer states.
 func (k Keys) Producers() string { return k.root + ProducersPrefix }
 
-// ProducerStates is the key of one partition's idempotent producer states.
+// ProducerStates is the prefix of one partition's idempotent producer states.
 func (k Keys) ProducerStates(topic string, partition int32) string {
+	return k.legacyProducerStates(topic, partition) + "/"
+}
+
+// ProducerState is the key of one idempotent producer's state in one partition.
+func (k Keys) ProducerState(topic string, partition int32, id int64) string {
+	return k.ProducerStates(topic, partition) + strconv.FormatInt(id, 10)
+}
+
+// legacyProducerStates is the key that held all of a partition's producer states before
+// they had a key each (ProducersPrefix).
+func (k Keys) legacyProducerStates(topic string, partition int32) string {
 	return k.root + ProducersPrefix + topic + "/" + itoa32(partition)
 }
 

@@ -167,13 +167,13 @@ func (l *Lease) HWM(ctx context.Context) (int64, error) {
 // reported as success, so the outcome of Commit is never ambiguous while it
 // returns nil or ErrFenced. It returns the revision of the commit.
 func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
-	return l.CommitWithProducers(ctx, meta, nil)
+	return l.CommitWithProducers(ctx, meta, ProducerChanges{})
 }
 
-// CommitWithProducers is Commit that also stores the partition's idempotent producer
-// states (when not nil) in the same transaction, so that they always describe exactly
-// the committed log.
-func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, producers ProducerStates) (int64, error) {
+// CommitWithProducers is Commit that also writes changes to the partition's idempotent
+// producer states in the same transaction, so that they always describe exactly the
+// committed log.
+func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, producers ProducerChanges) (int64, error) {
 	if meta.Epoch == 0 {
 		meta.Epoch = l.epoch
 	}
@@ -190,14 +190,15 @@ func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, produ
 	segKey := l.s.c.keys.Segment(l.p.Topic, l.p.Partition, meta.Base)
 	val := mustJSON(meta)
 	next := strconv.FormatInt(meta.Last+1, 10)
-	puts := []clientv3.Op{clientv3.OpPut(segKey, val), clientv3.OpPut(l.hwmKey, next)}
-	if producers != nil {
-		puts = append(puts, clientv3.OpPut(l.s.c.keys.ProducerStates(l.p.Topic, l.p.Partition), mustJSON(producers)))
+	producerOps, err := producers.ops(l.s.c.keys, l.p, l.MaxProducerChanges())
+	if err != nil {
+		return 0, fmt.Errorf("commit %s [%d, %d]: %w", l.p, meta.Base, meta.Last, err)
 	}
+	puts := append([]clientv3.Op{clientv3.OpPut(segKey, val), clientv3.OpPut(l.hwmKey, next)}, producerOps...)
 	var rev int64
 	// An attempt cut short by its timeout (retry) may still have been applied; the retry
 	// recognises it below.
-	err := retry(ctx, func(ctx context.Context) error {
+	err = retry(ctx, func(ctx context.Context) error {
 		resp, err := l.s.c.etcd.Txn(ctx).
 			If(
 				clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch),

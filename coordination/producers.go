@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -27,6 +29,45 @@ type ProducerStates map[int64]ProducerState
 // least recently are forgotten first (a retry from one of those is taken as new).
 const MaxProducerStates = 1000
 
+// ProducerChanges is what one commit writes of a partition's producer states: the state
+// of each producer with a batch in the segment, and the producers the partition forgets.
+type ProducerChanges struct {
+	Put    ProducerStates
+	Forget []int64
+}
+
+// MaxProducerChanges bounds the states one commit puts, and apart from those the ones it
+// forgets: with the segment's key and the high-water mark a commit is then at most
+// Options.MaxTxnOps operations (63 each with etcd's default of 128). A partition seals a
+// segment once it holds batches of this many idempotent producers.
+func (c *Client) MaxProducerChanges() int { return (c.opts.MaxTxnOps - 2) / 2 }
+
+// MaxProducerChanges is the lease's client's (Client.MaxProducerChanges).
+func (l *Lease) MaxProducerChanges() int { return l.s.c.MaxProducerChanges() }
+
+// ops are the etcd operations of c on partition p's keys, at most max puts and max
+// deletes.
+func (c ProducerChanges) ops(k Keys, p Partition, max int) ([]clientv3.Op, error) {
+	if len(c.Put) > max || len(c.Forget) > max {
+		return nil, invalidf("%d producer states put and %d forgotten in one commit (at most %d each)",
+			len(c.Put), len(c.Forget), max)
+	}
+	ops := make([]clientv3.Op, 0, len(c.Put)+len(c.Forget))
+	for id, st := range c.Put {
+		ops = append(ops, clientv3.OpPut(k.ProducerState(p.Topic, p.Partition, id), mustJSON(st)))
+	}
+	forgotten := make(map[int64]bool, len(c.Forget))
+	for _, id := range c.Forget {
+		// etcd refuses a transaction that names a key twice.
+		if _, ok := c.Put[id]; ok || forgotten[id] {
+			return nil, invalidf("producer %d named twice in one commit", id)
+		}
+		forgotten[id] = true
+		ops = append(ops, clientv3.OpDelete(k.ProducerState(p.Topic, p.Partition, id)))
+	}
+	return ops, nil
+}
+
 // NewProducerID returns a producer id no other call returns, in this cluster: the etcd
 // revision of a write to one key (ids only grow).
 func (c *Client) NewProducerID(ctx context.Context) (int64, error) {
@@ -37,21 +78,79 @@ func (c *Client) NewProducerID(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-// Producers reads the partition's idempotent producer states as last committed.
+// Producers reads the partition's idempotent producer states as last committed. States
+// kept the old way, in one key for the partition, are moved to a key each first (in
+// transactions fenced on the lease; a move cut short is finished by the next owner).
 func (l *Lease) Producers(ctx context.Context) (ProducerStates, error) {
-	key := l.s.c.keys.ProducerStates(l.p.Topic, l.p.Partition)
-	resp, err := l.s.c.etcd.Get(ctx, key)
+	keys := l.s.c.keys
+	prefix := keys.ProducerStates(l.p.Topic, l.p.Partition)
+	legacyKey := keys.legacyProducerStates(l.p.Topic, l.p.Partition)
+	resp, err := l.s.c.etcd.Txn(ctx).Then(clientv3.OpGet(prefix, clientv3.WithPrefix()), clientv3.OpGet(legacyKey)).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("producer states of %s: %w", l.p, err)
 	}
 	out := ProducerStates{}
-	if len(resp.Kvs) == 0 {
+	for _, kv := range resp.Responses[0].GetResponseRange().GetKvs() {
+		id, err := strconv.ParseInt(strings.TrimPrefix(string(kv.Key), prefix), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("producer states of %s: key %s does not end with a producer id: %w", l.p, kv.Key, err)
+		}
+		var st ProducerState
+		if err := json.Unmarshal(kv.Value, &st); err != nil {
+			return nil, fmt.Errorf("producer states of %s: decode %s: %w", l.p, kv.Key, err)
+		}
+		out[id] = st
+	}
+	legacy := resp.Responses[1].GetResponseRange().GetKvs()
+	if len(legacy) == 0 {
 		return out, nil
 	}
-	if err := json.Unmarshal(resp.Kvs[0].Value, &out); err != nil {
-		return nil, fmt.Errorf("producer states of %s: decode %s: %w", l.p, key, err)
+	var old ProducerStates
+	if err := json.Unmarshal(legacy[0].Value, &old); err != nil {
+		return nil, fmt.Errorf("producer states of %s: decode %s: %w", l.p, legacyKey, err)
+	}
+	moved := ProducerStates{}
+	for id, st := range old {
+		// Both describe committed batches: the one at the larger offset was committed
+		// later (an agent of the old layout may have owned the partition since).
+		if own, ok := out[id]; !ok || st.Base > own.Base {
+			out[id], moved[id] = st, st
+		}
+	}
+	if err := l.moveProducers(ctx, moved, legacyKey); err != nil {
+		return nil, fmt.Errorf("producer states of %s: move from %s: %w", l.p, legacyKey, err)
 	}
 	return out, nil
+}
+
+// moveProducers writes states to a key each, then deletes legacyKey, in transactions of
+// at most Options.MaxTxnOps operations fenced on the lease.
+func (l *Lease) moveProducers(ctx context.Context, states ProducerStates, legacyKey string) error {
+	var ops []clientv3.Op
+	for id, st := range states {
+		ops = append(ops, clientv3.OpPut(l.s.c.keys.ProducerState(l.p.Topic, l.p.Partition, id), mustJSON(st)))
+	}
+	ops = append(ops, clientv3.OpDelete(legacyKey))
+	for len(ops) > 0 {
+		n := min(len(ops), l.s.c.opts.MaxTxnOps)
+		resp, err := l.s.c.etcd.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch)).
+			Then(ops[:n]...).
+			Else(clientv3.OpGet(l.key)).
+			Commit()
+		if err != nil {
+			return err
+		}
+		if !resp.Succeeded {
+			fe := &FenceError{Topic: l.p.Topic, Partition: l.p.Partition, Epoch: l.epoch, HWM: -1}
+			if holder := firstKV(resp, 0); holder != nil {
+				fe.Holder = holder.CreateRevision
+			}
+			return fe
+		}
+		ops = ops[n:]
+	}
+	return nil
 }
 
 // producerStatesOp deletes a partition's producer states (purge).
