@@ -51,8 +51,12 @@ type producers struct {
 func newProducers(states coordination.ProducerStates) *producers {
 	ps := &producers{m: map[int64]*producerState{}}
 	for id, st := range states {
-		ps.m[id] = &producerState{epoch: st.Epoch, writtenMs: st.WrittenMs, next: nextSeq(st.LastSeq), start: -1,
-			batches: []producerBatch{{first: st.FirstSeq, last: st.LastSeq, base: st.Base, committed: true}}}
+		batches := make([]producerBatch, 0, len(st.Earlier)+1)
+		for _, b := range st.Earlier[max(len(st.Earlier)-(producerWindow-1), 0):] {
+			batches = append(batches, producerBatch{first: b.FirstSeq, last: b.LastSeq, base: b.Base, committed: true})
+		}
+		batches = append(batches, producerBatch{first: st.FirstSeq, last: st.LastSeq, base: st.Base, committed: true})
+		ps.m[id] = &producerState{epoch: st.Epoch, writtenMs: st.WrittenMs, next: nextSeq(st.LastSeq), start: -1, batches: batches}
 	}
 	return ps
 }
@@ -153,7 +157,8 @@ func (ps *producers) settle(id, base int64, committed bool) {
 }
 
 // changes is what the commit of offsets [base, last], holding batches of the producers
-// ids, writes of the producer states: each one's newest batch in that range, and the
+// ids, writes of the producer states: each one's newest batch in that range with those
+// before it in its window, and the
 // producers to forget so that the partition remembers at most MaxProducerStates: those
 // that wrote least recently, among the ones with no batch being written (at most
 // maxForget a commit, the lease's MaxProducerChanges; any more wait for the next
@@ -167,7 +172,13 @@ func (ps *producers) changes(base, last int64, ids map[int64]struct{}, maxForget
 		}
 		for i := len(st.batches) - 1; i >= 0; i-- {
 			if b := st.batches[i]; b.base >= base && b.base <= last {
-				put[id] = coordination.ProducerState{Epoch: st.epoch, FirstSeq: b.first, LastSeq: b.last, Base: b.base, WrittenMs: st.writtenMs}
+				// The batches before it are committed by now (or by this commit): batches
+				// commit in order, and a failed one is forgotten.
+				state := coordination.ProducerState{Epoch: st.epoch, FirstSeq: b.first, LastSeq: b.last, Base: b.base, WrittenMs: st.writtenMs}
+				for _, e := range st.batches[:i] {
+					state.Earlier = append(state.Earlier, coordination.ProducerBatch{FirstSeq: e.first, LastSeq: e.last, Base: e.base})
+				}
+				put[id] = state
 				break
 			}
 		}

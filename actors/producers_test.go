@@ -134,6 +134,36 @@ func TestProducerStatesAreBounded(t *testing.T) {
 	}
 }
 
+// TestProducerStateKeepsTheWindowAcrossAMove: a new owner answers a retry of any of a
+// producer's last producerWindow batches with its offsets, as the old owner did, not
+// only a retry of the last one.
+func TestProducerStateKeepsTheWindowAcrossAMove(t *testing.T) {
+	ps := newProducers(nil)
+	for i := range int64(producerWindow + 2) {
+		ps.accept(7, 0, int32(i*10), 10, 100+i*10, i)
+	}
+	// The first two segments committed, the rest in the one being committed.
+	ps.settle(7, 100, true)
+	ps.settle(7, 110, true)
+	ch := ps.changes(120, 169, ids(7), maxForget)
+	if st := ch.Put[7]; st.Base != 160 || len(st.Earlier) != producerWindow-1 || st.Earlier[0].Base != 120 {
+		t.Fatalf("stored %+v, want the batch at 160 and the %d before it from 120", st, producerWindow-1)
+	}
+	next := newProducers(ch.Put)
+	for i := range int64(producerWindow) {
+		first := int32(20 + i*10)
+		if v, base := next.check(7, 0, first, 10, false); v != seqDuplicate || base != 120+i*10 {
+			t.Fatalf("after a move, a retry of the batch from sequence %d: verdict %d base %d, want duplicate at %d", first, v, base, 120+i*10)
+		}
+	}
+	if v, _ := next.check(7, 0, 10, 10, false); v != seqOlder {
+		t.Fatalf("after a move, a batch older than the window: verdict %d, want older", v)
+	}
+	if v, _ := next.check(7, 0, 70, 10, false); v != seqNext {
+		t.Fatalf("after a move, the next batch: verdict %d", v)
+	}
+}
+
 // TestProducerChangesHoldOnlyTheSegmentsProducers: a commit writes the states of the
 // producers with a batch in its segment, each at its newest batch there, not those of
 // every producer the partition remembers.

@@ -67,13 +67,14 @@ const (
 	TombstonesPrefix = "tombstones/"
 
 	// ProducersPrefix holds, per partition, the idempotent producers that wrote to it, a
-	// key per producer id: its epoch and its last batch's sequence numbers and offsets,
-	// written in the transaction that commits the batch, so that a new owner rejects a
+	// key per producer id: its epoch and its last batches' sequence numbers and offsets,
+	// written in the transaction that commits the last, so that a new owner recognises a
 	// retry of a batch already written (ProducerState). A key per producer keeps each
 	// commit's write to the producers in its segment, however many the partition
 	// remembers:
 	//   /streamhouse/producers/orders/3/1042
-	//   {"epoch":0,"first_seq":40,"last_seq":49,"base":1190,"written_ms":1795770300000}
+	//   {"epoch":0,"first_seq":40,"last_seq":49,"base":1190,"written_ms":1795770300000,
+	//    "earlier":[{"first_seq":30,"last_seq":39,"base":1170}]}
 	// Before 2026-12-05 a partition kept all of them in one key,
 	// /streamhouse/producers/orders/3, holding a JSON object by producer id; a new owner
 	// that finds it moves it to the keys above (Lease.Producers).

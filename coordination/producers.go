@@ -10,15 +10,27 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// ProducerState is what a partition remembers of one idempotent producer: its epoch and
-// the last batch it wrote (Kafka's producer state, for the last batch only: a retry of an
-// older one is answered "duplicate" without its offsets).
+// ProducerState is what a partition remembers of one idempotent producer: its epoch, the
+// last batch it wrote and the ones before it that a client may still retry (Kafka's
+// producer state: its last 5 batches, as many as it may have in flight). A retry of an
+// older batch is answered "duplicate" without its offsets.
 type ProducerState struct {
 	Epoch     int16 `json:"epoch"`
 	FirstSeq  int32 `json:"first_seq"`
 	LastSeq   int32 `json:"last_seq"`
 	Base      int64 `json:"base"`
 	WrittenMs int64 `json:"written_ms"`
+	// Earlier are the batches before the last, oldest first (absent from states written
+	// before 2026-12-05).
+	Earlier []ProducerBatch `json:"earlier,omitempty"`
+}
+
+// ProducerBatch is one batch of an idempotent producer: its sequence numbers and the
+// offset of its first record.
+type ProducerBatch struct {
+	FirstSeq int32 `json:"first_seq"`
+	LastSeq  int32 `json:"last_seq"`
+	Base     int64 `json:"base"`
 }
 
 // ProducerStates are a partition's idempotent producers by producer id (JSON object keys

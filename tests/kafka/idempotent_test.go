@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/tests/harness"
 )
@@ -220,4 +221,71 @@ func TestIdempotenceSurvivesAnOwnerKill(t *testing.T) {
 	}
 	c.agents = c.agents[1:] // the killed agent is no bootstrap for the reader
 	checkExactlyOnce(t, c, topic, acked)
+}
+
+// TestRetriesAfterAFailoverGetTheirOffsets: after its owner dies, a new owner answers a
+// retry of any of a producer's last batches with the offsets it was written at, as the
+// old owner would have (not DUPLICATE_SEQUENCE_NUMBER without offsets), and writes
+// nothing; the producer's next batch follows.
+func TestRetriesAfterAFailoverGetTheirOffsets(t *testing.T) {
+	const topic, batches, perBatch = "retried", 4, 3
+	c := newCluster(t, 1, nil)
+	c.createTopic(topic, 1, nil)
+	r := dialRaw(t, c.agents[0].KafkaAddr)
+	id := initProducerID(t, r)
+	batch := func(i int) []byte {
+		var values []string
+		for k := range perBatch {
+			values = append(values, fmt.Sprintf("%02d-%d", i, k))
+		}
+		return producerBatchOf(id.ProducerID, id.ProducerEpoch, int32(i*perBatch), values...)
+	}
+	produce := func(r *rawConn, i int) kmsg.ProduceResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis = 8, -1, 30000
+		req.Topics = []kmsg.ProduceRequestTopic{{Topic: topic, Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: batch(i)}}}}
+		resp := kmsg.NewPtrProduceResponse()
+		resp.Version = 8
+		if err := resp.ReadFrom(r.recv(r.send(int16(kmsg.Produce), 8, req.AppendTo(nil)))); err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+			t.Fatalf("produce of batch %d: %v", i, err)
+		}
+		return resp.Topics[0].Partitions[0]
+	}
+	for i := range batches {
+		if p := produce(r, i); p.ErrorCode != 0 || p.BaseOffset != int64(i*perBatch) {
+			t.Fatalf("batch %d: code %d at offset %d, want 0 at %d", i, p.ErrorCode, p.BaseOffset, i*perBatch)
+		}
+	}
+
+	// The owner dies; another agent takes the partition over once its session expires.
+	if err := c.agents[0].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	c.agents = c.agents[1:]
+	c.addAgent("agent-2", "zone-a", nil)
+	r = dialRaw(t, c.agents[0].KafkaAddr)
+	harness.Eventually(t, time.Minute, func() error {
+		if p := produce(r, 0); p.ErrorCode != 0 || p.BaseOffset != 0 {
+			return fmt.Errorf("retry of batch 0: code %d at offset %d", p.ErrorCode, p.BaseOffset)
+		}
+		return nil
+	})
+	for i := 1; i < batches; i++ {
+		if p := produce(r, i); p.ErrorCode != 0 || p.BaseOffset != int64(i*perBatch) {
+			t.Fatalf("retry of batch %d after the failover: code %d at offset %d, want 0 at %d", i, p.ErrorCode, p.BaseOffset, i*perBatch)
+		}
+	}
+	if p := produce(r, batches); p.ErrorCode != 0 || p.BaseOffset != batches*perBatch {
+		t.Fatalf("the next batch: code %d at offset %d, want 0 at %d", p.ErrorCode, p.BaseOffset, batches*perBatch)
+	}
+	got := c.consumeAll(topic, (batches+1)*perBatch, 30*time.Second)
+	for n, rec := range got {
+		if want := fmt.Sprintf("%02d-%d", n/perBatch, n%perBatch); string(rec.Value) != want || rec.Offset != int64(n) {
+			t.Fatalf("offset %d: %q at %d, want %q", n, rec.Value, rec.Offset, want)
+		}
+	}
+	if len(got) != (batches+1)*perBatch {
+		t.Fatalf("read %d records, want %d: a retry was written again", len(got), (batches+1)*perBatch)
+	}
 }

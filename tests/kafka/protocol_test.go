@@ -174,6 +174,19 @@ func TestAcksZeroGetsNoResponse(t *testing.T) {
 	}
 }
 
+// initProducerID asks for an idempotent producer's id and epoch.
+func initProducerID(t *testing.T, r *rawConn) *kmsg.InitProducerIDResponse {
+	t.Helper()
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.Version, init.TransactionTimeoutMillis = 1, 60000
+	id := kmsg.NewPtrInitProducerIDResponse()
+	id.Version = 1
+	if err := id.ReadFrom(r.recv(r.send(int16(kmsg.InitProducerID), 1, init.AppendTo(nil)))); err != nil || id.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v, code %d", err, id.ErrorCode)
+	}
+	return id
+}
+
 // TestPipelinedProducesKeepTheirOrder sends an idempotent producer's produce requests back
 // to back on one connection, as a Kafka client with 5 in flight does, then one with a gap
 // in its sequence numbers, then ApiVersions. The responses come in the order of the
@@ -185,13 +198,7 @@ func TestPipelinedProducesKeepTheirOrder(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	c.createTopic(topic, 2, nil)
 	r := dialRaw(t, c.agents[0].KafkaAddr)
-	init := kmsg.NewPtrInitProducerIDRequest()
-	init.Version, init.TransactionTimeoutMillis = 1, 60000
-	id := kmsg.NewPtrInitProducerIDResponse()
-	id.Version = 1
-	if err := id.ReadFrom(r.recv(r.send(int16(kmsg.InitProducerID), 1, init.AppendTo(nil)))); err != nil || id.ErrorCode != 0 {
-		t.Fatalf("InitProducerId: %v, code %d", err, id.ErrorCode)
-	}
+	id := initProducerID(t, r)
 	produce := func(batches map[int32][]byte) int32 {
 		req := kmsg.NewPtrProduceRequest()
 		req.Version, req.Acks, req.TimeoutMillis = 8, -1, 30000
