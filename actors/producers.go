@@ -22,6 +22,7 @@ const (
 	seqInFlight                     // a retry of a batch still being written: retry later
 	seqOutOfOrder                   // a gap: earlier batches are missing
 	seqFenced                       // an older epoch of the producer
+	seqWindowFull                   // the next batch, with producerWindow being written: retry later
 )
 
 // producerBatch is one idempotent batch the writer accepted.
@@ -97,6 +98,10 @@ func (ps *producers) check(id int64, epoch int16, first int32, n int, follows bo
 		}
 	}
 	switch {
+	case first == st.next && len(st.batches) == producerWindow && !st.batches[0].committed:
+		// Taking it would push a batch being written out of the window: were that one to
+		// fail, its retry would look committed (Kafka clients keep at most 5 in flight).
+		return seqWindowFull, 0
 	case first == st.next:
 		return seqNext, 0
 	case first < st.start && st.start <= st.next:

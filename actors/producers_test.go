@@ -141,11 +141,13 @@ func TestProducerStateKeepsTheWindowAcrossAMove(t *testing.T) {
 	ps := newProducers(nil)
 	for i := range int64(producerWindow + 2) {
 		ps.accept(7, 0, int32(i*10), 10, 100+i*10, i)
+		if i < 3 {
+			ps.settle(7, 100+i*10, true) // the first three in segments committed before
+		}
 	}
-	// The first two segments committed, the rest in the one being committed.
-	ps.settle(7, 100, true)
-	ps.settle(7, 110, true)
-	ch := ps.changes(120, 169, ids(7), maxForget)
+	// The rest in the segment being committed: the window holds the third batch (at
+	// 120) and the four after it.
+	ch := ps.changes(130, 169, ids(7), maxForget)
 	if st := ch.Put[7]; st.Base != 160 || len(st.Earlier) != producerWindow-1 || st.Earlier[0].Base != 120 {
 		t.Fatalf("stored %+v, want the batch at 160 and the %d before it from 120", st, producerWindow-1)
 	}
@@ -161,6 +163,31 @@ func TestProducerStateKeepsTheWindowAcrossAMove(t *testing.T) {
 	}
 	if v, _ := next.check(7, 0, 70, 10, false); v != seqNext {
 		t.Fatalf("after a move, the next batch: verdict %d", v)
+	}
+}
+
+// TestProducerWindowHoldsEveryBatchBeingWritten: a producer with producerWindow batches
+// being written has its next refused until one is committed, so that none being written
+// leaves the window (were it to fail, its retry would pass for committed).
+func TestProducerWindowHoldsEveryBatchBeingWritten(t *testing.T) {
+	ps := newProducers(nil)
+	for i := range int64(producerWindow) {
+		ps.accept(7, 0, int32(i*10), 10, i*10, i)
+	}
+	next := int32(producerWindow * 10)
+	if v, _ := ps.check(7, 0, next, 10, false); v != seqWindowFull {
+		t.Fatalf("a batch beyond %d being written: verdict %d, want window full", producerWindow, v)
+	}
+	ps.settle(7, 0, true)
+	if v, _ := ps.check(7, 0, next, 10, false); v != seqNext {
+		t.Fatalf("once the oldest is committed: verdict %d, want next", v)
+	}
+	// The batch taken pushes the committed one out; the ones being written stay, and a
+	// failed one lowers the producer's next sequence to its own.
+	ps.accept(7, 0, next, 10, 50, 6)
+	ps.settle(7, 10, false)
+	if v, _ := ps.check(7, 0, 10, 10, false); v != seqNext {
+		t.Fatalf("the failed batch sent again: verdict %d, want next", v)
 	}
 }
 

@@ -283,6 +283,8 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 			err = fmt.Errorf("%w: producer %d sequence %d of %s", ErrDuplicateSequence, idem.id, idem.firstSeq, w.p)
 		case seqInFlight:
 			err = fmt.Errorf("%w: producer %d sequence %d of %s is being written; retry", ErrUnavailable, idem.id, idem.firstSeq, w.p)
+		case seqWindowFull:
+			err = fmt.Errorf("%w: producer %d has %d batches of %s being written; retry once one is committed", ErrUnavailable, idem.id, producerWindow, w.p)
 		case seqOutOfOrder:
 			err = fmt.Errorf("%w: producer %d sequence %d of %s does not follow the last one written", ErrOutOfOrderSequence, idem.id, idem.firstSeq, w.p)
 		case seqFenced:
