@@ -243,22 +243,31 @@ func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, produ
 // Release deletes the lease key if it is still this lease's (same epoch). It returns a
 // FenceError if the lease was already lost; another owner's lease is never touched.
 func (l *Lease) Release(ctx context.Context) error {
+	if err := l.fenced(ctx, clientv3.OpDelete(l.key)); err != nil {
+		return fmt.Errorf("release %s: %w", l.p, err)
+	}
+	l.log.Info("partition lease released")
+	return nil
+}
+
+// fenced applies ops in one transaction if the lease is still this one (same epoch), and
+// returns a FenceError naming the current holder if not.
+func (l *Lease) fenced(ctx context.Context, ops ...clientv3.Op) error {
 	resp, err := l.s.c.etcd.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch)).
-		Then(clientv3.OpDelete(l.key)).
+		Then(ops...).
 		Else(clientv3.OpGet(l.key)).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("release %s: %w", l.p, err)
+		return err
 	}
 	if !resp.Succeeded {
 		fe := &FenceError{Topic: l.p.Topic, Partition: l.p.Partition, Epoch: l.epoch}
 		if kv := firstKV(resp, 0); kv != nil {
 			fe.Holder = kv.CreateRevision
 		}
-		return fmt.Errorf("release %s: %w", l.p, fe)
+		return fe
 	}
-	l.log.Info("partition lease released")
 	return nil
 }
 

@@ -145,20 +145,8 @@ func (l *Lease) moveProducers(ctx context.Context, states ProducerStates, legacy
 	ops = append(ops, clientv3.OpDelete(legacyKey))
 	for len(ops) > 0 {
 		n := min(len(ops), l.s.c.opts.MaxTxnOps)
-		resp, err := l.s.c.etcd.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch)).
-			Then(ops[:n]...).
-			Else(clientv3.OpGet(l.key)).
-			Commit()
-		if err != nil {
+		if err := l.fenced(ctx, ops[:n]...); err != nil {
 			return err
-		}
-		if !resp.Succeeded {
-			fe := &FenceError{Topic: l.p.Topic, Partition: l.p.Partition, Epoch: l.epoch, HWM: -1}
-			if holder := firstKV(resp, 0); holder != nil {
-				fe.Holder = holder.CreateRevision
-			}
-			return fe
 		}
 		ops = ops[n:]
 	}

@@ -232,10 +232,7 @@ func TestIdempotenceSurvivesAnOwnerKill(t *testing.T) {
 // nothing; the producer's next batch follows.
 func TestRetriesAfterAFailoverGetTheirOffsets(t *testing.T) {
 	const topic, batches, perBatch = "retried", 4, 3
-	c := newCluster(t, 1, nil)
-	c.createTopic(topic, 1, nil)
-	r := dialRaw(t, c.agents[0].KafkaAddr)
-	id := initProducerID(t, r)
+	c, r, id := idempotentProducer(t, topic, 1)
 	batch := func(i int) []byte {
 		var values []string
 		for k := range perBatch {

@@ -174,9 +174,13 @@ func TestAcksZeroGetsNoResponse(t *testing.T) {
 	}
 }
 
-// initProducerID asks for an idempotent producer's id and epoch.
-func initProducerID(t *testing.T, r *rawConn) *kmsg.InitProducerIDResponse {
+// idempotentProducer starts a one-agent cluster with topic, and asks that agent over a raw
+// connection for an idempotent producer's id and epoch.
+func idempotentProducer(t *testing.T, topic string, partitions int32) (*cluster, *rawConn, *kmsg.InitProducerIDResponse) {
 	t.Helper()
+	c := newCluster(t, 1, nil)
+	c.createTopic(topic, partitions, nil)
+	r := dialRaw(t, c.agents[0].KafkaAddr)
 	init := kmsg.NewPtrInitProducerIDRequest()
 	init.Version, init.TransactionTimeoutMillis = 1, 60000
 	id := kmsg.NewPtrInitProducerIDResponse()
@@ -184,7 +188,7 @@ func initProducerID(t *testing.T, r *rawConn) *kmsg.InitProducerIDResponse {
 	if err := id.ReadFrom(r.recv(r.send(int16(kmsg.InitProducerID), 1, init.AppendTo(nil)))); err != nil || id.ErrorCode != 0 {
 		t.Fatalf("InitProducerId: %v, code %d", err, id.ErrorCode)
 	}
-	return id
+	return c, r, id
 }
 
 // TestPipelinedProducesKeepTheirOrder sends an idempotent producer's produce requests back
@@ -195,10 +199,7 @@ func initProducerID(t *testing.T, r *rawConn) *kmsg.InitProducerIDResponse {
 // as OUT_OF_ORDER_SEQUENCE_NUMBER and writes nothing.
 func TestPipelinedProducesKeepTheirOrder(t *testing.T) {
 	const topic, requests, perBatch = "pipelined", 12, 3
-	c := newCluster(t, 1, nil)
-	c.createTopic(topic, 2, nil)
-	r := dialRaw(t, c.agents[0].KafkaAddr)
-	id := initProducerID(t, r)
+	c, r, id := idempotentProducer(t, topic, 2)
 	produce := func(batches map[int32][]byte) int32 {
 		req := kmsg.NewPtrProduceRequest()
 		req.Version, req.Acks, req.TimeoutMillis = 8, -1, 30000
