@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,16 @@ const stampBytes = 8
 // maxRecordSize is the largest --record-size: the server's default record limit.
 const maxRecordSize = 1 << 20
 
+// maxMessageBytes bounds the gRPC messages streamctl sends and receives. A produce request
+// is also bounded by the server (16 MiB of records by default), which says so in its
+// error; one over this bound would fail in the client with a code that also means
+// backpressure, so bench refuses it up front.
+const maxMessageBytes = 64 << 20
+
+// recordFraming bounds the bytes a bench record takes in a request besides its value: its
+// field tag and length, and its value's.
+const recordFraming = 16
+
 // benchOptions are the flags of `streamctl bench`. Defaults are documented on the flags.
 type benchOptions struct {
 	topic      string
@@ -44,6 +56,9 @@ type benchOptions struct {
 	fetchBytes int32
 	json       bool
 	cpuProfile string
+	// topicFlagsSet: --partitions or --linger-ms was given, which apply only to a topic
+	// the bench creates.
+	topicFlagsSet bool
 }
 
 func (c *cli) benchCmd() *cobra.Command {
@@ -66,7 +81,12 @@ text or, with --json, as one JSON object.
            end the producers left (for at most 10s more); latency is record sent →
            delivered to a consumer
 
-The topic is created with --partitions (and --linger-ms) if it does not exist.`,
+produce and e2e create the topic with --partitions (and --linger-ms) if it does not
+exist; consume reads an existing topic. A run stops at the first error that every
+request would meet (a request over the server's limits, a topic deleted under it) and
+exits non-zero; errors a retry can get past (backpressure, a partition moving) are
+counted and reported. Interrupted (Ctrl-C), it prints the report of the run so far and
+exits non-zero.`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.topic, "topic", "bench", "topic to use (created if missing)")
@@ -92,6 +112,7 @@ The topic is created with --partitions (and --linger-ms) if it does not exist.`,
 				if err := o.validate(); err != nil {
 					return err
 				}
+				o.topicFlagsSet = cmd.Flags().Changed("partitions") || cmd.Flags().Changed("linger-ms")
 				cl, err := c.client()
 				if err != nil {
 					return err
@@ -108,7 +129,13 @@ The topic is created with --partitions (and --linger-ms) if it does not exist.`,
 				if err != nil {
 					return err
 				}
-				return r.print(c.stdout, o.json)
+				if err := r.print(c.stdout, o.json); err != nil {
+					return err
+				}
+				if r.Interrupted {
+					return fmt.Errorf("interrupted after %.1fs: the report covers the run until then", r.Seconds)
+				}
+				return nil
 			},
 		})
 	}
@@ -166,10 +193,13 @@ func (o *benchOptions) validate() error {
 		return fmt.Errorf("--producers %d: want at least 1", o.producers)
 	case o.consumers < 0:
 		return fmt.Errorf("--consumers %d: want 0 or more", o.consumers)
-	case o.rate < 0:
+	case o.rate < 0 || math.IsNaN(o.rate) || math.IsInf(o.rate, 0):
 		return fmt.Errorf("--rate %v: want 0 (max) or a positive rate", o.rate)
 	case o.batch < 1:
 		return fmt.Errorf("--batch %d: want at least 1", o.batch)
+	case int64(o.batch)*int64(o.recordSize+recordFraming) > maxMessageBytes:
+		return fmt.Errorf("--batch %d × --record-size %d: requests of %d bytes, over streamctl's message limit of %d (and the server's default limit of 16 MiB)",
+			o.batch, o.recordSize, int64(o.batch)*int64(o.recordSize+recordFraming), maxMessageBytes)
 	case o.inFlight < 1:
 		return fmt.Errorf("--in-flight %d: want at least 1", o.inFlight)
 	case o.duration <= 0:
@@ -186,6 +216,9 @@ type meter struct {
 	mu                               sync.Mutex
 	latency                          histogram
 	firstErr                         error
+	// abort stops the run; fail calls it at the first permanent error, kept in fatal.
+	abort func()
+	fatal error
 }
 
 func (m *meter) observe(records, bytes int, latency time.Duration, weight uint64) {
@@ -203,20 +236,58 @@ func (m *meter) fail(err error) {
 	if m.firstErr == nil {
 		m.firstErr = err
 	}
+	stop := m.fatal == nil && permanent(err)
+	if stop {
+		m.fatal = err
+	}
 	m.mu.Unlock()
+	if stop && m.abort != nil {
+		m.abort()
+	}
 }
 
-// topicPartitions creates the topic if it is missing and returns its partition count and
-// high-water marks.
-func topicPartitions(ctx context.Context, cl pb.StreamHouseClient, o benchOptions) ([]int64, error) {
-	hwm, err := highWaterMarks(ctx, cl, o.topic)
+// permanent reports whether every later request would meet err too (a request the server
+// refuses, a topic that is gone, no permission): the run stops at it rather than fail
+// for its whole duration. Backpressure and a partition moving (ResourceExhausted,
+// Unavailable) pass with a retry.
+func permanent(err error) bool {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
+		return true
+	case codes.ResourceExhausted:
+		// gRPC's own refusal of a message over the server's size limit shares the code
+		// with backpressure; every request of a run is the same size.
+		return strings.Contains(st.Message(), "larger than max")
+	}
+	return false
+}
+
+// stopped returns the permanent error that stopped m's side, or nil.
+func (m *meter) stopped() error {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fatal
+}
+
+// topicPartitions returns the high-water mark of each partition of the topic, creating
+// it first if it is missing and create is set; created reports whether it did.
+func topicPartitions(ctx context.Context, cl pb.StreamHouseClient, o benchOptions, create bool) (hwm []int64, created bool, err error) {
+	hwm, err = highWaterMarks(ctx, cl, o.topic)
 	if status.Code(err) == codes.NotFound {
-		if _, err := cl.CreateTopic(ctx, &pb.CreateTopicRequest{Name: o.topic, Partitions: o.partitions, LingerMs: o.lingerMs}); err != nil && status.Code(err) != codes.AlreadyExists {
-			return nil, err
+		if !create {
+			return nil, false, fmt.Errorf("it does not exist: consume reads an existing topic (fill one with streamctl bench produce --topic %s)", o.topic)
 		}
+		if _, err := cl.CreateTopic(ctx, &pb.CreateTopicRequest{Name: o.topic, Partitions: o.partitions, LingerMs: o.lingerMs}); err != nil && status.Code(err) != codes.AlreadyExists {
+			return nil, false, err
+		}
+		created = true
 		hwm, err = highWaterMarks(ctx, cl, o.topic)
 	}
-	return hwm, err
+	return hwm, created, err
 }
 
 // highWaterMarks returns the high-water mark of each partition of topic.
@@ -233,9 +304,12 @@ func highWaterMarks(ctx context.Context, cl pb.StreamHouseClient, topic string) 
 }
 
 func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o benchOptions, progress io.Writer) (*benchReport, error) {
-	hwm, err := topicPartitions(ctx, cl, o)
+	hwm, created, err := topicPartitions(ctx, cl, o, mode != "consume")
 	if err != nil {
 		return nil, fmt.Errorf("topic %s: %w", o.topic, err)
+	}
+	if !created && o.topicFlagsSet && mode != "consume" {
+		fmt.Fprintf(progress, "topic %s exists (%d partitions): --partitions and --linger-ms apply only to a topic the bench creates\n", o.topic, len(hwm))
 	}
 	o.partitions = int32(len(hwm))
 	if o.consumers == 0 {
@@ -249,19 +323,25 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	var e2e *histogram
 	var e2eMu sync.Mutex
 	var wg, produced sync.WaitGroup
+	// e2e's consumers run until drained: past the producers' end, to read what they left.
+	consRun, drained := run, cancel
+	if mode == "e2e" {
+		consRun, drained = context.WithCancel(ctx)
+		defer drained()
+	}
+	abort := func() { cancel(); drained() }
 	start := time.Now()
 	prodElapsed := o.duration
 	if mode == "produce" || mode == "e2e" {
-		prod = &meter{}
+		prod = &meter{abort: abort}
 		for i := range o.producers {
 			produced.Go(func() { produceLoop(run, ctx, cl, o, i, start, prod) })
 		}
 		wg.Go(func() { produced.Wait(); prodElapsed = time.Since(start) })
 	}
 	if mode == "consume" || mode == "e2e" {
-		cons = &meter{}
+		cons = &meter{abort: abort}
 		from, until := make([]int64, len(hwm)), hwm
-		consRun := run
 		var ends endOffsets
 		if mode == "e2e" {
 			e2e = &histogram{}
@@ -269,9 +349,6 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 			// ...then, the producers done, read up to where they left the log, so that
 			// every record acked is delivered and counted, however far behind the
 			// consumers ran at the end.
-			var drained context.CancelFunc
-			consRun, drained = context.WithCancel(ctx)
-			defer drained()
 			go func() {
 				produced.Wait()
 				t := time.AfterFunc(drainTimeout, drained) // bounds the read below too
@@ -307,11 +384,17 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	wg.Wait()
 	stopProgress()
 	elapsed := time.Since(start)
-	if err := ctx.Err(); err != nil {
-		return nil, err // interrupted
+	for _, side := range []struct {
+		name string
+		m    *meter
+	}{{"produce", prod}, {"consume", cons}} {
+		if err := side.m.stopped(); err != nil {
+			st := status.Convert(err)
+			return nil, fmt.Errorf("%s stopped at an error every request would meet: %s: %s", side.name, st.Code(), st.Message())
+		}
 	}
 	r := &benchReport{Mode: mode, Topic: o.topic, Partitions: o.partitions, RecordSize: o.recordSize, Rate: o.rate,
-		Batch: o.batch, Seconds: elapsed.Seconds()}
+		Batch: o.batch, Seconds: elapsed.Seconds(), Interrupted: ctx.Err() != nil}
 	if prod != nil {
 		r.Producers = o.producers
 		r.Produce = prod.report(prodElapsed)
@@ -393,13 +476,18 @@ func produceLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 		if interval > 0 {
 			sent, due = due, due.Add(interval)
 		}
-		stamp := uint64(time.Now().UnixNano())
+		// End-to-end latency counts from the same instant as produce latency: at a fixed
+		// rate, when the request was due.
+		stamp := uint64(sent.UnixNano())
 		for _, r := range req.Records {
 			binary.BigEndian.PutUint64(r.Value, stamp)
 		}
 		inFlight.Go(func() {
 			defer func() { <-slots }()
 			if _, err := cl.Produce(ctx, req); err != nil {
+				if ctx.Err() != nil {
+					return // interrupted: not the server's error
+				}
 				m.fail(err)
 				time.Sleep(10 * time.Millisecond)
 				return
@@ -449,6 +537,9 @@ func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 			sent := time.Now()
 			resp, err := cl.Fetch(ctx, &pb.FetchRequest{Topic: o.topic, Partition: p, Offset: next[p], MaxBytes: o.fetchBytes, MaxWaitMs: wait})
 			if err != nil {
+				if ctx.Err() != nil {
+					return // interrupted: not the server's error
+				}
 				m.fail(err)
 				time.Sleep(10 * time.Millisecond)
 				continue

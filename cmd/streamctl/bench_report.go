@@ -10,18 +10,20 @@ import (
 
 // benchReport is the result of one `streamctl bench` run; with --json it is printed as is.
 type benchReport struct {
-	Mode       string         `json:"mode"`
-	Topic      string         `json:"topic"`
-	Partitions int32          `json:"partitions"`
-	RecordSize int            `json:"record_size"`
-	Producers  int            `json:"producers,omitempty"`
-	Consumers  int            `json:"consumers,omitempty"`
-	Rate       float64        `json:"target_rate"` // records/s; 0: as fast as possible
-	Batch      int            `json:"batch"`
-	Seconds    float64        `json:"seconds"`
-	Produce    *sideReport    `json:"produce,omitempty"`
-	Consume    *sideReport    `json:"consume,omitempty"`
-	EndToEnd   *latencyReport `json:"e2e_latency_ms,omitempty"`
+	Mode       string  `json:"mode"`
+	Topic      string  `json:"topic"`
+	Partitions int32   `json:"partitions"`
+	RecordSize int     `json:"record_size"`
+	Producers  int     `json:"producers,omitempty"`
+	Consumers  int     `json:"consumers,omitempty"`
+	Rate       float64 `json:"target_rate"` // records/s; 0: as fast as possible
+	Batch      int     `json:"batch"`
+	Seconds    float64 `json:"seconds"`
+	// Interrupted: the run was stopped (Ctrl-C) before its end; the figures cover it until then.
+	Interrupted bool           `json:"interrupted,omitempty"`
+	Produce     *sideReport    `json:"produce,omitempty"`
+	Consume     *sideReport    `json:"consume,omitempty"`
+	EndToEnd    *latencyReport `json:"e2e_latency_ms,omitempty"`
 }
 
 // sideReport is what producers or consumers did.
@@ -79,8 +81,12 @@ func (r *benchReport) print(w io.Writer, asJSON bool) error {
 	if r.Rate > 0 {
 		rate = fmt.Sprintf("%.0f records/s", r.Rate)
 	}
-	fmt.Fprintf(w, "bench %s: topic %s (%d partitions), %d-byte records, batch %d, %s, %.1fs\n",
-		r.Mode, r.Topic, r.Partitions, r.RecordSize, r.Batch, rate, r.Seconds)
+	interrupted := ""
+	if r.Interrupted {
+		interrupted = " (interrupted)"
+	}
+	fmt.Fprintf(w, "bench %s: topic %s (%d partitions), %d-byte records, batch %d, %s, %.1fs%s\n",
+		r.Mode, r.Topic, r.Partitions, r.RecordSize, r.Batch, rate, r.Seconds, interrupted)
 	side := func(name string, workers int, s *sideReport, latency string) {
 		if s == nil {
 			return

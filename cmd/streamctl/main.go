@@ -58,7 +58,7 @@ func (c *cli) client() (pb.StreamHouseClient, error) {
 		// Message buffers from a pool that does not zero them (grpcmem): streamctl bench
 		// sends and receives large messages at a high rate.
 		opts := append(grpcmem.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)))
 		conn, err := grpc.NewClient(addr, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s: %w", c.addr, err)

@@ -1,9 +1,15 @@
 package dev_test
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 type benchSide struct {
@@ -17,10 +23,11 @@ type benchSide struct {
 }
 
 type benchReport struct {
-	Partitions int32      `json:"partitions"`
-	Produce    *benchSide `json:"produce"`
-	Consume    *benchSide `json:"consume"`
-	EndToEnd   *struct {
+	Partitions  int32      `json:"partitions"`
+	Interrupted bool       `json:"interrupted"`
+	Produce     *benchSide `json:"produce"`
+	Consume     *benchSide `json:"consume"`
+	EndToEnd    *struct {
 		P99 float64 `json:"p99"`
 	} `json:"e2e_latency_ms"`
 }
@@ -42,8 +49,28 @@ func TestStreamctlBench(t *testing.T) {
 	if out, err := d.run("", "bench", "produce", "--topic", "refused", "--record-size", "4"); err == nil || !strings.Contains(out, "--record-size 4") {
 		t.Fatalf("a record too small for its stamp was accepted: %v\n%s", err, out)
 	}
+	for _, bad := range [][]string{
+		{"produce", "--topic", "refused", "--rate", "NaN"},
+		{"produce", "--topic", "refused", "--rate", "-1"},
+		{"produce", "--topic", "refused", "--record-size", "1048576", "--batch", "100"}, // 100 MiB requests
+		{"consume", "--topic", "refused"},                                               // consume reads an existing topic
+	} {
+		if out, err := d.run("", append([]string{"bench"}, bad...)...); err == nil || !strings.Contains(out, "streamctl:") {
+			t.Fatalf("bench %v was accepted: %v\n%s", bad, err, out)
+		}
+	}
 	if out := d.must("", "topic", "list"); strings.Contains(out, "refused") {
 		t.Fatalf("a refused bench created its topic:\n%s", out)
+	}
+	// Requests the server refuses, by its record limit (16 MiB) or gRPC's message limit
+	// (17 MiB), stop the run at the first answer with the server's reason, rather than
+	// fail for the whole minute.
+	for _, size := range [][]string{{"--batch", "17", "--record-size", "1000000"}, {"--batch", "20", "--record-size", "1048576"}} {
+		start := time.Now()
+		out, err := d.run("", append([]string{"bench", "produce", "--topic", "big", "--duration", "60s", "--progress", "0"}, size...)...)
+		if err == nil || !strings.Contains(out, "stopped at an error every request would meet") || time.Since(start) > 30*time.Second {
+			t.Fatalf("bench with requests over the server's limit %v: %v after %v\n%s", size, err, time.Since(start), out)
+		}
 	}
 
 	p := bench(t, d, "produce", "--topic", "b", "--partitions", "3", "--duration", "2s", "--record-size", "512")
@@ -65,5 +92,54 @@ func TestStreamctlBench(t *testing.T) {
 	// delivered, once.
 	if e.Consume.Records != e.Produce.Records {
 		t.Fatalf("e2e: %d records delivered of %d acked", e.Consume.Records, e.Produce.Records)
+	}
+}
+
+// Interrupted, streamctl bench prints what it measured so far and exits non-zero; the
+// requests it cancelled are not counted as the server's errors.
+func TestStreamctlBenchInterrupted(t *testing.T) {
+	d := startDev(t, t.TempDir())
+	cmd := exec.Command(d.ctl, "bench", "produce", "--topic", "ctrl-c", "--duration", "10m", "--progress", "100ms", "--json")
+	cmd.Env = append(cmd.Environ(), "STREAMHOUSE_ADDR="+d.addr)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Interrupt once a progress line shows records acked.
+		sc := bufio.NewScanner(stderr)
+		interrupted := false
+		for sc.Scan() {
+			if !interrupted && strings.Contains(sc.Text(), "produce ") && !strings.Contains(sc.Text(), "produce 0 rec/s") {
+				interrupted = true
+				if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("bench did not stop on SIGINT; stdout:\n%s", stdout.String())
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("interrupted bench: %v, want a non-zero exit", err)
+	}
+	var r benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("no report after the interrupt: %v\n%s", err, stdout.String())
+	}
+	if !r.Interrupted || r.Produce == nil || r.Produce.Records == 0 || r.Produce.Errors != 0 {
+		t.Fatalf("interrupted report: %+v produce %+v", r, r.Produce)
 	}
 }
