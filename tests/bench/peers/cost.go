@@ -98,17 +98,21 @@ func (s sample) etcdWrites() float64 {
 	return n
 }
 
-// costModel holds the counts that make a bill: store requests per GiB, object size, etcd
-// writes, at load and idle.
+// costModel holds the counts that make a bill: store requests per GiB and per
+// partition-hour, object sizes and etcd writes, at the maximum rate, at the latency
+// phase's rate and idle.
 type costModel struct {
-	PutsPerGiBWritten         float64 `json:"puts_per_gib_written"`
-	GetsPerGiBRead            float64 `json:"gets_per_gib_read"`
-	MeanObjectBytes           float64 `json:"mean_object_bytes"`
-	MeanSegmentBytes          float64 `json:"mean_segment_bytes"`
-	CompressionRatio          float64 `json:"compression_ratio"`
-	EtcdWritesPerSecPerPart   float64 `json:"etcd_writes_per_sec_per_partition_at_load"`
-	PutsPerPartitionHourLoad  float64 `json:"puts_per_partition_hour_at_load"`
+	// MaxRate: the max-rate produce phase until the merges it caused were done.
+	MaxRate loadCost `json:"max_rate"`
+	// LatencyRate: the latency phase (-rate records/s on 6 partitions, one record a
+	// request) until its merges were done: what a partition costs at a modest rate.
+	LatencyRate      loadCost `json:"latency_rate"`
+	GetsPerGiBRead   float64  `json:"gets_per_gib_read"`
+	MeanSegmentBytes float64  `json:"mean_segment_bytes"`
+	CompressionRatio float64  `json:"compression_ratio"`
+	// Idle: requests per partition-hour with nothing produced or read.
 	PutsPerPartitionHourIdle  float64 `json:"puts_per_partition_hour_idle"`
+	GetsPerPartitionHourIdle  float64 `json:"gets_per_partition_hour_idle"`
 	EtcdWritesPerPartHourIdle float64 `json:"etcd_writes_per_partition_hour_idle"`
 	// The orphan sweeper's, which one agent of a cluster makes whatever the load: sweeps
 	// over the agent's whole run, the LISTs each made (one per 1000 objects), and sweeps
@@ -118,32 +122,71 @@ type costModel struct {
 	SweepsPerHour float64 `json:"sweeps_per_hour"`
 }
 
+// loadCost is what a produce phase asked of the store and etcd, merges included, per GiB
+// of records written and per partition-hour of the phase.
+type loadCost struct {
+	RecordsPerSec        float64 `json:"records_per_sec"`
+	PutsPerGiBWritten    float64 `json:"puts_per_gib_written"`
+	GetsPerGiBWritten    float64 `json:"gets_per_gib_written"` // merges reading segments back
+	MeanObjectBytes      float64 `json:"mean_flush_object_bytes"`
+	PutsPerPartitionHour float64 `json:"puts_per_partition_hour"`
+	GetsPerPartitionHour float64 `json:"gets_per_partition_hour"`
+	EtcdWritesPerSecPart float64 `json:"etcd_writes_per_sec_per_partition"`
+}
+
+// gib is the unit of the cost model's per-volume counts.
+const gib = 1 << 30
+
+// readOps are the store requests that read an object.
+var readOps = []string{"get", "get_range", "head"}
+
+// requests counts the store requests of ops between two scrapes (successful PUTs only:
+// a retried one is billed once per attempt, but a failed one wrote nothing to count).
+func requests(before, after sample, ops ...string) float64 {
+	n := 0.0
+	for _, op := range ops {
+		labels := []string{"op", op}
+		if op == "put" {
+			labels = append(labels, "result", "ok")
+		}
+		n += after.sum("streamhouse_store_requests_total", labels...) - before.sum("streamhouse_store_requests_total", labels...)
+	}
+	return n
+}
+
+// loadCostOf returns the cost of the records produced between two scrapes over a phase of
+// seconds on partitions, the second scrape taken once the phase's merges were done.
+func loadCostOf(before, after sample, produced sideReport, seconds, partitions float64) loadCost {
+	c := loadCost{RecordsPerSec: produced.RecordsPerSec, MeanObjectBytes: meanFlushObject(before, after)}
+	puts, gets := requests(before, after, "put"), requests(before, after, readOps...)
+	if raw := after.sum("streamhouse_segment_bytes_total", "kind", "raw") - before.sum("streamhouse_segment_bytes_total", "kind", "raw"); raw > 0 {
+		c.PutsPerGiBWritten, c.GetsPerGiBWritten = puts/(raw/gib), gets/(raw/gib)
+	}
+	if seconds > 0 {
+		perHour := 3600 / seconds / partitions
+		c.PutsPerPartitionHour, c.GetsPerPartitionHour = puts*perHour, gets*perHour
+		c.EtcdWritesPerSecPart = (after.etcdWrites() - before.etcdWrites()) / seconds / partitions
+	}
+	return c
+}
+
 func newCostModel(before, written, read, idled sample, produce, consume benchReport, idle time.Duration, partitions float64) costModel {
-	const gib = 1 << 30
 	var c costModel
-	puts := written.sum("streamhouse_store_requests_total", "op", "put", "result", "ok") - before.sum("streamhouse_store_requests_total", "op", "put", "result", "ok")
+	if produce.Produce != nil {
+		c.MaxRate = loadCostOf(before, written, *produce.Produce, produce.Seconds, partitions)
+	}
 	rawWritten := written.sum("streamhouse_segment_bytes_total", "kind", "raw") - before.sum("streamhouse_segment_bytes_total", "kind", "raw")
-	stored := written.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed")
-	if rawWritten > 0 {
-		c.PutsPerGiBWritten = puts / (rawWritten / gib)
+	if stored := written.sum("streamhouse_segment_bytes_total", "kind", "compressed") - before.sum("streamhouse_segment_bytes_total", "kind", "compressed"); stored > 0 {
 		c.CompressionRatio = rawWritten / stored
 	}
-	shape := shapeOf(before, written)
-	c.MeanSegmentBytes, c.MeanObjectBytes = shape.MeanSegmentBytes, shape.MeanObjectBytes
-	gets := 0.0
-	for _, op := range []string{"get", "get_range", "head"} {
-		gets += read.sum("streamhouse_store_requests_total", "op", op) - written.sum("streamhouse_store_requests_total", "op", op)
-	}
+	c.MeanSegmentBytes = shapeOf(before, written).MeanSegmentBytes
 	if consume.Consume != nil && consume.Consume.Bytes > 0 {
-		c.GetsPerGiBRead = gets / (float64(consume.Consume.Bytes) / gib)
+		c.GetsPerGiBRead = requests(written, read, readOps...) / (float64(consume.Consume.Bytes) / gib)
 	}
-	if produce.Seconds > 0 {
-		c.EtcdWritesPerSecPerPart = (written.etcdWrites() - before.etcdWrites()) / produce.Seconds / partitions
-		c.PutsPerPartitionHourLoad = puts / produce.Seconds / partitions * 3600
-	}
-	idlePuts := idled.sum("streamhouse_store_requests_total", "op", "put") - read.sum("streamhouse_store_requests_total", "op", "put")
-	c.PutsPerPartitionHourIdle = idlePuts / idle.Seconds() / partitions * 3600
-	c.EtcdWritesPerPartHourIdle = (idled.etcdWrites() - read.etcdWrites()) / idle.Seconds() / partitions * 3600
+	perHour := 3600 / idle.Seconds() / partitions
+	c.PutsPerPartitionHourIdle = requests(read, idled, "put") * perHour
+	c.GetsPerPartitionHourIdle = requests(read, idled, readOps...) * perHour
+	c.EtcdWritesPerPartHourIdle = (idled.etcdWrites() - read.etcdWrites()) * perHour
 	return c
 }
 
@@ -175,8 +218,7 @@ func shapeOf(before, after sample) writeShape {
 	if stored > 0 && segments > 0 {
 		w.MeanSegmentBytes = stored / segments
 		w.MergeAmplification = (after.sum("streamhouse_merged_bytes_total") - before.sum("streamhouse_merged_bytes_total")) / stored
-		puts := after.sum("streamhouse_store_requests_total", "op", "put", "result", "ok") - before.sum("streamhouse_store_requests_total", "op", "put", "result", "ok")
-		w.PutsPerGiB = puts / (stored / (1 << 30))
+		w.PutsPerGiB = requests(before, after, "put") / (stored / gib)
 	}
 	w.MeanObjectBytes = meanFlushObject(before, after)
 	return w

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -38,8 +39,12 @@ type floors struct {
 }
 
 const (
+	// floorPuts: the PUTs of the 4-way throughput floor.
 	floorPuts = 100
-	floorTxns = 500
+	// floorSequentialPuts, floorTxns: the samples of each latency floor, enough that its
+	// p99 is the 99th percentile rather than the slowest of them.
+	floorSequentialPuts = 500
+	floorTxns           = 500
 )
 
 func measureFloors(ctx context.Context, dir string, etcd *harness.Etcd, minio *harness.MinIO, objectBytes, latencyObjectBytes float64) (floors, error) {
@@ -125,11 +130,11 @@ func measureFloors(ctx context.Context, dir string, etcd *harness.Etcd, minio *h
 	return f, nil
 }
 
-// sequentialPuts writes data floorPuts times, one PUT after the other, and returns the
-// p50 and p99 of their latency in ms.
+// sequentialPuts writes data floorSequentialPuts times, one PUT after the other, and
+// returns the p50 and p99 of their latency in ms.
 func sequentialPuts(ctx context.Context, store objstore.Store, prefix string, data []byte) (p50, p99 float64, err error) {
 	var puts []time.Duration
-	for i := range floorPuts {
+	for i := range floorSequentialPuts {
 		start := time.Now()
 		if err := store.Put(ctx, fmt.Sprintf("%s%d", prefix, i), data); err != nil {
 			return 0, 0, err
@@ -139,9 +144,11 @@ func sequentialPuts(ctx context.Context, store objstore.Store, prefix string, da
 	return percentileMs(puts, 0.5), percentileMs(puts, 0.99), nil
 }
 
+// percentileMs is the q-quantile of d in ms, by nearest rank: the smallest sample with
+// at least q of the samples at or below it.
 func percentileMs(d []time.Duration, q float64) float64 {
 	s := slices.Clone(d)
 	slices.Sort(s)
-	i := min(int(q*float64(len(s))), len(s)-1)
+	i := max(min(int(math.Ceil(q*float64(len(s))))-1, len(s)-1), 0)
 	return float64(s[i].Microseconds()) / 1000
 }

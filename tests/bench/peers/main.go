@@ -35,6 +35,7 @@ func main() {
 	flag.IntVar(&minioDrives, "minio-drives", 1, "MinIO's drives (directories on one disk): with more than one MinIO erasure-codes objects across them (EC:2 with 4) and writes with O_DIRECT instead of through the page cache")
 	flag.BoolVar(&kafkaFirst, "kafka-first", false, "run the Kafka (kgo) max-rate phase before the gRPC one rather than after it and the catch-up read (with -only throughput: both max-rate phases, Kafka first), to tell what the phases' order costs each")
 	flag.IntVar(&latencyRate, "rate", 1000, "records per second of the latency phases: the target is at 1000; lower rates show how p99 moves with the load on the machine")
+	flag.IntVar(&latencyLinger, "linger-ms", 5, "linger of the latency phases' topics: the target is at 5 ms; longer ones show what the cost model's counts at that rate become")
 	profile := flag.String("profile", "", "write CPU profiles of each phase into this directory: the load generator's over the phase, the agent's over a window of half the phase (at most 8s) starting a second in")
 	flag.Parse()
 	if *only != "" && *only != "throughput" && *only != "latency" && *only != "memory" {
@@ -43,6 +44,10 @@ func main() {
 	}
 	if latencyRate < 1 {
 		fmt.Fprintf(os.Stderr, "bench-peers: -rate %d: want at least 1 record per second\n", latencyRate)
+		os.Exit(2)
+	}
+	if latencyLinger < 1 {
+		fmt.Fprintf(os.Stderr, "bench-peers: -linger-ms %d: want at least 1 ms\n", latencyLinger)
 		os.Exit(2)
 	}
 	if err := run(*duration, *idle, *out, *only, *profile); err != nil {
@@ -67,6 +72,9 @@ var kafkaFirst bool
 // the target's rate; latency_rate says which was run.
 var latencyRate int
 
+// latencyLinger is the linger, in ms, of the latency phases' topics (-linger-ms).
+var latencyLinger int
+
 // minioDrives is how many drives the run's MinIO stores objects on (harness.MinIOOptions).
 var minioDrives int
 
@@ -81,17 +89,19 @@ type results struct {
 	// MinIODrives is how many drives MinIO stored objects on (-minio-drives).
 	MinIODrives int `json:"minio_drives"`
 	// LatencyRate is the latency phases' records per second (-rate).
-	LatencyRate int                `json:"latency_rate"`
-	Floors      floors             `json:"floors"`
-	Throughput  benchReport        `json:"produce_max"`
-	CatchUp     benchReport        `json:"consume_catch_up"`
-	Latency     benchReport        `json:"produce_1000_per_s"`
-	LatencyOne  benchReport        `json:"produce_1000_per_s_1_partition"`
-	EndToEnd    benchReport        `json:"e2e_1000_per_s"`
-	Wide        benchReport        `json:"produce_max_100_partitions"`
-	JetStream   jetStream          `json:"jetstream"`
-	Cost        costModel          `json:"cost"`
-	RSSMiB      map[string]float64 `json:"agent_peak_rss_mib"`
+	LatencyRate int `json:"latency_rate"`
+	// LatencyLinger is their topics' linger in ms (-linger-ms).
+	LatencyLinger int                `json:"latency_linger_ms"`
+	Floors        floors             `json:"floors"`
+	Throughput    benchReport        `json:"produce_max"`
+	CatchUp       benchReport        `json:"consume_catch_up"`
+	Latency       benchReport        `json:"produce_1000_per_s"`
+	LatencyOne    benchReport        `json:"produce_1000_per_s_1_partition"`
+	EndToEnd      benchReport        `json:"e2e_1000_per_s"`
+	Wide          benchReport        `json:"produce_max_100_partitions"`
+	JetStream     jetStream          `json:"jetstream"`
+	Cost          costModel          `json:"cost"`
+	RSSMiB        map[string]float64 `json:"agent_peak_rss_mib"`
 	// WideMemory: the agent's memory at its largest resident set and at its largest live
 	// heap of the 100-partition phase and its merges.
 	WideMemory [2]memorySample `json:"produce_max_100_partitions_memory"`
@@ -191,7 +201,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	d := duration.String()
 	var res results
 	res.MinIODrives = max(minioDrives, 1)
-	res.LatencyRate = latencyRate
+	res.LatencyRate, res.LatencyLinger = latencyRate, latencyLinger
 	res.RSSMiB = map[string]float64{}
 
 	procs := map[string]int{"agent": agent.Process.Pid(), "minio": minio.Process.Pid(), "etcd": etcd.Process.Pid()}
@@ -217,7 +227,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		}
 	}
 
-	// Latency at a fixed 1000 records/s (-rate) with the default 5 ms linger, then end to end; each
+	// Latency at a fixed 1000 records/s (-rate) with the default 5 ms linger (-linger-ms), then end to end; each
 	// after the merges of the phase before it are done.
 	latency := []struct {
 		r    *benchReport
@@ -231,17 +241,25 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		latency = latency[:2]
 	}
 	var latencyObjectBytes float64 // the mean flush object of the first
+	var latencyBefore sample       // the scrape before the first
 	for i, l := range latency {
 		pre, _, err := settle(metricsURL, lastWrite)
 		if err != nil {
 			return err
+		}
+		switch i {
+		case 0:
+			latencyBefore = pre
+		case 1:
+			// The first phase, 6 partitions, with the merges it caused done.
+			res.Cost.LatencyRate = loadCostOf(latencyBefore, pre, *res.Latency.Produce, res.Latency.Seconds, 6)
 		}
 		cpuBefore, err := cpuTimes(procs)
 		if err != nil {
 			return err
 		}
 		start := time.Now()
-		if *l.r, err = bench(append(l.args, "--linger-ms", "5", "--record-size", "1024", "--rate", strconv.Itoa(latencyRate), "--batch", "1", "--duration", d)...); err != nil {
+		if *l.r, err = bench(append(l.args, "--linger-ms", strconv.Itoa(latencyLinger), "--record-size", "1024", "--rate", strconv.Itoa(latencyRate), "--batch", "1", "--duration", d)...); err != nil {
 			return err
 		}
 		if i == 0 {
@@ -268,6 +286,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		if res.Floors, err = measureFloors(ctx, dir, etcd, minio, latencyObjectBytes, latencyObjectBytes); err != nil {
 			return err
 		}
+		printTargetHeader(os.Stdout)
 		printLatency(os.Stdout, res)
 		fmt.Println()
 		printStages(os.Stdout, res)
@@ -275,6 +294,8 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		fmt.Println("| floor | value |")
 		fmt.Println("|---|---|")
 		printMinIOCost(os.Stdout, res.Floors)
+		fmt.Println()
+		printLoadCosts(os.Stdout, []column{{fmt.Sprintf("at %d rec/s (requests of 1, linger %d ms)", res.LatencyRate, res.LatencyLinger), res.Cost.LatencyRate}})
 		return writeJSON(out, res)
 	}
 	ph := phases{bench: bench, lastWrite: &lastWrite, metricsURL: metricsURL, duration: d}
@@ -293,7 +314,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	}
 
 	// The floors, at the object sizes the throughput and latency phases wrote.
-	if res.Floors, err = measureFloors(ctx, dir, etcd, minio, res.Cost.MeanObjectBytes, latencyObjectBytes); err != nil {
+	if res.Floors, err = measureFloors(ctx, dir, etcd, minio, res.Cost.MaxRate.MeanObjectBytes, latencyObjectBytes); err != nil {
 		return err
 	}
 	if err := etcd.Stop(); err != nil {
