@@ -75,21 +75,21 @@ text or, with --json, as one JSON object.
            requests outstanding, at --rate records/s in total or as fast as acks come
            (rate 0); latency is request sent (or due, at a fixed rate) → ack. Values are
            random letters and digits, about as compressible as real payloads.
-  consume  consumers read every partition from offset 0 up to the high-water mark seen at
-           the start (catch-up), or for --duration if that comes first
+  consume  consumers read every partition from its log start up to the high-water mark
+           seen at the start (catch-up), or for --duration if that comes first
   e2e      producers at --rate while consumers follow the log end, then read up to the
-           end the producers left (for at most 10s more); latency is record sent →
-           delivered to a consumer
+           end the producers left (for at most 10s more); latency is record sent (or
+           due, at a fixed rate, as for produce) → delivered to a consumer
 
 produce and e2e create the topic with --partitions (and --linger-ms) if it does not
 exist; consume reads an existing topic. A run stops at the first error that every
 request would meet (a request over the server's limits, a topic deleted under it) and
 exits non-zero; errors a retry can get past (backpressure, a partition moving) are
-counted and reported. Interrupted (Ctrl-C), it prints the report of the run so far and
-exits non-zero.`,
+counted and reported. Stopped so, or interrupted (Ctrl-C), it prints the report of the
+run so far and exits non-zero.`,
 	}
 	f := cmd.PersistentFlags()
-	f.StringVar(&o.topic, "topic", "bench", "topic to use (created if missing)")
+	f.StringVar(&o.topic, "topic", "bench", "topic to use (produce and e2e create it if missing)")
 	f.Int32Var(&o.partitions, "partitions", 6, "partitions of the topic when it is created")
 	f.Int64Var(&o.lingerMs, "linger-ms", 0, "linger of the topic when it is created (0: the server's default, 5 ms)")
 	f.IntVar(&o.recordSize, "record-size", 1024, "bytes of each record's value")
@@ -132,7 +132,10 @@ exits non-zero.`,
 				if err := r.print(c.stdout, o.json); err != nil {
 					return err
 				}
-				if r.Interrupted {
+				switch {
+				case r.StoppedBy != "":
+					return fmt.Errorf("stopped at an error every request would meet: %s", r.StoppedBy)
+				case r.Interrupted:
 					return fmt.Errorf("interrupted after %.1fs: the report covers the run until then", r.Seconds)
 				}
 				return nil
@@ -273,38 +276,40 @@ func (m *meter) stopped() error {
 	return m.fatal
 }
 
-// topicPartitions returns the high-water mark of each partition of the topic, creating
-// it first if it is missing and create is set; created reports whether it did.
-func topicPartitions(ctx context.Context, cl pb.StreamHouseClient, o benchOptions, create bool) (hwm []int64, created bool, err error) {
-	hwm, err = highWaterMarks(ctx, cl, o.topic)
+// topicPartitions returns the log start and high-water mark of each partition of the
+// topic, creating it first if it is missing and create is set; created reports whether
+// it did.
+func topicPartitions(ctx context.Context, cl pb.StreamHouseClient, o benchOptions, create bool) (start, hwm []int64, created bool, err error) {
+	start, hwm, err = logRange(ctx, cl, o.topic)
 	if status.Code(err) == codes.NotFound {
 		if !create {
-			return nil, false, fmt.Errorf("it does not exist: consume reads an existing topic (fill one with streamctl bench produce --topic %s)", o.topic)
+			return nil, nil, false, fmt.Errorf("it does not exist: consume reads an existing topic (fill one with streamctl bench produce --topic %s)", o.topic)
 		}
 		if _, err := cl.CreateTopic(ctx, &pb.CreateTopicRequest{Name: o.topic, Partitions: o.partitions, LingerMs: o.lingerMs}); err != nil && status.Code(err) != codes.AlreadyExists {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 		created = true
-		hwm, err = highWaterMarks(ctx, cl, o.topic)
+		start, hwm, err = logRange(ctx, cl, o.topic)
 	}
-	return hwm, created, err
+	return start, hwm, created, err
 }
 
-// highWaterMarks returns the high-water mark of each partition of topic.
-func highWaterMarks(ctx context.Context, cl pb.StreamHouseClient, topic string) ([]int64, error) {
+// logRange returns the log start offset and the high-water mark of each partition of
+// topic.
+func logRange(ctx context.Context, cl pb.StreamHouseClient, topic string) (start, hwm []int64, err error) {
 	d, err := cl.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: topic})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	hwm := make([]int64, len(d.Partitions))
+	start, hwm = make([]int64, len(d.Partitions)), make([]int64, len(d.Partitions))
 	for _, p := range d.Partitions {
-		hwm[p.Partition] = p.HighWaterMark
+		start[p.Partition], hwm[p.Partition] = p.LogStartOffset, p.HighWaterMark
 	}
-	return hwm, nil
+	return start, hwm, nil
 }
 
 func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o benchOptions, progress io.Writer) (*benchReport, error) {
-	hwm, created, err := topicPartitions(ctx, cl, o, mode != "consume")
+	logStart, hwm, created, err := topicPartitions(ctx, cl, o, mode != "consume")
 	if err != nil {
 		return nil, fmt.Errorf("topic %s: %w", o.topic, err)
 	}
@@ -341,7 +346,7 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	}
 	if mode == "consume" || mode == "e2e" {
 		cons = &meter{abort: abort}
-		from, until := make([]int64, len(hwm)), hwm
+		from, until := logStart, hwm
 		var ends endOffsets
 		if mode == "e2e" {
 			e2e = &histogram{}
@@ -353,7 +358,7 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 				produced.Wait()
 				t := time.AfterFunc(drainTimeout, drained) // bounds the read below too
 				defer t.Stop()
-				end, err := highWaterMarks(consRun, cl, o.topic)
+				_, end, err := logRange(consRun, cl, o.topic)
 				if err != nil {
 					drained() // the end is unknown: stop with the producers
 					return
@@ -384,17 +389,17 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	wg.Wait()
 	stopProgress()
 	elapsed := time.Since(start)
+	r := &benchReport{Mode: mode, Topic: o.topic, Partitions: o.partitions, RecordSize: o.recordSize, Rate: o.rate,
+		Batch: o.batch, Seconds: elapsed.Seconds(), Interrupted: ctx.Err() != nil}
 	for _, side := range []struct {
 		name string
 		m    *meter
 	}{{"produce", prod}, {"consume", cons}} {
-		if err := side.m.stopped(); err != nil {
+		if err := side.m.stopped(); err != nil && r.StoppedBy == "" {
 			st := status.Convert(err)
-			return nil, fmt.Errorf("%s stopped at an error every request would meet: %s: %s", side.name, st.Code(), st.Message())
+			r.StoppedBy = fmt.Sprintf("%s: %s: %s", side.name, st.Code(), st.Message())
 		}
 	}
-	r := &benchReport{Mode: mode, Topic: o.topic, Partitions: o.partitions, RecordSize: o.recordSize, Rate: o.rate,
-		Batch: o.batch, Seconds: elapsed.Seconds(), Interrupted: ctx.Err() != nil}
 	if prod != nil {
 		r.Producers = o.producers
 		r.Produce = prod.report(prodElapsed)
@@ -539,6 +544,15 @@ func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 			if err != nil {
 				if ctx.Err() != nil {
 					return // interrupted: not the server's error
+				}
+				if logStart, _, ok := pb.OffsetRange(err); ok && logStart > next[p] {
+					// Retention removed the records from next on: read from the log start.
+					next[p] = logStart
+					if until != nil && next[p] >= until[p] {
+						mine = append(mine[:i], mine[i+1:]...)
+						i--
+					}
+					continue
 				}
 				m.fail(err)
 				time.Sleep(10 * time.Millisecond)

@@ -20,10 +20,13 @@ type benchReport struct {
 	Batch      int     `json:"batch"`
 	Seconds    float64 `json:"seconds"`
 	// Interrupted: the run was stopped (Ctrl-C) before its end; the figures cover it until then.
-	Interrupted bool           `json:"interrupted,omitempty"`
-	Produce     *sideReport    `json:"produce,omitempty"`
-	Consume     *sideReport    `json:"consume,omitempty"`
-	EndToEnd    *latencyReport `json:"e2e_latency_ms,omitempty"`
+	Interrupted bool `json:"interrupted,omitempty"`
+	// StoppedBy: the error every request would have met, at which the run stopped
+	// (side: code: message); the figures cover the run until then.
+	StoppedBy string         `json:"stopped_by,omitempty"`
+	Produce   *sideReport    `json:"produce,omitempty"`
+	Consume   *sideReport    `json:"consume,omitempty"`
+	EndToEnd  *latencyReport `json:"e2e_latency_ms,omitempty"`
 }
 
 // sideReport is what producers or consumers did.
@@ -82,7 +85,10 @@ func (r *benchReport) print(w io.Writer, asJSON bool) error {
 		rate = fmt.Sprintf("%.0f records/s", r.Rate)
 	}
 	interrupted := ""
-	if r.Interrupted {
+	switch {
+	case r.StoppedBy != "":
+		interrupted = " (stopped: " + r.StoppedBy + ")"
+	case r.Interrupted:
 		interrupted = " (interrupted)"
 	}
 	fmt.Fprintf(w, "bench %s: topic %s (%d partitions), %d-byte records, batch %d, %s, %.1fs%s\n",
@@ -101,7 +107,7 @@ func (r *benchReport) print(w io.Writer, asJSON bool) error {
 	side("produce", r.Producers, r.Produce, "request → ack, per record")
 	side("consume", r.Consumers, r.Consume, "per fetch")
 	if r.EndToEnd != nil {
-		fmt.Fprintf(w, "  %-8s latency (sent → delivered): %s\n", "e2e", *r.EndToEnd)
+		fmt.Fprintf(w, "  %-8s latency (sent or due → delivered): %s\n", "e2e", *r.EndToEnd)
 	}
 	return nil
 }

@@ -49,14 +49,17 @@ func TestStreamctlBench(t *testing.T) {
 	if out, err := d.run("", "bench", "produce", "--topic", "refused", "--record-size", "4"); err == nil || !strings.Contains(out, "--record-size 4") {
 		t.Fatalf("a record too small for its stamp was accepted: %v\n%s", err, out)
 	}
-	for _, bad := range [][]string{
-		{"produce", "--topic", "refused", "--rate", "NaN"},
-		{"produce", "--topic", "refused", "--rate", "-1"},
-		{"produce", "--topic", "refused", "--record-size", "1048576", "--batch", "100"}, // 100 MiB requests
-		{"consume", "--topic", "refused"},                                               // consume reads an existing topic
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"produce", "--topic", "refused", "--rate", "NaN"}, "--rate NaN"},
+		{[]string{"produce", "--topic", "refused", "--rate", "-1"}, "--rate -1"},
+		{[]string{"produce", "--topic", "refused", "--record-size", "1048576", "--batch", "100"}, "over streamctl's message limit"}, // 100 MiB requests
+		{[]string{"consume", "--topic", "refused"}, "does not exist"},                                                               // consume reads an existing topic
 	} {
-		if out, err := d.run("", append([]string{"bench"}, bad...)...); err == nil || !strings.Contains(out, "streamctl:") {
-			t.Fatalf("bench %v was accepted: %v\n%s", bad, err, out)
+		if out, err := d.run("", append([]string{"bench"}, bad.args...)...); err == nil || !strings.Contains(out, bad.want) {
+			t.Fatalf("bench %v: %v, want an error saying %q\n%s", bad.args, err, bad.want, out)
 		}
 	}
 	if out := d.must("", "topic", "list"); strings.Contains(out, "refused") {
@@ -65,11 +68,21 @@ func TestStreamctlBench(t *testing.T) {
 	// Requests the server refuses, by its record limit (16 MiB) or gRPC's message limit
 	// (17 MiB), stop the run at the first answer with the server's reason, rather than
 	// fail for the whole minute.
-	for _, size := range [][]string{{"--batch", "17", "--record-size", "1000000"}, {"--batch", "20", "--record-size", "1048576"}} {
+	// One request at a time: each is 17–21 MB.
+	for _, size := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--batch", "17", "--record-size", "1000000"}, "InvalidArgument: request carries 17000000 bytes of records"},
+		{[]string{"--batch", "20", "--record-size", "1048576"}, "ResourceExhausted: grpc: received message larger than max"},
+	} {
 		start := time.Now()
-		out, err := d.run("", append([]string{"bench", "produce", "--topic", "big", "--duration", "60s", "--progress", "0"}, size...)...)
-		if err == nil || !strings.Contains(out, "stopped at an error every request would meet") || time.Since(start) > 30*time.Second {
-			t.Fatalf("bench with requests over the server's limit %v: %v after %v\n%s", size, err, time.Since(start), out)
+		out, err := d.run("", append([]string{"bench", "produce", "--topic", "big", "--duration", "60s", "--progress", "0", "--producers", "1", "--in-flight", "1"}, size.args...)...)
+		if err == nil || !strings.Contains(out, "stopped at an error every request would meet: produce: "+size.want) || time.Since(start) > 30*time.Second {
+			t.Fatalf("bench with requests over the server's limit %v: %v after %v\n%s", size.args, err, time.Since(start), out)
+		}
+		if !strings.Contains(out, "bench produce: topic big") {
+			t.Fatalf("no report of the stopped run:\n%s", out)
 		}
 	}
 
@@ -129,6 +142,7 @@ func TestStreamctlBenchInterrupted(t *testing.T) {
 	case err = <-done:
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
+		<-done
 		t.Fatalf("bench did not stop on SIGINT; stdout:\n%s", stdout.String())
 	}
 	var exit *exec.ExitError

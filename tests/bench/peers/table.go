@@ -26,7 +26,7 @@ func printTable(w io.Writer, r results) {
 	printLatency(w, r)
 	e2e := r.EndToEnd
 	above := e2e.E2E.P99 - e2e.Produce.Latency.P99
-	fmt.Fprintf(w, "| end-to-end p99 (sent → delivered to a following consumer) | %.1f ms (p50 %.1f) | produce p99 in the same run %.1f ms | %+.1f ms | ≤ +50 ms | %s |\n",
+	fmt.Fprintf(w, "| end-to-end p99 (due → delivered to a following consumer) | %.1f ms (p50 %.1f) | produce p99 in the same run %.1f ms | %+.1f ms | ≤ +50 ms | %s |\n",
 		e2e.E2E.P99, e2e.E2E.P50, e2e.Produce.Latency.P99, above, yes(above <= 50))
 	cu := r.CatchUp.Consume
 	fmt.Fprintf(w, "| catch-up consume | %.0f rec/s (%.1f MiB/s), %d errors | produce %.0f rec/s | %.2f× | ≥ 2.0× | %s |\n",
