@@ -20,6 +20,8 @@ type jetStream struct {
 	// AsyncMsgsPerSec: 4 clients publishing asynchronously, JetStream's default
 	// durability (acked once written to the OS, fsynced every 2 minutes).
 	AsyncMsgsPerSec float64 `json:"async_msgs_per_sec"`
+	// AsyncMsgs: the messages of that phase, as many as StreamHouse's max-rate phase acked.
+	AsyncMsgs int `json:"async_msgs"`
 	// AsyncSyncAlwaysMsgsPerSec: the same with sync_interval: always (fsync before ack),
 	// the durability StreamHouse's acks have (MinIO and etcd both fsync).
 	AsyncSyncAlwaysMsgsPerSec float64 `json:"async_sync_always_msgs_per_sec"`
@@ -35,15 +37,20 @@ var (
 	latencies = regexp.MustCompile(`P50:? ([\d,.]+)us[ ~|]+P90:? [\d,.]+us[ ~|]+P99:? ([\d,.]+)us`)
 )
 
-func runJetStream(ctx context.Context, dir string, duration time.Duration) (jetStream, error) {
-	var js jetStream
-	msgs := int(100_000 * duration.Seconds() / 2) // about duration/2 at ~100k/s
+// minJetStreamMsgs is the least the async phase publishes.
+const minJetStreamMsgs = 100_000
+
+// runJetStream measures JetStream; its async phase publishes msgs messages (the records
+// StreamHouse's max-rate phase acked, so that both do the same work and a rate that
+// falls as a stream grows counts alike).
+func runJetStream(ctx context.Context, dir string, duration time.Duration, msgs int) (jetStream, error) {
+	js := jetStream{AsyncMsgs: max(msgs, minJetStreamMsgs)}
 	for _, always := range []bool{false, true} {
 		url, stop, err := startNATS(ctx, dir, always)
 		if err != nil {
 			return js, err
 		}
-		n := msgs
+		n := js.AsyncMsgs
 		if always {
 			n = int(5_000 * duration.Seconds() / 2) // fsync per ack is slower
 		}

@@ -323,7 +323,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	if err := minio.Stop(); err != nil {
 		return err
 	}
-	if res.JetStream, err = runJetStream(ctx, dir, duration); err != nil {
+	if res.JetStream, err = runJetStream(ctx, dir, duration, int(res.Throughput.Produce.Records)); err != nil {
 		return err
 	}
 	printTable(os.Stdout, res)
