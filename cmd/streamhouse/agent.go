@@ -34,6 +34,7 @@ type agentFlags struct {
 	kafkaListen       string
 	kafkaAdvertise    string
 	kafkaMaxRequest   int
+	kafkaMaxQueued    int
 	adminListen       string
 	limits            gateway.Limits
 	memory            memoryFlags
@@ -104,6 +105,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		fs.IntVar(p, name, def, help+" ($"+env+")")
 	}
 	intFlag(&f.kafkaMaxRequest, "kafka-max-request-bytes", "STREAMHOUSE_KAFKA_MAX_REQUEST_BYTES", kafka.DefaultMaxFrameBytes, "largest Kafka request, and decompressed records of one produce (Kafka's socket.request.max.bytes); a larger one closes its connection")
+	intFlag(&f.kafkaMaxQueued, "kafka-max-queued-bytes", "STREAMHOUSE_KAFKA_MAX_QUEUED_BYTES", kafka.DefaultMaxQueuedBytes, "Kafka request frames read and not yet answered, over all connections (Kafka's queued.max.request.bytes); beyond it a connection's next frame waits to be read")
 	intFlag(&f.limits.MaxRecordBytes, "max-record-bytes", "STREAMHOUSE_MAX_RECORD_BYTES", 1<<20, "largest record (key + value + headers) accepted")
 	intFlag(&f.limits.MaxBatchBytes, "max-batch-bytes", "STREAMHOUSE_MAX_BATCH_BYTES", 16<<20, "largest produce request, in record bytes")
 	intFlag(&f.limits.MaxBatchRecords, "max-batch-records", "STREAMHOUSE_MAX_BATCH_RECORDS", 100000, "most records in one produce request")
@@ -132,6 +134,9 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if f.kafkaMaxRequest < f.limits.MaxBatchBytes {
 		return nil, fmt.Errorf("--kafka-max-request-bytes %d: at least --max-batch-bytes (%d)", f.kafkaMaxRequest, f.limits.MaxBatchBytes)
+	}
+	if f.kafkaMaxQueued <= 0 {
+		return nil, fmt.Errorf("--kafka-max-queued-bytes %d: must be positive", f.kafkaMaxQueued)
 	}
 	if f.limits.MaxRecordBytes <= 0 || f.limits.MaxBatchBytes < f.limits.MaxRecordBytes || f.limits.MaxBatchRecords <= 0 || f.limits.MaxFetchBytes <= 0 {
 		return nil, errors.New("request limits must be positive, and --max-batch-bytes at least --max-record-bytes")
@@ -241,7 +246,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		_ = node.Stop(context.Background())
 		return err
 	}
-	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, Log: alog})
+	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, MaxQueuedBytes: f.kafkaMaxQueued, Log: alog})
 	admin, err := serveAdmin(f.adminListen, coord, store, node, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
 	if err != nil {
 		srv.Stop()

@@ -33,8 +33,10 @@ type request struct {
 // errFrame is a frame this listener cannot parse: its connection closes.
 var errFrame = errors.New("malformed Kafka frame")
 
-// readFrame reads one size-prefixed frame of at most max bytes.
-func readFrame(r io.Reader, max int) ([]byte, error) {
+// readFrame reads one size-prefixed frame of at most max bytes. reserve, when not nil,
+// is called with the frame's size before its body is read; the frame is not read if it
+// fails.
+func readFrame(r io.Reader, max int, reserve func(n int) error) ([]byte, error) {
 	var size [4]byte
 	if _, err := io.ReadFull(r, size[:]); err != nil {
 		return nil, err
@@ -42,6 +44,11 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	n := int32(binary.BigEndian.Uint32(size[:]))
 	if n < 8 || int(n) > max {
 		return nil, fmt.Errorf("%w: frame of %d bytes (8..%d)", errFrame, n, max)
+	}
+	if reserve != nil {
+		if err := reserve(int(n)); err != nil {
+			return nil, err
+		}
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
@@ -160,8 +167,19 @@ func (s *Server) serveConn(c net.Conn) {
 	pl := newPipeline(c, s.opts.MaxInFlightRequests, s.opts.MaxInFlightBytes)
 	defer pl.close()
 	for {
-		frame, err := readFrame(r, s.opts.MaxFrameBytes)
+		// The frame counts in the listener's queued bytes from before it is read until
+		// it is answered.
+		held := 0
+		frame, err := readFrame(r, s.opts.MaxFrameBytes, func(n int) error {
+			if err := s.queued.acquire(s.ctx, int64(n)); err != nil {
+				return err
+			}
+			held = n
+			return nil
+		})
+		answered := s.queued.releaser(held)
 		if err != nil {
+			answered()
 			if errors.Is(err, errFrame) {
 				metricRequests.WithLabelValues("frame", "malformed").Inc()
 				log.Info("closing Kafka connection", zap.Error(err))
@@ -170,6 +188,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		h, body, err := parseHeader(frame)
 		if err != nil {
+			answered()
 			metricRequests.WithLabelValues("frame", "malformed").Inc()
 			log.Info("closing Kafka connection", zap.Error(err))
 			return
@@ -178,12 +197,14 @@ func (s *Server) serveConn(c net.Conn) {
 		req, resp, err := s.decode(h, body, c)
 		switch {
 		case err != nil:
+			answered()
 			metricRequests.WithLabelValues(apiName(h.key), "malformed").Inc()
 			log.Info("closing Kafka connection", zap.String("api", apiName(h.key)), zap.Int16("version", h.version),
 				zap.String("client_id", h.clientID), zap.Error(err))
 			return
 		case req == nil: // not served: answered at once
 			pl.answer(pl.next(), h, nil, resp)
+			answered()
 			continue
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
@@ -198,6 +219,7 @@ func (s *Server) serveConn(c net.Conn) {
 			go func() {
 				defer cancel()
 				defer metricProduceInFlight.Dec()
+				defer answered()
 				pl.answer(reply, h, req, s.served(h, start, s.writeProduce(ctx, pc)))
 			}()
 			continue
@@ -210,6 +232,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		cancel()
 		pl.answer(pl.next(), h, req, resp)
+		answered()
 	}
 }
 

@@ -25,4 +25,12 @@ var (
 	metricConnections = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_kafka_connections", Help: "Open Kafka protocol connections.",
 	})
+	metricQueuedBytes = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_kafka_queued_request_bytes",
+		Help: "Bytes of Kafka request frames read and not yet answered, over all connections (bounded by --kafka-max-queued-bytes).",
+	})
+	metricQueuedWaits = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_kafka_queued_request_waits_total",
+		Help: "Kafka request frames that waited to be read until requests before them were answered, the listener's queued bytes being at --kafka-max-queued-bytes.",
+	})
 )

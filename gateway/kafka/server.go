@@ -45,6 +45,10 @@ type Options struct {
 	// MaxInFlightBytes bounds their frames together; a larger request waits for those
 	// before it. Default 32 MiB.
 	MaxInFlightBytes int
+	// MaxQueuedBytes bounds the request frames read and not yet answered over all
+	// connections (Kafka's queued.max.request.bytes, queued.go): a connection whose next
+	// frame does not fit waits to read it. Default DefaultMaxQueuedBytes.
+	MaxQueuedBytes int
 	// GroupRebalanceTimeout bounds how long a group waits for its members to rejoin
 	// when a client asks for no timeout of its own. Default 60s.
 	GroupRebalanceTimeout time.Duration
@@ -61,6 +65,7 @@ type Server struct {
 	limits gateway.Limits
 	log    *zap.Logger
 	groups *groups
+	queued *queuedBytes    // the request frames of every connection
 	ctx    context.Context // canceled by Close: every request's context derives from it
 	cancel context.CancelFunc
 
@@ -85,12 +90,16 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	if opts.MaxInFlightBytes <= 0 {
 		opts.MaxInFlightBytes = DefaultMaxInFlightBytes
 	}
+	if opts.MaxQueuedBytes <= 0 {
+		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
 	if opts.GroupRebalanceTimeout <= 0 {
 		opts.GroupRebalanceTimeout = time.Minute
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{coord: coord, mirror: mirror, node: node, opts: opts, limits: opts.Limits,
-		log: opts.Log.With(zap.String("listener", "kafka")), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+		log: opts.Log.With(zap.String("listener", "kafka")), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{},
+		queued: newQueuedBytes(int64(opts.MaxQueuedBytes))}
 	s.groups = newGroups(s)
 	return s
 }

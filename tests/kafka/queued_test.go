@@ -1,0 +1,96 @@
+package kafka_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// TestQueuedRequestBytesSlowClientsInsteadOfGrowing gives an agent's Kafka listener 1 MiB
+// of queued request bytes (--kafka-max-queued-bytes) and 8 producers that send 2 MiB
+// each at once: frames wait to be read rather than the agent holding them all, every
+// record is acked and read back once, and the budget is all given back.
+func TestQueuedRequestBytesSlowClientsInsteadOfGrowing(t *testing.T) {
+	c := newCluster(t, 1, func(int) []string { return []string{"--kafka-max-queued-bytes", strconv.Itoa(1 << 20)} })
+	const topic, producers, perProducer, size = "queued", 8, 32, 64 << 10
+	c.createTopic(topic, 6, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, producers)
+	for p := range producers {
+		// A linger long enough that each producer's records leave in one request or two.
+		cl := c.client(kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(50*time.Millisecond))
+		wg.Go(func() {
+			recs := make([]*kgo.Record, perProducer)
+			for i := range recs {
+				v := []byte(fmt.Sprintf("p%d-%d-", p, i))
+				recs[i] = &kgo.Record{Value: append(v, make([]byte, size-len(v))...)}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			errs <- cl.ProduceSync(ctx, recs...).FirstErr()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+
+	got := c.consumeAll(topic, producers*perProducer, time.Minute)
+	seen := map[string]bool{}
+	for _, r := range got {
+		id := string(r.Value[:strings.LastIndexByte(string(r.Value[:32]), '-')])
+		if seen[id] {
+			t.Fatalf("record %s read twice", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != producers*perProducer {
+		t.Fatalf("read %d records of %d acked", len(seen), producers*perProducer)
+	}
+
+	m := scrapeMetrics(t, c.agents[0].AdminAddr)
+	if m["streamhouse_kafka_queued_request_waits_total"] == 0 {
+		t.Fatal("16 MiB sent at once through 1 MiB of queued bytes, and no frame waited")
+	}
+	// The consumer's long-polling fetches may hold a few hundred bytes; a produce
+	// request kept after its answer would hold its records.
+	if held := m["streamhouse_kafka_queued_request_bytes"]; held >= size {
+		t.Fatalf("%v queued bytes held with every produce answered", held)
+	}
+}
+
+// scrapeMetrics returns the agent's unlabelled metrics by name.
+func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := harness.GetOK(ctx, "http://"+addr+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
