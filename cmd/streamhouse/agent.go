@@ -135,8 +135,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	if f.kafkaMaxRequest < f.limits.MaxBatchBytes {
 		return nil, fmt.Errorf("--kafka-max-request-bytes %d: at least --max-batch-bytes (%d)", f.kafkaMaxRequest, f.limits.MaxBatchBytes)
 	}
-	if f.kafkaMaxQueued <= 0 {
-		return nil, fmt.Errorf("--kafka-max-queued-bytes %d: must be positive", f.kafkaMaxQueued)
+	if f.kafkaMaxQueued < kafka.MinQueuedBytes {
+		return nil, fmt.Errorf("--kafka-max-queued-bytes %d: at least %d", f.kafkaMaxQueued, kafka.MinQueuedBytes)
 	}
 	if f.limits.MaxRecordBytes <= 0 || f.limits.MaxBatchBytes < f.limits.MaxRecordBytes || f.limits.MaxBatchRecords <= 0 || f.limits.MaxFetchBytes <= 0 {
 		return nil, errors.New("request limits must be positive, and --max-batch-bytes at least --max-record-bytes")

@@ -31,6 +31,6 @@ var (
 	})
 	metricQueuedWaits = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_kafka_queued_request_waits_total",
-		Help: "Kafka request frames that waited to be read until requests before them were answered, the listener's queued bytes being at --kafka-max-queued-bytes.",
+		Help: "Kafka request frames that waited to be read until requests were answered, the listener's queued bytes having reached --kafka-max-queued-bytes.",
 	})
 )

@@ -10,60 +10,71 @@ import (
 // on its connection (MaxInFlightBytes), so that a single client is never held by it.
 const DefaultMaxQueuedBytes = 96 << 20
 
-// queuedBytes is the agent-wide budget of request frames read and not yet answered,
-// Kafka's queued.max.request.bytes: a connection whose next frame does not fit reads no
-// further until requests of any connection are answered, so that clients are slowed by
-// TCP's flow control instead of the agent's memory growing with its connections (each
-// of which may pipeline MaxInFlightBytes of produce requests, and send frames of up to
-// MaxFrameBytes). A frame larger than the whole budget is read when nothing else is
-// held, so that no request is refused for its size alone: MaxFrameBytes bounds that.
-// Waiters are not served in order: a large frame may wait while small ones keep the
-// budget in use.
+// MinQueuedBytes is the least MaxQueuedBytes an agent accepts: below a produce request's
+// size, every frame would wait for all the others.
+const MinQueuedBytes = 1 << 20
+
+// queuedBytes is the agent-wide budget of request frames read and not yet answered, as
+// Kafka's queued.max.request.bytes: a connection whose next frame comes while the budget
+// is spent reads no further until requests of any connection are answered, so that
+// clients are slowed by TCP's flow control instead of the agent's memory growing with
+// its connections (each of which may pipeline MaxInFlightBytes of produce requests, and
+// send frames of up to MaxFrameBytes). As Kafka's pool, it admits a frame whenever some
+// budget is left: what it holds exceeds the limit by less than one frame, and a frame
+// larger than the whole budget, or one that comes while long-polling fetches hold a
+// little of it, is never starved by smaller ones. It counts frames as they come, before
+// a produce's records are decompressed.
 type queuedBytes struct {
 	limit int64
 
-	mu    sync.Mutex
-	used  int64
-	freed chan struct{} // closed, and replaced, whenever bytes are given back
+	mu      sync.Mutex
+	used    int64
+	waiters int           // acquires waiting for freed
+	freed   chan struct{} // closed, and replaced, when bytes are given back while some wait
 }
 
 func newQueuedBytes(limit int64) *queuedBytes {
 	return &queuedBytes{limit: limit, freed: make(chan struct{})}
 }
 
-// acquire takes n bytes, waiting until they fit or ctx ends.
+// acquire takes n bytes once some of the budget is left, waiting until then or until ctx
+// ends.
 func (q *queuedBytes) acquire(ctx context.Context, n int64) error {
-	waited := false
-	for {
-		q.mu.Lock()
-		if q.used == 0 || q.used+n <= q.limit {
-			q.used += n
-			metricQueuedBytes.Set(float64(q.used))
-			q.mu.Unlock()
-			return nil
-		}
+	q.mu.Lock()
+	if q.used >= q.limit {
+		metricQueuedWaits.Inc()
+	}
+	for q.used >= q.limit {
 		freed := q.freed
+		q.waiters++
 		q.mu.Unlock()
-		if !waited {
-			waited = true
-			metricQueuedWaits.Inc()
-		}
 		select {
 		case <-freed:
 		case <-ctx.Done():
+			q.mu.Lock()
+			q.waiters--
+			q.mu.Unlock()
 			return ctx.Err()
 		}
+		q.mu.Lock()
+		q.waiters--
 	}
+	q.used += n
+	q.mu.Unlock()
+	metricQueuedBytes.Add(float64(n))
+	return nil
 }
 
 // release gives back n bytes taken by acquire.
 func (q *queuedBytes) release(n int64) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	q.used -= n
-	metricQueuedBytes.Set(float64(q.used))
-	close(q.freed)
-	q.freed = make(chan struct{})
+	if q.waiters > 0 {
+		close(q.freed)
+		q.freed = make(chan struct{})
+	}
+	q.mu.Unlock()
+	metricQueuedBytes.Sub(float64(n))
 }
 
 // releaser returns a func that gives back n bytes taken by acquire (none: n is 0); it is

@@ -46,8 +46,8 @@ type Options struct {
 	// before it. Default 32 MiB.
 	MaxInFlightBytes int
 	// MaxQueuedBytes bounds the request frames read and not yet answered over all
-	// connections (Kafka's queued.max.request.bytes, queued.go): a connection whose next
-	// frame does not fit waits to read it. Default DefaultMaxQueuedBytes.
+	// connections (Kafka's queued.max.request.bytes, queued.go): once they reach it, a
+	// connection's next frame waits to be read. Default DefaultMaxQueuedBytes.
 	MaxQueuedBytes int
 	// GroupRebalanceTimeout bounds how long a group waits for its members to rejoin
 	// when a client asks for no timeout of its own. Default 60s.
