@@ -541,33 +541,27 @@ func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 			p := mine[i]
 			sent := time.Now()
 			resp, err := cl.Fetch(ctx, &pb.FetchRequest{Topic: o.topic, Partition: p, Offset: next[p], MaxBytes: o.fetchBytes, MaxWaitMs: wait})
-			if err != nil {
-				if ctx.Err() != nil {
-					return // interrupted: not the server's error
-				}
-				if logStart, _, ok := pb.OffsetRange(err); ok && logStart > next[p] {
-					// Retention removed the records from next on: read from the log start.
-					next[p] = logStart
-					if until != nil && next[p] >= until[p] {
-						mine = append(mine[:i], mine[i+1:]...)
-						i--
+			switch logStart, _, moved := pb.OffsetRange(err); {
+			case err == nil:
+				now := time.Now()
+				size := 0
+				for _, r := range resp.Records {
+					size += len(r.Value) + len(r.Key)
+					if len(r.Value) >= stampBytes {
+						h.record(now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(r.Value)))), 1)
 					}
-					continue
+					next[p] = r.Offset + 1
 				}
+				m.observe(len(resp.Records), size, now.Sub(sent), 1)
+			case ctx.Err() != nil:
+				return // interrupted: not the server's error
+			case moved && logStart > next[p]:
+				next[p] = logStart // retention removed the records from next on
+			default:
 				m.fail(err)
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
-			now := time.Now()
-			size := 0
-			for _, r := range resp.Records {
-				size += len(r.Value) + len(r.Key)
-				if len(r.Value) >= stampBytes {
-					h.record(now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(r.Value)))), 1)
-				}
-				next[p] = r.Offset + 1
-			}
-			m.observe(len(resp.Records), size, now.Sub(sent), 1)
 			if (until != nil && next[p] >= until[p]) || (until == nil && ends.reached(p, next[p])) {
 				mine = append(mine[:i], mine[i+1:]...)
 				i--

@@ -71,7 +71,7 @@ func TestQueuedBytesBoundConcurrentFrames(t *testing.T) {
 				mu.Lock()
 				peak = max(peak, q.held())
 				mu.Unlock()
-				time.Sleep(100 * time.Microsecond)
+				time.Sleep(100 * time.Microsecond) // the request being served, not a wait for a condition
 				q.release(n)
 			}
 		})

@@ -141,7 +141,7 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 	}
 	// Frozen past the gateway's 5 s attempt timeout: admitted requests are re-sent.
 	harness.Eventually(t, 30*time.Second, func() error {
-		if _, body := httpGet(t, "http://"+a.AdminAddr+"/metrics"); metricSum(body, "streamhouse_produce_resent_total") < 1 {
+		if _, body := httpGet(t, "http://"+a.AdminAddr+"/metrics"); harness.MetricSum(body, "streamhouse_produce_resent_total") < 1 {
 			return errors.New("no admitted request re-sent yet")
 		}
 		return nil
@@ -210,5 +210,5 @@ func liveHeapMiB(t *testing.T, admin string) float64 {
 		}
 	}
 	_, body := httpGet(t, "http://"+admin+"/metrics")
-	return metricSum(body, "go_memstats_heap_alloc_bytes ") / (1 << 20)
+	return harness.MetricSum(body, "go_memstats_heap_alloc_bytes ") / (1 << 20)
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/streamhouse/streamhouse/gateway"
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
 func dial(t *testing.T, addr string) (pb.StreamHouseClient, *grpc.ClientConn) {
@@ -164,9 +164,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 			}
 		}
 		_, body := httpGet(t, "http://"+a.AdminAddr+"/metrics")
-		records += metricSum(body, `streamhouse_produce_records_total{topic="events"}`)
-		owned += metricSum(body, `streamhouse_partitions_owned{`)
-		produces += metricSum(body, `streamhouse_requests_total{code="OK",method="Produce"}`)
+		records += harness.MetricSum(body, `streamhouse_produce_records_total{topic="events"}`)
+		owned += harness.MetricSum(body, `streamhouse_partitions_owned{`)
+		produces += harness.MetricSum(body, `streamhouse_requests_total{code="OK",method="Produce"}`)
 	}
 	if produces != 20 {
 		t.Fatalf("metrics count %v successful Produce calls, the test made 20", produces)
@@ -185,20 +185,6 @@ func httpGet(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-// metricSum adds the values of the exposition lines that start with prefix.
-func metricSum(body, prefix string) float64 {
-	sum := 0.0
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, prefix) {
-			var v float64
-			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
-				sum += v
-			}
-		}
-	}
-	return sum
 }
 
 func TestGatewayRefusesBadInputAndWritesNothing(t *testing.T) {

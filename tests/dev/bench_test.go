@@ -5,11 +5,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
 type benchSide struct {
@@ -105,6 +109,38 @@ func TestStreamctlBench(t *testing.T) {
 	// delivered, once.
 	if e.Consume.Records != e.Produce.Records {
 		t.Fatalf("e2e: %d records delivered of %d acked", e.Consume.Records, e.Produce.Records)
+	}
+
+	// Once retention has removed the oldest segments, a catch-up reads from each
+	// partition's log start: what is left, without an error.
+	d.must("", "topic", "alter", "b", "--retention-bytes", "1000000")
+	var left, before uint64
+	harness.Eventually(t, time.Minute, func() error {
+		before, left = left, 0
+		removed := 0
+		for _, l := range lines(d.must("", "topic", "describe", "b")) {
+			f := strings.Fields(l)
+			if len(f) != 8 {
+				continue // the topic's line and the table's head
+			}
+			start, err1 := strconv.ParseUint(f[4], 10, 64)
+			hwm, err2 := strconv.ParseUint(f[5], 10, 64)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			if start > 0 {
+				removed++
+			}
+			left += hwm - start
+		}
+		if removed < 3 || left != before {
+			return fmt.Errorf("retention has trimmed %d partitions of 3; %d records left, %d before", removed, left, before)
+		}
+		return nil
+	})
+	r := bench(t, d, "consume", "--topic", "b", "--duration", "60s")
+	if r.Consume == nil || r.Consume.Records != left || r.Consume.Errors != 0 {
+		t.Fatalf("catch-up after retention read %+v; %d records are left", r.Consume, left)
 	}
 }
 

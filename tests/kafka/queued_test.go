@@ -1,7 +1,6 @@
 package kafka_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"strconv"
@@ -75,39 +74,14 @@ func TestQueuedRequestBytesSlowClientsInsteadOfGrowing(t *testing.T) {
 		t.Fatalf("read %d records of %d acked", len(seen), producers*perProducer)
 	}
 
-	m := scrapeMetrics(t, c.agents[0].AdminAddr)
-	if m["streamhouse_kafka_queued_request_waits_total"] == 0 {
+	if harness.MetricSum(harness.Metrics(t, c.agents[0].AdminAddr), "streamhouse_kafka_queued_request_waits_total ") == 0 {
 		t.Fatal("16 MiB sent at once through 1 MiB of queued bytes, and no frame waited")
 	}
 	// Every client closed: whatever its connections sent is answered, and given back.
 	harness.Eventually(t, 10*time.Second, func() error {
-		if held := scrapeMetrics(t, c.agents[0].AdminAddr)["streamhouse_kafka_queued_request_bytes"]; held != 0 {
+		if held := harness.MetricSum(harness.Metrics(t, c.agents[0].AdminAddr), "streamhouse_kafka_queued_request_bytes "); held != 0 {
 			return fmt.Errorf("%v queued bytes held with every client closed", held)
 		}
 		return nil
 	})
-}
-
-// scrapeMetrics returns the agent's unlabelled metrics by name.
-func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := harness.GetOK(ctx, "http://"+addr+"/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out
 }
