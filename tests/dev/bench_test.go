@@ -112,13 +112,18 @@ func TestStreamctlBench(t *testing.T) {
 	}
 
 	// Once retention has removed the oldest segments, a catch-up reads from each
-	// partition's log start: what is left, without an error.
-	d.must("", "topic", "alter", "b", "--retention-bytes", "1000000")
+	// partition's log start: what is left, without an error. Segments and merges are kept
+	// small, so that retention has segments to remove whenever the merges run.
+	d.must("", "topic", "create", "kept", "--partitions", "3", "--segment-bytes", "65536", "--merge-bytes", "262144")
+	if k := bench(t, d, "produce", "--topic", "kept", "--duration", "1s", "--record-size", "512"); k.Produce.Errors != 0 {
+		t.Fatalf("produce: %+v", k.Produce)
+	}
+	d.must("", "topic", "alter", "kept", "--retention-bytes", "1000000")
 	var left, before uint64
 	harness.Eventually(t, time.Minute, func() error {
 		before, left = left, 0
 		removed := 0
-		for _, l := range lines(d.must("", "topic", "describe", "b")) {
+		for _, l := range lines(d.must("", "topic", "describe", "kept")) {
 			f := strings.Fields(l)
 			if len(f) != 8 {
 				continue // the topic's line and the table's head
@@ -138,7 +143,7 @@ func TestStreamctlBench(t *testing.T) {
 		}
 		return nil
 	})
-	r := bench(t, d, "consume", "--topic", "b", "--duration", "60s")
+	r := bench(t, d, "consume", "--topic", "kept", "--duration", "60s")
 	if r.Consume == nil || r.Consume.Records != left || r.Consume.Errors != 0 {
 		t.Fatalf("catch-up after retention read %+v; %d records are left", r.Consume, left)
 	}
