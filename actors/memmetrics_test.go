@@ -23,13 +23,26 @@ func TestMemoryCollectorReportsTheBudgets(t *testing.T) {
 streamhouse_memory_limit_bytes{budget="cache"} 3.145728e+06
 streamhouse_memory_limit_bytes{budget="pending"} 1.048576e+06
 streamhouse_memory_limit_bytes{budget="recent"} 2.097152e+06
-# HELP streamhouse_memory_used_bytes Bytes each memory budget of the agent holds (--max-pending-bytes, --recent-bytes, --cache-bytes).
+# HELP streamhouse_memory_used_bytes Bytes each memory budget of the agent holds (--max-pending-bytes, --recent-bytes, --cache-bytes, --max-read-bytes).
 # TYPE streamhouse_memory_used_bytes gauge
 streamhouse_memory_used_bytes{budget="cache"} 0
 streamhouse_memory_used_bytes{budget="pending"} 4096
 streamhouse_memory_used_bytes{budget="recent"} 1500
 `
 	if err := testutil.CollectAndCompare(n.MemoryCollector(), strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	// A budget held outside the node is reported with the node's, read at the scrape.
+	reads := int64(7)
+	withReads := strings.Replace(want, `streamhouse_memory_limit_bytes{budget="recent"} 2.097152e+06`,
+		`streamhouse_memory_limit_bytes{budget="read"} 1.6777216e+07
+streamhouse_memory_limit_bytes{budget="recent"} 2.097152e+06`, 1)
+	withReads = strings.Replace(withReads, `streamhouse_memory_used_bytes{budget="recent"} 1500`,
+		`streamhouse_memory_used_bytes{budget="read"} 9
+streamhouse_memory_used_bytes{budget="recent"} 1500`, 1)
+	c := n.MemoryCollector(MemoryBudget{Name: "read", Used: func() int64 { return reads }, Limit: 16 << 20})
+	reads = 9
+	if err := testutil.CollectAndCompare(c, strings.NewReader(withReads)); err != nil {
 		t.Fatal(err)
 	}
 	// Read again at the next scrape, not kept from the first.

@@ -19,6 +19,10 @@ var (
 		Name: "streamhouse_request_duration_seconds", Help: "Client API call duration by method (Subscribe: the whole stream).",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 	}, []string{"method"})
+	metricReadWaits = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_read_waits_total",
+		Help: "Fetches (gRPC and Kafka) that waited for the agent's read budget (--max-read-bytes), spent by answers not yet written to their clients.",
+	})
 )
 
 // Interceptors count every call of the API by method and code and time it. Methods are

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -19,6 +18,7 @@ import (
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway/membudget"
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 )
 
@@ -69,16 +69,24 @@ type Server struct {
 	mirror *coordination.Mirror
 	node   *actors.Node
 	limits Limits
+	reads  *membudget.Budget // the agent's read budget, shared with its Kafka listener
 	log    *zap.Logger
 	rr     atomic.Uint32 // round robin for records without key or partition
 }
 
-// NewServer serves the API through node, reading metadata from mirror.
-func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node, limits Limits, log *zap.Logger) *Server {
+// NewServer serves the API through node, reading metadata from mirror. Its fetches count
+// in reads (nil: a budget of its own of DefaultMaxReadBytes; NewReadBudget) until their
+// answers are written, which only a gRPC server built with grpcmem.ServerOptions gives
+// back.
+func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node, limits Limits,
+	reads *membudget.Budget, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{coord: coord, mirror: mirror, node: node, limits: limits.WithDefaults(), log: log}
+	if reads == nil {
+		reads = NewReadBudget(0)
+	}
+	return &Server{coord: coord, mirror: mirror, node: node, limits: limits.WithDefaults(), reads: reads, log: log}
 }
 
 // Register adds the service, the standard health service (SERVING) and server reflection
@@ -391,96 +399,6 @@ func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[pb.ProduceRequest
 			return err
 		}
 	}
-}
-
-// Fetch implements the API.
-func (s *Server) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResponse, error) {
-	if _, err := s.partition(ctx, req.Topic, req.Partition); err != nil {
-		return nil, err
-	}
-	if req.Offset < 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "offset %d is negative", req.Offset)
-	}
-	if req.MaxWaitMs < 0 || req.MaxBytes < 0 {
-		return nil, status.Error(codes.InvalidArgument, "max_bytes and max_wait_ms must not be negative")
-	}
-	maxBytes := int(req.MaxBytes)
-	if maxBytes == 0 {
-		maxBytes = s.limits.DefaultFetchBytes
-	}
-	maxBytes = min(maxBytes, s.limits.MaxFetchBytes)
-	c, err := s.client()
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.Fetch(ctx, &partitionpb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: req.Offset,
-		MaxBytes: int32(maxBytes), MaxWaitMs: min(req.MaxWaitMs, 30000)})
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	if resp.Code == partitionpb.Code_CODE_OUT_OF_RANGE {
-		return nil, pb.OutOfRange(resp.Message, resp.LogStartOffset, resp.HighWaterMark)
-	}
-	if resp.Code != partitionpb.Code_CODE_OK {
-		return nil, status.Error(codeOf(resp.Code), resp.Message)
-	}
-	// One allocation for all the records (as actors' fromRecords): the GC pays per object.
-	out := &pb.FetchResponse{HighWaterMark: resp.HighWaterMark, Records: make([]*pb.Record, len(resp.Records))}
-	recs := make([]pb.Record, len(resp.Records))
-	for i, r := range resp.Records {
-		rec := &recs[i]
-		rec.Key, rec.Value, rec.TimestampMs, rec.Offset, rec.Partition = r.Key, r.Value, r.TimestampMs, r.Offset, req.Partition
-		for _, h := range r.Headers {
-			rec.Headers = append(rec.Headers, &pb.Header{Key: h.Key, Value: h.Value})
-		}
-		out.Records[i] = rec
-	}
-	return out, nil
-}
-
-// Subscribe implements the API: a stream of fetches from an offset, long-polling at the end.
-func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.FetchResponse]) error {
-	ctx := stream.Context()
-	offset := req.Offset
-	if offset < pb.OffsetEarliest {
-		return status.Errorf(codes.InvalidArgument, "offset %d: want -1 (latest), -2 (earliest) or an offset", offset)
-	}
-	if offset < 0 {
-		// A one-byte fetch from 0 answers the high-water mark, or says where the log starts.
-		head, err := s.Fetch(ctx, &pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: 0, MaxBytes: 1})
-		start, hwm, ranged := pb.OffsetRange(err)
-		switch {
-		case err != nil && !ranged:
-			return err
-		case err == nil:
-			start, hwm = 0, head.HighWaterMark
-		}
-		offset = hwm
-		if req.Offset == pb.OffsetEarliest {
-			offset = start
-		}
-	}
-	for ctx.Err() == nil {
-		resp, err := s.Fetch(ctx, &pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: offset, MaxBytes: req.MaxBytes, MaxWaitMs: 1000})
-		if err != nil {
-			if status.Code(err) == codes.Unavailable {
-				select { // the partition is moving; a later fetch finds it
-				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond):
-				}
-				continue
-			}
-			return err
-		}
-		if len(resp.Records) == 0 {
-			continue
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
-		}
-		offset = resp.Records[len(resp.Records)-1].Offset + 1
-	}
-	return nil
 }
 
 // CommitOffsets implements the API.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway/membudget"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 )
 
@@ -34,16 +35,17 @@ var registerGoCollector = sync.OnceFunc(func() {
 // agent holds its session, is in the cluster, and reaches etcd and the store) and
 // /debug/pprof/ on addr.
 func serveAdmin(addr string, coord *coordination.Client, store objstore.Store, node *actors.Node,
-	lag prometheus.Collector, log *zap.Logger) (*http.Server, error) {
+	reads *membudget.Budget, lag prometheus.Collector, log *zap.Logger) (*http.Server, error) {
 	// The process's own collectors plus lag, which reads etcd at scrape time, and the
-	// node's memory budgets. Registered here rather than globally so that a process can
+	// node's memory budgets with the listeners' read budget. Registered here rather than globally so that a process can
 	// serve more than one admin port.
 	registerGoCollector()
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(lag); err != nil {
 		return nil, fmt.Errorf("register lag collector: %w", err)
 	}
-	if err := reg.Register(node.MemoryCollector()); err != nil {
+	readBudget := actors.MemoryBudget{Name: "read", Used: reads.Held, Limit: reads.Limit()}
+	if err := reg.Register(node.MemoryCollector(readBudget)); err != nil {
 		return nil, fmt.Errorf("register memory collector: %w", err)
 	}
 	mux := http.NewServeMux()

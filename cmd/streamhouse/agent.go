@@ -48,13 +48,13 @@ type agentFlags struct {
 
 // memoryFlags bound an agent's memory whatever its partition count (see actors.NodeConfig).
 type memoryFlags struct {
-	cacheBytes, pendingBytes, recentBytes, uploads int
-	limit                                          int
+	cacheBytes, pendingBytes, recentBytes, readBytes, uploads int
+	limit                                                     int
 }
 
-// memoryHeadroom is what the default --memory-limit allows above the three budgets:
-// request and segment buffers, gRPC, the actor system and the runtime itself.
-const memoryHeadroom = 192 << 20
+// memoryHeadroom is what the default --memory-limit allows above the four budgets:
+// request and segment buffers, gRPC, merges, the actor system and the runtime itself.
+const memoryHeadroom = 128 << 20
 
 // apply sets the Go runtime's soft memory limit (unless GOMEMLIMIT is set), so that the
 // garbage collector works harder rather than letting the heap double past the budgets.
@@ -64,7 +64,7 @@ func (m memoryFlags) apply() int64 {
 	}
 	limit := int64(m.limit)
 	if limit == 0 {
-		limit = int64(m.cacheBytes+m.pendingBytes+m.recentBytes) + memoryHeadroom
+		limit = int64(m.cacheBytes+m.pendingBytes+m.recentBytes+m.readBytes) + memoryHeadroom
 	}
 	debug.SetMemoryLimit(limit)
 	return limit
@@ -113,7 +113,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	intFlag(&f.memory.cacheBytes, "cache-bytes", "STREAMHOUSE_CACHE_BYTES", actors.DefaultCacheBytes, "memory for segment blocks read from the store, shared by all partitions")
 	intFlag(&f.memory.pendingBytes, "max-pending-bytes", "STREAMHOUSE_MAX_PENDING_BYTES", actors.DefaultMaxPendingBytes, "record bytes accepted and not yet acked, and their segments until written, over all partitions; beyond it produce answers ResourceExhausted")
 	intFlag(&f.memory.recentBytes, "recent-bytes", "STREAMHOUSE_RECENT_BYTES", actors.DefaultRecentBytes, "committed records kept in memory for tail reads, over all partitions")
-	intFlag(&f.memory.limit, "memory-limit", "STREAMHOUSE_MEMORY_LIMIT", 0, "soft limit of the agent's Go memory in bytes (0: the three budgets above + 192 MiB; $GOMEMLIMIT wins)")
+	intFlag(&f.memory.readBytes, "max-read-bytes", "STREAMHOUSE_MAX_READ_BYTES", gateway.DefaultMaxReadBytes, "answers to fetches (gRPC and Kafka) from before their read until written to their clients, over all connections; beyond it a fetch waits, up to 10s, then answers ResourceExhausted (Kafka: a throttle)")
+	intFlag(&f.memory.limit, "memory-limit", "STREAMHOUSE_MEMORY_LIMIT", 0, "soft limit of the agent's Go memory in bytes (0: the four budgets above + 128 MiB; $GOMEMLIMIT wins)")
 	intFlag(&f.memory.uploads, "max-uploads", "STREAMHOUSE_MAX_UPLOADS", actors.DefaultMaxUploads, "concurrent object PUTs of the agent (one more starts once the last has run 50 ms, or at once when 2 MiB of segments waits); segments of all partitions waiting for one share the next object")
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
 	dur(&f.sweep.Grace, "sweep-grace", "STREAMHOUSE_SWEEP_GRACE", sweeper.DefaultGrace, fmt.Sprintf("orphan objects (named by no segment of the index) are deleted once older than this and unindexed this long; at least %v, 0 disables the sweeper", sweeper.MinGrace))
@@ -137,6 +138,9 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if f.kafkaMaxQueued < kafka.MinQueuedBytes {
 		return nil, fmt.Errorf("--kafka-max-queued-bytes %d: at least %d", f.kafkaMaxQueued, kafka.MinQueuedBytes)
+	}
+	if f.memory.readBytes < gateway.MinReadBytes {
+		return nil, fmt.Errorf("--max-read-bytes %d: at least %d", f.memory.readBytes, gateway.MinReadBytes)
 	}
 	if f.limits.MaxRecordBytes <= 0 || f.limits.MaxBatchBytes < f.limits.MaxRecordBytes || f.limits.MaxBatchRecords <= 0 || f.limits.MaxFetchBytes <= 0 {
 		return nil, errors.New("request limits must be positive, and --max-batch-bytes at least --max-record-bytes")
@@ -238,7 +242,8 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, lis, served, err := serveAPI(f.grpcListen, coord, mirror, node, f.limits, alog)
+	reads := gateway.NewReadBudget(f.memory.readBytes)
+	srv, lis, served, err := serveAPI(f.grpcListen, coord, mirror, node, f.limits, reads, alog)
 	if err != nil {
 		if kafkaLis != nil {
 			_ = kafkaLis.Close()
@@ -246,8 +251,9 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		_ = node.Stop(context.Background())
 		return err
 	}
-	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, MaxQueuedBytes: f.kafkaMaxQueued, Log: alog})
-	admin, err := serveAdmin(f.adminListen, coord, store, node, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
+	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, MaxQueuedBytes: f.kafkaMaxQueued,
+		Reads: reads, Log: alog})
+	admin, err := serveAdmin(f.adminListen, coord, store, node, reads, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
 	if err != nil {
 		srv.Stop()
 		_ = node.Stop(context.Background())

@@ -22,6 +22,7 @@ import (
 	"github.com/streamhouse/streamhouse/gateway"
 	"github.com/streamhouse/streamhouse/gateway/grpcmem"
 	"github.com/streamhouse/streamhouse/gateway/kafka"
+	"github.com/streamhouse/streamhouse/gateway/membudget"
 )
 
 // runCommand parses a subcommand's flags, builds its logger and runs it until SIGINT or
@@ -88,7 +89,7 @@ const streamWorkers = 128
 
 // serveAPI serves the client API on addr through node; served reports when it stops.
 func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node,
-	limits gateway.Limits, log *zap.Logger) (srv *grpc.Server, lis net.Listener, served <-chan error, err error) {
+	limits gateway.Limits, reads *membudget.Budget, log *zap.Logger) (srv *grpc.Server, lis net.Listener, served <-chan error, err error) {
 	lis, err = net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("client API on %q: %w", addr, err)
@@ -102,7 +103,7 @@ func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirr
 		grpc.NumStreamWorkers(streamWorkers)},
 		append(grpcmem.ServerOptions(), gateway.Interceptors()...)...)
 	srv = grpc.NewServer(opts...)
-	gateway.NewServer(coord, mirror, node, limits, log).Register(srv)
+	gateway.NewServer(coord, mirror, node, limits, reads, log).Register(srv)
 	ch := make(chan error, 1)
 	go func() { ch <- srv.Serve(lis) }()
 	return srv, lis, ch, nil

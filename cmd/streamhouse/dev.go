@@ -143,14 +143,15 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		}
 		nodes = append(nodes, n)
 	}
-	srv, lis, _, err := serveAPI(f.grpcListen, coord, mirror, nodes[0], gateway.Limits{}, log)
+	reads := gateway.NewReadBudget(0)
+	srv, lis, _, err := serveAPI(f.grpcListen, coord, mirror, nodes[0], gateway.Limits{}, reads, log)
 	if err != nil {
 		return err
 	}
 	defer srv.Stop()
-	defer serveKafka(kafkaLis, coord, mirror, nodes[0], kafka.Options{Self: first, Log: log})()
+	defer serveKafka(kafkaLis, coord, mirror, nodes[0], kafka.Options{Self: first, Reads: reads, Log: log})()
 	// One process serves every agent's partitions: its lag collector exports them all.
-	admin, err := serveAdmin(f.adminListen, coord, store, nodes[0], gateway.NewLagCollector(coord, mirror, "", log), log)
+	admin, err := serveAdmin(f.adminListen, coord, store, nodes[0], reads, gateway.NewLagCollector(coord, mirror, "", log), log)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,8 @@ func ServerOptions() []grpc.ServerOption {
 		// The write buffer goes back to a pool between flushes: idle connections
 		// then hold none of it.
 		grpc.SharedWriteBuffer(true),
+		// Gives back what a closed connection's answers held (held.go).
+		grpc.StatsHandler(statsHandler{}),
 	}
 }
 
@@ -73,14 +75,19 @@ func newCodec(pool mem.BufferPool, aliasFetch bool) codec {
 }
 
 // Marshal encodes v into a buffer of exactly its size from the pool (a small message
-// into a fresh one, as gRPC's does).
+// into a fresh one, as gRPC's does). A message held by a reservation (HoldUntilWritten)
+// is accounted at its encoded size until the transport frees the buffer.
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("marshal: %T is not a protobuf message", v)
 	}
+	a := heldBy(m)
 	size := proto.Size(m)
 	if mem.IsBelowBufferPoolingThreshold(size) {
+		if a != nil {
+			a.release() // a fresh buffer, no longer than a few records: not worth accounting
+		}
 		b, err := proto.Marshal(m)
 		if err != nil {
 			return nil, err
@@ -92,10 +99,17 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], m)
 	if err != nil {
 		c.pool.Put(buf)
+		if a != nil {
+			a.release()
+		}
 		return nil, err
 	}
 	*buf = b // the same array: it holds exactly size bytes
-	return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
+	if a == nil {
+		return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
+	}
+	a.r.Resize(int64(size))
+	return mem.BufferSlice{mem.NewBuffer(buf, releasingPool{BufferPool: c.pool, a: a})}, nil
 }
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {

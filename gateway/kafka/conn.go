@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/gateway/membudget"
 )
 
 // header is a request's header (Kafka request header v1/v2).
@@ -28,6 +30,9 @@ type request struct {
 	kreq kmsg.Request
 	// noResponse is set by a handler whose request takes none (produce with acks=0).
 	noResponse bool
+	// hold is set by a fetch: its answer's bytes in the read budget, given back once the
+	// answer is written.
+	hold *membudget.Reservation
 }
 
 // errFrame is a frame this listener cannot parse: its connection closes.
@@ -171,13 +176,13 @@ func (s *Server) serveConn(c net.Conn) {
 		// it is answered.
 		held := 0
 		frame, err := readFrame(r, s.opts.MaxFrameBytes, func(n int) error {
-			if err := s.queued.acquire(s.ctx, int64(n)); err != nil {
+			if err := s.queued.Acquire(s.ctx, int64(n)); err != nil {
 				return err
 			}
 			held = n
 			return nil
 		})
-		answered := s.queued.releaser(held)
+		answered := func() { s.queued.Release(int64(held)) }
 		if err != nil {
 			answered()
 			if errors.Is(err, errFrame) {

@@ -99,15 +99,45 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		}
 		return resp
 	}
+	// The first reads may decode segments the block cache does not keep: until the
+	// answer is written, the fetch holds what its partitions may return in the agent's
+	// read budget (the writer gives it back: request.hold).
+	reserve := int64(0)
+	for _, fp := range parts {
+		reserve += int64(fp.maxBytes)
+	}
+	if reserve > 0 {
+		// Waiting no longer than the fetch's max wait: the client's request timeout
+		// counts from it.
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		hold, err := s.opts.Reads.Reserve(rctx, reserve)
+		cancel()
+		if err != nil {
+			// Spent by answers their clients have not taken: this client backs off
+			// (KIP-219) and asks again. As a broker's throttled answer, it names no
+			// partition, so that none reads as read with nothing in it.
+			resp.ThrottleMillis = int32(pollRound.Milliseconds())
+			resp.Topics = nil
+			return resp
+		}
+		req.hold = hold
+	}
 	// A first read that does not wait; then, while that is less than min bytes, reads
 	// that wait at the log end, until the deadline.
 	total := s.fetchRound(ctx, c, parts, 0)
-	for total < int(r.MinBytes) && ctx.Err() == nil {
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			break
+	if total < int(r.MinBytes) && ctx.Err() == nil && time.Until(deadline) > 0 {
+		// The long polls hold none of the budget while they wait; what they wake to was
+		// committed a moment ago and is held by the recent buffer, and is accounted from
+		// here without waiting (as gRPC's fetch does).
+		req.hold.Resize(int64(total))
+		for total < int(r.MinBytes) && ctx.Err() == nil {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				break
+			}
+			total += s.fetchRound(ctx, c, parts, min(wait, pollRound))
 		}
-		total += s.fetchRound(ctx, c, parts, min(wait, pollRound))
+		req.hold.Resize(int64(total))
 	}
 	s.trim(parts, int(r.MaxBytes))
 	for _, fp := range parts {

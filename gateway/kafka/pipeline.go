@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway/membudget"
 )
 
 // Kafka clients keep up to 5 produce requests in flight on a connection (an idempotent
@@ -39,6 +40,7 @@ type pipeline struct {
 type reply struct {
 	done chan struct{}
 	out  []byte
+	hold *membudget.Reservation // the read budget's bytes out holds until written
 }
 
 type flight struct {
@@ -72,6 +74,10 @@ func (pl *pipeline) answer(r *reply, h header, req *request, resp kmsg.Response)
 		r.out = appendUnsupported(nil, h.correlation)
 	default:
 		r.out = appendResponse(nil, h.correlation, resp)
+	}
+	if req != nil && req.hold != nil {
+		r.hold = req.hold
+		r.hold.Resize(int64(len(r.out)))
 	}
 	close(r.done)
 }
@@ -125,6 +131,10 @@ func (pl *pipeline) drain() {
 	}
 }
 
+// writeTimeout bounds the write of one response: a client that reads no further for
+// this long loses its connection, and the read budget its answers hold comes back.
+const writeTimeout = 30 * time.Second
+
 // write sends the responses in order, each once it is ready. After a failed write it
 // closes the connection, which stops its reader, and goes on taking the responses so that
 // nothing waits on it.
@@ -133,14 +143,14 @@ func (pl *pipeline) write() {
 	failed := false
 	for r := range pl.replies {
 		<-r.done
-		if failed || len(r.out) == 0 {
-			continue
+		if !failed && len(r.out) > 0 {
+			_ = pl.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := pl.conn.Write(r.out); err != nil {
+				failed = true
+				_ = pl.conn.Close()
+			}
 		}
-		_ = pl.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if _, err := pl.conn.Write(r.out); err != nil {
-			failed = true
-			_ = pl.conn.Close()
-		}
+		r.hold.Release()
 	}
 }
 

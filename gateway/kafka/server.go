@@ -12,6 +12,7 @@ import (
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
+	"github.com/streamhouse/streamhouse/gateway/membudget"
 )
 
 // DefaultAddr is where an agent's Kafka listener listens unless told otherwise.
@@ -49,6 +50,10 @@ type Options struct {
 	// connections (Kafka's queued.max.request.bytes, queued.go): once they reach it, a
 	// connection's next frame waits to be read. Default DefaultMaxQueuedBytes.
 	MaxQueuedBytes int
+	// Reads is the agent's read budget, shared with its gRPC API (gateway.NewReadBudget):
+	// a fetch's answer counts in it from before its reads until it is written to the
+	// client. Default: a budget of its own of gateway.DefaultMaxReadBytes.
+	Reads *membudget.Budget
 	// GroupRebalanceTimeout bounds how long a group waits for its members to rejoin
 	// when a client asks for no timeout of its own. Default 60s.
 	GroupRebalanceTimeout time.Duration
@@ -65,8 +70,8 @@ type Server struct {
 	limits gateway.Limits
 	log    *zap.Logger
 	groups *groups
-	queued *queuedBytes    // the request frames of every connection
-	ctx    context.Context // canceled by Close: every request's context derives from it
+	queued *membudget.Budget // the request frames of every connection
+	ctx    context.Context   // canceled by Close: every request's context derives from it
 	cancel context.CancelFunc
 
 	mu    sync.Mutex
@@ -92,6 +97,9 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	}
 	if opts.MaxQueuedBytes <= 0 {
 		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if opts.Reads == nil {
+		opts.Reads = gateway.NewReadBudget(0)
 	}
 	if opts.GroupRebalanceTimeout <= 0 {
 		opts.GroupRebalanceTimeout = time.Minute

@@ -17,9 +17,14 @@ import (
 // TestQueuedRequestBytesSlowClientsInsteadOfGrowing gives an agent's Kafka listener 1 MiB
 // of queued request bytes (--kafka-max-queued-bytes) and 8 producers that send 2 MiB
 // each at once: frames wait to be read rather than the agent holding them all, every
-// record is acked and read back once, and the budget is all given back.
+// record is acked and read back once, and the budget is all given back. Then 4 consumers
+// read the 16 MiB at once through 1 MiB of read budget (--max-read-bytes): their fetches
+// wait for each other's answers to be written, each reads every record once, and the
+// read budget is all given back too.
 func TestQueuedRequestBytesSlowClientsInsteadOfGrowing(t *testing.T) {
-	c := newCluster(t, 1, func(int) []string { return []string{"--kafka-max-queued-bytes", strconv.Itoa(1 << 20)} })
+	c := newCluster(t, 1, func(int) []string {
+		return []string{"--kafka-max-queued-bytes", strconv.Itoa(1 << 20), "--max-read-bytes", strconv.Itoa(1 << 20)}
+	})
 	const topic, producers, perProducer, size = "queued", 8, 32, 64 << 10
 	c.createTopic(topic, 6, nil)
 	var wg sync.WaitGroup
@@ -50,38 +55,61 @@ func TestQueuedRequestBytesSlowClientsInsteadOfGrowing(t *testing.T) {
 		}
 	}
 
-	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []*kgo.Record
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for len(got) < producers*perProducer && ctx.Err() == nil {
-		fs := consumer.PollFetches(ctx)
-		got = append(got, fs.Records()...)
-	}
-	consumer.Close()
-	seen := map[string]bool{}
-	for _, r := range got {
-		id := string(r.Value[:strings.LastIndexByte(string(r.Value[:32]), '-')])
-		if seen[id] {
-			t.Fatalf("record %s read twice", id)
+	const consumers = 4
+	read := make(chan error, consumers)
+	for range consumers {
+		consumer, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
 		}
-		seen[id] = true
+		wg.Go(func() {
+			defer consumer.Close()
+			read <- readOnce(consumer, producers*perProducer)
+		})
 	}
-	if len(seen) != producers*perProducer {
-		t.Fatalf("read %d records of %d acked", len(seen), producers*perProducer)
+	wg.Wait()
+	close(read)
+	for err := range read {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 
-	if harness.MetricSum(harness.Metrics(t, c.agents[0].AdminAddr), "streamhouse_kafka_queued_request_waits_total ") == 0 {
+	body := harness.Metrics(t, c.agents[0].AdminAddr)
+	if harness.MetricSum(body, "streamhouse_kafka_queued_request_waits_total ") == 0 {
 		t.Fatal("16 MiB sent at once through 1 MiB of queued bytes, and no frame waited")
+	}
+	if harness.MetricSum(body, "streamhouse_read_waits_total ") == 0 {
+		t.Fatalf("%d consumers read 16 MiB each through 1 MiB of read budget, and no fetch waited", consumers)
 	}
 	// Every client closed: whatever its connections sent is answered, and given back.
 	harness.Eventually(t, 10*time.Second, func() error {
-		if held := harness.MetricSum(harness.Metrics(t, c.agents[0].AdminAddr), "streamhouse_kafka_queued_request_bytes "); held != 0 {
-			return fmt.Errorf("%v queued bytes held with every client closed", held)
+		body := harness.Metrics(t, c.agents[0].AdminAddr)
+		queued := harness.MetricSum(body, "streamhouse_kafka_queued_request_bytes ")
+		reads := harness.MetricSum(body, `streamhouse_memory_used_bytes{budget="read"}`)
+		if queued != 0 || reads != 0 {
+			return fmt.Errorf("%v queued bytes and %v bytes of read budget held with every client closed", queued, reads)
 		}
 		return nil
 	})
+}
+
+// readOnce polls consumer until it has read n records, and fails if one comes twice.
+func readOnce(consumer *kgo.Client, n int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seen := map[string]bool{}
+	for len(seen) < n && ctx.Err() == nil {
+		for _, r := range consumer.PollFetches(ctx).Records() {
+			id := string(r.Value[:strings.LastIndexByte(string(r.Value[:32]), '-')])
+			if seen[id] {
+				return fmt.Errorf("record %s read twice", id)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != n {
+		return fmt.Errorf("read %d records of %d acked", len(seen), n)
+	}
+	return nil
 }

@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/gateway/grpcmem"
+	"github.com/streamhouse/streamhouse/gateway/membudget"
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+)
+
+// maxFetchWaitMs bounds a fetch's long poll whatever the client asks.
+const maxFetchWaitMs = 30000
+
+// Fetch implements the API. The answer counts in the agent's read budget from before its
+// read until gRPC has written it to the client (grpcmem.HoldUntilWritten).
+func (s *Server) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResponse, error) {
+	out, hold, err := s.fetch(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	grpcmem.HoldUntilWritten(ctx, out, hold)
+	return out, nil
+}
+
+// fetch reads what req asks for and returns it with the reservation of the read budget
+// that accounts it, for the caller to hand on or release.
+func (s *Server) fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResponse, *membudget.Reservation, error) {
+	if _, err := s.partition(ctx, req.Topic, req.Partition); err != nil {
+		return nil, nil, err
+	}
+	if req.Offset < 0 {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "offset %d is negative", req.Offset)
+	}
+	if req.MaxWaitMs < 0 || req.MaxBytes < 0 {
+		return nil, nil, status.Error(codes.InvalidArgument, "max_bytes and max_wait_ms must not be negative")
+	}
+	maxBytes := int(req.MaxBytes)
+	if maxBytes == 0 {
+		maxBytes = s.limits.DefaultFetchBytes
+	}
+	maxBytes = min(maxBytes, s.limits.MaxFetchBytes)
+	c, err := s.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	// The read may decode segments the block cache does not keep: it holds up to
+	// maxBytes from here.
+	hold, err := s.reserveRead(ctx, maxBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	read := &partitionpb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: req.Offset, MaxBytes: int32(maxBytes)}
+	resp, err := c.Fetch(ctx, read)
+	if wait := min(req.MaxWaitMs, maxFetchWaitMs); wait > 0 && err == nil && resp.Code == partitionpb.Code_CODE_OK && len(resp.Records) == 0 {
+		// Nothing to read yet: the long poll holds none of the budget while it waits.
+		// What it wakes to was committed a moment ago (the recent buffer holds it,
+		// --recent-bytes); its copy on the way to the client is accounted from the
+		// answer on, without waiting, so that the fetches after it wait instead. Long
+		// polls that wake at once may pass the budget by an answer each.
+		hold.Release()
+		read.MaxWaitMs = wait
+		resp, err = c.Fetch(ctx, read)
+		hold = s.reads.Hold(0)
+	}
+	if err == nil && resp.Code != partitionpb.Code_CODE_OK {
+		if resp.Code == partitionpb.Code_CODE_OUT_OF_RANGE {
+			err = pb.OutOfRange(resp.Message, resp.LogStartOffset, resp.HighWaterMark)
+		} else {
+			err = status.Error(codeOf(resp.Code), resp.Message)
+		}
+	}
+	if err != nil {
+		hold.Release()
+		return nil, nil, statusOf(err)
+	}
+	// One allocation for all the records (as actors' fromRecords): the GC pays per object.
+	out := &pb.FetchResponse{HighWaterMark: resp.HighWaterMark, Records: make([]*pb.Record, len(resp.Records))}
+	recs := make([]pb.Record, len(resp.Records))
+	for i, r := range resp.Records {
+		rec := &recs[i]
+		rec.Key, rec.Value, rec.TimestampMs, rec.Offset, rec.Partition = r.Key, r.Value, r.TimestampMs, r.Offset, req.Partition
+		for _, h := range r.Headers {
+			rec.Headers = append(rec.Headers, &pb.Header{Key: h.Key, Value: h.Value})
+		}
+		out.Records[i] = rec
+	}
+	return out, hold, nil
+}
+
+// Subscribe implements the API: a stream of fetches from an offset, long-polling at the
+// end. Each answer counts in the read budget until it is written, as Fetch's.
+func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.FetchResponse]) error {
+	ctx, ended := grpcmem.HoldsOfStream(stream.Context())
+	defer func() {
+		if ctx.Err() != nil {
+			ended() // reset by its client, or its connection gone: what it queued is dropped
+		}
+	}()
+	offset := req.Offset
+	if offset < pb.OffsetEarliest {
+		return status.Errorf(codes.InvalidArgument, "offset %d: want -1 (latest), -2 (earliest) or an offset", offset)
+	}
+	// fetch is s.fetch, again while the partition moves or the agent's reads wait on
+	// slow clients.
+	fetch := func(req *pb.FetchRequest) (*pb.FetchResponse, *membudget.Reservation, error) {
+		for {
+			resp, hold, err := s.fetch(ctx, req)
+			if c := status.Code(err); c != codes.Unavailable && c != codes.ResourceExhausted || ctx.Err() != nil {
+				return resp, hold, err
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if offset < 0 {
+		// A one-byte fetch from 0 answers the high-water mark, or says where the log starts.
+		head, hold, err := fetch(&pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: 0, MaxBytes: 1})
+		hold.Release()
+		start, hwm, ranged := pb.OffsetRange(err)
+		switch {
+		case err != nil && !ranged:
+			return err
+		case err == nil:
+			start, hwm = 0, head.HighWaterMark
+		}
+		offset = hwm
+		if req.Offset == pb.OffsetEarliest {
+			offset = start
+		}
+	}
+	for ctx.Err() == nil {
+		resp, hold, err := fetch(&pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: offset, MaxBytes: req.MaxBytes, MaxWaitMs: 1000})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if len(resp.Records) == 0 {
+			hold.Release()
+			continue
+		}
+		grpcmem.HoldUntilWritten(ctx, resp, hold)
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		offset = resp.Records[len(resp.Records)-1].Offset + 1
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package grpcmem
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/streamhouse/streamhouse/gateway/membudget"
+)
+
+// held maps a response about to be sent to the reservation of the read budget that
+// accounts it: the codec that encodes the response resizes the reservation to the
+// encoded size and gives it back once the transport has written the bytes to the client
+// (or dropped them with its stream). A handler cannot see that moment: it returns the
+// response, and gRPC encodes and queues it afterwards, where a client that reads slowly
+// may keep it for as long as it does not grant flow-control window.
+//
+// Two kinds of end drop queued bytes without freeing their buffer (grpc-go v1.85): a
+// connection that closes (what its streams had queued past the control buffer), and a
+// stream reset while its next message was being queued. The reservations of a
+// connection are therefore also given back when it ends (statsHandler), and those of a
+// stream when its handler says it ended (HoldsOfStream).
+//
+// A client that asks for compressed answers (gzip) is accounted until its answer is
+// compressed, not until it is written: gRPC then frees the encoded buffer at once.
+var held sync.Map // proto.Message -> *answer
+
+// answer is a reservation held for one encoded response, and the sets it is in.
+type answer struct {
+	r      *membudget.Reservation
+	conn   *holds // its connection's
+	stream *holds // its stream's, if its handler keeps one
+}
+
+// release gives the answer's bytes back and drops it from its sets.
+func (a *answer) release() {
+	a.r.Release()
+	a.conn.remove(a.r)
+	a.stream.remove(a.r)
+}
+
+// HoldUntilWritten makes r account m, which its handler returns (or its stream sends)
+// next, until m is written. ctx is the call's. Every message so registered must be sent:
+// gRPC encodes a unary handler's response whenever the handler returns no error, and a
+// stream's on Send; and the server must run with ServerOptions, whose codec and stats
+// handler give r back.
+func HoldUntilWritten(ctx context.Context, m proto.Message, r *membudget.Reservation) {
+	if r == nil {
+		return
+	}
+	a := &answer{r: r}
+	if h, ok := ctx.Value(connHoldsKey{}).(*holds); ok && h.add(r) {
+		a.conn = h
+	}
+	if h, ok := ctx.Value(streamHoldsKey{}).(*holds); ok && h.add(r) {
+		a.stream = h
+	}
+	held.Store(m, a)
+}
+
+// HoldsOfStream returns a context for a streaming handler's HoldUntilWritten calls and a
+// func to call when the stream has ended because its client reset it or went away: the
+// answers it had queued are dropped, and their reservations given back.
+func HoldsOfStream(ctx context.Context) (context.Context, func()) {
+	h := &holds{}
+	return context.WithValue(ctx, streamHoldsKey{}, h), h.end
+}
+
+// heldBy takes the answer registered for m, if any.
+func heldBy(m proto.Message) *answer {
+	a, ok := held.LoadAndDelete(m)
+	if !ok {
+		return nil
+	}
+	return a.(*answer)
+}
+
+// releasingPool returns a buffer to pool and then releases a: given to mem.NewBuffer,
+// it runs when the last reference to the buffer, the transport's once it has written it,
+// is freed.
+type releasingPool struct {
+	mem.BufferPool
+	a *answer
+}
+
+func (p releasingPool) Put(b *[]byte) {
+	p.BufferPool.Put(b)
+	p.a.release()
+}
+
+// holds is a set of reservations whose answers are not yet written, given back when
+// what they belong to ends. A nil *holds is an empty set that stays empty.
+type holds struct {
+	mu    sync.Mutex
+	set   map[*membudget.Reservation]struct{}
+	ended bool
+}
+
+type (
+	connHoldsKey   struct{}
+	streamHoldsKey struct{}
+)
+
+// add puts r in the set, unless it has ended.
+func (h *holds) add(r *membudget.Reservation) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ended {
+		return false
+	}
+	if h.set == nil {
+		h.set = map[*membudget.Reservation]struct{}{}
+	}
+	h.set[r] = struct{}{}
+	return true
+}
+
+func (h *holds) remove(r *membudget.Reservation) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	delete(h.set, r)
+	h.mu.Unlock()
+}
+
+// end gives back every reservation still in the set; what is added later is not kept.
+func (h *holds) end() {
+	h.mu.Lock()
+	set := h.set
+	h.set, h.ended = nil, true
+	h.mu.Unlock()
+	for r := range set {
+		r.Release()
+	}
+}
+
+// statsHandler gives each connection a set of holds and ends it with the connection.
+type statsHandler struct{}
+
+func (statsHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return context.WithValue(ctx, connHoldsKey{}, &holds{})
+}
+
+func (statsHandler) HandleConn(ctx context.Context, s stats.ConnStats) {
+	if _, ok := s.(*stats.ConnEnd); ok {
+		if h, ok := ctx.Value(connHoldsKey{}).(*holds); ok {
+			h.end()
+		}
+	}
+}
+
+func (statsHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (statsHandler) HandleRPC(context.Context, stats.RPCStats)                       {}

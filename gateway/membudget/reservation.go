@@ -1,0 +1,67 @@
+package membudget
+
+import (
+	"context"
+	"sync"
+)
+
+// Reservation is bytes of a Budget held for one request, resized as the request learns
+// what it holds and given back once, by Release, from whichever goroutine is last to
+// hold them. A nil *Reservation holds nothing: its methods do nothing.
+type Reservation struct {
+	b *Budget
+
+	mu       sync.Mutex
+	n        int64
+	released bool
+}
+
+// Reserve acquires n bytes of b (Acquire) for a request.
+func (b *Budget) Reserve(ctx context.Context, n int64) (*Reservation, error) {
+	if err := b.Acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	return &Reservation{b: b, n: n}, nil
+}
+
+// Hold takes n bytes of b at once (Take) for a request whose bytes are in memory already.
+func (b *Budget) Hold(n int64) *Reservation {
+	b.Take(n)
+	return &Reservation{b: b, n: n}
+}
+
+// Bytes is what the reservation holds.
+func (r *Reservation) Bytes() int64 {
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+// Resize makes the reservation hold n bytes: what its request turned out to hold, more or
+// less than it reserved. Growing does not wait (the bytes exist already); after Release
+// it does nothing.
+func (r *Reservation) Resize(n int64) { r.resize(n, false) }
+
+// Release gives the reservation's bytes back; calls after the first do nothing.
+func (r *Reservation) Release() { r.resize(0, true) }
+
+func (r *Reservation) resize(n int64, release bool) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.released {
+		return
+	}
+	switch {
+	case n > r.n:
+		r.b.Take(n - r.n)
+	case n < r.n:
+		r.b.Release(r.n - n)
+	}
+	r.n, r.released = n, release
+}
