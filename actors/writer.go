@@ -299,7 +299,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 	for i := range recs {
 		size += int64(recs[i].Size())
 	}
-	if !w.cfg.Pending.admits(size) {
+	if !w.cfg.Pending.take(size) {
 		reply(produceResult{Err: fmt.Errorf("%w: the agent has %d bytes waiting to be written (limit %d); %s has %d",
 			ErrBackpressure, w.cfg.Pending.used.Load(), w.cfg.Pending.limit, w.p, w.pending)})
 		return
@@ -338,7 +338,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 		b.producerIDs[idem.id] = struct{}{}
 		w.prod.accept(idem.id, idem.epoch, idem.firstSeq, len(recs), base, now)
 	}
-	w.addPending(size)
+	w.pending += size // in the agent's budget since take
 	switch {
 	case b.bytes >= w.cfg.SegmentBytes:
 		w.seal(true)

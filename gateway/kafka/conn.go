@@ -173,7 +173,7 @@ func (s *Server) serveConn(c net.Conn) {
 	defer pl.close()
 	for {
 		// The frame counts in the listener's queued bytes from before it is read until
-		// it is answered.
+		// it is answered (a produce) or decoded (any other request).
 		held := 0
 		frame, err := readFrame(r, s.opts.MaxFrameBytes, func(n int) error {
 			if err := s.queued.Acquire(s.ctx, int64(n)); err != nil {
@@ -211,6 +211,13 @@ func (s *Server) serveConn(c net.Conn) {
 			pl.answer(pl.next(), h, nil, resp)
 			answered()
 			continue
+		}
+		if _, produce := req.kreq.(*kmsg.ProduceRequest); !produce {
+			// Only a produce's records point into its frame: any other request gives
+			// its bytes back once decoded, so that long polls and group rebalances hold
+			// none of the budget while they wait.
+			answered()
+			answered = func() {}
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
 		var pc *produceCall

@@ -17,7 +17,11 @@ const MinQueuedBytes = 1 << 20
 // answered, so that clients are slowed by TCP's flow control instead of the agent's
 // memory growing with its connections (each of which may pipeline MaxInFlightBytes of
 // produce requests, and send frames of up to MaxFrameBytes). It counts frames as they
-// come, before a produce's records are decompressed.
+// come, before a produce's records are decompressed, and admits them in the order they
+// came once they fit (a frame larger than the whole budget alone): Kafka's pool admits
+// a frame whenever some budget is left, which let a listener hold 168 MiB of frames with
+// 96 MiB of budget when kgo sent requests of ~1 MB for each of 100 partitions
+// (docs/BENCHMARKS.md, profiling item 31).
 func newQueuedBytes(limit int64) *membudget.Budget {
 	return membudget.New(limit, membudget.Metrics{Held: metricQueuedBytes, Waits: metricQueuedWaits})
 }

@@ -15,21 +15,26 @@ type Budget struct {
 
 	mu      sync.Mutex
 	used    int64
-	waiters int           // acquires waiting for freed
-	freed   chan struct{} // closed, and replaced, when bytes are given back while some wait
+	waiting []*waiter // acquires not yet admitted, in the order they came
+}
+
+// waiter is an Acquire waiting for its bytes: admitted is closed once they are taken.
+type waiter struct {
+	n        int64
+	admitted chan struct{}
 }
 
 // Metrics are what a Budget reports, each optional (nil: not reported).
 type Metrics struct {
 	// Held follows the bytes the budget holds.
 	Held prometheus.Gauge
-	// Waits counts the acquires that found the budget spent and waited.
+	// Waits counts the acquires that could not be admitted at once and waited.
 	Waits prometheus.Counter
 }
 
 // New returns a budget of limit bytes.
 func New(limit int64, m Metrics) *Budget {
-	return &Budget{limit: limit, metrics: m, freed: make(chan struct{})}
+	return &Budget{limit: limit, metrics: m}
 }
 
 // Limit is the budget's limit in bytes.
@@ -42,32 +47,65 @@ func (b *Budget) Held() int64 {
 	return b.used
 }
 
-// Acquire takes n bytes once some of the budget is left, waiting until then or until ctx
-// ends (its error is then returned, and nothing is taken).
+// fits reports whether n more bytes fit; an empty budget takes anything, so that a
+// request larger than the whole budget goes in alone. Called with mu held.
+func (b *Budget) fits(n int64) bool { return b.used == 0 || b.used+n <= b.limit }
+
+// Acquire takes n bytes once they fit, waiting until then or until ctx ends (its error
+// is then returned, and nothing is taken). Acquires are admitted in the order they came:
+// one that waits holds back those after it, so that a large request is not starved by a
+// stream of small ones.
 func (b *Budget) Acquire(ctx context.Context, n int64) error {
 	b.mu.Lock()
-	if b.used >= b.limit && b.metrics.Waits != nil {
+	if len(b.waiting) == 0 && b.fits(n) {
+		b.used += n
+		b.mu.Unlock()
+		b.held(n)
+		return nil
+	}
+	w := &waiter{n: n, admitted: make(chan struct{})}
+	b.waiting = append(b.waiting, w)
+	b.mu.Unlock()
+	if b.metrics.Waits != nil {
 		b.metrics.Waits.Inc()
 	}
-	for b.used >= b.limit {
-		freed := b.freed
-		b.waiters++
-		b.mu.Unlock()
-		select {
-		case <-freed:
-		case <-ctx.Done():
-			b.mu.Lock()
-			b.waiters--
-			b.mu.Unlock()
-			return ctx.Err()
-		}
-		b.mu.Lock()
-		b.waiters--
+	select {
+	case <-w.admitted:
+		return nil
+	case <-ctx.Done():
 	}
-	b.used += n
+	b.mu.Lock()
+	select {
+	case <-w.admitted: // admitted as ctx ended: give the bytes back
+		b.mu.Unlock()
+		b.Release(n)
+		return ctx.Err()
+	default:
+	}
+	for i, o := range b.waiting {
+		if o == w {
+			b.waiting = append(b.waiting[:i], b.waiting[i+1:]...)
+			break
+		}
+	}
+	admitted := b.admit() // those it held back may fit
 	b.mu.Unlock()
-	b.held(n)
-	return nil
+	b.held(admitted)
+	return ctx.Err()
+}
+
+// admit takes the bytes of the waiters at the head of the queue that fit, in order, and
+// returns how many it took. Called with mu held.
+func (b *Budget) admit() int64 {
+	took := int64(0)
+	for len(b.waiting) > 0 && b.fits(b.waiting[0].n) {
+		w := b.waiting[0]
+		b.waiting = b.waiting[1:]
+		b.used += w.n
+		took += w.n
+		close(w.admitted)
+	}
+	return took
 }
 
 // Take takes n bytes at once, spent or not: for bytes that are in memory already and are
@@ -79,23 +117,21 @@ func (b *Budget) Take(n int64) {
 	b.held(n)
 }
 
-// Release gives back n bytes taken by Acquire or Take.
+// Release gives back n bytes taken by Acquire or Take, and admits the waiters they make
+// room for.
 func (b *Budget) Release(n int64) {
 	if n == 0 {
 		return
 	}
 	b.mu.Lock()
 	b.used -= n
-	if b.waiters > 0 {
-		close(b.freed)
-		b.freed = make(chan struct{})
-	}
+	admitted := b.admit()
 	b.mu.Unlock()
-	b.held(-n)
+	b.held(admitted - n)
 }
 
 func (b *Budget) held(delta int64) {
-	if b.metrics.Held != nil {
+	if b.metrics.Held != nil && delta != 0 {
 		b.metrics.Held.Add(float64(delta))
 	}
 }

@@ -8,56 +8,88 @@ import (
 	"time"
 )
 
-// Bytes go in while some of the budget is left, whatever their size, so that what is
-// held exceeds the limit by less than one request; once the budget is spent, an acquire
-// waits until bytes are given back (or its context ends).
-func TestAcquireWaitsOnceSpent(t *testing.T) {
+// Bytes go in while they fit, or alone into an empty budget; once they do not, an
+// acquire waits until bytes are given back (or its context ends), and acquires are
+// admitted in the order they came.
+func TestAcquireWaitsUntilItFits(t *testing.T) {
 	ctx := context.Background()
 	b := New(100, Metrics{})
-	for _, n := range []int64{60, 60} { // the second goes in with 40 left
-		if err := b.Acquire(ctx, n); err != nil {
-			t.Fatal(err)
+	if err := b.Acquire(ctx, 60); err != nil {
+		t.Fatal(err)
+	}
+	in := func(n int64) chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- b.Acquire(ctx, n) }()
+		return ch
+	}
+	waits := func(ch chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-ch:
+			t.Fatalf("%s went in: %v, holding %d", what, err, b.Held())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	in := make(chan error, 1)
-	go func() { in <- b.Acquire(ctx, 1) }()
-	select {
-	case err := <-in:
-		t.Fatalf("a byte went in with 120 of 100 held: %v", err)
-	case <-time.After(50 * time.Millisecond):
+	large := in(60) // 120 > 100: waits
+	waits(large, "60 bytes with 60 of 100 held")
+	small := in(10) // would fit, but comes after the large one: waits its turn
+	waits(small, "10 bytes behind a waiting 60")
+	b.Release(60) // empty: the large one, then the small one behind it
+	if err := <-large; err != nil {
+		t.Fatal(err)
 	}
-	b.Release(60) // 60 held: some left
-	if err := <-in; err != nil || b.Held() != 61 {
+	if err := <-small; err != nil || b.Held() != 70 {
 		t.Fatalf("after a release: %v, holding %d", err, b.Held())
 	}
 
-	// A request larger than the whole budget is not starved by what else is held.
-	if err := b.Acquire(ctx, 150); err != nil || b.Held() != 211 {
-		t.Fatalf("a large request with 39 left: %v, holding %d", err, b.Held())
-	}
+	// A request larger than the whole budget goes in alone, once the budget is empty.
+	huge := in(150)
+	waits(huge, "150 bytes with 70 held")
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if err := b.Acquire(short, 1); !errors.Is(err, context.DeadlineExceeded) || b.Held() != 211 {
+	if err := b.Acquire(short, 1); !errors.Is(err, context.DeadlineExceeded) || b.Held() != 70 {
 		t.Fatalf("a wait whose context ended: %v, holding %d", err, b.Held())
 	}
-	// Take does not wait, spent or not, and makes the next acquire wait.
-	b.Take(10)
-	if b.Held() != 221 {
-		t.Fatalf("after a take of 10: holding %d", b.Held())
+	b.Release(60)
+	waits(huge, "150 bytes with 10 held")
+	b.Release(10)
+	if err := <-huge; err != nil || b.Held() != 150 {
+		t.Fatalf("into the empty budget: %v, holding %d", err, b.Held())
 	}
-	for _, n := range []int64{150, 60, 1, 10, 0} {
-		b.Release(n)
+	// A waiter whose context ends lets those behind it in.
+	b.Release(150)
+	if err := b.Acquire(ctx, 50); err != nil {
+		t.Fatal(err)
 	}
+	gone, stop := context.WithCancel(ctx)
+	ahead := make(chan error, 1)
+	go func() { ahead <- b.Acquire(gone, 60) }()
+	time.Sleep(20 * time.Millisecond)
+	behind := in(40) // would fit, behind the 60 that does not
+	waits(behind, "40 bytes behind a waiting 60")
+	stop()
+	if err := <-ahead; !errors.Is(err, context.Canceled) {
+		t.Fatalf("a waiter whose context ended: %v", err)
+	}
+	if err := <-behind; err != nil || b.Held() != 90 {
+		t.Fatalf("behind a waiter whose context ended: %v, holding %d", err, b.Held())
+	}
+	// Take does not wait, spent or not.
+	b.Take(20)
+	if b.Held() != 110 {
+		t.Fatalf("after a take of 20: holding %d", b.Held())
+	}
+	b.Release(110)
 	b.mu.Lock()
-	used, waiters := b.used, b.waiters
+	used, waiting := b.used, len(b.waiting)
 	b.mu.Unlock()
-	if used != 0 || waiters != 0 {
-		t.Fatalf("all given back: %d held, %d waiters", used, waiters)
+	if used != 0 || waiting != 0 {
+		t.Fatalf("all given back: %d held, %d waiting", used, waiting)
 	}
 }
 
 // Many connections at once: every request goes in, and what is held never exceeds the
-// limit by a request or more.
+// limit.
 func TestAcquireBoundsConcurrentRequests(t *testing.T) {
 	const limit, largest = 1000, 449
 	b := New(limit, Metrics{})
@@ -81,7 +113,7 @@ func TestAcquireBoundsConcurrentRequests(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if peak >= limit+largest || peak < limit || b.Held() != 0 {
+	if peak > limit || peak < limit-largest || b.Held() != 0 {
 		t.Fatalf("peak %d bytes held of a %d-byte limit (requests up to %d); %d held at the end", peak, limit, largest, b.Held())
 	}
 }

@@ -26,24 +26,24 @@ type kafkaReport struct {
 // kafkaProduce runs franz-go's kgo producer against the agent's Kafka listener for
 // duration: its defaults (idempotent, acks=all: an ack after the durable commit; batches
 // of up to 1 MB per partition), no compression, 1 KiB values cut at random from random
-// letters and digits as `streamctl bench` sends, over a new topic of 6 partitions.
-func kafkaProduce(ctx context.Context, addr string, duration time.Duration) (kafkaReport, error) {
+// letters and digits as `streamctl bench` sends, over a new topic of that many partitions.
+func kafkaProduce(ctx context.Context, addr, topic string, partitions int32, duration time.Duration) (kafkaReport, error) {
 	var r kafkaReport
-	fmt.Fprintf(os.Stderr, "kgo produce to %s for %s\n", addr, duration)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("kafka"),
+	fmt.Fprintf(os.Stderr, "kgo produce to %s, topic %s of %d partitions, for %s\n", addr, topic, partitions, duration)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(100000))
 	if err != nil {
 		return r, err
 	}
 	defer cl.Close()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	resp, err := kadm.NewClient(cl).CreateTopic(cctx, 6, 1, nil, "kafka")
+	resp, err := kadm.NewClient(cl).CreateTopic(cctx, partitions, 1, nil, topic)
 	cancel()
 	if err == nil {
 		err = resp.Err
 	}
 	if err != nil {
-		return r, fmt.Errorf("create topic kafka: %w", err)
+		return r, fmt.Errorf("create topic %s: %w", topic, err)
 	}
 	pool := harness.RandomText(8<<20, 5)
 	rng := rand.New(rand.NewPCG(5, 6))

@@ -105,6 +105,9 @@ type results struct {
 	// WideMemory: the agent's memory at its largest resident set and at its largest live
 	// heap of the 100-partition phase and its merges.
 	WideMemory [2]memorySample `json:"produce_max_100_partitions_memory"`
+	// KafkaWide and KafkaWideMemory: the same phase over the Kafka protocol (kgo).
+	KafkaWide       kafkaReport     `json:"produce_max_kafka_100_partitions"`
+	KafkaWideMemory [2]memorySample `json:"produce_max_kafka_100_partitions_memory"`
 	// CPUMicrosPerRecord: CPU time of each process during the max-rate produce phase,
 	// per record produced.
 	CPUMicrosPerRecord map[string]float64 `json:"cpu_us_per_record_max_rate"`
@@ -218,7 +221,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		if only == "memory" {
 			// The catch-up read filled the block cache, as in a whole run: on to the
 			// 100 partitions.
-			return ph.wide(&res, agent.Process.Pid(), out)
+			return ph.wide(ctx, &res, agent.Process.Pid(), agent.KafkaAddr, duration, out)
 		}
 		if !kafkaFirst {
 			if err := ph.kafka(ctx, &res, agent.KafkaAddr, duration); err != nil {
@@ -302,6 +305,9 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	if err := ph.widePhase(&res, agent.Process.Pid()); err != nil {
 		return err
 	}
+	if err := ph.kafkaWidePhase(ctx, &res, agent.Process.Pid(), agent.KafkaAddr, duration); err != nil {
+		return err
+	}
 	last, err := scrape(metricsURL)
 	if err != nil {
 		return err
@@ -328,7 +334,8 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	}
 	printTable(os.Stdout, res)
 	fmt.Println()
-	printMemory(os.Stdout, res.WideMemory)
+	printMemory(os.Stdout, widePhaseName, res.WideMemory)
+	printMemory(os.Stdout, kafkaWidePhaseName, res.KafkaWideMemory)
 	return writeJSON(out, res)
 }
 
@@ -496,7 +503,7 @@ func (ph phases) kafka(ctx context.Context, res *results, addr string, duration 
 	if err != nil {
 		return err
 	}
-	if res.Kafka, err = kafkaProduce(ctx, addr, duration); err != nil {
+	if res.Kafka, err = kafkaProduce(ctx, addr, "kafka", 6, duration); err != nil {
 		return err
 	}
 	*ph.lastWrite = time.Now()

@@ -34,6 +34,9 @@ func printTable(w io.Writer, r results) {
 	rss := r.RSSMiB["100_partitions_max_rate"]
 	fmt.Fprintf(w, "| agent peak RSS, 100 partitions at full load (%.0f rec/s) | %.0f MiB | (6 partitions: %.0f MiB) | | ≤ 512 MiB | %s |\n",
 		r.Wide.Produce.RecordsPerSec, rss, r.RSSMiB["6_partitions_max_rate"], yes(rss <= 512))
+	krss := r.RSSMiB["100_partitions_max_rate_kafka"]
+	fmt.Fprintf(w, "| the same over the Kafka protocol (kgo, %.0f rec/s) | %.0f MiB | | | ≤ 512 MiB | %s |\n",
+		r.KafkaWide.RecordsPerSec, krss, yes(krss <= 512))
 	fmt.Fprintln(w)
 
 	f := r.Floors
