@@ -61,12 +61,12 @@ func (s *Server) fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResp
 		// Nothing to read yet: the long poll holds none of the budget while it waits.
 		// What it wakes to was committed a moment ago (the recent buffer holds it,
 		// --recent-bytes); its copy on the way to the client is accounted from the
-		// answer on, without waiting, so that the fetches after it wait instead. Long
-		// polls that wake at once may pass the budget by an answer each.
-		hold.Release()
+		// answer on, without waiting (the codec grows the reservation to the answer's
+		// size), so that the fetches after it wait instead. Long polls that wake at once
+		// may pass the budget by an answer each.
+		hold.Resize(0)
 		read.MaxWaitMs = wait
 		resp, err = c.Fetch(ctx, read)
-		hold = s.reads.Hold(0)
 	}
 	if err == nil && resp.Code != partitionpb.Code_CODE_OK {
 		if resp.Code == partitionpb.Code_CODE_OUT_OF_RANGE {

@@ -12,8 +12,8 @@ import (
 
 // DefaultMaxReadBytes is the default read budget of an agent (--max-read-bytes): the
 // answers to fetches, gRPC and Kafka, from before their read until they are written to
-// their clients. Sixteen default fetches of 1 MiB fit four times over; a budget below
-// what a fetch may return (MaxFetchBytes) still admits it whenever any is left.
+// their clients. Sixteen default fetches of 1 MiB fit four times over; a fetch larger
+// than the whole budget (up to MaxFetchBytes) goes in alone, once it is empty.
 const DefaultMaxReadBytes = 64 << 20
 
 // MinReadBytes is the least read budget an agent accepts.

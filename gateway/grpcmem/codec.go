@@ -85,9 +85,7 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	a := heldBy(m)
 	size := proto.Size(m)
 	if mem.IsBelowBufferPoolingThreshold(size) {
-		if a != nil {
-			a.release() // a fresh buffer, no longer than a few records: not worth accounting
-		}
+		a.release() // a fresh buffer, no longer than a few records: not worth accounting
 		b, err := proto.Marshal(m)
 		if err != nil {
 			return nil, err
@@ -99,9 +97,7 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], m)
 	if err != nil {
 		c.pool.Put(buf)
-		if a != nil {
-			a.release()
-		}
+		a.release()
 		return nil, err
 	}
 	*buf = b // the same array: it holds exactly size bytes

@@ -35,8 +35,12 @@ type answer struct {
 	stream *holds // its stream's, if its handler keeps one
 }
 
-// release gives the answer's bytes back and drops it from its sets.
+// release gives the answer's bytes back and drops it from its sets; a nil answer (a
+// message no reservation holds) has none.
 func (a *answer) release() {
+	if a == nil {
+		return
+	}
 	a.r.Release()
 	a.conn.remove(a.r)
 	a.stream.remove(a.r)

@@ -213,11 +213,12 @@ func (s *Server) serveConn(c net.Conn) {
 			continue
 		}
 		if _, produce := req.kreq.(*kmsg.ProduceRequest); !produce {
-			// Only a produce's records point into its frame: any other request gives
-			// its bytes back once decoded, so that long polls and group rebalances hold
-			// none of the budget while they wait.
+			// A produce's queued bytes stand for its records until it is answered (they
+			// are copied out of the frame as it is decoded); any other request gives its
+			// bytes back once decoded, so that long polls and group rebalances hold none
+			// of the budget while they wait.
 			answered()
-			answered = func() {}
+			held = 0
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
 		var pc *produceCall

@@ -75,8 +75,8 @@ func (pl *pipeline) answer(r *reply, h header, req *request, resp kmsg.Response)
 	default:
 		r.out = appendResponse(nil, h.correlation, resp)
 	}
-	if req != nil && req.hold != nil {
-		r.hold = req.hold
+	if req != nil {
+		r.hold = req.hold // nil but for a fetch
 		r.hold.Resize(int64(len(r.out)))
 	}
 	close(r.done)

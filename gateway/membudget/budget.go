@@ -48,8 +48,9 @@ func (b *Budget) Held() int64 {
 }
 
 // fits reports whether n more bytes fit; an empty budget takes anything, so that a
-// request larger than the whole budget goes in alone. Called with mu held.
-func (b *Budget) fits(n int64) bool { return b.used == 0 || b.used+n <= b.limit }
+// request larger than the whole budget goes in alone, and nothing always fits. Called
+// with mu held.
+func (b *Budget) fits(n int64) bool { return n == 0 || b.used == 0 || b.used+n <= b.limit }
 
 // Acquire takes n bytes once they fit, waiting until then or until ctx ends (its error
 // is then returned, and nothing is taken). Acquires are admitted in the order they came:
@@ -108,16 +109,16 @@ func (b *Budget) admit() int64 {
 	return took
 }
 
-// Take takes n bytes at once, spent or not: for bytes that are in memory already and are
+// take takes n bytes at once, spent or not: for bytes that are in memory already and are
 // accounted until they are given back, so that the acquires after them wait.
-func (b *Budget) Take(n int64) {
+func (b *Budget) take(n int64) {
 	b.mu.Lock()
 	b.used += n
 	b.mu.Unlock()
 	b.held(n)
 }
 
-// Release gives back n bytes taken by Acquire or Take, and admits the waiters they make
+// Release gives back n bytes taken by Acquire (or a Reservation's growth), and admits the waiters they make
 // room for.
 func (b *Budget) Release(n int64) {
 	if n == 0 {

@@ -3,6 +3,7 @@ package membudget
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -17,23 +18,36 @@ func TestAcquireWaitsUntilItFits(t *testing.T) {
 	if err := b.Acquire(ctx, 60); err != nil {
 		t.Fatal(err)
 	}
-	in := func(n int64) chan error {
+	in := func(ctx context.Context, n int64) chan error {
 		ch := make(chan error, 1)
 		go func() { ch <- b.Acquire(ctx, n) }()
 		return ch
 	}
-	waits := func(ch chan error, what string) {
+	// waits checks that ch's acquire is the queue's waiting-th and has not gone in.
+	waits := func(ch chan error, waiting int, what string) {
 		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			b.mu.Lock()
+			queued := len(b.waiting)
+			b.mu.Unlock()
+			if queued == waiting {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d acquires waiting, want %d", what, queued, waiting)
+			}
+			runtime.Gosched()
+		}
 		select {
 		case err := <-ch:
 			t.Fatalf("%s went in: %v, holding %d", what, err, b.Held())
-		case <-time.After(50 * time.Millisecond):
+		default:
 		}
 	}
-	large := in(60) // 120 > 100: waits
-	waits(large, "60 bytes with 60 of 100 held")
-	small := in(10) // would fit, but comes after the large one: waits its turn
-	waits(small, "10 bytes behind a waiting 60")
+	large := in(ctx, 60) // 120 > 100: waits
+	waits(large, 1, "60 bytes with 60 of 100 held")
+	small := in(ctx, 10) // would fit, but comes after the large one: waits its turn
+	waits(small, 2, "10 bytes behind a waiting 60")
 	b.Release(60) // empty: the large one, then the small one behind it
 	if err := <-large; err != nil {
 		t.Fatal(err)
@@ -43,15 +57,15 @@ func TestAcquireWaitsUntilItFits(t *testing.T) {
 	}
 
 	// A request larger than the whole budget goes in alone, once the budget is empty.
-	huge := in(150)
-	waits(huge, "150 bytes with 70 held")
+	huge := in(ctx, 150)
+	waits(huge, 1, "150 bytes with 70 held")
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	if err := b.Acquire(short, 1); !errors.Is(err, context.DeadlineExceeded) || b.Held() != 70 {
 		t.Fatalf("a wait whose context ended: %v, holding %d", err, b.Held())
 	}
 	b.Release(60)
-	waits(huge, "150 bytes with 10 held")
+	waits(huge, 1, "150 bytes with 10 held")
 	b.Release(10)
 	if err := <-huge; err != nil || b.Held() != 150 {
 		t.Fatalf("into the empty budget: %v, holding %d", err, b.Held())
@@ -62,11 +76,10 @@ func TestAcquireWaitsUntilItFits(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone, stop := context.WithCancel(ctx)
-	ahead := make(chan error, 1)
-	go func() { ahead <- b.Acquire(gone, 60) }()
-	time.Sleep(20 * time.Millisecond)
-	behind := in(40) // would fit, behind the 60 that does not
-	waits(behind, "40 bytes behind a waiting 60")
+	ahead := in(gone, 60)
+	waits(ahead, 1, "60 bytes with 50 held")
+	behind := in(ctx, 40) // would fit, behind the 60 that does not
+	waits(behind, 2, "40 bytes behind a waiting 60")
 	stop()
 	if err := <-ahead; !errors.Is(err, context.Canceled) {
 		t.Fatalf("a waiter whose context ended: %v", err)
@@ -74,8 +87,8 @@ func TestAcquireWaitsUntilItFits(t *testing.T) {
 	if err := <-behind; err != nil || b.Held() != 90 {
 		t.Fatalf("behind a waiter whose context ended: %v, holding %d", err, b.Held())
 	}
-	// Take does not wait, spent or not.
-	b.Take(20)
+	// take does not wait, spent or not.
+	b.take(20)
 	if b.Held() != 110 {
 		t.Fatalf("after a take of 20: holding %d", b.Held())
 	}
@@ -107,7 +120,7 @@ func TestAcquireBoundsConcurrentRequests(t *testing.T) {
 				mu.Lock()
 				peak = max(peak, b.Held())
 				mu.Unlock()
-				time.Sleep(100 * time.Microsecond) // the request being served, not a wait for a condition
+				runtime.Gosched() // the request being served: others run meanwhile
 				b.Release(n)
 			}
 		})
@@ -128,14 +141,21 @@ func TestReservationResizesAndReleasesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Resize(30) // the answer turned out smaller
-	if b.Held() != 30 || r.Bytes() != 30 {
-		t.Fatalf("resized to 30: budget holds %d, reservation %d", b.Held(), r.Bytes())
+	if b.Held() != 30 {
+		t.Fatalf("resized to 30: budget holds %d", b.Held())
 	}
 	r.Resize(250) // or larger than the whole budget: it exists already
 	if b.Held() != 250 {
 		t.Fatalf("resized to 250: budget holds %d", b.Held())
 	}
-	h := b.Hold(5)
+	h, err := b.Reserve(ctx, 0) // spent: an empty request still goes in...
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Resize(5) // ...and grows without waiting
+	if b.Held() != 255 {
+		t.Fatalf("a second reservation grown to 5: budget holds %d", b.Held())
+	}
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() { r.Release(); h.Release() })
@@ -145,7 +165,7 @@ func TestReservationResizesAndReleasesOnce(t *testing.T) {
 	var none *Reservation
 	none.Resize(10)
 	none.Release()
-	if b.Held() != 0 || none.Bytes() != 0 {
+	if b.Held() != 0 {
 		t.Fatalf("released 8 times over: budget holds %d", b.Held())
 	}
 }

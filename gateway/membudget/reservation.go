@@ -24,22 +24,6 @@ func (b *Budget) Reserve(ctx context.Context, n int64) (*Reservation, error) {
 	return &Reservation{b: b, n: n}, nil
 }
 
-// Hold takes n bytes of b at once (Take) for a request whose bytes are in memory already.
-func (b *Budget) Hold(n int64) *Reservation {
-	b.Take(n)
-	return &Reservation{b: b, n: n}
-}
-
-// Bytes is what the reservation holds.
-func (r *Reservation) Bytes() int64 {
-	if r == nil {
-		return 0
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
-}
-
 // Resize makes the reservation hold n bytes: what its request turned out to hold, more or
 // less than it reserved. Growing does not wait (the bytes exist already); after Release
 // it does nothing.
@@ -59,7 +43,7 @@ func (r *Reservation) resize(n int64, release bool) {
 	}
 	switch {
 	case n > r.n:
-		r.b.Take(n - r.n)
+		r.b.take(n - r.n)
 	case n < r.n:
 		r.b.Release(r.n - n)
 	}
