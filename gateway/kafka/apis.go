@@ -17,7 +17,10 @@ var (
 	errInvalidTopic            = kerr.InvalidTopicException.Code
 )
 
-const keyApiVersions = int16(kmsg.ApiVersions)
+const (
+	keyApiVersions = int16(kmsg.ApiVersions)
+	keyProduce     = int16(kmsg.Produce)
+)
 
 // versions are the APIs this listener serves and the versions of each, chosen so that
 // every field they carry means something here: no topic ids (Fetch ≤ 12, Produce ≤ 11,

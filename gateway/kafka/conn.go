@@ -38,28 +38,52 @@ type request struct {
 // errFrame is a frame this listener cannot parse: its connection closes.
 var errFrame = errors.New("malformed Kafka frame")
 
-// readFrame reads one size-prefixed frame of at most max bytes. reserve, when not nil,
-// is called with the frame's size before its body is read; the frame is not read if it
-// fails.
-func readFrame(r io.Reader, max int, reserve func(n int) error) ([]byte, error) {
+// maxHeaderBytes is the largest request header parseHeader reads: its fixed fields and a
+// client id of up to 32767 bytes (a flexible header's tagged fields begin the body).
+const maxHeaderBytes = 10 + 32767
+
+// readRequest reads one size-prefixed request frame of at most max bytes. reserve, when
+// not nil, is called with the frame's size before its body is read; the frame is not
+// read if it fails. A produce request of a served version is read and decoded as it
+// comes (readProduce), so that no buffer holds the whole frame; any other frame is read
+// whole and returned with its header parsed, its body to be decoded.
+func readRequest(r *bufio.Reader, max int, reserve func(n int) error) (h header, body []byte, produce *kmsg.ProduceRequest, err error) {
 	var size [4]byte
 	if _, err := io.ReadFull(r, size[:]); err != nil {
-		return nil, err
+		return h, nil, nil, err
 	}
 	n := int32(binary.BigEndian.Uint32(size[:]))
 	if n < 8 || int(n) > max {
-		return nil, fmt.Errorf("%w: frame of %d bytes (8..%d)", errFrame, n, max)
+		return h, nil, nil, fmt.Errorf("%w: frame of %d bytes (8..%d)", errFrame, n, max)
 	}
 	if reserve != nil {
 		if err := reserve(int(n)); err != nil {
-			return nil, err
+			return h, nil, nil, err
 		}
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, err
+	// The header is parsed from the frame's first bytes, left in the connection's
+	// buffer until it is known whether the body is a produce request's.
+	head, err := r.Peek(min(int(n), maxHeaderBytes))
+	if err != nil {
+		return h, nil, nil, midFrame(err)
 	}
-	return body, nil
+	if h, rest, err := parseHeader(head); err == nil && h.key == keyProduce && supported(h.key, h.version) {
+		read := len(head) - len(rest)
+		if _, err := r.Discard(read); err != nil {
+			return h, nil, nil, midFrame(err)
+		}
+		produce, err := readProduce(&frameReader{r: r, left: int(n) - read}, h.version)
+		if err != nil {
+			return h, nil, nil, fmt.Errorf("Produce v%d: %w", h.version, err)
+		}
+		return h, nil, produce, nil
+	}
+	frame := make([]byte, n)
+	if _, err := io.ReadFull(r, frame); err != nil {
+		return h, nil, nil, midFrame(err)
+	}
+	h, body, err = parseHeader(frame)
+	return h, body, nil, err
 }
 
 // parseHeader splits a request frame into its header and body. A known API's flexible
@@ -175,7 +199,7 @@ func (s *Server) serveConn(c net.Conn) {
 		// The frame counts in the listener's queued bytes from before it is read until
 		// it is answered (a produce) or decoded (any other request).
 		held := 0
-		frame, err := readFrame(r, s.opts.MaxFrameBytes, func(n int) error {
+		h, body, streamed, err := readRequest(r, s.opts.MaxFrameBytes, func(n int) error {
 			if err := s.queued.Acquire(s.ctx, int64(n)); err != nil {
 				return err
 			}
@@ -191,15 +215,8 @@ func (s *Server) serveConn(c net.Conn) {
 			}
 			return
 		}
-		h, body, err := parseHeader(frame)
-		if err != nil {
-			answered()
-			metricRequests.WithLabelValues("frame", "malformed").Inc()
-			log.Info("closing Kafka connection", zap.Error(err))
-			return
-		}
 		start := time.Now()
-		req, resp, err := s.decode(h, body, c)
+		req, resp, err := s.decode(h, body, streamed, c)
 		switch {
 		case err != nil:
 			answered()
@@ -213,8 +230,8 @@ func (s *Server) serveConn(c net.Conn) {
 			continue
 		}
 		if _, produce := req.kreq.(*kmsg.ProduceRequest); !produce {
-			// A produce's queued bytes stand for its records until it is answered (they
-			// are copied out of the frame as it is decoded); any other request gives its
+			// A produce's queued bytes stand for its records until it is answered (each
+			// partition's were read into an allocation of their own); any other request gives its
 			// bytes back once decoded, so that long polls and group rebalances hold none
 			// of the budget while they wait.
 			answered()
@@ -227,7 +244,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		if pc != nil && pc.idempotent() {
 			reply := pl.next()
-			pl.admit(reply, len(frame), pc)
+			pl.admit(reply, held, pc)
 			metricProduceInFlight.Inc()
 			go func() {
 				defer cancel()
@@ -249,10 +266,13 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 }
 
-// decode checks a request's API and version and decodes its body. A nil request with a
-// nil error means the API or version is not served: the response (nil for an unknown API
-// or version) is the answer.
-func (s *Server) decode(h header, body []byte, c net.Conn) (*request, kmsg.Response, error) {
+// decode checks a request's API and version and decodes its body (a produce request
+// comes decoded). A nil request with a nil error means the API or version is not served:
+// the response (nil for an unknown API or version) is the answer.
+func (s *Server) decode(h header, body []byte, produce *kmsg.ProduceRequest, c net.Conn) (*request, kmsg.Response, error) {
+	if produce != nil {
+		return &request{header: h, conn: c, kreq: produce}, nil, nil
+	}
 	api := apiName(h.key)
 	if h.key == keyApiVersions && !supported(h.key, h.version) {
 		// A client asking a newer ApiVersions than we serve gets v0 with the list, and

@@ -97,13 +97,6 @@ func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.Produc
 		}
 		pc.resp.Topics = append(pc.resp.Topics, rt)
 	}
-	// The records are copies now (decompress): the frame is let go while the request
-	// is served, and its queued bytes stand for them until it is answered.
-	for i := range r.Topics {
-		for j := range r.Topics[i].Partitions {
-			r.Topics[i].Partitions[j].Records = nil
-		}
-	}
 	return pc
 }
 

@@ -164,12 +164,9 @@ func decompress(src []byte, codec int16, max int) ([]byte, error) {
 		if len(src) > max {
 			return nil, tooLarge
 		}
-		// A copy of the partition's own: its records would otherwise point into the
-		// request's frame, which holds every partition's batches, and the partition
-		// keeps its committed records for tail reads (--recent-bytes) long after the
-		// request is answered. At 100 partitions 64 MiB of such records kept 172 MiB of
-		// frames in memory (docs/BENCHMARKS.md, profiling item 31).
-		return bytes.Clone(src), nil
+		// The partition's records were read into an allocation of their own
+		// (readProduce): what a partition keeps for tail reads keeps no other's alive.
+		return src, nil
 	case 1:
 		zr, err := gzip.NewReader(bytes.NewReader(src))
 		if err != nil {
