@@ -35,8 +35,12 @@ type request struct {
 	hold *membudget.Reservation
 }
 
-// errFrame is a frame this listener cannot parse: its connection closes.
-var errFrame = errors.New("malformed Kafka frame")
+// errFrame is a frame this listener cannot parse: its connection closes. errBody is one
+// whose header was parsed, and whose body was not.
+var (
+	errFrame = errors.New("malformed Kafka frame")
+	errBody  = errors.New("request body")
+)
 
 // maxHeaderBytes is the largest request header parseHeader reads: its fixed fields and a
 // client id of up to 32767 bytes (a flexible header's tagged fields begin the body).
@@ -63,7 +67,7 @@ func readRequest(r *bufio.Reader, max int, reserve func(n int) error) (h header,
 	}
 	// The header is parsed from the frame's first bytes, left in the connection's
 	// buffer until it is known whether the body is a produce request's.
-	head, err := r.Peek(min(int(n), maxHeaderBytes))
+	head, err := r.Peek(min(int(n), maxHeaderBytes, r.Size()))
 	if err != nil {
 		return h, nil, nil, midFrame(err)
 	}
@@ -73,8 +77,11 @@ func readRequest(r *bufio.Reader, max int, reserve func(n int) error) (h header,
 			return h, nil, nil, midFrame(err)
 		}
 		produce, err := readProduce(&frameReader{r: r, left: int(n) - read}, h.version)
+		if errors.Is(err, errFrame) {
+			err = fmt.Errorf("%w: %w", errBody, err)
+		}
 		if err != nil {
-			return h, nil, nil, fmt.Errorf("Produce v%d: %w", h.version, err)
+			return h, nil, nil, err
 		}
 		return h, nil, produce, nil
 	}
@@ -207,7 +214,7 @@ func (s *Server) serveConn(c net.Conn) {
 			return nil
 		})
 		answered := func() { s.queued.Release(int64(held)) }
-		if err != nil {
+		if err != nil && !errors.Is(err, errBody) {
 			answered()
 			if errors.Is(err, errFrame) {
 				metricRequests.WithLabelValues("frame", "malformed").Inc()
@@ -216,7 +223,11 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		start := time.Now()
-		req, resp, err := s.decode(h, body, streamed, c)
+		var req *request
+		var resp kmsg.Response
+		if err == nil {
+			req, resp, err = s.decode(h, body, streamed, c)
+		}
 		switch {
 		case err != nil:
 			answered()
@@ -230,10 +241,9 @@ func (s *Server) serveConn(c net.Conn) {
 			continue
 		}
 		if _, produce := req.kreq.(*kmsg.ProduceRequest); !produce {
-			// A produce's queued bytes stand for its records until it is answered (each
-			// partition's were read into an allocation of their own); any other request gives its
-			// bytes back once decoded, so that long polls and group rebalances hold none
-			// of the budget while they wait.
+			// A produce's queued bytes stand for its records until it is answered;
+			// any other request gives its bytes back once decoded, so that long polls
+			// and group rebalances hold none of the budget while they wait.
 			answered()
 			held = 0
 		}

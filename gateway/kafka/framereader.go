@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 )
 
 // frameReader reads the fields of one request frame from its connection as they come,
@@ -44,51 +43,64 @@ func (f *frameReader) read(dst []byte) bool {
 	return true
 }
 
-// ReadByte makes the frame an io.ByteReader for binary.ReadUvarint.
-func (f *frameReader) ReadByte() (byte, error) {
-	var b [1]byte
-	if !f.read(b[:]) {
-		return 0, f.err
+// fixed reads a field of n bytes (at most the connection's buffer), which dst is: the
+// caller's array, not a slice that escapes.
+func (f *frameReader) fixed(dst []byte) {
+	if f.err != nil {
+		return
 	}
-	return b[0], nil
+	if len(dst) > f.left {
+		f.fail("a field of %d bytes past the frame's end (%d left)", len(dst), f.left)
+		return
+	}
+	b, err := f.r.Peek(len(dst))
+	if err != nil {
+		f.err = midFrame(err)
+		return
+	}
+	copy(dst, b)
+	f.skip(len(dst))
 }
 
 func (f *frameReader) int16() int16 {
 	var b [2]byte
-	f.read(b[:])
+	f.fixed(b[:])
 	return int16(binary.BigEndian.Uint16(b[:]))
 }
 
 func (f *frameReader) int32() int32 {
 	var b [4]byte
-	f.read(b[:])
+	f.fixed(b[:])
 	return int32(binary.BigEndian.Uint32(b[:]))
 }
 
-// uvarint reads an unsigned varint: 32 bits at most, as every one of the protocol's.
-func (f *frameReader) uvarint() uint64 {
-	if f.err != nil {
-		return 0
+// uvarint reads an unsigned varint of 32 bits, as every one of the protocol's is: five
+// bytes at most, the fifth no more than 0x0f (as kmsg reads them).
+func (f *frameReader) uvarint() uint32 {
+	var x uint32
+	for i := 0; f.err == nil; i++ {
+		var b [1]byte
+		f.fixed(b[:])
+		switch {
+		case f.err != nil:
+			return 0
+		case i == 4 && b[0] > 0x0f:
+			f.fail("a varint wider than 32 bits")
+			return 0
+		}
+		x |= uint32(b[0]&0x7f) << (7 * i)
+		if b[0]&0x80 == 0 {
+			return x
+		}
 	}
-	v, err := binary.ReadUvarint(f)
-	switch {
-	case f.err != nil:
-		return 0
-	case err != nil:
-		f.fail("bad varint: %v", err)
-		return 0
-	case v > math.MaxUint32:
-		f.fail("varint %d wider than 32 bits", v)
-		return 0
-	}
-	return v
+	return 0
 }
 
 // size reads an unsigned varint that is a length or count, in compact form (plus one)
 // or not: it is no larger than the frame's remaining bytes plus one.
 func (f *frameReader) size() int {
 	v := f.uvarint()
-	if v > uint64(f.left)+1 {
+	if uint64(v) > uint64(f.left)+1 {
 		f.fail("a length of %d past the frame's end (%d left)", v, f.left)
 		return 0
 	}

@@ -97,6 +97,13 @@ func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.Produc
 		}
 		pc.resp.Topics = append(pc.resp.Topics, rt)
 	}
+	// A compressed batch is let go while the request is served: its records are
+	// decompressed copies (an uncompressed one is its partition's, readProduce).
+	for i := range r.Topics {
+		for j := range r.Topics[i].Partitions {
+			r.Topics[i].Partitions[j].Records = nil
+		}
+	}
 	return pc
 }
 

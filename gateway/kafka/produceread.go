@@ -1,6 +1,18 @@
 package kafka
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// maxProduceEntries bounds the topics and partitions one produce request names. Each
+// takes 3 to 6 bytes of a frame at the least, and its request and response some 200
+// bytes of memory whatever its size: without a bound, a frame of 100 MiB of empty ones
+// would make the agent allocate gigabytes. A client writes every partition of an agent
+// that it has records for in one request; no cluster has that many (a topic has at most
+// coordination.MaxPartitions).
+const maxProduceEntries = 1 << 16
 
 // readProduce reads the body of a produce request (versions 3 to 11) from its frame as it
 // comes, each partition's records into an allocation of their own, and decodes it as
@@ -11,6 +23,10 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 // which must not keep the whole frame alive), twice its size at once (docs/BENCHMARKS.md,
 // profiling item 32).
 func readProduce(f *frameReader, version int16) (*kmsg.ProduceRequest, error) {
+	if version < 3 || version > 12 {
+		// v13 names topics by id, which this reader does not.
+		return nil, fmt.Errorf("%w: Produce v%d cannot be read", errFrame, version)
+	}
 	flexible := version >= 9
 	r := kmsg.NewPtrProduceRequest()
 	r.SetVersion(version)
@@ -22,10 +38,15 @@ func readProduce(f *frameReader, version int16) (*kmsg.ProduceRequest, error) {
 	r.TimeoutMillis = f.int32()
 	// A topic is at least a name's length and a count; a partition its index and a
 	// length.
+	entries := 0
 	for n := f.count(flexible, 2); n > 0 && f.err == nil; n-- {
 		t := kmsg.NewProduceRequestTopic()
 		t.Topic = f.string(flexible)
-		for n := f.count(flexible, 5); n > 0 && f.err == nil; n-- {
+		n := f.count(flexible, 5)
+		if entries += 1 + n; entries > maxProduceEntries {
+			f.fail("more than %d topics and partitions in a produce request", maxProduceEntries)
+		}
+		for ; n > 0 && f.err == nil; n-- {
 			p := kmsg.NewProduceRequestTopicPartition()
 			p.Partition = f.int32()
 			p.Records = f.nullableBytes(flexible)

@@ -131,8 +131,9 @@ func TestReadProduceRefusesMalformed(t *testing.T) {
 		"records past the frame's end": {resized(good[:len(good)-3]), errFrame},
 		// After the header's tags, a null transactional id, acks and timeout: a count of
 		// topics the frame cannot hold (compact: 1000+1).
-		"a count past the frame's end": {resized(append(bytes.Clone(good[:4+bodyAt+1+1+2+4]), 0xe9, 0x07)), errFrame},
-		"cut short by its connection":  {good[:len(good)-10], io.ErrUnexpectedEOF},
+		"a count past the frame's end":         {resized(append(bytes.Clone(good[:4+bodyAt+1+1+2+4]), 0xe9, 0x07)), errFrame},
+		"cut short by its connection":          {good[:len(good)-10], io.ErrUnexpectedEOF},
+		"more entries than a request may name": {frameOf(manyPartitions(maxProduceEntries), 1), errBody},
 	}
 	for name, c := range cases {
 		_, _, got, err := readRequest(bufio.NewReader(bytes.NewReader(c.conn)), 1<<20, nil)
@@ -140,11 +141,29 @@ func TestReadProduceRefusesMalformed(t *testing.T) {
 			t.Errorf("%s: %v, %v; want %v", name, got, err, c.want)
 		}
 	}
+	if _, _, got, err := readRequest(bufio.NewReaderSize(bytes.NewReader(frameOf(manyPartitions(maxProduceEntries-1), 1)), 64<<10), 1<<20, nil); err != nil || len(got.Topics[0].Partitions) != maxProduceEntries-1 {
+		t.Errorf("a request naming as many topics and partitions as it may: %v", err)
+	}
 	reserved := false
 	_, _, _, err := readRequest(bufio.NewReader(bytes.NewReader(good)), len(good)-5, func(int) error { reserved = true; return nil })
 	if !errors.Is(err, errFrame) || reserved {
 		t.Errorf("a frame over the limit: %v, reserved %v", err, reserved)
 	}
+}
+
+// manyPartitions is a produce request to n partitions of one topic, without records.
+func manyPartitions(n int) *kmsg.ProduceRequest {
+	r := kmsg.NewPtrProduceRequest()
+	r.SetVersion(9)
+	t := kmsg.NewProduceRequestTopic()
+	t.Topic = "t"
+	for i := range n {
+		p := kmsg.NewProduceRequestTopicPartition()
+		p.Partition = int32(i)
+		t.Partitions = append(t.Partitions, p)
+	}
+	r.Topics = append(r.Topics, t)
+	return r
 }
 
 // mustBody returns a frame's body: what follows its header.
