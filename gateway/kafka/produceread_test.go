@@ -177,8 +177,8 @@ func mustBody(t *testing.T, frame []byte) []byte {
 }
 
 // FuzzReadRequest feeds frames, then a byte that follows them, to readRequest: it never
-// panics, leaves the connection at the frame's end, and a produce request it decodes as
-// it comes is one kmsg decodes the same from the whole frame.
+// panics, leaves the connection at the frame's end, and reads a produce request as it
+// comes if and only if kmsg decodes it from the whole frame, and the same.
 func FuzzReadRequest(f *testing.F) {
 	for _, v := range []int16{3, 8, 9, 11} {
 		f.Add(frameOf(sampleProduce(v, v == 8), 1)[4:])
@@ -193,16 +193,21 @@ func FuzzReadRequest(f *testing.F) {
 				t.Fatalf("the connection is left %d bytes from the frame's end", 1-len(rest))
 			}
 		}
-		if got == nil {
+		h, body, perr := parseHeader(frame)
+		if perr != nil || h.key != keyProduce || !supported(h.key, h.version) {
+			if got != nil {
+				t.Fatalf("read a produce request whose header is %+v: %v", h, perr)
+			}
 			return
 		}
-		h, body, err := parseHeader(frame)
-		if err != nil {
-			t.Fatalf("read a produce request whose header does not parse: %v", err)
-		}
-		want, err := decodeRequest(h, body)
-		if err != nil {
-			t.Fatalf("read a produce request kmsg does not: %v", err)
+		want, kerr := decodeRequest(h, body)
+		switch {
+		case got == nil && kerr == nil:
+			t.Fatalf("refused a produce request kmsg reads: %v", err)
+		case got == nil:
+			return
+		case kerr != nil:
+			t.Fatalf("read a produce request kmsg does not: %v", kerr)
 		}
 		if !reflect.DeepEqual(got, withoutTags(want.(*kmsg.ProduceRequest))) {
 			t.Fatalf("read %+v, kmsg %+v", got, want)
