@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"time"
 
@@ -157,9 +158,11 @@ func skipTags(b []byte) ([]byte, error) {
 	return b, nil
 }
 
+// uvarint reads an unsigned varint of 32 bits, as every one of the protocol's is (and as
+// kmsg and frameReader read them): five bytes at most.
 func uvarint(b []byte) (uint64, []byte, error) {
 	v, n := binary.Uvarint(b)
-	if n <= 0 {
+	if n <= 0 || n > 5 || v > math.MaxUint32 {
 		return 0, nil, fmt.Errorf("%w: bad varint", errFrame)
 	}
 	return v, b[n:], nil
