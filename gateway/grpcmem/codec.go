@@ -1,6 +1,7 @@
 package grpcmem
 
 import (
+	"context"
 	"fmt"
 
 	"google.golang.org/grpc"
@@ -15,7 +16,8 @@ import (
 
 // ServerOptions are the gRPC server options of the client API: message buffers from a
 // pool that does not zero them, for the transport and for the messages the codec
-// encodes and decodes, and socket buffers sized for messages of a megabyte.
+// encodes and decodes, socket buffers sized for messages of a megabyte, and answers
+// that are never compressed.
 func ServerOptions() []grpc.ServerOption {
 	pool := NewBufferPool()
 	return []grpc.ServerOption{
@@ -28,6 +30,20 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.SharedWriteBuffer(true),
 		// Gives back what a closed connection's answers held (held.go).
 		grpc.StatsHandler(statsHandler{}),
+		// Answers go uncompressed whatever the client asks (it may ask gzip, which
+		// gRPC would otherwise answer with): gRPC frees an encoded answer once it is
+		// compressed, before the compressed copy is written, so the read budget would
+		// stop counting it there (held.go); and Go's gzip compresses 62 MB/s on one of
+		// this machine's cores (records of random text, to 0.75 of their size), an
+		// eighth of what a catch-up read sends uncompressed (docs/BENCHMARKS.md).
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			_ = grpc.SetSendCompressor(ctx, encoding.Identity) // identity is always valid
+			return handler(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			_ = grpc.SetSendCompressor(ss.Context(), encoding.Identity)
+			return handler(srv, ss)
+		}),
 	}
 }
 

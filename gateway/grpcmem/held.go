@@ -24,8 +24,8 @@ import (
 // connection are therefore also given back when it ends (statsHandler), and those of a
 // stream when its handler says it ended (HoldsOfStream).
 //
-// A client that asks for compressed answers (gzip) is accounted until its answer is
-// compressed, not until it is written: gRPC then frees the encoded buffer at once.
+// Answers are never compressed (ServerOptions): gRPC frees the encoded buffer of one it
+// compresses at once, and only the compressed copy waits to be written.
 var held sync.Map // proto.Message -> *answer
 
 // answer is a reservation held for one encoded response, and the sets it is in.
