@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/gzip"  // clients may send compressed requests
 	_ "google.golang.org/grpc/encoding/proto" // registers the codec wrapped below
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
@@ -36,6 +37,8 @@ func ServerOptions() []grpc.ServerOption {
 		// stop counting it there (held.go); and Go's gzip compresses 62 MB/s on one of
 		// this machine's cores (records of random text, to 0.75 of their size), an
 		// eighth of what a catch-up read sends uncompressed (docs/BENCHMARKS.md).
+		// They must run before anything sends the headers: ServerOptions come first
+		// in the server's options, and their interceptors first in its chains.
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			_ = grpc.SetSendCompressor(ctx, encoding.Identity) // identity is always valid
 			return handler(ctx, req)

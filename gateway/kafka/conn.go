@@ -72,19 +72,19 @@ func readRequest(r *bufio.Reader, max int, reserve func(n int) error) (h header,
 	if err != nil {
 		return h, nil, nil, midFrame(err)
 	}
-	if h, rest, err := parseHeader(head); err == nil && h.key == keyProduce && supported(h.key, h.version) {
+	if ph, rest, err := parseHeader(head); err == nil && ph.key == keyProduce && supported(ph.key, ph.version) {
 		read := len(head) - len(rest)
 		if _, err := r.Discard(read); err != nil {
-			return h, nil, nil, midFrame(err)
+			return ph, nil, nil, midFrame(err)
 		}
-		produce, err := readProduce(&frameReader{r: r, left: int(n) - read}, h.version)
+		produce, err := readProduce(&frameReader{r: r, left: int(n) - read}, ph.version)
 		if errors.Is(err, errFrame) {
 			err = fmt.Errorf("%w: %w", errBody, err)
 		}
 		if err != nil {
-			return h, nil, nil, err
+			return ph, nil, nil, err
 		}
-		return h, nil, produce, nil
+		return ph, nil, produce, nil
 	}
 	frame := make([]byte, n)
 	if _, err := io.ReadFull(r, frame); err != nil {

@@ -125,7 +125,14 @@ func (f *frameReader) length(flexible, wide bool) int {
 // elements of at least minBytes each before anything is allocated for them. A null array
 // is empty.
 func (f *frameReader) count(flexible bool, minBytes int) int {
-	n := f.length(flexible, true)
+	n := 0
+	if flexible {
+		// As kmsg reads a compact count: in 32 bits, so that one of 2^31 or more is
+		// negative, an empty array, and not a frame that cannot be read.
+		n = int(int32(f.uvarint()) - 1)
+	} else {
+		n = int(f.int32())
+	}
 	if n > f.left/minBytes {
 		f.fail("%d elements of at least %d bytes in %d", n, minBytes, f.left)
 		return 0

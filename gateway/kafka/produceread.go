@@ -7,14 +7,18 @@ import (
 )
 
 // maxProduceEntries bounds the topics and partitions one produce request names. Each
-// takes 3 to 6 bytes of a frame at the least, and its request and response some 200
+// takes 3 to 8 bytes of a frame at the least, and its request and response some 200
 // bytes of memory whatever its size: without a bound, a frame of 100 MiB of empty ones
-// would make the agent allocate gigabytes. A client writes every partition of an agent
-// that it has records for in one request; no cluster has that many (a topic has at most
-// coordination.MaxPartitions).
+// would make the agent allocate gigabytes. A client puts every partition of an agent
+// that it has records for in one request, so an agent leading more than 65536
+// partitions could be sent more; such a request closes its connection
+// (docs/kafka.md).
 const maxProduceEntries = 1 << 16
 
-// readProduce reads the body of a produce request (versions 3 to 11) from its frame as it
+var errTooManyEntries = fmt.Errorf("more than %d topics and partitions in a produce request", maxProduceEntries)
+
+// readProduce reads the body of a produce request (versions 3 to 12; the listener serves 3
+// to 11) from its frame as it
 // comes, each partition's records into an allocation of their own, and decodes it as
 // kmsg does from a whole frame (but for the tagged fields, which no field of a produce
 // request uses and which it skips). A whole frame holds every partition's batches: read
@@ -43,8 +47,8 @@ func readProduce(f *frameReader, version int16) (*kmsg.ProduceRequest, error) {
 		t := kmsg.NewProduceRequestTopic()
 		t.Topic = f.string(flexible)
 		n := f.count(flexible, 5)
-		if entries += 1 + n; entries > maxProduceEntries {
-			f.fail("more than %d topics and partitions in a produce request", maxProduceEntries)
+		if entries += 1 + n; entries > maxProduceEntries && f.err == nil {
+			f.err = fmt.Errorf("%w: %w", errFrame, errTooManyEntries)
 		}
 		for ; n > 0 && f.err == nil; n-- {
 			p := kmsg.NewProduceRequestTopicPartition()
