@@ -22,6 +22,10 @@ var (
 		Name: "streamhouse_kafka_produce_reordered_total",
 		Help: "Idempotent batches that reached their partition ahead of the batch before them (their connection's previous request) and were sent again after it.",
 	})
+	metricBusyWaits = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_kafka_produce_backpressure_waits_total",
+		Help: "Batches of Kafka produce requests that their partition refused for backpressure (the agent's --max-pending-bytes spent) and that the listener sent again after a wait, within the request's timeout.",
+	})
 	metricConnections = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_kafka_connections", Help: "Open Kafka protocol connections.",
 	})

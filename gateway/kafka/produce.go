@@ -207,7 +207,7 @@ type partitionWriter interface {
 func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
 	defer j.finish()
 	rp, prev := j.out, j.prev
-	wait := reorderWait
+	wait, busy := reorderWait, busyWait
 	for i := 0; i < len(j.requests); i++ {
 		req := j.requests[i]
 		resp, err := c.ProduceRequest(ctx, req)
@@ -247,6 +247,26 @@ func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
 		default:
 			rp.ErrorCode, rp.ErrorMessage = partitionCode(resp.Code), strp(resp.Message)
 			return
+		case partitionpb.Code_CODE_RESOURCE_EXHAUSTED:
+			// The partition refused the batch before taking it: its agent's pending
+			// budget is spent (or the partition is starting). A Kafka client knows no
+			// such answer but a timeout, after which it backs off and sends the
+			// batches behind this one again, out of order; the listener waits
+			// instead, within the request's timeout, its frame's queued bytes holding
+			// its connection's next requests back (docs/BENCHMARKS.md, item 35).
+			metricBusyWaits.Inc()
+			t := time.NewTimer(busy)
+			select {
+			case <-t.C:
+				busy = min(2*busy, maxBusyWait)
+				j.requests[i] = resend(req, req.Follows)
+				i--
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				rp.ErrorCode, rp.ErrorMessage = partitionCode(resp.Code), strp(resp.Message)
+				return
+			}
 		}
 		if i == 0 {
 			rp.BaseOffset = resp.BaseOffset
@@ -256,10 +276,14 @@ func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
 }
 
 // reorderWait and maxReorderWait bound the wait before a batch that reached its partition
-// ahead of the one before it is sent again.
+// ahead of the one before it is sent again; busyWait and maxBusyWait, before one its
+// partition refused for backpressure is. The pending budget frees as segments commit,
+// tens of milliseconds apart under load.
 const (
 	reorderWait    = time.Millisecond
 	maxReorderWait = 16 * time.Millisecond
+	busyWait       = 2 * time.Millisecond
+	maxBusyWait    = 64 * time.Millisecond
 )
 
 // resend is req as a new request: with a new id, since the partition answers a repeated

@@ -27,35 +27,11 @@ func TestQueuedRequestBytesSlowClientsInsteadOfGrowing(t *testing.T) {
 	})
 	const topic, producers, perProducer, size = "queued", 8, 32, 64 << 10
 	c.createTopic(topic, 6, nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, producers)
-	for p := range producers {
-		// A linger long enough that each producer's records leave in one request or two.
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(50*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() {
-			defer cl.Close()
-			recs := make([]*kgo.Record, perProducer)
-			for i := range recs {
-				v := []byte(fmt.Sprintf("p%d-%d-", p, i))
-				recs[i] = &kgo.Record{Value: append(v, make([]byte, size-len(v))...)}
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			errs <- cl.ProduceSync(ctx, recs...).FirstErr()
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("produce: %v", err)
-		}
-	}
+	// A linger long enough that each producer's records leave in one request or two.
+	c.produceAtOnce(topic, producers, perProducer, size, func(int) []kgo.Opt { return []kgo.Opt{kgo.ProducerLinger(50 * time.Millisecond)} })
 
 	const consumers = 4
+	var wg sync.WaitGroup
 	read := make(chan error, consumers)
 	for range consumers {
 		consumer, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -92,6 +68,39 @@ func TestQueuedRequestBytesSlowClientsInsteadOfGrowing(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// produceAtOnce has that many producers send perProducer records of size bytes each to
+// topic, all at once, each with the options opts gives it, and fails the test unless
+// every record is acked. A record's value begins "p<producer>-<i>-".
+func (c *cluster) produceAtOnce(topic string, producers, perProducer, size int, opts func(p int) []kgo.Opt) {
+	c.t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, producers)
+	for p := range producers {
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.seeds()...), kgo.DefaultProduceTopic(topic)}, opts(p)...)...)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		wg.Go(func() {
+			defer cl.Close()
+			recs := make([]*kgo.Record, perProducer)
+			for i := range recs {
+				v := []byte(fmt.Sprintf("p%d-%d-", p, i))
+				recs[i] = &kgo.Record{Value: append(v, make([]byte, size-len(v))...)}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			errs <- cl.ProduceSync(ctx, recs...).FirstErr()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			c.t.Fatalf("produce: %v", err)
+		}
+	}
 }
 
 // readOnce polls consumer until it has read n records, and fails if one comes twice.
