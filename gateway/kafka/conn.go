@@ -2,12 +2,12 @@ package kafka
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"time"
 
@@ -125,47 +125,17 @@ func decodeRequest(h header, body []byte) (kmsg.Request, error) {
 	}
 	kreq.SetVersion(h.version)
 	if kreq.IsFlexible() {
-		var err error
-		if body, err = skipTags(body); err != nil {
-			return nil, err
+		// The header's tagged fields, read as readProduce reads them.
+		f := &frameReader{r: bufio.NewReaderSize(bytes.NewReader(body), 16), left: len(body)}
+		if f.skipTags(); f.err != nil {
+			return nil, f.err
 		}
+		body = body[len(body)-f.left:]
 	}
 	if err := kreq.ReadFrom(body); err != nil {
 		return nil, fmt.Errorf("%w: %s v%d: %v", errFrame, kmsg.NameForKey(h.key), h.version, err)
 	}
 	return kreq, nil
-}
-
-// skipTags skips a tagged-fields section: a count and that many (tag, size, bytes).
-func skipTags(b []byte) ([]byte, error) {
-	n, b, err := uvarint(b)
-	if err != nil {
-		return nil, err
-	}
-	for range n {
-		if _, b, err = uvarint(b); err != nil {
-			return nil, err
-		}
-		var size uint64
-		if size, b, err = uvarint(b); err != nil {
-			return nil, err
-		}
-		if size > uint64(len(b)) {
-			return nil, fmt.Errorf("%w: tagged field of %d bytes in %d", errFrame, size, len(b))
-		}
-		b = b[size:]
-	}
-	return b, nil
-}
-
-// uvarint reads an unsigned varint of 32 bits, as every one of the protocol's is (and as
-// kmsg and frameReader read them): five bytes at most.
-func uvarint(b []byte) (uint64, []byte, error) {
-	v, n := binary.Uvarint(b)
-	if n <= 0 || n > 5 || v > math.MaxUint32 {
-		return 0, nil, fmt.Errorf("%w: bad varint", errFrame)
-	}
-	return v, b[n:], nil
 }
 
 // appendResponse frames a response: size, correlation id, the response header's tagged

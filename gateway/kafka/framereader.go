@@ -25,19 +25,14 @@ func (f *frameReader) fail(format string, args ...any) {
 	}
 }
 
-// read fills dst from the frame.
-func (f *frameReader) read(dst []byte) bool {
+// room reports whether n more bytes of the frame can be read: no error came first, and
+// the frame holds them.
+func (f *frameReader) room(n int) bool {
 	if f.err != nil {
 		return false
 	}
-	if len(dst) > f.left {
-		f.fail("a field of %d bytes past the frame's end (%d left)", len(dst), f.left)
-		return false
-	}
-	n, err := io.ReadFull(f.r, dst)
-	f.left -= n
-	if err != nil {
-		f.err = midFrame(err)
+	if n < 0 || n > f.left {
+		f.fail("a field of %d bytes past the frame's end (%d left)", n, f.left)
 		return false
 	}
 	return true
@@ -46,11 +41,7 @@ func (f *frameReader) read(dst []byte) bool {
 // fixed reads a field of n bytes (at most the connection's buffer), which dst is: the
 // caller's array, not a slice that escapes.
 func (f *frameReader) fixed(dst []byte) {
-	if f.err != nil {
-		return
-	}
-	if len(dst) > f.left {
-		f.fail("a field of %d bytes past the frame's end (%d left)", len(dst), f.left)
+	if !f.room(len(dst)) {
 		return
 	}
 	b, err := f.r.Peek(len(dst))
@@ -142,12 +133,14 @@ func (f *frameReader) count(flexible bool, minBytes int) int {
 
 // bytes reads n bytes into an allocation of their own.
 func (f *frameReader) bytes(n int) []byte {
-	if n < 0 || n > f.left {
-		f.fail("a field of %d bytes in %d", n, f.left)
+	if !f.room(n) {
 		return nil
 	}
 	b := make([]byte, n)
-	if !f.read(b) {
+	read, err := io.ReadFull(f.r, b)
+	f.left -= read
+	if err != nil {
+		f.err = midFrame(err)
 		return nil
 	}
 	return b
@@ -184,11 +177,7 @@ func (f *frameReader) nullableBytes(flexible bool) []byte {
 
 // skip discards n bytes of the frame.
 func (f *frameReader) skip(n int) {
-	if f.err != nil {
-		return
-	}
-	if n < 0 || n > f.left {
-		f.fail("skipping %d bytes of %d", n, f.left)
+	if !f.room(n) {
 		return
 	}
 	d, err := f.r.Discard(n)

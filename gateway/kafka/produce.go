@@ -220,6 +220,26 @@ func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
 		case partitionpb.Code_CODE_DUPLICATE_SEQUENCE:
 			rp.ErrorCode = kerr.DuplicateSequenceNumber.Code // written before; clients take it as success
 			return
+		case partitionpb.Code_CODE_RESOURCE_EXHAUSTED:
+			// The partition refused the batch before taking it: its agent's pending
+			// budget is spent (or the partition is starting). A Kafka client knows no
+			// such answer but a timeout, after which it backs off and sends the
+			// batches behind this one again, out of order; the listener waits
+			// instead, within the request's timeout, its frame's queued bytes holding
+			// its connection's next requests back (docs/BENCHMARKS.md, item 35).
+			metricBusyWaits.Inc()
+			t := time.NewTimer(busy)
+			select {
+			case <-t.C:
+				busy = min(2*busy, maxBusyWait)
+				j.requests[i] = resend(req, req.Follows)
+				i--
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				rp.ErrorCode, rp.ErrorMessage = partitionCode(resp.Code), strp(resp.Message)
+				return
+			}
 		case partitionpb.Code_CODE_OUT_OF_ORDER_SEQUENCE:
 			if prev != nil {
 				metricReordered.Inc()
@@ -247,26 +267,6 @@ func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
 		default:
 			rp.ErrorCode, rp.ErrorMessage = partitionCode(resp.Code), strp(resp.Message)
 			return
-		case partitionpb.Code_CODE_RESOURCE_EXHAUSTED:
-			// The partition refused the batch before taking it: its agent's pending
-			// budget is spent (or the partition is starting). A Kafka client knows no
-			// such answer but a timeout, after which it backs off and sends the
-			// batches behind this one again, out of order; the listener waits
-			// instead, within the request's timeout, its frame's queued bytes holding
-			// its connection's next requests back (docs/BENCHMARKS.md, item 35).
-			metricBusyWaits.Inc()
-			t := time.NewTimer(busy)
-			select {
-			case <-t.C:
-				busy = min(2*busy, maxBusyWait)
-				j.requests[i] = resend(req, req.Follows)
-				i--
-				continue
-			case <-ctx.Done():
-				t.Stop()
-				rp.ErrorCode, rp.ErrorMessage = partitionCode(resp.Code), strp(resp.Message)
-				return
-			}
 		}
 		if i == 0 {
 			rp.BaseOffset = resp.BaseOffset
