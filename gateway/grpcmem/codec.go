@@ -35,8 +35,9 @@ func ServerOptions() []grpc.ServerOption {
 		// gRPC would otherwise answer with): gRPC frees an encoded answer once it is
 		// compressed, before the compressed copy is written, so the read budget would
 		// stop counting it there (held.go); and Go's gzip compresses 62 MB/s on one of
-		// this machine's cores (records of random text, to 0.75 of their size), an
-		// eighth of what a catch-up read sends uncompressed (docs/BENCHMARKS.md).
+		// this machine's cores (records of random text, to 0.75 of their size), a
+		// seventh to a ninth of what a catch-up read sends uncompressed
+		// (docs/BENCHMARKS.md, item 34).
 		// They must run before anything sends the headers: ServerOptions come first
 		// in the server's options, and their interceptors first in its chains.
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

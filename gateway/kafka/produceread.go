@@ -7,8 +7,9 @@ import (
 )
 
 // maxProduceEntries bounds the topics and partitions one produce request names. Each
-// takes 3 to 8 bytes of a frame at the least, and its request and response some 200
-// bytes of memory whatever its size: without a bound, a frame of 100 MiB of empty ones
+// takes 3 to 8 bytes of a frame at the least, and its request and response some 300
+// bytes of memory whatever its size (an empty partition of 6 bytes: 213 allocated to
+// decode it, its slice's growth included, and 88 for its response's entry): without a bound, a frame of 100 MiB of empty ones
 // would make the agent allocate gigabytes. A client puts every partition of an agent
 // that it has records for in one request, so an agent leading more than 65536
 // partitions could be sent more; such a request closes its connection
