@@ -107,9 +107,18 @@ func (c *Client) ProduceRequest(ctx context.Context, req *partitionpb.ProduceReq
 		req.RequestId = rand.Uint64()
 	}
 	var resp *partitionpb.ProduceResponse
-	err := c.call(ctx, p, req, func(m proto.Message) bool {
+	err := c.call(ctx, p, req, func(m proto.Message, unanswered int) bool {
 		resp = m.(*partitionpb.ProduceResponse)
-		return resp.Code != partitionpb.Code_CODE_UNAVAILABLE
+		switch resp.Code {
+		case partitionpb.Code_CODE_UNAVAILABLE:
+			return false
+		case partitionpb.Code_CODE_RESOURCE_EXHAUSTED:
+			// A refusal leaves no trace at the partition: an attempt sent after this
+			// one (its mailbox ran behind the attempt timeout) may still be written, and
+			// its answer is the one that says so.
+			return unanswered == 0
+		}
+		return true
 	})
 	return resp, err
 }
@@ -118,7 +127,7 @@ func (c *Client) ProduceRequest(ctx context.Context, req *partitionpb.ProduceReq
 func (c *Client) Fetch(ctx context.Context, req *partitionpb.FetchRequest) (*partitionpb.FetchResponse, error) {
 	p := coordination.Partition{Topic: req.Topic, Partition: req.Partition}
 	var resp *partitionpb.FetchResponse
-	err := c.call(ctx, p, req, func(m proto.Message) bool {
+	err := c.call(ctx, p, req, func(m proto.Message, _ int) bool {
 		resp = m.(*partitionpb.FetchResponse)
 		return resp.Code != partitionpb.Code_CODE_UNAVAILABLE
 	})
@@ -126,7 +135,7 @@ func (c *Client) Fetch(ctx context.Context, req *partitionpb.FetchRequest) (*par
 }
 
 // call requests until accept returns true or the retry budget ends; the last answer
-// stays with accept's caller.
+// stays with accept's caller, which is also told how many attempts are still unanswered.
 //
 // An attempt that has no answer within the attempt timeout is not abandoned: the request
 // is sent again, and the first answer to any attempt counts. The partition answers
@@ -137,7 +146,7 @@ func (c *Client) Fetch(ctx context.Context, req *partitionpb.FetchRequest) (*par
 // a dead owner is most of a failover otherwise. Nothing acked is lost that way, but a
 // request a dead owner committed, unanswered, is written again at the new owner unless
 // its producer is idempotent.
-func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.Message, accept func(proto.Message) bool) error {
+func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.Message, accept func(m proto.Message, unanswered int) bool) error {
 	wait, budget := c.opts.AttemptTimeout, c.opts.RetryFor
 	if fr, ok := req.(*partitionpb.FetchRequest); ok {
 		longPoll := time.Duration(fr.MaxWaitMs) * time.Millisecond // not a timeout
@@ -156,20 +165,23 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 		}
 	}
 	var (
-		answered bool
-		last     error
-		owner    string // of the last attempt; "" once it left
-		backoff  = 25 * time.Millisecond
-		next     = time.NewTimer(0) // sends the next attempt
+		answered   bool
+		last       error
+		owner      string // of the last attempt; "" once it left
+		unanswered int    // attempts sent and not answered yet
+		backoff    = 25 * time.Millisecond
+		next       = time.NewTimer(0) // sends the next attempt
 	)
 	defer next.Stop()
 	for {
 		select {
 		case <-next.C:
 			owner = c.owner(p)
+			unanswered++
 			go send()
 			next.Reset(wait)
 		case a := <-answers:
+			unanswered--
 			switch m, ok := a.res.(proto.Message); {
 			case a.err != nil:
 				last = a.err
@@ -177,7 +189,7 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 				last = fmt.Errorf("unexpected answer %T", a.res)
 			default:
 				answered, last = true, nil
-				if accept(m) {
+				if accept(m, unanswered) {
 					return nil
 				}
 			}

@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
@@ -37,10 +38,13 @@ type fixture struct {
 	store objstore.Store
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture returns a fixture whose etcd client dials with opts (interceptors, in tests
+// that hold etcd calls back).
+func newFixture(t *testing.T, opts ...grpc.DialOption) *fixture {
 	t.Helper()
 	n := seq.Add(1)
-	e, err := clientv3.New(clientv3.Config{Endpoints: []string{testEtcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	e, err := clientv3.New(clientv3.Config{Endpoints: []string{testEtcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: opts})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -349,7 +349,8 @@ func (n *Node) drainLocalPartitions(m *member) {
 	var wg sync.WaitGroup
 	for p, pid := range m.local.snapshot() {
 		wg.Go(func() {
-			if _, err := m.system.Root.RequestFuture(pid, &drain{}, stopFlushTimeout+5*time.Second).Result(); err != nil {
+			// A drain that runs out of time still waits for a commit under way (writer.Flush).
+			if _, err := m.system.Root.RequestFuture(pid, &drain{}, stopFlushTimeout+DefaultCommitTimeout+5*time.Second).Result(); err != nil {
 				n.log.Warn("partition not drained", zap.String("partition", p.String()), zap.Error(err))
 			}
 		})

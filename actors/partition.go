@@ -43,7 +43,8 @@ const (
 	maxStash = 10000
 	// acquireTimeout bounds the wait for a previous owner's lease to be released or expire.
 	acquireTimeout = 30 * time.Second
-	// stopFlushTimeout bounds how long a stopping partition waits for its last commits.
+	// stopFlushTimeout bounds how long a stopping partition waits for its last batches to
+	// be committed; a commit already under way then is still waited for (writer.Flush).
 	stopFlushTimeout = 10 * time.Second
 	// defaultFetchBytes answers fetches that do not say how much they want.
 	defaultFetchBytes = 1 << 20

@@ -500,23 +500,10 @@ func (w *writer) onUpload(m uploadDone) {
 // reset fails every batch that is not committing and restarts offsets after the last
 // batch that may still commit.
 func (w *writer) reset(cause error) {
-	keep := 0
-	if len(w.queue) > 0 && w.queue[0].state == committing {
-		keep = 1
-	}
-	for _, b := range w.queue[keep:] {
-		w.fail(b, cause)
-	}
-	clear(w.queue[keep:])
-	w.queue = w.queue[:keep]
-	if w.open != nil {
-		w.fail(w.open, cause)
-		w.open = nil
-	}
-	w.sealDue = false
+	w.failUncommitted(cause)
 	w.gen++
 	w.next = w.committed
-	if keep == 1 {
+	if len(w.queue) == 1 {
 		w.next = w.queue[0].last() + 1
 	}
 	w.draining = true
@@ -532,6 +519,12 @@ func (w *writer) finishDraining() {
 
 func (w *writer) onCommit(m commitDone) {
 	b := m.b
+	if len(w.queue) == 0 || w.queue[0] != b {
+		// Only the head commits, and nothing fails a committing head but its own result
+		// (abandon keeps it): a result for another batch is a bug, never to be acked.
+		w.log.Error("commit result for a batch that is not committing", zap.Int64("base", b.base), zap.Error(m.err))
+		return
+	}
 	if m.err != nil {
 		result := "error"
 		if errors.Is(m.err, coordination.ErrFenced) {
@@ -570,6 +563,7 @@ func (w *writer) onCommit(m commitDone) {
 
 func (w *writer) fail(b *batch, err error) {
 	w.addPending(-b.bytes)
+	b.bytes = 0 // given back once, whatever happens to the batch after
 	for _, wt := range b.waiters {
 		if wt.producer != 0 {
 			w.prod.settle(wt.producer, wt.base, false)
@@ -581,36 +575,71 @@ func (w *writer) fail(b *batch, err error) {
 
 // stop fails everything with err; later calls fail with it too.
 func (w *writer) stop(err error) {
-	if w.fatal != nil {
-		return
+	w.abandon(err)
+	if len(w.queue) > 0 {
+		w.fail(w.queue[0], err)
+		w.queue = nil
 	}
-	w.fatal = err
-	for _, b := range w.queue {
+}
+
+// abandon is stop but for a committing head: it fails every other batch with err (and
+// every later call), while the head's transaction, which may yet be applied, answers
+// its producers when its result comes.
+func (w *writer) abandon(err error) {
+	if w.fatal == nil {
+		w.fatal = err
+	}
+	w.failUncommitted(err)
+}
+
+// failUncommitted fails every batch but a committing head, which alone may still reach
+// the log, and leaves the queue holding that head or nothing.
+func (w *writer) failUncommitted(err error) {
+	keep := 0
+	if len(w.queue) > 0 && w.queue[0].state == committing {
+		keep = 1
+	}
+	for _, b := range w.queue[keep:] {
 		w.fail(b, err)
 	}
-	w.queue = nil
+	clear(w.queue[keep:])
+	w.queue = w.queue[:keep]
 	if w.open != nil {
 		w.fail(w.open, err)
 		w.open = nil
 	}
+	w.sealDue = false
 }
 
 // Flush seals the open batch and blocks until everything accepted is committed or failed,
 // processing results itself. It is for a stopping actor, whose mailbox no longer runs.
+//
+// When ctx ends first, every batch not yet committing fails (nothing of it is in the
+// log), but a commit under way is waited for: its transaction may still be applied, and
+// its producers, told it failed, would write its records again. It ends by its own
+// deadline, CommitTimeout after its PUT.
 func (w *writer) Flush(ctx context.Context) error {
 	w.seal(true)
-	for (len(w.queue) > 0 || w.inFlight > 0) && w.fatal == nil {
+	done := ctx.Done()
+	for w.busy() {
 		select {
 		case <-w.in.signal:
-			if err := w.Process(); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			w.stop(fmt.Errorf("%w: %s stopped before its writes completed", ErrUnavailable, w.p))
-			return ctx.Err()
+			_ = w.Process() // a fatal error is returned below
+		case <-done:
+			done = nil
+			w.abandon(fmt.Errorf("%w: %s stopped before its writes completed", ErrUnavailable, w.p))
 		}
 	}
 	return w.fatal
+}
+
+// busy reports whether Flush has something to wait for: with the writer failed, only a
+// commit under way (uploads still running are orphans by then).
+func (w *writer) busy() bool {
+	if w.fatal != nil {
+		return len(w.queue) > 0
+	}
+	return len(w.queue) > 0 || w.inFlight > 0
 }
 
 // Close fails whatever is still pending with err (the partition is going away) and gives

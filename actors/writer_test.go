@@ -8,9 +8,12 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"weak"
+
+	"google.golang.org/grpc"
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -770,5 +773,76 @@ func TestGoroutinesRunEveryFunctionConcurrently(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("function not run")
+	}
+}
+
+// heldTxns holds the etcd transactions of a client that dials with its interceptor while
+// armed: the way a slow etcd would, which still applies each one once let through.
+type heldTxns struct {
+	hold atomic.Pointer[chan struct{}]
+	held atomic.Int64 // transactions that reached the hold
+}
+
+func (h *heldTxns) interceptor() grpc.DialOption {
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+		invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if hold := h.hold.Load(); hold != nil && method == "/etcdserverpb.KV/Txn" {
+			h.held.Add(1)
+			<-*hold // not ctx: the transaction goes through late, as a slow etcd's would
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	})
+}
+
+// TestWriterFlushWaitsForTheCommitUnderWay: a writer flushing as its partition stops runs
+// out of time while a commit's transaction is held in a slow etcd. The batches not yet
+// committing fail, but the producers of the one committing are answered with what became
+// of its transaction, which etcd applies once let through: told it failed, they would
+// write its records again. Before, they were told the partition was unavailable, and the
+// writer panicked on the commit's result when its actor processed it afterwards.
+func TestWriterFlushWaitsForTheCommitUnderWay(t *testing.T) {
+	var txns heldTxns
+	f := newFixture(t, txns.interceptor())
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: f.store, Linger: time.Hour, MaxInFlight: 1}, 0)
+	hold := make(chan struct{})
+	txns.hold.Store(&hold)
+	first, second := make(chan produceResult, 1), make(chan produceResult, 1)
+	w.Append(values("first", 3), nil, func(r produceResult) { first <- r })
+	w.seal(true) // uploads, then commits while the second batch waits in the open one
+	w.Append(values("second", 2), nil, func(r produceResult) { second <- r })
+	deadline := time.After(10 * time.Second)
+	for txns.held.Load() == 0 {
+		select {
+		case <-w.Signal():
+			if err := w.Process(); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Millisecond): // the commit runs on a goroutine of its own
+		case <-deadline:
+			t.Fatal("the first batch's commit never reached etcd")
+		}
+	}
+	go func() { time.Sleep(time.Second); close(hold) }() // etcd comes back after the flush's time
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := w.Flush(ctx)
+	harness.Eventually(t, 10*time.Second, func() error { // etcd applies the held transaction
+		if got := committedLog(t, f, "t", 0); len(got) != 3 || !strings.HasPrefix(string(got[0].Value), "first-0-") {
+			return fmt.Errorf("the log holds %d records, want the first batch's 3", len(got))
+		}
+		return nil
+	})
+	if r := <-first; r.Err != nil || r.Base != 0 || r.Count != 3 {
+		t.Fatalf("the batch whose commit was under way, and is in the log: %+v, want acked at 0-2", r)
+	}
+	if r := <-second; !errors.Is(r.Err, ErrUnavailable) {
+		t.Fatalf("the batch not yet committing: %+v, want unavailable", r)
+	}
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Flush out of time: %v, want unavailable", err)
+	}
+	_ = w.Process() // a late result must not move a stopped writer
+	if w.Committed() != 3 || w.pending != 0 {
+		t.Fatalf("committed %d with %d bytes pending, want 3 and 0", w.Committed(), w.pending)
 	}
 }

@@ -35,6 +35,7 @@ type agentFlags struct {
 	kafkaAdvertise    string
 	kafkaMaxRequest   int
 	kafkaMaxQueued    int
+	kafkaFrameTimeout time.Duration
 	adminListen       string
 	limits            gateway.Limits
 	memory            memoryFlags
@@ -104,7 +105,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		}
 		fs.IntVar(p, name, def, help+" ($"+env+")")
 	}
-	intFlag(&f.kafkaMaxRequest, "kafka-max-request-bytes", "STREAMHOUSE_KAFKA_MAX_REQUEST_BYTES", kafka.DefaultMaxFrameBytes, "largest Kafka request, and decompressed records of one produce (Kafka's socket.request.max.bytes); a larger one closes its connection")
+	intFlag(&f.kafkaMaxRequest, "kafka-max-request-bytes", "STREAMHOUSE_KAFKA_MAX_REQUEST_BYTES", kafka.DefaultMaxFrameBytes, "largest Kafka request (Kafka's socket.request.max.bytes), and half of what the records of one produce may hold decoded; a larger one closes its connection")
+	dur(&f.kafkaFrameTimeout, "kafka-frame-timeout", "STREAMHOUSE_KAFKA_FRAME_TIMEOUT", kafka.DefaultFrameTimeout, "how long a Kafka request frame may take to arrive once its size is read; past it the connection closes and the frame's queued bytes go back")
 	intFlag(&f.kafkaMaxQueued, "kafka-max-queued-bytes", "STREAMHOUSE_KAFKA_MAX_QUEUED_BYTES", kafka.DefaultMaxQueuedBytes, "Kafka request frames read and not yet answered, over all connections (Kafka's queued.max.request.bytes); beyond it a connection's next frame waits to be read")
 	intFlag(&f.limits.MaxRecordBytes, "max-record-bytes", "STREAMHOUSE_MAX_RECORD_BYTES", 1<<20, "largest record (key + value + headers) accepted")
 	intFlag(&f.limits.MaxBatchBytes, "max-batch-bytes", "STREAMHOUSE_MAX_BATCH_BYTES", 16<<20, "largest produce request, in record bytes")
@@ -252,7 +254,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		return err
 	}
 	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, MaxQueuedBytes: f.kafkaMaxQueued,
-		Reads: reads, Log: alog})
+		FrameTimeout: f.kafkaFrameTimeout, Reads: reads, Log: alog})
 	admin, err := serveAdmin(f.adminListen, coord, store, node, reads, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
 	if err != nil {
 		srv.Stop()

@@ -184,14 +184,22 @@ func (s *Server) serveConn(c net.Conn) {
 				return err
 			}
 			held = n
-			return nil
+			return c.SetReadDeadline(time.Now().Add(s.opts.FrameTimeout))
 		})
+		if held > 0 {
+			_ = c.SetReadDeadline(time.Time{}) // between frames, a connection may idle
+		}
 		answered := func() { s.queued.Release(int64(held)) }
 		if err != nil && !errors.Is(err, errBody) {
 			answered()
-			if errors.Is(err, errFrame) {
+			var ne net.Error
+			switch {
+			case errors.Is(err, errFrame):
 				metricRequests.WithLabelValues("frame", "malformed").Inc()
 				log.Info("closing Kafka connection", zap.Error(err))
+			case errors.As(err, &ne) && ne.Timeout():
+				metricRequests.WithLabelValues("frame", "timeout").Inc()
+				log.Info("closing Kafka connection: a frame did not arrive in time", zap.Duration("timeout", s.opts.FrameTimeout), zap.Error(err))
 			}
 			return
 		}

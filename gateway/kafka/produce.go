@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -56,15 +55,20 @@ type produceJob struct {
 // of it.
 func (j *produceJob) idempotent() bool { return j.requests[0].ProducerId > 0 }
 
+// decodedPerFrame bounds what a request's records hold once decoded (their decompressed
+// bytes and recordOverhead each), in frame limits: a full frame of 1 KiB records decodes
+// to 1.13 of it, one of empty records would have to about 20, a compressed one to any size.
+const decodedPerFrame = 2
+
 // decodeProduce decodes every partition's batches, one partition after the other, within
-// one budget of decompressed bytes for the whole request (the frame limit): what a request
-// holds in memory is bounded whatever its compression. A partition that cannot be written
+// one budget for the whole request of what its decoded records hold in memory
+// (decodedPerFrame): bounded whatever their compression or size. A partition that cannot be written
 // gets its error code in the response and no job.
 func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.ProduceRequest) *produceCall {
 	pc := &produceCall{resp: r.ResponseKind().(*kmsg.ProduceResponse),
 		timeout: min(max(time.Duration(r.TimeoutMillis)*time.Millisecond, minProduceTimeout), maxProduceTimeout)}
 	req.noResponse = r.Acks == 0
-	budget := s.opts.MaxFrameBytes
+	budget := decodedPerFrame * s.opts.MaxFrameBytes
 	for _, t := range r.Topics {
 		rt := kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
@@ -151,24 +155,27 @@ func (s *Server) liveTopic(ctx context.Context, name string) (coordination.Topic
 
 // writesOf decodes a partition's batches into the writes to send its partition: all the
 // records in one write, or for an idempotent producer one write per batch (each carries
-// its own sequence numbers). used is the decompressed bytes, at most budget.
+// its own sequence numbers). used is what its records hold in memory (batchLimits.memory),
+// at most budget.
 func (s *Server) writesOf(p coordination.Partition, raw []byte, budget int) (_ []*partitionpb.ProduceRequest, used int, _ *batchError) {
-	batches, err := decodeBatches(raw, min(s.limits.MaxBatchBytes, budget), s.limits.MaxRecordBytes)
+	batches, used, err := decodeBatches(raw, batchLimits{payload: s.limits.MaxBatchBytes, memory: budget,
+		records: s.limits.MaxBatchRecords, record: s.limits.MaxRecordBytes})
 	if err != nil {
 		if be, ok := err.(*batchError); ok {
 			return nil, 0, be
 		}
 		return nil, 0, &batchError{code: kerr.CorruptMessage.Code, msg: err.Error()}
 	}
-	idempotent := batches[0].producerID >= 0
-	records := 0
+	idempotent := batches[0].producerID > 0
 	var writes []*partitionpb.ProduceRequest
 	for _, b := range batches {
-		used += b.bytes
-		records += len(b.records)
 		switch {
-		case (b.producerID >= 0) != idempotent:
+		case (b.producerID > 0) != idempotent:
 			return nil, 0, &batchError{code: kerr.InvalidRecord.Code, msg: "idempotent and other batches in one partition of a request"}
+		case idempotent && len(batches) > 1:
+			// As Kafka since produce v3: the answer holds one outcome per partition, and
+			// a batch refused (or a retry's duplicate) would stand for the ones after it.
+			return nil, 0, &batchError{code: kerr.InvalidRecord.Code, msg: "an idempotent producer's partition takes one record batch per request"}
 		case !idempotent && len(writes) == 1:
 			writes[0].Records = append(writes[0].Records, b.records...)
 		case !idempotent:
@@ -177,10 +184,6 @@ func (s *Server) writesOf(p coordination.Partition, raw []byte, budget int) (_ [
 			writes = append(writes, &partitionpb.ProduceRequest{Topic: p.Topic, Partition: p.Partition, Records: b.records,
 				ProducerId: b.producerID, ProducerEpoch: int32(b.producerEpoch), BaseSequence: b.firstSequence})
 		}
-	}
-	if records > s.limits.MaxBatchRecords {
-		return nil, 0, &batchError{code: kerr.MessageTooLarge.Code,
-			msg: fmt.Sprintf("%d records for one partition in one request, at most %d", records, s.limits.MaxBatchRecords)}
 	}
 	return writes, used, nil
 }
@@ -232,7 +235,12 @@ func writeJob(ctx context.Context, c partitionWriter, j *produceJob) {
 			select {
 			case <-t.C:
 				busy = min(2*busy, maxBusyWait)
+				// The same id: an attempt of it the client sent after a timeout may
+				// still be in the partition's queue, and be written; a re-send by id is
+				// answered with its outcome, not written again. A refusal leaves no
+				// trace, so the id is as new to a partition that refused every attempt.
 				j.requests[i] = resend(req, req.Follows)
+				j.requests[i].RequestId = req.RequestId
 				i--
 				continue
 			case <-ctx.Done():
@@ -287,8 +295,9 @@ const (
 )
 
 // resend is req as a new request: with a new id, since the partition answers a repeated
-// id with its first answer, and a new message, since an attempt that timed out may still
-// hold the old one. follows: the batch before it is still unanswered.
+// id with its first answer (its refusal as out of order, were an attempt of it still
+// queued there), and a new message, since an attempt that timed out may still hold the
+// old one. follows: the batch before it is still unanswered.
 func resend(req *partitionpb.ProduceRequest, follows bool) *partitionpb.ProduceRequest {
 	return &partitionpb.ProduceRequest{Topic: req.Topic, Partition: req.Partition, Records: req.Records,
 		ProducerId: req.ProducerId, ProducerEpoch: req.ProducerEpoch, BaseSequence: req.BaseSequence, Follows: follows}

@@ -35,17 +35,21 @@ func TestWritesOfAPartition(t *testing.T) {
 	if err != nil || len(writes) != 1 || len(writes[0].Records) != 5 || writes[0].ProducerId != 0 || used == 0 {
 		t.Fatalf("two plain batches: %v writes, %d bytes, %v", writes, used, err)
 	}
-	idem := append(idempotentBatch(2, 10), idempotentBatch(2, 12)...)
-	writes, _, err = s.writesOf(p, idem, 1<<20)
-	if err != nil || len(writes) != 2 || writes[1].ProducerId != 9 || writes[1].ProducerEpoch != 1 || writes[1].BaseSequence != 12 {
-		t.Fatalf("two idempotent batches: %v, %v", writes, err)
+	if want := 5*recordOverhead + 2*len("value-0") + len("key-0") + 3; used < want {
+		t.Fatalf("two plain batches of 5 records counted %d bytes of memory, want at least %d", used, want)
+	}
+	writes, _, err = s.writesOf(p, idempotentBatch(2, 10), 1<<20)
+	if err != nil || len(writes) != 1 || writes[0].ProducerId != 9 || writes[0].ProducerEpoch != 1 || writes[0].BaseSequence != 10 {
+		t.Fatalf("an idempotent batch: %v, %v", writes, err)
 	}
 	for name, c := range map[string]struct {
 		raw    []byte
 		budget int
 		code   int16
 	}{
-		"mixed":            {append(idempotentBatch(1, 0), appendBatch(nil, sampleRecords(1))...), 1 << 20, kerr.InvalidRecord.Code},
+		"mixed": {append(idempotentBatch(1, 0), appendBatch(nil, sampleRecords(1))...), 1 << 20, kerr.InvalidRecord.Code},
+		// Were the first a retry's duplicate, its answer would stand for the second.
+		"two idempotent":   {append(idempotentBatch(2, 10), idempotentBatch(2, 12)...), 1 << 20, kerr.InvalidRecord.Code},
 		"too many records": {append(plain, appendBatch(nil, sampleRecords(1))...), 1 << 20, kerr.MessageTooLarge.Code},
 		"over the budget":  {plain, 10, kerr.MessageTooLarge.Code},
 	} {
@@ -66,6 +70,7 @@ type seqPartition struct {
 	next       int32
 	reqs       []*partitionpb.ProduceRequest // in the order they arrived
 	hold, fail int32
+	busy       int // attempts refused for backpressure before any is taken
 	released   chan struct{}
 	arrival    chan struct{} // closed when the first batch arrives
 }
@@ -84,6 +89,9 @@ func (p *seqPartition) ProduceRequest(ctx context.Context, req *partitionpb.Prod
 	}
 	p.reqs = append(p.reqs, req)
 	switch {
+	case p.busy > 0:
+		p.busy--
+		return &partitionpb.ProduceResponse{Code: partitionpb.Code_CODE_RESOURCE_EXHAUSTED, Message: "busy"}, nil
 	case req.BaseSequence == p.fail:
 		return &partitionpb.ProduceResponse{Code: partitionpb.Code_CODE_UNAVAILABLE, Message: "moving"}, nil
 	case !p.known && req.Follows, p.known && req.BaseSequence != p.next:
@@ -119,6 +127,26 @@ func pipelined(t *testing.T, p *seqPartition, first, second *produceJob) (finish
 	case <-time.After(50 * time.Millisecond):
 	}
 	return finished
+}
+
+// TestBusyPartitionIsSentTheSameRequest: a batch its partition refused for backpressure
+// is sent again with the request's id, so that an attempt of it still queued at the
+// partition (sent by the client after a timeout) and written meanwhile answers it rather
+// than have it written twice; a plain producer's batch has nothing else to stop that.
+func TestBusyPartitionIsSentTheSameRequest(t *testing.T) {
+	p := &seqPartition{hold: -1, fail: -1, busy: 2}
+	rp := kmsg.NewProduceResponseTopicPartition()
+	j := &produceJob{p: coordination.Partition{Topic: "t"}, out: &rp,
+		requests: []*partitionpb.ProduceRequest{{Topic: "t", Records: sampleRecords(2)}}}
+	writeJob(context.Background(), p, j)
+	if rp.ErrorCode != errNone || len(p.reqs) != 3 {
+		t.Fatalf("answered code %d after %d attempts, want written at the third", rp.ErrorCode, len(p.reqs))
+	}
+	for i, req := range p.reqs {
+		if req.RequestId != p.reqs[0].RequestId {
+			t.Fatalf("attempt %d went as request %x, the first as %x", i+1, req.RequestId, p.reqs[0].RequestId)
+		}
+	}
 }
 
 // TestPipelinedBatchKeepsItsProducersOrder: a batch that reaches its partition ahead of

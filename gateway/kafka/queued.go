@@ -1,11 +1,19 @@
 package kafka
 
-import "github.com/streamhouse/streamhouse/gateway/membudget"
+import (
+	"time"
+
+	"github.com/streamhouse/streamhouse/gateway/membudget"
+)
 
 // DefaultMaxQueuedBytes bounds the request frames an agent's Kafka listener holds over all
 // its connections (Options.MaxQueuedBytes). It exceeds what one producer keeps in flight
 // on its connection (MaxInFlightBytes), so that a single client is never held by it.
 const DefaultMaxQueuedBytes = 96 << 20
+
+// DefaultFrameTimeout bounds how long a request frame takes to arrive once its size is
+// read (Options.FrameTimeout): a frame of the default largest size at 2 MiB/s.
+const DefaultFrameTimeout = 60 * time.Second
 
 // MinQueuedBytes is the least MaxQueuedBytes an agent accepts: below a produce request's
 // size, every frame would wait for all the others.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
@@ -58,69 +59,105 @@ func corrupt(format string, args ...any) error {
 	return &batchError{code: kerr.CorruptMessage.Code, msg: fmt.Sprintf(format, args...)}
 }
 
-// decodeBatches decodes the record batches of one partition of a produce request. Every
-// batch must be magic 2 with a correct CRC, neither transactional nor a control batch, and
-// decompress to at most maxBytes; no record may exceed maxRecord bytes.
-func decodeBatches(raw []byte, maxBytes, maxRecord int) ([]batch, error) {
+// batchLimits bound what the batches of one partition of a produce request decode to.
+type batchLimits struct {
+	payload int // key, value and header bytes of its records (MaxBatchBytes)
+	memory  int // what its decoded records hold: their decompressed bytes and recordOverhead each (the request's budget left)
+	records int // its records (MaxBatchRecords)
+	record  int // bytes of one record (MaxRecordBytes)
+}
+
+// recordOverhead is what a decoded record holds in memory beside its bytes: its
+// partitionpb.Record and the pointer to it. A record may take 7 bytes of a frame and
+// nothing of a payload, so that without counting it a frame of empty records would
+// decode to twenty times its size, and a compressed one to any size.
+const recordOverhead = int(unsafe.Sizeof(partitionpb.Record{}) + unsafe.Sizeof(uintptr(0)))
+
+// minRecordBytes is the smallest record a v2 batch can hold: seven one-byte varints
+// (length, attributes, timestamp delta, offset delta, key and value lengths, header count).
+const minRecordBytes = 7
+
+// decodeBatches decodes the record batches of one partition of a produce request and
+// returns them with what they hold in memory (batchLimits.memory). Every batch must be
+// magic 2 with a correct CRC, neither transactional nor a control batch, and within lim;
+// the records' room is checked before any is decoded.
+func decodeBatches(raw []byte, lim batchLimits) (_ []batch, memory int, _ error) {
 	var out []batch
-	total := 0
+	payload, records := 0, 0
 	for len(raw) > 0 {
 		if len(raw) < batchHeaderBytes {
-			return nil, corrupt("record batch of %d bytes, the header alone is %d", len(raw), batchHeaderBytes)
+			return nil, 0, corrupt("record batch of %d bytes, the header alone is %d", len(raw), batchHeaderBytes)
 		}
 		n := int(int32(binary.BigEndian.Uint32(raw[batchLengthAt:]))) + 12
 		if n < batchHeaderBytes || n > len(raw) {
-			return nil, corrupt("record batch claims %d bytes, %d are there", n, len(raw))
+			return nil, 0, corrupt("record batch claims %d bytes, %d are there", n, len(raw))
 		}
-		b, err := decodeBatch(raw[:n], maxBytes-total, maxRecord)
+		b, held, err := decodeBatch(raw[:n], batchLimits{payload: lim.payload - payload, memory: lim.memory - memory,
+			records: lim.records - records, record: lim.record})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		total += b.bytes
+		payload += b.bytes
+		memory += held
+		records += len(b.records)
 		out = append(out, b)
 		raw = raw[n:]
 	}
 	if len(out) == 0 {
-		return nil, &batchError{code: kerr.InvalidRecord.Code, msg: "no record batch"}
+		return nil, 0, &batchError{code: kerr.InvalidRecord.Code, msg: "no record batch"}
 	}
-	return out, nil
+	return out, memory, nil
 }
 
-func decodeBatch(raw []byte, maxBytes, maxRecord int) (batch, error) {
+// decodeBatch decodes one batch within lim, and returns what its records hold in memory.
+func decodeBatch(raw []byte, lim batchLimits) (_ batch, held int, _ error) {
 	var rb kmsg.RecordBatch
 	if err := rb.ReadFrom(raw); err != nil {
-		return batch{}, corrupt("record batch: %v", err)
+		return batch{}, 0, corrupt("record batch: %v", err)
 	}
 	if rb.Magic != 2 {
-		return batch{}, &batchError{code: kerr.UnsupportedForMessageFormat.Code, msg: fmt.Sprintf("record batch magic %d: only v2 (magic 2) is accepted", rb.Magic)}
+		return batch{}, 0, &batchError{code: kerr.UnsupportedForMessageFormat.Code, msg: fmt.Sprintf("record batch magic %d: only v2 (magic 2) is accepted", rb.Magic)}
 	}
 	if got := crcOf(raw[batchAttrsAt:]); got != uint32(rb.CRC) {
-		return batch{}, corrupt("record batch CRC %08x, computed %08x", uint32(rb.CRC), got)
+		return batch{}, 0, corrupt("record batch CRC %08x, computed %08x", uint32(rb.CRC), got)
 	}
 	if rb.Attributes&(attrTransactional|attrControl) != 0 {
-		return batch{}, &batchError{code: kerr.InvalidRecord.Code, msg: "transactional and control batches are not supported"}
+		return batch{}, 0, &batchError{code: kerr.InvalidRecord.Code, msg: "transactional and control batches are not supported"}
 	}
 	if rb.NumRecords <= 0 || rb.LastOffsetDelta != rb.NumRecords-1 {
-		return batch{}, corrupt("record batch of %d records with last offset delta %d", rb.NumRecords, rb.LastOffsetDelta)
+		return batch{}, 0, corrupt("record batch of %d records with last offset delta %d", rb.NumRecords, rb.LastOffsetDelta)
 	}
-	data, err := decompress(rb.Records, rb.Attributes&attrCompression, maxBytes)
+	count := int(rb.NumRecords)
+	switch {
+	case count > lim.records:
+		return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code,
+			msg: fmt.Sprintf("record batch of %d records: the partition may take %d more in one request", count, max(lim.records, 0))}
+	case count*recordOverhead > lim.memory:
+		return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code,
+			msg: fmt.Sprintf("record batch of %d records: the request's records take more memory than its budget", count)}
+	}
+	data, err := decompress(rb.Records, rb.Attributes&attrCompression, min(lim.payload, lim.memory-count*recordOverhead))
 	if err != nil {
-		return batch{}, err
+		return batch{}, 0, err
+	}
+	held = len(data) + count*recordOverhead
+	if count > len(data)/minRecordBytes {
+		return batch{}, 0, corrupt("record batch claims %d records in %d bytes", count, len(data))
 	}
 	b := batch{producerID: rb.ProducerID, producerEpoch: rb.ProducerEpoch, firstSequence: rb.FirstSequence,
-		records: make([]*partitionpb.Record, 0, rb.NumRecords)}
+		records: make([]*partitionpb.Record, 0, count)}
 	for i := range rb.NumRecords {
 		length, n := binary.Varint(data)
 		if n <= 0 || length < 0 || int64(len(data)-n) < length {
-			return batch{}, corrupt("record %d of %d: bad length", i, rb.NumRecords)
+			return batch{}, 0, corrupt("record %d of %d: bad length", i, rb.NumRecords)
 		}
 		var kr kmsg.Record
 		if err := kr.ReadFrom(data[:n+int(length)]); err != nil {
-			return batch{}, corrupt("record %d of %d: %v", i, rb.NumRecords, err)
+			return batch{}, 0, corrupt("record %d of %d: %v", i, rb.NumRecords, err)
 		}
 		data = data[n+int(length):]
 		if kr.OffsetDelta != i {
-			return batch{}, corrupt("record %d has offset delta %d", i, kr.OffsetDelta)
+			return batch{}, 0, corrupt("record %d has offset delta %d", i, kr.OffsetDelta)
 		}
 		r := &partitionpb.Record{Key: kr.Key, Value: kr.Value}
 		if ts := rb.FirstTimestamp + kr.TimestampDelta64; ts > 0 {
@@ -131,16 +168,16 @@ func decodeBatch(raw []byte, maxBytes, maxRecord int) (batch, error) {
 			r.Headers = append(r.Headers, &partitionpb.Header{Key: h.Key, Value: h.Value})
 			size += len(h.Key) + len(h.Value)
 		}
-		if size > maxRecord {
-			return batch{}, &batchError{code: kerr.MessageTooLarge.Code, msg: fmt.Sprintf("record %d has %d bytes, at most %d", i, size, maxRecord)}
+		if size > lim.record {
+			return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code, msg: fmt.Sprintf("record %d has %d bytes, at most %d", i, size, lim.record)}
 		}
 		b.bytes += size
 		b.records = append(b.records, r)
 	}
 	if len(data) != 0 {
-		return batch{}, corrupt("%d bytes after the batch's %d records", len(data), rb.NumRecords)
+		return batch{}, 0, corrupt("%d bytes after the batch's %d records", len(data), rb.NumRecords)
 	}
-	return b, nil
+	return b, held, nil
 }
 
 var errTooLarge = errors.New("decompresses past the limit")

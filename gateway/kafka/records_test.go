@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"runtime"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -36,7 +38,7 @@ func TestBatchRoundTrip(t *testing.T) {
 	if err := rb.ReadFrom(raw); err != nil || rb.NumRecords != 5 || rb.FirstOffset != 40 || rb.LastOffsetDelta != 4 {
 		t.Fatalf("kmsg reads %+v: %v", rb, err)
 	}
-	batches, err := decodeBatches(raw, 1<<20, 1<<10)
+	batches, _, err := decodeBatches(raw, testLimits(1<<20, 1<<10))
 	if err != nil || len(batches) != 1 {
 		t.Fatalf("decode: %v", err)
 	}
@@ -74,17 +76,75 @@ func TestBadBatchesAreRefused(t *testing.T) {
 			return reCRC(b)
 		}), kerr.CorruptMessage.Code},
 	} {
-		_, err := decodeBatches(c.raw, 1<<20, 1<<10)
+		_, _, err := decodeBatches(c.raw, testLimits(1<<20, 1<<10))
 		var be *batchError
 		if !errors.As(err, &be) || be.code != c.code {
 			t.Errorf("%s: %v, want code %d", name, err, c.code)
 		}
 	}
-	if _, err := decodeBatches(good, 1<<20, 5); !isCode(err, kerr.MessageTooLarge.Code) {
+	if _, _, err := decodeBatches(good, testLimits(1<<20, 5)); !isCode(err, kerr.MessageTooLarge.Code) {
 		t.Errorf("record over the record limit: %v", err)
 	}
-	if _, err := decodeBatches(good, 10, 1<<10); !isCode(err, kerr.MessageTooLarge.Code) {
+	if _, _, err := decodeBatches(good, testLimits(10, 1<<10)); !isCode(err, kerr.MessageTooLarge.Code) {
 		t.Errorf("batch over the batch limit: %v", err)
+	}
+}
+
+// testLimits bounds a partition's payload and records' bytes, leaving the rest wide.
+func testLimits(payload, record int) batchLimits {
+	return batchLimits{payload: payload, memory: 1 << 30, records: 1 << 20, record: record}
+}
+
+// TestRecordsCountAgainstTheRequestsMemory: a record takes recordOverhead bytes of memory
+// beside its bytes once decoded, and the request's budget counts it, so that a frame of
+// empty records cannot decode to twenty times its size; a batch claiming more records
+// than its bytes can hold, or than the partition may take, is refused before anything is
+// allocated for them.
+func TestRecordsCountAgainstTheRequestsMemory(t *testing.T) {
+	empty := make([]*partitionpb.Record, 10000)
+	for i := range empty {
+		empty[i] = &partitionpb.Record{Offset: int64(i), TimestampMs: 1_700_000_000_000}
+	}
+	raw := appendBatch(nil, empty)
+	need := len(raw) - batchHeaderBytes + len(empty)*recordOverhead // uncompressed: the records' bytes and each one's overhead
+	lim := batchLimits{payload: 1 << 20, memory: need, records: 1 << 20, record: 1 << 10}
+	if batches, memory, err := decodeBatches(raw, lim); err != nil || len(batches[0].records) != len(empty) || memory != need {
+		t.Fatalf("%d empty records (%d bytes of frame) with %d bytes of budget: %d bytes, %v", len(empty), len(raw), need, memory, err)
+	}
+	lim.memory = need - 1
+	if _, _, err := decodeBatches(raw, lim); !isCode(err, kerr.MessageTooLarge.Code) {
+		t.Fatalf("%d empty records with a byte less of budget: %v, want MESSAGE_TOO_LARGE", len(empty), err)
+	}
+	if recordOverhead < 100 {
+		t.Fatalf("a decoded record counts %d bytes: less than its partitionpb.Record", recordOverhead)
+	}
+
+	// A batch of one record claiming 2^31-1 (its last offset delta to match, its CRC right).
+	claim := func(n int32) []byte {
+		b := appendBatch(nil, sampleRecords(1))
+		binary.BigEndian.PutUint32(b[23:], uint32(n-1)) // last offset delta
+		binary.BigEndian.PutUint32(b[57:], uint32(n))   // record count
+		return reCRC(b)
+	}
+	for name, c := range map[string]struct {
+		raw  []byte
+		lim  batchLimits
+		code int16
+	}{
+		"past the partition's records": {claim(math.MaxInt32), batchLimits{payload: 1 << 20, memory: 1 << 30, records: 100000, record: 1 << 10}, kerr.MessageTooLarge.Code},
+		"past the memory budget":       {claim(math.MaxInt32), batchLimits{payload: 1 << 20, memory: 1 << 30, records: math.MaxInt32, record: 1 << 10}, kerr.MessageTooLarge.Code},
+		"past what its bytes can hold": {claim(50000), batchLimits{payload: 1 << 20, memory: 1 << 40, records: math.MaxInt32, record: 1 << 10}, kerr.CorruptMessage.Code},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, _, err := decodeBatches(c.raw, c.lim)
+		runtime.ReadMemStats(&after)
+		if !isCode(err, c.code) {
+			t.Errorf("%s: %v, want code %d", name, err, c.code)
+		}
+		if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 64<<10 {
+			t.Errorf("%s: %d bytes allocated to refuse a batch of %d bytes", name, allocated, len(c.raw))
+		}
 	}
 }
 
@@ -118,7 +178,7 @@ func FuzzRecordBatches(f *testing.F) {
 		if fixCRC && len(raw) >= batchHeaderBytes {
 			reCRC(raw)
 		}
-		batches, err := decodeBatches(raw, 1<<20, 1<<16)
+		batches, _, err := decodeBatches(raw, testLimits(1<<20, 1<<16))
 		if err != nil {
 			var be *batchError
 			if !errors.As(err, &be) || be.code == 0 {
@@ -157,7 +217,7 @@ func FuzzRequestFrame(f *testing.F) {
 		if pr, ok := kreq.(*kmsg.ProduceRequest); ok {
 			for _, tp := range pr.Topics {
 				for _, pp := range tp.Partitions {
-					_, _ = decodeBatches(pp.Records, 1<<20, 1<<16)
+					_, _, _ = decodeBatches(pp.Records, testLimits(1<<20, 1<<16))
 				}
 			}
 		}

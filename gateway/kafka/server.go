@@ -36,9 +36,15 @@ type Options struct {
 	Self coordination.NodeInfo
 	// Limits bound records and requests as on the gRPC API (gateway.Limits defaults).
 	Limits gateway.Limits
-	// MaxFrameBytes bounds one request frame, and the decompressed records of one produce
-	// request; a larger frame closes its connection. Default DefaultMaxFrameBytes.
+	// MaxFrameBytes bounds one request frame, and (twice over, decodedPerFrame) what the
+	// records of one produce request hold once decoded; a larger frame closes its
+	// connection. Default DefaultMaxFrameBytes.
 	MaxFrameBytes int
+	// FrameTimeout bounds how long a frame takes to arrive once its size is read: past
+	// it the connection closes, and the queued bytes the frame holds go back, so that a
+	// client that stalls mid-frame cannot hold every other connection's next frame back.
+	// Default DefaultFrameTimeout.
+	FrameTimeout time.Duration
 	// MaxInFlightRequests bounds the produce requests of an idempotent producer that one
 	// connection serves at once (pipeline.go). Default 5, Kafka's limit for such a
 	// producer; 1 serves each request once those before it are answered.
@@ -94,6 +100,9 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	}
 	if opts.MaxInFlightBytes <= 0 {
 		opts.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if opts.FrameTimeout <= 0 {
+		opts.FrameTimeout = DefaultFrameTimeout
 	}
 	if opts.MaxQueuedBytes <= 0 {
 		opts.MaxQueuedBytes = DefaultMaxQueuedBytes

@@ -2,7 +2,11 @@ package kafka_test
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,4 +125,41 @@ func readOnce(consumer *kgo.Client, n int) error {
 		return fmt.Errorf("read %d records of %d acked", len(seen), n)
 	}
 	return nil
+}
+
+// TestStalledFrameGivesItsQueuedBytesBack: a client that sends a frame's size and stalls
+// before its end holds the frame's queued bytes only until --kafka-frame-timeout: then its
+// connection is closed and the bytes go back, so that it cannot hold every other
+// connection's next frame behind it.
+func TestStalledFrameGivesItsQueuedBytesBack(t *testing.T) {
+	c := newCluster(t, 1, func(int) []string { return []string{"--kafka-frame-timeout", "2s"} })
+	conn, err := net.Dial("tcp", c.seeds()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const size = 100 << 10
+	frame := binary.BigEndian.AppendUint32(nil, size)
+	frame = append(frame, 0, 0, 0, 9, 0, 0, 0, 1) // a produce request's key and version, a correlation id
+	if _, err := conn.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	queued := func() float64 {
+		return harness.MetricSum(harness.Metrics(t, c.agents[0].AdminAddr), "streamhouse_kafka_queued_request_bytes ")
+	}
+	harness.Eventually(t, 2*time.Second, func() error {
+		if q := queued(); q != size {
+			return fmt.Errorf("%v bytes queued, want the stalled frame's %d", q, size)
+		}
+		return nil
+	})
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if n, err := conn.Read(make([]byte, 64)); !errors.Is(err, io.EOF) {
+		t.Fatalf("the stalled connection answered %d bytes, %v; want it closed", n, err)
+	}
+	if q := queued(); q != 0 {
+		t.Fatalf("%v bytes still queued once the stalled connection was closed", q)
+	}
+	t.Logf("closed %s after the frame's first bytes", time.Since(start).Round(time.Millisecond))
 }
