@@ -31,8 +31,16 @@ type pipeline struct {
 	maxBytes int
 	flying   []flight // the requests being served concurrently, oldest first, until landed
 	bytes    int      // their frames'
-	// last is, for each partition, the latest job to it of a request in flying.
-	last map[coordination.Partition]*produceJob
+	// last is, for each partition and producer (and epoch), the latest such job of a
+	// request in flying: a connection may carry several producers' batches (a proxy's).
+	last map[lane]*produceJob
+}
+
+// lane is a producer's (and epoch's) batches to one partition: each follows the one before.
+type lane struct {
+	p        coordination.Partition
+	producer int64
+	epoch    int32
 }
 
 // reply is one response's place in the connection's order: done is closed once out, the
@@ -52,7 +60,7 @@ type flight struct {
 // and maxBytes of their frames (a larger frame is served once those before it are done).
 func newPipeline(c net.Conn, maxReqs, maxBytes int) *pipeline {
 	pl := &pipeline{conn: c, replies: make(chan *reply, maxReqs+1), wrote: make(chan struct{}),
-		maxReqs: maxReqs, maxBytes: maxBytes, last: map[coordination.Partition]*produceJob{}}
+		maxReqs: maxReqs, maxBytes: maxBytes, last: map[lane]*produceJob{}}
 	go pl.write()
 	return pl
 }
@@ -95,12 +103,13 @@ func (pl *pipeline) admit(r *reply, bytes int, pc *produceCall) {
 	for _, j := range pc.jobs {
 		first := j.requests[0]
 		j.producer, j.epoch = first.ProducerId, first.ProducerEpoch
-		if prev := pl.last[j.p]; prev != nil && !answered(prev) && prev.producer == j.producer && prev.epoch == j.epoch {
+		key := lane{p: j.p, producer: j.producer, epoch: j.epoch}
+		if prev := pl.last[key]; prev != nil && !answered(prev) {
 			j.prev = prev
 			first.Follows = true
 		}
 		j.done = make(chan struct{})
-		pl.last[j.p] = j
+		pl.last[key] = j
 	}
 }
 
@@ -118,8 +127,10 @@ func (pl *pipeline) land() {
 	<-pl.flying[0].done
 	pl.bytes -= pl.flying[0].bytes
 	pl.flying = pl.flying[1:]
-	if len(pl.flying) == 0 {
-		clear(pl.last) // every job is answered
+	for key, j := range pl.last { // what a new job would not follow: let it go
+		if answered(j) {
+			delete(pl.last, key)
+		}
 	}
 }
 

@@ -211,12 +211,14 @@ func TestBatchAfterAFailedOneIsNotSent(t *testing.T) {
 // epoch; an answered one, written or not, constrains nothing (the partition's own state
 // decides).
 func TestAdmitFollowsOnlyUnansweredJobs(t *testing.T) {
-	pl := &pipeline{maxReqs: 5, maxBytes: 1 << 20, last: map[coordination.Partition]*produceJob{}}
-	admit := func() *produceJob {
+	pl := &pipeline{maxReqs: 10, maxBytes: 1 << 20, last: map[lane]*produceJob{}}
+	admitAs := func(producer int64, epoch int32) *produceJob {
 		j := idempotentJob(0, 1)
+		j.requests[0].ProducerId, j.requests[0].ProducerEpoch = producer, epoch
 		pl.admit(&reply{done: make(chan struct{})}, 100, &produceCall{jobs: []*produceJob{j}})
 		return j
 	}
+	admit := func() *produceJob { return admitAs(9, 1) }
 	a := admit()
 	b := admit()
 	if a.prev != nil || a.requests[0].Follows || b.prev != a || !b.requests[0].Follows {
@@ -234,5 +236,12 @@ func TestAdmitFollowsOnlyUnansweredJobs(t *testing.T) {
 	pl.admit(&reply{done: make(chan struct{})}, 100, &produceCall{jobs: []*produceJob{d}})
 	if d.prev != nil || d.requests[0].Follows {
 		t.Fatalf("a new epoch's first job follows the old epoch's")
+	}
+	// Two producers' batches on one connection (a proxy's): each follows its own.
+	other := admitAs(10, 1)
+	e := admit()
+	if other.prev != nil || e.prev != c || !e.requests[0].Follows {
+		t.Fatalf("another producer's job follows %v; the first producer's next follows its last (%v), follows %v",
+			other.prev != nil, e.prev == c, e.requests[0].Follows)
 	}
 }
