@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -188,6 +189,37 @@ func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a fetch waiting at the log end was not answered after a commit")
 	}
+}
+
+// TestExpiredLongPollsLeaveNothingParked: a long-poll that waits out its time at an idle
+// partition's log end is answered and forgotten. Before, it stayed in the partition's
+// list until the next commit, and an idle partition's consumers, polling every second,
+// grew it without bound.
+func TestExpiredLongPollsLeaveNothingParked(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, f, 1)
+	p := coordination.Partition{Topic: "t", Partition: 0}
+	if resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("first")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+		t.Fatalf("produce: %v %v", resp, err)
+	}
+	before := testutil.ToFloat64(metricFetchWaiting)
+	const polls = 30
+	for range polls {
+		resp, err := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 10})
+		if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 0 {
+			t.Fatalf("long-poll at the end of an idle partition: %v %v", resp, err)
+		}
+	}
+	harness.Eventually(t, 5*time.Second, func() error {
+		if parked := testutil.ToFloat64(metricFetchWaiting) - before; parked != 0 {
+			return fmt.Errorf("%v fetches still parked after %d long-polls that all expired", parked, polls)
+		}
+		return nil
+	})
 }
 
 // TestStrayLeaseIsReleased plants a lease held by one node's session with no activation

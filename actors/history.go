@@ -52,6 +52,9 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 			if err != nil {
 				return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
 			}
+			// The bytes left ended the piece's records before its last: the read ends
+			// there, whatever the next piece's would fit (they would follow a gap).
+			cut := len(recs) > 0 && recs[len(recs)-1].Offset < pc.Last
 			if out == nil {
 				// All of recs is at or after from and within maxBytes, and its slice
 				// is the cache's answer, not the cache's own: keep it rather than copy.
@@ -59,9 +62,11 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 				for i := range recs {
 					size += recs[i].Size()
 				}
+				full = cut
 				continue
 			}
 			out, size, full = segmentstore.Take(out, size, recs, from, maxBytes)
+			full = full || cut
 		}
 	}
 	return out, nil

@@ -53,6 +53,9 @@ var (
 		Name: "streamhouse_fetch_requests_total",
 		Help: "Fetch requests answered by partitions, by result (ok, out_of_range, unavailable, invalid, not_found).",
 	}, []string{"topic", "result"})
+	metricFetchWaiting = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_fetch_waiting", Help: "Fetches parked at their partition's log end (long-polls) until a commit or their wait ends.",
+	})
 	metricFetchRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_fetch_records_total", Help: "Records returned to fetches.",
 	}, []string{"topic"})

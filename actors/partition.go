@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,6 +149,11 @@ func (a *partitionActor) Receive(ctx actor.Context) {
 		if !m.w.done {
 			m.w.done = true
 			a.replyFetch(m.w.sender, &partitionpb.FetchResponse{HighWaterMark: a.w.Committed()})
+		}
+		// Gone from the list now, not at the next commit: an idle partition's consumers
+		// long-poll every second, and their waiters would pile up until one comes.
+		if i := slices.Index(a.waiters, m.w); i >= 0 {
+			a.setWaiters(slices.Delete(a.waiters, i, i+1))
 		}
 	case *drain:
 		a.drain()
@@ -434,7 +440,7 @@ func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
 			return
 		}
 		w := &fetchWaiter{req: m, sender: sender}
-		a.waiters = append(a.waiters, w)
+		a.setWaiters(append(a.waiters, w))
 		root, self := a.deps.system.Root, a.self
 		time.AfterFunc(time.Duration(m.MaxWaitMs)*time.Millisecond, func() { root.Send(self, &fetchExpired{w}) })
 	default:
@@ -493,6 +499,13 @@ func (a *partitionActor) process(ctx actor.Context) {
 	a.serveWaiters()
 }
 
+// setWaiters replaces the partition's parked fetches, counting them in
+// streamhouse_fetch_waiting.
+func (a *partitionActor) setWaiters(ws []*fetchWaiter) {
+	metricFetchWaiting.Add(float64(len(ws) - len(a.waiters)))
+	a.waiters = ws
+}
+
 // serveWaiters answers the long-polls at the old log end that the commits since can
 // answer.
 func (a *partitionActor) serveWaiters() {
@@ -508,7 +521,7 @@ func (a *partitionActor) serveWaiters() {
 			kept = append(kept, w)
 		}
 	}
-	a.waiters = kept
+	a.setWaiters(kept)
 }
 
 // drain writes what the partition accepted, answering its producers, while the agent is
@@ -567,6 +580,6 @@ func (a *partitionActor) stopping() {
 			a.replyFetch(w.sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_UNAVAILABLE, Message: a.failed.Error()})
 		}
 	}
-	a.waiters = nil
+	a.setWaiters(nil)
 	a.log.Info("partition stopped")
 }

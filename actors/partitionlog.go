@@ -165,9 +165,12 @@ func (l *partitionLog) rewritten(base, last int64, with *coordination.SegmentMet
 	l.changed()
 }
 
-// reload forgets the view (a rewrite found the index changed): the next pass loads it.
+// reload forgets the view (a rewrite found the index changed, or may have changed it
+// unheard: etcd applied it and its answer was lost): the next pass loads it, and readers
+// drop their cached runs of the index, which may name segments no longer in it.
 func (l *partitionLog) reload() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.loaded, l.segs, l.pending, l.pendingRev = false, nil, nil, 0
+	l.mu.Unlock()
+	l.changed()
 }

@@ -1,8 +1,11 @@
 package actors
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/streamhouse/streamhouse/coordination"
 )
@@ -28,5 +31,20 @@ func TestPartitionLogTakesACommitOnce(t *testing.T) {
 	}
 	if l.rev != 9 {
 		t.Fatalf("revision %d, want 9", l.rev)
+	}
+}
+
+// A rewrite whose outcome is unknown (etcd stalled past its deadline) may have been
+// applied: the partition's readers drop their cached runs of the index, which would name
+// the segments it took out, whose objects the sweeper deletes after its grace. Before,
+// only the compactor's view was reloaded, and a fetch found in the cache a segment gone.
+func TestUnknownRewriteOutcomeDropsTheReadersIndexCache(t *testing.T) {
+	for _, err := range []error{errors.New("etcdserver: request timed out"), coordination.ErrIndexChanged} {
+		resets := 0
+		l := &partitionLog{loaded: true, changed: func() { resets++ }, log: zap.NewNop()}
+		(&compactor{}).settle(l, err, "merge")
+		if resets != 1 || l.loaded {
+			t.Fatalf("after %v: readers' index cache reset %d times, view loaded %v; want reset once and reloaded", err, resets, l.loaded)
+		}
 	}
 }

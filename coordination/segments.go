@@ -146,7 +146,11 @@ func (c *Client) scanRange(ctx context.Context, key, end string, rev int64, fn f
 		if err != nil {
 			return 0, err
 		}
-		rev = resp.Header.Revision
+		if rev == 0 {
+			// The first page's: a read at an older revision still reports etcd's latest
+			// in its header, which later pages must not move to.
+			rev = resp.Header.Revision
+		}
 		for _, kv := range resp.Kvs {
 			if err := fn(kv); err != nil {
 				return rev, err

@@ -2,7 +2,11 @@ package coordination_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/streamhouse/streamhouse/coordination"
 )
@@ -81,4 +85,47 @@ func equalInts(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// TestPagedReadsKeepOneRevision: a read of more keys than a page (the sweeper's index
+// read) sees them all at the revision of its first page, whatever is written between
+// pages. Before, each page after the second was read at the revision the one before it
+// reported, etcd's latest: a merge that linked segments between pages (the first key
+// rewritten to name the others' objects, which it deletes) could be seen with neither,
+// and the sweeper would have deleted those objects, still indexed.
+func TestPagedReadsKeepOneRevision(t *testing.T) {
+	ctx := ctxT(t)
+	e := etcdClient(t, etcd.Endpoint)
+	c := clientOn(t, e, fmt.Sprintf("/test/paged-%d", roots.Add(1)))
+	prefix := fmt.Sprintf("/test/paged-keys-%d/", roots.Add(1))
+	const keys = 2500 // three pages
+	for i := 0; i < keys; i += 100 {
+		var ops []clientv3.Op
+		for j := i; j < i+100; j++ {
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("%s%05d", prefix, j), "v"))
+		}
+		if _, err := e.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen, deleted := 0, false
+	rev, err := c.Scan(ctx, prefix, 0, func(kv *mvccpb.KeyValue) error {
+		seen++
+		if !deleted { // after the first page is read: the last key goes
+			deleted = true
+			if _, err := e.Delete(ctx, fmt.Sprintf("%s%05d", prefix, keys-1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen != keys {
+		t.Fatalf("read %d keys of %d at revision %d: the pages were not read at one revision", seen, keys, rev)
+	}
+	if resp, err := e.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev)); err != nil || resp.Count != keys {
+		t.Fatalf("at the revision the read returned, %d keys (%v), want %d", resp.Count, err, keys)
+	}
 }

@@ -1,0 +1,62 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore"
+)
+
+// TestHistoryReadStopsWhereAPieceWasCut: a read from the store that fills its bytes within
+// a segment ends there, even when the next segment's records are small enough to fit in
+// what is left. Before, they were added after the gap: a consumer reading from the start
+// with 1 MiB fetches of a segment of 200 KB records followed by one of 100 B records was
+// answered offsets 0-4 and then 10 on, and never saw 5-9.
+func TestHistoryReadStopsWhereAPieceWasCut(t *testing.T) {
+	f := newFixture(t)
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: f.store, Linger: time.Hour}, 0)
+	sized := func(n, size int) []segmentstore.Record {
+		recs := make([]segmentstore.Record, n)
+		for i := range recs {
+			recs[i].Value = bytes.Repeat([]byte{byte('a' + i%26)}, size)
+		}
+		return recs
+	}
+	results := make(chan produceResult, 2)
+	w.Append(sized(10, 200_000), nil, func(r produceResult) { results <- r })
+	w.seal(true) // a segment of its own
+	w.Append(sized(500, 100), nil, func(r produceResult) { results <- r })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if r := <-results; r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	h := &history{c: f.c, store: f.store, cache: segmentstore.NewCache(64 << 20)}
+	p := coordination.Partition{Topic: "t", Partition: 0}
+	idx := &segmentIndex{}
+	next, fetches := int64(0), 0
+	for next < 510 {
+		recs, err := h.read(ctx, p, idx, next, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fetches++
+		if len(recs) == 0 {
+			t.Fatalf("fetch %d from %d: no records", fetches, next)
+		}
+		for _, r := range recs {
+			if r.Offset != next {
+				t.Fatalf("fetch %d answered offset %d after %d: offsets %d-%d skipped", fetches, r.Offset, next-1, next, r.Offset-1)
+			}
+			next++
+		}
+	}
+}
