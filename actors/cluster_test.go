@@ -151,7 +151,9 @@ func TestClusterOwnsEveryPartitionOnce(t *testing.T) {
 	}
 }
 
-func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
+// oneRecord starts an agent with topic t of one partition holding one record, "first".
+func oneRecord(t *testing.T) (*Node, coordination.Partition) {
+	t.Helper()
 	f := newFixture(t)
 	ctx := context.Background()
 	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
@@ -162,22 +164,28 @@ func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
 	if resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("first")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
 		t.Fatalf("produce: %v %v", resp, err)
 	}
+	return nodes[0], p
+}
+
+func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
+	node, p := oneRecord(t)
+	ctx := context.Background()
 	// A fetch at the log end with a short wait comes back empty after the wait.
 	t0 := time.Now()
-	resp, err := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 200})
+	resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 200})
 	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 0 || resp.HighWaterMark != 1 || time.Since(t0) < 150*time.Millisecond {
 		t.Fatalf("empty long-poll: %v %v after %s", resp, err, time.Since(t0))
 	}
 	// A waiting fetch is answered as soon as a record is committed, long before its wait.
 	got := make(chan *partitionpb.FetchResponse, 1)
 	go func() {
-		r, _ := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 20000})
+		r, _ := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 20000})
 		got <- r
 	}()
 	// The fetch reaches the actor (a local send) long before the produce can commit
 	// (linger, upload, commit), so it is parked at the log end when the commit lands.
 	produced := time.Now()
-	if resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("second")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+	if resp, err := node.Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("second")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
 		t.Fatalf("produce: %v %v", resp, err)
 	}
 	select {
@@ -196,20 +204,12 @@ func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
 // list until the next commit, and an idle partition's consumers, polling every second,
 // grew it without bound.
 func TestExpiredLongPollsLeaveNothingParked(t *testing.T) {
-	f := newFixture(t)
+	node, _ := oneRecord(t)
 	ctx := context.Background()
-	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	nodes := startNodes(t, f, 1)
-	p := coordination.Partition{Topic: "t", Partition: 0}
-	if resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("first")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
-		t.Fatalf("produce: %v %v", resp, err)
-	}
 	before := testutil.ToFloat64(metricFetchWaiting)
 	const polls = 30
 	for range polls {
-		resp, err := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 10})
+		resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 10})
 		if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 0 {
 			t.Fatalf("long-poll at the end of an idle partition: %v %v", resp, err)
 		}
