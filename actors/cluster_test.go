@@ -222,6 +222,48 @@ func TestExpiredLongPollsLeaveNothingParked(t *testing.T) {
 	})
 }
 
+// TestSessionLossStopsThePartitions: an agent whose session ends (its etcd lease revoked,
+// as after a pause past its TTL) rejoins, and the partition actors of its lost incarnation
+// stop (its identity lookup sees the member gone and stops what it placed): fenced, they
+// would otherwise run on, their long-polls unanswered, until each one's next commit.
+func TestSessionLossStopsThePartitions(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	node := startNodes(t, f, 1)[0]
+	for i := range int32(3) {
+		p := coordination.Partition{Topic: "t", Partition: i}
+		if resp, err := node.Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("before")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+			t.Fatalf("produce: %v %v", resp, err)
+		}
+	}
+	lost := node.current()
+	if n := len(lost.local.snapshot()); n != 3 {
+		t.Fatalf("%d partitions active, want 3", n)
+	}
+	if _, err := f.c.Etcd().Revoke(ctx, node.Session().LeaseID()); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	harness.Eventually(t, 30*time.Second, func() error {
+		if n := len(lost.local.snapshot()); n != 0 {
+			return fmt.Errorf("%d partitions of the lost session still active", n)
+		}
+		return nil
+	})
+	t.Logf("the lost session's partitions stopped %s after it ended", time.Since(revoked).Round(time.Millisecond))
+	p := coordination.Partition{Topic: "t", Partition: 0}
+	harness.Eventually(t, 30*time.Second, func() error {
+		resp, err := node.Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("after")}})
+		if err != nil || resp.Code != partitionpb.Code_CODE_OK {
+			return fmt.Errorf("produce after the rejoin: %v %v", resp, err)
+		}
+		return nil
+	})
+}
+
 // TestStrayLeaseIsReleased plants a lease held by one node's session with no activation
 // behind it, for a partition another node owns (what an Acquire leaves whose answer was
 // lost after etcd applied it): the holder's rebalancer releases it, and the owner takes

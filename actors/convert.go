@@ -58,6 +58,8 @@ func codeOf(err error) partitionpb.Code {
 		return partitionpb.Code_CODE_OUT_OF_ORDER_SEQUENCE
 	case errors.Is(err, ErrProducerFenced):
 		return partitionpb.Code_CODE_PRODUCER_FENCED
+	case errors.Is(err, segmentstore.ErrCorrupt):
+		return partitionpb.Code_CODE_DATA_LOSS
 	default:
 		return partitionpb.Code_CODE_UNAVAILABLE
 	}

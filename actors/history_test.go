@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/segmentstore"
 )
@@ -58,5 +59,42 @@ func TestHistoryReadStopsWhereAPieceWasCut(t *testing.T) {
 			}
 			next++
 		}
+	}
+}
+
+// TestCorruptSegmentIsDataLoss: a fetch of records whose stored segment fails its checks
+// is answered DATA_LOSS at once: reading it again cannot help. Before, it was UNAVAILABLE,
+// which the client retried for its whole budget and a subscription forever.
+func TestCorruptSegmentIsDataLoss(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// No recent records kept: every fetch reads the store.
+	node := startNodesWith(t, f, 1, func(c *NodeConfig) { c.RecentBytes = 1 })[0]
+	p := coordination.Partition{Topic: "t", Partition: 0}
+	if resp, err := node.Client().Produce(ctx, p, []*partitionpb.Record{{Value: bytes.Repeat([]byte("x"), 1000)}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+		t.Fatalf("produce: %v %v", resp, err)
+	}
+	segs, _, err := f.c.Segments(ctx, "t", 0, 0, 0)
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %v, %v", segs, err)
+	}
+	obj, err := f.store.Get(ctx, segs[0].Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj[segs[0].Offset+segs[0].ZBytes/2] ^= 0xff // a byte of the segment's block flipped
+	if err := f.store.Put(ctx, segs[0].Object, obj); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 0, MaxBytes: 1 << 20})
+	if err != nil || resp.Code != partitionpb.Code_CODE_DATA_LOSS || len(resp.Records) != 0 {
+		t.Fatalf("fetch of a corrupt segment: %v, %v; want DATA_LOSS", resp, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("DATA_LOSS after %s: retried", took)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/segmentstore"
 )
 
 // Stages of a produce request, as the values of streamhouse_produce_stage_seconds{stage}.
@@ -191,6 +192,8 @@ func resultOf(err error) string {
 		return "not_found"
 	case errors.Is(err, ErrDuplicateSequence), errors.Is(err, ErrOutOfOrderSequence), errors.Is(err, ErrProducerFenced):
 		return "sequence"
+	case errors.Is(err, segmentstore.ErrCorrupt):
+		return "data_loss"
 	default:
 		return "unavailable"
 	}

@@ -408,6 +408,8 @@ func fetchResult(c partitionpb.Code) string {
 		return "not_found"
 	case partitionpb.Code_CODE_RESOURCE_EXHAUSTED:
 		return "backpressure"
+	case partitionpb.Code_CODE_DATA_LOSS:
+		return "data_loss"
 	default:
 		return "unavailable"
 	}

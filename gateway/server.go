@@ -143,6 +143,8 @@ func codeOf(c partitionpb.Code) codes.Code {
 		return codes.ResourceExhausted
 	case partitionpb.Code_CODE_NOT_FOUND:
 		return codes.NotFound
+	case partitionpb.Code_CODE_DATA_LOSS:
+		return codes.DataLoss
 	default:
 		return codes.Unavailable
 	}

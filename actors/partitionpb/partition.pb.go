@@ -48,6 +48,9 @@ const (
 	Code_CODE_OUT_OF_ORDER_SEQUENCE Code = 7
 	// Idempotent produce: a newer epoch of this producer id has written.
 	Code_CODE_PRODUCER_FENCED Code = 8
+	// A fetch found a stored segment that fails its checks (CRC, structure): its records
+	// cannot be served, and reading it again will not change that.
+	Code_CODE_DATA_LOSS Code = 9
 )
 
 // Enum value maps for Code.
@@ -62,6 +65,7 @@ var (
 		6: "CODE_DUPLICATE_SEQUENCE",
 		7: "CODE_OUT_OF_ORDER_SEQUENCE",
 		8: "CODE_PRODUCER_FENCED",
+		9: "CODE_DATA_LOSS",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":                    0,
@@ -73,6 +77,7 @@ var (
 		"CODE_DUPLICATE_SEQUENCE":    6,
 		"CODE_OUT_OF_ORDER_SEQUENCE": 7,
 		"CODE_PRODUCER_FENCED":       8,
+		"CODE_DATA_LOSS":             9,
 	}
 )
 
@@ -650,7 +655,7 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x0fhigh_water_mark\x18\x04 \x01(\x03R\rhighWaterMark\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x12\n" +
 	"\x04node\x18\x06 \x01(\tR\x04node\x12(\n" +
-	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset*\xe3\x01\n" +
+	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset*\xf7\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x14\n" +
 	"\x10CODE_UNAVAILABLE\x10\x01\x12\x19\n" +
@@ -660,7 +665,8 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x0eCODE_NOT_FOUND\x10\x05\x12\x1b\n" +
 	"\x17CODE_DUPLICATE_SEQUENCE\x10\x06\x12\x1e\n" +
 	"\x1aCODE_OUT_OF_ORDER_SEQUENCE\x10\a\x12\x18\n" +
-	"\x14CODE_PRODUCER_FENCED\x10\bB7Z5github.com/streamhouse/streamhouse/actors/partitionpbb\x06proto3"
+	"\x14CODE_PRODUCER_FENCED\x10\b\x12\x12\n" +
+	"\x0eCODE_DATA_LOSS\x10\tB7Z5github.com/streamhouse/streamhouse/actors/partitionpbb\x06proto3"
 
 var (
 	file_actors_partitionpb_partition_proto_rawDescOnce sync.Once

@@ -59,6 +59,8 @@ func partitionCode(c partitionpb.Code) int16 {
 		return kerr.OutOfOrderSequenceNumber.Code
 	case partitionpb.Code_CODE_PRODUCER_FENCED:
 		return kerr.InvalidProducerEpoch.Code
+	case partitionpb.Code_CODE_DATA_LOSS:
+		return kerr.CorruptMessage.Code // the stored batch failed its checks
 	}
 	return kerr.NotLeaderForPartition.Code
 }
