@@ -152,7 +152,7 @@ func TestClusterOwnsEveryPartitionOnce(t *testing.T) {
 }
 
 // oneRecord starts an agent with topic t of one partition holding one record, "first".
-func oneRecord(t *testing.T) (*Node, coordination.Partition) {
+func oneRecord(t *testing.T) (*fixture, *Node, coordination.Partition) {
 	t.Helper()
 	f := newFixture(t)
 	ctx := context.Background()
@@ -164,11 +164,11 @@ func oneRecord(t *testing.T) (*Node, coordination.Partition) {
 	if resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("first")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
 		t.Fatalf("produce: %v %v", resp, err)
 	}
-	return nodes[0], p
+	return f, nodes[0], p
 }
 
 func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
-	node, p := oneRecord(t)
+	_, node, p := oneRecord(t)
 	ctx := context.Background()
 	// A fetch at the log end with a short wait comes back empty after the wait.
 	t0 := time.Now()
@@ -204,7 +204,7 @@ func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
 // list until the next commit, and an idle partition's consumers, polling every second,
 // grew it without bound.
 func TestExpiredLongPollsLeaveNothingParked(t *testing.T) {
-	node, _ := oneRecord(t)
+	_, node, _ := oneRecord(t)
 	ctx := context.Background()
 	before := testutil.ToFloat64(metricFetchWaiting)
 	const polls = 30
@@ -259,6 +259,45 @@ func TestSessionLossStopsThePartitions(t *testing.T) {
 		resp, err := node.Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("after")}})
 		if err != nil || resp.Code != partitionpb.Code_CODE_OK {
 			return fmt.Errorf("produce after the rejoin: %v %v", resp, err)
+		}
+		return nil
+	})
+}
+
+// TestOwnStrayLeaseIsActivated leaves a lease held by the owner's own session with no
+// activation behind it (what a Release that failed leaves, or an Acquire applied whose
+// answer was lost): the owner activates the partition again on its own, a new epoch
+// replacing the lease. Before, the rebalancer took the lease for an activation and left
+// the partition without one (no merges, no retention) until a client happened to call it.
+func TestOwnStrayLeaseIsActivated(t *testing.T) {
+	f, node, p := oneRecord(t)
+	ctx := context.Background()
+	e, key := f.c.Etcd(), f.c.Keys().Lease(p.Topic, p.Partition)
+	pid := node.current().local.snapshot()[p]
+	// The active partition's lease is replaced by another of its own session's (so that
+	// the partition's release, fenced on its epoch, leaves it), then the partition stops.
+	held, err := e.Get(ctx, key)
+	if err != nil || len(held.Kvs) != 1 || pid == nil {
+		t.Fatalf("lease %v (%v), activation %v", held, err, pid)
+	}
+	if _, err := e.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	stray, err := e.Put(ctx, key, string(held.Kvs[0].Value), clientv3.WithLease(clientv3.LeaseID(held.Kvs[0].Lease)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.current().system.Root.Poison(pid)
+	m := f.c.NewMirror()
+	harness.Eventually(t, 30*time.Second, func() error {
+		if now := node.current().local.snapshot()[p]; now == nil || now.Equal(pid) {
+			return fmt.Errorf("%s: activation %v, want a new one", p, now)
+		}
+		if err := m.Load(ctx); err != nil {
+			return err
+		}
+		if o, ok := m.Owner(p); !ok || o.Epoch <= stray.Header.Revision {
+			return fmt.Errorf("%s held at epoch %d, want a new one past the stray lease's %d", p, o.Epoch, stray.Header.Revision)
 		}
 		return nil
 	})

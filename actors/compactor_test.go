@@ -200,6 +200,11 @@ func testMergesAndRetention(t *testing.T, method string, padding int, mergeBytes
 	if err != nil || resp.Code != partitionpb.Code_CODE_OUT_OF_RANGE || resp.LogStartOffset < start {
 		t.Fatalf("fetch below the log start %d: %v %v", start, resp, err)
 	}
+	// An answer with records says where the log starts too (Kafka's fetch answers carry it).
+	resp, err = nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "rw", Offset: start})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) == 0 || resp.LogStartOffset < start {
+		t.Fatalf("fetch at the log start %d: log start %d, %d records, %v", start, resp.GetLogStartOffset(), len(resp.GetRecords()), err)
+	}
 	// Let the readers make more passes over the rewritten index, then stop.
 	before := readers[0].passesDone()
 	harness.Eventually(t, 30*time.Second, func() error {

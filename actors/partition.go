@@ -371,6 +371,9 @@ func (a *partitionActor) replyFetch(sender *actor.PID, resp *partitionpb.FetchRe
 	if a.lease != nil {
 		resp.Epoch = a.lease.Epoch()
 	}
+	if resp.Code == partitionpb.Code_CODE_OK && a.plog != nil {
+		resp.LogStartOffset = max(a.plog.logStart.Load(), 0) // Kafka's fetch answers carry it
+	}
 	resp.Node = a.deps.session.Node().Node
 	observeFetch(a.p.Topic, resp)
 	if sender != nil {
@@ -463,7 +466,7 @@ func (a *partitionActor) serve(m *partitionpb.FetchRequest, sender *actor.PID) {
 		return
 	}
 	h, p, idx := a.deps.history, a.p, &a.index
-	resp := &partitionpb.FetchResponse{Epoch: a.lease.Epoch(), Node: a.deps.session.Node().Node}
+	resp := &partitionpb.FetchResponse{Epoch: a.lease.Epoch(), Node: a.deps.session.Node().Node, LogStartOffset: max(a.plog.logStart.Load(), 0)}
 	root := a.deps.system.Root
 	// On a pooled goroutine, whose stack has grown already: a fresh one grew through the
 	// S3 client's calls on every read (6% of the agent's CPU in a catch-up read).

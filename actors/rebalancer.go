@@ -113,9 +113,11 @@ func (r *rebalancer) rebalance(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if o, ok := r.mirror.Owner(p); ok && o.Lease == mine {
+		if o, ok := r.mirror.Owner(p); ok && o.Lease == mine && local[p] != nil {
 			continue // active here
 		}
+		// Held by this session with no activation (an Acquire applied whose answer was
+		// lost, a Release that failed): an activation replaces the lease with its own.
 		work++
 		// Get activates the identity on its owner, here, and returns once it is spawned;
 		// the actor acquires the lease on its own.
