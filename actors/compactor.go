@@ -37,10 +37,11 @@ const maxReadGap = 64 << 10
 const maxMergeObjectBytes = 32 << 20
 
 // freshRemoval: a rewrite that takes out only segments whose objects this agent wrote
-// less than freshRemoval ago leaves no tombstone. Their objects' own age keeps them from
-// the sweeper for its grace minus freshRemoval (and clock skew), which still outlasts any
-// read that resolved them before (TestRemovalGraceOutlastsReads). Most merges are of
-// fresh segments, so tombstones stay few.
+// less than freshRemoval before sending it leaves no tombstone. Their objects' own age
+// keeps them from the sweeper for its grace minus freshRemoval, the rewrite's commit
+// timeout, the upload's (an object's time may be its PUT's start) and clock skew, which
+// still outlasts any read that resolved them before (TestRemovalGraceOutlastsReads). Most
+// merges are of fresh segments, so tombstones stay few.
 const freshRemoval = 30 * time.Second
 
 // DefaultMergeLinkBytes: a merge whose segments are all stored in pieces of at least
@@ -167,7 +168,7 @@ func (c *compactor) pass(ctx context.Context) {
 		}
 		keys[l.p.Topic] += len(segs)
 		if n := planExpiry(segs, spec, now); n > 0 {
-			c.expire(ctx, l, segs[:n], rev, now)
+			c.expire(ctx, l, segs[:n], rev)
 			continue // merge from the new view next pass
 		}
 		for _, sp := range planMerges(segs, spec.MergeTarget(), now) {
@@ -197,17 +198,17 @@ func (c *compactor) pass(ctx context.Context) {
 			budget -= jobs[n].size
 			n++
 		}
-		c.merge(ctx, jobs[:n], now)
+		c.merge(ctx, jobs[:n])
 		jobs = jobs[n:]
 	}
 }
 
 // expire takes old, the oldest segments of l, out of the index.
-func (c *compactor) expire(ctx context.Context, l *partitionLog, old []indexed, rev int64, now time.Time) {
+func (c *compactor) expire(ctx context.Context, l *partitionLog, old []indexed, rev int64) {
 	last := old[len(old)-1]
 	cctx, cancel := context.WithTimeout(ctx, c.commit)
 	defer cancel()
-	crev, err := l.lease.Rewrite(cctx, metas(old), rev, nil, tombstoneOf(old, coordination.RemovedByRetention, now))
+	crev, err := l.lease.Rewrite(cctx, metas(old), rev, nil, tombstoneOf(old, coordination.RemovedByRetention, time.Now()))
 	if !c.settle(l, err, "retention") {
 		return
 	}
@@ -302,7 +303,7 @@ func storedPieces(segs []indexed) []indexed {
 
 // merge encodes every job's merged segment into one object, writes it, and swaps each
 // partition's index.
-func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) {
+func (c *compactor) merge(ctx context.Context, jobs []*mergeJob) {
 	object := c.names.nextName()
 	if err := c.fetch(ctx, jobs); err != nil {
 		metricMerges.WithLabelValues(resultError).Add(float64(len(jobs)))
@@ -347,7 +348,7 @@ func (c *compactor) merge(ctx context.Context, jobs []*mergeJob, now time.Time) 
 	cctx, cancel := context.WithDeadline(ctx, putDone.Add(c.commit))
 	defer cancel()
 	for _, j := range kept {
-		rev, err := j.log.lease.Rewrite(cctx, metas(j.old), j.rev, &j.meta, tombstoneOf(j.old, coordination.RemovedByMerge, now))
+		rev, err := j.log.lease.Rewrite(cctx, metas(j.old), j.rev, &j.meta, tombstoneOf(j.old, coordination.RemovedByMerge, time.Now()))
 		if !c.settle(j.log, err, "merge") {
 			continue
 		}
@@ -575,7 +576,9 @@ func metas(segs []indexed) []coordination.SegmentMeta {
 	return out
 }
 
-// tombstoneOf names the objects of old for the sweeper, unless they are all fresh.
+// tombstoneOf names the objects of old for the sweeper, unless they are all fresh at now,
+// which is when the rewrite is sent (not when its pass began: a pass's reads and PUTs
+// before it have no bound), so that it lands at most the commit timeout later.
 func tombstoneOf(old []indexed, reason string, now time.Time) *coordination.Tombstone {
 	fresh := true
 	for _, s := range old {

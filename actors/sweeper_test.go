@@ -21,8 +21,11 @@ func TestSweeperGraceOutlastsCommits(t *testing.T) {
 // the store (allowed up to 30s), that must outlast any read that resolved the segment
 // before the removal.
 func TestRemovalGraceOutlastsReads(t *testing.T) {
+	// A rewrite judged fresh lands up to the commit timeout after it was judged, and its
+	// objects' time in the store may be their PUT's start, up to the upload timeout before
+	// the writer stamped them stored.
 	const skew = 30 * time.Second
-	if left := sweeper.MinGrace - freshRemoval - skew; left <= historyReadTimeout {
+	if left := sweeper.MinGrace - freshRemoval - DefaultCommitTimeout - DefaultUploadTimeout - skew; left <= historyReadTimeout {
 		t.Fatalf("an object merged away may be deleted %v after its removal, within a read's %v", left, historyReadTimeout)
 	}
 }

@@ -100,6 +100,13 @@ func (s *Session) Acquire(ctx context.Context, topic string, partition int32) (*
 func (s *Session) waitDeleted(ctx context.Context, key string, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	go func() { // the watch knows nothing of the session
+		select {
+		case <-s.Done():
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
 	for resp := range s.c.etcd.Watch(wctx, key, clientv3.WithRev(rev+1)) {
 		if resp.Err() != nil {
 			return nil // compacted or canceled: the caller looks again

@@ -249,6 +249,32 @@ func TestReleaseStrayTouchesOnlyItsOwnLeaseOfThatEpoch(t *testing.T) {
 	}
 }
 
+// TestAcquireWaitingEndsWithItsSession: an Acquire waiting for another node's lease
+// returns ErrSessionDone as soon as its own session ends, rather than wait on for a
+// lease it could no longer take.
+func TestAcquireWaitingEndsWithItsSession(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "t", 1)
+	if _, err := mustSession(t, c, "holder", 0).Acquire(ctxT(t), "t", 0); err != nil {
+		t.Fatal(err)
+	}
+	s := mustSession(t, c, "waiter", 0)
+	done := make(chan error, 1)
+	go func() { _, err := s.Acquire(ctxT(t), "t", 0); done <- err }()
+	time.Sleep(200 * time.Millisecond) // waiting on the holder's lease by now
+	if _, err := c.Etcd().Revoke(ctxT(t), s.LeaseID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, coordination.ErrSessionDone) {
+			t.Fatalf("acquire whose session ended: %v, want ErrSessionDone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("acquire still waiting 10s after its session ended")
+	}
+}
+
 func TestSessionEndReleasesEverything(t *testing.T) {
 	c := newClient(t)
 	mustTopic(t, c, "t", 3)

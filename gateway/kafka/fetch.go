@@ -164,9 +164,12 @@ func (s *Server) fetchRound(ctx context.Context, c *actors.Client, parts []*fetc
 			continue
 		}
 		pending++
+		// Made here, not on the goroutine: one a round gave up on may still be running
+		// when a later round's answer moves fp's offset.
+		read := &partitionpb.FetchRequest{Topic: fp.p.Topic, Partition: fp.p.Partition,
+			Offset: fp.offset, MaxBytes: fp.maxBytes, MaxWaitMs: int32(wait.Milliseconds())}
 		go func() {
-			resp, err := c.Fetch(ctx, &partitionpb.FetchRequest{Topic: fp.p.Topic, Partition: fp.p.Partition,
-				Offset: fp.offset, MaxBytes: fp.maxBytes, MaxWaitMs: int32(wait.Milliseconds())})
+			resp, err := c.Fetch(ctx, read)
 			results <- result{fp, resp, err}
 		}()
 	}

@@ -17,10 +17,11 @@ import (
 
 // Grace periods. MinGrace exceeds what an agent allows between a PUT and the end of its
 // commit (actors.DefaultUploadTimeout + actors.DefaultCommitTimeout = 50s) with room
-// for clock skew between the agents and the store.
+// for clock skew between the agents and the store, and, for objects a merge takes out
+// fresh without a tombstone, that and a read of them (TestRemovalGraceOutlastsReads).
 const (
 	DefaultGrace = 10 * time.Minute
-	MinGrace     = 2 * time.Minute
+	MinGrace     = 3 * time.Minute
 )
 
 // LockName is the cluster-wide lock a sweeping agent holds (coordination.Keys.Lock).

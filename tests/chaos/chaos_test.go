@@ -34,7 +34,7 @@ const (
 	agentCount = 3
 	sessionTTL = 2 * time.Second
 	// The sweeper's shortest grace, and sweeps often enough to delete within a short run.
-	sweepGrace    = "2m"
+	sweepGrace    = "3m"
 	sweepInterval = "5s"
 )
 
