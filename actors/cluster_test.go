@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -301,6 +302,43 @@ func TestOwnStrayLeaseIsActivated(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLargeRequestsCrossAgents: a produce request and a fetch answer of several MiB (up
+// to --max-batch-bytes and --max-fetch-bytes, 16 MiB) go between agents when the client's
+// agent does not own the partition. Before, the remotes kept gRPC's 4 MiB limit: the
+// request went unanswered, and so did every request between the two agents after it.
+func TestLargeRequestsCrossAgents(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, f, 2)
+	recs := make([]*partitionpb.Record, 60) // 6 MB
+	for i := range recs {
+		recs[i] = &partitionpb.Record{Value: bytes.Repeat([]byte{byte('a' + i%26)}, 100_000)}
+	}
+	crossed := 0
+	for p := range int32(4) {
+		part := coordination.Partition{Topic: "t", Partition: p}
+		for _, n := range nodes {
+			if n.Address() == n.Owner(part) {
+				continue // from the agent that does not own it
+			}
+			crossed++
+			if resp, err := n.Client().Produce(ctx, part, recs); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+				t.Fatalf("produce of 6 MB to %s from another agent: %v %v", part, resp, err)
+			}
+			resp, err := n.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Partition: p, MaxBytes: 16 << 20})
+			if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != len(recs) {
+				t.Fatalf("fetch of 6 MB of %s from another agent: %d records, %v %v", part, len(resp.GetRecords()), resp.GetCode(), err)
+			}
+		}
+	}
+	if crossed == 0 {
+		t.Fatal("every partition on one agent: nothing crossed")
+	}
 }
 
 // TestStrayLeaseIsReleased plants a lease held by one node's session with no activation

@@ -15,6 +15,8 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/segmentstore"
@@ -231,6 +233,23 @@ func (n *Node) Owner(p coordination.Partition) string {
 	return n.place.Owner(m.cluster.MemberList.Members().Members(), p)
 }
 
+// maxRemoteMessage bounds a message between agents' remotes, a batch of the envelopes
+// one agent has for another. gRPC's default, 4 MiB, is below a single produce request or
+// fetch answer (up to --max-batch-bytes, --max-fetch-bytes, 16 MiB each): past it the
+// receiving remote refused the batch and closed the stream, and every request between the
+// two agents went unanswered until it was dialled again. What agents hold in memory is
+// bounded by their budgets, not by this.
+const maxRemoteMessage = 1 << 30
+
+// remoteMessageSize is the remote's options for maxRemoteMessage, both ways.
+func remoteMessageSize() []remote.ConfigOption {
+	return []remote.ConfigOption{
+		remote.WithServerOptions(grpc.MaxRecvMsgSize(maxRemoteMessage), grpc.MaxSendMsgSize(maxRemoteMessage)),
+		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRemoteMessage), grpc.MaxCallSendMsgSize(maxRemoteMessage))),
+	}
+}
+
 func (n *Node) join(ctx context.Context) (*member, error) {
 	s, err := n.client.NewSession(ctx, n.cfg.Info, n.cfg.SessionTTL)
 	if err != nil {
@@ -238,10 +257,11 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(protoactorLogger))
 	port := n.cfg.ListenPort
-	rcfg := remote.Configure(n.cfg.ListenHost, port)
+	ropts := remoteMessageSize()
 	if n.cfg.AdvertisedHost != "" {
-		rcfg = remote.Configure(n.cfg.ListenHost, port, remote.WithAdvertisedHost(n.cfg.AdvertisedHost))
+		ropts = append(ropts, remote.WithAdvertisedHost(n.cfg.AdvertisedHost))
 	}
+	rcfg := remote.Configure(n.cfg.ListenHost, port, ropts...)
 	local := newLocalActivations()
 	deps := &partitionDeps{
 		client: n.client, session: s, history: n.hist, system: system, local: local, log: n.log, compactor: n.compactor,

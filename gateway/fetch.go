@@ -7,6 +7,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/gateway/grpcmem"
@@ -16,6 +18,14 @@ import (
 
 // maxFetchWaitMs bounds a fetch's long poll whatever the client asks.
 const maxFetchWaitMs = 30000
+
+// answerSlack is room in a fetch answer for all but its records (the high-water mark).
+const answerSlack = 1 << 10
+
+// maxRecordFraming is the most a record with at most one header takes in an answer beyond
+// its bytes: its field's tag and length (6), key's and value's (12), timestamp (11),
+// offset (11), partition (6), one header's tags and lengths (18).
+const maxRecordFraming = 64
 
 // Fetch implements the API. The answer counts in the agent's read budget from before its
 // read until gRPC has written it to the client (grpcmem.HoldUntilWritten).
@@ -82,11 +92,28 @@ func (s *Server) fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResp
 	// One allocation for all the records (as actors' fromRecords): the GC pays per object.
 	out := &pb.FetchResponse{HighWaterMark: resp.HighWaterMark, Records: make([]*pb.Record, len(resp.Records))}
 	recs := make([]pb.Record, len(resp.Records))
+	// max_bytes counts the records' bytes; each also takes ~20 bytes of framing, and an
+	// answer must stay within what the server sends (Limits.MaxMessageBytes): 16 MiB of
+	// 100-byte records encode to 19 MiB. The answer ends before the record that would
+	// pass it (its client fetches on from there), never before the first.
+	room := s.limits.MaxMessageBytes() - answerSlack
+	measure := maxBytes+len(resp.Records)*maxRecordFraming > room // else it cannot pass
+	for _, r := range resp.Records {
+		measure = measure || len(r.Headers) > 1 // more framing than maxRecordFraming counts
+	}
 	for i, r := range resp.Records {
 		rec := &recs[i]
 		rec.Key, rec.Value, rec.TimestampMs, rec.Offset, rec.Partition = r.Key, r.Value, r.TimestampMs, r.Offset, req.Partition
 		for _, h := range r.Headers {
 			rec.Headers = append(rec.Headers, &pb.Header{Key: h.Key, Value: h.Value})
+		}
+		if !measure {
+			out.Records[i] = rec
+			continue
+		}
+		if room -= 1 + protowire.SizeBytes(proto.Size(rec)); room < 0 && i > 0 {
+			out.Records = out.Records[:i]
+			break
 		}
 		out.Records[i] = rec
 	}

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"sort"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -15,9 +16,7 @@ import (
 const commitChunk = 100
 
 // offsetCommit stores a group's offsets in etcd, where the gRPC API and every agent read
-// them. A commit of a member (generation ≥ 0) is checked against the group's current
-// generation when this agent coordinates the group; a commit with generation -1 is a
-// standalone consumer's and is taken as is, as Kafka takes it for a group without members.
+// them, once the group's coordinator has checked the commit (checkCommit).
 func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
 	code := s.groups.checkCommit(r.Group, r.MemberID, r.Generation)
@@ -73,12 +72,40 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 	return resp
 }
 
-// checkCommit validates a member's commit against the group's generation.
+// checkCommit validates a commit as Kafka's group coordinator does. A standalone
+// consumer's (generation -1, no member) is taken while the group has no members, and
+// refused as UNKNOWN_MEMBER_ID while it has (it would overwrite their offsets). A member's
+// is taken at the group's current generation while the group is stable or preparing a
+// rebalance (a member commits what it processed before it rejoins: refused, its
+// successor would process it again), and refused as REBALANCE_IN_PROGRESS while the
+// rebalance completes (its assignment is about to change).
 func (gs *groups) checkCommit(name, memberID string, generation int32) int16 {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if name == "" {
+		return kerr.InvalidGroupID.Code
+	}
+	if !gs.s.isCoordinator(name) {
+		return kerr.NotCoordinator.Code
+	}
+	g := gs.m[name] // nil: no member here
 	if generation < 0 && memberID == "" {
+		if g != nil && len(g.members) > 0 {
+			return kerr.UnknownMemberID.Code
+		}
 		return errNone
 	}
-	return gs.alive(name, memberID, generation)
+	if g == nil {
+		return kerr.UnknownMemberID.Code
+	}
+	m, code := g.check(memberID, generation)
+	if m != nil {
+		m.seen = time.Now()
+	}
+	if code == errNone && g.state == stateCompleting {
+		return kerr.RebalanceInProgress.Code
+	}
+	return code
 }
 
 // offsetFetch answers a group's committed offsets (-1 for a partition without one); a

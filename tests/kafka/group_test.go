@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/tests/harness"
 )
@@ -309,4 +311,108 @@ func TestGroupSurvivesItsCoordinatorsDeath(t *testing.T) {
 		return nil
 	})
 	waitAssigned(t, partitions, a, b)
+}
+
+// TestGroupCommitsFollowKafkasRules drives a group with raw requests and commits at each
+// of its states, as Kafka's coordinator takes them: a member's commit while the group
+// prepares a rebalance is taken (it commits what it processed before rejoining; refused,
+// as it was, its successor processed it again), and refused as REBALANCE_IN_PROGRESS
+// while the rebalance completes; a standalone commit (generation -1, no member) is
+// refused as UNKNOWN_MEMBER_ID while the group has members (it was taken, overwriting
+// theirs).
+func TestGroupCommitsFollowKafkasRules(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const topic, group = "commits", "commit-rules"
+	c.createTopic(topic, 1, nil)
+	c.produceAtOnce(topic, 1, 10, 100, func(int) []kgo.Opt { return nil })
+	// A client per member, as consumers have: a client sends its JoinGroups on one
+	// connection, which the listener serves in order, and b's waits for a's.
+	cl, other := c.client(), c.client()
+	defer cl.Close()
+	defer other.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	join := func(cl *kgo.Client, member string) *kmsg.JoinGroupResponse {
+		req := kmsg.NewPtrJoinGroupRequest()
+		req.Group, req.MemberID, req.ProtocolType = group, member, "consumer"
+		req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 30000, 30000
+		proto := kmsg.NewJoinGroupRequestProtocol()
+		proto.Name, proto.Metadata = "range", []byte{0}
+		req.Protocols = append(req.Protocols, proto)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil || resp.ErrorCode != 0 {
+			t.Fatalf("join as %q: %v, %+v", member, err, resp)
+		}
+		return resp
+	}
+	sync := func(j *kmsg.JoinGroupResponse) {
+		req := kmsg.NewPtrSyncGroupRequest()
+		req.Group, req.MemberID, req.Generation = group, j.MemberID, j.Generation
+		for _, m := range j.Members { // as the leader: nothing to assign but a place
+			a := kmsg.NewSyncGroupRequestGroupAssignment()
+			a.MemberID, a.MemberAssignment = m.MemberID, []byte{0}
+			req.GroupAssignment = append(req.GroupAssignment, a)
+		}
+		if resp, err := req.RequestWith(ctx, cl); err != nil || resp.ErrorCode != 0 {
+			t.Fatalf("sync: %v, %+v", err, resp)
+		}
+	}
+	commit := func(member string, generation int32, offset int64) int16 {
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Group, req.MemberID, req.Generation = group, member, generation
+		rt := kmsg.NewOffsetCommitRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset = 0, offset
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+
+	a := join(cl, "")
+	sync(a) // stable at a's generation
+	if code := commit(a.MemberID, a.Generation, 3); code != 0 {
+		t.Fatalf("commit of the only member, stable: code %d", code)
+	}
+	if code := commit("", -1, 9); code != kerr.UnknownMemberID.Code {
+		t.Fatalf("standalone commit to a group with a member: code %d, want UNKNOWN_MEMBER_ID", code)
+	}
+	// b joins: the group prepares a rebalance, waiting for a to rejoin.
+	joined := make(chan *kmsg.JoinGroupResponse, 1)
+	go func() { joined <- join(other, "") }()
+	harness.Eventually(t, 10*time.Second, func() error {
+		req := kmsg.NewPtrHeartbeatRequest()
+		req.Group, req.MemberID, req.Generation = group, a.MemberID, a.Generation
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil || resp.ErrorCode != kerr.RebalanceInProgress.Code {
+			return fmt.Errorf("heartbeat: %v, %+v; want the rebalance", err, resp)
+		}
+		return nil
+	})
+	if code := commit(a.MemberID, a.Generation, 5); code != 0 {
+		t.Fatalf("commit of a member while the group prepares a rebalance: code %d, want it taken", code)
+	}
+	a2 := join(cl, a.MemberID)
+	b := <-joined
+	if a2.Generation != b.Generation || a2.Generation <= a.Generation {
+		t.Fatalf("generations after the rebalance: %d and %d, from %d", a2.Generation, b.Generation, a.Generation)
+	}
+	// Joined, not synced: the rebalance completes.
+	if code := commit(b.MemberID, b.Generation, 6); code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("commit while the rebalance completes: code %d, want REBALANCE_IN_PROGRESS", code)
+	}
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	fetch.Group = group
+	ft := kmsg.NewOffsetFetchRequestTopic()
+	ft.Topic, ft.Partitions = topic, []int32{0}
+	fetch.Topics = append(fetch.Topics, ft)
+	got, err := fetch.RequestWith(ctx, cl)
+	if err != nil || got.Topics[0].Partitions[0].Offset != 5 {
+		t.Fatalf("committed offset %v (%v), want 5: the member's commit while preparing, nothing after", got, err)
+	}
 }
