@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,17 @@ import (
 
 // AddrEnv names the variable that sets the agent address; --addr wins over it.
 const AddrEnv = "STREAMHOUSE_ADDR"
+
+// produce reads lines from stdin into requests of stdinBatchRecords lines or
+// stdinBatchBytes of records, whichever comes first.
+const (
+	stdinBatchRecords = 500
+	stdinBatchBytes   = 1 << 20
+)
+
+// commitChunk is how many partitions' offsets one CommitOffsets request carries: the
+// agent commits a request in one etcd transaction, of at most 128 operations.
+const commitChunk = 100
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -256,12 +268,17 @@ forces one. Prints the partition and offset of every acked record.`,
 				}
 				hs = append(hs, &pb.Header{Key: k, Value: []byte(v)})
 			}
+			pending := 0 // bytes of req.Records
 			add := func(v string) {
 				r := &pb.Record{Value: []byte(v), Headers: hs}
 				if cmd.Flags().Changed("key") {
 					r.Key = []byte(key)
 				}
 				req.Records = append(req.Records, r)
+				pending += len(r.Key) + len(r.Value)
+				for _, h := range hs {
+					pending += len(h.Key) + len(h.Value)
+				}
 			}
 			send := func() error {
 				if len(req.Records) == 0 {
@@ -274,7 +291,7 @@ forces one. Prints the partition and offset of every acked record.`,
 				for _, a := range resp.Acks {
 					fmt.Fprintf(c.stdout, "%s/%d@%d\n", req.Topic, a.Partition, a.Offset)
 				}
-				req.Records = req.Records[:0]
+				req.Records, pending = req.Records[:0], 0
 				return nil
 			}
 			if len(args) > 1 {
@@ -287,7 +304,9 @@ forces one. Prints the partition and offset of every acked record.`,
 			sc.Buffer(make([]byte, 1<<20), 1<<20)
 			for sc.Scan() {
 				add(sc.Text())
-				if len(req.Records) == 500 {
+				// Requests of 500 lines, or of 1 MiB when lines are long: far below the
+				// agent's --max-batch-bytes (16 MiB) whatever they hold.
+				if len(req.Records) == stdinBatchRecords || pending >= stdinBatchBytes {
 					if err := send(); err != nil {
 						return err
 					}
@@ -391,12 +410,16 @@ group's committed offsets and commits after reading. --follow keeps waiting for 
 				if group == "" {
 					return nil
 				}
-				req := &pb.CommitOffsetsRequest{Group: group}
-				for _, p := range parts {
-					req.Offsets = append(req.Offsets, &pb.PartitionOffset{Topic: args[0], Partition: p, Offset: next[p]})
+				for chunk := range slices.Chunk(parts, commitChunk) {
+					req := &pb.CommitOffsetsRequest{Group: group}
+					for _, p := range chunk {
+						req.Offsets = append(req.Offsets, &pb.PartitionOffset{Topic: args[0], Partition: p, Offset: next[p]})
+					}
+					if _, err := cl.CommitOffsets(context.WithoutCancel(ctx), req); err != nil {
+						return err
+					}
 				}
-				_, err := cl.CommitOffsets(context.WithoutCancel(ctx), req)
-				return err
+				return nil
 			}
 			for {
 				got := 0

@@ -82,10 +82,18 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		}
 		fs.StringVar(p, name, def, help+" ($"+env+")")
 	}
-	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
-		if v, err := time.ParseDuration(os.Getenv(env)); err == nil {
-			def = v
+	// A variable that does not parse is an error, as the flag's would be: not its
+	// default, silently.
+	var envErrs []error
+	fromEnv := func(env string, parse func(string) error) {
+		if v := os.Getenv(env); v != "" {
+			if err := parse(v); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("$%s=%q: %w", env, v, err))
+			}
 		}
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
+		fromEnv(env, func(v string) (err error) { def, err = time.ParseDuration(v); return err })
 		fs.DurationVar(p, name, def, help+" ($"+env+")")
 	}
 	str(&f.node, "node", "STREAMHOUSE_NODE", host, "agent name, unique in the cluster")
@@ -100,9 +108,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	str(&f.kafkaAdvertise, "kafka-advertise", "STREAMHOUSE_KAFKA_ADVERTISE", "", "host:port Kafka clients dial for this agent (default: the --cluster-advertise host with the Kafka port)")
 	str(&f.adminListen, "admin-listen", "STREAMHOUSE_ADMIN_LISTEN", ":9100", "address of /metrics, /healthz, /readyz and /debug/pprof/")
 	intFlag := func(p *int, name, env string, def int, help string) {
-		if v, err := strconv.Atoi(os.Getenv(env)); err == nil {
-			def = v
-		}
+		fromEnv(env, func(v string) (err error) { def, err = strconv.Atoi(v); return err })
 		fs.IntVar(p, name, def, help+" ($"+env+")")
 	}
 	intFlag(&f.kafkaMaxRequest, "kafka-max-request-bytes", "STREAMHOUSE_KAFKA_MAX_REQUEST_BYTES", kafka.DefaultMaxFrameBytes, "largest Kafka request (Kafka's socket.request.max.bytes), and half of what the records of one produce may hold decoded; a larger one closes its connection")
@@ -128,6 +134,9 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	dur(&f.shutdownTimeout, "shutdown-timeout", "STREAMHOUSE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful stop may take")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if len(envErrs) > 0 {
+		return nil, errors.Join(envErrs...)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())

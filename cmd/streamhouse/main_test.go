@@ -27,3 +27,17 @@ func TestCommands(t *testing.T) {
 		}
 	}
 }
+
+// A STREAMHOUSE_* variable that does not parse fails the agent's start, naming it, as a
+// bad flag does; it was taken as unset, and the default used in silence.
+func TestBadEnvironmentIsAnError(t *testing.T) {
+	for env, v := range map[string]string{"STREAMHOUSE_MAX_READ_BYTES": "64MiB", "STREAMHOUSE_SESSION_TTL": "5"} {
+		t.Run(env, func(t *testing.T) {
+			t.Setenv(env, v)
+			var out bytes.Buffer
+			if code := run([]string{"agent", "--store", "file:///tmp/x"}, &out, &out); code != 2 || !strings.Contains(out.String(), "$"+env) {
+				t.Fatalf("agent with $%s=%q: exit %d, output %q; want exit 2 naming it", env, v, code, out.String())
+			}
+		})
+	}
+}

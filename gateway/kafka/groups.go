@@ -463,11 +463,17 @@ func (gs *groups) alive(name, memberID string, generation int32) int16 {
 	if code != errNone {
 		return code
 	}
+	return g.checkIn(memberID, generation, statePreparing)
+}
+
+// checkIn validates a member's generation, as check, and counts the call as a sign of
+// life; a current member is told REBALANCE_IN_PROGRESS while the group is in state busy.
+func (g *group) checkIn(memberID string, generation int32, busy string) int16 {
 	m, code := g.check(memberID, generation)
 	if m != nil {
 		m.seen = time.Now()
 	}
-	if code == errNone && g.state == statePreparing {
+	if code == errNone && g.state == busy {
 		return kerr.RebalanceInProgress.Code
 	}
 	return code

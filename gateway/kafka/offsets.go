@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"sort"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -98,14 +97,7 @@ func (gs *groups) checkCommit(name, memberID string, generation int32) int16 {
 	if g == nil {
 		return kerr.UnknownMemberID.Code
 	}
-	m, code := g.check(memberID, generation)
-	if m != nil {
-		m.seen = time.Now()
-	}
-	if code == errNone && g.state == stateCompleting {
-		return kerr.RebalanceInProgress.Code
-	}
-	return code
+	return g.checkIn(memberID, generation, stateCompleting)
 }
 
 // offsetFetch answers a group's committed offsets (-1 for a partition without one); a

@@ -268,3 +268,28 @@ func TestRetentionFromTheCLI(t *testing.T) {
 		t.Fatalf("consume from earliest read %d records, want %d", len(earliest), 1000-start)
 	}
 }
+
+// TestCLIOnWideTopicsAndLongLines: `consume --group` commits the offsets of a topic of
+// more partitions than one etcd transaction takes (it sent them in one request, refused
+// as invalid, and the group never moved), and `produce` sends long lines from stdin in
+// requests under the agent's batch limit (500 lines of 600 KB were one request of 300 MB,
+// refused partway through the input).
+func TestCLIOnWideTopicsAndLongLines(t *testing.T) {
+	d := startDev(t, t.TempDir())
+	d.must("", "topic", "create", "wide", "--partitions", "200")
+	d.must("a\nb\n", "produce", "wide", "--partition", "7")
+	if got := lines(d.must("", "consume", "wide", "--group", "g", "--limit", "2")); len(got) != 2 {
+		t.Fatalf("group consume of 200 partitions read %q", got)
+	}
+	if offsets := d.must("", "group", "offsets", "g"); !strings.Contains(offsets, "wide") {
+		t.Fatalf("no offsets committed for the 200-partition topic:\n%s", offsets)
+	}
+	d.must("", "topic", "create", "long", "--partitions", "1")
+	var input strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&input, "%d-%s\n", i, strings.Repeat("x", 600_000))
+	}
+	if acks := lines(d.must(input.String(), "produce", "long")); len(acks) != 40 || !strings.HasSuffix(acks[39], "@39") {
+		t.Fatalf("produce of 40 lines of 600 KB: %d acks", len(acks))
+	}
+}
