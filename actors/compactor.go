@@ -403,7 +403,9 @@ func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
 		j.stored = make([][]byte, len(j.in))
 		for i, s := range j.in {
 			j.stored[i], _ = j.log.recent.encoded(s.Base, s.Last)
-			j.recent[i], _ = recentSegment(j.log.recent, s)
+			if recs, whole := recentSegment(j.log.recent, s); whole {
+				j.recent[i] = recs // else read from the store: a part would not make the segment
+			}
 			if j.stored[i] == nil && j.recent[i] == nil {
 				needs = append(needs, need{j, i})
 				segs = append(segs, s)

@@ -243,9 +243,9 @@ func retentionBytes(b int64) string {
 func (c *cli) produceCmd() *cobra.Command {
 	var key string
 	var partition int32
-	var headers []string
+	var headers, values []string
 	cmd := &cobra.Command{
-		Use:   "produce TOPIC [VALUE...]",
+		Use:   "produce TOPIC [VALUE...] [--value VALUE...]",
 		Short: "produce records: the values given, or one per line of standard input",
 		Long: `Produces each VALUE as a record, or, with no VALUE, each line of standard input.
 Records with --key go to the partition Kafka's murmur2 hash of the key picks; --partition
@@ -294,8 +294,8 @@ forces one. Prints the partition and offset of every acked record.`,
 				req.Records, pending = req.Records[:0], 0
 				return nil
 			}
-			if len(args) > 1 {
-				for _, v := range args[1:] {
+			if values = append(values, args[1:]...); len(values) > 0 {
+				for _, v := range values {
 					add(v)
 				}
 				return send()
@@ -321,6 +321,7 @@ forces one. Prints the partition and offset of every acked record.`,
 	cmd.Flags().StringVar(&key, "key", "", "record key (default: none, records spread round robin)")
 	cmd.Flags().Int32Var(&partition, "partition", 0, "partition to write to (default: by key, or round robin)")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "header key=value (repeatable)")
+	cmd.Flags().StringArrayVar(&values, "value", nil, "a record's value, as a VALUE argument (repeatable; the original streamctl's flag)")
 	return cmd
 }
 

@@ -423,6 +423,7 @@ func (gs *groups) sync(ctx context.Context, r *kmsg.SyncGroupRequest) kmsg.Respo
 				}
 				g.state = stateStable
 			}
+			session := m.session // join writes it, under the lock
 			gs.mu.Unlock()
 			select {
 			case out, ok := <-ch:
@@ -435,7 +436,7 @@ func (gs *groups) sync(ctx context.Context, r *kmsg.SyncGroupRequest) kmsg.Respo
 			case <-ctx.Done():
 				resp.ErrorCode = kerr.NotCoordinator.Code
 				return resp
-			case <-time.After(m.session + time.Second):
+			case <-time.After(session + time.Second):
 				resp.ErrorCode = kerr.RebalanceInProgress.Code
 				return resp
 			}

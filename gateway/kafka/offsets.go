@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"sort"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -51,9 +52,9 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 		for _, p := range pending[:n] {
 			chunk[p] = offsets[p]
 		}
-		if err := s.coord.CommitOffsets(ctx, r.Group, chunk); err != nil {
+		if err := storeOffsets(ctx, func(ctx context.Context) error { return s.coord.CommitOffsets(ctx, r.Group, chunk) }); err != nil {
 			for p := range chunk {
-				codes[p] = codeOf(err)
+				codes[p] = offsetsCode(err)
 			}
 		}
 		pending = pending[n:]
@@ -104,9 +105,10 @@ func (gs *groups) checkCommit(name, memberID string, generation int32) int16 {
 // null topic list (v2+) asks for every partition the group has committed.
 func (s *Server) offsetFetch(ctx context.Context, r *kmsg.OffsetFetchRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
-	got, err := s.coord.FetchOffsets(ctx, r.Group)
+	var got map[coordination.Partition]coordination.GroupOffset
+	err := storeOffsets(ctx, func(ctx context.Context) (err error) { got, err = s.coord.FetchOffsets(ctx, r.Group); return err })
 	if err != nil {
-		resp.ErrorCode = codeOf(err)
+		resp.ErrorCode = offsetsCode(err)
 		if coordinationInvalid(err) {
 			resp.ErrorCode = kerr.InvalidGroupID.Code
 		}
@@ -177,4 +179,26 @@ func (s *Server) listGroups(ctx context.Context, r *kmsg.ListGroupsRequest) kmsg
 		resp.Groups = append(resp.Groups, lg)
 	}
 	return resp
+}
+
+// offsetsTimeout bounds a group's offsets read or write in etcd: past it the client is
+// told to find its coordinator again and retry, rather than wait on an etcd that is away.
+const offsetsTimeout = 10 * time.Second
+
+// storeOffsets runs an etcd read or write of offsets within offsetsTimeout.
+func storeOffsets(ctx context.Context, do func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, offsetsTimeout)
+	defer cancel()
+	return do(ctx)
+}
+
+// offsetsCode is the Kafka code of a failed offsets read or write: what codeOf knows
+// (an unknown partition, an offset out of range), else COORDINATOR_NOT_AVAILABLE, which
+// clients retry (UNKNOWN_SERVER_ERROR, for etcd unreachable, made them give up: the Java
+// consumer's commitSync throws, its poll does on a failed offset fetch).
+func offsetsCode(err error) int16 {
+	if code := codeOf(err); code != kerr.UnknownServerError.Code && code != kerr.RequestTimedOut.Code {
+		return code
+	}
+	return kerr.CoordinatorNotAvailable.Code
 }

@@ -269,7 +269,8 @@ func TestRetentionFromTheCLI(t *testing.T) {
 	}
 }
 
-// TestCLIOnWideTopicsAndLongLines: `consume --group` commits the offsets of a topic of
+// TestCLIOnWideTopicsAndLongLines: `produce --value` takes values as the original
+// streamctl did; `consume --group` commits the offsets of a topic of
 // more partitions than one etcd transaction takes (it sent them in one request, refused
 // as invalid, and the group never moved), and `produce` sends long lines from stdin in
 // requests under the agent's batch limit (500 lines of 600 KB were one request of 300 MB,
@@ -283,6 +284,10 @@ func TestCLIOnWideTopicsAndLongLines(t *testing.T) {
 	}
 	if offsets := d.must("", "group", "offsets", "g"); !strings.Contains(offsets, "wide") {
 		t.Fatalf("no offsets committed for the 200-partition topic:\n%s", offsets)
+	}
+	// The original streamctl's --value, as its status page ran it.
+	if acks := lines(d.must("", "produce", "wide", "--partition", "3", "--value", `{"id": 1}`, "--value", `{"id": 2}`)); len(acks) != 2 || acks[1] != "wide/3@1" {
+		t.Fatalf("produce --value: %q", acks)
 	}
 	d.must("", "topic", "create", "long", "--partitions", "1")
 	var input strings.Builder

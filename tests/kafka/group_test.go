@@ -416,3 +416,49 @@ func TestGroupCommitsFollowKafkasRules(t *testing.T) {
 		t.Fatalf("committed offset %v (%v), want 5: the member's commit while preparing, nothing after", got, err)
 	}
 }
+
+// TestOffsetsWithEtcdAwayAreRetried: with etcd stopped, an offset commit and an offset
+// fetch are answered COORDINATOR_NOT_AVAILABLE within the listener's bound, a code Kafka
+// clients retry after finding their coordinator again. Before, they were answered
+// UNKNOWN_SERVER_ERROR, on which the Java consumer's commitSync throws and its poll
+// fails, and only when the client's own timeout ended the wait.
+func TestOffsetsWithEtcdAwayAreRetried(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const topic, group = "away", "away-group"
+	c.createTopic(topic, 1, nil)
+	cl := c.client(kgo.RequestTimeoutOverhead(30 * time.Second))
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The coordinator known before etcd goes: the requests go straight to it.
+	if _, err := kadm.NewClient(cl).FetchOffsets(ctx, group); err != nil {
+		t.Fatal(err)
+	}
+	if err := etcd.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := etcd.Restart(context.Background()); err != nil {
+			t.Errorf("restart etcd: %v", err)
+		}
+	})
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.Group, commit.Generation = group, -1
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rt.Partitions = append(rt.Partitions, rp)
+	commit.Topics = append(commit.Topics, rt)
+	start := time.Now()
+	resp, err := commit.RequestWith(ctx, cl)
+	if err != nil || resp.Topics[0].Partitions[0].ErrorCode != kerr.CoordinatorNotAvailable.Code {
+		t.Fatalf("offset commit with etcd away: %v, %+v; want COORDINATOR_NOT_AVAILABLE", err, resp)
+	}
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	fetch.Group = group
+	got, err := fetch.RequestWith(ctx, cl)
+	if err != nil || got.ErrorCode != kerr.CoordinatorNotAvailable.Code {
+		t.Fatalf("offset fetch with etcd away: %v, %+v; want COORDINATOR_NOT_AVAILABLE", err, got)
+	}
+	t.Logf("both answered within %s", time.Since(start).Round(time.Millisecond))
+}
