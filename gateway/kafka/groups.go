@@ -190,7 +190,17 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	if !g.initial && g.allJoined() {
 		gs.completeJoin(g)
 	}
-	wait := m.rebalance + time.Second
+	// The join phase ends by the longest rebalance timeout of the group's members (or
+	// the initial delay): the answer comes by then, even to a member whose own timeout
+	// is shorter. A member told to try again learns its id, so that it rejoins as
+	// itself: rejoining as new, it would leave the member it was in the group, counted
+	// as joined, assigned partitions it never reads until its session expires.
+	wait := initialJoinDelay
+	for _, o := range g.members {
+		wait = max(wait, o.rebalance)
+	}
+	wait += time.Second
+	resp.MemberID = m.id
 	gs.mu.Unlock()
 	select {
 	case out, ok := <-ch:

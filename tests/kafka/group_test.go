@@ -334,28 +334,15 @@ func TestGroupCommitsFollowKafkasRules(t *testing.T) {
 	defer cancel()
 
 	join := func(cl *kgo.Client, member string) *kmsg.JoinGroupResponse {
-		req := kmsg.NewPtrJoinGroupRequest()
-		req.Group, req.MemberID, req.ProtocolType = group, member, "consumer"
-		req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 30000, 30000
-		proto := kmsg.NewJoinGroupRequestProtocol()
-		proto.Name, proto.Metadata = "range", []byte{0}
-		req.Protocols = append(req.Protocols, proto)
-		resp, err := req.RequestWith(ctx, cl)
+		resp, err := rawJoin(ctx, cl, group, member, 30000)
 		if err != nil || resp.ErrorCode != 0 {
 			t.Fatalf("join as %q: %v, %+v", member, err, resp)
 		}
 		return resp
 	}
 	sync := func(j *kmsg.JoinGroupResponse) {
-		req := kmsg.NewPtrSyncGroupRequest()
-		req.Group, req.MemberID, req.Generation = group, j.MemberID, j.Generation
-		for _, m := range j.Members { // as the leader: nothing to assign but a place
-			a := kmsg.NewSyncGroupRequestGroupAssignment()
-			a.MemberID, a.MemberAssignment = m.MemberID, []byte{0}
-			req.GroupAssignment = append(req.GroupAssignment, a)
-		}
-		if resp, err := req.RequestWith(ctx, cl); err != nil || resp.ErrorCode != 0 {
-			t.Fatalf("sync: %v, %+v", err, resp)
+		if err := rawSync(ctx, cl, group, j); err != nil {
+			t.Fatal(err)
 		}
 	}
 	commit := func(member string, generation int32, offset int64) int16 {
@@ -461,4 +448,78 @@ func TestOffsetsWithEtcdAwayAreRetried(t *testing.T) {
 		t.Fatalf("offset fetch with etcd away: %v, %+v; want COORDINATOR_NOT_AVAILABLE", err, got)
 	}
 	t.Logf("both answered within %s", time.Since(start).Round(time.Millisecond))
+}
+
+// rawJoin sends a JoinGroup of a consumer to group as member ("": a new one), with a
+// session timeout of 30 s and the rebalance timeout given.
+func rawJoin(ctx context.Context, cl *kgo.Client, group, member string, rebalanceMs int32) (*kmsg.JoinGroupResponse, error) {
+	req := kmsg.NewPtrJoinGroupRequest()
+	req.Group, req.MemberID, req.ProtocolType = group, member, "consumer"
+	req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 30000, rebalanceMs
+	proto := kmsg.NewJoinGroupRequestProtocol()
+	proto.Name, proto.Metadata = "range", []byte{0}
+	req.Protocols = append(req.Protocols, proto)
+	return req.RequestWith(ctx, cl)
+}
+
+// rawSync sends the SyncGroup of j's member, as the leader when it is: nothing to assign
+// but a place for every member.
+func rawSync(ctx context.Context, cl *kgo.Client, group string, j *kmsg.JoinGroupResponse) error {
+	req := kmsg.NewPtrSyncGroupRequest()
+	req.Group, req.MemberID, req.Generation = group, j.MemberID, j.Generation
+	for _, m := range j.Members {
+		a := kmsg.NewSyncGroupRequestGroupAssignment()
+		a.MemberID, a.MemberAssignment = m.MemberID, []byte{0}
+		req.GroupAssignment = append(req.GroupAssignment, a)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil && resp.ErrorCode != 0 {
+		err = fmt.Errorf("sync of %s: code %d", j.MemberID, resp.ErrorCode)
+	}
+	return err
+}
+
+// TestNewMemberWithAShortRebalanceTimeoutJoinsOnce: a consumer joining with a rebalance
+// timeout shorter than the group's gets its answer when the join phase ends, the other
+// members rejoined. Before, its own wait ran out first: it was told to try again with no
+// member id, and rejoined as a second new member, while the first stayed in the group,
+// counted as joined, and was assigned partitions nobody read.
+func TestNewMemberWithAShortRebalanceTimeoutJoinsOnce(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const group = "short-rebalance"
+	clA, clN := c.client(kgo.RequestTimeoutOverhead(30*time.Second)), c.client(kgo.RequestTimeoutOverhead(30*time.Second))
+	defer clA.Close()
+	defer clN.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, err := rawJoin(ctx, clA, group, "", 20000)
+	if err != nil || a.ErrorCode != 0 {
+		t.Fatalf("first join: %v, %+v", err, a)
+	}
+	if err := rawSync(ctx, clA, group, a); err != nil {
+		t.Fatal(err)
+	}
+	joined := make(chan *kmsg.JoinGroupResponse, 1)
+	go func() {
+		n, err := rawJoin(ctx, clN, group, "", 2000)
+		if err != nil {
+			n = nil
+		}
+		joined <- n
+	}()
+	time.Sleep(4 * time.Second) // past the new member's own 2 s, within the group's 20
+	a2, err := rawJoin(ctx, clA, group, a.MemberID, 20000)
+	if err != nil || a2.ErrorCode != 0 {
+		t.Fatalf("rejoin: %v, %+v", err, a2)
+	}
+	n := <-joined
+	if n == nil || n.ErrorCode != 0 || n.MemberID == "" || n.Generation != a2.Generation {
+		t.Fatalf("the new member's join: %+v; want it in generation %d", n, a2.Generation)
+	}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Groups = []string{group}
+	d, err := dg.RequestWith(ctx, clA)
+	if err != nil || len(d.Groups) != 1 || len(d.Groups[0].Members) != 2 {
+		t.Fatalf("describe: %v, %+v; want the two members", err, d)
+	}
 }
