@@ -10,7 +10,9 @@
 //
 // Every refusal is a gRPC status a client can act on (see streamhousepb/streamhouse.proto)
 // and writes nothing: names, sizes and offsets are checked before anything is sent to a
-// partition. Limits has the request bounds and their defaults.
+// partition; but a Produce spread over partitions that one of them refuses (backpressure,
+// a move) may have been written to the others, which its error names. Limits has the
+// request bounds and their defaults.
 //
 // Metrics: Interceptors count and time every call (streamhouse_requests_total{method,code},
 // streamhouse_request_duration_seconds{method}); LagCollector exports

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -354,7 +356,7 @@ func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 	}
 	wg.Wait()
 	if first != nil {
-		return nil, statusOf(first)
+		return nil, partlyWritten(statusOf(first), acks)
 	}
 	return &pb.ProduceResponse{Acks: acks}, nil
 }
@@ -444,4 +446,21 @@ func (s *Server) ListGroups(ctx context.Context, _ *pb.ListGroupsRequest) (*pb.L
 		return nil, statusOf(err)
 	}
 	return &pb.ListGroupsResponse{Groups: groups}, nil
+}
+
+// partlyWritten adds to a refused Produce's status the partitions its other records were
+// written to (acks of the records written), so that a client does not send them again.
+func partlyWritten(err error, acks []*pb.RecordAck) error {
+	written := map[int32]bool{}
+	for _, a := range acks {
+		if a != nil {
+			written[a.Partition] = true
+		}
+	}
+	if len(written) == 0 {
+		return err
+	}
+	ps := slices.Sorted(maps.Keys(written))
+	st := status.Convert(err)
+	return status.Errorf(st.Code(), "%s (records to partitions %v were written)", st.Message(), ps)
 }
