@@ -152,19 +152,30 @@ func TestClusterOwnsEveryPartitionOnce(t *testing.T) {
 	}
 }
 
+// topicOn starts n agents and creates topic t of the given partitions.
+func topicOn(t *testing.T, partitions int32, n int) (*fixture, []*Node) {
+	t.Helper()
+	f := newFixture(t)
+	if _, err := f.c.CreateTopic(context.Background(), coordination.TopicSpec{Name: "t", Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
+	return f, startNodes(t, f, n)
+}
+
+// mustProduce produces recs to p through node, failing the test unless they are acked.
+func mustProduce(t *testing.T, node *Node, p coordination.Partition, recs ...*partitionpb.Record) {
+	t.Helper()
+	if resp, err := node.Client().Produce(context.Background(), p, recs); err != nil || resp.Code != partitionpb.Code_CODE_OK {
+		t.Fatalf("produce to %s: %v %v", p, resp, err)
+	}
+}
+
 // oneRecord starts an agent with topic t of one partition holding one record, "first".
 func oneRecord(t *testing.T) (*fixture, *Node, coordination.Partition) {
 	t.Helper()
-	f := newFixture(t)
-	ctx := context.Background()
-	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	nodes := startNodes(t, f, 1)
+	f, nodes := topicOn(t, 1, 1)
 	p := coordination.Partition{Topic: "t", Partition: 0}
-	if resp, err := nodes[0].Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("first")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
-		t.Fatalf("produce: %v %v", resp, err)
-	}
+	mustProduce(t, nodes[0], p, &partitionpb.Record{Value: []byte("first")})
 	return f, nodes[0], p
 }
 
@@ -228,17 +239,10 @@ func TestExpiredLongPollsLeaveNothingParked(t *testing.T) {
 // stop (its identity lookup sees the member gone and stops what it placed): fenced, they
 // would otherwise run on, their long-polls unanswered, until each one's next commit.
 func TestSessionLossStopsThePartitions(t *testing.T) {
-	f := newFixture(t)
-	ctx := context.Background()
-	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
-	node := startNodes(t, f, 1)[0]
+	f, nodes := topicOn(t, 3, 1)
+	ctx, node := context.Background(), nodes[0]
 	for i := range int32(3) {
-		p := coordination.Partition{Topic: "t", Partition: i}
-		if resp, err := node.Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("before")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
-			t.Fatalf("produce: %v %v", resp, err)
-		}
+		mustProduce(t, node, coordination.Partition{Topic: "t", Partition: i}, &partitionpb.Record{Value: []byte("before")})
 	}
 	lost := node.current()
 	if n := len(lost.local.snapshot()); n != 3 {
@@ -309,12 +313,8 @@ func TestOwnStrayLeaseIsActivated(t *testing.T) {
 // agent does not own the partition. Before, the remotes kept gRPC's 4 MiB limit: the
 // request went unanswered, and so did every request between the two agents after it.
 func TestLargeRequestsCrossAgents(t *testing.T) {
-	f := newFixture(t)
+	_, nodes := topicOn(t, 4, 2)
 	ctx := context.Background()
-	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 4}); err != nil {
-		t.Fatal(err)
-	}
-	nodes := startNodes(t, f, 2)
 	recs := make([]*partitionpb.Record, 60) // 6 MB
 	for i := range recs {
 		recs[i] = &partitionpb.Record{Value: bytes.Repeat([]byte{byte('a' + i%26)}, 100_000)}
@@ -327,9 +327,7 @@ func TestLargeRequestsCrossAgents(t *testing.T) {
 				continue // from the agent that does not own it
 			}
 			crossed++
-			if resp, err := n.Client().Produce(ctx, part, recs); err != nil || resp.Code != partitionpb.Code_CODE_OK {
-				t.Fatalf("produce of 6 MB to %s from another agent: %v %v", part, resp, err)
-			}
+			mustProduce(t, n, part, recs...) // 6 MB, from the agent that does not own it
 			resp, err := n.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Partition: p, MaxBytes: 16 << 20})
 			if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != len(recs) {
 				t.Fatalf("fetch of 6 MB of %s from another agent: %d records, %v %v", part, len(resp.GetRecords()), resp.GetCode(), err)

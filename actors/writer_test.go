@@ -822,7 +822,10 @@ func TestWriterFlushWaitsForTheCommitUnderWay(t *testing.T) {
 			t.Fatal("the first batch's commit never reached etcd")
 		}
 	}
-	go func() { time.Sleep(time.Second); close(hold) }() // etcd comes back after the flush's time
+	// etcd comes back once the flush ran out of time: when it failed the batch not yet
+	// committing.
+	failed := make(chan produceResult, 1)
+	go func() { r := <-second; failed <- r; close(hold) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	err := w.Flush(ctx)
@@ -835,7 +838,7 @@ func TestWriterFlushWaitsForTheCommitUnderWay(t *testing.T) {
 	if r := <-first; r.Err != nil || r.Base != 0 || r.Count != 3 {
 		t.Fatalf("the batch whose commit was under way, and is in the log: %+v, want acked at 0-2", r)
 	}
-	if r := <-second; !errors.Is(r.Err, ErrUnavailable) {
+	if r := <-failed; !errors.Is(r.Err, ErrUnavailable) {
 		t.Fatalf("the batch not yet committing: %+v, want unavailable", r)
 	}
 	if !errors.Is(err, ErrUnavailable) {

@@ -3,6 +3,7 @@ package coordination_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"syscall"
@@ -259,9 +260,18 @@ func TestAcquireWaitingEndsWithItsSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustSession(t, c, "waiter", 0)
+	watchers := func() float64 {
+		return harness.MetricSum(harness.Metrics(t, strings.TrimPrefix(etcd.Endpoint, "http://")), "etcd_debugging_mvcc_watcher_total ")
+	}
+	before := watchers()
 	done := make(chan error, 1)
 	go func() { _, err := s.Acquire(ctxT(t), "t", 0); done <- err }()
-	time.Sleep(200 * time.Millisecond) // waiting on the holder's lease by now
+	harness.Eventually(t, 10*time.Second, func() error { // waiting: watching the holder's lease
+		if w := watchers(); w <= before {
+			return fmt.Errorf("%v watchers in etcd, %v before the acquire", w, before)
+		}
+		return nil
+	})
 	if _, err := c.Etcd().Revoke(ctxT(t), s.LeaseID()); err != nil {
 		t.Fatal(err)
 	}

@@ -507,12 +507,19 @@ func TestNewMemberWithAShortRebalanceTimeoutJoinsOnce(t *testing.T) {
 		}
 		joined <- n
 	}()
-	time.Sleep(4 * time.Second) // past the new member's own 2 s, within the group's 20
+	// The first member rejoins once the new one's own 2 s are well past, within the
+	// group's 20: the new member must not be answered before.
+	var n *kmsg.JoinGroupResponse
+	select {
+	case n = <-joined:
+		t.Fatalf("the new member was answered before the join phase ended: %+v", n)
+	case <-time.After(4 * time.Second):
+	}
 	a2, err := rawJoin(ctx, clA, group, a.MemberID, 20000)
 	if err != nil || a2.ErrorCode != 0 {
 		t.Fatalf("rejoin: %v, %+v", err, a2)
 	}
-	n := <-joined
+	n = <-joined
 	if n == nil || n.ErrorCode != 0 || n.MemberID == "" || n.Generation != a2.Generation {
 		t.Fatalf("the new member's join: %+v; want it in generation %d", n, a2.Generation)
 	}
