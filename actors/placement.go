@@ -69,7 +69,10 @@ func (pl *Placement) Owner(members []*cluster.Member, p coordination.Partition) 
 	return byTopic[p.Partition]
 }
 
-func score(identity, host string) uint64 {
+// Score is the rendezvous-hashing score of host for the thing named identity: the same
+// on every agent, and spread evenly over hosts even for names that differ only in their
+// last bytes (orders/1, orders/2), which FNV alone is not.
+func Score(identity, host string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(identity))
 	h.Write([]byte{0})
@@ -87,7 +90,7 @@ func score(identity, host string) uint64 {
 func topChoice(identity string, hosts []string) string {
 	best, bestScore := "", uint64(0)
 	for _, h := range hosts {
-		if s := score(identity, h); best == "" || s > bestScore {
+		if s := Score(identity, h); best == "" || s > bestScore {
 			best, bestScore = h, s
 		}
 	}
@@ -102,7 +105,7 @@ func balance(topic string, partitions int32, hosts []string) map[int32]string {
 	for i := range partitions {
 		id := Identity(coordination.Partition{Topic: topic, Partition: i})
 		order := append([]string(nil), hosts...)
-		sort.Slice(order, func(a, b int) bool { return score(id, order[a]) > score(id, order[b]) })
+		sort.Slice(order, func(a, b int) bool { return Score(id, order[a]) > Score(id, order[b]) })
 		prefs[i] = order
 	}
 	out := make(map[int32]string, partitions)
@@ -122,7 +125,7 @@ func balance(topic string, partitions int32, hosts []string) map[int32]string {
 					if out[i] != h {
 						continue
 					}
-					if s := score(Identity(coordination.Partition{Topic: topic, Partition: i}), h); s < low {
+					if s := Score(Identity(coordination.Partition{Topic: topic, Partition: i}), h); s < low {
 						victim, low = i, s
 					}
 				}
@@ -146,7 +149,7 @@ func balance(topic string, partitions int32, hosts []string) map[int32]string {
 			best, high := int32(-1), uint64(0)
 			for i := range partitions {
 				if from := out[i]; from != h && load[from] > floor {
-					if s := score(Identity(coordination.Partition{Topic: topic, Partition: i}), h); best < 0 || s > high {
+					if s := Score(Identity(coordination.Partition{Topic: topic, Partition: i}), h); best < 0 || s > high {
 						best, high = i, s
 					}
 				}

@@ -8,8 +8,9 @@ import (
 var (
 	// ErrFenced: a write on behalf of a partition was refused because the writer no longer
 	// holds the partition's lease at its epoch, or the high-water mark is not the one it
-	// expected. Nothing was written. The writer must stop; a new owner has or will have
-	// the partition.
+	// expected; or an offset commit through a GroupClaim no longer held. Nothing was
+	// written. The writer must stop; a new owner has or will have the partition (the
+	// group).
 	ErrFenced = errors.New("coordination: fenced")
 	// ErrInvalidArgument: a bad name, count, size or offset. Nothing was written.
 	ErrInvalidArgument = errors.New("coordination: invalid argument")

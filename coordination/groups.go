@@ -28,16 +28,26 @@ func ValidateGroupName(group string) error {
 
 // CommitOffsets stores a group's offsets for several partitions in one transaction: all
 // or none. Every partition must exist and every offset be within [0, hwm]. At most
-// Options.MaxTxnOps partitions per call.
+// Options.MaxTxnOps partitions per call. It is not fenced: a group with a coordinator
+// commits through its GroupClaim.
 func (c *Client) CommitOffsets(ctx context.Context, group string, offsets map[Partition]GroupOffset) error {
+	return c.commitOffsets(ctx, group, offsets, nil)
+}
+
+// commitOffsets is CommitOffsets, fenced on claim when it is not nil.
+func (c *Client) commitOffsets(ctx context.Context, group string, offsets map[Partition]GroupOffset, claim *GroupClaim) error {
 	if err := ValidateGroupName(group); err != nil {
 		return err
 	}
 	if len(offsets) == 0 {
 		return invalidf("no offsets to commit for group %q", group)
 	}
-	if len(offsets) > c.opts.MaxTxnOps {
-		return invalidf("%d partitions in one commit, at most %d", len(offsets), c.opts.MaxTxnOps)
+	limit := c.opts.MaxTxnOps // a compare per topic, at most one per partition
+	if claim != nil {
+		limit-- // and one for the claim
+	}
+	if len(offsets) > limit {
+		return invalidf("%d partitions in one commit, at most %d", len(offsets), limit)
 	}
 	parts := make([]Partition, 0, len(offsets))
 	for p := range offsets {
@@ -77,11 +87,21 @@ func (c *Client) CommitOffsets(ctx context.Context, group string, offsets map[Pa
 		o.CommittedAt = now
 		puts = append(puts, clientv3.OpPut(c.keys.GroupOffset(group, p.Topic, p.Partition), mustJSON(o)))
 	}
-	resp, err := c.etcd.Txn(ctx).If(cmps...).Then(puts...).Commit()
+	var orElse []clientv3.Op
+	if claim != nil {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(claim.key), "=", claim.epoch))
+		orElse = append(orElse, clientv3.OpGet(claim.key))
+	}
+	resp, err := c.etcd.Txn(ctx).If(cmps...).Then(puts...).Else(orElse...).Commit()
 	if err != nil {
 		return fmt.Errorf("commit offsets of %q: %w", group, err)
 	}
 	if !resp.Succeeded {
+		if claim != nil {
+			if holder := firstKV(resp, 0); holder == nil || holder.CreateRevision != claim.epoch {
+				return claim.fenced(holder)
+			}
+		}
 		return fmt.Errorf("commit offsets of %q: %w: a topic changed during the commit", group, ErrTopicNotFound)
 	}
 	return nil

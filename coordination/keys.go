@@ -86,6 +86,15 @@ const (
 	//   (empty)
 	ProducerIDsKey = "producer-ids"
 
+	// GroupCoordinatorsPrefix holds, per consumer group a Kafka listener coordinates,
+	// the coordinating agent's claim, attached to its session lease. Its CreateRevision
+	// is the claim's epoch, on which the coordinator's offset commits are fenced, as a
+	// partition owner's writes are on its lease (GroupClaim). Group names are
+	// path-escaped:
+	//   /streamhouse/group-coordinators/billing
+	//   {"node":"agent-1","addr":"10.0.0.5:8090","zone":"zone-a","acquired_at":"2026-11-27T09:04:58Z"}
+	GroupCoordinatorsPrefix = "group-coordinators/"
+
 	groupOffsetsInfix = "/offsets/"
 	offsetDigits      = 20
 )
@@ -183,6 +192,11 @@ func (k Keys) GroupOffsets(group string) string {
 // GroupOffset is /root/groups/<group>/offsets/<topic>/<partition>.
 func (k Keys) GroupOffset(group, topic string, partition int32) string {
 	return k.GroupOffsets(group) + topic + "/" + itoa32(partition)
+}
+
+// GroupCoordinator is /root/group-coordinators/<group>.
+func (k Keys) GroupCoordinator(group string) string {
+	return k.root + GroupCoordinatorsPrefix + url.PathEscape(group)
 }
 
 // Nodes is the prefix of the live agents' keys.

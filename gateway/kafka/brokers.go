@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
 )
 
@@ -99,16 +100,13 @@ func (s *Server) leaderFor(p coordination.Partition, brokers []broker) broker {
 	return rendezvous(brokers, p.String())
 }
 
-// rendezvous picks the broker with the highest hash of (broker, key).
+// rendezvous picks the broker with the highest score for key (actors.Score, the
+// partitions' placement's).
 func rendezvous(brokers []broker, key string) broker {
 	var best broker
 	var bestScore uint64
 	for i, b := range brokers {
-		h := fnv.New64a()
-		_, _ = h.Write([]byte(b.node))
-		_, _ = h.Write([]byte{0})
-		_, _ = h.Write([]byte(key))
-		if score := h.Sum64(); i == 0 || score > bestScore {
+		if score := actors.Score(key, b.node); i == 0 || score > bestScore {
 			best, bestScore = b, score
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/coordination"
 )
 
 // Group states as Kafka names them (DescribeGroups, ListGroups).
@@ -26,12 +28,19 @@ const (
 
 // groups is the coordinator of the consumer groups this agent coordinates (Kafka's
 // classic group protocol). All state is behind one mutex: groups are few and every
-// operation is short; joins and syncs wait on channels outside it.
+// operation is short; joins and syncs wait on channels outside it. A group's state
+// here, and the offsets committed for it, are good only under this agent's claim on it
+// in etcd (claims.go), which fences off a coordinator that does not know yet that
+// another took over.
 type groups struct {
-	s    *Server
-	mu   sync.Mutex
-	m    map[string]*group
-	stop func()
+	s         *Server
+	mu        sync.Mutex
+	m         map[string]*group
+	claims    map[string]*claim
+	releasing sync.WaitGroup // claims being given up, or swept
+	swept     time.Time      // when the last sweep started
+	sweeping  bool
+	stop      func()
 }
 
 type group struct {
@@ -59,7 +68,7 @@ type member struct {
 }
 
 func newGroups(s *Server) *groups {
-	g := &groups{s: s, m: map[string]*group{}}
+	g := &groups{s: s, m: map[string]*group{}, claims: map[string]*claim{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -101,23 +110,28 @@ func (s *Server) findCoordinator(_ *request, r *kmsg.FindCoordinatorRequest) kms
 	return resp
 }
 
-// get returns the group, created empty; nil (and NOT_COORDINATOR) when this agent does
-// not coordinate it, in which case any state it held for it is dropped: the members
-// rejoin at the coordinator they find.
+// get returns the group's state here: nil (and NOT_COORDINATOR) when this agent does
+// not coordinate it, in which case any state it held for it is dropped (the members
+// rejoin at the coordinator they find); nil and no error when it has none, or none under
+// a claim of its current session (which it then drops: its members rejoin).
 func (gs *groups) get(name string) (*group, int16) {
 	if name == "" {
 		return nil, kerr.InvalidGroupID.Code
 	}
+	g := gs.m[name]
 	if !gs.s.isCoordinator(name) {
-		if g := gs.m[name]; g != nil {
+		if g != nil {
 			gs.drop(g)
 		}
 		return nil, kerr.NotCoordinator.Code
 	}
-	g := gs.m[name]
-	if g == nil {
-		g = &group{name: name, state: stateEmpty, members: map[string]*member{}}
-		gs.m[name] = g
+	if g != nil && !gs.claimed(name) {
+		if c := gs.claims[name]; c != nil && c.gc != nil {
+			gs.unclaim(name, c)
+		} else {
+			gs.drop(g)
+		}
+		return nil, errNone
 	}
 	return g, errNone
 }
@@ -154,8 +168,22 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	case r.ProtocolType == "" || len(r.Protocols) == 0:
 		return fail(kerr.InconsistentGroupProtocol.Code)
 	}
+	if coordination.ValidateGroupName(r.Group) != nil {
+		return fail(kerr.InvalidGroupID.Code)
+	}
+	if _, code := gs.claim(ctx, r.Group); code != errNone {
+		return fail(code)
+	}
 	gs.mu.Lock()
 	g, code := gs.get(r.Group)
+	if code == errNone && g == nil {
+		if !gs.claimed(r.Group) { // given up since, this agent no longer coordinating it
+			code = kerr.NotCoordinator.Code
+		} else {
+			g = &group{name: r.Group, state: stateEmpty, members: map[string]*member{}}
+			gs.m[r.Group] = g
+		}
+	}
 	if code != errNone {
 		gs.mu.Unlock()
 		return fail(code)
@@ -386,8 +414,12 @@ func (gs *groups) answerSync(m *member, code int16, assignment []byte, g *group)
 	m.sync = nil
 }
 
-// check validates a member's generation; errNone when it is current.
+// check validates a member's generation; errNone when it is current. A nil group (none
+// here) has no members.
 func (g *group) check(memberID string, generation int32) (*member, int16) {
+	if g == nil {
+		return nil, kerr.UnknownMemberID.Code
+	}
 	m := g.members[memberID]
 	switch {
 	case m == nil:
@@ -510,7 +542,11 @@ func (gs *groups) leave(r *kmsg.LeaveGroupRequest) kmsg.Response {
 	for _, id := range ids {
 		lm := kmsg.NewLeaveGroupResponseMember()
 		lm.MemberID = id
-		if m := g.members[id]; m != nil {
+		var m *member
+		if g != nil {
+			m = g.members[id]
+		}
+		if m != nil {
 			gs.removeMember(g, m, kerr.UnknownMemberID.Code)
 			left = true
 		} else {
@@ -571,6 +607,7 @@ func (gs *groups) expire(now time.Time) {
 			delete(gs.m, name) // offsets stay in etcd; nothing else to keep
 		}
 	}
+	gs.release(now)
 }
 
 func (gs *groups) describe(ctx context.Context, r *kmsg.DescribeGroupsRequest) kmsg.Response {
@@ -634,11 +671,14 @@ func (gs *groups) states() map[string][2]string {
 	return out
 }
 
+// shutdown drops every group; the claims end with the agent's session, which its
+// node closes next.
 func (gs *groups) shutdown() {
 	gs.stop()
 	gs.mu.Lock()
-	defer gs.mu.Unlock()
 	for _, g := range gs.m {
 		gs.drop(g)
 	}
+	gs.mu.Unlock()
+	gs.releasing.Wait()
 }

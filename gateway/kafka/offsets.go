@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"time"
 
@@ -16,14 +17,16 @@ import (
 const commitChunk = 100
 
 // offsetCommit stores a group's offsets in etcd, where the gRPC API and every agent read
-// them, once the group's coordinator has checked the commit (checkCommit).
+// them, once the group's coordinator has checked the commit (checkCommit), fenced on its
+// claim on the group: a coordinator another agent has replaced writes nothing.
 func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-	code := s.groups.checkCommit(r.Group, r.MemberID, r.Generation)
-	if code == errNone {
-		if err := coordination.ValidateGroupName(r.Group); err != nil {
-			code = kerr.InvalidGroupID.Code
-		}
+	var gc *coordination.GroupClaim
+	code := errNone
+	if err := coordination.ValidateGroupName(r.Group); err != nil {
+		code = kerr.InvalidGroupID.Code
+	} else if gc, code = s.groups.claim(ctx, r.Group); code == errNone {
+		code = s.groups.checkCommit(r.Group, r.MemberID, r.Generation)
 	}
 	codes := map[coordination.Partition]int16{}
 	var pending []coordination.Partition
@@ -52,7 +55,15 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 		for _, p := range pending[:n] {
 			chunk[p] = offsets[p]
 		}
-		if err := storeOffsets(ctx, func(ctx context.Context) error { return s.coord.CommitOffsets(ctx, r.Group, chunk) }); err != nil {
+		err := storeOffsets(ctx, func(ctx context.Context) error { return gc.CommitOffsets(ctx, chunk) })
+		if errors.Is(err, coordination.ErrFenced) {
+			s.groups.fenced(gc)
+			for _, p := range pending {
+				codes[p] = kerr.NotCoordinator.Code
+			}
+			break
+		}
+		if err != nil {
 			for p := range chunk {
 				codes[p] = offsetsCode(err)
 			}
@@ -82,21 +93,15 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 func (gs *groups) checkCommit(name, memberID string, generation int32) int16 {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
-	if name == "" {
-		return kerr.InvalidGroupID.Code
-	}
-	if !gs.s.isCoordinator(name) {
-		return kerr.NotCoordinator.Code
-	}
-	g := gs.m[name] // nil: no member here
-	if generation < 0 && memberID == "" {
+	g, code := gs.get(name) // nil: no member here
+	switch {
+	case code != errNone:
+		return code
+	case generation < 0 && memberID == "":
 		if g != nil && len(g.members) > 0 {
 			return kerr.UnknownMemberID.Code
 		}
 		return errNone
-	}
-	if g == nil {
-		return kerr.UnknownMemberID.Code
 	}
 	return g.checkIn(memberID, generation, stateCompleting)
 }

@@ -56,8 +56,9 @@ func TestChaos(t *testing.T) {
 	runChaos(t, faults, seed, envKinds(t, faultKinds), false)
 }
 
-// TestChaosOverKafka runs the workload's producers and followers over the Kafka protocol
-// (kgo idempotent producers through every agent): CHAOS_KAFKA_FAULTS (default 9) faults,
+// TestChaosOverKafka runs the workload's producers, followers and consumer group over
+// the Kafka protocol (kgo idempotent producers and a kgo group of two members, through
+// every agent): CHAOS_KAFKA_FAULTS (default 9) faults,
 // by default of the agents (killed, paused past their session, restarted); CHAOS_KINDS
 // chooses others.
 func TestChaosOverKafka(t *testing.T) {
@@ -324,7 +325,7 @@ func summary(r Report, o objectCounts, outages []Outage, faults, seed int, took 
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d faults, seed %d, %s of faults; 3 agents, 3 etcd members, 1 MinIO, %d partitions\n", faults, seed, took.Round(time.Second), partitions)
 	if overKafka {
-		fmt.Fprintf(&b, "producers and followers over the Kafka protocol (kgo, idempotent); group and final read over gRPC\n")
+		fmt.Fprintf(&b, "producers, followers and the group over the Kafka protocol (kgo, idempotent producers, a group of 2); the group's watcher and final read over gRPC\n")
 	}
 	b.WriteString("\n")
 	fmt.Fprintf(&b, "| check | count | must be 0 |\n|---|---|---|\n")

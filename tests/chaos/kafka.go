@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -69,12 +70,16 @@ func (w *workload) followKafka() {
 		panic(err)
 	}
 	defer cl.Close()
+	next := map[int32]int64{}
+	w.pollKafka(cl, func(p int32, recs []*pb.Record) { next[p] = w.record(p, next[p], recs) })
+}
+
+// pollKafka polls cl until the workload stops, handing each partition's records to fn.
+func (w *workload) pollKafka(cl *kgo.Client, fn func(p int32, recs []*pb.Record)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-w.stop; cancel() }()
-	next := map[int32]int64{}
 	for ctx.Err() == nil {
-		fs := cl.PollFetches(ctx)
-		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		cl.PollFetches(ctx).EachPartition(func(fp kgo.FetchTopicPartition) {
 			if len(fp.Records) == 0 {
 				return
 			}
@@ -82,7 +87,41 @@ func (w *workload) followKafka() {
 			for i, r := range fp.Records {
 				recs[i] = &pb.Record{Offset: r.Offset, Value: r.Value}
 			}
-			next[fp.Partition] = w.record(fp.Partition, next[fp.Partition], recs)
+			fn(fp.Partition, recs)
 		})
 	}
+}
+
+// consumeGroupKafka is member m of a Kafka consumer group (kgo's: cooperative-sticky
+// balancing, offsets committed every second and on revoke, all through whichever agent
+// coordinates the group), so that the group's commits cross every fault: a committed
+// offset going down is a coordinator committing for a generation that is no longer the
+// group's. A partition assigned to the member starts over at its first record (wherever
+// the group's offset was); within an assignment, records must follow on.
+func (w *workload) consumeGroupKafka(m int) {
+	var mu sync.Mutex
+	next := map[int32]int64{} // -1: assigned, not yet read
+	assigned := func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range a[w.topic] {
+			next[p] = -1
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(w.kafka...), kgo.ClientID(fmt.Sprintf("chaos-member-%d", m)),
+		kgo.ConsumerGroup(groupName), kgo.ConsumeTopics(w.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(500*time.Millisecond), kgo.AutoCommitInterval(time.Second), kgo.OnPartitionsAssigned(assigned))
+	if err != nil {
+		panic(err) // options are constant: only a bug gets here
+	}
+	defer cl.Close() // commits what was polled, as a member leaving does
+	w.pollKafka(cl, func(p int32, recs []*pb.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		from, ok := next[p]
+		if !ok || from < 0 {
+			from = recs[0].Offset
+		}
+		next[p] = w.record(p, from, recs)
+	})
 }

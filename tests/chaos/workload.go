@@ -27,8 +27,9 @@ type workload struct {
 	clients    []pb.StreamHouseClient
 	topic      string
 	partitions int32
-	// kafka, when set, are the agents' Kafka addresses: producers and followers then
-	// speak the Kafka protocol (kafka.go); the group and the final read stay on gRPC.
+	// kafka, when set, are the agents' Kafka addresses: producers, followers and the
+	// consumer group then speak the Kafka protocol (kafka.go); the group's watcher and
+	// the final read stay on gRPC.
 	kafka []string
 
 	mu       sync.Mutex
@@ -81,7 +82,11 @@ func (w *workload) start(seed uint64) {
 		}
 	}
 	for m := range groupMembers {
-		w.wg.Go(func() { w.consumeGroup(m, rand.New(rand.NewPCG(seed, 200+uint64(m)))) })
+		if w.kafka != nil {
+			w.wg.Go(func() { w.consumeGroupKafka(m) })
+		} else {
+			w.wg.Go(func() { w.consumeGroup(m, rand.New(rand.NewPCG(seed, 200+uint64(m)))) })
+		}
 	}
 	w.wg.Go(w.watchGroup)
 }

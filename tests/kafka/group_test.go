@@ -346,15 +346,7 @@ func TestGroupCommitsFollowKafkasRules(t *testing.T) {
 		}
 	}
 	commit := func(member string, generation int32, offset int64) int16 {
-		req := kmsg.NewPtrOffsetCommitRequest()
-		req.Group, req.MemberID, req.Generation = group, member, generation
-		rt := kmsg.NewOffsetCommitRequestTopic()
-		rt.Topic = topic
-		rp := kmsg.NewOffsetCommitRequestTopicPartition()
-		rp.Partition, rp.Offset = 0, offset
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctx, cl)
+		resp, err := commitRequest(group, member, generation, topic, offset).RequestWith(ctx, cl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -450,16 +442,35 @@ func TestOffsetsWithEtcdAwayAreRetried(t *testing.T) {
 	t.Logf("both answered within %s", time.Since(start).Round(time.Millisecond))
 }
 
-// rawJoin sends a JoinGroup of a consumer to group as member ("": a new one), with a
+// joinRequest is a JoinGroup of a consumer to group as member ("": a new one), with a
 // session timeout of 30 s and the rebalance timeout given.
-func rawJoin(ctx context.Context, cl *kgo.Client, group, member string, rebalanceMs int32) (*kmsg.JoinGroupResponse, error) {
+func joinRequest(group, member string, rebalanceMs int32) *kmsg.JoinGroupRequest {
 	req := kmsg.NewPtrJoinGroupRequest()
 	req.Group, req.MemberID, req.ProtocolType = group, member, "consumer"
 	req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 30000, rebalanceMs
 	proto := kmsg.NewJoinGroupRequestProtocol()
 	proto.Name, proto.Metadata = "range", []byte{0}
 	req.Protocols = append(req.Protocols, proto)
-	return req.RequestWith(ctx, cl)
+	return req
+}
+
+// rawJoin sends joinRequest through cl.
+func rawJoin(ctx context.Context, cl *kgo.Client, group, member string, rebalanceMs int32) (*kmsg.JoinGroupResponse, error) {
+	return joinRequest(group, member, rebalanceMs).RequestWith(ctx, cl)
+}
+
+// commitRequest is an OffsetCommit of offset on partition 0 of topic, for group's member
+// at generation ("" and -1: a standalone consumer's).
+func commitRequest(group, member string, generation int32, topic string, offset int64) *kmsg.OffsetCommitRequest {
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.MemberID, req.Generation = group, member, generation
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
 }
 
 // rawSync sends the SyncGroup of j's member, as the leader when it is: nothing to assign

@@ -1,0 +1,105 @@
+package coordination_test
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// TestGroupClaimFencesTheCoordinatorItReplaced: a group's coordinator whose session ended
+// without its knowing (its lease revoked in etcd, as a pause past the TTL does) commits
+// nothing once another session has claimed the group, and no claim is taken from a live
+// holder.
+func TestGroupClaimFencesTheCoordinatorItReplaced(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "orders", 1)
+	a, b := mustSession(t, c, "a", 0), mustSession(t, c, "b", 0)
+	ctx := ctxT(t)
+	l, err := a.Acquire(ctx, "orders", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Commit(ctx, segment(0, 100, 0)); err != nil {
+		t.Fatal(err)
+	}
+	p0 := coordination.Partition{Topic: "orders", Partition: 0}
+	at := func(o int64) map[coordination.Partition]coordination.GroupOffset {
+		return map[coordination.Partition]coordination.GroupOffset{p0: {Offset: o}}
+	}
+	committed := func() int64 {
+		t.Helper()
+		got, err := c.FetchOffsets(ctx, "billing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[p0].Offset
+	}
+
+	ca, err := a.ClaimGroup(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.CommitOffsets(ctx, at(10)); err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, c)
+	if _, err := b.ClaimGroup(ctx, "billing"); !errors.Is(err, coordination.ErrGroupClaimed) {
+		t.Fatalf("claim of a group another live session holds: %v, want ErrGroupClaimed", err)
+	}
+	if after := dump(t, c); !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refused claim wrote: before %v, after %v", before, after)
+	}
+
+	// a's lease ends in etcd (a pause past its TTL), a knows nothing yet; b takes over.
+	if _, err := etcdClient(t, etcd.Endpoint).Revoke(ctx, a.LeaseID()); err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.ClaimGroup(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cb.Epoch() <= ca.Epoch() {
+		t.Fatalf("new claim's epoch %d, not above the old one's %d", cb.Epoch(), ca.Epoch())
+	}
+	if err := cb.CommitOffsets(ctx, at(20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.CommitOffsets(ctx, at(15)); !errors.Is(err, coordination.ErrFenced) {
+		t.Fatalf("commit through the replaced claim: %v, want ErrFenced", err)
+	}
+	if got := committed(); got != 20 {
+		t.Fatalf("committed offset %d, want the new coordinator's 20", got)
+	}
+	// The old claim's release leaves the new one alone.
+	if err := ca.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.CommitOffsets(ctx, at(25)); err != nil {
+		t.Fatalf("commit after the old claim's release: %v", err)
+	}
+
+	// The same session claiming again replaces its claim: the forgotten one is fenced.
+	cb2, err := b.ClaimGroup(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.CommitOffsets(ctx, at(30)); !errors.Is(err, coordination.ErrFenced) {
+		t.Fatalf("commit through a claim its own session replaced: %v, want ErrFenced", err)
+	}
+	if err := cb2.CommitOffsets(ctx, at(35)); err != nil || committed() != 35 {
+		t.Fatalf("commit through the new claim: %v, offset %d", err, committed())
+	}
+	// Released, the group is free at once for another session.
+	if err := cb2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d := mustSession(t, c, "d", 0)
+	if _, err := d.ClaimGroup(ctx, "billing"); err != nil {
+		t.Fatalf("claim after release: %v", err)
+	}
+	if _, err := d.ClaimGroup(ctx, ""); !errors.Is(err, coordination.ErrInvalidArgument) {
+		t.Fatalf("claim of an empty group name: %v", err)
+	}
+}
