@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -27,8 +28,10 @@ streamhouse_memory_limit_bytes{budget="recent"} 2.097152e+06
 # TYPE streamhouse_memory_used_bytes gauge
 streamhouse_memory_used_bytes{budget="cache"} 0
 streamhouse_memory_used_bytes{budget="pending"} 4096
-streamhouse_memory_used_bytes{budget="recent"} 1500
+streamhouse_memory_used_bytes{budget="recent"} RECENT
 `
+	// One record of 1000 bytes and its segment of 500.
+	want = strings.Replace(want, "RECENT", strconv.FormatInt(1500+recordOverhead, 10), 1)
 	if err := testutil.CollectAndCompare(n.MemoryCollector(), strings.NewReader(want)); err != nil {
 		t.Fatal(err)
 	}
@@ -37,9 +40,9 @@ streamhouse_memory_used_bytes{budget="recent"} 1500
 	withReads := strings.Replace(want, `streamhouse_memory_limit_bytes{budget="recent"} 2.097152e+06`,
 		`streamhouse_memory_limit_bytes{budget="read"} 1.6777216e+07
 streamhouse_memory_limit_bytes{budget="recent"} 2.097152e+06`, 1)
-	withReads = strings.Replace(withReads, `streamhouse_memory_used_bytes{budget="recent"} 1500`,
-		`streamhouse_memory_used_bytes{budget="read"} 9
-streamhouse_memory_used_bytes{budget="recent"} 1500`, 1)
+	recent := `streamhouse_memory_used_bytes{budget="recent"} ` + strconv.FormatInt(1500+recordOverhead, 10)
+	withReads = strings.Replace(withReads, recent, `streamhouse_memory_used_bytes{budget="read"} 9
+`+recent, 1)
 	c := n.MemoryCollector(MemoryBudget{Name: "read", Used: func() int64 { return reads }, Limit: 16 << 20})
 	reads = 9
 	if err := testutil.CollectAndCompare(c, strings.NewReader(withReads)); err != nil {
@@ -49,7 +52,7 @@ streamhouse_memory_used_bytes{budget="recent"} 1500`, 1)
 	n.pending.add(-4096)
 	log.clear()
 	want = strings.ReplaceAll(want, `{budget="pending"} 4096`, `{budget="pending"} 0`)
-	want = strings.ReplaceAll(want, `{budget="recent"} 1500`, `{budget="recent"} 0`)
+	want = strings.ReplaceAll(want, recent, `streamhouse_memory_used_bytes{budget="recent"} 0`)
 	if err := testutil.CollectAndCompare(n.MemoryCollector(), strings.NewReader(want)); err != nil {
 		t.Fatal(err)
 	}

@@ -101,6 +101,11 @@ type Node struct {
 	mu  sync.Mutex
 	cur *member // nil while rejoining
 
+	// observers are told when the node leaves and joins (ObserveMembership); obsMu
+	// keeps their calls in the order of the changes.
+	obsMu     sync.Mutex
+	observers []func(joined bool)
+
 	// leaveOnce starts the graceful leave of Stop once; left is closed when it is done,
 	// so that Stop can be called again (to wait longer, or by a deferred cleanup).
 	leaveOnce sync.Once
@@ -295,6 +300,30 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	return m, nil
 }
 
+// ObserveMembership calls fn at once with whether the node is a member of the cluster,
+// then each time that changes: false when its session is lost (it serves nothing until
+// it has rejoined), true when it has rejoined. Calls come one at a time, in order; fn
+// must not block.
+func (n *Node) ObserveMembership(fn func(joined bool)) {
+	n.obsMu.Lock()
+	defer n.obsMu.Unlock()
+	n.observers = append(n.observers, fn)
+	fn(n.current() != nil)
+}
+
+// setCurrent makes m (nil: none, while rejoining) the node's member and tells the
+// observers.
+func (n *Node) setCurrent(m *member) {
+	n.obsMu.Lock()
+	defer n.obsMu.Unlock()
+	n.mu.Lock()
+	n.cur = m
+	n.mu.Unlock()
+	for _, fn := range n.observers {
+		fn(m != nil)
+	}
+}
+
 // supervise rejoins whenever the session ends, until the node stops.
 func (n *Node) supervise(ctx context.Context) {
 	defer close(n.done)
@@ -306,9 +335,7 @@ func (n *Node) supervise(ctx context.Context) {
 		case <-m.session.Done():
 		}
 		n.log.Warn("session lost: every local partition is fenced; leaving and rejoining the cluster", zap.String("member", m.system.ID))
-		n.mu.Lock()
-		n.cur = nil
-		n.mu.Unlock()
+		n.setCurrent(nil)
 		n.leave(m, false)
 		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 			if ctx.Err() != nil {
@@ -318,9 +345,7 @@ func (n *Node) supervise(ctx context.Context) {
 			next, err := n.join(jctx)
 			cancel()
 			if err == nil {
-				n.mu.Lock()
-				n.cur = next
-				n.mu.Unlock()
+				n.setCurrent(next)
 				break
 			}
 			n.log.Warn("rejoin failed", zap.Error(err), zap.Duration("backoff", backoff))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 
@@ -47,8 +48,9 @@ type writerConfig struct {
 	SegmentBytes int64
 	// MaxInFlight bounds concurrent segment uploads. Default DefaultMaxUploads.
 	MaxInFlight int
-	// Pending bounds the record bytes accepted but not yet acked, over every writer that
-	// shares it (the agent's partitions); beyond it Append answers ErrBackpressure.
+	// Pending bounds what records accepted but not yet acked hold (batch.held), over
+	// every writer that shares it (the agent's partitions); beyond it Append answers
+	// ErrBackpressure.
 	// Default: a budget of this writer's own of DefaultMaxPendingBytes.
 	Pending *budget
 	// Recent bounds the committed records kept in memory for tail reads, over every
@@ -146,7 +148,8 @@ type batch struct {
 	seq     int64 // distinguishes batches for linger timers
 	base    int64
 	records []segmentstore.Record
-	bytes   int64
+	bytes   int64 // the records' payload
+	held    int64 // what they hold in the pending budget: bytes, and recordOverhead each
 	waiters []waiter
 	state   batchState
 	meta    coordination.SegmentMeta
@@ -163,9 +166,17 @@ type batch struct {
 	producers   coordination.ProducerChanges
 }
 
-// memBytes is what a committed batch holds in memory: its records' payload and its
-// encoded segment.
-func (b *batch) memBytes() int64 { return b.bytes + int64(len(b.encoded)) }
+// memBytes is what a committed batch holds in memory: its records (their payload and
+// recordOverhead each) and its encoded segment.
+func (b *batch) memBytes() int64 {
+	return b.bytes + int64(len(b.records))*recordOverhead + int64(len(b.encoded))
+}
+
+// recordOverhead is what an accepted record holds in memory beside its payload: its
+// segmentstore.Record in the batch. It counts in the pending budget with the payload, so
+// that records of no bytes (a gRPC request may carry 100,000 of them in a few hundred
+// KB) are not free.
+const recordOverhead = int64(unsafe.Sizeof(segmentstore.Record{}))
 
 func (b *batch) last() int64 { return b.base + int64(len(b.records)) - 1 }
 
@@ -216,7 +227,7 @@ type writer struct {
 	queue     []*batch // sealed batches in offset order
 	inFlight  int      // uploads running, of any generation
 	draining  bool     // after a failed upload, until inFlight drops to 0
-	pending   int64    // record bytes accepted and not yet acked or failed
+	pending   int64    // what records accepted and not yet acked or failed hold (batch.held)
 	fatal     error    // set once; every later call fails with it
 	recent    recentLog
 	prod      *producers
@@ -299,7 +310,8 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 	for i := range recs {
 		size += int64(recs[i].Size())
 	}
-	if !w.cfg.Pending.take(size) {
+	held := size + int64(len(recs))*recordOverhead
+	if !w.cfg.Pending.take(held) {
 		reply(produceResult{Err: fmt.Errorf("%w: the agent has %d bytes waiting to be written (limit %d); %s has %d",
 			ErrBackpressure, w.cfg.Pending.used.Load(), w.cfg.Pending.limit, w.p, w.pending)})
 		return
@@ -330,6 +342,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 	b := w.open
 	b.records = append(b.records, recs...)
 	b.bytes += size
+	b.held += held
 	b.waiters = append(b.waiters, waiter{reply: reply, producer: producer, base: base, count: len(recs), bytes: size, accepted: time.Now()})
 	if idem != nil {
 		if b.producerIDs == nil {
@@ -338,7 +351,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 		b.producerIDs[idem.id] = struct{}{}
 		w.prod.accept(idem.id, idem.epoch, idem.firstSeq, len(recs), base, now)
 	}
-	w.pending += size // in the agent's budget since take
+	w.pending += held // in the agent's budget since take
 	switch {
 	case b.bytes >= w.cfg.SegmentBytes:
 		w.seal(true)
@@ -541,7 +554,7 @@ func (w *writer) onCommit(m commitDone) {
 	w.queue[0] = nil
 	w.queue = w.queue[1:]
 	w.committed = b.last() + 1
-	w.addPending(-b.bytes)
+	w.addPending(-b.held)
 	metricCommits.WithLabelValues("ok").Inc()
 	now := time.Now()
 	metricProduceStage.WithLabelValues(stageCommit).Observe(now.Sub(b.committing).Seconds())
@@ -562,8 +575,8 @@ func (w *writer) onCommit(m commitDone) {
 }
 
 func (w *writer) fail(b *batch, err error) {
-	w.addPending(-b.bytes)
-	b.bytes = 0 // given back once, whatever happens to the batch after
+	w.addPending(-b.held)
+	b.held = 0 // given back once, whatever happens to the batch after
 	for _, wt := range b.waiters {
 		if wt.producer != 0 {
 			w.prod.settle(wt.producer, wt.base, false)
@@ -649,7 +662,7 @@ func (w *writer) Close(err error) {
 	w.recent.clear()
 }
 
-// addPending accounts n record bytes accepted (or, negative, acked or failed) here and in
+// addPending accounts n bytes of records accepted (or, negative, acked or failed) here and in
 // the agent's budget.
 func (w *writer) addPending(n int64) {
 	w.pending += n

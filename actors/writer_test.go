@@ -328,19 +328,27 @@ func TestWriterCommitsManyProducersWithinATransaction(t *testing.T) {
 	}
 }
 
+// twoWritersOnOneBudget starts writers of partitions 0 and 1 of topic t sharing pending,
+// on a store whose PUTs wait until hold is closed.
+func twoWritersOnOneBudget(t *testing.T, pending *budget) (a, b *driver, store *faultyStore, hold chan struct{}) {
+	t.Helper()
+	f := newFixture(t)
+	hold = make(chan struct{})
+	store = &faultyStore{Store: f.store, hold: hold}
+	cfg := writerConfig{Store: store, Linger: time.Millisecond, Pending: pending}
+	cfg.Lease = f.lease(t, "t", 2, 0)
+	a = drive(t, newWriter(cfg, 0))
+	cfg.Lease = f.lease(t, "t", 2, 1)
+	b = drive(t, newWriter(cfg, 0))
+	return a, b, store, hold
+}
+
 // The pending budget is the agent's: a partition is refused with ErrBackpressure
 // (ResourceExhausted to clients) while another holds the budget, memory does not grow with
 // the refused requests, and every byte is given back once the backlog clears.
 func TestWriterBackpressure(t *testing.T) {
-	f := newFixture(t)
-	hold := make(chan struct{})
-	store := &faultyStore{Store: f.store, hold: hold}
 	pending := newBudget(4 << 10)
-	cfg := writerConfig{Store: store, Linger: time.Millisecond, Pending: pending}
-	cfg.Lease = f.lease(t, "t", 2, 0)
-	a := drive(t, newWriter(cfg, 0))
-	cfg.Lease = f.lease(t, "t", 2, 1)
-	b := drive(t, newWriter(cfg, 0))
+	a, b, store, hold := twoWritersOnOneBudget(t, pending)
 	first := make(chan produceResult, 1)
 	go func() { first <- a.produce(values("a", 10)) }() // ~2 KiB, held in the upload
 	store.waitPuts(t, 1)                                // the first batch is held in its upload
@@ -367,6 +375,34 @@ func TestWriterBackpressure(t *testing.T) {
 	}
 	if res := b.produce(values("c", 20)); res.Err != nil {
 		t.Fatalf("produce after the backlog cleared: %v", res.Err)
+	}
+	if used := pending.used.Load(); used != 0 {
+		t.Fatalf("%d bytes still counted pending after every request was answered", used)
+	}
+}
+
+// Records of no bytes count in the pending budget too (recordOverhead each): a request
+// of 1000 empty records is refused while another holds the budget. Before, they counted
+// nothing, and requests of them were taken without bound.
+func TestWriterCountsEmptyRecords(t *testing.T) {
+	pending := newBudget(64 << 10)
+	a, b, store, hold := twoWritersOnOneBudget(t, pending)
+	empty := make([]segmentstore.Record, 1000)
+	first := make(chan produceResult, 1)
+	go func() { first <- a.produce(empty) }()
+	store.waitPuts(t, 1) // held in its upload
+	if used := pending.used.Load(); used < 1000*recordOverhead {
+		t.Fatalf("1000 empty records hold %d bytes of the budget, want at least %d", used, 1000*recordOverhead)
+	}
+	if res := b.produce(empty); !errors.Is(res.Err, ErrBackpressure) {
+		t.Fatalf("1000 more empty records over the budget: %v, want ErrBackpressure", res.Err)
+	}
+	close(hold)
+	if res := <-first; res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := b.produce(empty); res.Err != nil {
+		t.Fatalf("empty records after the backlog cleared: %v", res.Err)
 	}
 	if used := pending.used.Load(); used != 0 {
 		t.Fatalf("%d bytes still counted pending after every request was answered", used)
@@ -423,7 +459,7 @@ func TestWriterKeepsNoBatchTheRecentCacheDropped(t *testing.T) {
 // its limit, a quiet partition's batches go before a busy one's newer ones, and a stopped
 // partition gives everything back.
 func TestRecentLogsShareTheCache(t *testing.T) {
-	cache := newRecentCache(10_000)
+	cache := newRecentCache(10 * (1000 + recordOverhead)) // ten batches of one record
 	logs := make([]recentLog, 4)
 	for i := range logs {
 		logs[i].cache = cache
@@ -490,12 +526,12 @@ func TestRecentLogReads(t *testing.T) {
 	if got, ok := r.read(130, 1<<20); !ok || len(got) != 0 {
 		t.Fatalf("read at the log end: %d, %v", len(got), ok)
 	}
-	small := recentLog{cache: newRecentCache(1500)}
+	small := recentLog{cache: newRecentCache(r.batches[0].memBytes() * 3 / 2)}
 	for _, b := range r.batches {
 		small.add(b)
 	}
 	if len(small.batches) != 1 || small.batches[0].base != 120 {
-		t.Fatalf("a 1500-byte recent log keeps %d batches", len(small.batches))
+		t.Fatalf("a recent log of one and a half batches keeps %d batches", len(small.batches))
 	}
 }
 

@@ -16,6 +16,15 @@ import (
 // MaxGroupNameLen bounds consumer-group names.
 const MaxGroupNameLen = 249
 
+// MaxOffsetMetadataBytes bounds the metadata a group commits with an offset: Kafka's
+// offset.metadata.max.bytes default. Every commit is an etcd value, read back whole by
+// every offset fetch of the group.
+const MaxOffsetMetadataBytes = 4096
+
+// ErrOffsetMetadataTooLarge: a committed offset's metadata is over
+// MaxOffsetMetadataBytes. It matches ErrInvalidArgument.
+var ErrOffsetMetadataTooLarge = fmt.Errorf("%w: offset metadata over %d bytes", ErrInvalidArgument, MaxOffsetMetadataBytes)
+
 // ValidateGroupName accepts 1 to 249 bytes of UTF-8 without control characters. Kafka
 // clients use free-form group ids, so any such name works; it is path-escaped in keys.
 func ValidateGroupName(group string) error {
@@ -63,6 +72,9 @@ func (c *Client) commitOffsets(ctx context.Context, group string, offsets map[Pa
 	now := c.now()
 	for _, p := range parts {
 		o := offsets[p]
+		if len(o.Metadata) > MaxOffsetMetadataBytes {
+			return fmt.Errorf("commit offsets of %q: %s: %w (%d)", group, p, ErrOffsetMetadataTooLarge, len(o.Metadata))
+		}
 		spec, ok := topics[p.Topic]
 		if !ok {
 			var rev int64

@@ -80,6 +80,22 @@ func TestGroupOffsets(t *testing.T) {
 	if err := c.CommitOffsets(ctx, "g", map[coordination.Partition]coordination.GroupOffset{p("orders", 0): {Offset: 101}}); !errors.Is(err, coordination.ErrOffsetOutOfRange) {
 		t.Fatalf("offset past hwm: %v, want ErrOffsetOutOfRange", err)
 	}
+	// Metadata is bounded as Kafka's offset.metadata.max.bytes: at the bound it is taken,
+	// past it the commit is refused.
+	atBound := map[coordination.Partition]coordination.GroupOffset{
+		p("orders", 0): {Offset: 1, Metadata: strings.Repeat("m", coordination.MaxOffsetMetadataBytes)}}
+	if err := c.CommitOffsets(ctx, "g", atBound); err != nil {
+		t.Fatalf("metadata of %d bytes: %v", coordination.MaxOffsetMetadataBytes, err)
+	}
+	before = dump(t, c)
+	over := map[coordination.Partition]coordination.GroupOffset{
+		p("orders", 1): {Offset: 2}, p("orders", 0): {Offset: 3, Metadata: strings.Repeat("m", coordination.MaxOffsetMetadataBytes+1)}}
+	if err := c.CommitOffsets(ctx, "g", over); !errors.Is(err, coordination.ErrOffsetMetadataTooLarge) || !errors.Is(err, coordination.ErrInvalidArgument) {
+		t.Fatalf("metadata over the bound: %v, want ErrOffsetMetadataTooLarge", err)
+	}
+	if after := dump(t, c); !reflect.DeepEqual(before, after) {
+		t.Fatal("a commit refused for its metadata changed etcd")
+	}
 }
 
 func TestCommitOffsetsRespectsTxnLimit(t *testing.T) {

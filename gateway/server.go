@@ -91,13 +91,21 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	return &Server{coord: coord, mirror: mirror, node: node, limits: limits.WithDefaults(), reads: reads, log: log}
 }
 
-// Register adds the service, the standard health service (SERVING) and server reflection
-// to g.
+// Register adds the service, the standard health service and server reflection to g.
+// Health is SERVING while the agent is a member of the cluster, NOT_SERVING while it
+// rejoins after losing its session (its requests are then answered Unavailable), so
+// that a load balancer checking it sends them elsewhere.
 func (s *Server) Register(g *grpc.Server) *health.Server {
 	pb.RegisterStreamHouseServer(g, s)
 	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(pb.StreamHouse_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.node.ObserveMembership(func(joined bool) {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if joined {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		hs.SetServingStatus("", st)
+		hs.SetServingStatus(pb.StreamHouse_ServiceDesc.ServiceName, st)
+	})
 	healthpb.RegisterHealthServer(g, hs)
 	reflection.Register(g)
 	return hs

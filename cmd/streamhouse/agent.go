@@ -119,7 +119,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	intFlag(&f.limits.MaxBatchRecords, "max-batch-records", "STREAMHOUSE_MAX_BATCH_RECORDS", 100000, "most records in one produce request")
 	intFlag(&f.limits.MaxFetchBytes, "max-fetch-bytes", "STREAMHOUSE_MAX_FETCH_BYTES", 16<<20, "most record bytes one fetch returns")
 	intFlag(&f.memory.cacheBytes, "cache-bytes", "STREAMHOUSE_CACHE_BYTES", actors.DefaultCacheBytes, "memory for segment blocks read from the store, shared by all partitions")
-	intFlag(&f.memory.pendingBytes, "max-pending-bytes", "STREAMHOUSE_MAX_PENDING_BYTES", actors.DefaultMaxPendingBytes, "record bytes accepted and not yet acked, and their segments until written, over all partitions; beyond it produce answers ResourceExhausted")
+	intFlag(&f.memory.pendingBytes, "max-pending-bytes", "STREAMHOUSE_MAX_PENDING_BYTES", actors.DefaultMaxPendingBytes, "records accepted and not yet acked (their bytes and 88 bytes each), and their segments until written, over all partitions; beyond it produce answers ResourceExhausted")
 	intFlag(&f.memory.recentBytes, "recent-bytes", "STREAMHOUSE_RECENT_BYTES", actors.DefaultRecentBytes, "committed records kept in memory for tail reads, over all partitions")
 	intFlag(&f.memory.readBytes, "max-read-bytes", "STREAMHOUSE_MAX_READ_BYTES", gateway.DefaultMaxReadBytes, "answers to fetches (gRPC and Kafka) from before their read until written to their clients, over all connections; beyond it a fetch waits, up to 10s, then answers ResourceExhausted (Kafka: a throttle)")
 	intFlag(&f.memory.limit, "memory-limit", "STREAMHOUSE_MEMORY_LIMIT", 0, "soft limit of the agent's Go memory in bytes (0: the four budgets above + 128 MiB; $GOMEMLIMIT wins)")

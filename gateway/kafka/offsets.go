@@ -42,6 +42,10 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 			if p.Metadata != nil {
 				o.Metadata = *p.Metadata
 			}
+			if len(o.Metadata) > coordination.MaxOffsetMetadataBytes {
+				codes[part] = kerr.OffsetMetadataTooLarge.Code // this partition only, as Kafka
+				continue
+			}
 			offsets[part] = o
 			pending = append(pending, part)
 		}

@@ -208,3 +208,41 @@ func TestStrayClaimIsReleased(t *testing.T) {
 
 // claimSweepBound is how often an agent sweeps its stray claims (kafka.claimSweep).
 const claimSweepBound = 5 * time.Second
+
+// TestOffsetMetadataIsBounded: a commit's metadata is bounded as Kafka's
+// offset.metadata.max.bytes (4096): a partition over it is refused
+// OFFSET_METADATA_TOO_LARGE, and the request's other partitions are committed, as a
+// Kafka broker does. Before, any size went into etcd, and came back with every fetch of
+// the group's offsets.
+func TestOffsetMetadataIsBounded(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const topic, group = "meta", "meta-group"
+	c.createTopic(topic, 2, nil)
+	c.produceAtOnce(topic, 1, 20, 100, func(int) []kgo.Opt { return nil })
+	cl := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req := commitRequest(group, "", -1, topic, 1)
+	big := strings.Repeat("m", coordination.MaxOffsetMetadataBytes+1)
+	req.Topics[0].Partitions[0].Metadata = &big
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = 1, 0 // within its high-water mark, whatever was produced to it
+	req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := map[int32]int16{}
+	for _, p := range resp.Topics[0].Partitions {
+		codes[p.Partition] = p.ErrorCode
+	}
+	if codes[0] != kerr.OffsetMetadataTooLarge.Code || codes[1] != 0 {
+		t.Fatalf("codes %v, want OFFSET_METADATA_TOO_LARGE for partition 0 only", codes)
+	}
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	fetch.Group = group
+	got, err := fetch.RequestWith(ctx, cl)
+	if err != nil || got.ErrorCode != 0 || len(got.Topics) != 1 || len(got.Topics[0].Partitions) != 1 || got.Topics[0].Partitions[0].Partition != 1 {
+		t.Fatalf("committed: %+v, %v; want partition 1 only", got, err)
+	}
+}
