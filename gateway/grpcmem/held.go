@@ -20,9 +20,12 @@ import (
 //
 // Two kinds of end drop queued bytes without freeing their buffer (grpc-go v1.85): a
 // connection that closes (what its streams had queued past the control buffer), and a
-// stream reset while its next message was being queued. The reservations of a
-// connection are therefore also given back when it ends (statsHandler), and those of a
-// stream when its handler says it ended (HoldsOfStream).
+// stream reset (by its client, or its deadline) while its next message was being
+// queued. The reservations of a connection are therefore also given back when it ends
+// (statsHandler), those of a stream when its handler says it ended (HoldsOfStream), and
+// those of any call when it ends without its trailers having been queued, which is how
+// a reset shows (statsHandler.HandleRPC): a unary Fetch reset at that moment kept its
+// answer's bytes until its connection ended, which for a long-lived client is never.
 //
 // Answers are never compressed (ServerOptions): gRPC frees the encoded buffer of one it
 // compresses at once, and only the compressed copy waits to be written.
@@ -98,9 +101,10 @@ func (p releasingPool) Put(b *[]byte) {
 // holds is a set of reservations whose answers are not yet written, given back when
 // what they belong to ends. A nil *holds is an empty set that stays empty.
 type holds struct {
-	mu    sync.Mutex
-	set   map[*membudget.Reservation]struct{}
-	ended bool
+	mu       sync.Mutex
+	set      map[*membudget.Reservation]struct{}
+	ended    bool
+	trailers bool // a call's: its trailers were queued, after everything it sent
 }
 
 type (
@@ -157,5 +161,32 @@ func (statsHandler) HandleConn(ctx context.Context, s stats.ConnStats) {
 	}
 }
 
-func (statsHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-func (statsHandler) HandleRPC(context.Context, stats.RPCStats)                       {}
+// TagRPC gives each call a set of holds (a streaming handler may give its own,
+// HoldsOfStream, which then holds its answers instead).
+func (statsHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, streamHoldsKey{}, &holds{})
+}
+
+// HandleRPC ends a call's set when the call ends without its trailers queued: its
+// stream was reset, and an answer queued at that moment is dropped unfreed. Once the
+// trailers are queued, every answer before them is written or freed with the stream,
+// and gives its bytes back itself.
+func (statsHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	h, ok := ctx.Value(streamHoldsKey{}).(*holds)
+	if !ok {
+		return
+	}
+	switch s.(type) {
+	case *stats.OutTrailer:
+		h.mu.Lock()
+		h.trailers = true
+		h.mu.Unlock()
+	case *stats.End:
+		h.mu.Lock()
+		reset := !h.trailers
+		h.mu.Unlock()
+		if reset {
+			h.end()
+		}
+	}
+}

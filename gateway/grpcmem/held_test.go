@@ -77,17 +77,12 @@ func TestHeldAnswerIsAccountedUntilItsBufferIsFreed(t *testing.T) {
 	}
 }
 
-// Answers that a connection or a reset stream had queued are dropped by gRPC without
-// their buffers being freed: their reservations come back when the connection ends, or
-// when the stream's handler says it ended; an answer written before that is given back
-// once, and nothing added after the end is kept.
-func TestHeldAnswersComeBackWhenTheirConnectionOrStreamEnds(t *testing.T) {
+// heldAnswers returns a read budget and a func that encodes, with the codec, an answer
+// of 64 KiB that a reservation of 1 MiB holds, registered under ctx.
+func heldAnswers(t *testing.T) (*membudget.Budget, func(ctx context.Context) mem.BufferSlice) {
 	c := newCodec(NewBufferPool(), false)
 	reads := membudget.New(64<<20, membudget.Metrics{})
-	sh := statsHandler{}
-	conn := sh.TagConn(context.Background(), &stats.ConnTagInfo{})
-	stream, ended := HoldsOfStream(conn)
-	encode := func(ctx context.Context) mem.BufferSlice {
+	return reads, func(ctx context.Context) mem.BufferSlice {
 		t.Helper()
 		r, err := reads.Reserve(ctx, 1<<20)
 		if err != nil {
@@ -101,6 +96,17 @@ func TestHeldAnswersComeBackWhenTheirConnectionOrStreamEnds(t *testing.T) {
 		}
 		return data
 	}
+}
+
+// Answers that a connection or a reset stream had queued are dropped by gRPC without
+// their buffers being freed: their reservations come back when the connection ends, or
+// when the stream's handler says it ended; an answer written before that is given back
+// once, and nothing added after the end is kept.
+func TestHeldAnswersComeBackWhenTheirConnectionOrStreamEnds(t *testing.T) {
+	reads, encode := heldAnswers(t)
+	sh := statsHandler{}
+	conn := sh.TagConn(context.Background(), &stats.ConnTagInfo{})
+	stream, ended := HoldsOfStream(conn)
 	size := int64(proto.Size(&pb.FetchResponse{Records: []*pb.Record{{Value: bytes.Repeat([]byte{'v'}, 64<<10)}}}))
 
 	written := encode(stream)
@@ -125,5 +131,31 @@ func TestHeldAnswersComeBackWhenTheirConnectionOrStreamEnds(t *testing.T) {
 	late.Free()
 	if reads.Held() != 0 {
 		t.Fatalf("an answer encoded after its stream ended: the budget holds %d bytes", reads.Held())
+	}
+}
+
+// A call that ends without its trailers queued was reset, and an answer it queued at
+// that moment is dropped unfreed: its reservation comes back when the call ends. One
+// that ends after its trailers keeps its answer's until the answer is written.
+func TestHeldAnswersComeBackWhenTheirCallIsReset(t *testing.T) {
+	reads, answer := heldAnswers(t)
+	sh := statsHandler{}
+	conn := sh.TagConn(context.Background(), &stats.ConnTagInfo{})
+	reset := sh.TagRPC(conn, &stats.RPCTagInfo{FullMethodName: "/streamhouse.v1.StreamHouse/Fetch"})
+	answer(reset) // queued as the stream was reset: never freed
+	sh.HandleRPC(reset, &stats.End{})
+	if reads.Held() != 0 {
+		t.Fatalf("a call reset with its answer queued ended: the budget holds %d bytes", reads.Held())
+	}
+	done := sh.TagRPC(conn, &stats.RPCTagInfo{FullMethodName: "/streamhouse.v1.StreamHouse/Fetch"})
+	data := answer(done)
+	sh.HandleRPC(done, &stats.OutTrailer{})
+	sh.HandleRPC(done, &stats.End{})
+	if reads.Held() == 0 {
+		t.Fatal("a call that ended with its trailers gave its answer back before the answer was written")
+	}
+	data.Free() // written
+	if reads.Held() != 0 {
+		t.Fatalf("the answer written: the budget holds %d bytes", reads.Held())
 	}
 }

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -51,9 +52,10 @@ type group struct {
 	protocol     string
 	leader       string
 	members      map[string]*member
-	timer        *time.Timer // ends the join phase
-	round        int         // counts join phases: a timer that fired late for an old one does nothing
-	initial      bool        // the join phase of an empty group: wait the whole delay
+	static       map[string]string // group.instance.id -> member id, of static members
+	timer        *time.Timer       // ends the join phase
+	round        int               // counts join phases: a timer that fired late for an old one does nothing
+	initial      bool              // the join phase of an empty group: wait the whole delay
 }
 
 type member struct {
@@ -180,7 +182,7 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 		if !gs.claimed(r.Group) { // given up since, this agent no longer coordinating it
 			code = kerr.NotCoordinator.Code
 		} else {
-			g = &group{name: r.Group, state: stateEmpty, members: map[string]*member{}}
+			g = &group{name: r.Group, state: stateEmpty, members: map[string]*member{}, static: map[string]string{}}
 			gs.m[r.Group] = g
 		}
 	}
@@ -192,7 +194,26 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 		gs.mu.Unlock()
 		return fail(kerr.InconsistentGroupProtocol.Code)
 	}
-	m := g.members[r.MemberID]
+	var m *member
+	if id, ok := g.static[instance(r.InstanceID)]; ok {
+		if r.MemberID != "" && r.MemberID != id {
+			gs.mu.Unlock()
+			return fail(kerr.FencedInstanceID.Code)
+		}
+		if r.MemberID == "" {
+			// A static member restarted: it takes its place, under a new member id.
+			m = gs.replaceStatic(g, id, req)
+			if out := g.rejoinedStatic(m, r.Protocols); out != nil {
+				m.session, m.rebalance, m.seen = session, rebalance, time.Now()
+				gs.mu.Unlock()
+				out.SetVersion(r.Version)
+				return out
+			}
+		}
+	}
+	if m == nil {
+		m = g.members[r.MemberID]
+	}
 	if r.MemberID != "" && m == nil {
 		gs.mu.Unlock()
 		return fail(kerr.UnknownMemberID.Code)
@@ -200,6 +221,9 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	if m == nil {
 		m = &member{id: newMemberID(req.clientID), clientID: req.clientID, clientHost: req.conn.RemoteAddr().String()}
 		g.members[m.id] = m
+		if inst := instance(r.InstanceID); inst != "" {
+			g.static[inst] = m.id
+		}
 	}
 	m.instanceID, m.session, m.rebalance, m.protocols, m.seen = r.InstanceID, session, rebalance, r.Protocols, time.Now()
 	if g.protocolType == "" {
@@ -242,6 +266,67 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	case <-time.After(wait):
 		return fail(kerr.RebalanceInProgress.Code)
 	}
+}
+
+// instance is a member's group.instance.id, "" for a dynamic member.
+func instance(id *string) string {
+	if id == nil {
+		return ""
+	}
+	return *id
+}
+
+// replaceStatic gives the static member id's place to the instance that rejoined with
+// no member id (it restarted): a new member id, its assignment kept; whatever the old
+// incarnation waits for is answered FENCED_INSTANCE_ID, and its later requests are.
+func (gs *groups) replaceStatic(g *group, id string, req *request) *member {
+	m := g.members[id]
+	if m.join != nil {
+		out := kmsg.NewPtrJoinGroupResponse()
+		out.ErrorCode, out.MemberID = kerr.FencedInstanceID.Code, m.id
+		m.join <- out
+		m.join = nil
+	}
+	if m.sync != nil {
+		gs.answerSync(m, kerr.FencedInstanceID.Code, nil, g)
+	}
+	delete(g.members, id)
+	m.id, m.clientID, m.clientHost = newMemberID(req.clientID), req.clientID, req.conn.RemoteAddr().String()
+	g.members[m.id] = m
+	g.static[instance(m.instanceID)] = m.id
+	if g.leader == id {
+		g.leader = m.id
+	}
+	gs.s.log.Info("static group member replaced", zap.String("group", g.name),
+		zap.String("instance", instance(m.instanceID)), zap.String("member", m.id))
+	return m
+}
+
+// rejoinedStatic answers a static member that took its place back (replaceStatic) with
+// the group's current generation, so that it syncs and gets its assignment again without
+// a rebalance: Kafka's rule while the group is stable, the member is not its leader (who
+// must see everyone's metadata) and its protocols are as before. Nil otherwise: the
+// member joins as any other.
+func (g *group) rejoinedStatic(m *member, protos []kmsg.JoinGroupRequestProtocol) *kmsg.JoinGroupResponse {
+	if g.state != stateStable || g.leader == m.id || !sameProtocols(m.protocols, protos) {
+		return nil
+	}
+	out := kmsg.NewPtrJoinGroupResponse()
+	out.Generation, out.ProtocolType, out.Protocol = g.generation, strp(g.protocolType), strp(g.protocol)
+	out.LeaderID, out.MemberID = g.leader, m.id
+	return out
+}
+
+func sameProtocols(a, b []kmsg.JoinGroupRequestProtocol) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || !bytes.Equal(a[i].Metadata, b[i].Metadata) {
+			return false
+		}
+	}
+	return true
 }
 
 // supportsAny reports whether protos names a protocol every current member supports.
@@ -404,6 +489,9 @@ func (gs *groups) removeMember(g *group, m *member, code int16) {
 		gs.answerSync(m, code, nil, g)
 	}
 	delete(g.members, m.id)
+	if inst := instance(m.instanceID); inst != "" && g.static[inst] == m.id {
+		delete(g.static, inst)
+	}
 }
 
 func (gs *groups) answerSync(m *member, code int16, assignment []byte, g *group) {
@@ -415,10 +503,14 @@ func (gs *groups) answerSync(m *member, code int16, assignment []byte, g *group)
 }
 
 // check validates a member's generation; errNone when it is current. A nil group (none
-// here) has no members.
-func (g *group) check(memberID string, generation int32) (*member, int16) {
+// here) has no members. A static member's request that names its instance with a member
+// id another took since is FENCED_INSTANCE_ID: the instance restarted elsewhere.
+func (g *group) check(memberID string, generation int32, instanceID *string) (*member, int16) {
 	if g == nil {
 		return nil, kerr.UnknownMemberID.Code
+	}
+	if id, ok := g.static[instance(instanceID)]; ok && id != memberID {
+		return nil, kerr.FencedInstanceID.Code
 	}
 	m := g.members[memberID]
 	switch {
@@ -436,7 +528,7 @@ func (gs *groups) sync(ctx context.Context, r *kmsg.SyncGroupRequest) kmsg.Respo
 	g, code := gs.get(r.Group)
 	var m *member
 	if code == errNone {
-		m, code = g.check(r.MemberID, r.Generation)
+		m, code = g.check(r.MemberID, r.Generation, r.InstanceID)
 	}
 	if code == errNone {
 		m.seen = time.Now()
@@ -493,26 +585,26 @@ func (gs *groups) sync(ctx context.Context, r *kmsg.SyncGroupRequest) kmsg.Respo
 
 func (gs *groups) heartbeat(r *kmsg.HeartbeatRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.HeartbeatResponse)
-	resp.ErrorCode = gs.alive(r.Group, r.MemberID, r.Generation)
+	resp.ErrorCode = gs.alive(r.Group, r.MemberID, r.Generation, r.InstanceID)
 	return resp
 }
 
 // alive records that a member is alive (a heartbeat, an offset commit) and says whether
 // it is in the group's current generation and the group is not rebalancing.
-func (gs *groups) alive(name, memberID string, generation int32) int16 {
+func (gs *groups) alive(name, memberID string, generation int32, instanceID *string) int16 {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	g, code := gs.get(name)
 	if code != errNone {
 		return code
 	}
-	return g.checkIn(memberID, generation, statePreparing)
+	return g.checkIn(memberID, generation, instanceID, statePreparing)
 }
 
 // checkIn validates a member's generation, as check, and counts the call as a sign of
 // life; a current member is told REBALANCE_IN_PROGRESS while the group is in state busy.
-func (g *group) checkIn(memberID string, generation int32, busy string) int16 {
-	m, code := g.check(memberID, generation)
+func (g *group) checkIn(memberID string, generation int32, instanceID *string, busy string) int16 {
+	m, code := g.check(memberID, generation, instanceID)
 	if m != nil {
 		m.seen = time.Now()
 	}
@@ -531,29 +623,36 @@ func (gs *groups) leave(r *kmsg.LeaveGroupRequest) kmsg.Response {
 		resp.ErrorCode = code
 		return resp
 	}
-	ids := []string{r.MemberID}
+	leaving := []kmsg.LeaveGroupRequestMember{{MemberID: r.MemberID}}
 	if r.Version >= 3 {
-		ids = ids[:0]
-		for _, m := range r.Members {
-			ids = append(ids, m.MemberID)
-		}
+		leaving = r.Members // by member id, or by instance id (a static member's)
 	}
 	left := false
-	for _, id := range ids {
+	for _, l := range leaving {
 		lm := kmsg.NewLeaveGroupResponseMember()
-		lm.MemberID = id
+		lm.MemberID, lm.InstanceID = l.MemberID, l.InstanceID
 		var m *member
 		if g != nil {
-			m = g.members[id]
+			id := l.MemberID
+			if sid, ok := g.static[instance(l.InstanceID)]; ok {
+				if id != "" && id != sid {
+					lm.ErrorCode = kerr.FencedInstanceID.Code
+				}
+				id = sid
+			}
+			if lm.ErrorCode == errNone {
+				m = g.members[id]
+			}
 		}
-		if m != nil {
+		switch {
+		case m != nil:
 			gs.removeMember(g, m, kerr.UnknownMemberID.Code)
 			left = true
-		} else {
+		case lm.ErrorCode == errNone:
 			lm.ErrorCode = kerr.UnknownMemberID.Code
-			if r.Version < 3 {
-				resp.ErrorCode = lm.ErrorCode
-			}
+		}
+		if r.Version < 3 {
+			resp.ErrorCode = lm.ErrorCode
 		}
 		resp.Members = append(resp.Members, lm)
 	}

@@ -26,7 +26,7 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 	if err := coordination.ValidateGroupName(r.Group); err != nil {
 		code = kerr.InvalidGroupID.Code
 	} else if gc, code = s.groups.claim(ctx, r.Group); code == errNone {
-		code = s.groups.checkCommit(r.Group, r.MemberID, r.Generation)
+		code = s.groups.checkCommit(r.Group, r.MemberID, r.Generation, r.InstanceID)
 	}
 	codes := map[coordination.Partition]int16{}
 	var pending []coordination.Partition
@@ -94,7 +94,7 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 // rebalance (a member commits what it processed before it rejoins: refused, its
 // successor would process it again), and refused as REBALANCE_IN_PROGRESS while the
 // rebalance completes (its assignment is about to change).
-func (gs *groups) checkCommit(name, memberID string, generation int32) int16 {
+func (gs *groups) checkCommit(name, memberID string, generation int32, instanceID *string) int16 {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	g, code := gs.get(name) // nil: no member here
@@ -107,7 +107,7 @@ func (gs *groups) checkCommit(name, memberID string, generation int32) int16 {
 		}
 		return errNone
 	}
-	return g.checkIn(memberID, generation, stateCompleting)
+	return g.checkIn(memberID, generation, instanceID, stateCompleting)
 }
 
 // offsetFetch answers a group's committed offsets (-1 for a partition without one); a

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -21,16 +22,18 @@ type member struct {
 	cl       *kgo.Client
 	mu       sync.Mutex
 	assigned map[int32]bool
+	revokes  int            // partitions revoked or lost, in all
 	got      map[string]int // value -> times consumed
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
 
-func startMember(t *testing.T, c *cluster, group, topic, name string) *member {
+// startMember starts a kgo consumer of group, with opts after the defaults.
+func startMember(t *testing.T, c *cluster, group, topic, name string, opts ...kgo.Opt) *member {
 	m := &member{name: name, assigned: map[int32]bool{}, got: map[string]int{}, done: make(chan struct{})}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...), kgo.ClientID(name),
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.seeds()...), kgo.ClientID(name),
 		kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond),
+		kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
 			m.mu.Lock()
 			defer m.mu.Unlock()
@@ -45,6 +48,7 @@ func startMember(t *testing.T, c *cluster, group, topic, name string) *member {
 			for _, p := range r[topic] {
 				delete(m.assigned, p)
 			}
+			m.revokes += len(r[topic])
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, l map[string][]int32) {
 			m.mu.Lock()
@@ -52,11 +56,12 @@ func startMember(t *testing.T, c *cluster, group, topic, name string) *member {
 			for _, p := range l[topic] {
 				delete(m.assigned, p)
 			}
+			m.revokes += len(l[topic])
 		}),
-		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(200*time.Millisecond),
+		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(200 * time.Millisecond),
 		// Partitions move only between polls, after what a poll returned is marked, so that
 		// what the revoke callback commits covers every record consumed.
-		kgo.BlockRebalanceOnPoll(),
+		kgo.BlockRebalanceOnPoll()}, opts...)...,
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -539,5 +544,98 @@ func TestNewMemberWithAShortRebalanceTimeoutJoinsOnce(t *testing.T) {
 	d, err := dg.RequestWith(ctx, clA)
 	if err != nil || len(d.Groups) != 1 || len(d.Groups[0].Members) != 2 {
 		t.Fatalf("describe: %v, %+v; want the two members", err, d)
+	}
+}
+
+// TestStaticMemberRestartsWithoutARebalance: a consumer with a group.instance.id (static
+// membership, KIP-345) that restarts within its session timeout takes its place back
+// under a new member id and gets its partitions again at once, without a rebalance: the
+// other member keeps its partitions throughout. Before, the restarted instance joined as
+// a new member, and the group's join phase waited for the old one, which never rejoined,
+// until its session timed out (30 s here).
+func TestStaticMemberRestartsWithoutARebalance(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const topic, group, partitions = "static", "static-group", 4
+	c.createTopic(topic, partitions, nil)
+	static := func(id string) []kgo.Opt {
+		return []kgo.Opt{kgo.InstanceID(id), kgo.SessionTimeout(30 * time.Second), kgo.RebalanceTimeout(60 * time.Second)}
+	}
+	a := startMember(t, c, group, topic, "static-a", static("a")...)
+	b := startMember(t, c, group, topic, "static-b", static("b")...)
+	waitAssigned(t, partitions, a, b)
+	had, bHad := a.partitions(), b.partitions()
+	b.mu.Lock()
+	revokes := b.revokes
+	b.mu.Unlock()
+	a.stop() // a static member does not leave the group when it closes
+	restarted := time.Now()
+	a2 := startMember(t, c, group, topic, "static-a-restarted", static("a")...)
+	harness.Eventually(t, 12*time.Second, func() error {
+		if got := a2.partitions(); !maps.Equal(got, had) {
+			return fmt.Errorf("the restarted instance has %v, had %v", got, had)
+		}
+		return nil
+	})
+	took := time.Since(restarted)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.revokes != revokes || !maps.Equal(b.assigned, bHad) {
+		t.Fatalf("the other member's partitions moved: %v, had %v; %d revoked since", b.assigned, bHad, b.revokes-revokes)
+	}
+	t.Logf("the restarted static member had its %d partitions back %s after its restart", len(had), took.Round(10*time.Millisecond))
+}
+
+// TestReplacedStaticMemberIsFenced: once a static member's instance has rejoined with no
+// member id (it restarted), the old member id's heartbeats, commits and leave are
+// FENCED_INSTANCE_ID, as Kafka answers a zombie of a restarted instance, and the new one
+// goes on.
+func TestReplacedStaticMemberIsFenced(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const topic, group = "fenced", "fenced-group"
+	c.createTopic(topic, 1, nil)
+	r := dialRaw(t, c.agents[0].KafkaAddr)
+	inst := "instance-1"
+	join := func(member string) *kmsg.JoinGroupResponse {
+		req := joinRequest(group, member, 5000)
+		req.InstanceID = &inst
+		return r.request(req, 5).(*kmsg.JoinGroupResponse)
+	}
+	heartbeat := func(j *kmsg.JoinGroupResponse) int16 {
+		hb := kmsg.NewPtrHeartbeatRequest()
+		hb.Group, hb.MemberID, hb.Generation, hb.InstanceID = group, j.MemberID, j.Generation, &inst
+		return r.request(hb, 3).(*kmsg.HeartbeatResponse).ErrorCode
+	}
+	old := join("")
+	if old.ErrorCode != 0 {
+		t.Fatalf("first join: %+v", old)
+	}
+	restarted := join("")
+	if restarted.ErrorCode != 0 || restarted.MemberID == old.MemberID {
+		t.Fatalf("rejoin of the instance with no member id: %+v", restarted)
+	}
+	if code := heartbeat(old); code != kerr.FencedInstanceID.Code {
+		t.Fatalf("heartbeat of the replaced member: code %d, want FENCED_INSTANCE_ID", code)
+	}
+	commit := commitRequest(group, old.MemberID, restarted.Generation, topic, 0)
+	commit.InstanceID = &inst
+	if code := r.request(commit, 7).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.FencedInstanceID.Code {
+		t.Fatalf("commit of the replaced member: code %d, want FENCED_INSTANCE_ID", code)
+	}
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Group = group
+	leave.Members = []kmsg.LeaveGroupRequestMember{{MemberID: old.MemberID, InstanceID: &inst}}
+	if got := r.request(leave, 3).(*kmsg.LeaveGroupResponse); got.Members[0].ErrorCode != kerr.FencedInstanceID.Code {
+		t.Fatalf("leave of the replaced member: %+v, want FENCED_INSTANCE_ID", got)
+	}
+	if code := heartbeat(restarted); code != 0 && code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("heartbeat of the instance's new member: code %d", code)
+	}
+	// The instance leaves by its id alone.
+	leave.Members = []kmsg.LeaveGroupRequestMember{{InstanceID: &inst}}
+	if got := r.request(leave, 3).(*kmsg.LeaveGroupResponse); got.ErrorCode != 0 || got.Members[0].ErrorCode != 0 {
+		t.Fatalf("leave by instance id: %+v", got)
+	}
+	if code := heartbeat(restarted); code != kerr.UnknownMemberID.Code {
+		t.Fatalf("heartbeat after the instance left: code %d, want UNKNOWN_MEMBER_ID", code)
 	}
 }

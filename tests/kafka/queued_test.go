@@ -79,13 +79,15 @@ func TestQueuedRequestBytesSlowClientsInsteadOfGrowing(t *testing.T) {
 // every record is acked. A record's value begins "p<producer>-<i>-".
 func (c *cluster) produceAtOnce(topic string, producers, perProducer, size int, opts func(p int) []kgo.Opt) {
 	c.t.Helper()
-	var wg sync.WaitGroup
+	var wg, ready sync.WaitGroup
+	start := make(chan struct{})
 	errs := make(chan error, producers)
 	for p := range producers {
 		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.seeds()...), kgo.DefaultProduceTopic(topic)}, opts(p)...)...)
 		if err != nil {
 			c.t.Fatal(err)
 		}
+		ready.Add(1)
 		wg.Go(func() {
 			defer cl.Close()
 			recs := make([]*kgo.Record, perProducer)
@@ -95,9 +97,19 @@ func (c *cluster) produceAtOnce(topic string, producers, perProducer, size int, 
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			errs <- cl.ProduceSync(ctx, recs...).FirstErr()
+			// Connected before any starts, so that their requests come at once however
+			// slowly the clients started.
+			err := cl.Ping(ctx)
+			ready.Done()
+			<-start
+			if err == nil {
+				err = cl.ProduceSync(ctx, recs...).FirstErr()
+			}
+			errs <- err
 		})
 	}
+	ready.Wait()
+	close(start)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
