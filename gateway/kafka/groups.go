@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -202,7 +201,7 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 		}
 		if r.MemberID == "" {
 			// A static member restarted: it takes its place, under a new member id.
-			m = gs.replaceStatic(g, id, req)
+			m = gs.replaceStatic(g, instance(r.InstanceID), id, req)
 			if out := g.rejoinedStatic(m, r.Protocols); out != nil {
 				m.session, m.rebalance, m.seen = session, rebalance, time.Now()
 				gs.mu.Unlock()
@@ -214,18 +213,23 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	if m == nil {
 		m = g.members[r.MemberID]
 	}
-	if r.MemberID != "" && m == nil {
+	switch {
+	case r.MemberID != "" && m == nil:
 		gs.mu.Unlock()
 		return fail(kerr.UnknownMemberID.Code)
-	}
-	if m == nil {
-		m = &member{id: newMemberID(req.clientID), clientID: req.clientID, clientHost: req.conn.RemoteAddr().String()}
+	case m != nil && instance(m.instanceID) != instance(r.InstanceID):
+		// A member's instance id is fixed when it first joins, as Kafka's.
+		gs.mu.Unlock()
+		return fail(kerr.FencedInstanceID.Code)
+	case m == nil:
+		m = &member{id: newMemberID(req.clientID), clientID: req.clientID, clientHost: req.conn.RemoteAddr().String(),
+			instanceID: r.InstanceID}
 		g.members[m.id] = m
 		if inst := instance(r.InstanceID); inst != "" {
 			g.static[inst] = m.id
 		}
 	}
-	m.instanceID, m.session, m.rebalance, m.protocols, m.seen = r.InstanceID, session, rebalance, r.Protocols, time.Now()
+	m.session, m.rebalance, m.protocols, m.seen = session, rebalance, r.Protocols, time.Now()
 	if g.protocolType == "" {
 		g.protocolType = r.ProtocolType
 	}
@@ -278,9 +282,14 @@ func instance(id *string) string {
 
 // replaceStatic gives the static member id's place to the instance that rejoined with
 // no member id (it restarted): a new member id, its assignment kept; whatever the old
-// incarnation waits for is answered FENCED_INSTANCE_ID, and its later requests are.
-func (gs *groups) replaceStatic(g *group, id string, req *request) *member {
+// incarnation waits for is answered FENCED_INSTANCE_ID, and its later requests are. Nil
+// when the member is no longer in the group (the caller adds it as new).
+func (gs *groups) replaceStatic(g *group, inst, id string, req *request) *member {
 	m := g.members[id]
+	if m == nil {
+		delete(g.static, inst)
+		return nil
+	}
 	if m.join != nil {
 		out := kmsg.NewPtrJoinGroupResponse()
 		out.ErrorCode, out.MemberID = kerr.FencedInstanceID.Code, m.id
@@ -293,7 +302,7 @@ func (gs *groups) replaceStatic(g *group, id string, req *request) *member {
 	delete(g.members, id)
 	m.id, m.clientID, m.clientHost = newMemberID(req.clientID), req.clientID, req.conn.RemoteAddr().String()
 	g.members[m.id] = m
-	g.static[instance(m.instanceID)] = m.id
+	g.static[inst] = m.id
 	if g.leader == id {
 		g.leader = m.id
 	}
@@ -304,29 +313,25 @@ func (gs *groups) replaceStatic(g *group, id string, req *request) *member {
 
 // rejoinedStatic answers a static member that took its place back (replaceStatic) with
 // the group's current generation, so that it syncs and gets its assignment again without
-// a rebalance: Kafka's rule while the group is stable, the member is not its leader (who
-// must see everyone's metadata) and its protocols are as before. Nil otherwise: the
-// member joins as any other.
+// a rebalance, as Kafka does while the group is stable and the protocol it would choose
+// stays the one chosen (its metadata, which clients stamp with their generation and the
+// partitions they own, is taken as new). Nil otherwise, and for the group's leader: the
+// member joins as any other. (Kafka answers a restarted leader without a rebalance too,
+// and clients recognise the case by a member id derived from the instance id; this
+// coordinator rebalances instead, which every client handles.)
 func (g *group) rejoinedStatic(m *member, protos []kmsg.JoinGroupRequestProtocol) *kmsg.JoinGroupResponse {
-	if g.state != stateStable || g.leader == m.id || !sameProtocols(m.protocols, protos) {
+	if m == nil || g.state != stateStable || g.leader == m.id {
+		return nil
+	}
+	before := m.protocols
+	if m.protocols = protos; g.vote() != g.protocol {
+		m.protocols = before
 		return nil
 	}
 	out := kmsg.NewPtrJoinGroupResponse()
 	out.Generation, out.ProtocolType, out.Protocol = g.generation, strp(g.protocolType), strp(g.protocol)
 	out.LeaderID, out.MemberID = g.leader, m.id
 	return out
-}
-
-func sameProtocols(a, b []kmsg.JoinGroupRequestProtocol) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].Name != b[i].Name || !bytes.Equal(a[i].Metadata, b[i].Metadata) {
-			return false
-		}
-	}
-	return true
 }
 
 // supportsAny reports whether protos names a protocol every current member supports.
@@ -404,7 +409,9 @@ func (gs *groups) completeJoin(g *group) {
 		g.timer = nil
 	}
 	for _, m := range g.members {
-		if m.join == nil {
+		// A static member that did not rejoin keeps its place (it may be restarting),
+		// as in Kafka, until its session expires.
+		if m.join == nil && instance(m.instanceID) == "" {
 			gs.removeMember(g, m, kerr.UnknownMemberID.Code)
 		}
 	}
@@ -414,15 +421,20 @@ func (gs *groups) completeJoin(g *group) {
 		return
 	}
 	g.protocol = g.vote()
-	if _, ok := g.members[g.leader]; !ok {
-		g.leader = ""
+	if l := g.members[g.leader]; l == nil || l.join == nil {
+		g.leader = "" // the leader is one that rejoined
 		for _, id := range g.memberIDs() {
-			g.leader = id
-			break
+			if g.members[id].join != nil {
+				g.leader = id
+				break
+			}
 		}
 	}
 	g.state = stateCompleting
 	for _, m := range g.members {
+		if m.join == nil {
+			continue // a static member away: its assignment waits for it
+		}
 		out := kmsg.NewPtrJoinGroupResponse()
 		out.Generation, out.ProtocolType, out.Protocol = g.generation, strp(g.protocolType), strp(g.protocol)
 		out.LeaderID, out.MemberID = g.leader, m.id

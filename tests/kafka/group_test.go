@@ -547,12 +547,14 @@ func TestNewMemberWithAShortRebalanceTimeoutJoinsOnce(t *testing.T) {
 	}
 }
 
-// TestStaticMemberRestartsWithoutARebalance: a consumer with a group.instance.id (static
-// membership, KIP-345) that restarts within its session timeout takes its place back
-// under a new member id and gets its partitions again at once, without a rebalance: the
-// other member keeps its partitions throughout. Before, the restarted instance joined as
-// a new member, and the group's join phase waited for the old one, which never rejoined,
-// until its session timed out (30 s here).
+// TestStaticMemberRestartsWithoutARebalance: a kgo consumer with a group.instance.id
+// (static membership, KIP-345) that restarts within its session timeout takes its place
+// back under a new member id and gets its partitions again within seconds, the other
+// member keeping its partitions throughout. Before, the restarted instance joined as a
+// new member, and the group's join phase waited for the old one, which never rejoined,
+// until its session timed out (30 s here). Whether the group rebalanced is
+// TestStaticMemberRejoinsWithoutARebalance's to show: which member kgo's group makes its
+// leader (restarted, it rebalances) depends on the order they joined in.
 func TestStaticMemberRestartsWithoutARebalance(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	const topic, group, partitions = "static", "static-group", 4
@@ -637,5 +639,96 @@ func TestReplacedStaticMemberIsFenced(t *testing.T) {
 	}
 	if code := heartbeat(restarted); code != kerr.UnknownMemberID.Code {
 		t.Fatalf("heartbeat after the instance left: code %d, want UNKNOWN_MEMBER_ID", code)
+	}
+	// A member's instance id is the one it joined with: a rejoin under another is
+	// refused, and the instance's place is its own after the member leaves (this
+	// sequence crashed the agent in review: the instance still named the member gone).
+	again := join("")
+	other := "instance-2"
+	req := joinRequest(group, again.MemberID, 5000)
+	req.InstanceID = &other
+	if got := r.request(req, 5).(*kmsg.JoinGroupResponse); got.ErrorCode != kerr.FencedInstanceID.Code {
+		t.Fatalf("rejoin under another instance id: %+v, want FENCED_INSTANCE_ID", got)
+	}
+	leave.Members = []kmsg.LeaveGroupRequestMember{{MemberID: again.MemberID}}
+	if got := r.request(leave, 3).(*kmsg.LeaveGroupResponse); got.Members[0].ErrorCode != 0 {
+		t.Fatalf("leave by member id: %+v", got)
+	}
+	if last := join(""); last.ErrorCode != 0 {
+		t.Fatalf("join of the instance once its member left: %+v", last)
+	}
+}
+
+// TestStaticMemberRejoinsWithoutARebalance drives a group of a dynamic leader and a
+// static member with raw requests: the static member restarting (a join with no member
+// id, its metadata changed, as a client stamps its generation in it) is answered at once
+// with the group's current generation and a new member id, syncs to its assignment as
+// it was, and the leader is not asked to rejoin; the old member id is fenced.
+func TestStaticMemberRejoinsWithoutARebalance(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const group = "static-raw"
+	ra, rb := dialRaw(t, c.agents[0].KafkaAddr), dialRaw(t, c.agents[0].KafkaAddr)
+	inst := "b-instance"
+	join := func(r *rawConn, member string, instance *string, metadata byte) *kmsg.JoinGroupResponse {
+		req := joinRequest(group, member, 5000)
+		req.InstanceID, req.Protocols[0].Metadata = instance, []byte{metadata}
+		return r.request(req, 5).(*kmsg.JoinGroupResponse)
+	}
+	sync := func(r *rawConn, j *kmsg.JoinGroupResponse, instance *string, assign map[string]string) *kmsg.SyncGroupResponse {
+		req := kmsg.NewPtrSyncGroupRequest()
+		req.Group, req.MemberID, req.Generation, req.InstanceID = group, j.MemberID, j.Generation, instance
+		for id, a := range assign {
+			ga := kmsg.NewSyncGroupRequestGroupAssignment()
+			ga.MemberID, ga.MemberAssignment = id, []byte(a)
+			req.GroupAssignment = append(req.GroupAssignment, ga)
+		}
+		return r.request(req, 3).(*kmsg.SyncGroupResponse)
+	}
+	heartbeat := func(r *rawConn, j *kmsg.JoinGroupResponse, instance *string) int16 {
+		req := kmsg.NewPtrHeartbeatRequest()
+		req.Group, req.MemberID, req.Generation, req.InstanceID = group, j.MemberID, j.Generation, instance
+		return r.request(req, 3).(*kmsg.HeartbeatResponse).ErrorCode
+	}
+
+	a := join(ra, "", nil, 1) // alone: the leader
+	if a.ErrorCode != 0 || a.LeaderID != a.MemberID || sync(ra, a, nil, map[string]string{a.MemberID: "A"}).ErrorCode != 0 {
+		t.Fatalf("first member: %+v", a)
+	}
+	joined := make(chan *kmsg.JoinGroupResponse, 1)
+	go func() { joined <- join(rb, "", &inst, 1) }()
+	harness.Eventually(t, 10*time.Second, func() error {
+		if code := heartbeat(ra, a, nil); code != kerr.RebalanceInProgress.Code {
+			return fmt.Errorf("leader's heartbeat: code %d, want the rebalance the static member's join starts", code)
+		}
+		return nil
+	})
+	a2 := join(ra, a.MemberID, nil, 1)
+	b := <-joined
+	if a2.ErrorCode != 0 || b.ErrorCode != 0 || a2.LeaderID != a.MemberID || b.Generation != a2.Generation {
+		t.Fatalf("rebalance: leader %+v, static member %+v", a2, b)
+	}
+	synced := make(chan *kmsg.SyncGroupResponse, 1)
+	go func() { synced <- sync(rb, b, &inst, nil) }()
+	if got := sync(ra, a2, nil, map[string]string{a2.MemberID: "A", b.MemberID: "B"}); got.ErrorCode != 0 || string(got.MemberAssignment) != "A" {
+		t.Fatalf("leader's sync: %+v", got)
+	}
+	if got := <-synced; got.ErrorCode != 0 || string(got.MemberAssignment) != "B" {
+		t.Fatalf("static member's sync: %+v", got)
+	}
+
+	// The static member restarts.
+	rb2 := dialRaw(t, c.agents[0].KafkaAddr)
+	b2 := join(rb2, "", &inst, 2)
+	if b2.ErrorCode != 0 || b2.Generation != a2.Generation || b2.MemberID == b.MemberID || b2.LeaderID != a2.MemberID {
+		t.Fatalf("restarted static member's join: %+v; want generation %d, a new member id, leader %s", b2, a2.Generation, a2.MemberID)
+	}
+	if got := sync(rb2, b2, &inst, nil); got.ErrorCode != 0 || string(got.MemberAssignment) != "B" {
+		t.Fatalf("restarted static member's sync: %+v, want its assignment B", got)
+	}
+	if code := heartbeat(ra, a2, nil); code != 0 {
+		t.Fatalf("leader's heartbeat after the static member's restart: code %d, want no rebalance", code)
+	}
+	if code := heartbeat(rb, b, &inst); code != kerr.FencedInstanceID.Code {
+		t.Fatalf("old incarnation's heartbeat: code %d, want FENCED_INSTANCE_ID", code)
 	}
 }

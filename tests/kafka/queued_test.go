@@ -79,14 +79,21 @@ func TestQueuedRequestBytesSlowClientsInsteadOfGrowing(t *testing.T) {
 // every record is acked. A record's value begins "p<producer>-<i>-".
 func (c *cluster) produceAtOnce(topic string, producers, perProducer, size int, opts func(p int) []kgo.Opt) {
 	c.t.Helper()
-	var wg, ready sync.WaitGroup
-	start := make(chan struct{})
-	errs := make(chan error, producers)
+	clients := make([]*kgo.Client, producers)
 	for p := range producers {
 		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.seeds()...), kgo.DefaultProduceTopic(topic)}, opts(p)...)...)
 		if err != nil {
+			for _, cl := range clients[:p] {
+				cl.Close()
+			}
 			c.t.Fatal(err)
 		}
+		clients[p] = cl
+	}
+	var wg, ready sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, producers)
+	for p, cl := range clients {
 		ready.Add(1)
 		wg.Go(func() {
 			defer cl.Close()
@@ -97,8 +104,8 @@ func (c *cluster) produceAtOnce(topic string, producers, perProducer, size int, 
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			// Connected before any starts, so that their requests come at once however
-			// slowly the clients started.
+			// Connected to the cluster before any starts, so that their requests come
+			// nearly at once however slowly the clients started.
 			err := cl.Ping(ctx)
 			ready.Done()
 			<-start
