@@ -39,16 +39,16 @@ func (s *Session) ClaimGroup(ctx context.Context, group string) (*GroupClaim, er
 	if err := ValidateGroupName(group); err != nil {
 		return nil, err
 	}
-	gc := &GroupClaim{s: s, group: group, key: s.c.keys.GroupCoordinator(group)}
+	key := s.c.keys.GroupCoordinator(group)
 	for {
 		if s.done() {
 			return nil, fmt.Errorf("claim group %q: %w", group, ErrSessionDone)
 		}
 		val := mustJSON(LeaseValue{NodeInfo: s.node, AcquiredAt: s.c.now()})
 		resp, err := s.c.etcd.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(gc.key), "=", 0)).
-			Then(clientv3.OpPut(gc.key, val, clientv3.WithLease(s.LeaseID()))).
-			Else(clientv3.OpGet(gc.key)).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, val, clientv3.WithLease(s.LeaseID()))).
+			Else(clientv3.OpGet(key)).
 			Commit()
 		if err != nil {
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -57,8 +57,7 @@ func (s *Session) ClaimGroup(ctx context.Context, group string) (*GroupClaim, er
 			return nil, fmt.Errorf("claim group %q: %w", group, err)
 		}
 		if resp.Succeeded {
-			gc.epoch = resp.Header.Revision // the key was created by this transaction
-			gc.log = s.log.With(zap.String("group", group), zap.Int64("epoch", gc.epoch))
+			gc := s.groupClaim(group, key, resp.Header.Revision) // the key was created by this transaction
 			gc.log.Info("group claimed")
 			return gc, nil
 		}
@@ -67,7 +66,7 @@ func (s *Session) ClaimGroup(ctx context.Context, group string) (*GroupClaim, er
 			continue // released between compare and get
 		}
 		if clientv3.LeaseID(holder.Lease) == s.LeaseID() {
-			if err := s.c.deleteIfEpoch(ctx, gc.key, holder.CreateRevision); err != nil {
+			if err := s.c.deleteIfEpoch(ctx, key, holder.CreateRevision); err != nil {
 				return nil, fmt.Errorf("claim group %q: replace own stale claim: %w", group, err)
 			}
 			continue
@@ -75,6 +74,12 @@ func (s *Session) ClaimGroup(ctx context.Context, group string) (*GroupClaim, er
 		return nil, fmt.Errorf("claim group %q: %w: held by %s since revision %d",
 			group, ErrGroupClaimed, holder.Value, holder.CreateRevision)
 	}
+}
+
+// groupClaim is the session's claim on group, its key created at epoch.
+func (s *Session) groupClaim(group, key string, epoch int64) *GroupClaim {
+	return &GroupClaim{s: s, group: group, key: key, epoch: epoch,
+		log: s.log.With(zap.String("group", group), zap.Int64("epoch", epoch))}
 }
 
 // Group is the claimed group's name.
@@ -118,7 +123,7 @@ func (gc *GroupClaim) fenced(holder *mvccpb.KeyValue) error {
 // though the answer was lost) finds it here to release it, since nothing else would
 // before the session ends.
 func (s *Session) HeldGroupClaims(ctx context.Context) ([]*GroupClaim, error) {
-	prefix := s.c.keys.root + GroupCoordinatorsPrefix
+	prefix := s.c.keys.GroupCoordinators()
 	resp, err := s.c.etcd.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("read group claims: %w", err)
@@ -132,8 +137,7 @@ func (s *Session) HeldGroupClaims(ctx context.Context) ([]*GroupClaim, error) {
 		if err != nil {
 			continue // not a key this package wrote
 		}
-		out = append(out, &GroupClaim{s: s, group: group, key: string(kv.Key), epoch: kv.CreateRevision,
-			log: s.log.With(zap.String("group", group), zap.Int64("epoch", kv.CreateRevision))})
+		out = append(out, s.groupClaim(group, string(kv.Key), kv.CreateRevision))
 	}
 	return out, nil
 }

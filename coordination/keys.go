@@ -194,9 +194,12 @@ func (k Keys) GroupOffset(group, topic string, partition int32) string {
 	return k.GroupOffsets(group) + topic + "/" + itoa32(partition)
 }
 
+// GroupCoordinators is the prefix of the groups' coordinator claims.
+func (k Keys) GroupCoordinators() string { return k.root + GroupCoordinatorsPrefix }
+
 // GroupCoordinator is /root/group-coordinators/<group>.
 func (k Keys) GroupCoordinator(group string) string {
-	return k.root + GroupCoordinatorsPrefix + url.PathEscape(group)
+	return k.GroupCoordinators() + url.PathEscape(group)
 }
 
 // Nodes is the prefix of the live agents' keys.

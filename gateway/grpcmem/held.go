@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/streamhouse/streamhouse/gateway/membudget"
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 )
 
 // held maps a response about to be sent to the reservation of the read budget that
@@ -161,9 +162,13 @@ func (statsHandler) HandleConn(ctx context.Context, s stats.ConnStats) {
 	}
 }
 
-// TagRPC gives each call a set of holds (a streaming handler may give its own,
-// HoldsOfStream, which then holds its answers instead).
-func (statsHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+// TagRPC gives each unary Fetch, the one call whose answer a reservation holds, a set
+// of holds (a stream's handler gives its own, HoldsOfStream); other calls, produce's
+// among them, carry none.
+func (statsHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if info.FullMethodName != pb.StreamHouse_Fetch_FullMethodName {
+		return ctx
+	}
 	return context.WithValue(ctx, streamHoldsKey{}, &holds{})
 }
 

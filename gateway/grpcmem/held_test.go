@@ -141,13 +141,13 @@ func TestHeldAnswersComeBackWhenTheirCallIsReset(t *testing.T) {
 	reads, answer := heldAnswers(t)
 	sh := statsHandler{}
 	conn := sh.TagConn(context.Background(), &stats.ConnTagInfo{})
-	reset := sh.TagRPC(conn, &stats.RPCTagInfo{FullMethodName: "/streamhouse.v1.StreamHouse/Fetch"})
+	reset := sh.TagRPC(conn, &stats.RPCTagInfo{FullMethodName: pb.StreamHouse_Fetch_FullMethodName})
 	answer(reset) // queued as the stream was reset: never freed
 	sh.HandleRPC(reset, &stats.End{})
 	if reads.Held() != 0 {
 		t.Fatalf("a call reset with its answer queued ended: the budget holds %d bytes", reads.Held())
 	}
-	done := sh.TagRPC(conn, &stats.RPCTagInfo{FullMethodName: "/streamhouse.v1.StreamHouse/Fetch"})
+	done := sh.TagRPC(conn, &stats.RPCTagInfo{FullMethodName: pb.StreamHouse_Fetch_FullMethodName})
 	data := answer(done)
 	sh.HandleRPC(done, &stats.OutTrailer{})
 	sh.HandleRPC(done, &stats.End{})

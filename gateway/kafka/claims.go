@@ -48,8 +48,12 @@ func (s *Server) session() *coordination.Session {
 // says why not: NOT_COORDINATOR when another agent coordinates it by this agent's view,
 // COORDINATOR_LOAD_IN_PROGRESS while the previous coordinator's claim holds (it gives
 // it up once it sees it is no longer the coordinator, or with its session),
-// COORDINATOR_NOT_AVAILABLE without a session or etcd. Clients retry all three.
+// COORDINATOR_NOT_AVAILABLE without a session or etcd. Clients retry all three; a name
+// no agent takes is INVALID_GROUP_ID.
 func (gs *groups) claim(ctx context.Context, name string) (*coordination.GroupClaim, int16) {
+	if coordination.ValidateGroupName(name) != nil {
+		return nil, kerr.InvalidGroupID.Code // before NOT_COORDINATOR: no agent would take it
+	}
 	for {
 		gs.mu.Lock()
 		sess := gs.s.session()
@@ -214,9 +218,6 @@ func (gs *groups) sweep(ctx context.Context, sess *coordination.Session) {
 func claimCode(err error) int16 {
 	if errors.Is(err, coordination.ErrGroupClaimed) {
 		return kerr.CoordinatorLoadInProgress.Code
-	}
-	if errors.Is(err, coordination.ErrInvalidArgument) {
-		return kerr.InvalidGroupID.Code
 	}
 	return kerr.CoordinatorNotAvailable.Code
 }

@@ -11,8 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
-
-	"github.com/streamhouse/streamhouse/coordination"
 )
 
 // Group states as Kafka names them (DescribeGroups, ListGroups).
@@ -169,9 +167,6 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	case r.ProtocolType == "" || len(r.Protocols) == 0:
 		return fail(kerr.InconsistentGroupProtocol.Code)
 	}
-	if coordination.ValidateGroupName(r.Group) != nil {
-		return fail(kerr.InvalidGroupID.Code)
-	}
 	if _, code := gs.claim(ctx, r.Group); code != errNone {
 		return fail(code)
 	}
@@ -290,16 +285,7 @@ func (gs *groups) replaceStatic(g *group, inst, id string, req *request) *member
 		delete(g.static, inst)
 		return nil
 	}
-	if m.join != nil {
-		out := kmsg.NewPtrJoinGroupResponse()
-		out.ErrorCode, out.MemberID = kerr.FencedInstanceID.Code, m.id
-		m.join <- out
-		m.join = nil
-	}
-	if m.sync != nil {
-		gs.answerSync(m, kerr.FencedInstanceID.Code, nil, g)
-	}
-	delete(g.members, id)
+	gs.removeMember(g, m, kerr.FencedInstanceID.Code) // what it waits for is answered so
 	m.id, m.clientID, m.clientHost = newMemberID(req.clientID), req.clientID, req.conn.RemoteAddr().String()
 	g.members[m.id] = m
 	g.static[inst] = m.id

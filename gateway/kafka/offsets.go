@@ -21,11 +21,8 @@ const commitChunk = 100
 // claim on the group: a coordinator another agent has replaced writes nothing.
 func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-	var gc *coordination.GroupClaim
-	code := errNone
-	if err := coordination.ValidateGroupName(r.Group); err != nil {
-		code = kerr.InvalidGroupID.Code
-	} else if gc, code = s.groups.claim(ctx, r.Group); code == errNone {
+	gc, code := s.groups.claim(ctx, r.Group)
+	if code == errNone {
 		code = s.groups.checkCommit(r.Group, r.MemberID, r.Generation, r.InstanceID)
 	}
 	codes := map[coordination.Partition]int16{}

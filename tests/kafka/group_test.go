@@ -547,7 +547,7 @@ func TestNewMemberWithAShortRebalanceTimeoutJoinsOnce(t *testing.T) {
 	}
 }
 
-// TestStaticMemberRestartsWithoutARebalance: a kgo consumer with a group.instance.id
+// TestRestartedStaticMemberGetsItsPartitionsBack: a kgo consumer with a group.instance.id
 // (static membership, KIP-345) that restarts within its session timeout takes its place
 // back under a new member id and gets its partitions again within seconds, the other
 // member keeping its partitions throughout. Before, the restarted instance joined as a
@@ -555,7 +555,7 @@ func TestNewMemberWithAShortRebalanceTimeoutJoinsOnce(t *testing.T) {
 // until its session timed out (30 s here). Whether the group rebalanced is
 // TestStaticMemberRejoinsWithoutARebalance's to show: which member kgo's group makes its
 // leader (restarted, it rebalances) depends on the order they joined in.
-func TestStaticMemberRestartsWithoutARebalance(t *testing.T) {
+func TestRestartedStaticMemberGetsItsPartitionsBack(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	const topic, group, partitions = "static", "static-group", 4
 	c.createTopic(topic, partitions, nil)
