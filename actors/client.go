@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/cluster"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -100,7 +101,8 @@ func (c *Client) Produce(ctx context.Context, p coordination.Partition, records 
 // ProduceRequest is Produce of a complete request, an idempotent producer's batch in
 // particular. It gives the request an id (unless it has one), so that the partition
 // answers a re-send after an attempt timeout with the first attempt's outcome instead of
-// writing the records twice (requestLog).
+// writing the records twice (requestLog). Each attempt says how long it will be waited
+// for (WaitMs), after which a partition that held it while starting no longer takes it.
 func (c *Client) ProduceRequest(ctx context.Context, req *partitionpb.ProduceRequest) (*partitionpb.ProduceResponse, error) {
 	p := coordination.Partition{Topic: req.Topic, Partition: req.Partition}
 	for req.RequestId == 0 {
@@ -158,7 +160,11 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 	id := Identity(p)
 	answers := make(chan answer)
 	send := func() {
-		res, err := c.cluster.Request(id, PartitionKind, req, cluster.WithTimeout(time.Until(deadline)), cluster.WithRetryCount(1))
+		msg := req
+		if pr, ok := req.(*partitionpb.ProduceRequest); ok {
+			msg = withWait(pr, time.Until(deadline))
+		}
+		res, err := c.cluster.Request(id, PartitionKind, msg, cluster.WithTimeout(time.Until(deadline)), cluster.WithRetryCount(1))
 		select {
 		case answers <- answer{res, err}:
 		case <-ctx.Done():
@@ -210,4 +216,18 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 			return fmt.Errorf("%w: %s: no answer within %s: %v", ErrUnavailable, p, budget, last)
 		}
 	}
+}
+
+// withWait is req as one attempt sends it: a shallow copy (its records shared, never
+// written to) whose WaitMs is wait. A copy, since an earlier attempt's message may still
+// be on its way out.
+func withWait(req *partitionpb.ProduceRequest, wait time.Duration) *partitionpb.ProduceRequest {
+	out := &partitionpb.ProduceRequest{}
+	dst := out.ProtoReflect()
+	req.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		dst.Set(fd, v)
+		return true
+	})
+	out.WaitMs = max(wait.Milliseconds(), 1) // 0 would be no bound
+	return out
 }

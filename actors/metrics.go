@@ -194,6 +194,8 @@ func resultOf(err error) string {
 		return "sequence"
 	case errors.Is(err, segmentstore.ErrCorrupt):
 		return "data_loss"
+	case errors.Is(err, ErrExpired):
+		return "expired"
 	default:
 		return "unavailable"
 	}

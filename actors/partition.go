@@ -93,6 +93,7 @@ type (
 type stashed struct {
 	msg    any
 	sender *actor.PID
+	at     time.Time
 }
 
 type fetchWaiter struct {
@@ -278,13 +279,27 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 func (a *partitionActor) drainStash() {
 	stash := a.stash
 	a.stash = nil
+	expired := 0
 	for _, s := range stash {
 		switch m := s.msg.(type) {
 		case *partitionpb.ProduceRequest:
+			if held := time.Since(s.at); m.WaitMs > 0 && held > time.Duration(m.WaitMs)*time.Millisecond {
+				// Its sender has told its client the outcome is unknown: written now,
+				// the records would be written again by the client's retry.
+				err := fmt.Errorf("%w: %s: held %s while the partition started, its sender waited %d ms",
+					ErrExpired, a.p, held.Round(time.Millisecond), m.WaitMs)
+				metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(err)).Inc()
+				a.replyProduce(s.sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
+				expired++
+				continue
+			}
 			a.produce(m, s.sender)
 		case *partitionpb.FetchRequest:
 			a.fetch(m, s.sender)
 		}
+	}
+	if expired > 0 {
+		a.log.Info("refused produce requests held past their senders' wait", zap.Int("requests", expired))
 	}
 }
 
@@ -296,7 +311,7 @@ func (a *partitionActor) notReady(msg any, sender *actor.PID) (error, bool) {
 		if len(a.stash) >= maxStash {
 			return fmt.Errorf("%w: %s is still starting", ErrBackpressure, a.p), true
 		}
-		a.stash = append(a.stash, stashed{msg, sender})
+		a.stash = append(a.stash, stashed{msg, sender, time.Now()})
 		return nil, true
 	}
 	return nil, false

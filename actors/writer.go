@@ -20,6 +20,9 @@ var (
 	// ErrUnavailable: the partition cannot take the request now (an upload failed and the
 	// writer is resetting, or it is stopping). Nothing was acked; retry.
 	ErrUnavailable = errors.New("actors: partition unavailable")
+	// ErrExpired: a produce request the partition held while it started for longer than
+	// its sender waited; it is refused, not written. It matches ErrUnavailable.
+	ErrExpired = fmt.Errorf("%w: request held past its sender's wait", ErrUnavailable)
 	// ErrBackpressure: too many bytes are accepted but not yet acked.
 	ErrBackpressure = errors.New("actors: partition backpressure")
 )

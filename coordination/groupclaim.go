@@ -2,6 +2,7 @@ package coordination
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -13,8 +14,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// ErrGroupClaimed: another session holds the claim on a consumer group (ClaimGroup).
-// It ends when that session releases it or ends; the caller tries again later.
+// ErrGroupClaimed: another session holds the claim on a consumer group, refusing a
+// ClaimGroup or a commit without a claim (Client.CommitOffsets). It ends when that
+// session releases it or ends; the caller tries again later.
 var ErrGroupClaimed = errors.New("coordination: group claimed by another session")
 
 // GroupClaim is a session's right to coordinate one consumer group: the key
@@ -72,7 +74,7 @@ func (s *Session) ClaimGroup(ctx context.Context, group string) (*GroupClaim, er
 			continue
 		}
 		return nil, fmt.Errorf("claim group %q: %w: held by %s since revision %d",
-			group, ErrGroupClaimed, holder.Value, holder.CreateRevision)
+			group, ErrGroupClaimed, claimHolder(holder), holder.CreateRevision)
 	}
 }
 
@@ -116,6 +118,19 @@ func (gc *GroupClaim) fenced(holder *mvccpb.KeyValue) error {
 	}
 	return fmt.Errorf("commit offsets of %q: %w: the claim at epoch %d is no longer held (current claim: %d)",
 		gc.group, ErrFenced, gc.epoch, now)
+}
+
+// claimHolder names the agent that holds a group's claim, for errors: its node and the
+// Kafka address its members reach it on, or the key's raw value if it is not a claim's.
+func claimHolder(kv *mvccpb.KeyValue) string {
+	var v LeaseValue
+	if json.Unmarshal(kv.Value, &v) != nil || v.Node == "" {
+		return fmt.Sprintf("%q", kv.Value)
+	}
+	if v.Kafka == "" {
+		return v.Node
+	}
+	return fmt.Sprintf("%s (Kafka %s)", v.Node, v.Kafka)
 }
 
 // HeldGroupClaims returns the claims on groups held by the session's lease, as etcd has

@@ -3,31 +3,40 @@ package coordination_test
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/streamhouse/streamhouse/coordination"
 )
+
+// orders100 is a client whose topic orders has one partition of 100 records, written
+// by session a, and at, a commit of offset o on that partition.
+func orders100(t *testing.T) (*coordination.Client, *coordination.Session, func(o int64) map[coordination.Partition]coordination.GroupOffset) {
+	t.Helper()
+	c := newClient(t)
+	mustTopic(t, c, "orders", 1)
+	a := mustSession(t, c, "a", 0)
+	l, err := a.Acquire(ctxT(t), "orders", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Commit(ctxT(t), segment(0, 100, 0)); err != nil {
+		t.Fatal(err)
+	}
+	return c, a, func(o int64) map[coordination.Partition]coordination.GroupOffset {
+		return map[coordination.Partition]coordination.GroupOffset{{Topic: "orders", Partition: 0}: {Offset: o}}
+	}
+}
 
 // TestGroupClaimFencesTheCoordinatorItReplaced: a group's coordinator whose session ended
 // without its knowing (its lease revoked in etcd, as a pause past the TTL does) commits
 // nothing once another session has claimed the group, and no claim is taken from a live
 // holder.
 func TestGroupClaimFencesTheCoordinatorItReplaced(t *testing.T) {
-	c := newClient(t)
-	mustTopic(t, c, "orders", 1)
-	a, b := mustSession(t, c, "a", 0), mustSession(t, c, "b", 0)
+	c, a, at := orders100(t)
+	b := mustSession(t, c, "b", 0)
 	ctx := ctxT(t)
-	l, err := a.Acquire(ctx, "orders", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Commit(ctx, segment(0, 100, 0)); err != nil {
-		t.Fatal(err)
-	}
 	p0 := coordination.Partition{Topic: "orders", Partition: 0}
-	at := func(o int64) map[coordination.Partition]coordination.GroupOffset {
-		return map[coordination.Partition]coordination.GroupOffset{p0: {Offset: o}}
-	}
 	committed := func() int64 {
 		t.Helper()
 		got, err := c.FetchOffsets(ctx, "billing")
@@ -101,5 +110,50 @@ func TestGroupClaimFencesTheCoordinatorItReplaced(t *testing.T) {
 	}
 	if _, err := d.ClaimGroup(ctx, ""); !errors.Is(err, coordination.ErrInvalidArgument) {
 		t.Fatalf("claim of an empty group name: %v", err)
+	}
+}
+
+// TestCommitWithoutAClaimWaitsForTheCoordinator: offsets committed without a claim (the
+// gRPC API's, an operator's `streamctl group commit`) are refused, and write nothing,
+// while a coordinator holds the group: they would move its members' offsets under them.
+// Once the claim ends they are taken again.
+func TestCommitWithoutAClaimWaitsForTheCoordinator(t *testing.T) {
+	c, a, at := orders100(t)
+	ctx := ctxT(t)
+	p0 := coordination.Partition{Topic: "orders", Partition: 0}
+	if err := c.CommitOffsets(ctx, "billing", at(5)); err != nil {
+		t.Fatalf("commit to a group nobody coordinates: %v", err)
+	}
+	claim, err := a.ClaimGroup(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := claim.CommitOffsets(ctx, at(40)); err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, c)
+	err = c.CommitOffsets(ctx, "billing", at(10))
+	if !errors.Is(err, coordination.ErrGroupClaimed) {
+		t.Fatalf("commit without the claim of a coordinated group: %v, want ErrGroupClaimed", err)
+	}
+	if !strings.Contains(err.Error(), "coordinator is a ") {
+		t.Errorf("the refusal does not name the coordinator: %v", err)
+	}
+	if after := dump(t, c); !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refused commit wrote: before %v, after %v", before, after)
+	}
+	// Another group is not held back by billing's claim.
+	if err := c.CommitOffsets(ctx, "audit", at(10)); err != nil {
+		t.Fatalf("commit to another group: %v", err)
+	}
+	if err := claim.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CommitOffsets(ctx, "billing", at(10)); err != nil {
+		t.Fatalf("commit once the claim is released: %v", err)
+	}
+	got, err := c.FetchOffsets(ctx, "billing")
+	if err != nil || got[p0].Offset != 10 {
+		t.Fatalf("offset %d (%v), want 10", got[p0].Offset, err)
 	}
 }

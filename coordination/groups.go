@@ -37,13 +37,19 @@ func ValidateGroupName(group string) error {
 
 // CommitOffsets stores a group's offsets for several partitions in one transaction: all
 // or none. Every partition must exist and every offset be within [0, hwm]. At most
-// Options.MaxTxnOps partitions per call. It is not fenced: a group with a coordinator
-// commits through its GroupClaim.
+// Options.MaxTxnOps partitions, of at most Options.MaxTxnOps-1 topics, per call.
+//
+// It is for groups without a coordinator (the gRPC API has no membership): while a
+// session holds a claim on the group (ClaimGroup, a Kafka group's coordinator), it
+// writes nothing and returns ErrGroupClaimed, since an offset set beside the
+// coordinator's would move its members back or past records they have not processed.
+// Such a group commits through its GroupClaim.
 func (c *Client) CommitOffsets(ctx context.Context, group string, offsets map[Partition]GroupOffset) error {
 	return c.commitOffsets(ctx, group, offsets, nil)
 }
 
-// commitOffsets is CommitOffsets, fenced on claim when it is not nil.
+// commitOffsets is CommitOffsets, fenced on claim when it is not nil, else on the group
+// having no claim.
 func (c *Client) commitOffsets(ctx context.Context, group string, offsets map[Partition]GroupOffset, claim *GroupClaim) error {
 	if err := ValidateGroupName(group); err != nil {
 		return err
@@ -51,16 +57,19 @@ func (c *Client) commitOffsets(ctx context.Context, group string, offsets map[Pa
 	if len(offsets) == 0 {
 		return invalidf("no offsets to commit for group %q", group)
 	}
-	limit := c.opts.MaxTxnOps // a compare per topic, at most one per partition
-	if claim != nil {
-		limit-- // and one for the claim
-	}
-	if len(offsets) > limit {
-		return invalidf("%d partitions in one commit, at most %d", len(offsets), limit)
+	// etcd bounds each list of a transaction by its --max-txn-ops: the puts, one per
+	// partition, and the compares, one per topic and the claim's.
+	if len(offsets) > c.opts.MaxTxnOps {
+		return invalidf("%d partitions in one commit, at most %d", len(offsets), c.opts.MaxTxnOps)
 	}
 	parts := make([]Partition, 0, len(offsets))
+	named := map[string]bool{}
 	for p := range offsets {
 		parts = append(parts, p)
+		named[p.Topic] = true
+	}
+	if len(named) >= c.opts.MaxTxnOps {
+		return invalidf("%d topics in one commit, at most %d", len(named), c.opts.MaxTxnOps-1)
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].String() < parts[j].String() })
 
@@ -99,20 +108,24 @@ func (c *Client) commitOffsets(ctx context.Context, group string, offsets map[Pa
 		o.CommittedAt = now
 		puts = append(puts, clientv3.OpPut(c.keys.GroupOffset(group, p.Topic, p.Partition), mustJSON(o)))
 	}
-	var orElse []clientv3.Op
+	claimKey, epoch := c.keys.GroupCoordinator(group), int64(0) // no claim
 	if claim != nil {
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(claim.key), "=", claim.epoch))
-		orElse = append(orElse, clientv3.OpGet(claim.key))
+		claimKey, epoch = claim.key, claim.epoch
 	}
-	resp, err := c.etcd.Txn(ctx).If(cmps...).Then(puts...).Else(orElse...).Commit()
+	cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(claimKey), "=", epoch))
+	resp, err := c.etcd.Txn(ctx).If(cmps...).Then(puts...).Else(clientv3.OpGet(claimKey)).Commit()
 	if err != nil {
 		return fmt.Errorf("commit offsets of %q: %w", group, err)
 	}
 	if !resp.Succeeded {
-		if claim != nil {
-			if holder := firstKV(resp, 0); holder == nil || holder.CreateRevision != claim.epoch {
-				return claim.fenced(holder)
-			}
+		holder := firstKV(resp, 0)
+		switch {
+		case claim != nil && (holder == nil || holder.CreateRevision != epoch):
+			return claim.fenced(holder)
+		case claim == nil && holder != nil:
+			return fmt.Errorf("commit offsets of %q: %w: its coordinator is %s (claim at revision %d); commit "+
+				"through it, or once the group is empty (its claim ends up to a minute after)",
+				group, ErrGroupClaimed, claimHolder(holder), holder.CreateRevision)
 		}
 		return fmt.Errorf("commit offsets of %q: %w: a topic changed during the commit", group, ErrTopicNotFound)
 	}

@@ -2,6 +2,7 @@ package coordination_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -111,5 +112,26 @@ func TestCommitOffsetsRespectsTxnLimit(t *testing.T) {
 	delete(offsets, coordination.Partition{Topic: "wide", Partition: 0})
 	if err := c.CommitOffsets(ctxT(t), "g", offsets); err != nil {
 		t.Fatalf("commit of %d partitions: %v", len(offsets), err)
+	}
+}
+
+// TestCommitOffsetsBoundsItsTopics: a commit's compares (one per topic and the claim's)
+// fit etcd's bound on each list of a transaction (--max-txn-ops, 128 by default), as its
+// puts do: 127 topics are one transaction etcd takes, 128 are refused before etcd is
+// asked.
+func TestCommitOffsetsBoundsItsTopics(t *testing.T) {
+	c := newClient(t)
+	offsets := map[coordination.Partition]coordination.GroupOffset{}
+	for i := range coordination.DefaultMaxTxnOps {
+		name := fmt.Sprintf("t%d", i)
+		mustTopic(t, c, name, 1)
+		offsets[coordination.Partition{Topic: name}] = coordination.GroupOffset{}
+	}
+	if err := c.CommitOffsets(ctxT(t), "g", offsets); !errors.Is(err, coordination.ErrInvalidArgument) {
+		t.Fatalf("commit of %d topics: %v, want ErrInvalidArgument", len(offsets), err)
+	}
+	delete(offsets, coordination.Partition{Topic: "t0"})
+	if err := c.CommitOffsets(ctxT(t), "g", offsets); err != nil {
+		t.Fatalf("commit of %d topics: %v", len(offsets), err)
 	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -129,6 +130,8 @@ func statusOf(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, coordination.ErrOffsetOutOfRange):
 		code = codes.OutOfRange
+	case errors.Is(err, coordination.ErrGroupClaimed):
+		code = codes.FailedPrecondition // until the group's coordinator lets it go
 	case errors.Is(err, actors.ErrBackpressure):
 		code = codes.ResourceExhausted
 	case errors.Is(err, actors.ErrUnavailable):
@@ -313,8 +316,10 @@ func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 	if req.Partition != nil && (*req.Partition < 0 || *req.Partition >= spec.Partitions) {
 		return nil, status.Errorf(codes.NotFound, "topic %s has partitions 0..%d, not %d", spec.Name, spec.Partitions-1, *req.Partition)
 	}
-	// Group by partition, remembering each record's place in the request.
+	// Group by partition, remembering each record's place in the request; its ack says
+	// not written until its partition has written it.
 	groups := map[int32][]int{}
+	acks := make([]*pb.RecordAck, len(req.Records))
 	rr := int32(s.rr.Add(1) % uint32(spec.Partitions))
 	for i, r := range req.Records {
 		p := rr
@@ -325,12 +330,12 @@ func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 			p = PartitionForKey(r.Key, spec.Partitions)
 		}
 		groups[p] = append(groups[p], i)
+		acks[i] = &pb.RecordAck{Partition: p, Offset: pb.NotAcked}
 	}
 	c, err := s.client()
 	if err != nil {
 		return nil, err
 	}
-	acks := make([]*pb.RecordAck, len(req.Records))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
@@ -358,7 +363,7 @@ func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 				return
 			}
 			for j, i := range idx {
-				acks[i] = &pb.RecordAck{Partition: p, Offset: resp.BaseOffset + int64(j)}
+				acks[i].Offset = resp.BaseOffset + int64(j)
 			}
 		})
 	}
@@ -456,12 +461,16 @@ func (s *Server) ListGroups(ctx context.Context, _ *pb.ListGroupsRequest) (*pb.L
 	return &pb.ListGroupsResponse{Groups: groups}, nil
 }
 
+// maxNamedPartitions bounds the partitions a partly written Produce's message names.
+const maxNamedPartitions = 32
+
 // partlyWritten adds to a refused Produce's status the partitions its other records were
-// written to (acks of the records written), so that a client does not send them again.
+// written to, and every record's ack (pb.PartlyWritten), so that a client does not send
+// the records written again.
 func partlyWritten(err error, acks []*pb.RecordAck) error {
 	written := map[int32]bool{}
 	for _, a := range acks {
-		if a != nil {
+		if a.Offset != pb.NotAcked {
 			written[a.Partition] = true
 		}
 	}
@@ -470,5 +479,9 @@ func partlyWritten(err error, acks []*pb.RecordAck) error {
 	}
 	ps := slices.Sorted(maps.Keys(written))
 	st := status.Convert(err)
-	return status.Errorf(st.Code(), "%s (records to partitions %v were written)", st.Message(), ps)
+	names := fmt.Sprint(ps)
+	if len(ps) > maxNamedPartitions { // the message goes in a trailer too
+		names = fmt.Sprintf("%v and %d more", ps[:maxNamedPartitions], len(ps)-maxNamedPartitions)
+	}
+	return pb.PartlyWritten(status.Newf(st.Code(), "%s (records to partitions %s were written)", st.Message(), names), acks)
 }

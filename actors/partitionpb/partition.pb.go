@@ -259,7 +259,15 @@ type ProduceRequest struct {
 	// partition that does not know the producer, or knows an older epoch of it, refuses it
 	// as out of order instead of taking its sequence number as the producer's start: the
 	// sender sends it again once the batch before it is answered.
-	Follows       bool `protobuf:"varint,8,opt,name=follows,proto3" json:"follows,omitempty"`
+	Follows bool `protobuf:"varint,8,opt,name=follows,proto3" json:"follows,omitempty"`
+	// How long from when this attempt was sent its sender waits for the answer (0: without
+	// bound): its retry budget or its caller's deadline, whichever ends first. Its sender
+	// then tells its client the outcome is unknown, and the client sends the records again.
+	// A partition that held the request that long while it started (a failover waiting
+	// out its old owner's lease) refuses it rather than write it. Each side counts on its
+	// own clock, so the agents' clocks need not agree; the request's time in transit only
+	// makes the partition hold it longer. A caller that cancels sooner is not covered.
+	WaitMs        int64 `protobuf:"varint,9,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -348,6 +356,13 @@ func (x *ProduceRequest) GetFollows() bool {
 		return x.Follows
 	}
 	return false
+}
+
+func (x *ProduceRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
 }
 
 // ProduceResponse acks records only after their segment is in the store and committed in
@@ -622,7 +637,7 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fH\x01R\x05value\x88\x01\x01\x12:\n" +
 	"\aheaders\x18\x05 \x03(\v2 .streamhouse.partition.v1.HeaderR\aheadersB\x06\n" +
 	"\x04_keyB\b\n" +
-	"\x06_value\"\xa6\x02\n" +
+	"\x06_value\"\xbf\x02\n" +
 	"\x0eProduceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12:\n" +
@@ -633,7 +648,8 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\rbase_sequence\x18\x06 \x01(\x05R\fbaseSequence\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\a \x01(\x04R\trequestId\x12\x18\n" +
-	"\afollows\x18\b \x01(\bR\afollows\"\xc0\x01\n" +
+	"\afollows\x18\b \x01(\bR\afollows\x12\x17\n" +
+	"\await_ms\x18\t \x01(\x03R\x06waitMs\"\xc0\x01\n" +
 	"\x0fProduceResponse\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.streamhouse.partition.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +

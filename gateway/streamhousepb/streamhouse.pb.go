@@ -1163,7 +1163,11 @@ func (x *RecordAck) GetOffset() int64 {
 	return 0
 }
 
-// acks[i] is where records[i] of the request was committed.
+// acks[i] is where records[i] of the request was committed. A Produce whose records
+// went to several partitions and failed in some after others wrote theirs carries a
+// ProduceResponse in its status's details, when it fits in 4 KiB: acks[i].offset is -1
+// for a record its partition did not ack, which, as for any failed produce, may be
+// written if the status is UNAVAILABLE or DEADLINE_EXCEEDED (streamhousepb.WrittenAcks).
 type ProduceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Acks          []*RecordAck           `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`

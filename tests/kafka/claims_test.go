@@ -12,8 +12,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/coordination"
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
@@ -244,5 +247,38 @@ func TestOffsetMetadataIsBounded(t *testing.T) {
 	got, err := fetch.RequestWith(ctx, cl)
 	if err != nil || got.ErrorCode != 0 || len(got.Topics) != 1 || len(got.Topics[0].Partitions) != 1 || got.Topics[0].Partitions[0].Partition != 1 {
 		t.Fatalf("committed: %+v, %v; want partition 1 only", got, err)
+	}
+}
+
+// TestGRPCCommitsWaitForAKafkaGroupsCoordinator: the gRPC API's offset commits have no
+// group membership; while a Kafka coordinator holds a group, one is refused
+// (FailedPrecondition, naming the coordinator) and the group's offsets stay the
+// coordinator's. Before, it overwrote them: the group's members then re-read, or
+// skipped, what the commit moved them over.
+func TestGRPCCommitsWaitForAKafkaGroupsCoordinator(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const topic, group = "handover", "handover-group"
+	c.createTopic(topic, 1, nil)
+	c.produceAtOnce(topic, 1, 20, 100, func(int) []kgo.Opt { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := commitRequest(group, "", -1, topic, 10).RequestWith(ctx, c.client())
+	if err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("Kafka commit: %+v, %v", resp, err)
+	}
+	api := c.grpc(0)
+	_, err = api.CommitOffsets(ctx, &pb.CommitOffsetsRequest{Group: group,
+		Offsets: []*pb.PartitionOffset{{Topic: topic, Partition: 0, Offset: 3}}})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "agent-1") {
+		t.Fatalf("gRPC commit to a group its Kafka coordinator holds: %v, want FailedPrecondition naming agent-1", err)
+	}
+	got, err := api.FetchOffsets(ctx, &pb.FetchOffsetsRequest{Group: group})
+	if err != nil || len(got.Offsets) != 1 || got.Offsets[0].Offset != 10 {
+		t.Fatalf("offsets after the refused commit: %v, %v; want the coordinator's 10", got, err)
+	}
+	// Other groups are the gRPC API's as before.
+	if _, err := api.CommitOffsets(ctx, &pb.CommitOffsetsRequest{Group: "grpc-only",
+		Offsets: []*pb.PartitionOffset{{Topic: topic, Partition: 0, Offset: 3}}}); err != nil {
+		t.Fatalf("gRPC commit to a group no coordinator holds: %v", err)
 	}
 }
