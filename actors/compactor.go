@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -273,11 +274,19 @@ func (c *compactor) link(ctx context.Context, l *partitionLog, old []indexed, re
 func mergedMeta(l *partitionLog, old []indexed) coordination.SegmentMeta {
 	first, last := old[0], old[len(old)-1]
 	meta := coordination.SegmentMeta{Base: first.Base, Last: last.Last, MinTs: first.MinTs, MaxTs: first.MaxTs, Epoch: l.lease.Epoch()}
+	recent := time.Now().Add(-requestMemory).UnixMilli()
 	for _, s := range old {
 		meta.Records += s.Records
 		meta.Bytes += s.Bytes
 		meta.MinTs, meta.MaxTs = min(meta.MinTs, s.MinTs), max(meta.MaxTs, s.MaxTs)
 		meta.WrittenMs = max(meta.WrittenMs, s.WrittenMs)
+		if s.WrittenMs >= recent {
+			// A partition's next owner may still be asked for them (requestLog).
+			meta.Requests = append(meta.Requests, s.Requests...)
+		}
+	}
+	if n := len(meta.Requests); n > maxSegmentRequests {
+		meta.Requests = slices.Clone(meta.Requests[n-maxSegmentRequests:])
 	}
 	return meta
 }

@@ -293,6 +293,11 @@ func TestLinkedSegmentsMergeAgainByCopy(t *testing.T) {
 		return nil
 	})
 	linked, _ := first()
+	// Written within the minute, its parts' requests are still listed, for a next owner
+	// to answer their re-sends: one request each.
+	if len(linked.Requests) != len(linked.Parts) || linked.Requests[0].Base != 0 || linked.Requests[len(linked.Requests)-1].Base != linked.Parts[len(linked.Parts)-1].Base {
+		t.Fatalf("linked segment of %d parts lists requests %+v", len(linked.Parts), linked.Requests)
+	}
 	if err := linking.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}

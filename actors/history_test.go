@@ -27,9 +27,9 @@ func TestHistoryReadStopsWhereAPieceWasCut(t *testing.T) {
 		return recs
 	}
 	results := make(chan produceResult, 2)
-	w.Append(sized(10, 200_000), nil, func(r produceResult) { results <- r })
+	w.Append(sized(10, 200_000), nil, 0, func(r produceResult) { results <- r })
 	w.seal(true) // a segment of its own
-	w.Append(sized(500, 100), nil, func(r produceResult) { results <- r })
+	w.Append(sized(500, 100), nil, 0, func(r produceResult) { results <- r })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := w.Flush(ctx); err != nil {

@@ -78,6 +78,7 @@ type (
 		spec      coordination.TopicSpec
 		hwm       int64
 		producers coordination.ProducerStates
+		recent    []coordination.SegmentMeta // the last segments, for the requests written
 		err       error
 	}
 	wake         struct{}
@@ -194,6 +195,9 @@ func (a *partitionActor) init(ctx actor.Context, identity string) {
 			if res.hwm, res.err = res.lease.HWM(actx); res.err == nil {
 				res.producers, res.err = res.lease.Producers(actx)
 			}
+			if res.err == nil {
+				res.recent, res.err = res.lease.RecentSegments(actx, res.hwm, recentSegments, time.Now().Add(-requestMemory))
+			}
 			if res.err != nil {
 				_ = res.lease.Release(context.Background())
 				res.lease = nil
@@ -254,6 +258,9 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 	}
 	a.lease = m.lease
 	a.log = a.log.With(zap.Int64("epoch", m.lease.Epoch()))
+	if n := a.requests.restore(m.recent); n > 0 {
+		a.log.Info("requests written by earlier owners remembered", zap.Int("requests", n))
+	}
 	cfg := a.deps.writer
 	cfg.Lease, cfg.Linger, cfg.SegmentBytes, cfg.Log = m.lease, m.spec.Linger(), m.spec.SegmentBytes, a.log
 	cfg.Producers = m.producers
@@ -283,7 +290,8 @@ func (a *partitionActor) drainStash() {
 	for _, s := range stash {
 		switch m := s.msg.(type) {
 		case *partitionpb.ProduceRequest:
-			if held := time.Since(s.at); m.WaitMs > 0 && held > time.Duration(m.WaitMs)*time.Millisecond {
+			_, written, _ := a.requests.resent(m.RequestId, len(m.Records), nil) // answered from the log whenever held
+			if held := time.Since(s.at); !written && m.WaitMs > 0 && held > time.Duration(m.WaitMs)*time.Millisecond {
 				// Its sender has told its client the outcome is unknown: written now,
 				// the records would be written again by the client's retry.
 				err := fmt.Errorf("%w: %s: held %s while the partition started, its sender waited %d ms",
@@ -321,7 +329,13 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 	id := m.RequestId
 	if id != 0 {
 		// First: a re-send gets its request's outcome even while the agent leaves.
-		if written, ok := a.requests.resent(id, sender); ok {
+		written, ok, err := a.requests.resent(id, len(m.Records), sender)
+		if err != nil {
+			metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(err)).Inc()
+			a.replyProduce(sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
+			return
+		}
+		if ok {
 			metricProduceResent.WithLabelValues(a.p.Topic).Inc()
 			if written != nil {
 				a.log.Debug("re-sent request answered", zap.Uint64("request", id), zap.Int64("base", written.base))
@@ -355,9 +369,9 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 		idem = &idempotence{id: m.ProducerId, epoch: int16(m.ProducerEpoch), firstSeq: m.BaseSequence, follows: m.Follows}
 	}
 	if id != 0 {
-		a.requests.begin(id)
+		a.requests.begin(id, len(m.Records))
 	}
-	a.w.Append(toRecords(m.Records), idem, func(r produceResult) {
+	a.w.Append(toRecords(m.Records), idem, id, func(r produceResult) {
 		metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(r.Err)).Inc()
 		resp := &partitionpb.ProduceResponse{Code: codeOf(r.Err), BaseOffset: r.Base, Count: int32(r.Count), Epoch: epoch, Node: node}
 		if r.Err != nil {

@@ -78,7 +78,12 @@ func Score(identity, host string) uint64 {
 	h.Write([]byte{0})
 	h.Write([]byte(host))
 	// FNV alone mixes its last bytes poorly; a final avalanche step spreads them.
-	x := h.Sum64()
+	return Mix64(h.Sum64())
+}
+
+// Mix64 is MurmurHash3's 64-bit finalizer: every bit of x moves every bit of the result,
+// so that values with a pattern (counting up, of one parity) spread evenly.
+func Mix64(x uint64) uint64 {
 	x ^= x >> 33
 	x *= 0xff51afd7ed558ccd
 	x ^= x >> 33

@@ -1,20 +1,29 @@
 package actors
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
 )
 
-// How long, and how many, written requests a partition remembers for re-sends. A client
+// How long, and how many, written requests a partition remembers for re-sends. An agent
 // re-sends a request within its RetryFor (10 s by default) of the first attempt, so at
-// most that long after the attempt commits; the bound on the number caps the memory of
-// a partition taking thousands of requests a second (an id, offsets and a time each).
+// most that long after the attempt commits; a client that chose the request's id
+// re-sends it after that agent's answer, and its own backoff. The bound on the number
+// caps the memory of a partition taking thousands of requests a second (an id, offsets
+// and a time each).
 const (
-	requestMemory             = 15 * time.Second
+	requestMemory             = time.Minute
 	maxRememberedPerPartition = 4096
+	// recentSegments is how many of a partition's last segments, at most, its new owner
+	// reads the requests of (coordination.SegmentMeta.Requests), back to the first
+	// written requestMemory ago: enough for the requests in doubt when its owner died,
+	// a few seconds' worth at the hundred segments a second of a busy partition.
+	recentSegments = 256
 )
 
 // requestLog makes a partition write a produce request once however often its sender
@@ -27,15 +36,26 @@ const (
 // remembered: a request that failed wrote nothing, and its re-send is a new attempt.
 //
 // The log lives with the partition's activation and only the actor's goroutine uses it.
-// A re-send that reaches a new owner after a move finds it empty: for a request whose
-// answer was lost with its owner, only an idempotent producer is exactly-once.
+// A new owner fills it from the request ids each segment's index entry lists (restore),
+// so that a re-send of a request whose answer was lost with its owner is answered too.
 type requestLog struct {
-	// pending maps a request being written to the senders of its re-sends.
-	pending map[uint64][]*actor.PID
+	pending map[uint64]*pendingRequest
 	done    map[uint64]writtenRequest
 	order   []uint64 // done's keys from order[head], oldest first
 	head    int
-	now     func() time.Time
+	// restored are the requests earlier owners wrote (restore): apart from done, so
+	// that this owner's own requests do not push them out before requestMemory, when
+	// their re-sends come.
+	restored      map[uint64]writtenRequest
+	restoredUntil time.Time // when the newest of them is forgotten
+	now           func() time.Time
+}
+
+// pendingRequest is a request being written: its record count, and the senders of its
+// re-sends.
+type pendingRequest struct {
+	count   int
+	senders []*actor.PID
 }
 
 // writtenRequest is where a remembered request's records were written, and when.
@@ -46,39 +66,102 @@ type writtenRequest struct {
 }
 
 func newRequestLog(now func() time.Time) *requestLog {
-	return &requestLog{pending: map[uint64][]*actor.PID{}, done: map[uint64]writtenRequest{}, now: now}
+	return &requestLog{pending: map[uint64]*pendingRequest{}, done: map[uint64]writtenRequest{}, now: now}
 }
 
-// resent says whether request id is a re-send of a request this partition is writing or
-// has written. Of one being written, sender then waits for its outcome (from settle); of
-// a written one, written says where its records are.
-func (l *requestLog) resent(id uint64, sender *actor.PID) (written *writtenRequest, ok bool) {
-	if waiting, ok := l.pending[id]; ok {
-		l.pending[id] = append(waiting, sender)
-		return nil, true
+// resent says whether request id, of count records, is a re-send of a request this
+// partition is writing or has written. Of one being written, sender then waits for its
+// outcome (from settle); of a written one, written says where its records are. An id
+// known with another count of records is not a re-send: a client gave it to other
+// records, and err says so (ErrInvalidArgument).
+func (l *requestLog) resent(id uint64, count int, sender *actor.PID) (written *writtenRequest, ok bool, err error) {
+	mismatch := func(known int) error {
+		return fmt.Errorf("%w: request id %d was given to %d records, this request has %d", ErrInvalidArgument, id, known, count)
 	}
-	if w, ok := l.done[id]; ok {
-		return &w, true
+	if p, ok := l.pending[id]; ok {
+		if p.count != count {
+			return nil, false, mismatch(p.count)
+		}
+		p.senders = append(p.senders, sender)
+		return nil, true, nil
 	}
-	return nil, false
+	w, ok := l.done[id]
+	if !ok && l.restored != nil {
+		if w, ok = l.restored[id]; ok && l.now().Sub(w.at) > requestMemory {
+			delete(l.restored, id)
+			ok = false
+		}
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	if int(w.count) != count {
+		return nil, false, mismatch(int(w.count))
+	}
+	return &w, true, nil
 }
 
-// begin registers request id as being written.
-func (l *requestLog) begin(id uint64) { l.pending[id] = nil }
+// begin registers request id, of count records, as being written.
+func (l *requestLog) begin(id uint64, count int) { l.pending[id] = &pendingRequest{count: count} }
 
 // settle records the outcome of request id and returns the senders of its re-sends,
 // which get the same answer.
 func (l *requestLog) settle(id uint64, resp *partitionpb.ProduceResponse) []*actor.PID {
-	waiting := l.pending[id]
+	p := l.pending[id]
 	delete(l.pending, id)
 	if resp.Code == partitionpb.Code_CODE_OK {
 		l.remember(id, resp.BaseOffset, resp.Count)
 	}
-	return waiting
+	if p == nil {
+		return nil
+	}
+	return p.senders
 }
 
 func (l *requestLog) remember(id uint64, base int64, count int32) {
+	l.rememberAt(id, base, count, l.now())
+}
+
+// restore remembers the requests written in segs, oldest first, as of when they were
+// written: the newest maxRememberedPerPartition of them written within requestMemory. It
+// returns how many it remembered. A reference outside its segment's offsets is not one
+// this package wrote, and is skipped.
+func (l *requestLog) restore(segs []coordination.SegmentMeta) int {
 	now := l.now()
+	for i := len(segs) - 1; i >= 0; i-- {
+		m := segs[i]
+		at := time.UnixMilli(m.WrittenMs)
+		if now.Sub(at) > requestMemory {
+			break // and every segment before it
+		}
+		for j := len(m.Requests) - 1; j >= 0 && len(l.restored) < maxRememberedPerPartition; j-- {
+			r := m.Requests[j]
+			if r.ID == 0 || r.Count < 1 || r.Base < m.Base || r.Base+int64(r.Count)-1 > m.Last {
+				continue
+			}
+			if l.restored == nil {
+				l.restored = map[uint64]writtenRequest{}
+			}
+			if _, newer := l.restored[r.ID]; !newer {
+				l.restored[r.ID] = writtenRequest{base: r.Base, count: r.Count, at: at}
+			}
+			l.restoredUntil = maxTime(l.restoredUntil, at.Add(requestMemory))
+		}
+	}
+	return len(l.restored)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func (l *requestLog) rememberAt(id uint64, base int64, count int32, now time.Time) {
+	if l.restored != nil && now.After(l.restoredUntil) {
+		l.restored = nil // every one of them forgotten
+	}
 	for l.head < len(l.order) {
 		oldest := l.order[l.head]
 		if len(l.order)-l.head < maxRememberedPerPartition && now.Sub(l.done[oldest].at) <= requestMemory {
@@ -91,6 +174,8 @@ func (l *requestLog) remember(id uint64, base int64, count int32) {
 		l.order = append(l.order[:0], l.order[l.head:]...)
 		l.head = 0
 	}
+	if _, known := l.done[id]; !known {
+		l.order = append(l.order, id)
+	}
 	l.done[id] = writtenRequest{base: base, count: count, at: now}
-	l.order = append(l.order, id)
 }

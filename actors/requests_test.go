@@ -69,23 +69,23 @@ func TestRequestLogForgetsOldAndExcessRequests(t *testing.T) {
 	now := time.Unix(1000, 0)
 	l := newRequestLog(func() time.Time { return now })
 	write := func(id uint64, resp *partitionpb.ProduceResponse) []*actor.PID {
-		if w, ok := l.resent(id, nil); ok {
+		if w, ok, _ := l.resent(id, 1, nil); ok {
 			t.Fatalf("request %d is new, but taken for a re-send (written %v)", id, w)
 		}
-		l.begin(id)
+		l.begin(id, 1)
 		return l.settle(id, resp)
 	}
 	ok := func(base int64) *partitionpb.ProduceResponse {
 		return &partitionpb.ProduceResponse{BaseOffset: base, Count: 1}
 	}
-	l.begin(1)
-	if w, ok := l.resent(1, nil); !ok || w != nil {
+	l.begin(1, 1)
+	if w, ok, _ := l.resent(1, 1, nil); !ok || w != nil {
 		t.Fatalf("a re-send of a request being written: written %v, re-send %v; want to wait", w, ok)
 	}
 	if waiting := l.settle(1, ok(7)); len(waiting) != 1 {
 		t.Fatalf("%d re-senders to answer, want 1", len(waiting))
 	}
-	if w, ok := l.resent(1, nil); !ok || w == nil || w.base != 7 {
+	if w, ok, _ := l.resent(1, 1, nil); !ok || w == nil || w.base != 7 {
 		t.Fatalf("a re-send of a written request: written %v, re-send %v; want base 7", w, ok)
 	}
 	write(2, &partitionpb.ProduceResponse{Code: partitionpb.Code_CODE_RESOURCE_EXHAUSTED})
@@ -95,13 +95,13 @@ func TestRequestLogForgetsOldAndExcessRequests(t *testing.T) {
 	for id := uint64(10); id < 10+maxRememberedPerPartition+5; id++ {
 		write(id, ok(int64(id)))
 	}
-	if _, ok := l.resent(1, nil); ok {
+	if _, ok, _ := l.resent(1, 1, nil); ok {
 		t.Fatalf("request 1 remembered after %s", requestMemory)
 	}
-	if _, ok := l.resent(14, nil); ok {
+	if _, ok, _ := l.resent(14, 1, nil); ok {
 		t.Fatal("the oldest of more than maxRememberedPerPartition requests is remembered")
 	}
-	if w, _ := l.resent(15, nil); w == nil || w.base != 15 {
+	if w, _, _ := l.resent(15, 1, nil); w == nil || w.base != 15 {
 		t.Fatalf("request 15, within the bound, is forgotten: %v", w)
 	}
 	if len(l.done) != maxRememberedPerPartition || len(l.order)-l.head != maxRememberedPerPartition {
@@ -218,4 +218,54 @@ func (r resentCount) wait(t *testing.T, n float64) {
 		}
 		return nil
 	})
+}
+
+// TestRequestLogRestoresWhatEarlierOwnersWrote: a new owner remembers the requests its
+// recent segments' index entries list, as of when they were written, for requestMemory
+// however many requests it writes itself meanwhile; it skips a reference outside its
+// segment and segments older than requestMemory. An id known with another number of
+// records is refused, whether written or being written.
+func TestRequestLogRestoresWhatEarlierOwnersWrote(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newRequestLog(func() time.Time { return now })
+	at := func(ago time.Duration) int64 { return now.Add(-ago).UnixMilli() }
+	segs := []coordination.SegmentMeta{
+		{Base: 0, Last: 9, WrittenMs: at(requestMemory + time.Second), Requests: []coordination.RequestRef{{ID: 1, Base: 0, Count: 10}}},
+		{Base: 10, Last: 19, WrittenMs: at(30 * time.Second), Requests: []coordination.RequestRef{
+			{ID: 2, Base: 10, Count: 4}, {ID: 3, Base: 14, Count: 6}, {ID: 4, Base: 18, Count: 5}, {ID: 0, Base: 10, Count: 1}}},
+		{Base: 20, Last: 20, WrittenMs: at(time.Second)}, // merged, or written before requests were listed
+	}
+	if n := l.restore(segs); n != 2 {
+		t.Fatalf("%d requests restored, want 2 (ids 2 and 3)", n)
+	}
+	// This owner's own requests, more than it keeps of its own, push none of them out.
+	for id := uint64(100); id < 100+maxRememberedPerPartition+10; id++ {
+		l.begin(id, 1)
+		l.settle(id, &partitionpb.ProduceResponse{BaseOffset: int64(id), Count: 1})
+	}
+	for id, w := range map[uint64]writtenRequest{2: {base: 10, count: 4}, 3: {base: 14, count: 6}} {
+		if got, ok, err := l.resent(id, int(w.count), nil); !ok || err != nil || got == nil || got.base != w.base {
+			t.Fatalf("request %d: written %v, re-send %v (%v); want base %d", id, got, ok, err, w.base)
+		}
+	}
+	for _, id := range []uint64{1, 4} {
+		if w, ok, _ := l.resent(id, 5, nil); ok {
+			t.Fatalf("request %d restored (written %v)", id, w)
+		}
+	}
+	if _, ok, err := l.resent(2, 3, nil); ok || !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("id 2 with 3 records (written with 4): re-send %v, %v; want ErrInvalidArgument", ok, err)
+	}
+	l.begin(7, 2)
+	if _, ok, err := l.resent(7, 1, nil); ok || !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("id 7 with 1 record (being written with 2): re-send %v, %v; want ErrInvalidArgument", ok, err)
+	}
+	now = now.Add(requestMemory - 29*time.Second) // a minute after they were written
+	if _, ok, _ := l.resent(2, 4, nil); ok {
+		t.Fatal("a restored request is remembered past requestMemory from when it was written")
+	}
+	l.remember(9, 21, 1)
+	if l.restored != nil {
+		t.Fatalf("%d restored requests kept after every one was forgotten", len(l.restored))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -130,7 +131,8 @@ type idempotence struct {
 
 type waiter struct {
 	reply    func(produceResult)
-	producer int64 // an idempotent producer's id, 0 for others
+	producer int64  // an idempotent producer's id, 0 for others
+	request  uint64 // the request's id, 0 for none
 	base     int64
 	count    int
 	bytes    int64
@@ -167,6 +169,9 @@ type batch struct {
 	// stores their states (producers, taken when the commit starts).
 	producerIDs map[int64]struct{}
 	producers   coordination.ProducerChanges
+	// requests are its waiters' request ids, for its index entry (taken when it is
+	// sealed, on the writer's goroutine).
+	requests []coordination.RequestRef
 }
 
 // memBytes is what a committed batch holds in memory: its records (their payload and
@@ -174,6 +179,13 @@ type batch struct {
 func (b *batch) memBytes() int64 {
 	return b.bytes + int64(len(b.records))*recordOverhead + int64(len(b.encoded))
 }
+
+// maxSegmentRequests bounds the requests a segment's index entry lists (the last ones):
+// a segment grown while uploads stalled may hold tens of thousands of one-record
+// requests, and its entry must stay far below etcd's request limit (1.5 MiB; a listed
+// request is ~55 bytes of JSON). A request left out is still answered once by the owner
+// that wrote it; only its next owner would not know it.
+const maxSegmentRequests = 512
 
 // recordOverhead is what an accepted record holds in memory beside its payload: its
 // segmentstore.Record in the batch. It counts in the pending budget with the payload, so
@@ -272,7 +284,7 @@ func (w *writer) Assigned() int64 { return w.next }
 // An idempotent producer's batch (idem not nil) is written only if its sequence numbers
 // follow the producer's last batch; a retry of a committed batch is answered with the
 // offsets it was written at, and writes nothing.
-func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply func(produceResult)) {
+func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, request uint64, reply func(produceResult)) {
 	switch {
 	case w.fatal != nil:
 		reply(produceResult{Err: w.fatal})
@@ -346,7 +358,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, reply fun
 	b.records = append(b.records, recs...)
 	b.bytes += size
 	b.held += held
-	b.waiters = append(b.waiters, waiter{reply: reply, producer: producer, base: base, count: len(recs), bytes: size, accepted: time.Now()})
+	b.waiters = append(b.waiters, waiter{reply: reply, producer: producer, request: request, base: base, count: len(recs), bytes: size, accepted: time.Now()})
 	if idem != nil {
 		if b.producerIDs == nil {
 			b.producerIDs = map[int64]struct{}{}
@@ -379,6 +391,12 @@ func (w *writer) seal(force bool) {
 	}
 	w.sealDue = false
 	w.open.sealed = time.Now()
+	for i := len(w.open.waiters) - 1; i >= 0 && len(w.open.requests) < maxSegmentRequests; i-- {
+		if wt := w.open.waiters[i]; wt.request != 0 {
+			w.open.requests = append(w.open.requests, coordination.RequestRef{ID: wt.request, Base: wt.base, Count: int32(wt.count)})
+		}
+	}
+	slices.Reverse(w.open.requests) // offset order
 	metricProduceStage.WithLabelValues(stageBatchWait).Observe(w.open.sealed.Sub(w.open.opened).Seconds())
 	w.queue = append(w.queue, w.open)
 	w.open = nil
@@ -432,7 +450,7 @@ func (w *writer) upload(gen int64, b *batch, opts segmentstore.Options) {
 	encoded := time.Now()
 	meta := coordination.SegmentMeta{
 		Base: b.base, Last: b.last(), Records: int64(len(b.records)), Bytes: b.bytes,
-		ZBytes: int64(len(data)), Epoch: w.epoch, WrittenMs: w.cfg.Now().UnixMilli(),
+		ZBytes: int64(len(data)), Epoch: w.epoch, WrittenMs: w.cfg.Now().UnixMilli(), Requests: b.requests,
 	}
 	if err != nil {
 		w.in.post(uploadDone{gen: gen, b: b, meta: meta, encode: encoded.Sub(start), err: err})

@@ -64,7 +64,7 @@ func (d *driver) inspect(fn func(*writer) bool) bool {
 // produce appends recs and waits for the answer.
 func (d *driver) produce(recs []segmentstore.Record) produceResult {
 	res := make(chan produceResult, 1)
-	d.ops <- func() { d.w.Append(recs, nil, func(r produceResult) { res <- r }) }
+	d.ops <- func() { d.w.Append(recs, nil, 0, func(r produceResult) { res <- r }) }
 	select {
 	case r := <-res:
 		return r
@@ -253,7 +253,7 @@ func TestWriterFlushCommitsTheOpenBatch(t *testing.T) {
 	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: f.store, Linger: time.Hour}, 0)
 	results := make(chan produceResult, 3)
 	for i := range 3 {
-		w.Append(values(fmt.Sprint(i), 2), nil, func(r produceResult) { results <- r })
+		w.Append(values(fmt.Sprint(i), 2), nil, 0, func(r produceResult) { results <- r })
 	}
 	if len(results) != 0 {
 		t.Fatal("acked before any commit")
@@ -284,7 +284,7 @@ func TestWriterCommitsManyProducersWithinATransaction(t *testing.T) {
 	producers := int64(2*lease.MaxProducerChanges() + 10)
 	results := make(chan produceResult, producers)
 	for id := int64(1); id <= producers; id++ {
-		w.Append(values(fmt.Sprint(id), 1), &idempotence{id: id, firstSeq: 0}, func(r produceResult) { results <- r })
+		w.Append(values(fmt.Sprint(id), 1), &idempotence{id: id, firstSeq: 0}, 0, func(r produceResult) { results <- r })
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -544,7 +544,7 @@ func TestWriterGrowsBatchesWhileUploadsAreBusy(t *testing.T) {
 	d := drive(t, w)
 	send := func(recs []segmentstore.Record) <-chan produceResult {
 		res := make(chan produceResult, 1)
-		d.ops <- func() { d.w.Append(recs, nil, func(r produceResult) { res <- r }) }
+		d.ops <- func() { d.w.Append(recs, nil, 0, func(r produceResult) { res <- r }) }
 		return res
 	}
 	first := send(values("first", 1))
@@ -594,7 +594,7 @@ func TestFlusherSharesObjectsAcrossPartitions(t *testing.T) {
 	}
 	send := func(d *driver, recs []segmentstore.Record) <-chan produceResult {
 		res := make(chan produceResult, 1)
-		d.ops <- func() { d.w.Append(recs, nil, func(r produceResult) { res <- r }) }
+		d.ops <- func() { d.w.Append(recs, nil, 0, func(r produceResult) { res <- r }) }
 		return res
 	}
 	answers := []<-chan produceResult{send(drivers[0], values("p0", 3))}
@@ -843,9 +843,9 @@ func TestWriterFlushWaitsForTheCommitUnderWay(t *testing.T) {
 	hold := make(chan struct{})
 	txns.hold.Store(&hold)
 	first, second := make(chan produceResult, 1), make(chan produceResult, 1)
-	w.Append(values("first", 3), nil, func(r produceResult) { first <- r })
+	w.Append(values("first", 3), nil, 0, func(r produceResult) { first <- r })
 	w.seal(true) // uploads, then commits while the second batch waits in the open one
-	w.Append(values("second", 2), nil, func(r produceResult) { second <- r })
+	w.Append(values("second", 2), nil, 0, func(r produceResult) { second <- r })
 	deadline := time.After(10 * time.Second)
 	for txns.held.Load() == 0 {
 		select {
@@ -883,5 +883,50 @@ func TestWriterFlushWaitsForTheCommitUnderWay(t *testing.T) {
 	_ = w.Process() // a late result must not move a stopped writer
 	if w.Committed() != 3 || w.pending != 0 {
 		t.Fatalf("committed %d with %d bytes pending, want 3 and 0", w.Committed(), w.pending)
+	}
+}
+
+// A segment's index entry lists the requests whose records it holds, by their ids, so
+// that a partition's next owner knows them; at most maxSegmentRequests of them (the
+// last), so that an entry stays small whatever the segment holds.
+func TestWriterListsASegmentsRequests(t *testing.T) {
+	f := newFixture(t)
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: f.store, Linger: time.Hour}, 0)
+	n := maxSegmentRequests + 10
+	type acked struct {
+		id uint64
+		produceResult
+	}
+	results := make(chan acked, n+1)
+	w.Append(values("anonymous", 1), nil, 0, func(r produceResult) { results <- acked{0, r} })
+	for i := range n {
+		id := uint64(1000 + i)
+		w.Append(values(fmt.Sprint(i), 1+i%2), nil, id, func(r produceResult) { results <- acked{id, r} })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bases := map[uint64]int64{}
+	for range n + 1 {
+		r := <-results
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		bases[r.id] = r.Base
+	}
+	segs, _, err := f.c.Segments(ctx, "t", 0, 0, 0)
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %+v, %v; want one", segs, err)
+	}
+	refs := segs[0].Requests
+	if len(refs) != maxSegmentRequests || refs[0].ID != uint64(1000+n-maxSegmentRequests) || refs[len(refs)-1].ID != uint64(1000+n-1) {
+		t.Fatalf("%d requests listed, from %v to %v; want the last %d", len(refs), refs[0], refs[len(refs)-1], maxSegmentRequests)
+	}
+	for _, r := range refs {
+		if r.Base != bases[r.ID] || int(r.Count) != 1+int(r.ID-1000)%2 {
+			t.Fatalf("request %v, acked at base %d with %d records", r, bases[r.ID], 1+int(r.ID-1000)%2)
+		}
 	}
 }

@@ -39,11 +39,7 @@ func bases(t *testing.T, c *coordination.Client) []int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []int64
-	for _, s := range segs {
-		out = append(out, s.Base)
-	}
-	return out
+	return basesOf(segs)
 }
 
 func TestRewriteMergesARunInOneFencedSwap(t *testing.T) {

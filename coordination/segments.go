@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -114,6 +115,73 @@ func logStart(first []*mvccpb.KeyValue, hwm int64) (int64, error) {
 	}
 	return m.Base, nil
 }
+
+// RecentSegments returns the partition's last segments below hwm, oldest first: at most
+// limit of them, fewer when the log holds fewer or its segments before them were written
+// before since (its next owner reads the requests written in them,
+// SegmentMeta.Requests). It reads windows of offsets back from hwm, each growing four
+// times, as ranges etcd limits: a descending read would make etcd read every key of the
+// partition before it sorts them.
+func (l *Lease) RecentSegments(ctx context.Context, hwm int64, limit int, since time.Time) ([]SegmentMeta, error) {
+	if limit <= 0 || hwm < 0 {
+		return nil, invalidf("recent segments: limit %d, hwm %d", limit, hwm)
+	}
+	keys := l.s.c.keys
+	end := clientv3.GetPrefixRangeEnd(keys.Segments(l.p.Topic, l.p.Partition))
+	get := func(from string, n int) (*clientv3.GetResponse, error) {
+		resp, err := l.s.c.etcd.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(int64(n)))
+		if err != nil {
+			return nil, fmt.Errorf("recent segments of %s: %w", l.p, err)
+		}
+		return resp, nil
+	}
+	var fit []*mvccpb.KeyValue // the last window that held at most limit segments
+	for span := int64(limit); ; span *= 4 {
+		from := max(0, hwm-span)
+		resp, err := get(keys.Segment(l.p.Topic, l.p.Partition, from), limit+1)
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.Kvs) > limit {
+			// More than limit in this window: page through it for its last limit, unless
+			// it holds far more; then the last window's are the newest there are.
+			kvs := resp.Kvs
+			for page := 0; resp.More && page < recentPages; page++ {
+				if resp, err = get(string(kvs[len(kvs)-1].Key)+"\x00", limit); err != nil {
+					return nil, err
+				}
+				kvs = append(kvs, resp.Kvs...)
+				kvs = kvs[max(0, len(kvs)-limit):]
+			}
+			if !resp.More {
+				fit = kvs[max(0, len(kvs)-limit):]
+			}
+			break
+		}
+		fit = resp.Kvs
+		if from == 0 || len(fit) == limit {
+			break
+		}
+		if len(fit) > 0 {
+			if m, err := decodeSegment(fit[0]); err == nil && m.WrittenMs < since.UnixMilli() {
+				break
+			}
+		}
+	}
+	out := make([]SegmentMeta, 0, len(fit))
+	for _, kv := range fit {
+		m, err := decodeSegment(kv)
+		if err != nil {
+			return nil, fmt.Errorf("recent segments of %s: %w", l.p, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// recentPages bounds the pages RecentSegments reads of a window that holds more segments
+// than it wants.
+const recentPages = 8
 
 func decodeSegment(kv *mvccpb.KeyValue) (SegmentMeta, error) {
 	var m SegmentMeta

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -32,11 +33,7 @@ func TestSegmentsFromOffset(t *testing.T) {
 		if err != nil || hwm != 100 {
 			t.Fatalf("segments from %d: hwm %d, %v", from, hwm, err)
 		}
-		var out []int64
-		for _, s := range segs {
-			out = append(out, s.Base)
-		}
-		return out
+		return basesOf(segs)
 	}
 	for _, tc := range []struct {
 		from  int64
@@ -127,5 +124,75 @@ func TestPagedReadsKeepOneRevision(t *testing.T) {
 	}
 	if resp, err := e.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev)); err != nil || resp.Count != keys {
 		t.Fatalf("at the revision the read returned, %d keys (%v), want %d", resp.Count, err, keys)
+	}
+}
+
+// basesOf is the base offsets of segs.
+func basesOf(segs []coordination.SegmentMeta) []int64 {
+	var out []int64
+	for _, s := range segs {
+		out = append(out, s.Base)
+	}
+	return out
+}
+
+// TestRecentSegmentsAreTheLastOldestFirst: a partition's new owner reads its last
+// segments, with the requests each lists, in offset order: the last limit of them, or
+// back to the first written before the time it gives.
+func TestRecentSegmentsAreTheLastOldestFirst(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "orders", 1)
+	l, err := mustSession(t, c, "a", 0).Acquire(ctxT(t), "orders", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.UnixMilli(1_000_000)
+	next := int64(0)
+	for i := range int64(40) {
+		n := int64(1) // many one-record segments, then a few large ones: windows of every density
+		if i >= 30 {
+			n = 1000
+		}
+		m := segment(next, n, l.Epoch())
+		m.WrittenMs = start.Add(time.Duration(i) * time.Second).UnixMilli()
+		m.Requests = []coordination.RequestRef{{ID: uint64(100 + i), Base: next, Count: int32(n)}}
+		if _, err := l.Commit(ctxT(t), m); err != nil {
+			t.Fatal(err)
+		}
+		next += n
+	}
+	bases := basesOf
+	for _, tc := range []struct {
+		limit int
+		since time.Time
+		want  []int64
+	}{
+		{3, time.Time{}, []int64{7030, 8030, 9030}},
+		{12, time.Time{}, []int64{28, 29, 30, 1030, 2030, 3030, 4030, 5030, 6030, 7030, 8030, 9030}},
+		{100, time.Time{}, nil}, // all 40
+	} {
+		got, err := l.RecentSegments(ctxT(t), next, tc.limit, tc.since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.want == nil && len(got) == 40 && got[0].Base == 0 && got[39].Requests[0].ID == 139 {
+			continue
+		}
+		if fmt.Sprint(bases(got)) != fmt.Sprint(tc.want) {
+			t.Fatalf("limit %d since %v: bases %v, want %v", tc.limit, tc.since.UnixMilli(), bases(got), tc.want)
+		}
+	}
+	// Since a time: every segment written since, and the window that reached back past
+	// it, not the whole log.
+	since := start.Add(35 * time.Second)
+	got, err := l.RecentSegments(ctxT(t), next, 100, since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := bases(got); len(b) < 5 || len(b) >= 40 || fmt.Sprint(b[len(b)-5:]) != "[5030 6030 7030 8030 9030]" || got[0].WrittenMs >= since.UnixMilli() {
+		t.Fatalf("since %v: bases %v; want those written since, and back to one written before, not all 40", since.UnixMilli(), b)
+	}
+	if _, err := l.RecentSegments(ctxT(t), next, 0, time.Time{}); !errors.Is(err, coordination.ErrInvalidArgument) {
+		t.Fatalf("limit 0: %v", err)
 	}
 }

@@ -51,6 +51,19 @@ type SegmentMeta struct {
 	// segment), ms since the Unix epoch by the agent's clock: retention by time counts
 	// from it. 0 in segments written before it existed (retention then uses MaxTs).
 	WrittenMs int64 `json:"written_ms,omitempty"`
+	// Requests are the produce requests whose records end in it, by the id their sender
+	// gave them: a partition's next owner learns from them which requests are written,
+	// and answers a re-send of one with its offsets instead of writing it again. Nil in
+	// merged segments and in segments written before it existed.
+	Requests []RequestRef `json:"requests,omitempty"`
+}
+
+// RequestRef is a written produce request: its id, and its records' offsets
+// [Base, Base+Count).
+type RequestRef struct {
+	ID    uint64 `json:"id,string"` // a string: JSON readers such as jq round integers past 2^53
+	Base  int64  `json:"base"`
+	Count int32  `json:"count"`
 }
 
 // SegmentPart is one stored segment of a linked segment: bytes [Offset, Offset+ZBytes)

@@ -321,6 +321,9 @@ func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 	groups := map[int32][]int{}
 	acks := make([]*pb.RecordAck, len(req.Records))
 	rr := int32(s.rr.Add(1) % uint32(spec.Partitions))
+	if req.RequestId != 0 { // a re-send goes where the first attempt went
+		rr = int32(actors.Mix64(req.RequestId) % uint64(spec.Partitions))
+	}
 	for i, r := range req.Records {
 		p := rr
 		switch {
@@ -350,9 +353,15 @@ func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 				}
 				recs[j] = pr
 			}
-			resp, err := c.Produce(ctx, coordination.Partition{Topic: spec.Name, Partition: p}, recs)
-			if err == nil && resp.Code != partitionpb.Code_CODE_OK {
+			resp, err := c.ProduceRequest(ctx, &partitionpb.ProduceRequest{Topic: spec.Name, Partition: p, Records: recs, RequestId: req.RequestId})
+			switch {
+			case err == nil && resp.Code != partitionpb.Code_CODE_OK:
 				err = status.Errorf(codeOf(resp.Code), "partition %d: %s", p, resp.Message)
+			case err == nil && int(resp.Count) != len(recs):
+				// Only a request id given to other records can bring this: never ack records
+				// at offsets that hold others.
+				err = status.Errorf(codes.InvalidArgument, "partition %d answered %d records for request id %d, the request has %d",
+					p, resp.Count, req.RequestId, len(recs))
 			}
 			mu.Lock()
 			defer mu.Unlock()

@@ -250,9 +250,10 @@ type ProduceRequest struct {
 	BaseSequence  int32 `protobuf:"varint,6,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
 	// The sender's id for this request, random and fixed across its re-sends (0: none).
 	// A partition answers a re-send of a request it is still writing or has written, within
-	// 30 seconds, with the first attempt's outcome instead of writing the records again:
-	// the client re-sends after an attempt timeout, and an attempt that timed out may still
-	// commit.
+	// a minute and among its last 4096, with the first attempt's outcome instead of writing
+	// the records again: the client re-sends after an attempt timeout, and an attempt that
+	// timed out may still commit. Each segment's index entry lists the ids of its last 512
+	// requests, so that the partition's next owner knows them too.
 	RequestId uint64 `protobuf:"varint,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The batch follows one of the same producer that may still be on its way to the
 	// partition (the Kafka listener serves a connection's requests concurrently). A

@@ -1052,10 +1052,19 @@ func (x *Record) GetPartition() int32 {
 // Records go to `partition` when it is set, else to the partition of their key's Kafka
 // murmur2 hash (the same partition Kafka's default partitioner picks), else round robin.
 type ProduceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition     *int32                 `protobuf:"varint,2,opt,name=partition,proto3,oneof" json:"partition,omitempty"`
-	Records       []*Record              `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition *int32                 `protobuf:"varint,2,opt,name=partition,proto3,oneof" json:"partition,omitempty"`
+	Records   []*Record              `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	// Chosen at random (64 bits) by a client that may send the request again after an
+	// unknown outcome (UNAVAILABLE, DEADLINE_EXCEEDED), and kept on every re-send: a
+	// partition that wrote the request's records within the last minute (and among its
+	// last 4096 requests) answers a re-send with their offsets instead of writing them
+	// again, also after it moved to another agent. Records with neither key nor partition
+	// go to the partition the id picks, the same on every re-send. An id a partition knows
+	// with another number of records is refused (INVALID_ARGUMENT); two requests of as
+	// many records under one id are taken for one, so ids must not repeat. 0: none.
+	RequestId     uint64 `protobuf:"varint,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1109,6 +1118,13 @@ func (x *ProduceRequest) GetRecords() []*Record {
 		return x.Records
 	}
 	return nil
+}
+
+func (x *ProduceRequest) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
 }
 
 type RecordAck struct {
@@ -1837,11 +1853,13 @@ const file_gateway_streamhousepb_streamhouse_proto_rawDesc = "" +
 	"\x06offset\x18\x05 \x01(\x03R\x06offset\x12\x1c\n" +
 	"\tpartition\x18\x06 \x01(\x05R\tpartitionB\x06\n" +
 	"\x04_keyB\b\n" +
-	"\x06_value\"\x89\x01\n" +
+	"\x06_value\"\xa8\x01\n" +
 	"\x0eProduceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12!\n" +
 	"\tpartition\x18\x02 \x01(\x05H\x00R\tpartition\x88\x01\x01\x120\n" +
-	"\arecords\x18\x03 \x03(\v2\x16.streamhouse.v1.RecordR\arecordsB\f\n" +
+	"\arecords\x18\x03 \x03(\v2\x16.streamhouse.v1.RecordR\arecords\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\x04R\trequestIdB\f\n" +
 	"\n" +
 	"_partition\"A\n" +
 	"\tRecordAck\x12\x1c\n" +

@@ -3,7 +3,7 @@
 //
 // TestChaos starts a 3-member etcd, MinIO and three agent processes (each reaching etcd
 // through a proxy the test can cut), runs a workload (producers sending unique values
-// with retries and recording every ack; readers following every partition; a consumer
+// with retries under the request's id and recording every ack; readers following every partition; a consumer
 // group committing offsets) and injects a seeded schedule of faults: kill -9, SIGSTOP
 // past the session TTL and graceful restart of an agent, kill -9 of an etcd member, a
 // MinIO restart, an agent cut from etcd. The checker then reads every partition back

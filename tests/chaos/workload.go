@@ -99,7 +99,9 @@ func (w *workload) halt() { close(w.stop); w.wg.Wait() }
 func (w *workload) produce(id int, rng *rand.Rand) {
 	for seq := 0; !w.stopped(); seq++ {
 		p := int32((seq + id) % int(w.partitions))
-		req := &pb.ProduceRequest{Topic: w.topic, Partition: &p}
+		// An id of its own, kept on every retry: a retry of a request whose outcome was
+		// unknown is answered with its offsets rather than written again.
+		req := &pb.ProduceRequest{Topic: w.topic, Partition: &p, RequestId: rng.Uint64() | 1}
 		var values []string
 		for k := range 1 + rng.IntN(maxRecords) {
 			v := fmt.Sprintf("p%d-%d-%d", id, seq, k)
