@@ -145,9 +145,9 @@ func (c *Client) Fetch(ctx context.Context, req *partitionpb.FetchRequest) (*par
 // late, a leaving owner's after it wrote what it held, is the one that says where the
 // records are. An attempt is also repeated at once when the member it went to leaves
 // the cluster: waiting out the attempt timeout (and disthash's own 5s lookup timeout) on
-// a dead owner is most of a failover otherwise. Nothing acked is lost that way, but a
-// request a dead owner committed, unanswered, is written again at the new owner unless
-// its producer is idempotent.
+// a dead owner is most of a failover otherwise. Nothing acked is lost that way, and a
+// request a dead owner committed, unanswered, is answered by the new owner from the
+// request ids of the segments' index entries (requestLog.restore), not written again.
 func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.Message, accept func(m proto.Message, unanswered int) bool) error {
 	wait, budget := c.opts.AttemptTimeout, c.opts.RetryFor
 	if fr, ok := req.(*partitionpb.FetchRequest); ok {

@@ -73,6 +73,9 @@ func (x *segmentIndex) store(segs []coordination.SegmentMeta, gen uint64) {
 		n++
 	}
 	x.segs = append(x.segs[:0:0], segs[:n]...)
+	for i := range x.segs {
+		x.segs[i].Requests = nil // a reader has no use for them
+	}
 }
 
 // reset forgets everything (segments were taken out of the index).

@@ -196,7 +196,7 @@ func (a *partitionActor) init(ctx actor.Context, identity string) {
 				res.producers, res.err = res.lease.Producers(actx)
 			}
 			if res.err == nil {
-				res.recent, res.err = res.lease.RecentSegments(actx, res.hwm, recentSegments, time.Now().Add(-requestMemory))
+				res.recent, res.err = res.lease.RecentSegments(actx, res.hwm, recentSegments, maxRememberedPerPartition, time.Now().Add(-requestMemory))
 			}
 			if res.err != nil {
 				_ = res.lease.Release(context.Background())
@@ -290,8 +290,8 @@ func (a *partitionActor) drainStash() {
 	for _, s := range stash {
 		switch m := s.msg.(type) {
 		case *partitionpb.ProduceRequest:
-			_, written, _ := a.requests.resent(m.RequestId, len(m.Records), nil) // answered from the log whenever held
-			if held := time.Since(s.at); !written && m.WaitMs > 0 && held > time.Duration(m.WaitMs)*time.Millisecond {
+			known := m.RequestId != 0 && a.requests.known(m.RequestId, len(m.Records)) // answered from the log however long held
+			if held := time.Since(s.at); !known && m.WaitMs > 0 && held > time.Duration(m.WaitMs)*time.Millisecond {
 				// Its sender has told its client the outcome is unknown: written now,
 				// the records would be written again by the client's retry.
 				err := fmt.Errorf("%w: %s: held %s while the partition started, its sender waited %d ms",

@@ -126,6 +126,14 @@ func (l *partitionLog) snapshot() ([]indexed, int64, coordination.TopicSpec, boo
 	if l.closed || !l.loaded {
 		return nil, 0, l.spec, false
 	}
+	// A merge lists the requests of segments written within requestMemory
+	// (mergedMeta); older segments' lists are only memory.
+	old := time.Now().Add(-requestMemory).UnixMilli()
+	for i := range l.segs {
+		if l.segs[i].WrittenMs < old {
+			l.segs[i].Requests = nil
+		}
+	}
 	return append([]indexed(nil), l.segs...), l.rev, l.spec, true
 }
 

@@ -256,7 +256,13 @@ func TestRequestLogRestoresWhatEarlierOwnersWrote(t *testing.T) {
 	if _, ok, err := l.resent(2, 3, nil); ok || !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("id 2 with 3 records (written with 4): re-send %v, %v; want ErrInvalidArgument", ok, err)
 	}
+	if !l.known(2, 4) || l.known(2, 3) || l.known(99, 1) || !l.known(100+maxRememberedPerPartition+9, 1) {
+		t.Fatal("known disagrees with resent")
+	}
 	l.begin(7, 2)
+	if !l.known(7, 2) || l.known(7, 1) {
+		t.Fatal("known disagrees with resent for a request being written")
+	}
 	if _, ok, err := l.resent(7, 1, nil); ok || !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("id 7 with 1 record (being written with 2): re-send %v, %v; want ErrInvalidArgument", ok, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // HWM returns a partition's committed high-water mark: the offset the next record will
@@ -116,72 +117,111 @@ func logStart(first []*mvccpb.KeyValue, hwm int64) (int64, error) {
 	return m.Base, nil
 }
 
-// RecentSegments returns the partition's last segments below hwm, oldest first: at most
-// limit of them, fewer when the log holds fewer or its segments before them were written
-// before since (its next owner reads the requests written in them,
-// SegmentMeta.Requests). It reads windows of offsets back from hwm, each growing four
-// times, as ranges etcd limits: a descending read would make etcd read every key of the
-// partition before it sorts them.
-func (l *Lease) RecentSegments(ctx context.Context, hwm int64, limit int, since time.Time) ([]SegmentMeta, error) {
-	if limit <= 0 || hwm < 0 {
-		return nil, invalidf("recent segments: limit %d, hwm %d", limit, hwm)
+// RecentSegments returns the partition's last segments below hwm, oldest first, for
+// the requests written in them (SegmentMeta.Requests): at most limit of them, back to
+// the first written before since, and no further back once those read list maxRequests.
+// An entry it cannot decode is skipped and logged: its caller's memory of requests is
+// best effort, and one bad entry must not keep the partition from starting.
+//
+// It finds them by their keys alone, in windows of offsets back from hwm growing four
+// times each (etcd limits an ascending range on the server, but reads every key of a
+// sorted one), then reads their values newest first, recentChunk at a time.
+func (l *Lease) RecentSegments(ctx context.Context, hwm int64, limit, maxRequests int, since time.Time) ([]SegmentMeta, error) {
+	if limit <= 0 || maxRequests <= 0 || hwm < 0 {
+		return nil, invalidf("recent segments: limit %d, max requests %d, hwm %d", limit, maxRequests, hwm)
 	}
 	keys := l.s.c.keys
 	end := clientv3.GetPrefixRangeEnd(keys.Segments(l.p.Topic, l.p.Partition))
-	get := func(from string, n int) (*clientv3.GetResponse, error) {
-		resp, err := l.s.c.etcd.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(int64(n)))
+	get := func(from, to string, n int, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+		opts = append(opts, clientv3.WithRange(to), clientv3.WithLimit(int64(n)))
+		resp, err := l.s.c.etcd.Get(ctx, from, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("recent segments of %s: %w", l.p, err)
 		}
 		return resp, nil
 	}
-	var fit []*mvccpb.KeyValue // the last window that held at most limit segments
-	for span := int64(limit); ; span *= 4 {
+	decode := func(kvs []*mvccpb.KeyValue) []SegmentMeta {
+		out := make([]SegmentMeta, 0, len(kvs))
+		for _, kv := range kvs {
+			m, err := decodeSegment(kv)
+			if err != nil {
+				l.log.Warn("recent segment skipped", zap.Error(err))
+				continue
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	var fit [][]byte // the keys of the segments wanted, oldest first
+	for span := int64(limit); ; {
 		from := max(0, hwm-span)
-		resp, err := get(keys.Segment(l.p.Topic, l.p.Partition, from), limit+1)
+		resp, err := get(keys.Segment(l.p.Topic, l.p.Partition, from), end, limit+1, clientv3.WithKeysOnly())
 		if err != nil {
 			return nil, err
 		}
-		if len(resp.Kvs) > limit {
-			// More than limit in this window: page through it for its last limit, unless
-			// it holds far more; then the last window's are the newest there are.
-			kvs := resp.Kvs
-			for page := 0; resp.More && page < recentPages; page++ {
-				if resp, err = get(string(kvs[len(kvs)-1].Key)+"\x00", limit); err != nil {
+		fit = fit[:0]
+		for _, kv := range resp.Kvs {
+			fit = append(fit, kv.Key)
+		}
+		if len(fit) > limit {
+			// More than limit in this window: its last limit, paging its keys to the end.
+			for resp.More {
+				if resp, err = get(string(fit[len(fit)-1])+"\x00", end, recentChunk*32, clientv3.WithKeysOnly()); err != nil {
 					return nil, err
 				}
-				kvs = append(kvs, resp.Kvs...)
-				kvs = kvs[max(0, len(kvs)-limit):]
+				for _, kv := range resp.Kvs {
+					fit = append(fit, kv.Key)
+				}
+				fit = fit[len(fit)-limit:]
 			}
-			if !resp.More {
-				fit = kvs[max(0, len(kvs)-limit):]
-			}
+			fit = fit[len(fit)-limit:]
 			break
 		}
-		fit = resp.Kvs
 		if from == 0 || len(fit) == limit {
 			break
 		}
 		if len(fit) > 0 {
-			if m, err := decodeSegment(fit[0]); err == nil && m.WrittenMs < since.UnixMilli() {
+			first, err := get(string(fit[0]), string(fit[0])+"\x00", 1)
+			if err != nil {
+				return nil, err
+			}
+			if m := decode(first.Kvs); len(m) == 1 && m[0].WrittenMs < since.UnixMilli() {
 				break
 			}
 		}
-	}
-	out := make([]SegmentMeta, 0, len(fit))
-	for _, kv := range fit {
-		m, err := decodeSegment(kv)
-		if err != nil {
-			return nil, fmt.Errorf("recent segments of %s: %w", l.p, err)
+		if span > hwm/4 {
+			span = hwm
+		} else {
+			span *= 4
 		}
-		out = append(out, m)
+	}
+	// Their values, newest first, until far enough back.
+	var chunks [][]SegmentMeta
+	requests := 0
+	for hi := len(fit); hi > 0 && requests < maxRequests; hi -= recentChunk {
+		lo := max(0, hi-recentChunk)
+		resp, err := get(string(fit[lo]), string(fit[hi-1])+"\x00", hi-lo)
+		if err != nil {
+			return nil, err
+		}
+		ms := decode(resp.Kvs)
+		chunks = append(chunks, ms)
+		for _, m := range ms {
+			requests += len(m.Requests)
+		}
+		if len(ms) > 0 && ms[0].WrittenMs < since.UnixMilli() {
+			break
+		}
+	}
+	var out []SegmentMeta
+	for i := len(chunks) - 1; i >= 0; i-- {
+		out = append(out, chunks[i]...)
 	}
 	return out, nil
 }
 
-// recentPages bounds the pages RecentSegments reads of a window that holds more segments
-// than it wants.
-const recentPages = 8
+// recentChunk is how many segment values RecentSegments reads at a time.
+const recentChunk = 16
 
 func decodeSegment(kv *mvccpb.KeyValue) (SegmentMeta, error) {
 	var m SegmentMeta

@@ -171,7 +171,7 @@ func TestRecentSegmentsAreTheLastOldestFirst(t *testing.T) {
 		{12, time.Time{}, []int64{28, 29, 30, 1030, 2030, 3030, 4030, 5030, 6030, 7030, 8030, 9030}},
 		{100, time.Time{}, nil}, // all 40
 	} {
-		got, err := l.RecentSegments(ctxT(t), next, tc.limit, tc.since)
+		got, err := l.RecentSegments(ctxT(t), next, tc.limit, 1000, tc.since)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,14 +185,28 @@ func TestRecentSegmentsAreTheLastOldestFirst(t *testing.T) {
 	// Since a time: every segment written since, and the window that reached back past
 	// it, not the whole log.
 	since := start.Add(35 * time.Second)
-	got, err := l.RecentSegments(ctxT(t), next, 100, since)
+	got, err := l.RecentSegments(ctxT(t), next, 100, 1000, since)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b := bases(got); len(b) < 5 || len(b) >= 40 || fmt.Sprint(b[len(b)-5:]) != "[5030 6030 7030 8030 9030]" || got[0].WrittenMs >= since.UnixMilli() {
 		t.Fatalf("since %v: bases %v; want those written since, and back to one written before, not all 40", since.UnixMilli(), b)
 	}
-	if _, err := l.RecentSegments(ctxT(t), next, 0, time.Time{}); !errors.Is(err, coordination.ErrInvalidArgument) {
+	// Far enough back once those read list maxRequests: values are read newest first,
+	// recentChunk at a time.
+	if got, err := l.RecentSegments(ctxT(t), next, 100, 3, time.Time{}); err != nil || len(got) != 16 || got[15].Base != 9030 {
+		t.Fatalf("max 3 requests: bases %v, %v; want the newest 16 (one read)", basesOf(got), err)
+	}
+	// An entry that does not decode is skipped, not an error that would keep the
+	// partition from starting.
+	bad := c.Keys().Segment("orders", 0, 29)
+	if _, err := c.Etcd().Put(ctxT(t), bad, "not json"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.RecentSegments(ctxT(t), next, 12, 1000, time.Time{}); err != nil || fmt.Sprint(basesOf(got)[:2]) != "[28 30]" {
+		t.Fatalf("with a bad entry: bases %v, %v; want it skipped", basesOf(got), err)
+	}
+	if _, err := l.RecentSegments(ctxT(t), next, 0, 1000, time.Time{}); !errors.Is(err, coordination.ErrInvalidArgument) {
 		t.Fatalf("limit 0: %v", err)
 	}
 }
