@@ -138,7 +138,7 @@ func (a *partitionActor) Receive(ctx actor.Context) {
 	case *wake:
 		a.process(ctx)
 	case *partitionpb.ProduceRequest:
-		a.produce(m, ctx.Sender())
+		a.produce(m, ctx.Sender(), 0)
 	case *partitionpb.FetchRequest:
 		a.fetch(m, ctx.Sender())
 	case *respec:
@@ -286,28 +286,13 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 func (a *partitionActor) drainStash() {
 	stash := a.stash
 	a.stash = nil
-	expired := 0
 	for _, s := range stash {
 		switch m := s.msg.(type) {
 		case *partitionpb.ProduceRequest:
-			known := m.RequestId != 0 && a.requests.known(m.RequestId, len(m.Records)) // answered from the log however long held
-			if held := time.Since(s.at); !known && m.WaitMs > 0 && held > time.Duration(m.WaitMs)*time.Millisecond {
-				// Its sender has told its client the outcome is unknown: written now,
-				// the records would be written again by the client's retry.
-				err := fmt.Errorf("%w: %s: held %s while the partition started, its sender waited %d ms",
-					ErrExpired, a.p, held.Round(time.Millisecond), m.WaitMs)
-				metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(err)).Inc()
-				a.replyProduce(s.sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
-				expired++
-				continue
-			}
-			a.produce(m, s.sender)
+			a.produce(m, s.sender, time.Since(s.at))
 		case *partitionpb.FetchRequest:
 			a.fetch(m, s.sender)
 		}
-	}
-	if expired > 0 {
-		a.log.Info("refused produce requests held past their senders' wait", zap.Int("requests", expired))
 	}
 }
 
@@ -325,7 +310,9 @@ func (a *partitionActor) notReady(msg any, sender *actor.PID) (error, bool) {
 	return nil, false
 }
 
-func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PID) {
+// produce serves a produce request the partition held for held while it started (0:
+// none).
+func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PID, held time.Duration) {
 	id := m.RequestId
 	if id != 0 {
 		// First: a re-send gets its request's outcome even while the agent leaves.
@@ -356,6 +343,17 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 			metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(err)).Inc()
 			a.replyProduce(sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
 		}
+		return
+	}
+	if m.WaitMs > 0 && held > time.Duration(m.WaitMs)*time.Millisecond {
+		// Its sender has told its client the outcome is unknown: written now, the records
+		// would be written again by the client's retry. (A re-send of a written request
+		// was answered above, however long held.)
+		err := fmt.Errorf("%w: %s: held %s while the partition started, its sender waited %d ms",
+			ErrExpired, a.p, held.Round(time.Millisecond), m.WaitMs)
+		a.log.Debug("produce request refused: held past its sender's wait", zap.Error(err))
+		metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(err)).Inc()
+		a.replyProduce(sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
 		return
 	}
 	root, epoch, node := a.deps.system.Root, a.lease.Epoch(), a.deps.session.Node().Node

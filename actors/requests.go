@@ -101,20 +101,6 @@ func (l *requestLog) resent(id uint64, count int, sender *actor.PID) (written *w
 	return &w, true, nil
 }
 
-// known says whether request id, of count records, is one the partition is writing or
-// has written, as resent does, without waiting for it.
-func (l *requestLog) known(id uint64, count int) bool {
-	if p, ok := l.pending[id]; ok {
-		return p.count == count
-	}
-	w, ok := l.done[id]
-	if !ok {
-		w, ok = l.restored[id]
-		ok = ok && l.now().Sub(w.at) <= requestMemory
-	}
-	return ok && int(w.count) == count
-}
-
 // begin registers request id, of count records, as being written.
 func (l *requestLog) begin(id uint64, count int) { l.pending[id] = &pendingRequest{count: count} }
 

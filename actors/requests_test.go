@@ -256,12 +256,15 @@ func TestRequestLogRestoresWhatEarlierOwnersWrote(t *testing.T) {
 	if _, ok, err := l.resent(2, 3, nil); ok || !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("id 2 with 3 records (written with 4): re-send %v, %v; want ErrInvalidArgument", ok, err)
 	}
-	if !l.known(2, 4) || l.known(2, 3) || l.known(99, 1) || !l.known(100+maxRememberedPerPartition+9, 1) {
-		t.Fatal("known disagrees with resent")
+	if _, ok, err := l.resent(99, 1, nil); ok || err != nil {
+		t.Fatalf("an unknown id taken for a re-send: %v, %v", ok, err)
+	}
+	if w, ok, err := l.resent(100+maxRememberedPerPartition+9, 1, nil); !ok || err != nil || w == nil {
+		t.Fatalf("this owner's last request not remembered: %v, %v, %v", w, ok, err)
 	}
 	l.begin(7, 2)
-	if !l.known(7, 2) || l.known(7, 1) {
-		t.Fatal("known disagrees with resent for a request being written")
+	if w, ok, err := l.resent(7, 2, nil); !ok || err != nil || w != nil {
+		t.Fatalf("a re-send of a request being written: %v, %v, %v; want to wait", w, ok, err)
 	}
 	if _, ok, err := l.resent(7, 1, nil); ok || !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("id 7 with 1 record (being written with 2): re-send %v, %v; want ErrInvalidArgument", ok, err)
