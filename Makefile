@@ -120,10 +120,11 @@ chaos: tools ## fault injection, CHAOS_FAULTS (200) faults with CHAOS_SEED (1): 
 bench-peers: tools $(BIN)/.nats-server-$(NATS_SERVER_VERSION) $(BIN)/.natscli-$(NATSCLI_VERSION) ## StreamHouse (gRPC and Kafka) vs NATS JetStream and the floors (MinIO PUT, etcd txn, LZ4), one run; BENCH_DURATION per phase (20s); BENCH_PROFILE=dir also writes CPU profiles of each phase
 	$(GO) run ./tests/bench/peers -duration $(BENCH_DURATION) -json $(BIN)/bench-peers.json $(if $(BENCH_PROFILE),-profile $(BENCH_PROFILE)) | tee $(BIN)/bench-peers.md
 
-bench: tools ## segment codec vs raw LZ4; etcd commit latency; produce throughput and latency vs their floor
+bench: tools ## segment codec vs raw LZ4; etcd commit latency; a history read's index lookup in 20,000 segments; produce throughput and latency vs their floor
 	$(GO) test -run '^$$' -bench '^BenchmarkSegment$$' -count $(BENCHCOUNT) ./segmentstore/ | tee $(BIN)/bench-segment.txt
 	@awk -f tests/bench/segment-ratio.awk $(BIN)/bench-segment.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkCommit$$' -benchtime 3s ./coordination/ | grep -E '^(Benchmark|ok|FAIL)'
+	$(GO) test -run '^$$' -bench '^BenchmarkSegmentsAt$$' -benchtime 50x ./coordination/ | grep -E '^(Benchmark|ok|FAIL)'
 	$(GO) test -run '^$$' -bench '^BenchmarkProduce' -benchtime 1x -timeout 10m ./actors/ | grep -E '^(Benchmark|ok|FAIL)'
 
 .PHONY: soak

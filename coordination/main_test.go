@@ -2,9 +2,11 @@ package coordination_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,4 +107,38 @@ func segment(base, n, epoch int64) coordination.SegmentMeta {
 // objectKey names a test segment's object uniquely per partition, base and epoch.
 func objectKey(topic string, partition int32, base, epoch int64) string {
 	return fmt.Sprintf("data/%s/%d/%d-%d.seg", topic, partition, base, epoch)
+}
+
+// writeIndex writes a partition's index directly: segments of the given record counts
+// from offset start, and the high-water mark after them, as an owner's commits, merges and
+// retention would leave them, in transactions of 128 puts (far faster than commits). It
+// returns the entries written.
+func writeIndex(t testing.TB, c *coordination.Client, topic string, partition int32, start int64, sizes []int64) []coordination.SegmentMeta {
+	t.Helper()
+	e, keys := etcdClient(t, etcd.Endpoint), c.Keys()
+	var ops []clientv3.Op
+	flush := func() {
+		if _, err := e.Txn(ctxT(t)).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+		ops = ops[:0]
+	}
+	metas := make([]coordination.SegmentMeta, 0, len(sizes))
+	base := start
+	for _, n := range sizes {
+		m := segment(base, n, 1)
+		m.Object, m.WrittenMs = objectKey(topic, partition, m.Base, 1), time.Now().UnixMilli()
+		v, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		metas = append(metas, m)
+		if ops = append(ops, clientv3.OpPut(keys.Segment(topic, partition, m.Base), string(v))); len(ops) == 128 {
+			flush()
+		}
+		base += n
+	}
+	ops = append(ops, clientv3.OpPut(keys.HWM(topic, partition), strconv.FormatInt(base, 10)))
+	flush()
+	return metas
 }

@@ -1,8 +1,11 @@
 package coordination_test
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -69,6 +72,57 @@ func TestSegmentsFromOffset(t *testing.T) {
 	}
 	if h, err := c.HWM(ctx, "t", 0); err != nil || h != 0 {
 		t.Fatalf("hwm of untouched partition: %d, %v", h, err)
+	}
+}
+
+// TestSegmentsFindTheOneHoldingAnOffset: a read from any offset of a partition starts at
+// the segment holding it, in an index of segments of every size: thousands of one record
+// before one of five million (an offset deep in it is far from any key), runs of small
+// ones, and a log start that retention moved. Each answer is checked against the layout.
+func TestSegmentsFindTheOneHoldingAnOffset(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "t", 1)
+	var sizes []int64
+	for _, run := range []struct{ n, records int64 }{{3000, 1}, {1, 5_000_000}, {200, 7}, {1, 300_000}, {1, 1}, {50, 1}} {
+		sizes = append(sizes, slices.Repeat([]int64{run.records}, int(run.n))...)
+	}
+	const start = 500
+	metas := writeIndex(t, c, "t", 0, start, sizes)
+	hwm := metas[len(metas)-1].Last + 1
+	want := func(from int64, limit int) []int64 {
+		i, _ := slices.BinarySearchFunc(metas, from, func(m coordination.SegmentMeta, o int64) int { return cmp.Compare(m.Last, o) })
+		got := metas[i:]
+		if limit > 0 {
+			got = got[:min(limit, len(got))]
+		}
+		return basesOf(got)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	froms := []int64{start, hwm}
+	for i, m := range metas {
+		if i < 3 || i%250 == 0 || (i > 0 && metas[i-1].Records != m.Records) || i == len(metas)-1 {
+			froms = append(froms, m.Base, m.Base+m.Records/2, m.Last)
+		}
+	}
+	for range 200 {
+		froms = append(froms, start+rng.Int64N(hwm-start))
+	}
+	ctx := ctxT(t)
+	for _, from := range froms {
+		for _, limit := range []int{64, 1} {
+			segs, h, err := c.Segments(ctx, "t", 0, from, limit)
+			if err != nil || h != hwm {
+				t.Fatalf("segments from %d: hwm %d, %v", from, h, err)
+			}
+			if got, want := basesOf(segs), want(from, limit); !equalInts(got, want) {
+				t.Fatalf("segments from %d, limit %d: bases %v, want %v", from, limit, got, want)
+			}
+		}
+	}
+	for _, bad := range []int64{start - 1, 0, hwm + 1} {
+		if _, _, err := c.Segments(ctx, "t", 0, bad, 64); !errors.Is(err, coordination.ErrOffsetOutOfRange) {
+			t.Errorf("segments from %d (log %d-%d): %v, want out of range", bad, start, hwm, err)
+		}
 	}
 }
 
