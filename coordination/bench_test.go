@@ -73,25 +73,28 @@ func BenchmarkCommit(b *testing.B) {
 }
 
 // BenchmarkSegmentsAt measures a history read's index lookup (Client.Segments, 64
-// segments from an offset) in a partition whose index holds many segments, the offset
-// near its end: at a segment's base (a consumer going on from where it was) and inside
-// one (a consumer starting from a committed offset). Its index is written directly, as
-// the owner's commits would leave it after merges and retention.
+// segments from an offset) in a partition whose index holds many segments of 100
+// records and, near its end, a merged one of 10M, followed by 9 more: from that
+// segment's base (a consumer going on from where it was), from inside it near its base
+// (found in the first window below the offset), and from deep inside it (windows
+// widened back to the log start, then halved). Its index is written directly, as the
+// owner's commits and merges would leave it.
 func BenchmarkSegmentsAt(b *testing.B) {
-	for _, keys := range []int64{1000, 20000} {
+	for _, keys := range []int{1000, 20000} {
 		b.Run(fmt.Sprintf("segments=%d", keys), func(b *testing.B) {
 			c := newClient(b)
 			mustTopic(b, c, "t", 1)
-			const records = 100
-			writeIndex(b, c, "t", 0, 0, slices.Repeat([]int64{records}, int(keys)))
+			sizes := append(slices.Repeat([]int64{100}, keys-10), 10_000_000)
+			metas := writeIndex(b, c, "t", 0, 0, append(sizes, slices.Repeat([]int64{100}, 9)...))
+			big := metas[keys-10].Base
 			for _, at := range []struct {
 				name string
 				from int64
-			}{{"base", (keys - 10) * records}, {"inside", (keys-10)*records + records/2}} {
+			}{{"base", big}, {"inside", big + 50}, {"deep", big + 9_000_000}} {
 				b.Run(at.name, func(b *testing.B) {
 					for b.Loop() {
 						segs, _, err := c.Segments(ctxT(b), "t", 0, at.from, 64)
-						if err != nil || len(segs) != 10 || segs[0].Base != (keys-10)*records {
+						if err != nil || len(segs) != 10 || segs[0].Base != big {
 							b.Fatalf("segments from %d: %d, %v", at.from, len(segs), err)
 						}
 					}

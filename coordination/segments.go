@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -117,49 +118,72 @@ func (c *Client) Segments(ctx context.Context, topic string, partition int32, fr
 //
 // etcd reads every entry of a range before it applies a sorted read's limit, so the last
 // key below from is not one descending read of limit 1: in a partition of 20,000
-// segments that took 22 ms (BenchmarkSegmentsAt). floor instead reads the keys alone in
-// windows of offsets back from from, floorSpan first and floorGrowth times wider each,
-// each at most floorKeys of them (etcd stops reading an ascending range at its limit,
-// counting the rest in its in-memory index); a window of more keys than that is halved
-// towards from until it holds no more. Then it reads the one entry.
+// segments that took 32-40 ms (BenchmarkSegmentsAt). floor instead asks for windows of
+// offsets, each a range of limit 1 whose answer carries its first key and how many it
+// holds (etcd stops reading a range's entries at its limit and counts the rest in its
+// in-memory index; keys only, so that no value travels). The windows go back from from,
+// floorSpan offsets wide first and floorGrowth times wider each, floorWindows in a
+// transaction, until one holds a key; that window, while it holds several, is cut into
+// floorSplit and the last of them that holds one taken. Then it reads the one entry.
 func (c *Client) floor(ctx context.Context, topic string, partition int32, from, rev int64) ([]*mvccpb.KeyValue, error) {
-	keysIn := func(lo, hi int64) (*clientv3.GetResponse, error) {
-		resp, err := c.etcd.Get(ctx, c.keys.Segment(topic, partition, lo),
-			clientv3.WithRange(c.keys.Segment(topic, partition, hi)), clientv3.WithKeysOnly(),
-			clientv3.WithLimit(floorKeys), clientv3.WithRev(rev))
+	type window struct{ lo, hi int64 }
+	// first asks for each window's first key and count, and returns the last window
+	// that holds any, with them; count 0 when none does.
+	first := func(ws []window) (w window, key []byte, count int64, err error) {
+		ops := make([]clientv3.Op, len(ws))
+		for i, w := range ws {
+			ops[i] = clientv3.OpGet(c.keys.Segment(topic, partition, w.lo),
+				clientv3.WithRange(c.keys.Segment(topic, partition, w.hi)), clientv3.WithKeysOnly(),
+				clientv3.WithLimit(1), clientv3.WithRev(rev))
+		}
+		resp, err := c.etcd.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("segment of %s/%d holding %d: %w", topic, partition, from, err)
+			return w, nil, 0, fmt.Errorf("segment of %s/%d holding %d: %w", topic, partition, from, err)
 		}
-		return resp, nil
-	}
-	lo, hi := max(0, from-floorSpan), from
-	resp, err := keysIn(lo, hi)
-	for span := int64(floorSpan); err == nil && resp.Count == 0 && lo > 0; {
-		if span > lo/floorGrowth {
-			span = lo // the last window, down to offset 0
-		} else {
-			span *= floorGrowth
+		for i := len(ws) - 1; i >= 0; i-- {
+			if r := resp.Responses[i].GetResponseRange(); r.Count > 0 {
+				return ws[i], r.Kvs[0].Key, r.Count, nil
+			}
 		}
-		hi, lo = lo, lo-span
-		resp, err = keysIn(lo, hi)
+		return w, nil, 0, nil
 	}
-	for err == nil && resp.Count > floorKeys {
-		// The floor is the last of too many keys in [lo, hi): look in the upper half.
-		mid := lo + (hi-lo)/2
-		upper, uerr := keysIn(mid, hi)
-		switch {
-		case uerr != nil:
-			err = uerr
-		case upper.Count == 0:
-			hi = mid // resp's keys and count are [lo, mid)'s
-		default:
-			lo, resp = mid, upper
+	var w window
+	var key []byte
+	var count int64
+	var err error
+	for hi, span := from, int64(floorSpan); count == 0 && hi > 0; {
+		// The next floorWindows windows, nearest last.
+		var ws []window
+		for range floorWindows {
+			if hi == 0 {
+				break
+			}
+			lo := hi - min(span, hi)
+			ws = append([]window{{lo, hi}}, ws...)
+			hi = lo
+			span = min(span, math.MaxInt64/floorGrowth) * floorGrowth
+		}
+		if w, key, count, err = first(ws); err != nil {
+			return nil, err
 		}
 	}
-	if err != nil || resp.Count == 0 {
-		return nil, err
+	for count > 1 {
+		// Several keys in w: the floor is the last; the last part of w that holds one.
+		step := (w.hi-w.lo)/floorSplit + 1
+		var ws []window
+		for lo := w.lo; lo < w.hi; {
+			n := min(step, w.hi-lo)
+			ws = append(ws, window{lo, lo + n})
+			lo += n
+		}
+		if w, key, count, err = first(ws); err != nil {
+			return nil, err
+		}
 	}
-	got, err := c.etcd.Get(ctx, string(resp.Kvs[len(resp.Kvs)-1].Key), clientv3.WithRev(rev))
+	if count == 0 {
+		return nil, nil
+	}
+	got, err := c.etcd.Get(ctx, string(key), clientv3.WithRev(rev))
 	if err != nil {
 		return nil, fmt.Errorf("segment of %s/%d holding %d: %w", topic, partition, from, err)
 	}
@@ -167,12 +191,14 @@ func (c *Client) floor(ctx context.Context, topic string, partition int32, from,
 }
 
 // floor's windows: the first spans floorSpan offsets before from, and each next one
-// floorGrowth times as many before that; each read returns at most floorKeys keys. The
-// first window never holds more (keys are offsets), so a floor near from costs one read.
+// floorGrowth times as many before that, floorWindows to a transaction (a floor within
+// 64 Ki offsets, a merged segment of 1 KiB records, takes one); a window of several
+// keys is cut into floorSplit (a transaction can hold 128 operations by etcd's default).
 const (
-	floorKeys   = 64
-	floorSpan   = floorKeys
-	floorGrowth = 16
+	floorSpan    = 64
+	floorGrowth  = 16
+	floorWindows = 4
+	floorSplit   = 64
 )
 
 // logStart is the base of a partition's first segment at revision rev, or the

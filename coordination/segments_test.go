@@ -102,6 +102,11 @@ func TestSegmentsFindTheOneHoldingAnOffset(t *testing.T) {
 	for i, m := range metas {
 		if i < 3 || i%250 == 0 || (i > 0 && metas[i-1].Records != m.Records) || i == len(metas)-1 {
 			froms = append(froms, m.Base, m.Base+m.Records/2, m.Last)
+			for _, in := range []int64{1, 63, 64, 65, 1024 + 64, 1024 + 65} { // the windows' edges
+				if in < m.Records {
+					froms = append(froms, m.Base+in)
+				}
+			}
 		}
 	}
 	for range 200 {
