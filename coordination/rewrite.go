@@ -29,6 +29,36 @@ func (c *Client) SegmentRange(ctx context.Context, topic string, partition int32
 	return out, rev, nil
 }
 
+// FirstSegment returns a partition's first committed segment whose base is ≥ fromBase
+// and that match accepts, reading its index in pages from fromBase only as far as that
+// segment; false when none does.
+func (c *Client) FirstSegment(ctx context.Context, topic string, partition int32, fromBase int64, match func(SegmentMeta) bool) (SegmentMeta, bool, error) {
+	var found SegmentMeta
+	start := c.keys.Segment(topic, partition, max(fromBase, 0))
+	end := clientv3.GetPrefixRangeEnd(c.keys.Segments(topic, partition))
+	_, err := c.scanRange(ctx, start, end, 0, func(kv *mvccpb.KeyValue) error {
+		m, err := decodeSegment(kv)
+		if err != nil {
+			return err
+		}
+		if match(m) {
+			found = m
+			return errScanDone
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errScanDone):
+		return found, true, nil
+	case err != nil:
+		return found, false, fmt.Errorf("first segment of %s/%d from base %d: %w", topic, partition, fromBase, err)
+	}
+	return found, false, nil
+}
+
+// errScanDone ends a scan early, from its callback.
+var errScanDone = errors.New("scan done")
+
 // PartitionStats describes a partition's stored log.
 type PartitionStats struct {
 	LogStart, HWM int64

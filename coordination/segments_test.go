@@ -131,6 +131,31 @@ func TestSegmentsFindTheOneHoldingAnOffset(t *testing.T) {
 	}
 }
 
+// TestFirstSegmentStopsAtTheMatch: the first segment from a base that a test accepts,
+// found past the first page of the index read (1000 keys), from the base given; none when
+// no segment from there is accepted.
+func TestFirstSegmentStopsAtTheMatch(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "t", 1)
+	writeIndex(t, c, "t", 0, 0, slices.Repeat([]int64{10}, 2500))
+	ctx := ctxT(t)
+	for _, tc := range []struct {
+		from, match, want int64
+		found             bool
+	}{
+		{0, 21_000, 21_000, true}, // the third page
+		{0, 20_995, 21_000, true}, // inside a segment: the next one starting at or after it
+		{21_010, 0, 21_010, true}, // the first from the base given
+		{21_005, 0, 21_010, true}, // a base inside a segment: the next one
+		{0, 25_000, 0, false},     // past the last
+	} {
+		seg, ok, err := c.FirstSegment(ctx, "t", 0, tc.from, func(m coordination.SegmentMeta) bool { return m.Base >= tc.match })
+		if err != nil || ok != tc.found || (ok && seg.Base != tc.want) {
+			t.Errorf("first from %d with base >= %d: %d %v %v, want %d %v", tc.from, tc.match, seg.Base, ok, err, tc.want, tc.found)
+		}
+	}
+}
+
 func equalInts(a, b []int64) bool {
 	if len(a) != len(b) {
 		return false

@@ -315,14 +315,14 @@ func (s *Server) offsetFor(ctx context.Context, c *actors.Client, p coordination
 		return -1, -1, kerr.InvalidRequest.Code
 	}
 	// The segment index knows each segment's newest timestamp: read from the first that
-	// may hold one at ts or later.
-	segs, _, err := s.coord.SegmentRange(ctx, p.Topic, p.Partition, start)
-	if err != nil {
-		return -1, -1, codeOf(err)
-	}
-	for _, seg := range segs {
-		if seg.MaxTs < ts {
-			continue
+	// may hold one at ts or later, and only as far into the index as that one.
+	for base := start; ; {
+		seg, ok, err := s.coord.FirstSegment(ctx, p.Topic, p.Partition, base, func(m coordination.SegmentMeta) bool { return m.MaxTs >= ts })
+		if err != nil {
+			return -1, -1, codeOf(err)
+		}
+		if !ok {
+			break
 		}
 		for from := seg.Base; from <= seg.Last; {
 			resp, err := c.Fetch(ctx, &partitionpb.FetchRequest{Topic: p.Topic, Partition: p.Partition, Offset: from, MaxBytes: 1 << 20})
@@ -342,6 +342,7 @@ func (s *Server) offsetFor(ctx context.Context, c *actors.Client, p coordination
 			}
 			from = resp.Records[len(resp.Records)-1].Offset + 1
 		}
+		base = seg.Last + 1
 	}
 	return -1, -1, errNone
 }
