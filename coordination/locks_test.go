@@ -3,6 +3,7 @@ package coordination_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/streamhouse/streamhouse/coordination"
@@ -83,4 +84,45 @@ func TestObjectIndexNamesEveryCommittedObject(t *testing.T) {
 	if other, err := newClient(t).ObjectIndex(ctx); err != nil || len(other.Indexed) != 0 {
 		t.Fatalf("an empty cluster names objects: %+v, %v", other, err)
 	}
+}
+
+// TestObjectIndexNamesObjectsOfEveryTopic: the sweeper's index names the objects of every
+// partition of every topic, read partition by partition: one of more keys than a page, a
+// deleted topic's (not yet purged), and those of an index whose topic key is gone (a key
+// deleted by hand), which only the whole pass it then makes finds.
+func TestObjectIndexNamesObjectsOfEveryTopic(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t)
+	mustTopic(t, c, "a", 2)
+	mustTopic(t, c, "b", 1)
+	want := map[string]bool{}
+	index := func(topic string, p int32, n int) {
+		for _, m := range writeIndex(t, c, topic, p, 0, slices.Repeat([]int64{1}, n)) {
+			want[m.Object] = true
+		}
+	}
+	index("a", 0, 1500)
+	index("a", 1, 10)
+	index("b", 0, 5)
+	if err := c.DeleteTopic(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		x, err := c.ObjectIndex(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(x.Indexed) != len(want) {
+			t.Fatalf("%d objects, want %d", len(x.Indexed), len(want))
+		}
+		for o := range want {
+			if !x.Indexed[o] {
+				t.Fatalf("object %s missing", o)
+			}
+		}
+	}
+	check()
+	index("gone", 0, 3) // no topic key
+	check()
 }

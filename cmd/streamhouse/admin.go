@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/streamhouse/streamhouse/actors"
@@ -82,7 +81,9 @@ func ready(ctx context.Context, coord *coordination.Client, store objstore.Store
 	if node.Client() == nil {
 		return errors.New("rejoining the cluster (session lost)")
 	}
-	if _, err := coord.Etcd().Get(ctx, coord.Keys().Root(), clientv3.WithCountOnly(), clientv3.WithPrefix()); err != nil {
+	// One key, read linearizably (a quorum must answer): not a count of the root, which
+	// etcd walks key by key, every key of the cluster at every probe.
+	if _, err := coord.Etcd().Get(ctx, coord.Keys().Root()); err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	if err := store.Check(ctx); err != nil {
