@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -31,17 +32,21 @@ type Decoder func(key string, value []byte) (any, error)
 
 // Keyspace is an in-memory mirror of some prefixes of etcd, decoded once per change, in
 // the manner of Gazette's keyspace: Load reads the prefixes at one revision, Watch applies
-// every later change in order. Readers see a consistent view at Revision. It is safe for
-// concurrent use; Watch must run in one goroutine at a time.
+// every later change in order, each prefix's on a watch of its own (a watch of their
+// common root would carry every write under it: every segment commit, offset commit and
+// producer state of the cluster, to every agent). Readers see every change up to
+// Revision applied, and a prefix's changes in order. It is safe for concurrent use;
+// Watch must run in one goroutine at a time.
 type Keyspace struct {
-	root     string   // one watch covers root; events outside prefixes are dropped
-	prefixes []string // each under root
+	root     string   // for logs
+	prefixes []string // each under root, each watched on its own
 	decode   Decoder
 	log      *zap.Logger
 
 	mu        sync.RWMutex
-	kvs       []KeyValue // sorted by Key
-	rev       int64
+	kvs       []KeyValue    // sorted by Key
+	rev       int64         // the least of revs: every change up to it is applied
+	revs      []int64       // per prefix, the revision its watch has delivered up to
 	updated   chan struct{} // closed and replaced whenever rev or kvs change
 	observers []func()
 
@@ -54,7 +59,7 @@ func NewKeyspace(root string, prefixes []string, decode Decoder, log *zap.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Keyspace{root: root, prefixes: prefixes, decode: decode, log: log, updated: make(chan struct{})}
+	return &Keyspace{root: root, prefixes: prefixes, decode: decode, log: log, updated: make(chan struct{}), revs: make([]int64, len(prefixes))}
 }
 
 // Load replaces the mirror with the prefixes' contents at revision rev (0: the latest).
@@ -81,6 +86,10 @@ func (ks *Keyspace) Load(ctx context.Context, etcd *clientv3.Client, rev int64) 
 	sort.Slice(kvs, func(i, j int) bool { return kvs[i].Key < kvs[j].Key })
 	ks.mu.Lock()
 	ks.kvs, ks.rev = kvs, rev
+	ks.revs = make([]int64, len(ks.prefixes))
+	for i := range ks.revs {
+		ks.revs[i] = rev
+	}
 	ks.changedLocked()
 	ks.mu.Unlock()
 	ks.notify()
@@ -116,29 +125,65 @@ func (ks *Keyspace) Watch(ctx context.Context, etcd *clientv3.Client) error {
 	}
 }
 
-// watchOnce watches from the mirror's revision + 1 until the watch fails. It reports
-// whether it applied anything.
+// watchOnce watches each prefix, on one stream, until a watch fails. It reports whether
+// it applied anything.
 func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool, error) {
 	// Without WithRequireLeader, a watch on a member cut off from its cluster would just go
-	// quiet; with it, the watch fails and we resume elsewhere.
+	// quiet; with it, the watch fails and we resume elsewhere. The watches share wctx's
+	// metadata, so the client puts them on one stream and RequestProgress reaches them all.
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	// Every prefix from the revision after the mirror's, the least of theirs: a watch
+	// asked to start past etcd's current revision would hold back progress
+	// notifications, and apply skips what a prefix has already applied.
 	from := ks.Revision() + 1
-	wch := etcd.Watch(wctx, ks.root, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
+	type response struct {
+		prefix int
+		clientv3.WatchResponse
+	}
+	resps := make(chan response)
+	closed := make(chan int, len(ks.prefixes))
+	for i, prefix := range ks.prefixes {
+		wch := etcd.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
+		go func() {
+			for resp := range wch {
+				select {
+				case resps <- response{i, resp}:
+				case <-wctx.Done():
+					return
+				}
+			}
+			closed <- i
+		}()
+	}
 	ks.setProgress(func() { _ = etcd.RequestProgress(wctx) })
 	defer ks.setProgress(nil)
+	// A prefix without writes moves only with progress notifications, which etcd sends
+	// on its own every 10 minutes: asked for more often, the mirror's revision stays
+	// near etcd's, and a resumed watch does not start before a compaction (every minute
+	// in compose) and reload the mirror.
+	tick := time.NewTicker(keyspaceProgressEvery)
+	defer tick.Stop()
 	applied := false
-	for resp := range wch {
-		if resp.CompactRevision != 0 {
-			return applied, fmt.Errorf("watch from %d (compacted at %d): %w", from, resp.CompactRevision, rpctypes.ErrCompacted)
+	for {
+		select {
+		case <-tick.C:
+			_ = etcd.RequestProgress(wctx)
+		case r := <-resps:
+			if r.CompactRevision != 0 {
+				return applied, fmt.Errorf("watch of %s from %d (compacted at %d): %w", ks.prefixes[r.prefix], from, r.CompactRevision, rpctypes.ErrCompacted)
+			}
+			if err := r.Err(); err != nil {
+				return applied, err
+			}
+			ks.apply(r.prefix, r.WatchResponse)
+			applied = true
+		case i := <-closed:
+			return applied, fmt.Errorf("watch of %s: channel closed", ks.prefixes[i])
+		case <-ctx.Done():
+			return applied, ctx.Err()
 		}
-		if err := resp.Err(); err != nil {
-			return applied, err
-		}
-		ks.apply(resp)
-		applied = true
 	}
-	return applied, errors.New("watch channel closed")
 }
 
 func (ks *Keyspace) setProgress(fn func()) {
@@ -147,15 +192,19 @@ func (ks *Keyspace) setProgress(fn func()) {
 	ks.progressMu.Unlock()
 }
 
-func (ks *Keyspace) apply(resp clientv3.WatchResponse) {
+// keyspaceProgressEvery is how often a watch asks etcd where its prefixes stand.
+const keyspaceProgressEvery = 10 * time.Second
+
+// apply applies a response of prefix number p's watch.
+func (ks *Keyspace) apply(p int, resp clientv3.WatchResponse) {
 	ks.mu.Lock()
-	rev := ks.rev
+	rev := ks.revs[p]
 	for _, ev := range resp.Events {
+		if ev.Kv.ModRevision <= ks.revs[p] {
+			continue // applied before the watch was resumed
+		}
 		rev = max(rev, ev.Kv.ModRevision)
 		key := string(ev.Kv.Key)
-		if !ks.covers(key) {
-			continue
-		}
 		i := sort.Search(len(ks.kvs), func(i int) bool { return ks.kvs[i].Key >= key })
 		found := i < len(ks.kvs) && ks.kvs[i].Key == key
 		var d KeyValue
@@ -179,8 +228,10 @@ func (ks *Keyspace) apply(resp clientv3.WatchResponse) {
 	if resp.IsProgressNotify() {
 		rev = max(rev, resp.Header.Revision)
 	}
-	changed := rev != ks.rev || len(resp.Events) > 0
-	ks.rev = rev
+	ks.revs[p] = rev
+	least := slices.Min(ks.revs)
+	changed := least != ks.rev || len(resp.Events) > 0
+	ks.rev = least
 	if changed {
 		ks.changedLocked()
 	}
@@ -188,15 +239,6 @@ func (ks *Keyspace) apply(resp clientv3.WatchResponse) {
 	if changed {
 		ks.notify()
 	}
-}
-
-func (ks *Keyspace) covers(key string) bool {
-	for _, p := range ks.prefixes {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	return false
 }
 
 func (ks *Keyspace) decodeKV(kv *mvccpb.KeyValue) (KeyValue, bool) {

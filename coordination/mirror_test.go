@@ -24,6 +24,15 @@ func watched(t *testing.T, c *coordination.Client) *coordination.Mirror {
 	return m
 }
 
+// observedMirror is a watched mirror and a count of its observers' runs.
+func observedMirror(t *testing.T, c *coordination.Client) (*coordination.Mirror, *atomic.Int64) {
+	t.Helper()
+	m := watched(t, c)
+	var observed atomic.Int64
+	m.Observe(func() { observed.Add(1) })
+	return m, &observed
+}
+
 func startWatch(t *testing.T, m *coordination.Mirror) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -51,9 +60,7 @@ func snapshot(m *coordination.Mirror) map[string]any {
 
 func TestMirrorFollowsChanges(t *testing.T) {
 	c := newClient(t)
-	m := watched(t, c)
-	var observed atomic.Int64
-	m.Observe(func() { observed.Add(1) })
+	m, observed := observedMirror(t, c)
 	ctx := ctxT(t)
 
 	mustTopic(t, c, "orders", 2)
@@ -121,6 +128,34 @@ func TestWaitForRevisionOfUnmirroredWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("mirror reached an unmirrored revision after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestMirrorIsNotSentUnmirroredWrites: the writes that agents make most, segment commits
+// and offset commits, do not travel to every agent's mirror: it watches its prefixes, not
+// their root. Its observers (the rebalancer) run on mirrored changes only.
+func TestMirrorIsNotSentUnmirroredWrites(t *testing.T) {
+	c := newClient(t)
+	m, observed := observedMirror(t, c)
+	ctx := ctxT(t)
+	k := c.Keys()
+	for i := range 100 {
+		for _, key := range []string{k.Segment("t", 0, int64(i)), k.Root() + coordination.GroupsPrefix + "g/t/0"} {
+			if _, err := c.Etcd().Put(ctx, key, "x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mustTopic(t, c, "t", 1)
+	if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Topic("t"); !ok {
+		t.Fatal("topic not mirrored")
+	}
+	// The topic, and progress notifications asked for while waiting: not 200 writes.
+	if n := observed.Load(); n > 10 {
+		t.Fatalf("observers ran %d times for 200 unmirrored writes and a topic", n)
+	}
 }
 
 func TestMirrorReloadsAfterCompaction(t *testing.T) {

@@ -18,7 +18,13 @@ func TestJoiningAgentTakesItsShareOnly(t *testing.T) {
 	topics := map[string]int32{"events": partitions}
 	tc.topic("events", partitions)
 	before := tc.waitOwned(60*time.Second, topics)
-	rev := tc.mirror.Revision()
+	// etcd's revision now, not the mirror's: that is the least its prefixes have reached,
+	// and the leases' may be further on.
+	resp, err := tc.coord.Etcd().Get(context.Background(), tc.coord.Keys().Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := resp.Header.Revision
 
 	tc.addAgent("agent-4", "zone-a", 0)
 	after := tc.waitOwned(60*time.Second, topics)
