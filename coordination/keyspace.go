@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 )
 
 // KeyValue is one key of a Keyspace with its decoded value and etcd revisions.
@@ -35,8 +36,9 @@ type Decoder func(key string, value []byte) (any, error)
 // every later change in order, each prefix's on a watch of its own (a watch of their
 // common root would carry every write under it: every segment commit, offset commit and
 // producer state of the cluster, to every agent). Readers see every change up to
-// Revision applied, and a prefix's changes in order. It is safe for concurrent use;
-// Watch must run in one goroutine at a time.
+// Revision applied, and a prefix's changes in order, but not one snapshot across
+// prefixes: of a transaction that wrote keys of two, one may show before the other. It is
+// safe for concurrent use; Watch must run in one goroutine at a time.
 type Keyspace struct {
 	root     string   // for logs
 	prefixes []string // each under root, each watched on its own
@@ -131,7 +133,10 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 	// Without WithRequireLeader, a watch on a member cut off from its cluster would just go
 	// quiet; with it, the watch fails and we resume elsewhere. The watches share wctx's
 	// metadata, so the client puts them on one stream and RequestProgress reaches them all.
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	// The metadata names the stream, apart from other watches on the client: etcd
+	// answers a progress request only when every watch of its stream is in step, and a
+	// lease's watch for its deletion may start past etcd's revision.
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), keyspaceStreamKey, "1"))
 	defer cancel()
 	// Every prefix from the revision after the mirror's, the least of theirs: a watch
 	// asked to start past etcd's current revision would hold back progress
@@ -191,6 +196,10 @@ func (ks *Keyspace) setProgress(fn func()) {
 	ks.progress = fn
 	ks.progressMu.Unlock()
 }
+
+// keyspaceStreamKey is the gRPC metadata key that gives a keyspace's watches a stream of
+// their own.
+const keyspaceStreamKey = "streamhouse-keyspace"
 
 // keyspaceProgressEvery is how often a watch asks etcd where its prefixes stand.
 const keyspaceProgressEvery = 10 * time.Second

@@ -158,6 +158,28 @@ func TestMirrorIsNotSentUnmirroredWrites(t *testing.T) {
 	}
 }
 
+// TestMirrorProgressIsNotHeldByOtherWatches: a watch of the same client that starts past
+// etcd's revision (as a lease's wait for its deletion does) keeps etcd from answering
+// progress requests on its stream; the mirror's watches have a stream of their own, so
+// the mirror still reaches a revision written outside its prefixes.
+func TestMirrorProgressIsNotHeldByOtherWatches(t *testing.T) {
+	c := newClient(t)
+	m := watched(t, c)
+	ctx := ctxT(t)
+	resp, err := c.Etcd().Put(ctx, c.Keys().Root()+"elsewhere", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	c.Etcd().Watch(wctx, c.Keys().Root()+"other", clientv3.WithRev(resp.Header.Revision+1))
+	wait, cancelWait := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelWait()
+	if err := m.WaitForRevision(wait, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestMirrorReloadsAfterCompaction(t *testing.T) {
 	e := harness.EtcdForTest(t, harness.EtcdOptions{})
 	c := clientOn(t, etcdClient(t, e.Endpoint), "/streamhouse")
