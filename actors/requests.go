@@ -118,10 +118,6 @@ func (l *requestLog) settle(id uint64, resp *partitionpb.ProduceResponse) []*act
 	return p.senders
 }
 
-func (l *requestLog) remember(id uint64, base int64, count int32) {
-	l.rememberAt(id, base, count, l.now())
-}
-
 // restore remembers the requests written in segs, oldest first, as of when they were
 // written: the newest maxRememberedPerPartition of them written within requestMemory. It
 // returns how many it remembered. A reference outside its segment's offsets is not one
@@ -145,20 +141,18 @@ func (l *requestLog) restore(segs []coordination.SegmentMeta) int {
 			if _, newer := l.restored[r.ID]; !newer {
 				l.restored[r.ID] = writtenRequest{base: r.Base, count: r.Count, at: at}
 			}
-			l.restoredUntil = maxTime(l.restoredUntil, at.Add(requestMemory))
+			if until := at.Add(requestMemory); until.After(l.restoredUntil) {
+				l.restoredUntil = until
+			}
 		}
 	}
 	return len(l.restored)
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func (l *requestLog) rememberAt(id uint64, base int64, count int32, now time.Time) {
+// remember records that request id's count records were written from base. It first
+// forgets what is past requestMemory, or past maxRememberedPerPartition.
+func (l *requestLog) remember(id uint64, base int64, count int32) {
+	now := l.now()
 	if l.restored != nil && now.After(l.restoredUntil) {
 		l.restored = nil // every one of them forgotten
 	}

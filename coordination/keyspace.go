@@ -34,8 +34,9 @@ type Decoder func(key string, value []byte) (any, error)
 // Keyspace is an in-memory mirror of some prefixes of etcd, decoded once per change, in
 // the manner of Gazette's keyspace: Load reads the prefixes at one revision, Watch applies
 // every later change in order, each prefix's on a watch of its own (a watch of their
-// common root would carry every write under it: every segment commit, offset commit and
-// producer state of the cluster, to every agent). Readers see every change up to
+// common root would carry every write under it to every agent: each segment commit's
+// index entry, every offset commit and producer state of the cluster; the mirror's
+// prefixes still change with each commit's high-water mark, a few bytes). Readers see every change up to
 // Revision applied, and a prefix's changes in order, but not one snapshot across
 // prefixes: of a transaction that wrote keys of two, one may show before the other. It is
 // safe for concurrent use; Watch must run in one goroutine at a time.
@@ -47,7 +48,6 @@ type Keyspace struct {
 
 	mu        sync.RWMutex
 	kvs       []KeyValue    // sorted by Key
-	rev       int64         // the least of revs: every change up to it is applied
 	revs      []int64       // per prefix, the revision its watch has delivered up to
 	updated   chan struct{} // closed and replaced whenever rev or kvs change
 	observers []func()
@@ -87,8 +87,7 @@ func (ks *Keyspace) Load(ctx context.Context, etcd *clientv3.Client, rev int64) 
 	}
 	sort.Slice(kvs, func(i, j int) bool { return kvs[i].Key < kvs[j].Key })
 	ks.mu.Lock()
-	ks.kvs, ks.rev = kvs, rev
-	ks.revs = make([]int64, len(ks.prefixes))
+	ks.kvs = kvs
 	for i := range ks.revs {
 		ks.revs[i] = rev
 	}
@@ -237,10 +236,9 @@ func (ks *Keyspace) apply(p int, resp clientv3.WatchResponse) {
 	if resp.IsProgressNotify() {
 		rev = max(rev, resp.Header.Revision)
 	}
+	before := ks.revisionLocked()
 	ks.revs[p] = rev
-	least := slices.Min(ks.revs)
-	changed := least != ks.rev || len(resp.Events) > 0
-	ks.rev = least
+	changed := len(resp.Events) > 0 || ks.revisionLocked() != before
 	if changed {
 		ks.changedLocked()
 	}
@@ -288,7 +286,16 @@ func (ks *Keyspace) Observe(fn func()) {
 func (ks *Keyspace) Revision() int64 {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
-	return ks.rev
+	return ks.revisionLocked()
+}
+
+// revisionLocked is the least of the prefixes' revisions: every change up to it is
+// applied.
+func (ks *Keyspace) revisionLocked() int64 {
+	if len(ks.revs) == 0 {
+		return 0
+	}
+	return slices.Min(ks.revs)
 }
 
 // WaitForRevision returns once the mirror reflects revision rev or later, so that a writer
@@ -297,7 +304,7 @@ func (ks *Keyspace) Revision() int64 {
 func (ks *Keyspace) WaitForRevision(ctx context.Context, rev int64) error {
 	for {
 		ks.mu.RLock()
-		cur, ch := ks.rev, ks.updated
+		cur, ch := ks.revisionLocked(), ks.updated
 		ks.mu.RUnlock()
 		if cur >= rev {
 			return nil

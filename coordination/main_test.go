@@ -115,7 +115,7 @@ func objectKey(topic string, partition int32, base, epoch int64) string {
 // returns the entries written.
 func writeIndex(t testing.TB, c *coordination.Client, topic string, partition int32, start int64, sizes []int64) []coordination.SegmentMeta {
 	t.Helper()
-	e, keys := etcdClient(t, etcd.Endpoint), c.Keys()
+	e, keys := c.Etcd(), c.Keys()
 	var ops []clientv3.Op
 	flush := func() {
 		if _, err := e.Txn(ctxT(t)).Then(ops...).Commit(); err != nil {

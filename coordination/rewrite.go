@@ -16,17 +16,11 @@ import (
 // owner loads its index (fromBase 0) and then reads what it committed since.
 func (c *Client) SegmentRange(ctx context.Context, topic string, partition int32, fromBase int64) ([]SegmentMeta, int64, error) {
 	var out []SegmentMeta
-	start := c.keys.Segment(topic, partition, max(fromBase, 0))
-	end := clientv3.GetPrefixRangeEnd(c.keys.Segments(topic, partition))
-	rev, err := c.scanRange(ctx, start, end, 0, func(kv *mvccpb.KeyValue) error {
-		m, err := decodeSegment(kv)
+	rev, err := c.eachSegment(ctx, topic, partition, fromBase, func(m SegmentMeta) error {
 		out = append(out, m)
-		return err
+		return nil
 	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("segments %s/%d from base %d: %w", topic, partition, fromBase, err)
-	}
-	return out, rev, nil
+	return out, rev, err
 }
 
 // FirstSegment returns a partition's first committed segment whose base is ≥ fromBase
@@ -34,26 +28,36 @@ func (c *Client) SegmentRange(ctx context.Context, topic string, partition int32
 // segment; false when none does.
 func (c *Client) FirstSegment(ctx context.Context, topic string, partition int32, fromBase int64, match func(SegmentMeta) bool) (SegmentMeta, bool, error) {
 	var found SegmentMeta
-	start := c.keys.Segment(topic, partition, max(fromBase, 0))
-	end := clientv3.GetPrefixRangeEnd(c.keys.Segments(topic, partition))
-	_, err := c.scanRange(ctx, start, end, 0, func(kv *mvccpb.KeyValue) error {
-		m, err := decodeSegment(kv)
-		if err != nil {
-			return err
-		}
+	_, err := c.eachSegment(ctx, topic, partition, fromBase, func(m SegmentMeta) error {
 		if match(m) {
 			found = m
 			return errScanDone
 		}
 		return nil
 	})
-	switch {
-	case errors.Is(err, errScanDone):
+	if errors.Is(err, errScanDone) {
 		return found, true, nil
-	case err != nil:
-		return found, false, fmt.Errorf("first segment of %s/%d from base %d: %w", topic, partition, fromBase, err)
 	}
-	return found, false, nil
+	return found, false, err
+}
+
+// eachSegment calls fn with a partition's committed segments whose base is ≥ fromBase,
+// in offset order, read in pages at one revision, until fn returns an error; it returns
+// that revision.
+func (c *Client) eachSegment(ctx context.Context, topic string, partition int32, fromBase int64, fn func(SegmentMeta) error) (int64, error) {
+	start := c.keys.Segment(topic, partition, max(fromBase, 0))
+	end := clientv3.GetPrefixRangeEnd(c.keys.Segments(topic, partition))
+	rev, err := c.scanRange(ctx, start, end, 0, func(kv *mvccpb.KeyValue) error {
+		m, err := decodeSegment(kv)
+		if err != nil {
+			return err
+		}
+		return fn(m)
+	})
+	if err != nil && !errors.Is(err, errScanDone) {
+		return rev, fmt.Errorf("segments %s/%d from base %d: %w", topic, partition, fromBase, err)
+	}
+	return rev, err
 }
 
 // errScanDone ends a scan early, from its callback.
