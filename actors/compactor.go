@@ -53,7 +53,7 @@ const freshRemoval = 30 * time.Second
 // piece: at most ~300 bytes per MiB of data, against ~4 KiB per GiB for segments copied to
 // the default 64 MiB (an entry of ~240 bytes). Smaller pieces are copied into one stored
 // segment. At the maximum rate segments are about 1.1 MB (a request's worth), so what a
-// busy partition writes is linked and written once (docs/BENCHMARKS.md, run 15).
+// busy partition writes is linked and written once (docs/benchmarks-history.md, run 15).
 const DefaultMergeLinkBytes = 512 << 10
 
 // maxLinkParts bounds the parts of a linked segment: its index value (~150 bytes a part)
