@@ -169,7 +169,8 @@ func (c *Client) floor(ctx context.Context, topic string, partition int32, from,
 	}
 	for count > 1 {
 		// Several keys in w: the floor is the last; the last part of w that holds one.
-		step := (w.hi-w.lo)/floorSplit + 1
+		// Within the client's MaxTxnOps, which may be below etcd's default.
+		step := (w.hi-w.lo)/int64(min(floorSplit, c.opts.MaxTxnOps)) + 1
 		var ws []window
 		for lo := w.lo; lo < w.hi; {
 			n := min(step, w.hi-lo)

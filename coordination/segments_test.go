@@ -12,8 +12,45 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
 	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
+
+// TestSegmentsWithinTheClientsMaxTxnOps: an etcd run with --max-txn-ops below its
+// default of 128 refuses larger transactions; a client told so (Options.MaxTxnOps) still
+// finds the segment holding any offset, which takes cutting a window of several keys
+// into parts read in one transaction.
+func TestSegmentsWithinTheClientsMaxTxnOps(t *testing.T) {
+	e, err := harness.StartEtcd(ctxT(t), t.TempDir(), harness.EtcdOptions{ExtraArgs: []string{"--max-txn-ops", "16"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := coordination.New(etcdClient(t, e.Endpoint), coordination.Options{Root: "/test/max-txn-ops", MaxTxnOps: 16,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustTopic(t, c, "t", 1)
+	metas := writeIndex(t, c, "t", 0, 0, slices.Repeat([]int64{10}, 100))
+	ctx := ctxT(t)
+	for from := int64(0); from < 1000; from += 7 {
+		segs, _, err := c.Segments(ctx, "t", 0, from, 1)
+		if err != nil {
+			t.Fatalf("segments from %d: %v", from, err)
+		}
+		if want := metas[from/10].Base; len(segs) != 1 || segs[0].Base != want {
+			t.Fatalf("segments from %d: bases %v, want [%d]", from, basesOf(segs), want)
+		}
+	}
+}
 
 func TestSegmentsFromOffset(t *testing.T) {
 	c := newClient(t)
