@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,11 +30,14 @@ import (
 // AddrEnv names the variable that sets the agent address; --addr wins over it.
 const AddrEnv = "STREAMHOUSE_ADDR"
 
-// produce reads lines from stdin into requests of stdinBatchRecords lines or
-// stdinBatchBytes of records, whichever comes first.
+// produce sends the lines of its standard input as they come: whatever was read while the
+// last request was out goes in the next one, up to stdinBatchRecords lines or
+// stdinBatchBytes of records (the line that reaches it included: far below the agent's
+// --max-batch-bytes, 16 MiB, whatever the lines hold), each line of up to stdinMaxLine.
 const (
 	stdinBatchRecords = 500
 	stdinBatchBytes   = 1 << 20
+	stdinMaxLine      = 1 << 20
 )
 
 // commitChunk is how many partitions' offsets one CommitOffsets request carries: the
@@ -247,7 +249,8 @@ func (c *cli) produceCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "produce TOPIC [VALUE...] [--value VALUE...]",
 		Short: "produce records: the values given, or one per line of standard input",
-		Long: `Produces each VALUE as a record, or, with no VALUE, each line of standard input.
+		Long: `Produces each VALUE as a record, or, with no VALUE, each line of standard input, sent
+as it comes (lines read while a request is out go in the next, up to 500 or 1 MiB).
 Records with --key go to the partition Kafka's murmur2 hash of the key picks; --partition
 forces one. Prints the partition and offset of every acked record.`,
 		Args: cobra.MinimumNArgs(1),
@@ -268,17 +271,19 @@ forces one. Prints the partition and offset of every acked record.`,
 				}
 				hs = append(hs, &pb.Header{Key: k, Value: []byte(v)})
 			}
-			pending := 0 // bytes of req.Records
+			overhead := 0 // what each record carries besides its value
+			for _, h := range hs {
+				overhead += len(h.Key) + len(h.Value)
+			}
+			if cmd.Flags().Changed("key") {
+				overhead += len(key)
+			}
 			add := func(v string) {
 				r := &pb.Record{Value: []byte(v), Headers: hs}
 				if cmd.Flags().Changed("key") {
 					r.Key = []byte(key)
 				}
 				req.Records = append(req.Records, r)
-				pending += len(r.Key) + len(r.Value)
-				for _, h := range hs {
-					pending += len(h.Key) + len(h.Value)
-				}
 			}
 			send := func() error {
 				if len(req.Records) == 0 {
@@ -291,7 +296,7 @@ forces one. Prints the partition and offset of every acked record.`,
 				for _, a := range resp.Acks {
 					fmt.Fprintf(c.stdout, "%s/%d@%d\n", req.Topic, a.Partition, a.Offset)
 				}
-				req.Records, pending = req.Records[:0], 0
+				req.Records = req.Records[:0]
 				return nil
 			}
 			if values = append(values, args[1:]...); len(values) > 0 {
@@ -300,22 +305,19 @@ forces one. Prints the partition and offset of every acked record.`,
 				}
 				return send()
 			}
-			sc := bufio.NewScanner(c.stdin)
-			sc.Buffer(make([]byte, 1<<20), 1<<20)
-			for sc.Scan() {
-				add(sc.Text())
-				// Requests of 500 lines, or of 1 MiB when lines are long: far below the
-				// agent's --max-batch-bytes (16 MiB) whatever they hold.
-				if len(req.Records) == stdinBatchRecords || pending >= stdinBatchBytes {
-					if err := send(); err != nil {
-						return err
-					}
+			lines := newLineBatcher(c.stdin, stdinMaxLine, stdinBatchRecords, stdinBatchBytes, overhead)
+			for {
+				batch, err := lines.next()
+				if err != nil || len(batch) == 0 {
+					return err // the input's error, or its end
+				}
+				for _, v := range batch {
+					add(v)
+				}
+				if err := send(); err != nil {
+					return err
 				}
 			}
-			if err := sc.Err(); err != nil {
-				return err
-			}
-			return send()
 		},
 	}
 	cmd.Flags().StringVar(&key, "key", "", "record key (default: none, records spread round robin)")

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// nextWithin is next, failing the test if it blocks for a second.
+func nextWithin(t *testing.T, b *lineBatcher) ([]string, error) {
+	t.Helper()
+	type result struct {
+		lines []string
+		err   error
+	}
+	got := make(chan result, 1)
+	go func() {
+		lines, err := b.next()
+		got <- result{lines, err}
+	}()
+	select {
+	case r := <-got:
+		return r.lines, r.err
+	case <-time.After(time.Second):
+		t.Fatal("next is still waiting after a second")
+		return nil, nil
+	}
+}
+
+func TestLineBatcherHandsOverWhatCameWhileTheInputPauses(t *testing.T) {
+	r, w := io.Pipe()
+	defer w.Close()
+	b := newLineBatcher(r, 1<<10, 500, 1<<20, 0)
+	for i := range 3 {
+		fmt.Fprintf(w, "line-%d\n", i) // returns once the batcher has read it
+		lines, err := nextWithin(t, b)
+		if err != nil || len(lines) != 1 || lines[0] != fmt.Sprintf("line-%d", i) {
+			t.Fatalf("after line %d: %q, %v", i, lines, err)
+		}
+	}
+}
+
+func TestLineBatcherBoundsABatch(t *testing.T) {
+	var in strings.Builder
+	for i := range 1200 {
+		fmt.Fprintf(&in, "%04d\n", i)
+	}
+	// Lines of 4 bytes and 6 of key and headers: 10 bytes each, so 30 bytes is 3 lines.
+	for _, c := range []struct {
+		name                 string
+		maxRecords, maxBytes int
+		want                 int
+	}{{"records", 500, 1 << 20, 500}, {"bytes", 500, 30, 3}} {
+		t.Run(c.name, func(t *testing.T) {
+			b := newLineBatcher(strings.NewReader(in.String()), 1<<10, c.maxRecords, c.maxBytes, 6)
+			time.Sleep(50 * time.Millisecond) // let it read all it may
+			next := 0
+			for {
+				lines, err := nextWithin(t, b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(lines) == 0 {
+					break
+				}
+				if len(lines) > c.want {
+					t.Fatalf("a batch of %d lines, at most %d", len(lines), c.want)
+				}
+				for _, l := range lines {
+					if l != fmt.Sprintf("%04d", next) {
+						t.Fatalf("line %q where %04d was due", l, next)
+					}
+					next++
+				}
+			}
+			if next != 1200 {
+				t.Fatalf("%d lines, want 1200", next)
+			}
+		})
+	}
+}
+
+type failingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (f failingReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		err = f.err
+	}
+	return n, err
+}
+
+func TestLineBatcherReportsTheInputsError(t *testing.T) {
+	broken := errors.New("input broke")
+	b := newLineBatcher(failingReader{strings.NewReader("a\nb\n"), broken}, 1<<10, 500, 1<<20, 0)
+	var got []string
+	for {
+		lines, err := nextWithin(t, b)
+		if err != nil {
+			if !errors.Is(err, broken) || strings.Join(got, ",") != "a,b" {
+				t.Fatalf("error %v after lines %q", err, got)
+			}
+			break
+		}
+		if len(lines) == 0 {
+			t.Fatalf("the input ended without its error, after %q", got)
+		}
+		got = append(got, lines...)
+	}
+
+	b = newLineBatcher(strings.NewReader("short\n"+strings.Repeat("x", 2000)+"\n"), 1<<10, 500, 1<<20, 0)
+	lines, err := nextWithin(t, b)
+	if err == nil && len(lines) == 1 {
+		lines, err = nextWithin(t, b)
+	}
+	if !errors.Is(err, bufio.ErrTooLong) || len(lines) != 0 {
+		t.Fatalf("a line over the limit: %q, %v", lines, err)
+	}
+}
