@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -46,22 +48,39 @@ type Keyspace struct {
 	decode   Decoder
 	log      *zap.Logger
 
-	mu        sync.RWMutex
-	kvs       []KeyValue    // sorted by Key
-	revs      []int64       // per prefix, the revision its watch has delivered up to
+	mu   sync.RWMutex
+	kvs  []KeyValue // sorted by Key
+	revs []int64    // per prefix, the revision its watch has delivered up to
+	// applied is, per prefix, the revision of the last event applied (or of the load):
+	// a resumed watch's events up to it are skipped. It is not revs: a progress
+	// notification may reach a watch whose events up to its revision are still to come
+	// (etcd computes it for the watches it knows; the client gives it to every watch it
+	// has, one whose creation etcd handled after the request included), and those
+	// events must still be applied when they come (revs runs ahead of them for that
+	// moment, in a race of a few milliseconds after a watch starts).
+	applied   []int64
 	updated   chan struct{} // closed and replaced whenever rev or kvs change
 	observers []func()
 
-	progressMu sync.Mutex
-	progress   func() // asks the current watch for a progress notification; nil when none
+	// stream names the gRPC stream of this keyspace's watches, apart from every other
+	// watch of the client, another keyspace's included (keyspaceStreamKey).
+	stream string
+	// progress asks the running watch for a progress notification (WaitForRevision): the
+	// watch's loop sends the request, so that a waiter never blocks on the client's
+	// stream while it reconnects.
+	progress chan struct{}
 }
+
+// keyspaceStreams numbers keyspaces' streams.
+var keyspaceStreams atomic.Int64
 
 // NewKeyspace mirrors prefixes, all of which start with root.
 func NewKeyspace(root string, prefixes []string, decode Decoder, log *zap.Logger) *Keyspace {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Keyspace{root: root, prefixes: prefixes, decode: decode, log: log, updated: make(chan struct{}), revs: make([]int64, len(prefixes))}
+	return &Keyspace{root: root, prefixes: prefixes, decode: decode, log: log, updated: make(chan struct{}), revs: make([]int64, len(prefixes)), applied: make([]int64, len(prefixes)),
+		stream: strconv.FormatInt(keyspaceStreams.Add(1), 10), progress: make(chan struct{}, 1)}
 }
 
 // Load replaces the mirror with the prefixes' contents at revision rev (0: the latest).
@@ -89,7 +108,7 @@ func (ks *Keyspace) Load(ctx context.Context, etcd *clientv3.Client, rev int64) 
 	ks.mu.Lock()
 	ks.kvs = kvs
 	for i := range ks.revs {
-		ks.revs[i] = rev
+		ks.revs[i], ks.applied[i] = rev, rev
 	}
 	ks.changedLocked()
 	ks.mu.Unlock()
@@ -133,9 +152,12 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 	// quiet; with it, the watch fails and we resume elsewhere. The watches share wctx's
 	// metadata, so the client puts them on one stream and RequestProgress reaches them all.
 	// The metadata names the stream, apart from other watches on the client: etcd
-	// answers a progress request only when every watch of its stream is in step, and a
-	// lease's watch for its deletion may start past etcd's revision.
-	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), keyspaceStreamKey, "1"))
+	// answers a progress request only when every watch of its stream is in step (a
+	// lease's watch for its deletion may start past etcd's revision; another keyspace's
+	// resumed watch may be catching up), and a progress notification of a stream reaches
+	// each of its watches, one created after the request included, whose events up to
+	// that revision may not have come yet.
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), keyspaceStreamKey, ks.stream))
 	defer cancel()
 	// Every prefix from the revision after the mirror's, the least of theirs: a watch
 	// asked to start past etcd's current revision would hold back progress
@@ -160,8 +182,6 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 			closed <- i
 		}()
 	}
-	ks.setProgress(func() { _ = etcd.RequestProgress(wctx) })
-	defer ks.setProgress(nil)
 	// A prefix without writes moves only with progress notifications, which etcd sends
 	// on its own every 10 minutes: asked for more often, the mirror's revision stays
 	// near etcd's, and a resumed watch does not start before a compaction (every minute
@@ -172,6 +192,8 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 	for {
 		select {
 		case <-tick.C:
+			_ = etcd.RequestProgress(wctx)
+		case <-ks.progress:
 			_ = etcd.RequestProgress(wctx)
 		case r := <-resps:
 			if r.CompactRevision != 0 {
@@ -190,12 +212,6 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 	}
 }
 
-func (ks *Keyspace) setProgress(fn func()) {
-	ks.progressMu.Lock()
-	ks.progress = fn
-	ks.progressMu.Unlock()
-}
-
 // keyspaceStreamKey is the gRPC metadata key that gives a keyspace's watches a stream of
 // their own.
 const keyspaceStreamKey = "streamhouse-keyspace"
@@ -208,9 +224,10 @@ func (ks *Keyspace) apply(p int, resp clientv3.WatchResponse) {
 	ks.mu.Lock()
 	rev := ks.revs[p]
 	for _, ev := range resp.Events {
-		if ev.Kv.ModRevision <= ks.revs[p] {
+		if ev.Kv.ModRevision <= ks.applied[p] {
 			continue // applied before the watch was resumed
 		}
+		ks.applied[p] = ev.Kv.ModRevision
 		rev = max(rev, ev.Kv.ModRevision)
 		key := string(ev.Kv.Key)
 		i := sort.Search(len(ks.kvs), func(i int) bool { return ks.kvs[i].Key >= key })
@@ -309,11 +326,10 @@ func (ks *Keyspace) WaitForRevision(ctx context.Context, rev int64) error {
 		if cur >= rev {
 			return nil
 		}
-		ks.progressMu.Lock()
-		if ks.progress != nil {
-			ks.progress()
+		select {
+		case ks.progress <- struct{}{}:
+		default: // one is asked for already
 		}
-		ks.progressMu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():

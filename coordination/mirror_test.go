@@ -2,6 +2,7 @@ package coordination_test
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -250,5 +251,33 @@ func TestMirrorResumesAfterEtcdRestart(t *testing.T) {
 	}
 	if _, ok := m.Topic("before"); !ok {
 		t.Fatal("topic from before the restart lost")
+	}
+}
+
+// TestWaitForRevisionEndsWithItsContextWhileEtcdIsDown: a wait for a revision the mirror
+// has not reached ends when its context does, also while the watch's stream is
+// reconnecting to an etcd that is gone (asking that stream for progress waits for it).
+func TestWaitForRevisionEndsWithItsContextWhileEtcdIsDown(t *testing.T) {
+	e := harness.EtcdForTest(t, harness.EtcdOptions{})
+	c := clientOn(t, etcdClient(t, e.Endpoint), "/streamhouse")
+	m := watched(t, c)
+	rev := lastRevision(t, c)
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the watch's stream has broken and is reconnecting
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		done := make(chan error, 1)
+		go func() { done <- m.WaitForRevision(ctx, rev+1) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("wait for a revision past etcd's with etcd down: %v, want its deadline", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a wait with a deadline of 1 s still waiting after 5 s")
+		}
+		cancel()
 	}
 }

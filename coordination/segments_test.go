@@ -24,15 +24,7 @@ import (
 // finds the segment holding any offset, which takes cutting a window of several keys
 // into parts read in one transaction.
 func TestSegmentsWithinTheClientsMaxTxnOps(t *testing.T) {
-	e, err := harness.StartEtcd(ctxT(t), t.TempDir(), harness.EtcdOptions{ExtraArgs: []string{"--max-txn-ops", "16"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := e.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	e := harness.EtcdForTest(t, harness.EtcdOptions{ExtraArgs: []string{"--max-txn-ops", "16"}})
 	c, err := coordination.New(etcdClient(t, e.Endpoint), coordination.Options{Root: "/test/max-txn-ops", MaxTxnOps: 16,
 		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
 	if err != nil {
