@@ -2,6 +2,9 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"sync"
 )
@@ -31,14 +34,16 @@ func newLineBatcher(r io.Reader, maxLine, maxRecords, maxBytes, overhead int) *l
 	b.cond = sync.NewCond(&b.mu)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, min(maxLine, 64<<10)), maxLine)
-	go b.read(sc)
+	go b.read(sc, maxLine)
 	return b
 }
 
 // read runs until the input ends: a process reading its standard input cannot interrupt
 // a read, and exits with it pending.
-func (b *lineBatcher) read(sc *bufio.Scanner) {
+func (b *lineBatcher) read(sc *bufio.Scanner, maxLine int) {
+	n := 0
 	for sc.Scan() {
+		n++
 		line := sc.Text()
 		b.mu.Lock()
 		for len(b.batch) >= b.maxRecords || b.bytes >= b.maxBytes {
@@ -49,26 +54,39 @@ func (b *lineBatcher) read(sc *bufio.Scanner) {
 		b.cond.Broadcast()
 		b.mu.Unlock()
 	}
+	err := sc.Err()
+	if errors.Is(err, bufio.ErrTooLong) {
+		err = fmt.Errorf("line %d is longer than %d bytes, the most a line may hold: %w", n+1, maxLine, err)
+	}
 	b.mu.Lock()
-	b.ended, b.err = true, sc.Err()
+	b.ended, b.err = true, err
 	b.cond.Broadcast()
 	b.mu.Unlock()
 }
 
-// next returns the lines read since the last call, waiting for one if there are none. Once
-// the input has ended and every line was returned, it returns no lines and the input's
-// error (nil at its end).
-func (b *lineBatcher) next() ([]string, error) {
+// next returns the lines read since the last call, waiting for one if there are none
+// until ctx ends (then with ctx's error). Once the input has ended and every line was
+// returned, it returns no lines and the input's error (nil at its end).
+func (b *lineBatcher) next(ctx context.Context) ([]string, error) {
+	stop := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		b.cond.Broadcast()
+		b.mu.Unlock()
+	})
+	defer stop()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for len(b.batch) == 0 && !b.ended {
+	for len(b.batch) == 0 && !b.ended && ctx.Err() == nil {
 		b.cond.Wait()
 	}
 	lines := b.batch
 	b.batch, b.bytes = nil, 0
 	b.cond.Broadcast()
-	if len(lines) == 0 {
-		return nil, b.err
+	switch {
+	case len(lines) > 0:
+		return lines, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
 	}
-	return lines, nil
+	return nil, b.err
 }

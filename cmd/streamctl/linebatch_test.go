@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,7 @@ import (
 )
 
 // nextWithin is next, failing the test if it blocks for a second.
-func nextWithin(t *testing.T, b *lineBatcher) ([]string, error) {
+func nextWithin(t *testing.T, b *lineBatcher, ctx ...context.Context) ([]string, error) {
 	t.Helper()
 	type result struct {
 		lines []string
@@ -19,7 +20,11 @@ func nextWithin(t *testing.T, b *lineBatcher) ([]string, error) {
 	}
 	got := make(chan result, 1)
 	go func() {
-		lines, err := b.next()
+		c := context.Background()
+		if len(ctx) > 0 {
+			c = ctx[0]
+		}
+		lines, err := b.next(c)
 		got <- result{lines, err}
 	}()
 	select {
@@ -120,7 +125,18 @@ func TestLineBatcherReportsTheInputsError(t *testing.T) {
 	if err == nil && len(lines) == 1 {
 		lines, err = nextWithin(t, b)
 	}
-	if !errors.Is(err, bufio.ErrTooLong) || len(lines) != 0 {
+	if !errors.Is(err, bufio.ErrTooLong) || len(lines) != 0 || !strings.Contains(err.Error(), "line 2 is longer than 1024 bytes") {
 		t.Fatalf("a line over the limit: %q, %v", lines, err)
+	}
+}
+
+func TestLineBatcherWaitEndsWithItsContext(t *testing.T) {
+	r, w := io.Pipe()
+	defer w.Close()
+	b := newLineBatcher(r, 1<<10, 500, 1<<20, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if lines, err := nextWithin(t, b, ctx); !errors.Is(err, context.Canceled) || len(lines) != 0 {
+		t.Fatalf("an interrupted wait for input: %q, %v", lines, err)
 	}
 }

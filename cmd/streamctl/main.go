@@ -4,13 +4,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -30,22 +29,10 @@ import (
 // AddrEnv names the variable that sets the agent address; --addr wins over it.
 const AddrEnv = "STREAMHOUSE_ADDR"
 
-// produce sends the lines of its standard input as they come: whatever was read while the
-// last request was out goes in the next one, up to stdinBatchRecords lines or
-// stdinBatchBytes of records (the line that reaches it included: far below the agent's
-// --max-batch-bytes, 16 MiB, whatever the lines hold), each line of up to stdinMaxLine.
-const (
-	stdinBatchRecords = 500
-	stdinBatchBytes   = 1 << 20
-	stdinMaxLine      = 1 << 20
-)
-
-// commitChunk is how many partitions' offsets one CommitOffsets request carries: the
-// agent commits a request in one etcd transaction, of at most 128 operations.
-const commitChunk = 100
-
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// A closed terminal (SIGHUP) stops a command as Ctrl-C does: a group's reader commits
+	// what it printed, a producer sends what it read.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := newRoot(os.Stdin, os.Stdout).ExecuteContext(ctx); err != nil {
 		if st, ok := status.FromError(err); ok {
@@ -58,10 +45,30 @@ func main() {
 }
 
 type cli struct {
-	addr   string
-	stdin  io.Reader
-	stdout io.Writer
-	conn   *grpc.ClientConn
+	addr    string
+	timeout time.Duration // of each call (--timeout)
+	stdin   io.Reader
+	stdout  io.Writer
+	conn    *grpc.ClientConn
+}
+
+// defaultTimeout bounds each call to the agent (--timeout): an agent that cannot reach
+// etcd holds a call as long as its caller waits.
+const defaultTimeout = 30 * time.Second
+
+// withTimeout bounds each unary call that has no deadline of its own by c.timeout, and
+// says so when it ran out. A fetch's long-poll (at most a second here) is within it.
+func (c *cli) withTimeout(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if _, ok := ctx.Deadline(); ok || c.timeout <= 0 {
+		return invoke(ctx, method, req, reply, cc, opts...)
+	}
+	tctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	err := invoke(tctx, method, req, reply, cc, opts...)
+	if err != nil && ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s did not answer %s within %s (--timeout)", c.addr, method[strings.LastIndex(method, "/")+1:], c.timeout)
+	}
+	return err
 }
 
 func (c *cli) client() (pb.StreamHouseClient, error) {
@@ -72,6 +79,7 @@ func (c *cli) client() (pb.StreamHouseClient, error) {
 		// Message buffers from a pool that does not zero them (grpcmem): streamctl bench
 		// sends and receives large messages at a high rate.
 		opts := append(grpcmem.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithChainUnaryInterceptor(c.withTimeout),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)))
 		conn, err := grpc.NewClient(addr, opts...)
 		if err != nil {
@@ -95,6 +103,7 @@ func newRoot(stdin io.Reader, stdout io.Writer) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&c.addr, "addr", def, "address of any agent's client API ($"+AddrEnv+")")
+	root.PersistentFlags().DurationVar(&c.timeout, "timeout", defaultTimeout, "how long each request to the agent may take (0: no limit)")
 	root.AddCommand(c.topicCmd(), c.produceCmd(), c.consumeCmd(), c.groupCmd(), c.clusterCmd(), c.benchCmd())
 	return root
 }
@@ -242,278 +251,6 @@ func retentionBytes(b int64) string {
 	return strconv.FormatInt(b, 10)
 }
 
-func (c *cli) produceCmd() *cobra.Command {
-	var key string
-	var partition int32
-	var headers, values []string
-	cmd := &cobra.Command{
-		Use:   "produce TOPIC [VALUE...] [--value VALUE...]",
-		Short: "produce records: the values given, or one per line of standard input",
-		Long: `Produces each VALUE as a record, or, with no VALUE, each line of standard input, sent
-as it comes (lines read while a request is out go in the next, up to 500 or 1 MiB).
-Records with --key go to the partition Kafka's murmur2 hash of the key picks; --partition
-forces one. Prints the partition and offset of every acked record.`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			req := &pb.ProduceRequest{Topic: args[0]}
-			if cmd.Flags().Changed("partition") {
-				req.Partition = &partition
-			}
-			var hs []*pb.Header
-			for _, h := range headers {
-				k, v, ok := strings.Cut(h, "=")
-				if !ok {
-					return fmt.Errorf("--header %q: want key=value", h)
-				}
-				hs = append(hs, &pb.Header{Key: k, Value: []byte(v)})
-			}
-			overhead := 0 // what each record carries besides its value
-			for _, h := range hs {
-				overhead += len(h.Key) + len(h.Value)
-			}
-			if cmd.Flags().Changed("key") {
-				overhead += len(key)
-			}
-			add := func(v string) {
-				r := &pb.Record{Value: []byte(v), Headers: hs}
-				if cmd.Flags().Changed("key") {
-					r.Key = []byte(key)
-				}
-				req.Records = append(req.Records, r)
-			}
-			send := func() error {
-				if len(req.Records) == 0 {
-					return nil
-				}
-				resp, err := cl.Produce(cmd.Context(), req)
-				if err != nil {
-					return err
-				}
-				for _, a := range resp.Acks {
-					fmt.Fprintf(c.stdout, "%s/%d@%d\n", req.Topic, a.Partition, a.Offset)
-				}
-				req.Records = req.Records[:0]
-				return nil
-			}
-			if values = append(values, args[1:]...); len(values) > 0 {
-				for _, v := range values {
-					add(v)
-				}
-				return send()
-			}
-			lines := newLineBatcher(c.stdin, stdinMaxLine, stdinBatchRecords, stdinBatchBytes, overhead)
-			for {
-				batch, err := lines.next()
-				if err != nil || len(batch) == 0 {
-					return err // the input's error, or its end
-				}
-				for _, v := range batch {
-					add(v)
-				}
-				if err := send(); err != nil {
-					return err
-				}
-			}
-		},
-	}
-	cmd.Flags().StringVar(&key, "key", "", "record key (default: none, records spread round robin)")
-	cmd.Flags().Int32Var(&partition, "partition", 0, "partition to write to (default: by key, or round robin)")
-	cmd.Flags().StringArrayVar(&headers, "header", nil, "header key=value (repeatable)")
-	cmd.Flags().StringArrayVar(&values, "value", nil, "a record's value, as a VALUE argument (repeatable; the original streamctl's flag)")
-	return cmd
-}
-
-type jsonRecord struct {
-	Topic     string            `json:"topic"`
-	Partition int32             `json:"partition"`
-	Offset    int64             `json:"offset"`
-	Timestamp int64             `json:"timestamp_ms"`
-	Key       *string           `json:"key"`
-	Value     *string           `json:"value"`
-	Headers   map[string]string `json:"headers,omitempty"`
-}
-
-func (c *cli) consumeCmd() *cobra.Command {
-	var from, group, output string
-	var partition int32
-	var follow bool
-	var limit int
-	cmd := &cobra.Command{
-		Use:   "consume TOPIC",
-		Short: "read records from a topic's partitions",
-		Long: `Reads records from every partition of TOPIC (or --partition) from --from (earliest,
-latest, or an offset), printing each as text or a JSON line. With --group, starts from the
-group's committed offsets and commits after reading. --follow keeps waiting for new records.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("--output %q: want text or json", output)
-			}
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			d, err := cl.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: args[0]})
-			if err != nil {
-				return err
-			}
-			var parts []int32
-			if cmd.Flags().Changed("partition") {
-				parts = []int32{partition}
-			} else {
-				for _, p := range d.Partitions {
-					parts = append(parts, p.Partition)
-				}
-			}
-			next := map[int32]int64{}
-			committed := map[int32]bool{}
-			if group != "" {
-				offs, err := cl.FetchOffsets(ctx, &pb.FetchOffsetsRequest{Group: group})
-				if err != nil {
-					return err
-				}
-				for _, o := range offs.Offsets {
-					if o.Topic == args[0] {
-						next[o.Partition], committed[o.Partition] = o.Offset, true
-					}
-				}
-			}
-			for _, p := range parts {
-				if committed[p] {
-					continue
-				}
-				hwm, start := int64(0), int64(0)
-				for _, info := range d.Partitions {
-					if info.Partition == p {
-						hwm, start = info.HighWaterMark, info.LogStartOffset
-					}
-				}
-				switch from {
-				case "earliest":
-					next[p] = start
-				case "latest":
-					next[p] = hwm
-				default:
-					n, err := strconv.ParseInt(from, 10, 64)
-					if err != nil || n < 0 {
-						return fmt.Errorf("--from %q: want earliest, latest or an offset", from)
-					}
-					// An offset past a partition's end means "from its end" there: with
-					// several partitions, one offset rarely fits them all.
-					next[p] = min(n, hwm)
-				}
-			}
-			printed := 0
-			commit := func() error {
-				if group == "" {
-					return nil
-				}
-				for chunk := range slices.Chunk(parts, commitChunk) {
-					req := &pb.CommitOffsetsRequest{Group: group}
-					for _, p := range chunk {
-						req.Offsets = append(req.Offsets, &pb.PartitionOffset{Topic: args[0], Partition: p, Offset: next[p]})
-					}
-					if _, err := cl.CommitOffsets(context.WithoutCancel(ctx), req); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			for {
-				got := 0
-				for _, p := range parts {
-					wait := int32(0)
-					if follow && len(parts) == 1 {
-						wait = 1000
-					}
-					resp, err := cl.Fetch(ctx, &pb.FetchRequest{Topic: args[0], Partition: p, Offset: next[p], MaxWaitMs: wait})
-					if start, _, ok := pb.OffsetRange(err); ok && next[p] < start {
-						// Retention removed what this reader had not read yet: go on from
-						// the log start, as a Kafka consumer with auto.offset.reset=earliest.
-						fmt.Fprintf(cmd.ErrOrStderr(), "partition %d: offsets %d..%d were removed by retention; continuing from %d\n", p, next[p], start-1, start)
-						next[p] = start
-						got++ // not at the end: fetch again
-						continue
-					}
-					if err != nil {
-						if ctx.Err() != nil {
-							return commit()
-						}
-						return err
-					}
-					for _, r := range resp.Records {
-						if limit > 0 && printed >= limit {
-							return commit()
-						}
-						c.print(output, args[0], r)
-						printed++
-						got++
-						next[p] = r.Offset + 1
-					}
-				}
-				if limit > 0 && printed >= limit {
-					return commit()
-				}
-				if got == 0 {
-					if !follow {
-						return commit()
-					}
-					if len(parts) > 1 {
-						select {
-						case <-ctx.Done():
-							return commit()
-						case <-time.After(50 * time.Millisecond):
-						}
-					}
-				}
-				if ctx.Err() != nil {
-					return commit()
-				}
-			}
-		},
-	}
-	cmd.Flags().StringVar(&from, "from", "earliest", "earliest, latest, or an offset")
-	cmd.Flags().Int32Var(&partition, "partition", 0, "read one partition (default: all)")
-	cmd.Flags().BoolVar(&follow, "follow", false, "keep waiting for new records")
-	cmd.Flags().StringVar(&group, "group", "", "consumer group: start from its offsets, commit after reading")
-	cmd.Flags().IntVar(&limit, "limit", 0, "stop after this many records (0: no limit)")
-	cmd.Flags().StringVar(&output, "output", "text", "text or json (one JSON object per line)")
-	return cmd
-}
-
-func (c *cli) print(output, topic string, r *pb.Record) {
-	if output == "json" {
-		j := jsonRecord{Topic: topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.TimestampMs}
-		if r.Key != nil {
-			k := string(r.Key)
-			j.Key = &k
-		}
-		if r.Value != nil {
-			v := string(r.Value)
-			j.Value = &v
-		}
-		for _, h := range r.Headers {
-			if j.Headers == nil {
-				j.Headers = map[string]string{}
-			}
-			j.Headers[h.Key] = string(h.Value)
-		}
-		b, _ := json.Marshal(j)
-		fmt.Fprintln(c.stdout, string(b))
-		return
-	}
-	key := "-"
-	if r.Key != nil {
-		key = string(r.Key)
-	}
-	fmt.Fprintf(c.stdout, "%s/%d@%d\t%s\t%s\n", topic, r.Partition, r.Offset, key, r.Value)
-}
-
 func (c *cli) groupCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "group", Short: "consumer groups: list, offsets, commit"}
 	list := &cobra.Command{
@@ -544,20 +281,31 @@ func (c *cli) groupCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if len(resp.Offsets) == 0 {
+				return fmt.Errorf("group %s has no committed offsets (streamctl group list names the groups that have)", args[0])
+			}
 			hwms := map[string]map[int32]int64{}
 			w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(w, "TOPIC\tPARTITION\tOFFSET\tHWM\tLAG")
 			for _, o := range resp.Offsets {
 				if hwms[o.Topic] == nil {
 					hwms[o.Topic] = map[int32]int64{}
-					if d, err := cl.DescribeTopic(cmd.Context(), &pb.DescribeTopicRequest{Name: o.Topic}); err == nil {
+					d, err := cl.DescribeTopic(cmd.Context(), &pb.DescribeTopicRequest{Name: o.Topic})
+					switch {
+					case status.Code(err) == codes.NotFound: // deleted since: no end to measure lag against
+					case err != nil:
+						return err
+					default:
 						for _, p := range d.Partitions {
 							hwms[o.Topic][p.Partition] = p.HighWaterMark
 						}
 					}
 				}
-				hwm := hwms[o.Topic][o.Partition]
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\n", o.Topic, o.Partition, o.Offset, hwm, hwm-o.Offset)
+				hwm, lag := "-", "-"
+				if h, ok := hwms[o.Topic][o.Partition]; ok {
+					hwm, lag = strconv.FormatInt(h, 10), strconv.FormatInt(h-o.Offset, 10)
+				}
+				fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\n", o.Topic, o.Partition, o.Offset, hwm, lag)
 			}
 			return w.Flush()
 		},

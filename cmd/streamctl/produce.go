@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+)
+
+// produce sends the lines of its standard input as they come: whatever was read while the
+// last request was out goes in the next one, up to stdinBatchRecords lines or
+// stdinBatchBytes of records (the line that reaches it included: far below the agent's
+// --max-batch-bytes, 16 MiB, whatever the lines hold), each line of up to stdinMaxLine.
+const (
+	stdinBatchRecords = 500
+	stdinBatchBytes   = 1 << 20
+	stdinMaxLine      = 1 << 20
+)
+
+func (c *cli) produceCmd() *cobra.Command {
+	var key string
+	var partition int32
+	var headers, values []string
+	cmd := &cobra.Command{
+		Use:   "produce TOPIC [VALUE...] [--value VALUE...]",
+		Short: "produce records: the values given, or one per line of standard input",
+		Long: `Produces each VALUE as a record, or, with no VALUE, each line of standard input, sent
+as it comes (lines read while a request is out go in the next, up to 500 or 1 MiB).
+Records with --key go to the partition Kafka's murmur2 hash of the key picks; --partition
+forces one. Prints the partition and offset of every acked record.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			req := &pb.ProduceRequest{Topic: args[0]}
+			if cmd.Flags().Changed("partition") {
+				req.Partition = &partition
+			}
+			var hs []*pb.Header
+			for _, h := range headers {
+				k, v, ok := strings.Cut(h, "=")
+				if !ok {
+					return fmt.Errorf("--header %q: want key=value", h)
+				}
+				hs = append(hs, &pb.Header{Key: k, Value: []byte(v)})
+			}
+			overhead := 0 // what each record carries besides its value
+			for _, h := range hs {
+				overhead += len(h.Key) + len(h.Value)
+			}
+			if cmd.Flags().Changed("key") {
+				overhead += len(key)
+			}
+			add := func(v string) {
+				r := &pb.Record{Value: []byte(v), Headers: hs}
+				if cmd.Flags().Changed("key") {
+					r.Key = []byte(key)
+				}
+				req.Records = append(req.Records, r)
+			}
+			send := func() error {
+				if len(req.Records) == 0 {
+					return nil
+				}
+				resp, err := cl.Produce(context.WithoutCancel(cmd.Context()), req)
+				if err != nil {
+					return err
+				}
+				for _, a := range resp.Acks {
+					fmt.Fprintf(c.stdout, "%s/%d@%d\n", req.Topic, a.Partition, a.Offset)
+				}
+				req.Records = req.Records[:0]
+				return nil
+			}
+			if values = append(values, args[1:]...); len(values) > 0 {
+				for _, v := range values {
+					add(v)
+				}
+				return send()
+			}
+			// Interrupted (Ctrl-C, SIGTERM, SIGHUP), it sends the lines it has read and
+			// stops, as Kafka's console producer flushes on close: every line read is acked
+			// or its error printed. Each request is still bounded by --timeout.
+			lines := newLineBatcher(c.stdin, stdinMaxLine, stdinBatchRecords, stdinBatchBytes, overhead)
+			for {
+				batch, err := lines.next(cmd.Context())
+				for _, v := range batch {
+					add(v)
+				}
+				if err := send(); err != nil {
+					return err
+				}
+				switch {
+				case cmd.Context().Err() != nil:
+					return nil
+				case err != nil || len(batch) == 0:
+					return err // the input's error, or its end
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "record key (default: none, records spread round robin)")
+	cmd.Flags().Int32Var(&partition, "partition", 0, "partition to write to (default: by key, or round robin)")
+	cmd.Flags().StringArrayVar(&headers, "header", nil, "header key=value (repeatable)")
+	cmd.Flags().StringArrayVar(&values, "value", nil, "a record's value, as a VALUE argument (repeatable; the original streamctl's flag)")
+	return cmd
+}

@@ -1,0 +1,203 @@
+package dev_test
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// started is a streamctl process left running, its standard output read line by line.
+type started struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string
+	stderr *strings.Builder
+}
+
+// launch starts streamctl with args, its input open until the test closes it.
+func (d *devCluster) launch(t *testing.T, args ...string) *started {
+	t.Helper()
+	cmd := exec.Command(d.ctl, args...)
+	cmd.Env = append(cmd.Environ(), "STREAMHOUSE_ADDR="+d.addr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &started{cmd: cmd, stdin: stdin, lines: make(chan string, 64), stderr: &strings.Builder{}}
+	cmd.Stderr = s.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // if the test failed first
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			s.lines <- sc.Text()
+		}
+		close(s.lines)
+	}()
+	return s
+}
+
+// expect waits for n lines of output.
+func (s *started) expect(t *testing.T, n int) []string {
+	t.Helper()
+	var got []string
+	for len(got) < n {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("output ended after %q; stderr: %s", got, s.stderr)
+			}
+			got = append(got, l)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d lines of output after 10 s, want %d: %q; stderr: %s", len(got), n, got, s.stderr)
+		}
+	}
+	return got
+}
+
+// signal sends sig and waits for the process to end; it returns its error.
+func (s *started) signal(t *testing.T, sig os.Signal) error {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return s.wait(t, fmt.Sprint(sig))
+}
+
+// wait waits for the process to end after what, and returns its error.
+func (s *started) wait(t *testing.T, what string) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still running 10 s after %s; stderr: %s", what, s.stderr)
+		return nil
+	}
+}
+
+// groupOffset is the offset group has committed on topic's partition 0, as `group
+// offsets` prints it ("" when none).
+func (d *devCluster) groupOffset(t *testing.T, group, topic string) string {
+	t.Helper()
+	out, _ := d.run("", "group", "offsets", group)
+	for _, l := range lines(out) {
+		if f := strings.Fields(l); len(f) == 5 && f[0] == topic && f[1] == "0" {
+			return f[2]
+		}
+	}
+	return ""
+}
+
+// TestGroupReaderCommitsWhatItPrinted: `consume --group` commits what it printed every
+// few seconds while it runs (a reader killed outright prints again only what came in that
+// time), when its terminal closes (SIGHUP), and never what it could not write.
+func TestGroupReaderCommitsWhatItPrinted(t *testing.T) {
+	d := startDev(t, t.TempDir())
+	d.must("", "topic", "create", "events", "--partitions", "1")
+	d.must("", "produce", "events", "e0", "e1", "e2")
+
+	killed := d.launch(t, "consume", "events", "--group", "killed", "--follow")
+	killed.expect(t, 3)
+	time.Sleep(6 * time.Second) // past the 5 s between commits, and a fetch's wait
+	_ = killed.signal(t, syscall.SIGKILL)
+	if got := d.groupOffset(t, "killed", "events"); got != "3" {
+		t.Fatalf("a reader killed 6 s after printing 3 records had committed %q, want 3", got)
+	}
+
+	hungUp := d.launch(t, "consume", "events", "--group", "hung-up", "--follow")
+	hungUp.expect(t, 3)
+	if err := hungUp.signal(t, syscall.SIGHUP); err != nil {
+		t.Fatalf("a reader whose terminal closed: %v; stderr: %s", err, hungUp.stderr)
+	}
+	if got := d.groupOffset(t, "hung-up", "events"); got != "3" {
+		t.Fatalf("a reader whose terminal closed after printing 3 records had committed %q, want 3", got)
+	}
+
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	cmd := exec.Command(d.ctl, "consume", "events", "--group", "full")
+	cmd.Env = append(cmd.Environ(), "STREAMHOUSE_ADDR="+d.addr)
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = full, &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "write events/0@0 to standard output") {
+		t.Fatalf("a reader whose output cannot be written: %v, stderr %q; want an error naming the record", err, stderr.String())
+	}
+	if got := d.groupOffset(t, "full", "events"); got != "0" {
+		t.Fatalf("a reader that wrote nothing committed %q, want 0", got)
+	}
+}
+
+// TestProducerStopsOnCtrlC: a producer waiting for its input stops on Ctrl-C.
+func TestProducerStopsOnCtrlC(t *testing.T) {
+	d := startDev(t, t.TempDir())
+	d.must("", "topic", "create", "typed", "--partitions", "1")
+	p := d.launch(t, "produce", "typed")
+	if _, err := io.WriteString(p.stdin, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.expect(t, 1); got[0] != "typed/0@0" {
+		t.Fatalf("ack %q", got[0])
+	}
+	if err := p.signal(t, syscall.SIGINT); err != nil {
+		t.Fatalf("a producer interrupted while it waited for input: %v; stderr: %s", err, p.stderr)
+	}
+}
+
+// TestCLIRefusesWhatItCannotDo: flags that cannot mean what they say are refused, and
+// what cannot be shown is not shown as a number; bytes that are not UTF-8 survive JSON.
+func TestCLIRefusesWhatItCannotDo(t *testing.T) {
+	d := startDev(t, t.TempDir())
+	d.must("", "topic", "create", "bin", "--partitions", "1")
+	value := "a\xffb\xfec"
+	d.must("", "produce", "bin", "--", value)
+	var rec struct {
+		Value       *string `json:"value"`
+		ValueBase64 string  `json:"value_base64"`
+	}
+	out := d.must("", "consume", "bin", "--output", "json")
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &rec); err != nil {
+		t.Fatalf("json output %q: %v", out, err)
+	}
+	if got, err := base64.StdEncoding.DecodeString(rec.ValueBase64); err != nil || string(got) != value || rec.Value != nil {
+		t.Fatalf("a value that is not UTF-8 came as %q (value %v): %q, want %q", rec.ValueBase64, rec.Value, got, value)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"consume", "bin", "--limit", "-1"}, "--limit -1"},
+		{[]string{"consume", "bin", "--partition", "0", "--from", "5"}, "--from 5 is past the end of bin/0, whose next offset is 1"},
+		{[]string{"group", "offsets", "nobody"}, "group nobody has no committed offsets"},
+	} {
+		if out, err := d.run("", c.args...); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("streamctl %s: %v, %q; want an error saying %q", strings.Join(c.args, " "), err, out, c.want)
+		}
+	}
+
+	d.must("", "group", "commit", "g", "--topic", "bin", "--partition", "0", "--offset", "1")
+	d.must("", "topic", "delete", "bin")
+	if got := strings.Fields(lines(d.must("", "group", "offsets", "g"))[1]); fmt.Sprint(got) != "[bin 0 1 - -]" {
+		t.Fatalf("offsets of a deleted topic: %q, want no end and no lag", got)
+	}
+}
