@@ -223,11 +223,14 @@ const keyspaceProgressEvery = 10 * time.Second
 func (ks *Keyspace) apply(p int, resp clientv3.WatchResponse) {
 	ks.mu.Lock()
 	rev := ks.revs[p]
+	// One revision may hold several events of a prefix (a transaction's puts, a lease's
+	// keys deleted at its expiry): all of them or none were applied before.
+	floor := ks.applied[p]
 	for _, ev := range resp.Events {
-		if ev.Kv.ModRevision <= ks.applied[p] {
+		if ev.Kv.ModRevision <= floor {
 			continue // applied before the watch was resumed
 		}
-		ks.applied[p] = ev.Kv.ModRevision
+		ks.applied[p] = max(ks.applied[p], ev.Kv.ModRevision)
 		rev = max(rev, ev.Kv.ModRevision)
 		key := string(ev.Kv.Key)
 		i := sort.Search(len(ks.kvs), func(i int) bool { return ks.kvs[i].Key >= key })

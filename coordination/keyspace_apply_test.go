@@ -39,3 +39,30 @@ func TestKeyspaceAppliesEventsAProgressNotificationCameAhead(t *testing.T) {
 		t.Fatalf("revision %d, want 100", r)
 	}
 }
+
+func del(key string, rev int64) *clientv3.Event {
+	return &clientv3.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte(key), ModRevision: rev}}
+}
+
+// TestKeyspaceAppliesEveryEventOfARevision: an expired session's lease keys are deleted
+// at one revision, a transaction's puts are written at one: the mirror applies each of
+// them, and a resumed watch's repeat of that revision none.
+func TestKeyspaceAppliesEveryEventOfARevision(t *testing.T) {
+	ks := NewKeyspace("/r/", []string{"/r/a/"}, func(_ string, v []byte) (any, error) { return string(v), nil }, nil)
+	ks.apply(0, events(10, put("/r/a/x", "1", 10), put("/r/a/y", "1", 10)))
+	for _, k := range []string{"/r/a/x", "/r/a/y"} {
+		if _, ok := ks.Get(k); !ok {
+			t.Fatalf("%s put at revision 10 with another key is not mirrored", k)
+		}
+	}
+	ks.apply(0, events(11, del("/r/a/x", 11), del("/r/a/y", 11)))
+	for _, k := range []string{"/r/a/x", "/r/a/y"} {
+		if kv, ok := ks.Get(k); ok {
+			t.Fatalf("%s deleted at revision 11 with another key is still mirrored: %+v", k, kv)
+		}
+	}
+	ks.apply(0, events(11, put("/r/a/x", "1", 10), put("/r/a/y", "1", 10))) // a resumed watch's repeat
+	if _, ok := ks.Get("/r/a/y"); ok {
+		t.Fatal("a repeat of revision 10 was applied again")
+	}
+}
