@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -133,12 +134,26 @@ records.`,
 					next[p] = min(n, hwm)
 				}
 			}
-			lastCommit, uncommitted := time.Now(), false
+			// A group commits the partitions this reader printed records of since its last
+			// commit, and where the group had not committed, where it started: not the
+			// others, whose offsets someone else may have moved meanwhile (streamctl group
+			// commit).
+			pending := map[int32]bool{}
+			for _, p := range parts {
+				pending[p] = !committed[p]
+			}
+			lastCommit, printedSince := time.Now(), false
 			commit := func() error {
 				if group == "" {
 					return nil
 				}
-				for chunk := range slices.Chunk(parts, commitChunk) {
+				var due []int32
+				for _, p := range parts {
+					if pending[p] {
+						due = append(due, p)
+					}
+				}
+				for chunk := range slices.Chunk(due, commitChunk) {
 					req := &pb.CommitOffsetsRequest{Group: group}
 					for _, p := range chunk {
 						req.Offsets = append(req.Offsets, &pb.PartitionOffset{Topic: args[0], Partition: p, Offset: next[p]})
@@ -147,8 +162,11 @@ records.`,
 					if _, err := cl.CommitOffsets(context.WithoutCancel(ctx), req); err != nil {
 						return fmt.Errorf("commit the offsets of group %s: %w", group, err)
 					}
+					for _, p := range chunk {
+						pending[p] = false
+					}
 				}
-				lastCommit, uncommitted = time.Now(), false
+				lastCommit, printedSince = time.Now(), false
 				return nil
 			}
 			// finish ends the read: it commits what was printed, and returns err with the
@@ -161,6 +179,9 @@ records.`,
 					wait := int32(0)
 					if follow && len(parts) == 1 {
 						wait = 1000
+						if c.timeout > 0 { // a long-poll within the call's --timeout
+							wait = int32(min(time.Second, c.timeout/2) / time.Millisecond)
+						}
 					}
 					resp, err := cl.Fetch(ctx, &pb.FetchRequest{Topic: args[0], Partition: p, Offset: next[p], MaxWaitMs: wait})
 					if start, _, ok := pb.OffsetRange(err); ok && next[p] < start {
@@ -184,12 +205,15 @@ records.`,
 						if err := c.print(output, args[0], r); err != nil {
 							// Not printed, so not committed: the next reader of the group
 							// starts with it.
+							if errors.Is(err, syscall.EPIPE) {
+								return finish(nil) // what reads the output stopped (| head): an end
+							}
 							return finish(fmt.Errorf("write %s/%d@%d to standard output: %w", args[0], p, r.Offset, err))
 						}
 						printed++
 						got++
 						next[p] = r.Offset + 1
-						uncommitted = true
+						pending[p], printedSince = true, true
 					}
 				}
 				if limit > 0 && printed >= limit {
@@ -198,7 +222,7 @@ records.`,
 				if got == 0 && !follow {
 					return finish(nil)
 				}
-				if uncommitted && group != "" && time.Since(lastCommit) >= groupCommitEvery {
+				if printedSince && group != "" && time.Since(lastCommit) >= groupCommitEvery {
 					if err := commit(); err != nil {
 						// The next commit, or the last, may succeed; the records stay printed.
 						fmt.Fprintf(cmd.ErrOrStderr(), "streamctl: %v (trying again in %s)\n", err, groupCommitEvery)

@@ -33,7 +33,7 @@ func newLineBatcher(r io.Reader, maxLine, maxRecords, maxBytes, overhead int) *l
 	b := &lineBatcher{maxRecords: maxRecords, maxBytes: maxBytes, overhead: overhead}
 	b.cond = sync.NewCond(&b.mu)
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, min(maxLine, 64<<10)), maxLine)
+	sc.Buffer(make([]byte, min(maxLine, 64<<10)), maxLine+1) // a line of maxLine and its newline
 	go b.read(sc, maxLine)
 	return b
 }

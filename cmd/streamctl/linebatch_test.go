@@ -120,7 +120,12 @@ func TestLineBatcherReportsTheInputsError(t *testing.T) {
 		got = append(got, lines...)
 	}
 
-	b = newLineBatcher(strings.NewReader("short\n"+strings.Repeat("x", 2000)+"\n"), 1<<10, 500, 1<<20, 0)
+	b = newLineBatcher(strings.NewReader(strings.Repeat("x", 1024)+"\n"), 1<<10, 500, 1<<20, 0)
+	if lines, err := nextWithin(t, b); err != nil || len(lines) != 1 || len(lines[0]) != 1024 {
+		t.Fatalf("a line of the limit's length: %d lines, %v", len(lines), err)
+	}
+
+	b = newLineBatcher(strings.NewReader("short\n"+strings.Repeat("x", 1025)+"\n"), 1<<10, 500, 1<<20, 0)
 	lines, err := nextWithin(t, b)
 	if err == nil && len(lines) == 1 {
 		lines, err = nextWithin(t, b)

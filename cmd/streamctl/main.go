@@ -34,6 +34,11 @@ func main() {
 	// what it printed, a producer sends what it read.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A second Ctrl-C stops it at once, even while it commits or sends what it has.
+	context.AfterFunc(ctx, stop)
+	// A closed output (| head) fails a write with EPIPE, which consume takes for an end
+	// (and commits what was printed), rather than killing the process.
+	signal.Ignore(syscall.SIGPIPE)
 	if err := newRoot(os.Stdin, os.Stdout).ExecuteContext(ctx); err != nil {
 		if st, ok := status.FromError(err); ok {
 			fmt.Fprintf(os.Stderr, "streamctl: %s: %s\n", st.Code(), st.Message())
@@ -66,7 +71,7 @@ func (c *cli) withTimeout(ctx context.Context, method string, req, reply any, cc
 	defer cancel()
 	err := invoke(tctx, method, req, reply, cc, opts...)
 	if err != nil && ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s did not answer %s within %s (--timeout)", c.addr, method[strings.LastIndex(method, "/")+1:], c.timeout)
+		return status.Errorf(codes.DeadlineExceeded, "%s did not answer %s within %s (--timeout)", c.addr, method[strings.LastIndex(method, "/")+1:], c.timeout)
 	}
 	return err
 }

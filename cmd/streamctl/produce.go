@@ -87,7 +87,7 @@ forces one. Prints the partition and offset of every acked record.`,
 			// stops, as Kafka's console producer flushes on close: every line read is acked
 			// or its error printed. Each request is still bounded by --timeout.
 			lines := newLineBatcher(c.stdin, stdinMaxLine, stdinBatchRecords, stdinBatchBytes, overhead)
-			for {
+			for interrupted := false; ; {
 				batch, err := lines.next(cmd.Context())
 				for _, v := range batch {
 					add(v)
@@ -96,10 +96,12 @@ forces one. Prints the partition and offset of every acked record.`,
 					return err
 				}
 				switch {
-				case cmd.Context().Err() != nil:
+				case len(batch) == 0 && cmd.Context().Err() != nil, interrupted:
 					return nil
 				case err != nil || len(batch) == 0:
 					return err // the input's error, or its end
+				case cmd.Context().Err() != nil:
+					interrupted = true // once more, for the lines read while that went
 				}
 			}
 		},

@@ -107,7 +107,8 @@ func (d *devCluster) groupOffset(t *testing.T, group, topic string) string {
 
 // TestGroupReaderCommitsWhatItPrinted: `consume --group` commits what it printed every
 // few seconds while it runs (a reader killed outright prints again only what came in that
-// time), when its terminal closes (SIGHUP), and never what it could not write.
+// time), when its terminal closes (SIGHUP) or its output does (| head), only partitions it
+// printed records of, and never what it could not write.
 func TestGroupReaderCommitsWhatItPrinted(t *testing.T) {
 	d := startDev(t, t.TempDir())
 	d.must("", "topic", "create", "events", "--partitions", "1")
@@ -128,6 +129,56 @@ func TestGroupReaderCommitsWhatItPrinted(t *testing.T) {
 	}
 	if got := d.groupOffset(t, "hung-up", "events"); got != "3" {
 		t.Fatalf("a reader whose terminal closed after printing 3 records had committed %q, want 3", got)
+	}
+
+	// What another committed for the group meanwhile stands, unless this reader prints
+	// more.
+	other := d.launch(t, "consume", "events", "--group", "other", "--follow")
+	other.expect(t, 3)
+	time.Sleep(6 * time.Second) // its commit of 3 is done
+	d.must("", "group", "commit", "other", "--topic", "events", "--partition", "0", "--offset", "1")
+	if err := other.signal(t, syscall.SIGINT); err != nil {
+		t.Fatalf("a reader stopped by Ctrl-C: %v; stderr: %s", err, other.stderr)
+	}
+	if got := d.groupOffset(t, "other", "events"); got != "1" {
+		t.Fatalf("a reader that printed nothing after its last commit moved the group's offset 1 to %q", got)
+	}
+
+	// `| head -3`: the reader ends at its first write after its output closed, and
+	// commits the 3 records it printed.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := exec.Command(d.ctl, "consume", "events", "--group", "head", "--follow")
+	head.Env = append(head.Environ(), "STREAMHOUSE_ADDR="+d.addr)
+	var headErr strings.Builder
+	head.Stdout, head.Stderr = w, &headErr
+	if err := head.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	sc := bufio.NewScanner(r)
+	for range 3 {
+		if !sc.Scan() {
+			t.Fatalf("the piped reader's output ended: %v; stderr: %s", sc.Err(), headErr.String())
+		}
+	}
+	r.Close()
+	d.must("", "produce", "events", "e3")
+	done := make(chan error, 1)
+	go func() { done <- head.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a reader whose output closed: %v; stderr: %s", err, headErr.String())
+		}
+	case <-time.After(10 * time.Second):
+		_ = head.Process.Kill()
+		t.Fatal("a reader whose output closed still running 10 s after a record came")
+	}
+	if got := d.groupOffset(t, "head", "events"); got != "3" {
+		t.Fatalf("a reader whose output closed after 3 records committed %q, want 3", got)
 	}
 
 	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
