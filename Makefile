@@ -24,7 +24,7 @@ export CGO_ENABLED     ?= 0
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## build bin/streamhouse and bin/streamctl
@@ -120,7 +120,7 @@ chaos: tools ## fault injection, CHAOS_FAULTS (200) faults with CHAOS_SEED (1): 
 bench-peers: tools $(BIN)/.nats-server-$(NATS_SERVER_VERSION) $(BIN)/.natscli-$(NATSCLI_VERSION) ## StreamHouse (gRPC and Kafka) vs NATS JetStream and the floors (MinIO PUT, etcd txn, LZ4), one run; BENCH_DURATION per phase (20s); BENCH_PROFILE=dir also writes CPU profiles of each phase
 	$(GO) run ./tests/bench/peers -duration $(BENCH_DURATION) -json $(BIN)/bench-peers.json $(if $(BENCH_PROFILE),-profile $(BENCH_PROFILE)) | tee $(BIN)/bench-peers.md
 
-bench: tools ## segment codec vs raw LZ4; etcd commit latency; a history read's index lookup in 20,000 segments; produce throughput and latency vs their floor
+bench: tools ## segment codec vs raw LZ4; etcd commit latency; a history read's index lookup in 1,000 and 20,000 segments; produce throughput and latency vs their floor
 	$(GO) test -run '^$$' -bench '^BenchmarkSegment$$' -count $(BENCHCOUNT) ./segmentstore/ | tee $(BIN)/bench-segment.txt
 	@awk -f tests/bench/segment-ratio.awk $(BIN)/bench-segment.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkCommit$$' -benchtime 3s ./coordination/ | grep -E '^(Benchmark|ok|FAIL)'
@@ -179,6 +179,6 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 .PHONY: clean
-clean: ## remove build outputs (keeps the tools in ./bin)
+clean: ## remove build outputs and make run's data in ./data (keeps the tools in ./bin)
 	rm -f $(BIN)/streamhouse $(BIN)/streamctl $(BIN)/bench-*.txt
 	rm -rf ./data
