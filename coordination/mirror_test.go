@@ -281,3 +281,33 @@ func TestWaitForRevisionEndsWithItsContextWhileEtcdIsDown(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestMirrorDropsEveryLeaseOfAnExpiredSession: etcd deletes all of a session's keys at
+// one revision when its lease ends; the mirror drops every one of them.
+func TestMirrorDropsEveryLeaseOfAnExpiredSession(t *testing.T) {
+	c := newClient(t)
+	m := watched(t, c)
+	ctx := ctxT(t)
+	mustTopic(t, c, "orders", 3)
+	s := mustSession(t, c, "agent-1", 0)
+	for i := range int32(3) {
+		if _, err := s.Acquire(ctx, "orders", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.Owners()); n != 3 {
+		t.Fatalf("%d owners mirrored, want 3", n)
+	}
+	if _, err := c.Etcd().Revoke(ctx, s.LeaseID()); err != nil { // as its TTL running out would
+		t.Fatal(err)
+	}
+	if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	if owners, nodes := m.Owners(), m.Nodes(); len(owners) != 0 || len(nodes) != 0 {
+		t.Fatalf("after the session's lease ended, the mirror still has owners %+v and nodes %+v", owners, nodes)
+	}
+}
