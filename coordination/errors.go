@@ -14,6 +14,8 @@ var (
 	ErrFenced = errors.New("coordination: fenced")
 	// ErrInvalidArgument: a bad name, count, size or offset. Nothing was written.
 	ErrInvalidArgument = errors.New("coordination: invalid argument")
+	// ErrNodeInUse: another live agent runs under the node name a session was asked for.
+	ErrNodeInUse = errors.New("coordination: node name in use")
 	// ErrTopicExists: create of a topic whose name is taken (also by a deleted topic whose
 	// data is not yet removed).
 	ErrTopicExists = errors.New("coordination: topic already exists")

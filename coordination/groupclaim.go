@@ -47,11 +47,7 @@ func (s *Session) ClaimGroup(ctx context.Context, group string) (*GroupClaim, er
 			return nil, fmt.Errorf("claim group %q: %w", group, ErrSessionDone)
 		}
 		val := mustJSON(LeaseValue{NodeInfo: s.node, AcquiredAt: s.c.now()})
-		resp, err := s.c.etcd.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, val, clientv3.WithLease(s.LeaseID()))).
-			Else(clientv3.OpGet(key)).
-			Commit()
+		resp, err := s.createOrGet(ctx, key, val)
 		if err != nil {
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				return nil, fmt.Errorf("claim group %q: %w", group, ErrSessionDone)

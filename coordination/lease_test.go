@@ -421,3 +421,37 @@ func TestCommitGoesAroundAStuckMember(t *testing.T) {
 		return nil
 	})
 }
+
+// TestNodeNameOfALiveAgentIsRefused: a second agent started under the name of one that
+// runs must not take its node key over (and delete it when it stops); an agent that
+// restarts after dying gets its name back once its old session expires.
+func TestNodeNameOfALiveAgentIsRefused(t *testing.T) {
+	c := newClient(t)
+	first := mustSession(t, c, "twin", time.Second)
+	ctx := ctxT(t)
+	start := time.Now()
+	if s, err := c.NewSession(ctx, coordination.NodeInfo{Node: "twin", Addr: "127.0.0.1:2"}, time.Second); !errors.Is(err, coordination.ErrNodeInUse) {
+		if s != nil {
+			_ = s.Close(ctx)
+		}
+		t.Fatalf("a second session under a live agent's name: %v, want ErrNodeInUse", err)
+	}
+	t.Logf("refused after %v", time.Since(start).Round(time.Millisecond))
+	resp, err := c.Etcd().Get(ctx, c.Keys().Node("twin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != first.LeaseID() {
+		t.Fatalf("the live agent's node key after the refusal: %v", resp.Kvs)
+	}
+
+	first.Crash()
+	second, err := c.NewSession(ctx, coordination.NodeInfo{Node: "twin", Addr: "127.0.0.1:2"}, time.Second)
+	if err != nil {
+		t.Fatalf("a session under the name of an agent that died: %v", err)
+	}
+	defer second.Close(ctx)
+	if resp, err = c.Etcd().Get(ctx, c.Keys().Node("twin")); err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != second.LeaseID() {
+		t.Fatalf("the node key after the restart: %v, %v", resp.Kvs, err)
+	}
+}

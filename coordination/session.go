@@ -2,6 +2,7 @@ package coordination
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -18,6 +19,9 @@ import (
 const DefaultSessionTTL = 5 * time.Second
 
 var nodeName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
+
+// ValidNodeName reports whether name may name a node (an agent) in the cluster.
+func ValidNodeName(name string) bool { return nodeName.MatchString(name) }
 
 // Session is one agent's etcd session: a lease kept alive in the background, to which the
 // agent's node key and every partition lease it holds are attached. When the session ends
@@ -58,15 +62,79 @@ func (c *Client) NewSession(ctx context.Context, node NodeInfo, ttl time.Duratio
 	}
 	sess := &Session{c: c, s: s, node: node, cancel: cancel,
 		log: c.log.With(zap.String("node", node.Node), zap.String("zone", node.Zone), zap.Int64("session", int64(grant.ID)))}
-	// A restarted agent may find its previous key still there until the old lease
-	// expires; the node key is informational, so the new session simply takes it over.
-	val := mustJSON(nodeValue{NodeInfo: node, StartedAt: c.now()})
-	if _, err := c.etcd.Put(ctx, c.keys.Node(node.Node), val, clientv3.WithLease(grant.ID)); err != nil {
-		_ = sess.Close(ctx)
+	if err := sess.register(ctx); err != nil {
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer ccancel()
+		_ = sess.Close(cctx)
 		return nil, fmt.Errorf("session for %s: register node: %w", node.Node, err)
 	}
 	sess.log.Info("session started", zap.Int64("ttl_s", secs))
 	return sess, nil
+}
+
+// createOrGet puts key with the session's lease if it does not exist, and reads it if it
+// does (the response's first).
+func (s *Session) createOrGet(ctx context.Context, key, val string) (*clientv3.TxnResponse, error) {
+	return s.c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, val, clientv3.WithLease(s.LeaseID()))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+}
+
+// nodeKeyPoll is how often register looks again at a node key another session holds.
+const nodeKeyPoll = 250 * time.Millisecond
+
+// register writes the session's node key. The key of an agent that died is still there
+// until its session's lease runs out (the session TTL, the time its partitions stay held
+// anyway): register waits for that. A key whose lease is still alive after its whole TTL
+// is kept alive by another agent running under the same name: it is not touched (its
+// agent would vanish from the cluster when this one stopped), and the session fails with
+// ErrNodeInUse.
+func (s *Session) register(ctx context.Context) error {
+	key := s.c.keys.Node(s.node.Node)
+	val := mustJSON(nodeValue{NodeInfo: s.node, StartedAt: s.c.now()})
+	var deadline time.Time
+	for {
+		resp, err := s.createOrGet(ctx, key, val)
+		if err != nil {
+			return err
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		if kv := firstKV(resp, 0); kv != nil {
+			holder := clientv3.LeaseID(kv.Lease)
+			if holder == 0 { // written by hand: nothing keeps it, take it
+				if _, err := s.c.etcd.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+					Then(clientv3.OpPut(key, val, clientv3.WithLease(s.LeaseID()))).Commit(); err != nil {
+					return err
+				}
+				continue
+			}
+			ttl, err := s.c.etcd.TimeToLive(ctx, holder)
+			if err != nil {
+				return err
+			}
+			switch {
+			case ttl.TTL < 0: // expired (-1; 0 is under a second left): etcd deletes the key at once
+			case deadline.IsZero():
+				deadline = time.Now().Add(time.Duration(ttl.GrantedTTL)*time.Second + time.Second)
+				s.log.Info("node key held by an earlier session; waiting for it to expire",
+					zap.Int64("holder", int64(holder)), zap.Int64("ttl_s", ttl.TTL))
+			case time.Now().After(deadline):
+				var v nodeValue
+				_ = json.Unmarshal(kv.Value, &v)
+				return fmt.Errorf("%w: node %s is registered by a live agent (%s, started %s, session %x): give this one another --node, or stop that one",
+					ErrNodeInUse, s.node.Node, v.Addr, v.StartedAt.Format(time.RFC3339), int64(holder))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s is still registered by an earlier session: %w", s.node.Node, ctx.Err())
+		case <-time.After(nodeKeyPoll):
+		}
+	}
 }
 
 // Node is the agent this session belongs to.

@@ -32,8 +32,8 @@ var registerGoCollector = sync.OnceFunc(func() {
 
 // serveAdmin serves /metrics (Prometheus), /healthz (the process is alive), /readyz (the
 // agent holds its session, is in the cluster, and reaches etcd and the store) and
-// /debug/pprof/ on addr.
-func serveAdmin(addr string, coord *coordination.Client, store objstore.Store, node *actors.Node,
+// /debug/pprof/ on lis.
+func serveAdmin(lis net.Listener, coord *coordination.Client, store objstore.Store, node *actors.Node,
 	reads *membudget.Budget, lag prometheus.Collector, log *zap.Logger) (*http.Server, error) {
 	// The process's own collectors plus lag, which reads etcd at scrape time, and the
 	// node's memory budgets with the listeners' read budget. Registered here rather than globally so that a process can
@@ -64,10 +64,6 @@ func serveAdmin(addr string, coord *coordination.Client, store objstore.Store, n
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin HTTP on %q: %w", addr, err)
-	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -156,11 +156,28 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	if f.limits.MaxRecordBytes <= 0 || f.limits.MaxBatchBytes < f.limits.MaxRecordBytes || f.limits.MaxBatchRecords <= 0 || f.limits.MaxFetchBytes <= 0 {
 		return nil, errors.New("request limits must be positive, and --max-batch-bytes at least --max-record-bytes")
 	}
-	if m := f.memory; m.cacheBytes <= 0 || m.pendingBytes <= 0 || m.recentBytes <= 0 || m.uploads <= 0 || m.limit < 0 {
-		return nil, errors.New("--cache-bytes, --max-pending-bytes, --recent-bytes and --max-uploads must be positive, --memory-limit 0 or more")
+	for _, c := range []struct {
+		name string
+		v    int
+	}{{"--cache-bytes", f.memory.cacheBytes}, {"--max-pending-bytes", f.memory.pendingBytes},
+		{"--recent-bytes", f.memory.recentBytes}, {"--max-uploads", f.memory.uploads}} {
+		if c.v <= 0 {
+			return nil, fmt.Errorf("%s %d: must be positive", c.name, c.v)
+		}
 	}
-	if f.sweep.Grace != 0 && f.sweep.Grace < sweeper.MinGrace || f.sweep.Interval < 0 {
-		return nil, fmt.Errorf("--sweep-grace %s: 0 or at least %s; --sweep-interval %s: 0 or more", f.sweep.Grace, sweeper.MinGrace, f.sweep.Interval)
+	switch {
+	case f.memory.limit < 0:
+		return nil, fmt.Errorf("--memory-limit %d: 0 (the budgets + %d MiB) or more", f.memory.limit, memoryHeadroom>>20)
+	case f.mergeLinkBytes < 0:
+		return nil, fmt.Errorf("--merge-link-bytes %d: 0 (merges always copy) or more", f.mergeLinkBytes)
+	case f.shutdownTimeout <= 0:
+		return nil, fmt.Errorf("--shutdown-timeout %s: must be positive", f.shutdownTimeout)
+	case f.sweep.Grace != 0 && f.sweep.Grace < sweeper.MinGrace:
+		return nil, fmt.Errorf("--sweep-grace %s: 0 or at least %s", f.sweep.Grace, sweeper.MinGrace)
+	case f.sweep.Interval < 0:
+		return nil, fmt.Errorf("--sweep-interval %s: 0 (a quarter of the grace) or more", f.sweep.Interval)
+	case !coordination.ValidNodeName(f.node):
+		return nil, fmt.Errorf("--node %q: want 1-128 characters of a-z A-Z 0-9 . _ -", f.node)
 	}
 	if f.sessionTTL < time.Second {
 		return nil, fmt.Errorf("--session-ttl %s: at least 1s", f.sessionTTL)
@@ -216,8 +233,11 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
+	if err := awaitEtcd(startCtx, etcd, f.etcd, alog); err != nil {
+		return err
+	}
 	store, err := objstore.Open(startCtx, f.store)
 	if err != nil {
 		return err
@@ -237,6 +257,31 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		return fmt.Errorf("--cluster-listen %q: %w", f.listen, err)
 	}
 	advHost, _, _ := actors.SplitHostPort(f.advertise)
+	if port != 0 { // the cluster's listener opens in StartNode: a port in use fails there late
+		probe, err := listen("cluster", f.listen)
+		if err != nil {
+			return err
+		}
+		_ = probe.Close()
+	}
+	var sw *sweeper.Sweeper
+	if f.sweep.Grace > 0 {
+		opts := f.sweep
+		opts.Log = alog
+		if sw, err = sweeper.New(coord, store, opts); err != nil {
+			return err
+		}
+	}
+	apiLis, err := listen("client API", f.grpcListen)
+	if err != nil {
+		return err
+	}
+	defer apiLis.Close() // once served, closed by its server; a second Close does nothing
+	adminLis, err := listen("admin HTTP", f.adminListen)
+	if err != nil {
+		return err
+	}
+	defer adminLis.Close()
 	kafkaLis, kafkaAddr, err := listenKafka(f.kafkaListen, f.kafkaAdvertise, advHost)
 	if err != nil {
 		return err
@@ -251,43 +296,36 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		MergeLinkBytes: mergeLinkBytes(f.mergeLinkBytes),
 	})
 	if err != nil {
-		return err
-	}
-	reads := gateway.NewReadBudget(f.memory.readBytes)
-	srv, lis, served, err := serveAPI(f.grpcListen, coord, mirror, node, f.limits, reads, alog)
-	if err != nil {
 		if kafkaLis != nil {
 			_ = kafkaLis.Close()
 		}
-		_ = node.Stop(context.Background())
 		return err
 	}
+	reads := gateway.NewReadBudget(f.memory.readBytes)
+	srv, served := serveAPI(apiLis, coord, mirror, node, f.limits, reads, alog)
 	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, MaxQueuedBytes: f.kafkaMaxQueued,
 		FrameTimeout: f.kafkaFrameTimeout, Reads: reads, Log: alog})
-	admin, err := serveAdmin(f.adminListen, coord, store, node, reads, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
+	admin, err := serveAdmin(adminLis, coord, store, node, reads, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
 	if err != nil {
 		srv.Stop()
+		stopKafka()
 		_ = node.Stop(context.Background())
 		return err
 	}
 	defer admin.Close()
-	if f.sweep.Grace > 0 {
-		opts := f.sweep
-		opts.Log = alog
-		sw, err := sweeper.New(coord, store, opts)
-		if err != nil {
-			return err
-		}
+	if sw != nil {
 		sweepCtx, stopSweeping := context.WithCancel(ctx)
 		defer stopSweeping()
 		go sw.Run(sweepCtx, node.Session)
 	}
 	alog.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
-		zap.String("grpc", lis.Addr().String()), zap.String("kafka", kafkaAddr), zap.Int64("memory_limit", memLimit))
+		zap.String("grpc", apiLis.Addr().String()), zap.String("kafka", kafkaAddr), zap.Int64("memory_limit", memLimit))
+	var serveErr error
 	select {
 	case <-ctx.Done():
-	case err := <-served:
-		alog.Error("gRPC server stopped", zap.Error(err))
+	case serveErr = <-served:
+		alog.Error("gRPC server stopped", zap.Error(serveErr))
+		serveErr = fmt.Errorf("client API: %w", serveErr)
 	}
 	alog.Info("stopping: releasing local partitions, then leaving the cluster")
 	stopCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
@@ -303,7 +341,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	case <-stopCtx.Done():
 		srv.Stop()
 	}
-	return err
+	return errors.Join(serveErr, err)
 }
 
 // mergeLinkBytes maps --merge-link-bytes to NodeConfig.MergeLinkBytes, whose 0 is the

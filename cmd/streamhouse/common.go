@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 
 	"github.com/streamhouse/streamhouse/actors"
@@ -47,7 +48,15 @@ func runCommand[F any](name string, args []string, stderr io.Writer,
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, f, log); err != nil {
-		log.Error(name+" failed", zap.Error(err))
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			// SIGINT or SIGTERM while it started (a stop that fails after it has
+			// started is an error of its own, not cancellation): what was asked.
+			log.Info(name+" stopped before it had started", zap.Error(err))
+			return 0
+		}
+		// Logged without a stack trace, which says nothing an operator needs, then
+		// said plainly.
+		log.WithOptions(zap.AddStacktrace(zapcore.FatalLevel)).Error(name+" failed", zap.Error(err))
 		fmt.Fprintf(stderr, "streamhouse %s: %v\n", name, err)
 		return 1
 	}
@@ -56,6 +65,32 @@ func runCommand[F any](name string, args []string, stderr io.Writer,
 
 // etcdTimeout bounds dialling etcd and each call of the readiness probe.
 const etcdTimeout = 5 * time.Second
+
+// startTimeout bounds an agent's start: etcd answering, the store checked, the metadata
+// loaded, the session and the node started.
+const startTimeout = 30 * time.Second
+
+// awaitEtcd returns once etcd answers a read, saying every etcdTimeout that it waits, or
+// ctx's end with what etcd last answered: the client dials without waiting, so an etcd
+// that is not there shows only as calls that hang.
+func awaitEtcd(ctx context.Context, etcd *clientv3.Client, endpoints string, log *zap.Logger) error {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+		_, err := etcd.Get(cctx, "/", clientv3.WithCountOnly(), clientv3.WithLimit(1))
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("etcd %s did not answer: %w (last: %v)", endpoints, ctx.Err(), err)
+		}
+		log.Warn("waiting for etcd", zap.String("endpoints", endpoints), zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
 
 // dialEtcd returns an etcd client whose calls are counted in the agent's metrics.
 func dialEtcd(endpoints []string) (*clientv3.Client, error) {
@@ -87,13 +122,20 @@ func watchedMirror(ctx context.Context, coord *coordination.Client) (m *coordina
 // streamWorkers is the client API's gRPC stream workers (serveAPI).
 const streamWorkers = 128
 
-// serveAPI serves the client API on addr through node; served reports when it stops.
-func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node,
-	limits gateway.Limits, reads *membudget.Budget, log *zap.Logger) (srv *grpc.Server, lis net.Listener, served <-chan error, err error) {
-	lis, err = net.Listen("tcp", addr)
+// listen opens what's listener on addr. The agent opens its listeners before it joins
+// the cluster: one that cannot open (a port in use) must fail the start before the
+// agent's session and membership are written, and taken back, in etcd.
+func listen(what, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("client API on %q: %w", addr, err)
+		return nil, fmt.Errorf("%s on %q: %w", what, addr, err)
 	}
+	return lis, nil
+}
+
+// serveAPI serves the client API on lis through node; served reports when it stops.
+func serveAPI(lis net.Listener, coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node,
+	limits gateway.Limits, reads *membudget.Budget, log *zap.Logger) (srv *grpc.Server, served <-chan error) {
 	// Stream workers: requests run on goroutines that outlive one, whose stacks have
 	// grown already (a fresh goroutine per request grew its stack by copying on every
 	// produce; docs/BENCHMARKS.md, profiling item 17). A produce request waits for its
@@ -106,7 +148,7 @@ func serveAPI(addr string, coord *coordination.Client, mirror *coordination.Mirr
 	gateway.NewServer(coord, mirror, node, limits, reads, log).Register(srv)
 	ch := make(chan error, 1)
 	go func() { ch <- srv.Serve(lis) }()
-	return srv, lis, ch, nil
+	return srv, ch
 }
 
 // listenKafka opens the Kafka listener on addr ("" or "off": none) and returns it with the

@@ -65,7 +65,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 
 func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) error {
 	if err := os.MkdirAll(f.data, 0o755); err != nil {
-		return err
+		return fmt.Errorf("--data %s: %w", f.data, err)
 	}
 	etcdURL, err := url.Parse("http://" + f.etcdListen)
 	if err != nil {
@@ -107,7 +107,10 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	}
 	fileStore, err := objstore.OpenFile(filepath.Join(f.data, "segments"))
 	if err != nil {
-		return err
+		return fmt.Errorf("--data %s: %w", f.data, err)
+	}
+	if err := fileStore.Check(ctx); err != nil { // writable, as the agent checks its store
+		return fmt.Errorf("--data %s: %w", f.data, err)
 	}
 	store := objstore.Instrument(fileStore)
 	mirror, stopMirror, err := watchedMirror(ctx, coord)
@@ -144,15 +147,21 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		nodes = append(nodes, n)
 	}
 	reads := gateway.NewReadBudget(0)
-	srv, lis, _, err := serveAPI(f.grpcListen, coord, mirror, nodes[0], gateway.Limits{}, reads, log)
+	lis, err := listen("client API", f.grpcListen)
 	if err != nil {
 		return err
 	}
+	srv, _ := serveAPI(lis, coord, mirror, nodes[0], gateway.Limits{}, reads, log)
 	defer srv.Stop()
 	defer serveKafka(kafkaLis, coord, mirror, nodes[0], kafka.Options{Self: first, Reads: reads, Log: log})()
 	// One process serves every agent's partitions: its lag collector exports them all.
-	admin, err := serveAdmin(f.adminListen, coord, store, nodes[0], reads, gateway.NewLagCollector(coord, mirror, "", log), log)
+	adminLis, err := listen("admin HTTP", f.adminListen)
 	if err != nil {
+		return err
+	}
+	admin, err := serveAdmin(adminLis, coord, store, nodes[0], reads, gateway.NewLagCollector(coord, mirror, "", log), log)
+	if err != nil {
+		_ = adminLis.Close()
 		return err
 	}
 	defer admin.Close()

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
 )
 
 func TestCommands(t *testing.T) {
@@ -19,7 +23,13 @@ func TestCommands(t *testing.T) {
 		{[]string{"dev", "--agents", "0"}, 2, "--agents 0"},
 		{[]string{"agent"}, 2, "--store"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--session-ttl", "100ms"}, 2, "at least 1s"},
-		{[]string{"agent", "--store", "file:///tmp/x", "--recent-bytes", "0"}, 2, "must be positive"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--recent-bytes", "0"}, 2, "--recent-bytes 0: must be positive"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--max-uploads", "0"}, 2, "--max-uploads 0: must be positive"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--sweep-interval", "-1s"}, 2, "--sweep-interval -1s: 0 (a quarter of the grace) or more"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--sweep-grace", "1m"}, 2, "--sweep-grace 1m0s: 0 or at least 3m0s"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--shutdown-timeout", "-1s"}, 2, "--shutdown-timeout -1s: must be positive"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--merge-link-bytes", "-7"}, 2, "--merge-link-bytes -7"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--node", "a/b"}, 2, `--node "a/b"`},
 	} {
 		var out bytes.Buffer
 		if code := run(c.args, &out, &out); code != c.code || !strings.Contains(out.String(), c.contains) {
@@ -39,5 +49,22 @@ func TestBadEnvironmentIsAnError(t *testing.T) {
 				t.Fatalf("agent with $%s=%q: exit %d, output %q; want exit 2 naming it", env, v, code, out.String())
 			}
 		})
+	}
+}
+
+// TestAwaitEtcdNamesAnEtcdThatDoesNotAnswer: the client dials without waiting, so an etcd
+// that is not there would show only as a start that hangs, then a bare deadline.
+func TestAwaitEtcdNamesAnEtcdThatDoesNotAnswer(t *testing.T) {
+	etcd, err := dialEtcd([]string{"127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = awaitEtcd(ctx, etcd, "127.0.0.1:1", zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "etcd 127.0.0.1:1 did not answer") || time.Since(start) > 5*time.Second {
+		t.Fatalf("awaiting an etcd that is not there: %v after %v", err, time.Since(start))
 	}
 }
