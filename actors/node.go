@@ -341,7 +341,8 @@ func (n *Node) supervise(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			// Plus the TTL: the new session may wait for the old one's node key to expire.
+			jctx, cancel := context.WithTimeout(ctx, 10*time.Second+n.cfg.SessionTTL)
 			next, err := n.join(jctx)
 			cancel()
 			if err == nil {

@@ -455,3 +455,38 @@ func TestNodeNameOfALiveAgentIsRefused(t *testing.T) {
 		t.Fatalf("the node key after the restart: %v, %v", resp.Kvs, err)
 	}
 }
+
+// TestNodeNameOfADeadAgentIsTakenBackAfterAnEtcdRestart: a restarted etcd gives every
+// lease its whole TTL again, so the lease of an agent that died seems renewed once; the
+// agent restarting under its name waits it out instead of taking it for a live twin. A
+// node key written by hand, which no lease keeps, is taken.
+func TestNodeNameOfADeadAgentIsTakenBackAfterAnEtcdRestart(t *testing.T) {
+	e := harness.EtcdForTest(t, harness.EtcdOptions{})
+	c := clientOn(t, etcdClient(t, e.Endpoint), "/streamhouse")
+	ctx := ctxT(t)
+	dead, err := c.NewSession(ctx, coordination.NodeInfo{Node: "phoenix"}, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Crash()
+	if err := e.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewSession(ctx, coordination.NodeInfo{Node: "phoenix"}, 3*time.Second)
+	if err != nil {
+		t.Fatalf("a session under the name of an agent that died before etcd restarted: %v", err)
+	}
+	defer s.Close(ctx)
+
+	if _, err := c.Etcd().Put(ctx, c.Keys().Node("by-hand"), "{}"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.NewSession(ctx, coordination.NodeInfo{Node: "by-hand"}, 3*time.Second)
+	if err != nil {
+		t.Fatalf("a session under a name whose key was written by hand: %v", err)
+	}
+	defer h.Close(ctx)
+	if resp, err := c.Etcd().Get(ctx, c.Keys().Node("by-hand")); err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != h.LeaseID() {
+		t.Fatalf("the node key written by hand after the session took it: %v, %v", resp.Kvs, err)
+	}
+}

@@ -87,14 +87,24 @@ const nodeKeyPoll = 250 * time.Millisecond
 
 // register writes the session's node key. The key of an agent that died is still there
 // until its session's lease runs out (the session TTL, the time its partitions stay held
-// anyway): register waits for that. A key whose lease is still alive after its whole TTL
-// is kept alive by another agent running under the same name: it is not touched (its
-// agent would vanish from the cluster when this one stopped), and the session fails with
+// anyway): register waits for that. A key whose lease is renewed while it waits is kept
+// alive by another agent running under the same name: it is not touched (its agent would
+// vanish from the cluster when this one stopped), and the session fails with
 // ErrNodeInUse.
+//
+// Renewed means its time to live seen to rise twice: once may be etcd alone, which
+// gives every lease its whole TTL again when a member becomes leader (an etcd restarted
+// with an agent that died). A lease of a TTL too short to be seen rising (etcd reports
+// whole seconds) is taken for alive once it has outlived three TTLs and an election.
 func (s *Session) register(ctx context.Context) error {
 	key := s.c.keys.Node(s.node.Node)
 	val := mustJSON(nodeValue{NodeInfo: s.node, StartedAt: s.c.now()})
-	var deadline time.Time
+	var (
+		since     time.Time // when the holder was first seen
+		lastTTL   int64
+		renewals  int
+		holderWas clientv3.LeaseID
+	)
 	for {
 		resp, err := s.createOrGet(ctx, key, val)
 		if err != nil {
@@ -105,10 +115,17 @@ func (s *Session) register(ctx context.Context) error {
 		}
 		if kv := firstKV(resp, 0); kv != nil {
 			holder := clientv3.LeaseID(kv.Lease)
-			if holder == 0 { // written by hand: nothing keeps it, take it
-				if _, err := s.c.etcd.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
-					Then(clientv3.OpPut(key, val, clientv3.WithLease(s.LeaseID()))).Commit(); err != nil {
+			switch holder {
+			case s.LeaseID():
+				return nil // an attempt whose answer was lost
+			case 0: // written by hand: nothing keeps it, take it
+				resp, err := s.c.etcd.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+					Then(clientv3.OpPut(key, val, clientv3.WithLease(s.LeaseID()))).Commit()
+				if err != nil {
 					return err
+				}
+				if resp.Succeeded {
+					return nil
 				}
 				continue
 			}
@@ -116,13 +133,18 @@ func (s *Session) register(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			switch {
-			case ttl.TTL < 0: // expired (-1; 0 is under a second left): etcd deletes the key at once
-			case deadline.IsZero():
-				deadline = time.Now().Add(time.Duration(ttl.GrantedTTL)*time.Second + time.Second)
+			if holder != holderWas {
+				since, lastTTL, renewals, holderWas = time.Now(), ttl.TTL, 0, holder
 				s.log.Info("node key held by an earlier session; waiting for it to expire",
 					zap.Int64("holder", int64(holder)), zap.Int64("ttl_s", ttl.TTL))
-			case time.Now().After(deadline):
+			}
+			if ttl.TTL > lastTTL {
+				renewals++
+			}
+			lastTTL = ttl.TTL
+			// Expired (-1) or expiring (0 or less until etcd's next sweep): wait for it.
+			outlived := time.Since(since) > 3*time.Duration(ttl.GrantedTTL)*time.Second+5*time.Second
+			if ttl.TTL > 0 && renewals >= 2 || ttl.TTL >= 0 && outlived {
 				var v nodeValue
 				_ = json.Unmarshal(kv.Value, &v)
 				return fmt.Errorf("%w: node %s is registered by a live agent (%s, started %s, session %x): give this one another --node, or stop that one",

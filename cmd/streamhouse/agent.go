@@ -233,9 +233,10 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
+	// Plus the session TTL: a restart after a crash waits for its old session to expire.
+	startCtx, cancel := context.WithTimeout(ctx, startTimeout+f.sessionTTL)
 	defer cancel()
-	if err := awaitEtcd(startCtx, etcd, f.etcd, alog); err != nil {
+	if err := awaitEtcd(startCtx, etcd, f.etcd, coord.Keys().Root(), alog); err != nil {
 		return err
 	}
 	store, err := objstore.Open(startCtx, f.store)

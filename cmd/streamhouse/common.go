@@ -73,10 +73,10 @@ const startTimeout = 30 * time.Second
 // awaitEtcd returns once etcd answers a read, saying every etcdTimeout that it waits, or
 // ctx's end with what etcd last answered: the client dials without waiting, so an etcd
 // that is not there shows only as calls that hang.
-func awaitEtcd(ctx context.Context, etcd *clientv3.Client, endpoints string, log *zap.Logger) error {
+func awaitEtcd(ctx context.Context, etcd *clientv3.Client, endpoints, root string, log *zap.Logger) error {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, etcdTimeout)
-		_, err := etcd.Get(cctx, "/", clientv3.WithCountOnly(), clientv3.WithLimit(1))
+		_, err := etcd.Get(cctx, root, clientv3.WithCountOnly()) // one key, the cluster's root
 		cancel()
 		switch {
 		case err == nil:

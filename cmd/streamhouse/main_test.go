@@ -63,7 +63,7 @@ func TestAwaitEtcdNamesAnEtcdThatDoesNotAnswer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	err = awaitEtcd(ctx, etcd, "127.0.0.1:1", zap.NewNop())
+	err = awaitEtcd(ctx, etcd, "127.0.0.1:1", "/streamhouse/", zap.NewNop())
 	if err == nil || !strings.Contains(err.Error(), "etcd 127.0.0.1:1 did not answer") || time.Since(start) > 5*time.Second {
 		t.Fatalf("awaiting an etcd that is not there: %v after %v", err, time.Since(start))
 	}
