@@ -67,6 +67,17 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	if err := os.MkdirAll(f.data, 0o755); err != nil {
 		return fmt.Errorf("--data %s: %w", f.data, err)
 	}
+	// The listeners first: a port in use fails the start before anything runs.
+	lis, err := listen("client API", f.grpcListen)
+	if err != nil {
+		return err
+	}
+	defer lis.Close() // once served, closed by its server; a second Close does nothing
+	adminLis, err := listen("admin HTTP", f.adminListen)
+	if err != nil {
+		return err
+	}
+	defer adminLis.Close()
 	etcdURL, err := url.Parse("http://" + f.etcdListen)
 	if err != nil {
 		return fmt.Errorf("--etcd-listen %q: %w", f.etcdListen, err)
@@ -147,21 +158,12 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		nodes = append(nodes, n)
 	}
 	reads := gateway.NewReadBudget(0)
-	lis, err := listen("client API", f.grpcListen)
-	if err != nil {
-		return err
-	}
 	srv, _ := serveAPI(lis, coord, mirror, nodes[0], gateway.Limits{}, reads, log)
 	defer srv.Stop()
 	defer serveKafka(kafkaLis, coord, mirror, nodes[0], kafka.Options{Self: first, Reads: reads, Log: log})()
 	// One process serves every agent's partitions: its lag collector exports them all.
-	adminLis, err := listen("admin HTTP", f.adminListen)
-	if err != nil {
-		return err
-	}
 	admin, err := serveAdmin(adminLis, coord, store, nodes[0], reads, gateway.NewLagCollector(coord, mirror, "", log), log)
 	if err != nil {
-		_ = adminLis.Close()
 		return err
 	}
 	defer admin.Close()
