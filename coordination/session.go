@@ -99,57 +99,18 @@ const nodeKeyPoll = 250 * time.Millisecond
 func (s *Session) register(ctx context.Context) error {
 	key := s.c.keys.Node(s.node.Node)
 	val := mustJSON(nodeValue{NodeInfo: s.node, StartedAt: s.c.now()})
-	var (
-		since     time.Time // when the holder was first seen
-		lastTTL   int64
-		renewals  int
-		holderWas clientv3.LeaseID
-	)
+	var h holderWatch
 	for {
-		resp, err := s.createOrGet(ctx, key, val)
-		if err != nil {
+		done, err := s.tryRegister(ctx, key, val, &h)
+		switch {
+		case done:
 			return err
-		}
-		if resp.Succeeded {
-			return nil
-		}
-		if kv := firstKV(resp, 0); kv != nil {
-			holder := clientv3.LeaseID(kv.Lease)
-			switch holder {
-			case s.LeaseID():
-				return nil // an attempt whose answer was lost
-			case 0: // written by hand: nothing keeps it, take it
-				resp, err := s.c.etcd.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
-					Then(clientv3.OpPut(key, val, clientv3.WithLease(s.LeaseID()))).Commit()
-				if err != nil {
-					return err
-				}
-				if resp.Succeeded {
-					return nil
-				}
-				continue
-			}
-			ttl, err := s.c.etcd.TimeToLive(ctx, holder)
-			if err != nil {
-				return err
-			}
-			if holder != holderWas {
-				since, lastTTL, renewals, holderWas = time.Now(), ttl.TTL, 0, holder
-				s.log.Info("node key held by an earlier session; waiting for it to expire",
-					zap.Int64("holder", int64(holder)), zap.Int64("ttl_s", ttl.TTL))
-			}
-			if ttl.TTL > lastTTL {
-				renewals++
-			}
-			lastTTL = ttl.TTL
-			// Expired (-1) or expiring (0 or less until etcd's next sweep): wait for it.
-			outlived := time.Since(since) > 3*time.Duration(ttl.GrantedTTL)*time.Second+5*time.Second
-			if ttl.TTL > 0 && renewals >= 2 || ttl.TTL >= 0 && outlived {
-				var v nodeValue
-				_ = json.Unmarshal(kv.Value, &v)
-				return fmt.Errorf("%w: node %s is registered by a live agent (%s, started %s, session %x): give this one another --node, or stop that one",
-					ErrNodeInUse, s.node.Node, v.Addr, v.StartedAt.Format(time.RFC3339), int64(holder))
-			}
+		case err != nil && (isPermanent(err) || ctx.Err() != nil):
+			return err
+		case err != nil:
+			// An etcd electing a leader (restarted: the case the wait is for) fails a
+			// write the client does not retry: look again.
+			s.log.Debug("register node: etcd busy, trying again", zap.Error(err))
 		}
 		select {
 		case <-ctx.Done():
@@ -157,6 +118,63 @@ func (s *Session) register(ctx context.Context) error {
 		case <-time.After(nodeKeyPoll):
 		}
 	}
+}
+
+// holderWatch is what register has seen of the lease holding the node key.
+type holderWatch struct {
+	lease    clientv3.LeaseID
+	since    time.Time // when it was first seen
+	lastTTL  int64
+	lastTerm uint64 // a new leader gives every lease its TTL again, in a new term
+	renewals int
+}
+
+// tryRegister makes one attempt of register: done with its outcome, or not done (with
+// an error worth another attempt, or none when the key's holder may yet expire).
+func (s *Session) tryRegister(ctx context.Context, key, val string, h *holderWatch) (bool, error) {
+	resp, err := s.createOrGet(ctx, key, val)
+	if err != nil {
+		return false, err
+	}
+	kv := firstKV(resp, 0)
+	switch {
+	case resp.Succeeded:
+		return true, nil
+	case kv == nil: // deleted between the compare and the read
+		return false, nil
+	case clientv3.LeaseID(kv.Lease) == s.LeaseID():
+		return true, nil // an attempt whose answer was lost
+	case kv.Lease == 0: // written by hand: nothing keeps it, take it
+		resp, err := s.c.etcd.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+			Then(clientv3.OpPut(key, val, clientv3.WithLease(s.LeaseID()))).Commit()
+		if err != nil {
+			return false, err
+		}
+		return resp.Succeeded, nil
+	}
+	holder := clientv3.LeaseID(kv.Lease)
+	ttl, err := s.c.etcd.TimeToLive(ctx, holder)
+	if err != nil {
+		return false, err
+	}
+	if holder != h.lease {
+		*h = holderWatch{lease: holder, since: time.Now(), lastTTL: ttl.TTL, lastTerm: ttl.GetRaftTerm()}
+		s.log.Info("node key held by an earlier session; waiting for it to expire",
+			zap.Int64("holder", int64(holder)), zap.Int64("ttl_s", ttl.TTL))
+	}
+	if ttl.TTL > h.lastTTL && ttl.GetRaftTerm() == h.lastTerm {
+		h.renewals++
+	}
+	h.lastTTL, h.lastTerm = ttl.TTL, ttl.GetRaftTerm()
+	// Expired (-1) or expiring (0 or less until etcd's next sweep): wait for it.
+	outlived := time.Since(h.since) > 3*time.Duration(ttl.GrantedTTL)*time.Second+5*time.Second
+	if ttl.TTL > 0 && h.renewals >= 2 || ttl.TTL >= 0 && outlived {
+		var v nodeValue
+		_ = json.Unmarshal(kv.Value, &v)
+		return true, fmt.Errorf("%w: node %s is registered by a live agent (%s, started %s, session %x): give this one another --node, or stop that one",
+			ErrNodeInUse, s.node.Node, v.Addr, v.StartedAt.Format(time.RFC3339), int64(holder))
+	}
+	return false, nil
 }
 
 // Node is the agent this session belongs to.
