@@ -252,7 +252,9 @@ func (ks *Keyspace) apply(p int, resp clientv3.WatchResponse) {
 		}
 	}
 	// A progress notification promises that every event up to its header revision has
-	// been delivered; an event response only vouches for its own events.
+	// been delivered to the watches etcd knew of when it answered (one created after may
+	// still have its events to come: applied, not revs, decides what is skipped); an
+	// event response only vouches for its own events.
 	if resp.IsProgressNotify() {
 		rev = max(rev, resp.Header.Revision)
 	}

@@ -166,7 +166,8 @@ func (s *Session) tryRegister(ctx context.Context, key, val string, h *holderWat
 		h.renewals++
 	}
 	h.lastTTL, h.lastTerm = ttl.TTL, ttl.GetRaftTerm()
-	// Expired (-1) or expiring (0 or less until etcd's next sweep): wait for it.
+	// Expired (-1) or expiring (0 or less until etcd's next sweep): wait for it, unless
+	// it has outlived three TTLs and an election still at 0, a TTL too short to see rise.
 	outlived := time.Since(h.since) > 3*time.Duration(ttl.GrantedTTL)*time.Second+5*time.Second
 	if ttl.TTL > 0 && h.renewals >= 2 || ttl.TTL >= 0 && outlived {
 		var v nodeValue

@@ -241,7 +241,7 @@ records.`,
 			}
 		},
 	}
-	cmd.Flags().StringVar(&from, "from", "earliest", "earliest, latest, or an offset (with --group: where the group has not committed)")
+	cmd.Flags().StringVar(&from, "from", "earliest", "earliest, latest, or an offset (past a partition's end: from its end, an error with --partition; with --group: where the group has not committed)")
 	cmd.Flags().Int32Var(&partition, "partition", 0, "read one partition (default: all)")
 	cmd.Flags().BoolVar(&follow, "follow", false, "keep waiting for new records")
 	cmd.Flags().StringVar(&group, "group", "", "consumer group: start from its offsets, commit what was printed every 5 s and at the end")

@@ -30,7 +30,8 @@ func (c *cli) produceCmd() *cobra.Command {
 		Long: `Produces each VALUE as a record, or, with no VALUE, each line of standard input, sent
 as it comes (lines read while a request is out go in the next, up to 500 or 1 MiB).
 Records with --key go to the partition Kafka's murmur2 hash of the key picks; --partition
-forces one. Prints the partition and offset of every acked record.`,
+forces one. Prints the partition and offset of every acked record. Ctrl-C (or SIGTERM,
+SIGHUP) sends the lines already read, then stops.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()

@@ -96,7 +96,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		fromEnv(env, func(v string) (err error) { def, err = time.ParseDuration(v); return err })
 		fs.DurationVar(p, name, def, help+" ($"+env+")")
 	}
-	str(&f.node, "node", "STREAMHOUSE_NODE", host, "agent name, unique in the cluster")
+	str(&f.node, "node", "STREAMHOUSE_NODE", host, "agent name, unique in the cluster: 1-128 of a-z A-Z 0-9 . _ -; a name a running agent holds is refused, one whose agent died is taken back once its session expires (--session-ttl)")
 	str(&f.zone, "zone", "STREAMHOUSE_ZONE", "", "availability zone of this agent")
 	str(&f.etcd, "etcd", "STREAMHOUSE_ETCD_ENDPOINTS", "127.0.0.1:2379", "comma-separated etcd endpoints")
 	str(&f.etcdRoot, "etcd-root", "STREAMHOUSE_ETCD_ROOT", coordination.DefaultRoot, "key prefix of this cluster in etcd")

@@ -66,7 +66,8 @@ func runCommand[F any](name string, args []string, stderr io.Writer,
 // etcdTimeout bounds dialling etcd and each call of the readiness probe.
 const etcdTimeout = 5 * time.Second
 
-// startTimeout bounds an agent's start: etcd answering, the store checked, the metadata
+// startTimeout, with the session TTL on top (a restart after a crash waits out its old
+// session), bounds an agent's start: etcd answering, the store checked, the metadata
 // loaded, the session and the node started.
 const startTimeout = 30 * time.Second
 

@@ -67,7 +67,8 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	if err := os.MkdirAll(f.data, 0o755); err != nil {
 		return fmt.Errorf("--data %s: %w", f.data, err)
 	}
-	// The listeners first: a port in use fails the start before anything runs.
+	// The client API and admin listeners first: a port in use fails the start before
+	// anything runs (the Kafka listener's below, before any agent).
 	lis, err := listen("client API", f.grpcListen)
 	if err != nil {
 		return err
