@@ -273,15 +273,12 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 			return err
 		}
 	}
-	apiLis, err := listen("client API", f.grpcListen)
+	apiLis, adminLis, err := listenAPIAndAdmin(f.grpcListen, f.adminListen)
 	if err != nil {
 		return err
 	}
-	defer apiLis.Close() // once served, closed by its server; a second Close does nothing
-	adminLis, err := listen("admin HTTP", f.adminListen)
-	if err != nil {
-		return err
-	}
+	// Once served, closed by their servers; a second Close does nothing.
+	defer apiLis.Close()
 	defer adminLis.Close()
 	kafkaLis, kafkaAddr, err := listenKafka(f.kafkaListen, f.kafkaAdvertise, advHost)
 	if err != nil {

@@ -134,6 +134,18 @@ func listen(what, addr string) (net.Listener, error) {
 	return lis, nil
 }
 
+// listenAPIAndAdmin opens the client API's and the admin HTTP's listeners, or neither.
+func listenAPIAndAdmin(apiAddr, adminAddr string) (api, admin net.Listener, err error) {
+	if api, err = listen("client API", apiAddr); err != nil {
+		return nil, nil, err
+	}
+	if admin, err = listen("admin HTTP", adminAddr); err != nil {
+		_ = api.Close()
+		return nil, nil, err
+	}
+	return api, admin, nil
+}
+
 // serveAPI serves the client API on lis through node; served reports when it stops.
 func serveAPI(lis net.Listener, coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node,
 	limits gateway.Limits, reads *membudget.Budget, log *zap.Logger) (srv *grpc.Server, served <-chan error) {

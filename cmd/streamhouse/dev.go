@@ -69,15 +69,12 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	}
 	// The client API and admin listeners first: a port in use fails the start before
 	// anything runs (the Kafka listener's below, before any agent).
-	lis, err := listen("client API", f.grpcListen)
+	lis, adminLis, err := listenAPIAndAdmin(f.grpcListen, f.adminListen)
 	if err != nil {
 		return err
 	}
-	defer lis.Close() // once served, closed by its server; a second Close does nothing
-	adminLis, err := listen("admin HTTP", f.adminListen)
-	if err != nil {
-		return err
-	}
+	// Once served, closed by their servers; a second Close does nothing.
+	defer lis.Close()
 	defer adminLis.Close()
 	etcdURL, err := url.Parse("http://" + f.etcdListen)
 	if err != nil {
