@@ -142,7 +142,8 @@ records.`,
 			for _, p := range parts {
 				pending[p] = !committed[p]
 			}
-			lastCommit, printedSince := time.Now(), false
+			lastCommit := time.Now()
+			// commit commits the pending partitions, if any.
 			commit := func() error {
 				if group == "" {
 					return nil
@@ -166,7 +167,7 @@ records.`,
 						pending[p] = false
 					}
 				}
-				lastCommit, printedSince = time.Now(), false
+				lastCommit = time.Now()
 				return nil
 			}
 			// finish ends the read: it commits what was printed, and returns err with the
@@ -213,7 +214,7 @@ records.`,
 						printed++
 						got++
 						next[p] = r.Offset + 1
-						pending[p], printedSince = true, true
+						pending[p] = true
 					}
 				}
 				if limit > 0 && printed >= limit {
@@ -222,7 +223,7 @@ records.`,
 				if got == 0 && !follow {
 					return finish(nil)
 				}
-				if printedSince && group != "" && time.Since(lastCommit) >= groupCommitEvery {
+				if group != "" && time.Since(lastCommit) >= groupCommitEvery {
 					if err := commit(); err != nil {
 						// The next commit, or the last, may succeed; the records stay printed.
 						fmt.Fprintf(cmd.ErrOrStderr(), "streamctl: %v (trying again in %s)\n", err, groupCommitEvery)
