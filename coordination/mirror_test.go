@@ -3,12 +3,14 @@ package coordination_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/tests/harness"
@@ -265,7 +267,13 @@ func TestWaitForRevisionEndsWithItsContextWhileEtcdIsDown(t *testing.T) {
 	if err := e.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // the watch's stream has broken and is reconnecting
+	// The client has seen its connection go: the watch's stream is reconnecting.
+	harness.Eventually(t, 5*time.Second, func() error {
+		if st := c.Etcd().ActiveConnection().GetState(); st == connectivity.Ready {
+			return fmt.Errorf("connection to the stopped etcd still %s", st)
+		}
+		return nil
+	})
 	for range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		done := make(chan error, 1)

@@ -62,7 +62,20 @@ func TestLineBatcherBoundsABatch(t *testing.T) {
 	}{{"records", 500, 1 << 20, 500}, {"bytes", 500, 30, 3}} {
 		t.Run(c.name, func(t *testing.T) {
 			b := newLineBatcher(strings.NewReader(in.String()), 1<<10, c.maxRecords, c.maxBytes, 6)
-			time.Sleep(50 * time.Millisecond) // let it read all it may
+			// It reads until the waiting batch is full, and stops there.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				b.mu.Lock()
+				n := len(b.batch)
+				b.mu.Unlock()
+				if n == c.want {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the waiting batch holds %d lines after 5 s, want %d", n, c.want)
+				}
+				time.Sleep(time.Millisecond)
+			}
 			next := 0
 			for {
 				lines, err := nextWithin(t, b)

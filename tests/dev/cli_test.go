@@ -105,6 +105,19 @@ func (d *devCluster) groupOffset(t *testing.T, group, topic string) string {
 	return ""
 }
 
+// awaitGroupOffset polls, every 250 ms for at most timeout, until group has committed
+// want on topic's partition 0 (a commit the reader makes while it runs).
+func (d *devCluster) awaitGroupOffset(t *testing.T, group, topic, want string, timeout time.Duration) {
+	t.Helper()
+	got := ""
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if got = d.groupOffset(t, group, topic); got == want {
+			return
+		}
+	}
+	t.Fatalf("group %s committed %q on %s/0 after %s, want %s", group, got, topic, timeout, want)
+}
+
 // TestGroupReaderCommitsWhatItPrinted: `consume --group` commits what it printed every
 // few seconds while it runs (a reader killed outright prints again only what came in that
 // time), when its terminal closes (SIGHUP) or its output does (| head), only partitions it
@@ -116,10 +129,12 @@ func TestGroupReaderCommitsWhatItPrinted(t *testing.T) {
 
 	killed := d.launch(t, "consume", "events", "--group", "killed", "--follow")
 	killed.expect(t, 3)
-	time.Sleep(6 * time.Second) // past the 5 s between commits, and a fetch's wait
+	// Committed while it runs (every 5 s, after a fetch's wait of up to 1 s), so a kill
+	// loses nothing it printed.
+	d.awaitGroupOffset(t, "killed", "events", "3", 15*time.Second)
 	_ = killed.signal(t, syscall.SIGKILL)
 	if got := d.groupOffset(t, "killed", "events"); got != "3" {
-		t.Fatalf("a reader killed 6 s after printing 3 records had committed %q, want 3", got)
+		t.Fatalf("a reader killed after printing 3 records had committed %q, want 3", got)
 	}
 
 	hungUp := d.launch(t, "consume", "events", "--group", "hung-up", "--follow")
@@ -135,7 +150,7 @@ func TestGroupReaderCommitsWhatItPrinted(t *testing.T) {
 	// more.
 	other := d.launch(t, "consume", "events", "--group", "other", "--follow")
 	other.expect(t, 3)
-	time.Sleep(6 * time.Second) // its commit of 3 is done
+	d.awaitGroupOffset(t, "other", "events", "3", 15*time.Second) // its commit while it runs
 	d.must("", "group", "commit", "other", "--topic", "events", "--partition", "0", "--offset", "1")
 	if err := other.signal(t, syscall.SIGINT); err != nil {
 		t.Fatalf("a reader stopped by Ctrl-C: %v; stderr: %s", err, other.stderr)
