@@ -70,10 +70,22 @@ func (c *cli) withTimeout(ctx context.Context, method string, req, reply any, cc
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	err := invoke(tctx, method, req, reply, cc, opts...)
-	if err != nil && ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded) {
+	if err != nil && ctx.Err() == nil && ranOut(tctx, err, c.timeout) {
 		return status.Errorf(codes.DeadlineExceeded, "%s did not answer %s within %s (--timeout)", c.addr, method[strings.LastIndex(method, "/")+1:], c.timeout)
 	}
 	return err
+}
+
+// ranOut says whether a call's error is its own deadline of timeout. gRPC sends the
+// deadline to the server, whose copy may fire a moment before ours: the call then ends
+// DeadlineExceeded while ctx has not yet. A DeadlineExceeded well before the deadline is
+// the server's own (its etcd call timed out, say) and keeps its message.
+func ranOut(ctx context.Context, err error, timeout time.Duration) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	deadline, ok := ctx.Deadline()
+	return ok && status.Code(err) == codes.DeadlineExceeded && time.Until(deadline) <= timeout/10
 }
 
 func (c *cli) client() (pb.StreamHouseClient, error) {
