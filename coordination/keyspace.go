@@ -52,7 +52,8 @@ type Keyspace struct {
 	kvs  []KeyValue // sorted by Key
 	revs []int64    // per prefix, the revision its watch has delivered up to
 	// applied is, per prefix, the revision of the last event applied (or of the load):
-	// a resumed watch's events up to it are skipped. It is not revs: a progress
+	// a watch resumes after it, and a resumed watch's events up to it are skipped. It is
+	// not revs: a progress
 	// notification may reach a watch whose events up to its revision are still to come
 	// (etcd computes it for the watches it knows; the client gives it to every watch it
 	// has, one whose creation etcd handled after the request included), and those
@@ -159,10 +160,14 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 	// that revision may not have come yet.
 	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), keyspaceStreamKey, ks.stream))
 	defer cancel()
-	// Every prefix from the revision after the mirror's, the least of theirs: a watch
-	// asked to start past etcd's current revision would hold back progress
-	// notifications, and apply skips what a prefix has already applied.
-	from := ks.Revision() + 1
+	// Each prefix from the revision after its last applied event, not after its revs: a
+	// progress notification may have moved revs past events this prefix's watch had not
+	// delivered yet when it failed (apply), and a watch from there would never send them.
+	// A prefix quiet for longer than etcd keeps history then resumes from a compacted
+	// revision, and the mirror reloads (Watch): a few Gets, after a watch broke.
+	ks.mu.RLock()
+	from := slices.Clone(ks.applied)
+	ks.mu.RUnlock()
 	type response struct {
 		prefix int
 		clientv3.WatchResponse
@@ -170,7 +175,7 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 	resps := make(chan response)
 	closed := make(chan int, len(ks.prefixes))
 	for i, prefix := range ks.prefixes {
-		wch := etcd.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
+		wch := etcd.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from[i]+1), clientv3.WithProgressNotify())
 		go func() {
 			for resp := range wch {
 				select {
@@ -197,7 +202,7 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 			_ = etcd.RequestProgress(wctx)
 		case r := <-resps:
 			if r.CompactRevision != 0 {
-				return applied, fmt.Errorf("watch of %s from %d (compacted at %d): %w", ks.prefixes[r.prefix], from, r.CompactRevision, rpctypes.ErrCompacted)
+				return applied, fmt.Errorf("watch of %s from %d (compacted at %d): %w", ks.prefixes[r.prefix], from[r.prefix]+1, r.CompactRevision, rpctypes.ErrCompacted)
 			}
 			if err := r.Err(); err != nil {
 				return applied, err

@@ -319,3 +319,30 @@ func TestMirrorDropsEveryLeaseOfAnExpiredSession(t *testing.T) {
 		t.Fatalf("after the session's lease ended, the mirror still has owners %+v and nodes %+v", owners, nodes)
 	}
 }
+
+// TestMirrorResumesBeforeEventsAProgressNotificationCameAhead: a watch heard of revision
+// R from a progress notification before its events up to R came (etcd answered a
+// progress request for the watches it knew; the client gave the answer to every watch),
+// and failed then. The resumed watch must still send those events: a topic created at R
+// is mirrored.
+func TestMirrorResumesBeforeEventsAProgressNotificationCameAhead(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t)
+	m := c.NewMirror()
+	if err := m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustTopic(t, c, "early", 3)
+	m.ApplyProgress(lastRevision(t, c))
+	startWatch(t, m)
+	mustTopic(t, c, "later", 1) // once the mirror reflects it, the watch has run past "early"
+	if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Topic("later"); !ok {
+		t.Fatal("topic created after the watch started is not mirrored")
+	}
+	if got, ok := m.Topic("early"); !ok || got.Partitions != 3 {
+		t.Fatalf("topic created before a progress notification of its revision: %+v, %v; want 3 partitions", got, ok)
+	}
+}
