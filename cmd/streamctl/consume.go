@@ -28,17 +28,26 @@ const groupCommitEvery = 5 * time.Second
 
 // jsonRecord is a record of `consume --output json`. A key or value that is not UTF-8
 // comes base64-encoded in key_base64 or value_base64 (key or value is then null), so
-// that no byte is lost.
+// that no byte is lost. Headers are a list in the record's order, as Kafka's are: a key
+// may repeat.
 type jsonRecord struct {
-	Topic       string            `json:"topic"`
-	Partition   int32             `json:"partition"`
-	Offset      int64             `json:"offset"`
-	Timestamp   int64             `json:"timestamp_ms"`
-	Key         *string           `json:"key"`
-	KeyBase64   *string           `json:"key_base64,omitempty"`
-	Value       *string           `json:"value"`
-	ValueBase64 *string           `json:"value_base64,omitempty"`
-	Headers     map[string]string `json:"headers,omitempty"`
+	Topic       string       `json:"topic"`
+	Partition   int32        `json:"partition"`
+	Offset      int64        `json:"offset"`
+	Timestamp   int64        `json:"timestamp_ms"`
+	Key         *string      `json:"key"`
+	KeyBase64   *string      `json:"key_base64,omitempty"`
+	Value       *string      `json:"value"`
+	ValueBase64 *string      `json:"value_base64,omitempty"`
+	Headers     []jsonHeader `json:"headers,omitempty"`
+}
+
+// jsonHeader is a record header of `consume --output json`; a value that is not UTF-8
+// comes as value_base64.
+type jsonHeader struct {
+	Key         string  `json:"key"`
+	Value       *string `json:"value"`
+	ValueBase64 *string `json:"value_base64,omitempty"`
 }
 
 // jsonBytes sets text to b when b is UTF-8, or encoded to its base64 when not; neither
@@ -247,7 +256,7 @@ records.`,
 	cmd.Flags().BoolVar(&follow, "follow", false, "keep waiting for new records")
 	cmd.Flags().StringVar(&group, "group", "", "consumer group: start from its offsets, commit what was printed every 5 s and at the end")
 	cmd.Flags().IntVar(&limit, "limit", 0, "stop after this many records (0: no limit)")
-	cmd.Flags().StringVar(&output, "output", "text", "text or json (one JSON object per line; a key or value that is not UTF-8 comes as key_base64 or value_base64)")
+	cmd.Flags().StringVar(&output, "output", "text", "text or json (one JSON object per line; a key, value or header value that is not UTF-8 comes as key_base64 or value_base64; headers are a list)")
 	return cmd
 }
 
@@ -259,10 +268,9 @@ func (c *cli) print(output, topic string, r *pb.Record) error {
 		jsonBytes(r.Key, &j.Key, &j.KeyBase64)
 		jsonBytes(r.Value, &j.Value, &j.ValueBase64)
 		for _, h := range r.Headers {
-			if j.Headers == nil {
-				j.Headers = map[string]string{}
-			}
-			j.Headers[h.Key] = string(h.Value)
+			jh := jsonHeader{Key: h.Key}
+			jsonBytes(h.Value, &jh.Value, &jh.ValueBase64)
+			j.Headers = append(j.Headers, jh)
 		}
 		b, err := json.Marshal(j)
 		if err != nil {
