@@ -38,7 +38,7 @@ type fetchPart struct {
 
 // fetch reads every partition asked for, concurrently. A fetch that finds fewer than
 // min bytes waits up to max wait for more, answering as soon as any partition has
-// records. Fetch sessions are not kept (session id 0): clients send full requests.
+// records, or has an error to tell (answerNow). Fetch sessions are not kept (session id 0): clients send full requests.
 func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
 	deadline := time.Now().Add(min(time.Duration(max(r.MaxWaitMillis, 0))*time.Millisecond, maxFetchWait))
@@ -125,12 +125,12 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 	// A first read that does not wait; then, while that is less than min bytes, reads
 	// that wait at the log end, until the deadline.
 	total := s.fetchRound(ctx, c, parts, 0)
-	if total < int(r.MinBytes) && ctx.Err() == nil && time.Until(deadline) > 0 {
+	if total < int(r.MinBytes) && !answerNow(resp, parts) && ctx.Err() == nil && time.Until(deadline) > 0 {
 		// The long polls hold none of the budget while they wait; what they wake to was
 		// committed a moment ago and is held by the recent buffer, and is accounted from
 		// here without waiting (as gRPC's fetch does).
 		req.hold.Resize(int64(total))
-		for total < int(r.MinBytes) && ctx.Err() == nil {
+		for total < int(r.MinBytes) && !answerNow(resp, parts) && ctx.Err() == nil {
 			wait := time.Until(deadline)
 			if wait <= 0 {
 				break
@@ -146,6 +146,26 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		}
 	}
 	return resp
+}
+
+// answerNow says whether a fetch must be answered without waiting for min bytes, as
+// Kafka's broker does: a partition has an error or a preferred read replica to tell, or
+// none is left to read (each answered with an error or read up to its max bytes; a
+// round would return at once, and the wait would spin until max wait).
+func answerNow(resp *kmsg.FetchResponse, parts []*fetchPart) bool {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 || p.PreferredReadReplica >= 0 {
+				return true
+			}
+		}
+	}
+	for _, fp := range parts {
+		if !fp.done {
+			return false
+		}
+	}
+	return true
 }
 
 // fetchRound reads every partition not yet answered, each waiting up to wait at its log
@@ -222,7 +242,12 @@ func (s *Server) answer(fp *fetchPart, resp *partitionpb.FetchResponse, err erro
 	out.HighWatermark, out.LastStableOffset, out.LogStartOffset = resp.HighWaterMark, resp.HighWaterMark, resp.LogStartOffset
 	added := 0
 	for _, r := range resp.Records {
-		added += len(r.Key) + len(r.Value)
+		// Its fields at their smallest besides the payload: Kafka counts min bytes in
+		// encoded bytes, so a record with no key, value or headers counts too.
+		added += minRecordBytes + len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			added += len(h.Key) + len(h.Value)
+		}
 	}
 	if len(resp.Records) > 0 {
 		fp.records = append(fp.records, resp.Records...)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -285,4 +286,68 @@ func fetchRequest(version int16, topic string, maxWait time.Duration) *kmsg.Fetc
 	tp.Partitions = append(tp.Partitions, pp)
 	req.Topics = append(req.Topics, tp)
 	return req
+}
+
+// TestFetchAnswersAtOnceWhatItCannotWaitFor: a fetch waiting up to 10 s for min bytes is
+// answered at once, as Kafka's broker answers it, when a partition has an error to tell
+// (an offset out of range, an unknown partition, also beside an idle partition) or when
+// it found a record, one with no key, value or headers included. Before, each waited its
+// whole max wait, the agent spinning a core on reads that returned at once.
+func TestFetchAnswersAtOnceWhatItCannotWaitFor(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.createTopic("now", 2, nil)
+	cl := c.client(kgo.DefaultProduceTopic("now"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Partition: 0}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	broker := cl.Broker(int(metadata(t, c, "fetcher").Brokers[0].NodeID))
+	const maxWait = 10 * time.Second
+	for _, tc := range []struct {
+		name    string
+		offsets map[int32]int64 // partition → fetch offset
+		want    map[int32]int16 // partition → error code
+		records int             // in partition 0
+	}{
+		{"a record with no payload", map[int32]int64{0: 0}, map[int32]int16{0: 0}, 1},
+		{"an offset past the end", map[int32]int64{0: 5}, map[int32]int16{0: kerr.OffsetOutOfRange.Code}, 0},
+		{"an offset past the end beside an idle partition", map[int32]int64{0: 5, 1: 0}, map[int32]int16{0: kerr.OffsetOutOfRange.Code, 1: 0}, 0},
+		{"an unknown partition", map[int32]int64{0: 1, 7: 0}, map[int32]int16{0: 0, 7: kerr.UnknownTopicOrPartition.Code}, 0},
+	} {
+		req := fetchRequest(12, "now", maxWait)
+		req.Topics[0].Partitions = nil
+		for p, off := range tc.offsets {
+			pp := kmsg.NewFetchRequestTopicPartition()
+			pp.Partition, pp.FetchOffset, pp.PartitionMaxBytes = p, off, 1<<20
+			req.Topics[0].Partitions = append(req.Topics[0].Partitions, pp)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
+		resp, err := req.RequestWith(ctx, broker)
+		took := time.Since(start)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if took > maxWait/2 {
+			t.Errorf("%s: answered after %v of its %v max wait", tc.name, took.Round(time.Millisecond), maxWait)
+		}
+		for _, p := range resp.Topics[0].Partitions {
+			if p.ErrorCode != tc.want[p.Partition] {
+				t.Errorf("%s: partition %d error %d, want %d", tc.name, p.Partition, p.ErrorCode, tc.want[p.Partition])
+			}
+			if p.Partition == 0 {
+				n := 0
+				if len(p.RecordBatches) > 0 {
+					var rb kmsg.RecordBatch
+					if err := rb.ReadFrom(p.RecordBatches); err != nil {
+						t.Fatalf("%s: %v", tc.name, err)
+					}
+					n = int(rb.NumRecords)
+				}
+				if n != tc.records {
+					t.Errorf("%s: %d records from partition 0, want %d", tc.name, n, tc.records)
+				}
+			}
+		}
+	}
 }
