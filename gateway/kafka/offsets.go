@@ -47,27 +47,16 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 			pending = append(pending, part)
 		}
 	}
-	// Chunks of one transaction each: a refusal (a partition that does not exist, an
-	// offset past the high-water mark) fails its chunk's partitions only.
+	// Chunks of one transaction each.
 	sort.Slice(pending, func(i, j int) bool { return pending[i].String() < pending[j].String() })
 	for len(pending) > 0 {
 		n := min(len(pending), commitChunk)
-		chunk := map[coordination.Partition]coordination.GroupOffset{}
-		for _, p := range pending[:n] {
-			chunk[p] = offsets[p]
-		}
-		err := storeOffsets(ctx, func(ctx context.Context) error { return gc.CommitOffsets(ctx, chunk) })
-		if errors.Is(err, coordination.ErrFenced) {
+		if commitRun(ctx, gc, pending[:n], offsets, codes) {
 			s.groups.fenced(gc)
-			for _, p := range pending {
+			for _, p := range pending[n:] {
 				codes[p] = kerr.NotCoordinator.Code
 			}
 			break
-		}
-		if err != nil {
-			for p := range chunk {
-				codes[p] = offsetsCode(err)
-			}
 		}
 		pending = pending[n:]
 	}
@@ -82,6 +71,45 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// commitRun commits the offsets of parts in one transaction and sets their codes. A
+// refusal of one partition (its topic or it does not exist, its offset is past the
+// high-water mark) fails the whole transaction: parts are then committed one at a time,
+// so that only the refused are refused, as Kafka answers each partition on its own (a
+// consumer of a topic just deleted still commits its others). It reports whether the
+// group's claim was fenced (parts not committed are then NOT_COORDINATOR).
+func commitRun(ctx context.Context, gc *coordination.GroupClaim, parts []coordination.Partition,
+	offsets map[coordination.Partition]coordination.GroupOffset, codes map[coordination.Partition]int16) bool {
+	run := make(map[coordination.Partition]coordination.GroupOffset, len(parts))
+	for _, p := range parts {
+		run[p] = offsets[p]
+	}
+	err := storeOffsets(ctx, func(ctx context.Context) error { return gc.CommitOffsets(ctx, run) })
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, coordination.ErrFenced):
+		for _, p := range parts {
+			codes[p] = kerr.NotCoordinator.Code
+		}
+		return true
+	case len(parts) > 1 && (errors.Is(err, coordination.ErrTopicNotFound) ||
+		errors.Is(err, coordination.ErrPartitionNotFound) || errors.Is(err, coordination.ErrOffsetOutOfRange)):
+		for i := range parts {
+			if commitRun(ctx, gc, parts[i:i+1], offsets, codes) {
+				for _, p := range parts[i+1:] {
+					codes[p] = kerr.NotCoordinator.Code
+				}
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range parts {
+		codes[p] = offsetsCode(err)
+	}
+	return false
 }
 
 // checkCommit validates a commit as Kafka's group coordinator does. A standalone

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -247,6 +248,54 @@ func TestOffsetMetadataIsBounded(t *testing.T) {
 	got, err := fetch.RequestWith(ctx, cl)
 	if err != nil || got.ErrorCode != 0 || len(got.Topics) != 1 || len(got.Topics[0].Partitions) != 1 || got.Topics[0].Partitions[0].Partition != 1 {
 		t.Fatalf("committed: %+v, %v; want partition 1 only", got, err)
+	}
+}
+
+// TestOffsetCommitRefusesOnlyThePartitionsAtFault: Kafka answers each partition of an
+// OffsetCommit on its own. A partition that does not exist, of a topic that does not
+// (a consumer's topic deleted under it) or an offset past the high-water mark is
+// refused; the request's other partitions are committed. Before, one refusal failed
+// every partition of its transaction (up to 100), whose progress was then lost.
+func TestOffsetCommitRefusesOnlyThePartitionsAtFault(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const topic, group = "kept", "kept-group"
+	c.createTopic(topic, 2, nil)
+	c.produceAtOnce(topic, 1, 20, 100, func(int) []kgo.Opt { return nil })
+	cl := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req := commitRequest(group, "", -1, topic, 0) // kept/0 at 0: within any high-water mark
+	for _, p := range []struct {
+		partition int32
+		offset    int64
+	}{{1, 1 << 40}, {9, 0}} {
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset = p.partition, p.offset
+		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+	}
+	gone := commitRequest(group, "", -1, "gone", 0).Topics[0]
+	req.Topics = append(req.Topics, gone)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int16{}
+	for _, rt := range resp.Topics {
+		for _, p := range rt.Partitions {
+			got[fmt.Sprintf("%s/%d", rt.Topic, p.Partition)] = p.ErrorCode
+		}
+	}
+	want := map[string]int16{"kept/0": 0, "kept/1": kerr.OffsetOutOfRange.Code, "kept/9": kerr.UnknownTopicOrPartition.Code,
+		"gone/0": kerr.UnknownTopicOrPartition.Code}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("codes %v, want %v", got, want)
+	}
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	fetch.Group = group
+	committed, err := fetch.RequestWith(ctx, cl)
+	if err != nil || committed.ErrorCode != 0 || len(committed.Topics) != 1 || len(committed.Topics[0].Partitions) != 1 ||
+		committed.Topics[0].Partitions[0].Partition != 0 || committed.Topics[0].Partitions[0].Offset != 0 {
+		t.Fatalf("committed: %+v, %v; want kept/0 at 0 only", committed, err)
 	}
 }
 
