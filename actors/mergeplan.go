@@ -37,7 +37,8 @@ const (
 	lazyMinSegment = 8 << 10
 	// lazyTail: the newest segments whose size says whether a partition is busy now.
 	lazyTail = 16
-	// maxRemoveSegments bounds the segments one retention rewrite removes.
+	// maxRemoveSegments bounds the segments one retention rewrite removes (and
+	// coordination.MaxTombstoneBytes the objects its tombstone names).
 	maxRemoveSegments = 2000
 )
 
@@ -158,7 +159,8 @@ func planExpiry(segs []indexed, spec coordination.TopicSpec, now time.Time) int 
 		}
 		n = max(n, k)
 	}
-	return min(n, maxRemoveSegments)
+	n = min(n, maxRemoveSegments)
+	return coordination.SegmentsWithinTombstone(metas(segs[:n]))
 }
 
 // writtenMs is when a segment was written; for segments indexed before WrittenMs existed,

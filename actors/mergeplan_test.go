@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -180,5 +182,34 @@ func TestPlanReadsReadsEachObjectOnceAndLittleElse(t *testing.T) {
 	}
 	if runs, _ := planReads(nil, gap); len(runs) != 0 {
 		t.Errorf("%d GETs for no segments", len(runs))
+	}
+}
+
+// TestPlanExpiryKeepsItsTombstoneWithinEtcdsRequests: retention of a large partition's
+// linked segments (1000 expired, 128 pieces each in objects of their own) removes a
+// prefix whose tombstone fits one etcd request, and the rest in later passes. Before, it
+// planned all of them at once: a transaction etcd refused every pass, so nothing expired
+// and the partition stopped merging.
+func TestPlanExpiryKeepsItsTombstoneWithinEtcdsRequests(t *testing.T) {
+	now := time.UnixMilli(10_000_000)
+	var segs []indexed
+	for i := range int64(1000) {
+		m := coordination.SegmentMeta{Base: i * 128, Last: i*128 + 127, WrittenMs: 1}
+		for j := range int64(128) {
+			m.Parts = append(m.Parts, coordination.SegmentPart{Object: fmt.Sprintf("data/agent-1/%012d-%010d.obj", i, j), Base: m.Base + j, Last: m.Base + j})
+		}
+		segs = append(segs, indexed{SegmentMeta: m})
+	}
+	spec := coordination.TopicSpec{RetentionMs: time.Minute.Milliseconds(), RetentionBytes: -1}
+	n := planExpiry(segs, spec, now)
+	if n < 1 || n >= len(segs) {
+		t.Fatalf("%d of %d expired segments planned", n, len(segs))
+	}
+	names, err := json.Marshal(coordination.ObjectsOf(metas(segs[:n])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) > coordination.MaxTombstoneBytes {
+		t.Fatalf("the tombstone of %d segments names %d bytes of objects, more than %d", n, len(names), coordination.MaxTombstoneBytes)
 	}
 }

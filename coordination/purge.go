@@ -98,12 +98,13 @@ func (c *Client) purgeSegments(ctx context.Context, topic string, p int32, uncha
 			}
 			metas = append(metas, m)
 		}
+		metas = metas[:SegmentsWithinTombstone(metas)]
 		t := Tombstone{Objects: ObjectsOf(metas), RemovedAt: c.now(), Reason: RemovedByDelete}
-		first := resp.Kvs[0]
+		first, last := resp.Kvs[0], resp.Kvs[len(metas)-1]
 		base := strings.TrimPrefix(string(first.Key), prefix)
 		noOwner := clientv3.Compare(clientv3.CreateRevision(c.keys.Lease(topic, p)), "=", 0)
 		err = c.guarded(ctx, []clientv3.Cmp{unchanged, noOwner},
-			clientv3.OpDelete(string(first.Key), clientv3.WithRange(string(resp.Kvs[len(resp.Kvs)-1].Key)+"\x00")),
+			clientv3.OpDelete(string(first.Key), clientv3.WithRange(string(last.Key)+"\x00")),
 			clientv3.OpPut(c.keys.Tombstone(topic, p, "purge-"+base), mustJSON(t)))
 		if err != nil {
 			return fmt.Errorf("purge %s/%d: %w", topic, p, err)

@@ -2,11 +2,15 @@ package coordination_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/streamhouse/streamhouse/coordination"
 )
@@ -391,4 +395,89 @@ func segmentsOf(t *testing.T, c *coordination.Client, topic string) []coordinati
 		t.Fatal(err)
 	}
 	return segs
+}
+
+// linkedIndex writes n linked segments of topic's partition 0 straight into etcd, each of
+// parts pieces in objects of their own, with names as long as an agent's: the index a
+// large partition's merges leave.
+func linkedIndex(t *testing.T, c *coordination.Client, topic string, n, parts int) []string {
+	t.Helper()
+	var objects []string
+	var ops []clientv3.Op
+	for i := range int64(n) {
+		m := coordination.SegmentMeta{Base: i * int64(parts), Last: (i+1)*int64(parts) - 1, Records: int64(parts), Epoch: 1}
+		for j := range int64(parts) {
+			o := fmt.Sprintf("data/agent-with-a-long-name-1/%012d-%010d.obj", i, j)
+			objects = append(objects, o)
+			m.Parts = append(m.Parts, coordination.SegmentPart{Object: o, ZBytes: 10, Base: m.Base + j, Last: m.Base + j, Records: 1, Bytes: 100})
+			m.ZBytes += 10
+			m.Bytes += 100
+		}
+		v, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ops = append(ops, clientv3.OpPut(c.Keys().Segment(topic, 0, m.Base), string(v))); len(ops) == 16 || i == int64(n)-1 {
+			if _, err := c.Etcd().Txn(ctxT(t)).Then(ops...).Commit(); err != nil {
+				t.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+	}
+	return objects
+}
+
+// TestPurgeOfLinkedSegmentsFitsEtcdsRequests: a deleted topic whose purge page would
+// name more objects than one etcd request may carry (300 linked segments of 100 pieces:
+// 1.8 MB of names against etcd's default 1.5 MiB) is purged in smaller pages, every
+// object under a tombstone. Before, the page was refused every time, and the topic,
+// its name and every sweep after it stuck.
+func TestPurgeOfLinkedSegmentsFitsEtcdsRequests(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "big", 1)
+	objects := linkedIndex(t, c, "big", 300, 100)
+	ctx := ctxT(t)
+	if err := c.DeleteTopic(ctx, "big"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PurgeTopic(ctx, "big"); err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	x, err := c.ObjectIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objects {
+		if x.Removed[o].RemovedAt == 0 {
+			t.Fatalf("object %s of the purged topic has no tombstone", o)
+		}
+	}
+	if len(x.Tombstones) < 4 {
+		t.Fatalf("%d tombstones for 1.8 MB of object names, want pages of at most %d bytes", len(x.Tombstones), coordination.MaxTombstoneBytes)
+	}
+}
+
+func TestSegmentsWithinTombstone(t *testing.T) {
+	seg := func(objects ...string) coordination.SegmentMeta {
+		m := coordination.SegmentMeta{}
+		for _, o := range objects {
+			m.Parts = append(m.Parts, coordination.SegmentPart{Object: o})
+		}
+		return m
+	}
+	big := strings.Repeat("x", coordination.MaxTombstoneBytes/2)
+	for _, tc := range []struct {
+		name string
+		segs []coordination.SegmentMeta
+		want int
+	}{
+		{"none", nil, 0},
+		{"one larger than the bound", []coordination.SegmentMeta{seg(big+"a", big+"b")}, 1},
+		{"a second that would pass it", []coordination.SegmentMeta{seg(big + "a"), seg(big + "b"), seg("c")}, 1},
+		{"objects shared count once", []coordination.SegmentMeta{seg(big + "a"), seg(big+"a", "c"), seg("d")}, 3},
+	} {
+		if got := coordination.SegmentsWithinTombstone(tc.segs); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
 }

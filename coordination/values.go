@@ -107,6 +107,32 @@ func ObjectsOf(segs []SegmentMeta) []string {
 	return out
 }
 
+// MaxTombstoneBytes bounds the object names of one tombstone, within etcd's default
+// request size (--max-request-bytes, 1.5 MiB) with room for the rest of its
+// transaction: a run of segments taken out of the index names up to 128 pieces per
+// linked segment, most in objects of their own, so a retention run or purge page of a
+// large partition could otherwise make a transaction etcd refuses every time.
+const MaxTombstoneBytes = 512 << 10
+
+// SegmentsWithinTombstone returns how many of the leading segs one tombstone can name
+// the objects of within MaxTombstoneBytes: at least one, so that every run moves.
+func SegmentsWithinTombstone(segs []SegmentMeta) int {
+	seen := map[string]bool{}
+	size := 0
+	for i := range segs {
+		for _, p := range segs[i].Pieces() {
+			if !seen[p.Object] {
+				seen[p.Object] = true
+				size += len(p.Object) + len(`"",`)
+			}
+		}
+		if size > MaxTombstoneBytes && i > 0 {
+			return i
+		}
+	}
+	return len(segs)
+}
+
 // check reports what makes m an impossible index entry: a stored segment without an
 // object, or parts that are not exactly its offsets and bytes.
 func (m *SegmentMeta) check() error {
