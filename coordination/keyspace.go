@@ -163,8 +163,9 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 	// Each prefix from the revision after its last applied event, not after its revs: a
 	// progress notification may have moved revs past events this prefix's watch had not
 	// delivered yet when it failed (apply), and a watch from there would never send them.
-	// A prefix quiet for longer than etcd keeps history then resumes from a compacted
-	// revision, and the mirror reloads (Watch): a few Gets, after a watch broke.
+	// The price, paid only when a watch breaks: a prefix quiet for longer than etcd keeps
+	// history resumes from a compacted revision and the mirror reloads (Watch: a Get of
+	// each prefix), and one quiet for less makes etcd read the history since.
 	ks.mu.RLock()
 	from := slices.Clone(ks.applied)
 	ks.mu.RUnlock()
@@ -188,9 +189,8 @@ func (ks *Keyspace) watchOnce(ctx context.Context, etcd *clientv3.Client) (bool,
 		}()
 	}
 	// A prefix without writes moves only with progress notifications, which etcd sends
-	// on its own every 10 minutes: asked for more often, the mirror's revision stays
-	// near etcd's, and a resumed watch does not start before a compaction (every minute
-	// in compose) and reload the mirror.
+	// on its own every 10 minutes: asked for more often, the mirror's Revision stays
+	// near etcd's (WaitForRevision). A resumed watch does not start from it (above).
 	tick := time.NewTicker(keyspaceProgressEvery)
 	defer tick.Stop()
 	applied := false

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/streamhouse/streamhouse/segmentstore"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
@@ -38,6 +39,34 @@ func testConformance(t *testing.T, s objstore.Store) {
 
 	t.Run("check", func(t *testing.T) {
 		if err := s.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	// The store's clock is the one its objects' ModTime comes from (the sweeper judges
+	// their age by it): an object put between two readings of it was modified between
+	// them, to the second the clock is read to.
+	t.Run("clock", func(t *testing.T) {
+		before, err := s.Clock(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustPut("clock/probe", []byte("now"))
+		after, err := s.Clock(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Head(ctx, "clock/probe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.ModTime.Before(before.Add(-time.Second)) || info.ModTime.After(after.Add(time.Second)) || after.Before(before) {
+			t.Fatalf("object modified at %v, put between the store's clock at %v and %v", info.ModTime, before, after)
+		}
+		if d := time.Since(after); d < -2*time.Second || d > 10*time.Second {
+			t.Fatalf("the store's clock %v is %v from this machine's, on the same machine", after, d)
+		}
+		if err := s.Delete(ctx, "clock/probe"); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // FileStore keeps objects as files under a directory: key "a/b/c" is file dir/a/b/c.
@@ -219,6 +220,11 @@ func (s *FileStore) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("delete %s: %w", key, mapFileErr(err))
 	}
 	return nil
+}
+
+// Clock implements Store: a file's modification time is set by this machine's clock.
+func (s *FileStore) Clock(ctx context.Context) (time.Time, error) {
+	return time.Now(), ctx.Err()
 }
 
 // Check implements Store: the directory exists and accepts files.

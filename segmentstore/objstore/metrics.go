@@ -18,6 +18,7 @@ const (
 	opList     = "list"
 	opDelete   = "delete"
 	opCheck    = "check"
+	opClock    = "clock"
 )
 
 var (
@@ -34,7 +35,7 @@ var (
 func init() {
 	// Zero series for every op and result, so that an error rate reads 0 rather than
 	// "no data" before the first error.
-	for _, op := range []string{opPut, opGet, opGetRange, opHead, opList, opDelete, opCheck} {
+	for _, op := range []string{opPut, opGet, opGetRange, opHead, opList, opDelete, opCheck, opClock} {
 		for _, r := range []string{"ok", "not_found", "error"} {
 			metricRequests.WithLabelValues(op, r)
 		}
@@ -117,6 +118,13 @@ func (i instrumented) Check(ctx context.Context) error {
 	err := i.s.Check(ctx)
 	observe(opCheck, start, err)
 	return err
+}
+
+func (i instrumented) Clock(ctx context.Context) (time.Time, error) {
+	start := time.Now()
+	t, err := i.s.Clock(ctx)
+	observe(opClock, start, err)
+	return t, err
 }
 
 func (i instrumented) String() string { return i.s.String() }

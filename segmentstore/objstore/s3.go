@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -413,6 +414,21 @@ func (s *S3Store) Delete(ctx context.Context, key string) error {
 		}
 	}
 	return nil
+}
+
+// Clock implements Store with a HeadBucket: its answer's Date header is the store's
+// time when it answered, truncated to the second. Behind a load balancer it is the
+// clock of whichever node answered: skew among the store's own nodes is not covered.
+func (s *S3Store) Clock(ctx context.Context) (time.Time, error) {
+	out, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("clock of %s: %w", s.name, s3Err(err))
+	}
+	t, ok := awsmiddleware.GetServerTime(out.ResultMetadata)
+	if !ok {
+		return time.Time{}, fmt.Errorf("clock of %s: its answer has no Date header", s.name)
+	}
+	return t, nil
 }
 
 // Check implements Store with a HeadBucket.

@@ -30,6 +30,11 @@ type Store interface {
 	// Check verifies that the store is reachable and usable: the bucket or directory
 	// exists and the credentials are accepted.
 	Check(ctx context.Context) error
+	// Clock returns the time by the store's clock, the one that sets its objects'
+	// ModTime, to within a second (S3 dates answers and, on AWS, listed objects to the
+	// second): whoever judges an object's age judges it by this clock, not by its own,
+	// which may be minutes off.
+	Clock(ctx context.Context) (time.Time, error)
 	// String names the store for logs, without credentials.
 	String() string
 }

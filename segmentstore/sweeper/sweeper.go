@@ -17,8 +17,9 @@ import (
 
 // Grace periods. MinGrace exceeds what an agent allows between a PUT and the end of its
 // commit (actors.DefaultUploadTimeout + actors.DefaultCommitTimeout = 50s) with room
-// for clock skew between the agents and the store, and, for objects a merge takes out
-// fresh without a tombstone, that and a read of them (TestRemovalGraceOutlastsReads).
+// for the clock skew of a tombstone's removal time (an agent's clock; objects' ages are
+// the store's, Store.Clock), and, for objects a merge takes out fresh without a
+// tombstone, that and a read of them (TestRemovalGraceOutlastsReads).
 const (
 	DefaultGrace = 10 * time.Minute
 	MinGrace     = 3 * time.Minute
@@ -34,9 +35,7 @@ type Options struct {
 	Grace time.Duration
 	// Interval is the time between sweeps of Run, with ±10% jitter. Default Grace/4.
 	Interval time.Duration
-	// Now is the sweeper's clock. Default time.Now.
-	Now func() time.Time
-	Log *zap.Logger
+	Log      *zap.Logger
 }
 
 // Sweeper finds and deletes orphan objects (see the package doc). Safe for concurrent
@@ -76,9 +75,6 @@ func New(c *coordination.Client, store objstore.Store, opts Options) (*Sweeper, 
 	if opts.Interval <= 0 {
 		opts.Interval = opts.Grace / 4
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
@@ -87,26 +83,31 @@ func New(c *coordination.Client, store objstore.Store, opts Options) (*Sweeper, 
 
 // Sweep removes the keys of deleted topics (coordination.Client.PurgeTopic), lists the
 // objects, reads the index and the tombstones, and deletes the unindexed objects past
-// their grace, then the tombstones past it. Objects it could not delete are retried by the
-// next sweep; the error names the first.
+// their grace, then the tombstones past it. Objects it could not delete, and deleted
+// topics it could not purge, are retried by the next sweep; the error names the first.
 func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pass := Pass{}
-	if err := s.purge(ctx, &pass); err != nil {
-		return pass, err
+	// A topic that cannot be purged does not keep the others' orphans.
+	purgeErr := s.purge(ctx, &pass)
+	// Ages are the store's: its clock dated the objects, and this agent's may be minutes
+	// off (ahead, it would delete an upload whose commit is still to land). Read before
+	// the listing: an object is judged by a time no later than the index is read at.
+	now, err := s.store.Clock(ctx)
+	if err != nil {
+		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: %w", err))
 	}
 	// List first, index second: an object listed here and committed before the index is
 	// read is seen indexed; one committed later was written less than the grace ago.
 	objects, err := s.store.List(ctx, segmentstore.DataPrefix)
 	if err != nil {
-		return pass, fmt.Errorf("sweep: list %s: %w", segmentstore.DataPrefix, err)
+		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: list %s: %w", segmentstore.DataPrefix, err))
 	}
 	index, err := s.c.ObjectIndex(ctx)
 	if err != nil {
-		return pass, fmt.Errorf("sweep: %w", err)
+		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: %w", err))
 	}
-	now := s.opts.Now()
 	pass.Listed, pass.Revision = len(objects), index.Revision
 	var errs []error
 	for _, o := range objects {
@@ -137,7 +138,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
 	metricOrphanBytes.Add(float64(pass.Bytes))
 	metricOrphansPending.Set(float64(pass.Pending))
 	if len(errs) > 0 {
-		return pass, fmt.Errorf("sweep: %d of %d orphans not deleted: %w", len(errs), len(errs)+pass.Deleted, errs[0])
+		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: %d of %d orphans not deleted: %w", len(errs), len(errs)+pass.Deleted, errs[0]))
 	}
 	// A tombstone past the grace is no longer needed: an unindexed object it names was
 	// written before the removal, so its own age already lets it go.
@@ -148,31 +149,42 @@ func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
 		}
 	}
 	if err := s.c.DeleteTombstones(ctx, old); err != nil {
-		return pass, fmt.Errorf("sweep: %w", err)
+		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: %w", err))
 	}
 	pass.Tombstones = len(old)
 	metricTombstonesDeleted.Add(float64(len(old)))
-	return pass, nil
+	return pass, purgeErr
 }
 
-// purge removes the keys of deleted topics whose partitions have stopped.
+// purge removes the keys of deleted topics whose partitions have stopped. A topic it
+// cannot purge is logged and left for the next pass, and the others are purged; the
+// error names the first.
 func (s *Sweeper) purge(ctx context.Context, pass *Pass) error {
 	deleted, err := s.c.DeletedTopics(ctx)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
+	var first error
+	failed := 0
 	for _, t := range deleted {
 		err := s.c.PurgeTopic(ctx, t.Name)
 		switch {
 		case errors.Is(err, coordination.ErrTopicBusy):
 			s.opts.Log.Debug("deleted topic not purged yet", zap.String("topic", t.Name), zap.Error(err))
 		case err != nil:
-			return fmt.Errorf("sweep: %w", err)
+			s.opts.Log.Warn("deleted topic not purged", zap.String("topic", t.Name), zap.Error(err))
+			failed++
+			if first == nil {
+				first = err
+			}
 		default:
 			pass.Purged = append(pass.Purged, t.Name)
 			metricTopicsPurged.Inc()
 			s.opts.Log.Info("deleted topic purged", zap.String("topic", t.Name), zap.Time("deleted_at", *t.DeletedAt))
 		}
+	}
+	if first != nil {
+		return fmt.Errorf("sweep: %d of %d deleted topics not purged: %w", failed, len(deleted), first)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,13 +69,15 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{c: c, lease: l, store: store, dir: dir, now: time.Now()}
+	f := &fixture{c: c, lease: l, dir: dir, now: time.Now()}
+	f.store = harness.StoreWithClock(store, func() time.Time { return f.now })
+	return f
 }
 
-// sweeper returns a sweeper on the fixture's clock.
+// sweeper returns a sweeper of the fixture's store, whose clock is the fixture's.
 func (f *fixture) sweeper(t *testing.T, grace time.Duration) *sweeper.Sweeper {
 	t.Helper()
-	sw, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: grace, Now: func() time.Time { return f.now }})
+	sw, err := sweeper.New(f.c, f.store, sweeper.Options{Grace: grace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,5 +257,64 @@ func TestSweepPurgesDeletedTopics(t *testing.T) {
 	}
 	if got := f.keys(t); len(got) != 0 {
 		t.Fatalf("objects left: %v", got)
+	}
+}
+
+// TestSweepJudgesAgesByTheStoresClock: the store's clock is an hour behind this agent's
+// (or this agent's an hour ahead: a VM restored, no NTP yet). An upload the store dated
+// a minute ago is a minute old, whose commit may still come, and is kept until the store
+// says its grace has passed. Before, the sweeper took its own clock and deleted it at
+// once: an upload then committed and acked named an object no longer there.
+func TestSweepJudgesAgesByTheStoresClock(t *testing.T) {
+	const grace = sweeper.MinGrace
+	f := newFixture(t)
+	f.now = time.Now().Add(-time.Hour)
+	sw := f.sweeper(t, grace)
+	ctx := context.Background()
+	f.put(t, "data/a/uploading.obj", time.Minute)
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted != 0 || pass.Pending != 1 {
+		t.Fatalf("sweep a minute after the upload by the store's clock: %+v, %v", pass, err)
+	}
+	f.now = f.now.Add(grace)
+	if pass, err := sw.Sweep(ctx); err != nil || pass.Deleted != 1 {
+		t.Fatalf("sweep past the grace by the store's clock: %+v, %v", pass, err)
+	}
+}
+
+// TestSweepGoesOnPastATopicItCannotPurge: a deleted topic whose index holds a value the
+// purge cannot read (an operator's etcdctl put) is left, with an error naming it, and
+// the other deleted topics are purged. Before, the first such topic ended every sweep of
+// the cluster. Orphans are not deleted while a segment key cannot be read: the objects it
+// names are unknown.
+func TestSweepGoesOnPastATopicItCannotPurge(t *testing.T) {
+	const grace = sweeper.MinGrace
+	f := newFixture(t)
+	sw := f.sweeper(t, grace)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "odd", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Etcd().Put(ctx, f.c.Keys().Segment("odd", 0, 0), "not a segment"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.DeleteTopic(ctx, "odd"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.DeleteTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	f.put(t, "data/a/orphan.obj", grace)
+	pass, err := sw.Sweep(ctx)
+	if err == nil || !strings.Contains(err.Error(), "odd") {
+		t.Fatalf("sweep with a topic it cannot purge: %v, want an error naming it", err)
+	}
+	if !slices.Equal(pass.Purged, []string{"t"}) {
+		t.Fatalf("sweep past a topic it cannot purge: purged %v, want [t]", pass.Purged)
+	}
+	if got := f.keys(t); !slices.Equal(got, []string{"data/a/orphan.obj"}) || pass.Deleted != 0 {
+		t.Fatalf("objects after a sweep that could not read a segment key: %v (%+v)", got, pass)
 	}
 }

@@ -276,15 +276,16 @@ func (tc *testCluster) deleteOneOfTwoTopics() {
 	}
 }
 
-// lateSweeper returns the cluster's store and a sweeper of it on a clock past every
-// grace period, which no running agent may share: stop the agents first.
+// lateSweeper returns the cluster's store and a sweeper of it with the store's clock
+// past every grace period, which no running agent may share: stop the agents first.
 func (tc *testCluster) lateSweeper() (objstore.Store, *sweeper.Sweeper) {
 	tc.t.Helper()
 	store, err := objstore.OpenS3(context.Background(), objstore.S3Options{Bucket: tc.bucket, Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
 	if err != nil {
 		tc.t.Fatal(err)
 	}
-	sw, err := sweeper.New(tc.coord, store, sweeper.Options{Now: func() time.Time { return time.Now().Add(2 * sweeper.DefaultGrace) }})
+	late := harness.StoreWithClock(store, func() time.Time { return time.Now().Add(2 * sweeper.DefaultGrace) })
+	sw, err := sweeper.New(tc.coord, late, sweeper.Options{})
 	if err != nil {
 		tc.t.Fatal(err)
 	}
