@@ -366,15 +366,7 @@ func TestPurgeTopicRemovesEveryKeyAndResumes(t *testing.T) {
 			t.Errorf("key left by the purge: %s", k)
 		}
 	}
-	x, err := c.ObjectIndex(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range objects {
-		if x.Removed[o].RemovedAt == 0 {
-			t.Fatalf("object %s of the purged topic has no tombstone", o)
-		}
-	}
+	mustTombstone(t, c, objects)
 	if got := len(segmentsOf(t, c, "t2")); got != 700 {
 		t.Fatalf("the other topic has %d segments, want 700", got)
 	}
@@ -395,6 +387,22 @@ func segmentsOf(t *testing.T, c *coordination.Client, topic string) []coordinati
 		t.Fatal(err)
 	}
 	return segs
+}
+
+// mustTombstone fails the test unless a tombstone names each of objects, and returns the
+// object index.
+func mustTombstone(t *testing.T, c *coordination.Client, objects []string) *coordination.ObjectIndex {
+	t.Helper()
+	x, err := c.ObjectIndex(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objects {
+		if x.Removed[o].RemovedAt == 0 {
+			t.Fatalf("object %s of the purged topic has no tombstone", o)
+		}
+	}
+	return x
 }
 
 // linkedIndex writes n linked segments of topic's partition 0 straight into etcd, each of
@@ -443,15 +451,7 @@ func TestPurgeOfLinkedSegmentsFitsEtcdsRequests(t *testing.T) {
 	if err := c.PurgeTopic(ctx, "big"); err != nil {
 		t.Fatalf("purge: %v", err)
 	}
-	x, err := c.ObjectIndex(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range objects {
-		if x.Removed[o].RemovedAt == 0 {
-			t.Fatalf("object %s of the purged topic has no tombstone", o)
-		}
-	}
+	x := mustTombstone(t, c, objects)
 	if len(x.Tombstones) < 4 {
 		t.Fatalf("%d tombstones for 1.8 MB of object names, want pages of at most %d bytes", len(x.Tombstones), coordination.MaxTombstoneBytes)
 	}
