@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -22,11 +23,20 @@ func (c *Client) CreateTopic(ctx context.Context, spec TopicSpec) (TopicSpec, er
 	resp, err := c.etcd.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, mustJSON(spec))).
+		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
 		return spec, fmt.Errorf("create topic %s: %w", spec.Name, err)
 	}
 	if !resp.Succeeded {
+		var held TopicSpec
+		if kv := firstKV(resp, 0); kv != nil && json.Unmarshal(kv.Value, &held) == nil && held.Deleted() {
+			// The name is free only once the sweeper has purged the deleted topic's keys:
+			// say so, rather than name a topic that lists and describes as missing.
+			return spec, fmt.Errorf("create topic %s: %w: it was deleted at %s and its data is not purged yet; "+
+				"the orphan sweeper purges it once its partitions have stopped (within --sweep-interval), and the name is free then",
+				spec.Name, ErrTopicExists, held.DeletedAt.UTC().Format(time.RFC3339))
+		}
 		return spec, fmt.Errorf("create topic %s: %w", spec.Name, ErrTopicExists)
 	}
 	return spec, nil

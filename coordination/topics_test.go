@@ -116,9 +116,10 @@ func TestDeleteTopic(t *testing.T) {
 	if err := c.DeleteTopic(ctxT(t), "gone"); !errors.Is(err, coordination.ErrTopicNotFound) {
 		t.Fatalf("delete twice: %v, want ErrTopicNotFound", err)
 	}
-	// The name stays taken until its data is removed.
-	if _, err := c.CreateTopic(ctxT(t), coordination.TopicSpec{Name: "gone", Partitions: 1}); !errors.Is(err, coordination.ErrTopicExists) {
-		t.Fatalf("re-create: %v, want ErrTopicExists", err)
+	// The name stays taken until its data is removed, and the refusal says so.
+	if _, err := c.CreateTopic(ctxT(t), coordination.TopicSpec{Name: "gone", Partitions: 1}); !errors.Is(err, coordination.ErrTopicExists) ||
+		!strings.Contains(err.Error(), "deleted at") || !strings.Contains(err.Error(), "not purged yet") {
+		t.Fatalf("re-create: %v, want ErrTopicExists saying the deleted topic is not purged yet", err)
 	}
 	if !strings.Contains(dump(t, c)[c.Keys().Topic("gone")], `"deleted_at"`) {
 		t.Fatal("deleted topic is not marked deleted in etcd")

@@ -312,9 +312,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	}
 	defer admin.Close()
 	if sw != nil {
-		sweepCtx, stopSweeping := context.WithCancel(ctx)
-		defer stopSweeping()
-		go sw.Run(sweepCtx, node.Session)
+		defer runSweeper(ctx, sw, node)()
 	}
 	alog.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
 		zap.String("grpc", apiLis.Addr().String()), zap.String("kafka", kafkaAddr), zap.Int64("memory_limit", memLimit))

@@ -24,6 +24,7 @@ import (
 	"github.com/streamhouse/streamhouse/gateway/grpcmem"
 	"github.com/streamhouse/streamhouse/gateway/kafka"
 	"github.com/streamhouse/streamhouse/gateway/membudget"
+	"github.com/streamhouse/streamhouse/segmentstore/sweeper"
 )
 
 // runCommand parses a subcommand's flags, builds its logger and runs it until SIGINT or
@@ -118,6 +119,16 @@ func watchedMirror(ctx context.Context, coord *coordination.Client) (m *coordina
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Watch(wctx) }()
 	return m, func() { cancel(); <-done }, nil
+}
+
+// runSweeper sweeps every interval while node's session lives (one agent of the
+// cluster at a time: sweeper.Sweeper.Run) until stop is called, which waits for a sweep
+// under way to end.
+func runSweeper(ctx context.Context, sw *sweeper.Sweeper, node *actors.Node) (stop func()) {
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); sw.Run(sctx, node.Session) }()
+	return func() { cancel(); <-done }
 }
 
 // streamWorkers is the client API's gRPC stream workers (serveAPI).

@@ -20,6 +20,7 @@ import (
 	"github.com/streamhouse/streamhouse/gateway"
 	"github.com/streamhouse/streamhouse/gateway/kafka"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
+	"github.com/streamhouse/streamhouse/segmentstore/sweeper"
 )
 
 type devFlags struct {
@@ -30,6 +31,7 @@ type devFlags struct {
 	etcdListen  string
 	adminListen string
 	logLevel    string
+	sweep       time.Duration // --sweep-interval
 }
 
 func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
@@ -43,6 +45,7 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	fs.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd, for etcdctl")
 	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9100", "address of /metrics, /healthz, /readyz and /debug/pprof/")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fs.DurationVar(&f.sweep, "sweep-interval", sweeper.DefaultGrace/4, fmt.Sprintf("time between orphan sweeps, which purge deleted topics (their names are free after) and delete unindexed segment files older than %v", sweeper.DefaultGrace))
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -51,6 +54,9 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	}
 	if f.agents < 1 || f.agents > 16 {
 		return nil, fmt.Errorf("--agents %d: want 1..16", f.agents)
+	}
+	if f.sweep <= 0 {
+		return nil, fmt.Errorf("--sweep-interval %s: want more than 0", f.sweep)
 	}
 	return f, nil
 }
@@ -165,6 +171,12 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		return err
 	}
 	defer admin.Close()
+	// As every agent does: deleted topics are purged, and what no segment names goes.
+	sw, err := sweeper.New(coord, store, sweeper.Options{Interval: f.sweep, Log: log})
+	if err != nil {
+		return err
+	}
+	defer runSweeper(ctx, sw, nodes[0])()
 
 	abs, _ := filepath.Abs(f.data)
 	fmt.Fprintf(stdout, `StreamHouse dev cluster running (%d agent(s), Ctrl-C to stop; data kept in %s)

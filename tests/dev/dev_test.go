@@ -27,9 +27,10 @@ type devCluster struct {
 	admin  string
 	kafka  string
 	logDir string
+	flags  []string // more flags of `streamhouse dev`
 }
 
-func startDev(t *testing.T, data string) *devCluster {
+func startDev(t *testing.T, data string, flags ...string) *devCluster {
 	t.Helper()
 	bin, err := harness.StreamhouseBinary()
 	if err != nil {
@@ -45,14 +46,15 @@ func startDev(t *testing.T, data string) *devCluster {
 	kafkaPort, _ := harness.FreePort()
 	d := &devCluster{t: t, addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), ctl: ctl, data: data, bin: bin,
 		etcd: fmt.Sprintf("127.0.0.1:%d", etcdPort), admin: fmt.Sprintf("127.0.0.1:%d", adminPort),
-		kafka: fmt.Sprintf("127.0.0.1:%d", kafkaPort), logDir: t.TempDir()}
+		kafka: fmt.Sprintf("127.0.0.1:%d", kafkaPort), logDir: t.TempDir(), flags: flags}
 	d.start()
 	return d
 }
 
 func (d *devCluster) start() {
 	t := d.t
-	p, err := harness.StartProcess("streamhouse-dev", d.bin, []string{"dev", "--data", d.data, "--grpc-listen", d.addr, "--etcd-listen", d.etcd, "--admin-listen", d.admin, "--kafka-listen", d.kafka},
+	args := append([]string{"dev", "--data", d.data, "--grpc-listen", d.addr, "--etcd-listen", d.etcd, "--admin-listen", d.admin, "--kafka-listen", d.kafka}, d.flags...)
+	p, err := harness.StartProcess("streamhouse-dev", d.bin, args,
 		nil, filepath.Join(d.logDir, fmt.Sprintf("dev-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		t.Fatal(err)
