@@ -362,7 +362,8 @@ func (n *Node) supervise(ctx context.Context) {
 // leave takes a member out of the cluster. Gracefully, it first withdraws its member
 // record, so that the new owners start acquiring at once, then stops every local
 // partition (each commits what it accepted and releases its lease, which is what the new
-// owners wait for), then shuts the member down and closes the session. The epoch fence is
+// owners wait for), then shuts the member down and closes the session. After the
+// session is lost it stops the local partitions and shuts the member down. The epoch fence is
 // what makes announcing the departure before the last commits safe: a new owner cannot
 // write until the lease is released.
 func (n *Node) leave(m *member, graceful bool) {
@@ -375,6 +376,12 @@ func (n *Node) leave(m *member, graceful bool) {
 			n.log.Warn("member record not withdrawn", zap.Error(err))
 		}
 		cancel()
+		n.stopLocalPartitions(m)
+	} else {
+		// The session is gone, and with it every local lease: the partitions' actors
+		// would never commit again, but stopped by nothing (the cluster's shutdown stops
+		// no actor) they would stay in the compactor, the recent buffer and the owned
+		// count beside the next session's. Their stop is quick: its commits are fenced.
 		n.stopLocalPartitions(m)
 	}
 	m.cluster.Shutdown(graceful)

@@ -324,3 +324,56 @@ func TestShortPauseKeepsTheAgentInTheCluster(t *testing.T) {
 	}
 	t.Logf("SIGSTOP 3s of %s: every partition served %v after SIGCONT", victim.Config.Node, time.Since(resumed).Round(time.Millisecond))
 }
+
+// TestAgentCutFromEtcdStopsItsPartitions: an agent cut from etcd past its session's TTL
+// loses every lease while its own view of the cluster, which it can no longer refresh,
+// still gives it its partitions. Their activations must stop with the session before it
+// rejoins (an idle one has no commit to be fenced on). Before, they lived on beside the
+// next session's: counted as owned, held in the compactor and the recent buffer.
+func TestAgentCutFromEtcdStopsItsPartitions(t *testing.T) {
+	const ttl = 2 * time.Second
+	tc := newCluster(t, 2, ttl)
+	proxy, err := harness.StartProxy(strings.TrimPrefix(etcd.Endpoint, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	victim := tc.addAgentVia("agent-3", "zone-c", ttl, "http://"+proxy.Addr)
+	topics := map[string]int32{"idle": 12}
+	tc.topic("idle", 12)
+	owns := func() (n int) {
+		for _, o := range tc.mirror.Owners() {
+			if o.Node == victim.Config.Node {
+				n++
+			}
+		}
+		return n
+	}
+	harness.Eventually(t, 60*time.Second, func() error {
+		tc.waitOwned(30*time.Second, topics)
+		if owns() == 0 {
+			return fmt.Errorf("%s owns none of 12 partitions yet", victim.Config.Node)
+		}
+		return nil
+	})
+	proxy.Cut()
+	harness.Eventually(t, 30*time.Second, func() error {
+		if n := owns(); n > 0 {
+			return fmt.Errorf("%s still owns %d partitions", victim.Config.Node, n)
+		}
+		return nil
+	})
+	tc.waitOwned(30*time.Second, topics)
+	proxy.Heal()
+	harness.Eventually(t, 60*time.Second, func() error {
+		n := owns()
+		if n == 0 || !strings.Contains(victim.Process.LogTail(1<<20), "session lost") {
+			return fmt.Errorf("%s has not rejoined yet (owns %d)", victim.Config.Node, n)
+		}
+		_, body := httpGet(t, "http://"+victim.AdminAddr+"/metrics")
+		if got := harness.MetricSum(body, `streamhouse_partitions_owned{`); got != float64(n) {
+			return fmt.Errorf("%s reports %v partitions owned, it owns %d", victim.Config.Node, got, n)
+		}
+		return nil
+	})
+}

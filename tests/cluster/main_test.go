@@ -96,8 +96,14 @@ func newCluster(t *testing.T, agents int, ttl time.Duration) *testCluster {
 
 func (tc *testCluster) addAgent(node, zone string, ttl time.Duration) *harness.Agent {
 	tc.t.Helper()
+	return tc.addAgentVia(node, zone, ttl, etcd.Endpoint)
+}
+
+// addAgentVia adds an agent that reaches etcd at endpoint (a proxy the test may cut).
+func (tc *testCluster) addAgentVia(node, zone string, ttl time.Duration, endpoint string) *harness.Agent {
+	tc.t.Helper()
 	a, err := harness.StartAgent(context.Background(), tc.dir, harness.AgentConfig{
-		Node: node, Zone: zone, Etcd: etcd.Endpoint, EtcdRoot: tc.root, SessionTTL: ttl,
+		Node: node, Zone: zone, Etcd: endpoint, EtcdRoot: tc.root, SessionTTL: ttl,
 		StoreURL: "s3://" + tc.bucket + "?endpoint=" + minio.Endpoint,
 		Env:      append([]string{"AWS_ACCESS_KEY_ID=" + minio.AccessKey, "AWS_SECRET_ACCESS_KEY=" + minio.SecretKey, "AWS_REGION=us-east-1"}, tc.agentEnv...),
 		Args:     tc.agentArgs,
