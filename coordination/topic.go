@@ -1,6 +1,7 @@
 package coordination
 
 import (
+	"math"
 	"regexp"
 	"time"
 )
@@ -51,9 +52,12 @@ type TopicSpec struct {
 // Linger is LingerMs as a duration.
 func (s *TopicSpec) Linger() time.Duration { return time.Duration(s.LingerMs) * time.Millisecond }
 
-// Retention is RetentionMs as a duration; negative means forever.
+// Retention is RetentionMs as a duration; negative means forever. So does a retention
+// longer than a time.Duration holds (292 years): Kafka tools set retention.ms to
+// Long.MAX_VALUE for "forever", and the product would wrap to any duration at all (2^64
+// ns and a minute is a minute).
 func (s *TopicSpec) Retention() time.Duration {
-	if s.RetentionMs < 0 {
+	if s.RetentionMs < 0 || s.RetentionMs > math.MaxInt64/int64(time.Millisecond) {
 		return -1
 	}
 	return time.Duration(s.RetentionMs) * time.Millisecond

@@ -2,10 +2,12 @@ package coordination_test
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/streamhouse/streamhouse/coordination"
 )
@@ -126,5 +128,26 @@ func TestDeleteTopic(t *testing.T) {
 	}
 	if err := c.DeleteTopic(ctxT(t), "never"); !errors.Is(err, coordination.ErrTopicNotFound) {
 		t.Fatalf("delete unknown: %v", err)
+	}
+}
+
+// TestRetentionBeyondADurationIsForever: retention.ms set to Long.MAX_VALUE (Kafka tools'
+// "forever") or to anything past what a time.Duration holds keeps segments forever.
+// Before, 2^64 ns and a minute came out as a minute: retention removed nearly everything.
+func TestRetentionBeyondADurationIsForever(t *testing.T) {
+	for _, tc := range []struct {
+		ms   int64
+		want time.Duration
+	}{
+		{-1, -1},
+		{60_000, time.Minute},
+		{math.MaxInt64 / int64(time.Millisecond), time.Duration(math.MaxInt64/int64(time.Millisecond)) * time.Millisecond},
+		{18446744073709 + 60_000, -1}, // 2^64 ns + 1 min
+		{math.MaxInt64, -1},
+	} {
+		s := coordination.TopicSpec{RetentionMs: tc.ms}
+		if got := s.Retention(); got != tc.want {
+			t.Errorf("retention_ms %d: %v, want %v", tc.ms, got, tc.want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"sort"
@@ -254,8 +255,11 @@ next pass, and new segments follow the new linger and segment size.`,
 	return cmd
 }
 
+// retention shows retention_ms as the agents read it (coordination.TopicSpec.Retention,
+// not imported: it would bring the etcd client into streamctl): past what a
+// time.Duration holds, forever.
 func retention(ms int64) string {
-	if ms < 0 {
+	if ms < 0 || ms > math.MaxInt64/int64(time.Millisecond) {
 		return "forever"
 	}
 	return (time.Duration(ms) * time.Millisecond).String()
