@@ -29,6 +29,9 @@ var (
 	// ErrIndexChanged: a rewrite of a partition's segment index found the index other than
 	// its caller had read it. Nothing was written; the caller must read the index again.
 	ErrIndexChanged = errors.New("coordination: segment index changed")
+	// ErrTopicChanged: a change guarded on a topic's key lost to other changes of it
+	// every time it was tried until its context ended; retry it.
+	ErrTopicChanged = errors.New("coordination: topic changed concurrently")
 	// ErrTopicBusy: a deleted topic's data cannot be removed yet (a partition still has an
 	// owner, which is stopping). Try again later.
 	ErrTopicBusy = errors.New("coordination: topic busy")

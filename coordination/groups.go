@@ -72,7 +72,13 @@ func (c *Client) commitOffsets(ctx context.Context, group string, offsets map[Pa
 		return invalidf("%d topics in one commit, at most %d", len(named), c.opts.MaxTxnOps-1)
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].String() < parts[j].String() })
+	return retryTopicRace(ctx, func() (bool, error) { return c.commitOffsetsOnce(ctx, group, parts, offsets, claim) })
+}
 
+// commitOffsetsOnce is one attempt of commitOffsets of parts, sorted; again when a
+// topic changed between its read and the transaction (an alter: a delete is then
+// ErrTopicNotFound).
+func (c *Client) commitOffsetsOnce(ctx context.Context, group string, parts []Partition, offsets map[Partition]GroupOffset, claim *GroupClaim) (bool, error) {
 	// Check everything before writing anything. A high-water mark only grows, so an
 	// offset within it now stays within it; a topic deleted meanwhile fails the guard.
 	topics := map[string]TopicSpec{}
@@ -82,27 +88,27 @@ func (c *Client) commitOffsets(ctx context.Context, group string, offsets map[Pa
 	for _, p := range parts {
 		o := offsets[p]
 		if len(o.Metadata) > MaxOffsetMetadataBytes {
-			return fmt.Errorf("commit offsets of %q: %s: %w (%d)", group, p, ErrOffsetMetadataTooLarge, len(o.Metadata))
+			return false, fmt.Errorf("commit offsets of %q: %s: %w (%d)", group, p, ErrOffsetMetadataTooLarge, len(o.Metadata))
 		}
 		spec, ok := topics[p.Topic]
 		if !ok {
 			var rev int64
 			var err error
 			if spec, rev, err = c.topic(ctx, p.Topic); err != nil {
-				return fmt.Errorf("commit offsets of %q: %w", group, err)
+				return false, fmt.Errorf("commit offsets of %q: %w", group, err)
 			}
 			topics[p.Topic] = spec
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(c.keys.Topic(p.Topic)), "=", rev))
 		}
 		if p.Partition < 0 || p.Partition >= spec.Partitions {
-			return fmt.Errorf("commit offsets of %q: %w: %s has partitions 0..%d", group, ErrPartitionNotFound, p, spec.Partitions-1)
+			return false, fmt.Errorf("commit offsets of %q: %w: %s has partitions 0..%d", group, ErrPartitionNotFound, p, spec.Partitions-1)
 		}
 		hwm, err := c.hwm(ctx, p.Topic, p.Partition)
 		if err != nil {
-			return fmt.Errorf("commit offsets of %q: %w", group, err)
+			return false, fmt.Errorf("commit offsets of %q: %w", group, err)
 		}
 		if o.Offset < 0 || o.Offset > hwm {
-			return fmt.Errorf("commit offsets of %q: %w: %s offset %d, want 0..%d (the high-water mark)",
+			return false, fmt.Errorf("commit offsets of %q: %w: %s offset %d, want 0..%d (the high-water mark)",
 				group, ErrOffsetOutOfRange, p, o.Offset, hwm)
 		}
 		o.CommittedAt = now
@@ -115,21 +121,21 @@ func (c *Client) commitOffsets(ctx context.Context, group string, offsets map[Pa
 	cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(claimKey), "=", epoch))
 	resp, err := c.etcd.Txn(ctx).If(cmps...).Then(puts...).Else(clientv3.OpGet(claimKey)).Commit()
 	if err != nil {
-		return fmt.Errorf("commit offsets of %q: %w", group, err)
+		return false, fmt.Errorf("commit offsets of %q: %w", group, err)
 	}
 	if !resp.Succeeded {
 		holder := firstKV(resp, 0)
 		switch {
 		case claim != nil && (holder == nil || holder.CreateRevision != epoch):
-			return claim.fenced(holder)
+			return false, claim.fenced(holder)
 		case claim == nil && holder != nil:
-			return fmt.Errorf("commit offsets of %q: %w: its coordinator is %s (claim at revision %d); commit "+
+			return false, fmt.Errorf("commit offsets of %q: %w: its coordinator is %s (claim at revision %d); commit "+
 				"through it, or once the group is empty (its claim ends up to a minute after)",
 				group, ErrGroupClaimed, claimHolder(holder), holder.CreateRevision)
 		}
-		return fmt.Errorf("commit offsets of %q: %w: a topic changed during the commit", group, ErrTopicNotFound)
+		return true, fmt.Errorf("commit offsets of %q: %w", group, ErrTopicChanged)
 	}
-	return nil
+	return false, nil
 }
 
 // FetchOffsets returns a group's committed offsets, for every partition it committed.

@@ -116,10 +116,20 @@ type TopicChanges struct {
 // AlterTopic applies changes to a live topic, validated as at creation (a zero value
 // takes the default), in one transaction guarded on the topic not having changed since it
 // was read. Partitions pick the new settings up from the watched topic within seconds.
-func (c *Client) AlterTopic(ctx context.Context, name string, ch TopicChanges) (TopicSpec, error) {
+func (c *Client) AlterTopic(ctx context.Context, name string, ch TopicChanges) (spec TopicSpec, err error) {
+	err = retryTopicRace(ctx, func() (bool, error) {
+		var again bool
+		spec, again, err = c.alterTopicOnce(ctx, name, ch)
+		return again, err
+	})
+	return spec, err
+}
+
+// alterTopicOnce is one attempt of AlterTopic; again when the topic changed meanwhile.
+func (c *Client) alterTopicOnce(ctx context.Context, name string, ch TopicChanges) (TopicSpec, bool, error) {
 	spec, rev, err := c.topic(ctx, name)
 	if err != nil {
-		return spec, err
+		return spec, false, err
 	}
 	for _, f := range []struct {
 		to   *int64
@@ -131,7 +141,7 @@ func (c *Client) AlterTopic(ctx context.Context, name string, ch TopicChanges) (
 		}
 	}
 	if spec, err = spec.withDefaults(); err != nil {
-		return spec, err
+		return spec, false, err
 	}
 	key := c.keys.Topic(name)
 	resp, err := c.etcd.Txn(ctx).
@@ -139,24 +149,27 @@ func (c *Client) AlterTopic(ctx context.Context, name string, ch TopicChanges) (
 		Then(clientv3.OpPut(key, mustJSON(spec))).
 		Commit()
 	if err != nil {
-		return spec, fmt.Errorf("alter topic %s: %w", name, err)
+		return spec, false, fmt.Errorf("alter topic %s: %w", name, err)
 	}
 	if !resp.Succeeded {
-		if _, _, err := c.topic(ctx, name); err != nil {
-			return spec, err
-		}
-		return spec, fmt.Errorf("alter topic %s: changed concurrently, retry", name)
+		return spec, true, fmt.Errorf("alter topic %s: %w", name, ErrTopicChanged)
 	}
-	return spec, nil
+	return spec, false, nil
 }
 
 // DeleteTopic marks a topic deleted. Its partitions stop accepting writes and its name
 // stays taken until PurgeTopic (run in the background by an agent) has removed its data
 // and metadata.
 func (c *Client) DeleteTopic(ctx context.Context, name string) error {
+	return retryTopicRace(ctx, func() (bool, error) { return c.deleteTopicOnce(ctx, name) })
+}
+
+// deleteTopicOnce is one attempt of DeleteTopic; again when the topic changed meanwhile
+// (altered: a delete of it, by someone else, is then ErrTopicNotFound).
+func (c *Client) deleteTopicOnce(ctx context.Context, name string) (bool, error) {
 	spec, rev, err := c.topic(ctx, name)
 	if err != nil {
-		return err
+		return false, err
 	}
 	now := c.now()
 	spec.DeletedAt = &now
@@ -166,14 +179,23 @@ func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 		Then(clientv3.OpPut(key, mustJSON(spec))).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("delete topic %s: %w", name, err)
+		return false, fmt.Errorf("delete topic %s: %w", name, err)
 	}
 	if !resp.Succeeded {
-		// Changed since we read it: deleted by someone else, most likely. Report afresh.
-		if _, _, err := c.topic(ctx, name); err != nil {
+		return true, fmt.Errorf("delete topic %s: %w", name, ErrTopicChanged)
+	}
+	return false, nil
+}
+
+// retryTopicRace runs attempt until it needs no other or ctx ends: a change guarded on a
+// topic key that changed since it was read is read and tried again, so that an alter or
+// a delete racing another alter, or an offset commit racing one, is not refused for it.
+// Each failed guard is another change that succeeded, so the attempts end.
+func retryTopicRace(ctx context.Context, attempt func() (again bool, err error)) error {
+	for {
+		again, err := attempt()
+		if !again || ctx.Err() != nil {
 			return err
 		}
-		return fmt.Errorf("delete topic %s: changed concurrently, retry", name)
 	}
-	return nil
 }

@@ -130,6 +130,8 @@ func statusOf(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, coordination.ErrOffsetOutOfRange):
 		code = codes.OutOfRange
+	case errors.Is(err, coordination.ErrTopicChanged):
+		code = codes.Aborted // lost to other changes of the topic every time: retry
 	case errors.Is(err, coordination.ErrGroupClaimed):
 		code = codes.FailedPrecondition // until the group's coordinator lets it go
 	case errors.Is(err, actors.ErrBackpressure):
