@@ -381,7 +381,8 @@ func (n *Node) leave(m *member, graceful bool) {
 		// The session is gone, and with it every local lease: the partitions' actors
 		// would never commit again, but stopped by nothing (the cluster's shutdown stops
 		// no actor) they would stay in the compactor, the recent buffer and the owned
-		// count beside the next session's. Their stop is quick: its commits are fenced.
+		// count beside the next session's. Their stop is fenced (or, with etcd out of
+		// reach, times out: a few seconds before a rejoin that could not happen sooner).
 		n.stopLocalPartitions(m)
 	}
 	m.cluster.Shutdown(graceful)

@@ -34,7 +34,7 @@ func (c *Client) CreateTopic(ctx context.Context, spec TopicSpec) (TopicSpec, er
 			// The name is free only once the sweeper has purged the deleted topic's keys:
 			// say so, rather than name a topic that lists and describes as missing.
 			return spec, fmt.Errorf("create topic %s: %w: it was deleted at %s and its data is not purged yet; "+
-				"the orphan sweeper purges it once its partitions have stopped (within --sweep-interval), and the name is free then",
+				"the orphan sweeper purges it once its partitions have stopped (within --sweep-interval, unless every agent runs with --sweep-grace 0), and the name is free then",
 				spec.Name, ErrTopicExists, held.DeletedAt.UTC().Format(time.RFC3339))
 		}
 		return spec, fmt.Errorf("create topic %s: %w", spec.Name, ErrTopicExists)
