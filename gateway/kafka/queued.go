@@ -8,8 +8,11 @@ import (
 
 // DefaultMaxQueuedBytes bounds the request frames an agent's Kafka listener holds over all
 // its connections (Options.MaxQueuedBytes). It exceeds what one producer keeps in flight
-// on its connection (MaxInFlightBytes), so that a single client is never held by it.
-const DefaultMaxQueuedBytes = 96 << 20
+// on its connection (MaxInFlightBytes), so that a single client is never held by it. 64
+// MiB rather than 96: kgo's producer to 100 partitions peaked the agent at 495–515 MiB
+// RSS with 96 (five runs), 480–497 with 64 (four), at a median 6% fewer records a second
+// (docs/BENCHMARKS.md, profiling item 39).
+const DefaultMaxQueuedBytes = 64 << 20
 
 // DefaultFrameTimeout bounds how long a request frame takes to arrive once its size is
 // read (Options.FrameTimeout): a frame of the default largest size at 2 MiB/s.
