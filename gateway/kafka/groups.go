@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -99,9 +100,19 @@ func (s *Server) isCoordinator(group string) bool {
 
 func (s *Server) findCoordinator(_ *request, r *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	if r.CoordinatorType != 0 {
-		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+	switch r.CoordinatorType {
+	case 0: // a group
+	case 1:
+		// A transaction coordinator: refused as InitProducerId refuses a transactional id,
+		// with a code clients do not retry. COORDINATOR_NOT_AVAILABLE, which they do, kept
+		// a transactional producer asking until its own timeout (Java's max.block.ms, 60 s)
+		// and then failing with no word of why.
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 		resp.ErrorMessage = strp("transactions are not supported; only group coordinators")
+		return resp
+	default:
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		resp.ErrorMessage = strp(fmt.Sprintf("coordinator type %d: only 0, groups", r.CoordinatorType))
 		return resp
 	}
 	b := s.coordinator(r.CoordinatorKey)

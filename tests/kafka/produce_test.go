@@ -3,8 +3,10 @@ package kafka_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -350,4 +352,32 @@ func TestFetchAnswersAtOnceWhatItCannotWaitFor(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTransactionalProducersAreRefusedAtOnce: transactions are not served; a
+// transactional producer learns it from its first request, FindCoordinator for its
+// transactional id, with the code InitProducerId gives a transactional id, which clients
+// do not retry. Before, FindCoordinator answered COORDINATOR_NOT_AVAILABLE, and clients
+// asked again until their own timeout.
+func TestTransactionalProducersAreRefusedAtOnce(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.createTopic("tx", 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	find := kmsg.NewPtrFindCoordinatorRequest()
+	find.Version, find.CoordinatorType, find.CoordinatorKey = 3, 1, "tx-1"
+	fresp, err := find.RequestWith(ctx, c.client())
+	if err != nil || fresp.ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code {
+		t.Fatalf("FindCoordinator of a transaction: %+v, %v; want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", fresp, err)
+	}
+	cl := c.client(kgo.TransactionalID("tx-1"), kgo.DefaultProduceTopic("tx"))
+	start := time.Now()
+	err = cl.BeginTransaction() // kgo initializes its producer id here
+	if err == nil {
+		err = cl.ProduceSync(ctx, &kgo.Record{Value: []byte("in a transaction")}).FirstErr()
+	}
+	if !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) && !strings.Contains(fmt.Sprint(err), "TRANSACTIONAL_ID_AUTHORIZATION_FAILED") {
+		t.Fatalf("a transactional produce: %v after %v; want TRANSACTIONAL_ID_AUTHORIZATION_FAILED at once", err, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("a transactional produce refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
