@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
 // nextWithin is next, failing the test if it blocks for a second.
@@ -63,19 +65,14 @@ func TestLineBatcherBoundsABatch(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := newLineBatcher(strings.NewReader(in.String()), 1<<10, c.maxRecords, c.maxBytes, 6)
 			// It reads until the waiting batch is full, and stops there.
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			harness.Eventually(t, 5*time.Second, func() error {
 				b.mu.Lock()
-				n := len(b.batch)
-				b.mu.Unlock()
-				if n == c.want {
-					break
+				defer b.mu.Unlock()
+				if n := len(b.batch); n != c.want {
+					return fmt.Errorf("the waiting batch holds %d lines, want %d", n, c.want)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the waiting batch holds %d lines after 5 s, want %d", n, c.want)
-				}
-				time.Sleep(time.Millisecond)
-			}
+				return nil
+			})
 			next := 0
 			for {
 				lines, err := nextWithin(t, b)

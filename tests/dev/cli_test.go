@@ -107,17 +107,16 @@ func (d *devCluster) groupOffset(t *testing.T, group, topic string) string {
 	return ""
 }
 
-// awaitGroupOffset polls, every 250 ms for at most timeout, until group has committed
-// want on topic's partition 0 (a commit the reader makes while it runs).
+// awaitGroupOffset waits, at most timeout, until group has committed want on topic's
+// partition 0 (a commit the reader makes while it runs).
 func (d *devCluster) awaitGroupOffset(t *testing.T, group, topic, want string, timeout time.Duration) {
 	t.Helper()
-	got := ""
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		if got = d.groupOffset(t, group, topic); got == want {
-			return
+	harness.Eventually(t, timeout, func() error {
+		if got := d.groupOffset(t, group, topic); got != want {
+			return fmt.Errorf("group %s committed %q on %s/0, want %s", group, got, topic, want)
 		}
-	}
-	t.Fatalf("group %s committed %q on %s/0 after %s, want %s", group, got, topic, timeout, want)
+		return nil
+	})
 }
 
 // TestGroupReaderCommitsWhatItPrinted: `consume --group` commits what it printed every
