@@ -95,16 +95,28 @@ func (m *SegmentMeta) Objects() []string { return ObjectsOf([]SegmentMeta{*m}) }
 // are first named: what a tombstone of segs lists.
 func ObjectsOf(segs []SegmentMeta) []string {
 	var out []string
+	eachObject(segs, func(_ int, object string) bool {
+		out = append(out, object)
+		return true
+	})
+	return out
+}
+
+// eachObject calls fn with each object the bytes of segs are in, once, in the order
+// they are first named, and the index of the segment that names it first, until fn
+// returns false.
+func eachObject(segs []SegmentMeta, fn func(seg int, object string) bool) {
 	seen := map[string]bool{}
 	for i := range segs {
 		for _, p := range segs[i].Pieces() {
 			if !seen[p.Object] {
 				seen[p.Object] = true
-				out = append(out, p.Object)
+				if !fn(i, p.Object) {
+					return
+				}
 			}
 		}
 	}
-	return out
 }
 
 // MaxTombstoneBytes bounds the object names of one tombstone, within etcd's default
@@ -117,20 +129,16 @@ const MaxTombstoneBytes = 512 << 10
 // SegmentsWithinTombstone returns how many of the leading segs one tombstone can name
 // the objects of within MaxTombstoneBytes: at least one, so that every run moves.
 func SegmentsWithinTombstone(segs []SegmentMeta) int {
-	seen := map[string]bool{}
-	size := 0
-	for i := range segs {
-		for _, p := range segs[i].Pieces() {
-			if !seen[p.Object] {
-				seen[p.Object] = true
-				size += len(p.Object) + len(`"",`)
-			}
+	n, size := len(segs), 0
+	eachObject(segs, func(seg int, object string) bool {
+		size += len(object) + len(`"",`) // as the tombstone's JSON lists it
+		if size > MaxTombstoneBytes && seg > 0 {
+			n = seg
+			return false
 		}
-		if size > MaxTombstoneBytes && i > 0 {
-			return i
-		}
-	}
-	return len(segs)
+		return true
+	})
+	return n
 }
 
 // check reports what makes m an impossible index entry: a stored segment without an
