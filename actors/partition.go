@@ -416,10 +416,7 @@ func observeFetch(topic string, resp *partitionpb.FetchResponse) {
 	}
 	size := 0
 	for _, r := range resp.Records {
-		size += len(r.Key) + len(r.Value)
-		for _, h := range r.Headers {
-			size += len(h.Key) + len(h.Value)
-		}
+		size += r.PayloadBytes()
 	}
 	metricFetchRecords.WithLabelValues(topic).Add(float64(len(resp.Records)))
 	metricFetchBytes.WithLabelValues(topic).Add(float64(size))

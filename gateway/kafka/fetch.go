@@ -244,10 +244,7 @@ func (s *Server) answer(fp *fetchPart, resp *partitionpb.FetchResponse, err erro
 	for _, r := range resp.Records {
 		// Its fields at their smallest besides the payload: Kafka counts min bytes in
 		// encoded bytes, so a record with no key, value or headers counts too.
-		added += minRecordBytes + len(r.Key) + len(r.Value)
-		for _, h := range r.Headers {
-			added += len(h.Key) + len(h.Value)
-		}
+		added += minRecordBytes + r.PayloadBytes()
 	}
 	if len(resp.Records) > 0 {
 		fp.records = append(fp.records, resp.Records...)
