@@ -85,28 +85,29 @@ func New(c *coordination.Client, store objstore.Store, opts Options) (*Sweeper, 
 // objects, reads the index and the tombstones, and deletes the unindexed objects past
 // their grace, then the tombstones past it. Objects it could not delete, and deleted
 // topics it could not purge, are retried by the next sweep; the error names the first.
-func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
+func (s *Sweeper) Sweep(ctx context.Context) (pass Pass, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pass := Pass{}
-	// A topic that cannot be purged does not keep the others' orphans.
+	// A topic that cannot be purged does not keep the others' orphans; its error joins
+	// whatever the pass ends with.
 	purgeErr := s.purge(ctx, &pass)
+	defer func() { err = errors.Join(purgeErr, err) }()
 	// Ages are the store's: its clock dated the objects, and this agent's may be minutes
 	// off (ahead, it would delete an upload whose commit is still to land). Read before
 	// the listing: an object is judged by a time no later than the index is read at.
 	now, err := s.store.Clock(ctx)
 	if err != nil {
-		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: %w", err))
+		return pass, fmt.Errorf("sweep: %w", err)
 	}
 	// List first, index second: an object listed here and committed before the index is
 	// read is seen indexed; one committed later was written less than the grace ago.
 	objects, err := s.store.List(ctx, segmentstore.DataPrefix)
 	if err != nil {
-		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: list %s: %w", segmentstore.DataPrefix, err))
+		return pass, fmt.Errorf("sweep: list %s: %w", segmentstore.DataPrefix, err)
 	}
 	index, err := s.c.ObjectIndex(ctx)
 	if err != nil {
-		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: %w", err))
+		return pass, fmt.Errorf("sweep: %w", err)
 	}
 	pass.Listed, pass.Revision = len(objects), index.Revision
 	var errs []error
@@ -138,7 +139,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
 	metricOrphanBytes.Add(float64(pass.Bytes))
 	metricOrphansPending.Set(float64(pass.Pending))
 	if len(errs) > 0 {
-		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: %d of %d orphans not deleted: %w", len(errs), len(errs)+pass.Deleted, errs[0]))
+		return pass, fmt.Errorf("sweep: %d of %d orphans not deleted: %w", len(errs), len(errs)+pass.Deleted, errs[0])
 	}
 	// A tombstone past the grace is no longer needed: an unindexed object it names was
 	// written before the removal, so its own age already lets it go.
@@ -149,11 +150,11 @@ func (s *Sweeper) Sweep(ctx context.Context) (Pass, error) {
 		}
 	}
 	if err := s.c.DeleteTombstones(ctx, old); err != nil {
-		return pass, errors.Join(purgeErr, fmt.Errorf("sweep: %w", err))
+		return pass, fmt.Errorf("sweep: %w", err)
 	}
 	pass.Tombstones = len(old)
 	metricTombstonesDeleted.Add(float64(len(old)))
-	return pass, purgeErr
+	return pass, nil
 }
 
 // purge removes the keys of deleted topics whose partitions have stopped. A topic it
