@@ -77,16 +77,21 @@ text or, with --json, as one JSON object.
            random letters and digits, about as compressible as real payloads.
   consume  consumers read every partition from its log start up to the high-water mark
            seen at the start (catch-up), or for --duration if that comes first
-  e2e      producers at --rate while consumers follow the log end, then read up to the
-           end the producers left (for at most 10s more); latency is record sent (or
-           due, at a fixed rate, as for produce) → delivered to a consumer
+  e2e      producers at --rate while consumers follow the log end (each partition
+           long-polled on its own), then read up to the end the producers left (for at
+           most 10s more); latency is record sent (or due, at a fixed rate, as for
+           produce) → delivered to a consumer
 
 produce and e2e create the topic with --partitions (and --linger-ms) if it does not
 exist; consume reads an existing topic. A run stops at the first error that every
 request would meet (a request over the server's limits, a topic deleted under it) and
 exits non-zero; errors a retry can get past (backpressure, a partition moving) are
 counted and reported. Stopped so, or interrupted (Ctrl-C), it prints the report of the
-run so far and exits non-zero.`,
+run so far and exits non-zero. It also prints its report and exits non-zero when its
+figures do not cover the load asked for: no record acked; at a fixed --rate, producers
+more than 1s behind their schedule at the end (records that fell due unsent, whose
+latency no percentile holds: the cluster or this client is slower than the rate); in
+e2e, acked records not delivered.`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.topic, "topic", "bench", "topic to use (produce and e2e create it if missing)")
@@ -132,13 +137,7 @@ run so far and exits non-zero.`,
 				if err := r.print(c.stdout, o.json); err != nil {
 					return err
 				}
-				switch {
-				case r.StoppedBy != "":
-					return fmt.Errorf("stopped at an error every request would meet: %s", r.StoppedBy)
-				case r.Interrupted:
-					return fmt.Errorf("interrupted after %.1fs: the report covers the run until then", r.Seconds)
-				}
-				return nil
+				return r.failure()
 			},
 		})
 	}
@@ -210,15 +209,31 @@ func (o *benchOptions) validate() error {
 	case o.fetchBytes < 1:
 		return fmt.Errorf("--fetch-bytes %d: want at least 1", o.fetchBytes)
 	}
+	if o.rate > 0 {
+		// Each producer sends a request of --batch records every interval.
+		interval := float64(o.batch) * float64(o.producers) / o.rate
+		switch {
+		case interval < 1e-9:
+			return fmt.Errorf("--rate %v: each producer would send a request of %d records more often than every nanosecond; use --rate 0 for the maximum rate", o.rate, o.batch)
+		case interval > o.duration.Seconds():
+			return fmt.Errorf("--rate %v: each of %d producers would send a request of %d records every %.1fs, longer than --duration %v; lower --batch or --producers",
+				o.rate, o.producers, o.batch, interval, o.duration)
+		}
+	}
 	return nil
 }
 
 // meter counts one side of a benchmark (producing or consuming) across its workers.
 type meter struct {
 	records, bytes, requests, errors atomic.Uint64
-	mu                               sync.Mutex
-	latency                          histogram
-	firstErr                         error
+	// unsent counts records due at a fixed --rate that were not sent by the end of the
+	// run, and behind is how far the furthest producer was behind its schedule then:
+	// the load fell behind, and their latency is in no percentile.
+	unsent   atomic.Uint64
+	behind   time.Duration // under mu
+	mu       sync.Mutex
+	latency  histogram
+	firstErr error
 	// abort stops the run; fail calls it at the first permanent error, kept in fatal.
 	abort func()
 	fatal error
@@ -328,6 +343,7 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	var e2e *histogram
 	var e2eMu sync.Mutex
 	var wg, produced sync.WaitGroup
+	var unread atomic.Int64 // records a catch-up left before its end
 	// e2e's consumers run until drained: past the producers' end, to read what they left.
 	consRun, drained := run, cancel
 	if mode == "e2e" {
@@ -372,13 +388,13 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 			caughtUp.Add(1)
 			wg.Go(func() {
 				defer caughtUp.Done()
-				consumeLoop(consRun, ctx, cl, o, i, from, until, &ends, cons, func(h *histogram) {
+				unread.Add(consumeLoop(consRun, ctx, cl, o, i, from, until, &ends, cons, func(h *histogram) {
 					if e2e != nil {
 						e2eMu.Lock()
 						e2e.merge(h)
 						e2eMu.Unlock()
 					}
-				})
+				}))
 			})
 		}
 		if mode == "consume" {
@@ -407,10 +423,14 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	if cons != nil {
 		r.Consumers = o.consumers
 		r.Consume = cons.report(elapsed)
+		r.Consume.Unread = uint64(unread.Load())
 	}
 	if e2e != nil {
 		l := latencyOf(e2e)
 		r.EndToEnd = &l
+		if acked, read := r.Produce.Records, r.Consume.Records; acked > read {
+			r.Undelivered = acked - read
+		}
 	}
 	return r, nil
 }
@@ -459,6 +479,9 @@ func produceLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 	var inFlight sync.WaitGroup
 	defer inFlight.Wait()
 	due := start.Add(interval * time.Duration(worker) / time.Duration(o.producers))
+	if interval > 0 {
+		defer func() { m.fellBehind(run, due, interval, o.batch) }()
+	}
 	for n := 0; run.Err() == nil; n++ {
 		partition := int32((worker + n*o.producers) % int(o.partitions))
 		req := &pb.ProduceRequest{Topic: o.topic, Partition: &partition, Records: make([]*pb.Record, o.batch)}
@@ -502,6 +525,25 @@ func produceLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 	}
 }
 
+// fellBehind counts, for a producer whose next request was due at due, one every
+// interval of batch records, the requests that fell due before run ended (its deadline,
+// or when it was stopped sooner) and were not sent. One due less than an interval before
+// the end is not counted: the producer may just have woken for the end first.
+func (m *meter) fellBehind(run context.Context, due time.Time, interval time.Duration, batch int) {
+	end := time.Now()
+	if deadline, ok := run.Deadline(); ok && deadline.Before(end) {
+		end = deadline
+	}
+	late := end.Sub(due)
+	if late < interval {
+		return
+	}
+	m.unsent.Add(uint64(late/interval) * uint64(batch))
+	m.mu.Lock()
+	m.behind = max(m.behind, late)
+	m.mu.Unlock()
+}
+
 // drainTimeout bounds how long e2e's consumers read on after the producers are done.
 const drainTimeout = 10 * time.Second
 
@@ -516,26 +558,59 @@ func (e *endOffsets) reached(p int32, next int64) bool {
 	return end != nil && int(p) < len(*end) && next >= (*end)[p]
 }
 
+// followWait is how long a following consumer's fetch waits for records at the log end.
+const followWait = 100 // ms
+
 // consumeLoop reads the partitions p with p % consumers == worker from from[p], until
-// until[p] for a catch-up (nil: follow the end, long-polling, until ends are known and
-// reached), or until run ends. Each record's send stamp gives its end-to-end latency to
-// e2e.
+// until[p] for a catch-up (nil: follow the end until ends are known and reached), or
+// until run ends. A catch-up reads its partitions in turn; a following consumer
+// long-polls each of its partitions on a goroutine of its own, so that a record on one
+// is not held while the fetch of another waits at its end (that wait would count in the
+// end-to-end latency). Following, each record's send stamp gives its end-to-end latency
+// to e2e. It returns how many records of a catch-up were left unread.
 func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, worker int, from, until []int64,
-	ends *endOffsets, m *meter, e2e func(*histogram)) {
+	ends *endOffsets, m *meter, e2e func(*histogram)) (unread int64) {
 	var mine []int32
-	next := map[int32]int64{}
 	for p := worker; p < len(from); p += o.consumers {
 		if until == nil || from[p] < until[p] {
 			mine = append(mine, int32(p))
-			next[int32(p)] = from[p]
 		}
 	}
+	if until != nil {
+		return readPartitions(run, ctx, cl, o, mine, from, until, ends, m, nil)
+	}
+	var wg sync.WaitGroup
+	for _, p := range mine {
+		wg.Go(func() { readPartitions(run, ctx, cl, o, []int32{p}, from, nil, ends, m, e2e) })
+	}
+	wg.Wait()
+	return 0
+}
+
+// readPartitions reads partitions mine in turn, as consumeLoop describes; following (until
+// nil), each fetch waits up to followWait for records. It returns the records left
+// before until when run ended (0 when following).
+func readPartitions(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, mine []int32, from, until []int64,
+	ends *endOffsets, m *meter, e2e func(*histogram)) (unread int64) {
+	next := map[int32]int64{}
+	for _, p := range mine {
+		next[p] = from[p]
+	}
 	var h histogram
-	defer func() { e2e(&h) }()
+	if e2e != nil {
+		defer func() { e2e(&h) }()
+	}
 	wait := int32(0)
 	if until == nil {
-		wait = int32(100 / max(len(mine), 1)) // long-poll, sharing the worker between its partitions
+		wait = followWait
 	}
+	defer func() {
+		for _, p := range mine { // those not caught up
+			if until != nil {
+				unread += max(until[p]-next[p], 0)
+			}
+		}
+	}()
 	for len(mine) > 0 && run.Err() == nil {
 		for i := 0; i < len(mine) && run.Err() == nil; i++ {
 			p := mine[i]
@@ -547,7 +622,7 @@ func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 				size := 0
 				for _, r := range resp.Records {
 					size += len(r.Value) + len(r.Key)
-					if len(r.Value) >= stampBytes {
+					if e2e != nil && len(r.Value) >= stampBytes {
 						h.record(now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(r.Value)))), 1)
 					}
 					next[p] = r.Offset + 1
@@ -568,4 +643,5 @@ func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 			}
 		}
 	}
+	return unread // what the deferred count sets
 }

@@ -27,15 +27,52 @@ type benchReport struct {
 	Produce   *sideReport    `json:"produce,omitempty"`
 	Consume   *sideReport    `json:"consume,omitempty"`
 	EndToEnd  *latencyReport `json:"e2e_latency_ms,omitempty"`
+	// Undelivered (e2e): records acked to the producers that the consumers had not read
+	// within drainTimeout of the producers' end; their latency is in no percentile.
+	Undelivered uint64 `json:"undelivered,omitempty"`
+}
+
+// maxBehind is how far behind its schedule a fixed-rate run may end before it counts as
+// not having kept its rate. Not zero: on a busy machine a producer may wake late just as
+// the run ends, and the few records it had yet to send say nothing of the cluster. A
+// cluster slower than the rate leaves a backlog that grows with the run, far past it.
+const maxBehind = time.Second
+
+// failure is why a run that printed its report exits non-zero, or nil: it was stopped
+// or interrupted, or its figures do not cover the load it was asked for.
+func (r *benchReport) failure() error {
+	switch {
+	case r.StoppedBy != "":
+		return fmt.Errorf("stopped at an error every request would meet: %s", r.StoppedBy)
+	case r.Interrupted:
+		return fmt.Errorf("interrupted after %.1fs: the report covers the run until then", r.Seconds)
+	case r.Produce != nil && r.Produce.Records == 0:
+		return fmt.Errorf("no record was acked (%d requests failed)", r.Produce.Errors)
+	case r.Produce != nil && r.Produce.BehindMs > float64(maxBehind.Milliseconds()):
+		return fmt.Errorf("the rate was not kept: the producers ended %.0f ms behind their schedule, with %d records due and not sent (the cluster or this client went slower than --rate %.0f); their latency is in no percentile",
+			r.Produce.BehindMs, r.Produce.Unsent, r.Rate)
+	case r.Undelivered > 0:
+		return fmt.Errorf("%d acked records were not delivered to the consumers within %v of the producers' end, and their latency is in no percentile",
+			r.Undelivered, drainTimeout)
+	}
+	return nil
 }
 
 // sideReport is what producers or consumers did.
 type sideReport struct {
-	Records       uint64        `json:"records"`
-	Bytes         uint64        `json:"bytes"`
-	Requests      uint64        `json:"requests"`
-	Errors        uint64        `json:"errors"`
-	FirstError    string        `json:"first_error,omitempty"`
+	Records    uint64 `json:"records"`
+	Bytes      uint64 `json:"bytes"`
+	Requests   uint64 `json:"requests"`
+	Errors     uint64 `json:"errors"`
+	FirstError string `json:"first_error,omitempty"`
+	// Unsent (produce at a fixed rate): records that fell due before the end and were not
+	// sent (the producers' requests outstanding were at their bound, or this client was
+	// slow), and BehindMs how far the furthest producer was behind its schedule then.
+	Unsent   uint64  `json:"unsent,omitempty"`
+	BehindMs float64 `json:"behind_ms,omitempty"`
+	// Unread (a catch-up): records before the high-water mark seen at the start that
+	// --duration left unread.
+	Unread        uint64        `json:"unread,omitempty"`
 	RecordsPerSec float64       `json:"records_per_sec"`
 	MiBPerSec     float64       `json:"mib_per_sec"`
 	Latency       latencyReport `json:"latency_ms"` // per record (produce), per fetch (consume)
@@ -65,6 +102,7 @@ func (m *meter) report(elapsed time.Duration) *sideReport {
 	if m.firstErr != nil {
 		r.FirstError = m.firstErr.Error()
 	}
+	r.Unsent, r.BehindMs = m.unsent.Load(), ms(m.behind)
 	r.RecordsPerSec = float64(r.Records) / elapsed.Seconds()
 	r.MiBPerSec = float64(r.Bytes) / (1 << 20) / elapsed.Seconds()
 	return r
@@ -103,11 +141,24 @@ func (r *benchReport) print(w io.Writer, asJSON bool) error {
 		if s.FirstError != "" {
 			fmt.Fprintf(w, "  %-8s first error: %s\n", "", s.FirstError)
 		}
+		if s.Unsent > 0 {
+			fmt.Fprintf(w, "  %-8s behind the rate: %d records fell due and were not sent, %.0f ms behind at the end\n", "", s.Unsent, s.BehindMs)
+		}
+		if s.Unread > 0 {
+			fmt.Fprintf(w, "  %-8s %d records left unread at the end of --duration\n", "", s.Unread)
+		}
 	}
-	side("produce", r.Producers, r.Produce, "request → ack, per record")
+	produceLatency := "request sent → ack, per record"
+	if r.Rate > 0 {
+		produceLatency = "request due → ack, per record"
+	}
+	side("produce", r.Producers, r.Produce, produceLatency)
 	side("consume", r.Consumers, r.Consume, "per fetch")
 	if r.EndToEnd != nil {
 		fmt.Fprintf(w, "  %-8s latency (sent or due → delivered): %s\n", "e2e", *r.EndToEnd)
+	}
+	if r.Undelivered > 0 {
+		fmt.Fprintf(w, "  %-8s %d acked records not delivered within %v of the producers' end\n", "e2e", r.Undelivered, drainTimeout)
 	}
 	return nil
 }
@@ -125,12 +176,18 @@ func startProgress(interval time.Duration, w io.Writer, mode string, start time.
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		last := map[*meter][2]uint64{}
+		lastAt := start
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 			}
+			// The ticker drops ticks a busy machine makes late: the rates divide by the
+			// time since the last line, not by the interval.
+			now := time.Now()
+			secs := now.Sub(lastAt).Seconds()
+			lastAt = now
 			var parts []string
 			for _, s := range []struct {
 				name string
@@ -146,10 +203,10 @@ func startProgress(interval time.Duration, w io.Writer, mode string, start time.
 				p99 := s.m.latency.quantile(0.99)
 				s.m.mu.Unlock()
 				parts = append(parts, fmt.Sprintf("%s %.0f rec/s %.1f MiB/s p99 %.1f ms errors %d", s.name,
-					float64(recs-prev[0])/interval.Seconds(), float64(bytes-prev[1])/(1<<20)/interval.Seconds(),
+					float64(recs-prev[0])/secs, float64(bytes-prev[1])/(1<<20)/secs,
 					ms(p99), s.m.errors.Load()))
 			}
-			fmt.Fprintf(w, "[%s %5.1fs] %s\n", mode, time.Since(start).Seconds(), strings.Join(parts, " | "))
+			fmt.Fprintf(w, "[%s %5.1fs] %s\n", mode, now.Sub(start).Seconds(), strings.Join(parts, " | "))
 		}
 	}()
 	return func() { close(done); <-stopped }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"math/bits"
 	"time"
 )
@@ -73,7 +74,10 @@ func (h *histogram) quantile(q float64) time.Duration {
 	if h.total == 0 {
 		return 0
 	}
-	rank := uint64(q*float64(h.total) + 0.5)
+	// The rank is the first whose share of the observations reaches q: ceil(q·total),
+	// less a hair for q·total that float arithmetic put just past an integer (0.07·100).
+	x := q * float64(h.total)
+	rank := uint64(math.Ceil(x - x*1e-12))
 	rank = min(max(rank, 1), h.total)
 	var seen uint64
 	for i, c := range h.counts {
