@@ -85,18 +85,10 @@ func (s sample) byLabel(name, label string) map[string]float64 {
 	return out
 }
 
-// etcdWriteMethods are the etcd calls that write: transactions, puts, deletes, lease
-// grants and revocations (keepalives ride one stream and are not counted).
-var etcdWriteMethods = []string{"Txn", "Put", "DeleteRange", "LeaseGrant", "LeaseRevoke"}
-
-// etcdWrites counts the calls of etcdWriteMethods.
-func (s sample) etcdWrites() float64 {
-	n := 0.0
-	for _, m := range etcdWriteMethods {
-		n += s.sum("streamhouse_etcd_requests_total", "method", m)
-	}
-	return n
-}
+// etcdWrites counts the agent's etcd calls that went through etcd's raft log and
+// succeeded (streamhouse_etcd_writes_total): each a write of etcd's log and its fsync. A
+// read-only transaction (an index lookup) or a call that failed is not one.
+func (s sample) etcdWrites() float64 { return s.sum("streamhouse_etcd_writes_total") }
 
 // costModel holds the counts that make a bill: store requests per GiB and per
 // partition-hour, object sizes and etcd writes, at the maximum rate, at the latency
@@ -114,6 +106,7 @@ type costModel struct {
 	PutsPerPartitionHourIdle  float64 `json:"puts_per_partition_hour_idle"`
 	GetsPerPartitionHourIdle  float64 `json:"gets_per_partition_hour_idle"`
 	EtcdWritesPerPartHourIdle float64 `json:"etcd_writes_per_partition_hour_idle"`
+	IdlePartitions            float64 `json:"idle_partitions"` // what the idle figures are per
 	// The orphan sweeper's, which one agent of a cluster makes whatever the load: sweeps
 	// over the agent's whole run, the LISTs each made (one per 1000 objects), and sweeps
 	// per hour at the default interval (a quarter of the default grace).
@@ -170,7 +163,7 @@ func loadCostOf(before, after sample, produced sideReport, seconds, partitions f
 	return c
 }
 
-func newCostModel(before, written, read, idled sample, produce, consume benchReport, idle time.Duration, partitions float64) costModel {
+func newCostModel(before, written, read sample, produce, consume benchReport, partitions float64) costModel {
 	var c costModel
 	if produce.Produce != nil {
 		c.MaxRate = loadCostOf(before, written, *produce.Produce, produce.Seconds, partitions)
@@ -183,11 +176,19 @@ func newCostModel(before, written, read, idled sample, produce, consume benchRep
 	if consume.Consume != nil && consume.Consume.Bytes > 0 {
 		c.GetsPerGiBRead = requests(written, read, readOps...) / (float64(consume.Consume.Bytes) / gib)
 	}
-	perHour := 3600 / idle.Seconds() / partitions
+	return c
+}
+
+// idleCosts sets the idle figures per partition-hour from two scrapes idle apart: store
+// requests, and the agent's etcd writes less lockWrites (the sweeper's lock, a cost of
+// the cluster: Sweeps), over the partitions the agent owned (the Kafka phase's too when
+// it ran first).
+func (c *costModel) idleCosts(read, idled sample, lockWrites int, idle time.Duration) {
+	c.IdlePartitions = idled.sum("streamhouse_partitions_owned")
+	perHour := 3600 / idle.Seconds() / max(c.IdlePartitions, 1)
 	c.PutsPerPartitionHourIdle = requests(read, idled, "put") * perHour
 	c.GetsPerPartitionHourIdle = requests(read, idled, readOps...) * perHour
-	c.EtcdWritesPerPartHourIdle = (idled.etcdWrites() - read.etcdWrites()) * perHour
-	return c
+	c.EtcdWritesPerPartHourIdle = max(idled.etcdWrites()-read.etcdWrites()-float64(lockWrites), 0) * perHour
 }
 
 // countSweeps sets the sweeper's counts from the agent's counters at the end of its run

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 	"github.com/streamhouse/streamhouse/tests/harness"
 )
@@ -46,6 +49,16 @@ const (
 	floorSequentialPuts = 500
 	floorTxns           = 500
 )
+
+// floorSegmentMeta is the index entry of a segment of 4 records at base in a flush
+// object, as a commit of the latency phase puts.
+func floorSegmentMeta(base int64) (string, error) {
+	now := time.Now().UnixMilli()
+	b, err := json.Marshal(coordination.SegmentMeta{Object: "bench/lat/0/00000000000000001234-0194a5c2b3d4e5f6-a1b2c3d4.seg",
+		Base: base, Last: base + 3, Records: 4, Bytes: 4096, ZBytes: 3720, MinTs: now, MaxTs: now, Epoch: 1234, WrittenMs: now,
+		Requests: []coordination.RequestRef{{ID: 1234567890123456789, Base: base, Count: 4}}})
+	return string(b), err
+}
 
 func measureFloors(ctx context.Context, dir string, etcd *harness.Etcd, minio *harness.MinIO, objectBytes, latencyObjectBytes float64) (floors, error) {
 	f := floors{ObjectBytes: max(int(objectBytes), 1024), LatencyObjectBytes: max(int(latencyObjectBytes), 1024)}
@@ -98,13 +111,37 @@ func measureFloors(ctx context.Context, dir string, etcd *harness.Etcd, minio *h
 		return f, err
 	}
 	defer cli.Close()
+	// The shape of a segment commit (coordination.Lease.Commit): compare the lease key's
+	// revision (the epoch), the high-water mark's value and the segment key's absence;
+	// put the segment's index entry and the new high-water mark; read the three back
+	// otherwise.
+	lease, err := cli.Put(ctx, "/floor/lease", "owner")
+	if err != nil {
+		return f, err
+	}
+	epoch := lease.Header.Revision
+	if _, err := cli.Put(ctx, "/floor/hwm", "0"); err != nil {
+		return f, err
+	}
 	var txns []time.Duration
 	for i := range floorTxns {
-		// The shape of a segment commit: compare a revision and a value, put two keys.
 		key := fmt.Sprintf("/floor/seg/%020d", i)
+		meta, err := floorSegmentMeta(int64(i * 4))
+		if err != nil {
+			return f, err
+		}
 		start := time.Now()
-		_, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, "{}"), clientv3.OpPut("/floor/hwm", fmt.Sprint(i+1))).Commit()
+		resp, err := cli.Txn(ctx).If(
+			clientv3.Compare(clientv3.CreateRevision("/floor/lease"), "=", epoch),
+			clientv3.Compare(clientv3.Value("/floor/hwm"), "=", strconv.Itoa(i*4)),
+			clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+		).Then(
+			clientv3.OpPut(key, meta),
+			clientv3.OpPut("/floor/hwm", strconv.Itoa(i*4+4)),
+		).Else(clientv3.OpGet("/floor/lease"), clientv3.OpGet("/floor/hwm"), clientv3.OpGet(key)).Commit()
+		if err == nil && !resp.Succeeded {
+			err = fmt.Errorf("floor transaction %d: its compare failed", i)
+		}
 		if err != nil {
 			return f, err
 		}

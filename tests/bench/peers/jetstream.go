@@ -20,8 +20,10 @@ type jetStream struct {
 	// AsyncMsgsPerSec: 4 clients publishing asynchronously, JetStream's default
 	// durability (acked once written to the OS, fsynced every 2 minutes).
 	AsyncMsgsPerSec float64 `json:"async_msgs_per_sec"`
-	// AsyncMsgs: the messages of that phase, as many as StreamHouse's max-rate phase acked.
-	AsyncMsgs int `json:"async_msgs"`
+	// AsyncMsgs: the messages of that phase, as many as StreamHouse's max-rate phase acked;
+	// AsyncBatch: what each client publishes before it waits for their acks.
+	AsyncMsgs  int `json:"async_msgs"`
+	AsyncBatch int `json:"async_batch"`
 	// AsyncSyncAlwaysMsgsPerSec: the same with sync_interval: always (fsync before ack),
 	// the durability StreamHouse's acks have (MinIO and etcd both fsync).
 	AsyncSyncAlwaysMsgsPerSec float64 `json:"async_sync_always_msgs_per_sec"`
@@ -40,11 +42,17 @@ var (
 // minJetStreamMsgs is the least the async phase publishes.
 const minJetStreamMsgs = 100_000
 
+// jetStreamBatch is what each of nats bench's 4 clients publishes before it waits for
+// the acks: as many records as each of streamctl's 4 producers may have unacked in the
+// max-rate phase (-in-flight requests of -batch records), so that neither side gets
+// the larger window. nats bench's own default is 500.
+func jetStreamBatch() int { return load.inFlight * load.batch }
+
 // runJetStream measures JetStream; its async phase publishes msgs messages (the records
 // StreamHouse's max-rate phase acked, so that both do the same work and a rate that
 // falls as a stream grows counts alike).
 func runJetStream(ctx context.Context, dir string, duration time.Duration, msgs int) (jetStream, error) {
-	js := jetStream{AsyncMsgs: max(msgs, minJetStreamMsgs)}
+	js := jetStream{AsyncMsgs: max(msgs, minJetStreamMsgs), AsyncBatch: jetStreamBatch()}
 	for _, always := range []bool{false, true} {
 		url, stop, err := startNATS(ctx, dir, always)
 		if err != nil {
@@ -57,8 +65,8 @@ func runJetStream(ctx context.Context, dir string, duration time.Duration, msgs 
 		// The stream holds every message: nats bench's default limit of 1 GB refused the
 		// messages of phases longer than 20s. 2 KB a message covers its headers.
 		maxBytes := fmt.Sprintf("%dMB", n*2/1000+64)
-		out, err := natsBench(url, "js", "pub", "async", "bench.async", "--create", "--storage", "file", "--size", "1KB",
-			"--msgs", strconv.Itoa(n), "--clients", "4", "--purge", "--maxbytes", maxBytes)
+		out, err := natsBench(ctx, url, "js", "pub", "async", "bench.async", "--create", "--storage", "file", "--size", "1KB",
+			"--msgs", strconv.Itoa(n), "--clients", "4", "--batch", strconv.Itoa(js.AsyncBatch), "--purge", "--maxbytes", maxBytes)
 		if err == nil {
 			var rate float64
 			if rate, err = parseRate(out); always {
@@ -68,7 +76,7 @@ func runJetStream(ctx context.Context, dir string, duration time.Duration, msgs 
 			}
 		}
 		if err == nil && !always {
-			out, err = natsBench(url, "js", "pub", "sync", "bench.sync", "--create", "--storage", "file", "--size", "1KB",
+			out, err = natsBench(ctx, url, "js", "pub", "sync", "bench.sync", "--create", "--storage", "file", "--size", "1KB",
 				"--msgs", "5000", "--clients", "1", "--purge", "--stream", "benchsync")
 			if err == nil {
 				m := latencies.FindStringSubmatch(out)
@@ -128,13 +136,13 @@ func startNATS(ctx context.Context, dir string, syncAlways bool) (url string, st
 	return "nats://" + addr, func() { _ = p.Stop(10 * time.Second) }, nil
 }
 
-func natsBench(url string, args ...string) (string, error) {
+func natsBench(ctx context.Context, url string, args ...string) (string, error) {
 	bin, err := harness.Binary("nats")
 	if err != nil {
 		return "", err
 	}
 	fmt.Fprintf(os.Stderr, "nats bench %s\n", strings.Join(args, " "))
-	cmd := exec.Command(bin, append([]string{"-s", url, "bench"}, append(args, "--no-progress")...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-s", url, "bench"}, append(args, "--no-progress")...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("nats bench %v: %w\n%s", args, err, out)

@@ -23,15 +23,21 @@ type kafkaReport struct {
 	MiBPerSec     float64 `json:"mib_per_sec"`
 }
 
+// kgoBufferedRecords is the kgo producer's window: records produced and not yet acked
+// (kgo's default is 10,000). Ten times the default, so that 100 partitions each have a
+// batch of up to 1 MB on its way, as the 100-partition phase's "full load" means.
+const kgoBufferedRecords = 100_000
+
 // kafkaProduce runs franz-go's kgo producer against the agent's Kafka listener for
 // duration: its defaults (idempotent, acks=all: an ack after the durable commit; batches
-// of up to 1 MB per partition), no compression, 1 KiB values cut at random from random
-// letters and digits as `streamctl bench` sends, over a new topic of that many partitions.
+// of up to 1 MB per partition) but kgoBufferedRecords, no compression, 1 KiB values cut
+// at random from random letters and digits as `streamctl bench` sends, over a new topic
+// of that many partitions.
 func kafkaProduce(ctx context.Context, addr, topic string, partitions int32, duration time.Duration) (kafkaReport, error) {
 	var r kafkaReport
 	fmt.Fprintf(os.Stderr, "kgo produce to %s, topic %s of %d partitions, for %s\n", addr, topic, partitions, duration)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
-		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(100000))
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(kgoBufferedRecords))
 	if err != nil {
 		return r, err
 	}

@@ -16,9 +16,11 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/streamhouse/streamhouse/actors"
@@ -56,6 +58,23 @@ func main() {
 	}
 }
 
+// tmpfsMagic is Linux's f_type of a tmpfs file system (statfs(2)).
+const tmpfsMagic = 0x01021994
+
+// onDisk refuses a run directory on tmpfs: there etcd's and MinIO's fsyncs return at once,
+// so neither the floors nor the acks would be durable as the figures say (and a whole
+// run writes ~20 GB, to memory).
+func onDisk(dir string) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	if st.Type == tmpfsMagic {
+		return fmt.Errorf("%s is on tmpfs, where fsync does nothing: set TMPDIR to a directory on a disk", dir)
+	}
+	return nil
+}
+
 // load is the max-rate producers' window: batch records per request, inFlight requests
 // per producer. The default batch is about the kgo phase's (its default: up to 1 MB per
 // partition per request, up to 5 requests in flight), so that both clients of the agent
@@ -91,17 +110,20 @@ type results struct {
 	// LatencyRate is the latency phases' records per second (-rate).
 	LatencyRate int `json:"latency_rate"`
 	// LatencyLinger is their topics' linger in ms (-linger-ms).
-	LatencyLinger int                `json:"latency_linger_ms"`
-	Floors        floors             `json:"floors"`
-	Throughput    benchReport        `json:"produce_max"`
-	CatchUp       benchReport        `json:"consume_catch_up"`
-	Latency       benchReport        `json:"produce_1000_per_s"`
-	LatencyOne    benchReport        `json:"produce_1000_per_s_1_partition"`
-	EndToEnd      benchReport        `json:"e2e_1000_per_s"`
-	Wide          benchReport        `json:"produce_max_100_partitions"`
-	JetStream     jetStream          `json:"jetstream"`
-	Cost          costModel          `json:"cost"`
-	RSSMiB        map[string]float64 `json:"agent_peak_rss_mib"`
+	LatencyLinger int         `json:"latency_linger_ms"`
+	Floors        floors      `json:"floors"`
+	Throughput    benchReport `json:"produce_max"`
+	CatchUp       benchReport `json:"consume_catch_up"`
+	Latency       benchReport `json:"produce_1000_per_s"`
+	LatencyOne    benchReport `json:"produce_1000_per_s_1_partition"`
+	// LatencyOneObjectBytes is the mean flush object of the 1-partition latency phase; its
+	// floor is the PUT of the 6-partition phase's mean object.
+	LatencyOneObjectBytes float64            `json:"latency_1_partition_mean_object_bytes"`
+	EndToEnd              benchReport        `json:"e2e_1000_per_s"`
+	Wide                  benchReport        `json:"produce_max_100_partitions"`
+	JetStream             jetStream          `json:"jetstream"`
+	Cost                  costModel          `json:"cost"`
+	RSSMiB                map[string]float64 `json:"agent_peak_rss_mib"`
 	// WideMemory: the agent's memory at its largest resident set and at its largest live
 	// heap of the 100-partition phase and its merges.
 	WideMemory [2]memorySample `json:"produce_max_100_partitions_memory"`
@@ -141,12 +163,17 @@ type results struct {
 }
 
 func run(duration, idle time.Duration, out, only, profileDir string) error {
-	ctx := context.Background()
+	// Interrupted, the run stops its phases and still removes what it wrote (GBs).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	dir, err := os.MkdirTemp("", "bench-peers-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if err := onDisk(dir); err != nil {
+		return err
+	}
 	ctl, err := harness.Command("streamctl")
 	if err != nil {
 		return err
@@ -183,7 +210,8 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		fmt.Fprintf(os.Stderr, "streamctl bench %s\n", strings.Join(args, " "))
 		profArgs, profWait := prof.start(phaseName(args))
 		defer profWait()
-		cmd := exec.Command(ctl, append(append(append([]string{"--addr", agent.GRPCAddr, "bench"}, args...), profArgs...), "--json", "--progress", "5s")...)
+		cmd := exec.CommandContext(ctx, ctl, append(append(append([]string{"--addr", agent.GRPCAddr, "bench"}, args...), profArgs...), "--json", "--progress", "5s")...)
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) } // it reports and ends
 		cmd.Stderr = os.Stderr
 		b, err := cmd.Output()
 		if args[0] != "consume" {
@@ -264,6 +292,13 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		start := time.Now()
 		if *l.r, err = bench(append(l.args, "--linger-ms", strconv.Itoa(latencyLinger), "--record-size", "1024", "--rate", strconv.Itoa(latencyRate), "--batch", "1", "--duration", d)...); err != nil {
 			return err
+		}
+		if i == 1 {
+			post, err := scrape(metricsURL)
+			if err != nil {
+				return err
+			}
+			res.LatencyOneObjectBytes = meanFlushObject(pre, post)
 		}
 		if i == 0 {
 			post, err := scrape(metricsURL)
@@ -469,7 +504,8 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 		return false, err
 	}
 	fmt.Fprintf(os.Stderr, "idle for %s\n", ph.idle)
-	if res.IdleWrites, err = idleWrites(context.Background(), ph.etcdEndpoint, ph.idle); err != nil {
+	var lockWrites int
+	if res.IdleWrites, lockWrites, err = idleWrites(context.Background(), ph.etcdEndpoint, ph.idle); err != nil {
 		return false, err
 	}
 	for _, w := range res.IdleWrites {
@@ -479,12 +515,14 @@ func (ph phases) throughput(res *results, only, out string) (done bool, err erro
 	if err != nil {
 		return false, err
 	}
-	for _, m := range etcdWriteMethods {
-		if n := idled.sum("streamhouse_etcd_requests_total", "method", m) - read.sum("streamhouse_etcd_requests_total", "method", m); n != 0 {
-			fmt.Fprintf(os.Stderr, "  etcd %s requests while idle: %.0f\n", m, n)
+	wasWritten := read.byLabel("streamhouse_etcd_writes_total", "method")
+	for m, n := range idled.byLabel("streamhouse_etcd_writes_total", "method") {
+		if n -= wasWritten[m]; n != 0 {
+			fmt.Fprintf(os.Stderr, "  etcd %s writes while idle: %.0f\n", m, n)
 		}
 	}
-	res.Cost = newCostModel(before, settled, read, idled, res.Throughput, res.CatchUp, ph.idle, 6)
+	res.Cost = newCostModel(before, settled, read, res.Throughput, res.CatchUp, 6)
+	res.Cost.idleCosts(read, idled, lockWrites, ph.idle)
 
 	return false, nil
 }
@@ -506,6 +544,12 @@ func (ph phases) kafka(ctx context.Context, res *results, addr string, duration 
 	if res.Kafka, err = kafkaProduce(ctx, addr, "kafka", 6, duration); err != nil {
 		return err
 	}
+	// The load generator's CPU ends with its produce: waiting for the merges below is
+	// this program scraping the agent, not kgo.
+	generated, err := cpuTimes(map[string]int{"load generator": os.Getpid()})
+	if err != nil {
+		return err
+	}
 	*ph.lastWrite = time.Now()
 	post, _, err := settle(ph.metricsURL, *ph.lastWrite)
 	if err != nil {
@@ -516,6 +560,7 @@ func (ph phases) kafka(ctx context.Context, res *results, addr string, duration 
 	if err != nil {
 		return err
 	}
+	after["load generator"] = generated["load generator"]
 	res.KafkaCPU = cpuPer(before, after, float64(res.Kafka.Records))
 	return nil
 }

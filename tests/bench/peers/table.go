@@ -15,14 +15,14 @@ func printTable(w io.Writer, r results) {
 	}
 	printTargetHeader(w)
 	ratio := tp.RecordsPerSec / js.AsyncMsgsPerSec
-	fmt.Fprintf(w, "| produce throughput, 1 KiB, acked after durable commit | %.0f rec/s (%.1f MiB/s), %d records, %d errors | JetStream async publish, file storage, as many messages: %.0f msg/s | %.2f× | ≥ 1.0× | %s |\n",
-		tp.RecordsPerSec, tp.MiBPerSec, tp.Records, tp.Errors, js.AsyncMsgsPerSec, ratio, yes(ratio >= 1))
+	fmt.Fprintf(w, "| produce throughput, 1 KiB, acked after durable commit (4 producers, %d requests of %d in flight each) | %.0f rec/s (%.1f MiB/s), %d records, %d errors | JetStream async publish, file storage, as many messages (4 clients, batches of %d): %.0f msg/s | %.2f× | ≥ 1.0× | %s |\n",
+		load.inFlight, load.batch, tp.RecordsPerSec, tp.MiBPerSec, tp.Records, tp.Errors, js.AsyncBatch, js.AsyncMsgsPerSec, ratio, yes(ratio >= 1))
 	fmt.Fprintf(w, "| (same, JetStream fsyncing before each ack) | | sync_interval always: %.0f msg/s | %.2f× | | |\n",
 		js.AsyncSyncAlwaysMsgsPerSec, tp.RecordsPerSec/js.AsyncSyncAlwaysMsgsPerSec)
 	k := r.Kafka
 	kratio := k.RecordsPerSec / js.AsyncMsgsPerSec
-	fmt.Fprintf(w, "| the same over the Kafka protocol (kgo producer, its defaults) | %.0f rec/s (%.1f MiB/s), %d errors | JetStream async publish: %.0f msg/s | %.2f× | ≥ 1.0× | %s |\n",
-		k.RecordsPerSec, k.MiBPerSec, k.Errors, js.AsyncMsgsPerSec, kratio, yes(kratio >= 1))
+	fmt.Fprintf(w, "| the same over the Kafka protocol (kgo producer, its defaults but %d records buffered) | %.0f rec/s (%.1f MiB/s), %d errors | JetStream async publish (the gRPC phase's messages): %.0f msg/s | %.2f× | ≥ 1.0× | %s |\n",
+		kgoBufferedRecords, k.RecordsPerSec, k.MiBPerSec, k.Errors, js.AsyncMsgsPerSec, kratio, yes(kratio >= 1))
 	printLatency(w, r)
 	e2e := r.EndToEnd
 	above := e2e.E2E.P99 - e2e.Produce.Latency.P99
@@ -46,7 +46,7 @@ func printTable(w io.Writer, r results) {
 	fmt.Fprintf(w, "| MinIO PUT of %d bytes (the mean object of the latency phase on 6 partitions), sequential | p50 %.2f ms, p99 %.2f ms |\n", f.LatencyObjectBytes, f.LatencyPutP50Ms, f.LatencyPutP99Ms)
 	fmt.Fprintf(w, "| MinIO PUT, 4 concurrent | %.1f MiB/s |\n", f.PutMiBPerSec)
 	printMinIOCost(w, f)
-	fmt.Fprintf(w, "| etcd txn (compare + 2 puts, fsync), sequential | p50 %.2f ms, p99 %.2f ms |\n", f.TxnP50Ms, f.TxnP99Ms)
+	fmt.Fprintf(w, "| etcd txn of a segment commit's shape (3 compares, 2 puts, fsync), sequential | p50 %.2f ms, p99 %.2f ms |\n", f.TxnP50Ms, f.TxnP99Ms)
 	fmt.Fprintf(w, "| raw LZ4 block compression of the same bytes | %.0f MiB/s (ratio %.1f) |\n", f.LZ4MiBPerSec, f.LZ4Ratio)
 	fmt.Fprintf(w, "| JetStream sync publish, 1 client, default durability | p50 %.2f ms, p99 %.2f ms |\n", js.SyncP50Ms, js.SyncP99Ms)
 	fmt.Fprintln(w)
@@ -74,7 +74,7 @@ func printCost(w io.Writer, r results) {
 	fmt.Fprintln(w, "|---|---|")
 	fmt.Fprintf(w, "| GETs per GiB read (catch-up) | %.1f |\n", c.GetsPerGiBRead)
 	fmt.Fprintf(w, "| mean segment at max rate | %.0f bytes (compression %.1f×) |\n", c.MeanSegmentBytes, c.CompressionRatio)
-	fmt.Fprintf(w, "| per partition-hour idle: PUTs, GETs, etcd writes | %.1f, %.1f, %.1f |\n", c.PutsPerPartitionHourIdle, c.GetsPerPartitionHourIdle, c.EtcdWritesPerPartHourIdle)
+	fmt.Fprintf(w, "| per partition-hour idle (%.0f partitions; the sweeper's lock aside): PUTs, GETs, etcd writes | %.1f, %.1f, %.1f |\n", c.IdlePartitions, c.PutsPerPartitionHourIdle, c.GetsPerPartitionHourIdle, c.EtcdWritesPerPartHourIdle)
 	fmt.Fprintf(w, "| orphan sweeps (one agent of the cluster sweeps, idle or not) | %.0f in the agent's run, %.1f LISTs each; at the default interval %.0f sweeps an hour: %.0f LISTs an hour |\n",
 		c.Sweeps, c.ListsPerSweep, c.SweepsPerHour, c.SweepsPerHour*c.ListsPerSweep)
 }
@@ -206,7 +206,7 @@ func printLatency(w io.Writer, r results) {
 	for _, l := range []struct {
 		parts string
 		r     benchReport
-	}{{"6 partitions", r.Latency}, {"1 partition", r.LatencyOne}} {
+	}{{"6 partitions", r.Latency}, {fmt.Sprintf("1 partition (objects of %.0f bytes; the floor's PUT: %d)", r.LatencyOneObjectBytes, r.Floors.LatencyObjectBytes), r.LatencyOne}} {
 		lat := l.r.Produce
 		if lat == nil {
 			continue
