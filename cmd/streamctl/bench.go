@@ -99,7 +99,7 @@ e2e, acked records not delivered.`,
 	f.Int64Var(&o.lingerMs, "linger-ms", 0, "linger of the topic when it is created (0: the server's default, 5 ms)")
 	f.IntVar(&o.recordSize, "record-size", 1024, "bytes of each record's value")
 	f.IntVar(&o.producers, "producers", 4, "concurrent producers")
-	f.IntVar(&o.consumers, "consumers", 0, "concurrent consumers (0: one per partition, at most 16)")
+	f.IntVar(&o.consumers, "consumers", 0, "consumers, the partitions dealt among them (0: one per partition, at most 16); a catch-up consumer reads its partitions in turn, an e2e one long-polls each on its own")
 	f.Float64Var(&o.rate, "rate", 0, "records/s in total over all producers (0: as fast as possible)")
 	f.IntVar(&o.batch, "batch", 100, "records per produce request")
 	f.IntVar(&o.inFlight, "in-flight", 8, "requests each producer keeps in flight at max rate (like an async publisher's window); at a fixed --rate requests go when due, up to 4096 outstanding")
@@ -114,7 +114,7 @@ e2e, acked records not delivered.`,
 			Short: mode + " benchmark (see streamctl bench --help)",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				if err := o.validate(); err != nil {
+				if err := o.validate(mode); err != nil {
 					return err
 				}
 				o.topicFlagsSet = cmd.Flags().Changed("partitions") || cmd.Flags().Changed("linger-ms")
@@ -181,7 +181,7 @@ func startCPUProfile(path string) (stop func() error, err error) {
 	}, nil
 }
 
-func (o *benchOptions) validate() error {
+func (o *benchOptions) validate(mode string) error {
 	switch {
 	case o.topic == "":
 		return errors.New("--topic is empty")
@@ -209,7 +209,7 @@ func (o *benchOptions) validate() error {
 	case o.fetchBytes < 1:
 		return fmt.Errorf("--fetch-bytes %d: want at least 1", o.fetchBytes)
 	}
-	if o.rate > 0 {
+	if o.rate > 0 && mode != "consume" {
 		// Each producer sends a request of --batch records every interval.
 		interval := float64(o.batch) * float64(o.producers) / o.rate
 		switch {
@@ -420,15 +420,20 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 		r.Producers = o.producers
 		r.Produce = prod.report(prodElapsed)
 	}
+	// What a run cut short by an error or an interrupt left unread or undelivered says
+	// nothing of --duration or of the drain: those runs say why they ended instead.
+	cut := r.StoppedBy != "" || r.Interrupted
 	if cons != nil {
 		r.Consumers = o.consumers
 		r.Consume = cons.report(elapsed)
-		r.Consume.Unread = uint64(unread.Load())
+		if !cut {
+			r.Consume.Unread = uint64(unread.Load())
+		}
 	}
 	if e2e != nil {
 		l := latencyOf(e2e)
 		r.EndToEnd = &l
-		if acked, read := r.Produce.Records, r.Consume.Records; acked > read {
+		if acked, read := r.Produce.Records, r.Consume.Records; acked > read && !cut {
 			r.Undelivered = acked - read
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -101,7 +102,8 @@ func TestBenchCountsWhatFellBehindItsRate(t *testing.T) {
 		}
 	}
 	o := benchFlags(func(o *benchOptions) { o.rate, o.duration = 20000, 2*time.Second })
-	done := time.AfterFunc(o.duration+100*time.Millisecond, func() { close(release) })
+	// Released well after the run's end: a late timer must not free the window first.
+	done := time.AfterFunc(o.duration+time.Second, func() { close(release) })
 	defer done.Stop()
 	r, err := runBench(context.Background(), f, "produce", o, io.Discard)
 	if err != nil {
@@ -176,21 +178,19 @@ func TestBenchCatchUpCountsWhatItLeftUnread(t *testing.T) {
 		binary.BigEndian.PutUint64(v, uint64(i))
 		f.records[0] = append(f.records[0], &pb.Record{Value: v, Offset: int64(i)})
 	}
-	o := benchFlags(func(o *benchOptions) { o.fetchBytes = 1 })
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var fetched int
-	slow := &slowFetch{fakeLog: f, each: func() {
-		if fetched++; fetched == 10 {
-			cancel() // the command interrupted: the run ends with 90 records unread
-		}
-	}}
-	r, err := runBench(ctx, slow, "consume", o, io.Discard)
+	o := benchFlags(func(o *benchOptions) { o.fetchBytes, o.duration = 1, 200*time.Millisecond })
+	// A record per fetch and 50 ms a fetch: a few records in the run's 200 ms.
+	slow := &slowFetch{fakeLog: f, each: func() { time.Sleep(50 * time.Millisecond) }}
+	r, err := runBench(context.Background(), slow, "consume", o, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Consume.Records+r.Consume.Unread != 100 || r.Consume.Unread == 0 {
 		t.Fatalf("read %d, unread %d, of 100", r.Consume.Records, r.Consume.Unread)
+	}
+	var out strings.Builder
+	if err := r.print(&out, false); err != nil || !strings.Contains(out.String(), fmt.Sprintf("%d records left unread", r.Consume.Unread)) {
+		t.Fatalf("report %v:\n%s", err, out.String())
 	}
 }
 
@@ -220,7 +220,7 @@ func TestBenchRefusesRatesItCannotSchedule(t *testing.T) {
 		{0.5, "longer than --duration"},
 	} {
 		o := benchFlags(func(o *benchOptions) { o.rate, o.batch = c.rate, 100 })
-		if err := o.validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+		if err := o.validate("produce"); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("--rate %v: %v, want %q", c.rate, err, c.want)
 		}
 	}
