@@ -20,10 +20,13 @@ type jetStream struct {
 	// AsyncMsgsPerSec: 4 clients publishing asynchronously, JetStream's default
 	// durability (acked once written to the OS, fsynced every 2 minutes).
 	AsyncMsgsPerSec float64 `json:"async_msgs_per_sec"`
-	// AsyncMsgs: the messages of that phase, as many as StreamHouse's max-rate phase acked;
-	// AsyncBatch: what each client publishes before it waits for their acks.
-	AsyncMsgs  int `json:"async_msgs"`
-	AsyncBatch int `json:"async_batch"`
+	// AsyncMsgs: the messages of that phase, as many as StreamHouse's max-rate phase acked.
+	// It runs once with each client publishing nats bench's default batch before it waits
+	// for their acks, and once with streamctl's window (AsyncByBatch, msg/s by batch);
+	// AsyncMsgsPerSec is the faster, AsyncBatch its batch.
+	AsyncMsgs    int             `json:"async_msgs"`
+	AsyncBatch   int             `json:"async_batch"`
+	AsyncByBatch map[int]float64 `json:"async_msgs_per_sec_by_batch"`
 	// AsyncSyncAlwaysMsgsPerSec: the same with sync_interval: always (fsync before ack),
 	// the durability StreamHouse's acks have (MinIO and etcd both fsync).
 	AsyncSyncAlwaysMsgsPerSec float64 `json:"async_sync_always_msgs_per_sec"`
@@ -42,40 +45,65 @@ var (
 // minJetStreamMsgs is the least the async phase publishes.
 const minJetStreamMsgs = 100_000
 
-// jetStreamBatch is what each of nats bench's 4 clients publishes before it waits for
-// the acks: as many records as each of streamctl's 4 producers may have unacked in the
-// max-rate phase (-in-flight requests of -batch records), so that neither side gets
-// the larger window. nats bench's own default is 500.
-func jetStreamBatch() int { return load.inFlight * load.batch }
+// natsDefaultBatch is nats bench's own batch (natscli v0.5.0); maxNATSBatch is the most
+// a client may have unacked before nats.go's PublishAsync waits (its default
+// PublishAsyncMaxPending).
+const (
+	natsDefaultBatch = 500
+	maxNATSBatch     = 4000
+)
+
+// jetStreamBatches are the batches the async phase runs with: nats bench's default, and as
+// many records as each of streamctl's 4 producers may have unacked in the max-rate phase
+// (-in-flight requests of -batch records), so that JetStream is not held to a window
+// smaller than StreamHouse's, nor to one that does not suit it.
+func jetStreamBatches() []int {
+	window := min(load.inFlight*load.batch, maxNATSBatch)
+	if window == natsDefaultBatch {
+		return []int{natsDefaultBatch}
+	}
+	return []int{natsDefaultBatch, window}
+}
 
 // runJetStream measures JetStream; its async phase publishes msgs messages (the records
 // StreamHouse's max-rate phase acked, so that both do the same work and a rate that
 // falls as a stream grows counts alike).
 func runJetStream(ctx context.Context, dir string, duration time.Duration, msgs int) (jetStream, error) {
-	js := jetStream{AsyncMsgs: max(msgs, minJetStreamMsgs), AsyncBatch: jetStreamBatch()}
+	js := jetStream{AsyncMsgs: max(msgs, minJetStreamMsgs), AsyncByBatch: map[int]float64{}}
+	// asyncPub publishes n messages with 4 clients, each batch messages before it waits.
+	asyncPub := func(url string, n, batch int) (float64, error) {
+		// The stream holds every message: nats bench's default limit of 1 GB refused the
+		// messages of phases longer than 20s. 2 KB a message covers its headers.
+		maxBytes := fmt.Sprintf("%dMB", n*2/1000+64)
+		out, err := natsBench(ctx, url, "js", "pub", "async", "bench.async", "--create", "--storage", "file", "--size", "1KB",
+			"--msgs", strconv.Itoa(n), "--clients", "4", "--batch", strconv.Itoa(batch), "--purge", "--maxbytes", maxBytes)
+		if err != nil {
+			return 0, err
+		}
+		return parseRate(out)
+	}
 	for _, always := range []bool{false, true} {
 		url, stop, err := startNATS(ctx, dir, always)
 		if err != nil {
 			return js, err
 		}
-		n := js.AsyncMsgs
 		if always {
-			n = int(5_000 * duration.Seconds() / 2) // fsync per ack is slower
-		}
-		// The stream holds every message: nats bench's default limit of 1 GB refused the
-		// messages of phases longer than 20s. 2 KB a message covers its headers.
-		maxBytes := fmt.Sprintf("%dMB", n*2/1000+64)
-		out, err := natsBench(ctx, url, "js", "pub", "async", "bench.async", "--create", "--storage", "file", "--size", "1KB",
-			"--msgs", strconv.Itoa(n), "--clients", "4", "--batch", strconv.Itoa(js.AsyncBatch), "--purge", "--maxbytes", maxBytes)
-		if err == nil {
-			var rate float64
-			if rate, err = parseRate(out); always {
-				js.AsyncSyncAlwaysMsgsPerSec = rate
-			} else {
-				js.AsyncMsgsPerSec = rate
+			// fsync per ack is slower: fewer messages, nats bench's batch.
+			js.AsyncSyncAlwaysMsgsPerSec, err = asyncPub(url, int(5_000*duration.Seconds()/2), natsDefaultBatch)
+		} else {
+			for _, batch := range jetStreamBatches() {
+				var rate float64
+				if rate, err = asyncPub(url, js.AsyncMsgs, batch); err != nil {
+					break
+				}
+				js.AsyncByBatch[batch] = rate
+				if rate > js.AsyncMsgsPerSec {
+					js.AsyncMsgsPerSec, js.AsyncBatch = rate, batch
+				}
 			}
 		}
 		if err == nil && !always {
+			var out string
 			out, err = natsBench(ctx, url, "js", "pub", "sync", "bench.sync", "--create", "--storage", "file", "--size", "1KB",
 				"--msgs", "5000", "--clients", "1", "--purge", "--stream", "benchsync")
 			if err == nil {
@@ -142,7 +170,9 @@ func natsBench(ctx context.Context, url string, args ...string) (string, error) 
 		return "", err
 	}
 	fmt.Fprintf(os.Stderr, "nats bench %s\n", strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-s", url, "bench"}, append(args, "--no-progress")...)...)
+	// --timeout bounds each wait for a batch's acks (nats' default 5 s: a batch of 2000
+	// fsynced one by one may take longer on a slow disk).
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-s", url, "--timeout", "2m", "bench"}, append(args, "--no-progress")...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("nats bench %v: %w\n%s", args, err, out)

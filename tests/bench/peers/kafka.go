@@ -55,7 +55,7 @@ func kafkaProduce(ctx context.Context, addr, topic string, partitions int32, dur
 	rng := rand.New(rand.NewPCG(5, 6))
 	var acked, failed atomic.Int64
 	start := time.Now()
-	for time.Since(start) < duration {
+	for time.Since(start) < duration && ctx.Err() == nil {
 		off := rng.IntN(len(pool) - 1024)
 		// Produce blocks while MaxBufferedRecords are unacked: the producer's window.
 		cl.Produce(ctx, &kgo.Record{Value: pool[off : off+1024 : off+1024]}, func(_ *kgo.Record, err error) {

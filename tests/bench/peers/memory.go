@@ -124,7 +124,7 @@ func (ph phases) sampledPhase(pid int, produce func() error) (peaks [2]memorySam
 	}()
 	err = produce()
 	if err == nil {
-		_, _, err = settle(ph.metricsURL, *ph.lastWrite)
+		_, _, err = settle(ph.ctx, ph.metricsURL, *ph.lastWrite)
 	}
 	close(stop)
 	if serr := <-sampled; err == nil {

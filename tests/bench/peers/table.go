@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -13,10 +15,13 @@ func printTable(w io.Writer, r results) {
 	if r.MinIODrives > 1 {
 		fmt.Fprintf(w, "MinIO on %d drives (erasure-coded, O_DIRECT writes).\n\n", r.MinIODrives)
 	}
+	for _, f := range shortfalls {
+		fmt.Fprintf(w, "**Fell short of its load**: %s\n\n", f)
+	}
 	printTargetHeader(w)
 	ratio := tp.RecordsPerSec / js.AsyncMsgsPerSec
-	fmt.Fprintf(w, "| produce throughput, 1 KiB, acked after durable commit (4 producers, %d requests of %d in flight each) | %.0f rec/s (%.1f MiB/s), %d records, %d errors | JetStream async publish, file storage, as many messages (4 clients, batches of %d): %.0f msg/s | %.2f× | ≥ 1.0× | %s |\n",
-		load.inFlight, load.batch, tp.RecordsPerSec, tp.MiBPerSec, tp.Records, tp.Errors, js.AsyncBatch, js.AsyncMsgsPerSec, ratio, yes(ratio >= 1))
+	fmt.Fprintf(w, "| produce throughput, 1 KiB, acked after durable commit (4 producers, %d requests of %d in flight each) | %.0f rec/s (%.1f MiB/s), %d records, %d errors | JetStream async publish, file storage, as many messages (4 clients, the faster of batches of %s: %d): %.0f msg/s | %.2f× | ≥ 1.0× | %s |\n",
+		load.inFlight, load.batch, tp.RecordsPerSec, tp.MiBPerSec, tp.Records, tp.Errors, byBatch(js.AsyncByBatch), js.AsyncBatch, js.AsyncMsgsPerSec, ratio, yes(ratio >= 1))
 	fmt.Fprintf(w, "| (same, JetStream fsyncing before each ack) | | sync_interval always: %.0f msg/s | %.2f× | | |\n",
 		js.AsyncSyncAlwaysMsgsPerSec, tp.RecordsPerSec/js.AsyncSyncAlwaysMsgsPerSec)
 	k := r.Kafka
@@ -215,6 +220,16 @@ func printLatency(w io.Writer, r results) {
 		fmt.Fprintf(w, "| produce p99 at %d rec/s, linger %d ms, %s | %.1f ms (p50 %.1f, %d errors) | linger %d + PUT p99 %.1f + txn p99 %.1f = %.1f ms | %.2f× | ≤ 2.0× | %s |\n",
 			r.LatencyRate, r.LatencyLinger, l.parts, lat.Latency.P99, lat.Latency.P50, lat.Errors, r.LatencyLinger, r.Floors.LatencyPutP99Ms, r.Floors.TxnP99Ms, floor, ratio, yes(ratio <= 2))
 	}
+}
+
+// byBatch lists JetStream's rates by batch: "500 (84.5k msg/s) and 2000 (73.5k msg/s)".
+func byBatch(rates map[int]float64) string {
+	batches := slices.Sorted(maps.Keys(rates))
+	parts := make([]string, len(batches))
+	for i, b := range batches {
+		parts[i] = fmt.Sprintf("%d (%.1fk msg/s)", b, rates[b]/1000)
+	}
+	return strings.Join(parts, " and ")
 }
 
 func yes(ok bool) string {

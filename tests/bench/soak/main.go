@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -112,7 +113,7 @@ func run(duration, every time.Duration, rate, partitions int, retention time.Dur
 	}
 	bench := exec.Command(ctl, "--addr", agent.GRPCAddr, "bench", "produce", "--topic", topic, "--rate", strconv.Itoa(rate),
 		"--batch", "10", "--record-size", "1024", "--duration", duration.String(), "--progress", "0")
-	bench.Stderr = os.Stderr
+	bench.Stdout, bench.Stderr = os.Stderr, os.Stderr                    // its report too: the samples go to stdout
 	bench.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this program
 	if err := bench.Start(); err != nil {
 		return err
@@ -124,11 +125,12 @@ func run(duration, every time.Duration, rate, partitions int, retention time.Dur
 	start := time.Now()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var benchErr error // kept until the samples so far are printed
 	for finished := false; !finished; {
 		select {
 		case err := <-done:
 			if err != nil {
-				return fmt.Errorf("streamctl bench: %w", err)
+				benchErr = fmt.Errorf("streamctl bench (its report on stderr above the table): %w", err)
 			}
 			finished = true
 		case <-tick.C:
@@ -144,9 +146,11 @@ func run(duration, every time.Duration, rate, partitions int, retention time.Dur
 	printTable(samples, rate, partitions, retention, duration)
 	if out != "" {
 		b, _ := json.MarshalIndent(samples, "", "  ")
-		return os.WriteFile(out, b, 0o644)
+		if err := os.WriteFile(out, b, 0o644); err != nil {
+			return errors.Join(benchErr, err)
+		}
 	}
-	return nil
+	return benchErr
 }
 
 func take(ctx context.Context, coord *coordination.Client, e *clientv3.Client, endpoint, metricsURL, topic string, partitions int) (sample, error) {
