@@ -170,9 +170,8 @@ type batch struct {
 	producerIDs map[int64]struct{}
 	producers   coordination.ProducerChanges
 	// requests are its waiters' request ids, for its index entry (taken when it is
-	// sealed, on the writer's goroutine); identified counts the waiters with one.
-	requests   []coordination.RequestRef
-	identified int
+	// sealed, on the writer's goroutine).
+	requests []coordination.RequestRef
 }
 
 // memBytes is what a committed batch holds in memory: its records (their payload and
@@ -181,14 +180,11 @@ func (b *batch) memBytes() int64 {
 	return b.bytes + int64(len(b.records))*recordOverhead + int64(len(b.encoded))
 }
 
-// maxSegmentRequests bounds the requests a segment's index entry lists, and so the
-// requests with an id a segment holds: a batch that reaches it is sealed, whatever its
-// linger and its uploads (a batch grows while they are busy, and one grown while uploads
-// stalled could hold tens of thousands of one-record requests). Its entry stays far
-// below etcd's request limit (1.5 MiB; a listed request is ~55 bytes of JSON), and every
-// request is listed, so that the partition's next owner answers a re-send of any of
-// them rather than write it again. A merged segment lists the last maxSegmentRequests
-// of its segments' (compactor).
+// maxSegmentRequests bounds the requests a segment's index entry lists (the last ones):
+// a segment grown while uploads stalled may hold tens of thousands of one-record
+// requests, and its entry must stay far below etcd's request limit (1.5 MiB; a listed
+// request is ~55 bytes of JSON). A request left out is still answered once by the owner
+// that wrote it; only its next owner would not know it.
 const maxSegmentRequests = 512
 
 // recordOverhead is what an accepted record holds in memory beside its payload: its
@@ -363,9 +359,6 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, request u
 	b.bytes += size
 	b.held += held
 	b.waiters = append(b.waiters, waiter{reply: reply, producer: producer, request: request, base: base, count: len(recs), bytes: size, accepted: time.Now()})
-	if request != 0 {
-		b.identified++
-	}
 	if idem != nil {
 		if b.producerIDs == nil {
 			b.producerIDs = map[int64]struct{}{}
@@ -375,7 +368,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, request u
 	}
 	w.pending += held // in the agent's budget since take
 	switch {
-	case b.bytes >= w.cfg.SegmentBytes, b.identified >= maxSegmentRequests:
+	case b.bytes >= w.cfg.SegmentBytes:
 		w.seal(true)
 	case w.cfg.Linger <= 0:
 		w.seal(false)
