@@ -173,7 +173,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 	// Interrupted, the run stops its phases and still removes what it wrote (GBs).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	context.AfterFunc(ctx, stop) // a second Ctrl-C ends it at once
+	context.AfterFunc(ctx, stop) // a second Ctrl-C ends it at once, its directory left behind
 	dir, err := os.MkdirTemp("", "bench-peers-")
 	if err != nil {
 		return err
@@ -241,6 +241,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 			// It measured the phase but its figures fall short of the load asked for (behind
 			// its rate, records undelivered): the run goes on, and says so.
 			shortfalls = append(shortfalls, fmt.Sprintf("streamctl bench %s: %v: %s", strings.Join(args, " "), err, r.shortfall()))
+			r.short = true
 			return r, nil
 		}
 		if err != nil {
@@ -609,6 +610,7 @@ type benchReport struct {
 	Consume     *sideReport `json:"consume,omitempty"`
 	E2E         *latency    `json:"e2e_latency_ms,omitempty"`
 	Undelivered uint64      `json:"undelivered,omitempty"`
+	short       bool        // its streamctl bench fell short of the load (shortfalls)
 }
 
 // shortfall says what of the load asked for a report does not cover.

@@ -137,7 +137,7 @@ func run(duration, every time.Duration, rate, partitions int, retention time.Dur
 		}
 		s, err := take(ctx, coord, e, etcd.Endpoint, "http://"+agent.AdminAddr+"/metrics", topic, partitions)
 		if err != nil {
-			return err
+			return errors.Join(benchErr, err)
 		}
 		s.At = time.Since(start).Round(time.Second).String()
 		samples = append(samples, s)
