@@ -136,17 +136,6 @@ func (c *Client) Fetch(ctx context.Context, req *partitionpb.FetchRequest) (*par
 	return resp, err
 }
 
-// Stats asks a partition's owner for its log's shape (partitionpb.StatsResponse): an
-// answer UNAVAILABLE once ctx ends, or the retry budget, means the owner could not say.
-func (c *Client) Stats(ctx context.Context, p coordination.Partition) (*partitionpb.StatsResponse, error) {
-	var resp *partitionpb.StatsResponse
-	err := c.call(ctx, p, &partitionpb.StatsRequest{Topic: p.Topic, Partition: p.Partition}, func(m proto.Message, _ int) bool {
-		resp = m.(*partitionpb.StatsResponse)
-		return resp.Code != partitionpb.Code_CODE_UNAVAILABLE
-	})
-	return resp, err
-}
-
 // call requests until accept returns true or the retry budget ends; the last answer
 // stays with accept's caller, which is also told how many attempts are still unanswered.
 //

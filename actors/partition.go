@@ -141,8 +141,6 @@ func (a *partitionActor) Receive(ctx actor.Context) {
 		a.produce(m, ctx.Sender(), 0)
 	case *partitionpb.FetchRequest:
 		a.fetch(m, ctx.Sender())
-	case *partitionpb.StatsRequest:
-		a.stats(m, ctx.Sender())
 	case *respec:
 		if a.w != nil {
 			a.w.cfg.Linger, a.w.cfg.SegmentBytes = m.spec.Linger(), m.spec.SegmentBytes
@@ -294,8 +292,6 @@ func (a *partitionActor) drainStash() {
 			a.produce(m, s.sender, time.Since(s.at))
 		case *partitionpb.FetchRequest:
 			a.fetch(m, s.sender)
-		case *partitionpb.StatsRequest:
-			a.stats(m, s.sender)
 		}
 	}
 }
@@ -479,34 +475,6 @@ func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
 	default:
 		a.serve(m, sender)
 	}
-}
-
-// stats answers a StatsRequest from the owner's view of its index, exact on the actor's
-// goroutine: the writer appends its commits to the view there, as it raises the
-// high-water mark. Until the view is loaded it answers UNAVAILABLE, for the caller to
-// read etcd.
-func (a *partitionActor) stats(m *partitionpb.StatsRequest, sender *actor.PID) {
-	reply := func(resp *partitionpb.StatsResponse) {
-		if a.lease != nil {
-			resp.Epoch = a.lease.Epoch()
-		}
-		if sender != nil {
-			a.deps.system.Root.Send(sender, resp)
-		}
-	}
-	if err, wait := a.notReady(m, sender); wait {
-		if err != nil {
-			reply(&partitionpb.StatsResponse{Code: codeOf(err), Message: err.Error()})
-		}
-		return
-	}
-	hwm := a.w.Committed()
-	start, segments, stored, ok := a.plog.stats(hwm)
-	if !ok {
-		reply(&partitionpb.StatsResponse{Code: partitionpb.Code_CODE_UNAVAILABLE, Message: fmt.Sprintf("%s: the owner's view of the index is loading", a.p)})
-		return
-	}
-	reply(&partitionpb.StatsResponse{LogStartOffset: start, HighWaterMark: hwm, Segments: segments, StoredBytes: stored})
 }
 
 // serve answers a fetch below the high-water mark, from memory when it can, else from

@@ -137,24 +137,6 @@ func (l *partitionLog) snapshot() ([]indexed, int64, coordination.TopicSpec, boo
 	return append([]indexed(nil), l.segs...), l.rev, l.spec, true
 }
 
-// stats returns the view's first offset (hwm when it holds no segment), its segments
-// and their stored bytes, unless the view is not loaded (or the log is closed).
-func (l *partitionLog) stats(hwm int64) (logStart, segments, stored int64, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed || !l.loaded {
-		return 0, 0, 0, false
-	}
-	logStart = hwm
-	if len(l.segs) > 0 {
-		logStart = l.segs[0].Base
-	}
-	for _, s := range l.segs {
-		stored += s.ZBytes
-	}
-	return logStart, int64(len(l.segs)), stored, true
-}
-
 // setSpec records the topic's current settings; it reports whether they changed.
 func (l *partitionLog) setSpec(spec coordination.TopicSpec) bool {
 	l.mu.Lock()

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -254,55 +253,20 @@ func (s *Server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest
 		return nil, err
 	}
 	out := &pb.DescribeTopicResponse{Topic: topicOf(spec)}
-	owned := s.ownersStats(ctx, spec)
 	for i := range spec.Partitions {
 		p := coordination.Partition{Topic: spec.Name, Partition: i}
 		info := &pb.PartitionInfo{Partition: i, HighWaterMark: s.mirror.HWM(p)}
 		if o, ok := s.mirror.Owner(p); ok {
 			info.Owner, info.Zone, info.Address, info.Epoch = o.Node, o.Zone, o.Addr, o.Epoch
 		}
-		if st := owned[i]; st != nil {
-			info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HighWaterMark, st.LogStartOffset, st.Segments, st.StoredBytes
-		} else {
-			// Its owner could not say (moving, starting): read its index from etcd.
-			st, err := s.coord.PartitionStats(ctx, p.Topic, p.Partition)
-			if err != nil {
-				return nil, statusOf(err)
-			}
-			info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HWM, st.LogStart, st.Segments, st.StoredBytes
+		st, err := s.coord.PartitionStats(ctx, p.Topic, p.Partition)
+		if err != nil {
+			return nil, statusOf(err)
 		}
+		info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HWM, st.LogStart, st.Segments, st.StoredBytes
 		out.Partitions = append(out.Partitions, info)
 	}
 	return out, nil
-}
-
-// ownerStatsWait bounds how long DescribeTopic waits for the partitions' owners before it
-// reads the index of those that did not answer from etcd.
-const ownerStatsWait = 2 * time.Second
-
-// ownersStats asks every partition's owner, at once, for its log's shape, from the view
-// of its index it keeps (actors.Client.Stats): a partition's whole index read from etcd
-// per describe grows with its retention (thousands of keys a partition). A partition
-// whose owner did not answer within ownerStatsWait is left nil.
-func (s *Server) ownersStats(ctx context.Context, spec coordination.TopicSpec) []*partitionpb.StatsResponse {
-	out := make([]*partitionpb.StatsResponse, spec.Partitions)
-	c, err := s.client()
-	if err != nil {
-		return out
-	}
-	ctx, cancel := context.WithTimeout(ctx, ownerStatsWait)
-	defer cancel()
-	var wg sync.WaitGroup
-	for i := range spec.Partitions {
-		wg.Go(func() {
-			resp, err := c.Stats(ctx, coordination.Partition{Topic: spec.Name, Partition: i})
-			if err == nil && resp.Code == partitionpb.Code_CODE_OK {
-				out[i] = resp
-			}
-		})
-	}
-	wg.Wait()
-	return out
 }
 
 // ClusterStatus implements the API: members with zones and the partitions each owns.

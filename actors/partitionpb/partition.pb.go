@@ -622,155 +622,6 @@ func (x *FetchResponse) GetLogStartOffset() int64 {
 	return 0
 }
 
-// StatsRequest asks a partition's owner for its log's shape, from its view of the
-// segment index (exact: the owner is the index's only writer), so that describing a
-// topic reads no index from etcd.
-type StatsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StatsRequest) Reset() {
-	*x = StatsRequest{}
-	mi := &file_actors_partitionpb_partition_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StatsRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StatsRequest) ProtoMessage() {}
-
-func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_partitionpb_partition_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
-func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_actors_partitionpb_partition_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *StatsRequest) GetTopic() string {
-	if x != nil {
-		return x.Topic
-	}
-	return ""
-}
-
-func (x *StatsRequest) GetPartition() int32 {
-	if x != nil {
-		return x.Partition
-	}
-	return 0
-}
-
-// StatsResponse answers a StatsRequest. CODE_UNAVAILABLE: the owner has not loaded its
-// view of the index yet (ask etcd), or the partition is moving.
-type StatsResponse struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Code           Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=streamhouse.partition.v1.Code" json:"code,omitempty"`
-	Message        string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	LogStartOffset int64                  `protobuf:"varint,3,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"` // the first offset still indexed (the high-water mark when none is)
-	HighWaterMark  int64                  `protobuf:"varint,4,opt,name=high_water_mark,json=highWaterMark,proto3" json:"high_water_mark,omitempty"`    // what the owner committed
-	Segments       int64                  `protobuf:"varint,5,opt,name=segments,proto3" json:"segments,omitempty"`                                     // keys in the segment index
-	StoredBytes    int64                  `protobuf:"varint,6,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`            // the segments' stored (compressed) bytes
-	Epoch          int64                  `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
-}
-
-func (x *StatsResponse) Reset() {
-	*x = StatsResponse{}
-	mi := &file_actors_partitionpb_partition_proto_msgTypes[7]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StatsResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StatsResponse) ProtoMessage() {}
-
-func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_partitionpb_partition_proto_msgTypes[7]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
-func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_actors_partitionpb_partition_proto_rawDescGZIP(), []int{7}
-}
-
-func (x *StatsResponse) GetCode() Code {
-	if x != nil {
-		return x.Code
-	}
-	return Code_CODE_OK
-}
-
-func (x *StatsResponse) GetMessage() string {
-	if x != nil {
-		return x.Message
-	}
-	return ""
-}
-
-func (x *StatsResponse) GetLogStartOffset() int64 {
-	if x != nil {
-		return x.LogStartOffset
-	}
-	return 0
-}
-
-func (x *StatsResponse) GetHighWaterMark() int64 {
-	if x != nil {
-		return x.HighWaterMark
-	}
-	return 0
-}
-
-func (x *StatsResponse) GetSegments() int64 {
-	if x != nil {
-		return x.Segments
-	}
-	return 0
-}
-
-func (x *StatsResponse) GetStoredBytes() int64 {
-	if x != nil {
-		return x.StoredBytes
-	}
-	return 0
-}
-
-func (x *StatsResponse) GetEpoch() int64 {
-	if x != nil {
-		return x.Epoch
-	}
-	return 0
-}
-
 var File_actors_partitionpb_partition_proto protoreflect.FileDescriptor
 
 const file_actors_partitionpb_partition_proto_rawDesc = "" +
@@ -821,18 +672,7 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x0fhigh_water_mark\x18\x04 \x01(\x03R\rhighWaterMark\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x12\n" +
 	"\x04node\x18\x06 \x01(\tR\x04node\x12(\n" +
-	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset\"B\n" +
-	"\fStatsRequest\x12\x14\n" +
-	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
-	"\tpartition\x18\x02 \x01(\x05R\tpartition\"\x84\x02\n" +
-	"\rStatsResponse\x122\n" +
-	"\x04code\x18\x01 \x01(\x0e2\x1e.streamhouse.partition.v1.CodeR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\x12(\n" +
-	"\x10log_start_offset\x18\x03 \x01(\x03R\x0elogStartOffset\x12&\n" +
-	"\x0fhigh_water_mark\x18\x04 \x01(\x03R\rhighWaterMark\x12\x1a\n" +
-	"\bsegments\x18\x05 \x01(\x03R\bsegments\x12!\n" +
-	"\fstored_bytes\x18\x06 \x01(\x03R\vstoredBytes\x12\x14\n" +
-	"\x05epoch\x18\a \x01(\x03R\x05epoch*\xf7\x01\n" +
+	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset*\xf7\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x14\n" +
 	"\x10CODE_UNAVAILABLE\x10\x01\x12\x19\n" +
@@ -858,7 +698,7 @@ func file_actors_partitionpb_partition_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_partitionpb_partition_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_actors_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_actors_partitionpb_partition_proto_goTypes = []any{
 	(Code)(0),               // 0: streamhouse.partition.v1.Code
 	(*Header)(nil),          // 1: streamhouse.partition.v1.Header
@@ -867,8 +707,6 @@ var file_actors_partitionpb_partition_proto_goTypes = []any{
 	(*ProduceResponse)(nil), // 4: streamhouse.partition.v1.ProduceResponse
 	(*FetchRequest)(nil),    // 5: streamhouse.partition.v1.FetchRequest
 	(*FetchResponse)(nil),   // 6: streamhouse.partition.v1.FetchResponse
-	(*StatsRequest)(nil),    // 7: streamhouse.partition.v1.StatsRequest
-	(*StatsResponse)(nil),   // 8: streamhouse.partition.v1.StatsResponse
 }
 var file_actors_partitionpb_partition_proto_depIdxs = []int32{
 	1, // 0: streamhouse.partition.v1.Record.headers:type_name -> streamhouse.partition.v1.Header
@@ -876,12 +714,11 @@ var file_actors_partitionpb_partition_proto_depIdxs = []int32{
 	0, // 2: streamhouse.partition.v1.ProduceResponse.code:type_name -> streamhouse.partition.v1.Code
 	0, // 3: streamhouse.partition.v1.FetchResponse.code:type_name -> streamhouse.partition.v1.Code
 	2, // 4: streamhouse.partition.v1.FetchResponse.records:type_name -> streamhouse.partition.v1.Record
-	0, // 5: streamhouse.partition.v1.StatsResponse.code:type_name -> streamhouse.partition.v1.Code
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_actors_partitionpb_partition_proto_init() }
@@ -897,7 +734,7 @@ func file_actors_partitionpb_partition_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_partitionpb_partition_proto_rawDesc), len(file_actors_partitionpb_partition_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
