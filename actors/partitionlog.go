@@ -38,9 +38,14 @@ type partitionLog struct {
 
 	mu      sync.Mutex
 	loaded  bool
+	loading bool // a load is reading the index: commits meanwhile go to pending
 	closed  bool
 	segs    []indexed // offset order, adjacent
-	pending []indexed // commits appended before the load
+	// pending are the commits the writer made while a load read the index, which the read
+	// may not hold. Commits before a load starts are in its read, and those while no load
+	// runs (compaction off, or between a reload and the next pass) are left for the next
+	// load to read: kept, they would pile up without bound.
+	pending []indexed
 	// pendingRev is the latest revision of those commits: the load may read the index
 	// before them, and its view is as of both.
 	pendingRev int64
@@ -61,8 +66,10 @@ func (l *partitionLog) committed(meta coordination.SegmentMeta, stored time.Time
 	defer l.mu.Unlock()
 	s := indexed{SegmentMeta: meta, stored: stored}
 	if !l.loaded {
-		l.pending = append(l.pending, s)
-		l.pendingRev = max(l.pendingRev, rev)
+		if l.loading {
+			l.pending = append(l.pending, s)
+			l.pendingRev = max(l.pendingRev, rev)
+		}
 		return
 	}
 	// The load may have read this commit already: the writer hears of its commits after
@@ -85,16 +92,19 @@ func (l *partitionLog) close() {
 func (l *partitionLog) load(ctx context.Context, c *coordination.Client) error {
 	l.mu.Lock()
 	loaded := l.loaded
+	l.loading = !loaded
 	l.mu.Unlock()
 	if loaded {
 		return nil
 	}
 	metas, rev, err := c.SegmentRange(ctx, l.p.Topic, l.p.Partition, 0)
-	if err != nil {
-		return fmt.Errorf("load the index of %s: %w", l.p, err)
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.loading = false
+	if err != nil {
+		l.pending, l.pendingRev = nil, 0 // the next load reads them
+		return fmt.Errorf("load the index of %s: %w", l.p, err)
+	}
 	l.segs = make([]indexed, 0, len(metas)+len(l.pending))
 	for _, m := range metas {
 		l.segs = append(l.segs, indexed{SegmentMeta: m})

@@ -48,3 +48,24 @@ func TestUnknownRewriteOutcomeDropsTheReadersIndexCache(t *testing.T) {
 		}
 	}
 }
+
+// Commits the writer makes while no load of the index is running are left for the next
+// load to read from etcd: with compaction off no load ever runs, and the log kept every
+// commit's meta (and its request ids) for the life of the partition.
+func TestPartitionLogKeepsCommitsOnlyWhileALoadRuns(t *testing.T) {
+	l := &partitionLog{changed: func() {}}
+	seg := func(base int64) coordination.SegmentMeta {
+		return coordination.SegmentMeta{Object: "o", Base: base, Last: base, Records: 1}
+	}
+	for i := range 1000 {
+		l.committed(seg(int64(i)), time.Now(), int64(10+i))
+	}
+	if len(l.pending) != 0 {
+		t.Fatalf("%d commits held with no load running", len(l.pending))
+	}
+	l.loading = true // a load is reading the index: it may miss what commits meanwhile
+	l.committed(seg(1000), time.Now(), 1010)
+	if len(l.pending) != 1 || l.pendingRev != 1010 {
+		t.Fatalf("pending %d commits as of %d during a load, want 1 as of 1010", len(l.pending), l.pendingRev)
+	}
+}
