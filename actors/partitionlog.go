@@ -73,8 +73,9 @@ func (l *partitionLog) committed(meta coordination.SegmentMeta, stored time.Time
 		return
 	}
 	// The load may have read this commit already: the writer hears of its commits after
-	// etcd applied them.
-	if n := len(l.segs); n > 0 && meta.Base <= l.segs[n-1].Last {
+	// etcd applied them. Retention may even have removed it since (every segment, when
+	// the retention is shorter than the writer's delay): then it is below the log start.
+	if n := len(l.segs); n > 0 && meta.Base <= l.segs[n-1].Last || meta.Base < l.logStart.Load() {
 		return
 	}
 	l.segs = append(l.segs, s)
@@ -89,6 +90,9 @@ func (l *partitionLog) close() {
 }
 
 // load reads the index once, at the first compactor pass after activation.
+//
+// Only the compactor's goroutine loads, reloads and rewrites the view: a second load, or a
+// reload, while one reads the index would lose the commits it gathers in pending.
 func (l *partitionLog) load(ctx context.Context, c *coordination.Client) error {
 	l.mu.Lock()
 	loaded := l.loaded

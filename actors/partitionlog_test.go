@@ -69,3 +69,19 @@ func TestPartitionLogKeepsCommitsOnlyWhileALoadRuns(t *testing.T) {
 		t.Fatalf("pending %d commits as of %d during a load, want 1 as of 1010", len(l.pending), l.pendingRev)
 	}
 }
+
+// A commit the load read, that retention then removed with every other segment before
+// the writer reported it, is not put back: it is below the log start.
+func TestPartitionLogDropsALateCommitRetentionRemoved(t *testing.T) {
+	l := &partitionLog{loaded: true, changed: func() {}}
+	seg := func(base, last int64) coordination.SegmentMeta {
+		return coordination.SegmentMeta{Object: "o", Base: base, Last: last, Records: last - base + 1}
+	}
+	l.segs = []indexed{{SegmentMeta: seg(0, 4)}, {SegmentMeta: seg(5, 9)}}
+	l.rewritten(0, 9, nil, time.Now(), 12) // retention: the log starts at 10
+	l.committed(seg(5, 9), time.Now(), 11) // the writer reports the commit the load read
+	l.committed(seg(10, 12), time.Now(), 13)
+	if len(l.segs) != 1 || l.segs[0].Base != 10 || l.logStart.Load() != 10 {
+		t.Fatalf("log %+v from %d, want [10, 12] alone from 10", l.segs, l.logStart.Load())
+	}
+}
