@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -132,6 +133,20 @@ func (c *Client) Fetch(ctx context.Context, req *partitionpb.FetchRequest) (*par
 	err := c.call(ctx, p, req, func(m proto.Message, _ int) bool {
 		resp = m.(*partitionpb.FetchResponse)
 		return resp.Code != partitionpb.Code_CODE_UNAVAILABLE
+	})
+	return resp, err
+}
+
+// Stats asks a partition's owner for its log's shape (partitionpb.FetchRequest.stats),
+// taking its first answer: one without Stats set comes from an agent that does not know
+// the field (it answered a fetch past the log end), one not OK from an owner that cannot
+// say yet; either way its caller reads etcd instead.
+func (c *Client) Stats(ctx context.Context, p coordination.Partition) (*partitionpb.FetchResponse, error) {
+	var resp *partitionpb.FetchResponse
+	req := &partitionpb.FetchRequest{Topic: p.Topic, Partition: p.Partition, Offset: math.MaxInt64, MaxBytes: 1, Stats: true}
+	err := c.call(ctx, p, req, func(m proto.Message, _ int) bool {
+		resp = m.(*partitionpb.FetchResponse)
+		return true
 	})
 	return resp, err
 }

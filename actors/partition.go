@@ -443,6 +443,10 @@ func fetchResult(c partitionpb.Code) string {
 }
 
 func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
+	if m.Stats {
+		a.stats(sender)
+		return
+	}
 	if err, wait := a.notReady(m, sender); wait {
 		if err != nil {
 			a.replyFetch(sender, &partitionpb.FetchResponse{Code: codeOf(err), Message: err.Error()})
@@ -474,6 +478,34 @@ func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
 		time.AfterFunc(time.Duration(m.MaxWaitMs)*time.Millisecond, func() { root.Send(self, &fetchExpired{w}) })
 	default:
 		a.serve(m, sender)
+	}
+}
+
+// stats answers a FetchRequest for the log's shape from the owner's view of its index,
+// exact on the actor's goroutine (the writer appends its commits to the view there, as it
+// raises the high-water mark), and at once: CODE_UNAVAILABLE while the partition starts
+// or its view loads (at its compactor's first pass; never with compaction off), for the
+// caller to read etcd rather than wait.
+func (a *partitionActor) stats(sender *actor.PID) {
+	resp := &partitionpb.FetchResponse{Stats: true, Node: a.deps.session.Node().Node}
+	switch {
+	case a.failed != nil:
+		resp.Code, resp.Message = codeOf(a.failed), a.failed.Error()
+	case a.w == nil:
+		resp.Code, resp.Message = partitionpb.Code_CODE_UNAVAILABLE, fmt.Sprintf("%s is starting", a.p)
+	default:
+		start, segments, stored, hwm, ok := a.plog.stats(a.w.Committed())
+		if !ok {
+			resp.Code, resp.Message = partitionpb.Code_CODE_UNAVAILABLE, fmt.Sprintf("%s: the owner's view of the index is not loaded", a.p)
+			break
+		}
+		resp.LogStartOffset, resp.Segments, resp.StoredBytes, resp.HighWaterMark = start, segments, stored, hwm
+	}
+	if a.lease != nil {
+		resp.Epoch = a.lease.Epoch()
+	}
+	if sender != nil {
+		a.deps.system.Root.Send(sender, resp)
 	}
 }
 

@@ -151,6 +151,29 @@ func (l *partitionLog) snapshot() ([]indexed, int64, coordination.TopicSpec, boo
 	return append([]indexed(nil), l.segs...), l.rev, l.spec, true
 }
 
+// stats returns the view's first offset (the high-water mark when it holds no segment),
+// its segments and their stored bytes, and the high-water mark: hwm, the writer's, or
+// past the last segment the view holds if the load read a commit the writer has not
+// reported yet. ok is false while the view is not loaded (or the log is closed).
+func (l *partitionLog) stats(hwm int64) (logStart, segments, stored, highWater int64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || !l.loaded {
+		return 0, 0, 0, 0, false
+	}
+	if n := len(l.segs); n > 0 {
+		hwm = max(hwm, l.segs[n-1].Last+1)
+	}
+	logStart = hwm
+	if len(l.segs) > 0 {
+		logStart = l.segs[0].Base
+	}
+	for _, s := range l.segs {
+		stored += s.ZBytes
+	}
+	return logStart, int64(len(l.segs)), stored, hwm, true
+}
+
 // setSpec records the topic's current settings; it reports whether they changed.
 func (l *partitionLog) setSpec(spec coordination.TopicSpec) bool {
 	l.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -253,20 +254,67 @@ func (s *Server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest
 		return nil, err
 	}
 	out := &pb.DescribeTopicResponse{Topic: topicOf(spec)}
+	owned := s.ownersStats(ctx, spec)
 	for i := range spec.Partitions {
 		p := coordination.Partition{Topic: spec.Name, Partition: i}
 		info := &pb.PartitionInfo{Partition: i, HighWaterMark: s.mirror.HWM(p)}
 		if o, ok := s.mirror.Owner(p); ok {
 			info.Owner, info.Zone, info.Address, info.Epoch = o.Node, o.Zone, o.Addr, o.Epoch
 		}
-		st, err := s.coord.PartitionStats(ctx, p.Topic, p.Partition)
-		if err != nil {
-			return nil, statusOf(err)
+		if st := owned[i]; st != nil {
+			info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HighWaterMark, st.LogStartOffset, st.Segments, st.StoredBytes
+		} else {
+			// Its owner could not say: read its index from etcd.
+			st, err := s.coord.PartitionStats(ctx, p.Topic, p.Partition)
+			if err != nil {
+				return nil, statusOf(err)
+			}
+			info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HWM, st.LogStart, st.Segments, st.StoredBytes
 		}
-		info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HWM, st.LogStart, st.Segments, st.StoredBytes
 		out.Partitions = append(out.Partitions, info)
 	}
 	return out, nil
+}
+
+// ownerStatsWait bounds how long DescribeTopic waits for the partitions' owners (and at
+// most half of what its caller left it), before it reads the index of those that did
+// not answer from etcd.
+const ownerStatsWait = 2 * time.Second
+
+// ownersStats asks the owner of every partition that has one, at once, for its log's
+// shape, from the view of its index it keeps for retention and merges
+// (actors.Client.Stats): reading a partition's whole index from etcd for each describe
+// grows with its retention (thousands of keys a partition). A partition is left nil when
+// it has no owner, or its owner did not answer in time, could not say, or answered for
+// an epoch older than the lease the mirror knows (an activation that lost its lease).
+func (s *Server) ownersStats(ctx context.Context, spec coordination.TopicSpec) []*partitionpb.FetchResponse {
+	out := make([]*partitionpb.FetchResponse, spec.Partitions)
+	c, err := s.client()
+	if err != nil {
+		return out
+	}
+	wait := ownerStatsWait
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(deadline)/2)
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range spec.Partitions {
+		p := coordination.Partition{Topic: spec.Name, Partition: i}
+		o, ok := s.mirror.Owner(p)
+		if !ok {
+			continue
+		}
+		wg.Go(func() {
+			resp, err := c.Stats(ctx, p)
+			if err == nil && resp.Stats && resp.Code == partitionpb.Code_CODE_OK && resp.Epoch >= o.Epoch {
+				out[i] = resp
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // ClusterStatus implements the API: members with zones and the partitions each owns.

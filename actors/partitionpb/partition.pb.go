@@ -453,12 +453,19 @@ func (x *ProduceResponse) GetNode() string {
 }
 
 type FetchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	MaxBytes      int32                  `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
-	MaxWaitMs     int32                  `protobuf:"varint,5,opt,name=max_wait_ms,json=maxWaitMs,proto3" json:"max_wait_ms,omitempty"` // long-poll at the log end
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Offset    int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	MaxBytes  int32                  `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	MaxWaitMs int32                  `protobuf:"varint,5,opt,name=max_wait_ms,json=maxWaitMs,proto3" json:"max_wait_ms,omitempty"` // long-poll at the log end
+	// stats asks for the log's shape instead of records (FetchResponse.stats), from the
+	// owner's view of its segment index, so that describing a topic reads no index from
+	// etcd. A field of FetchRequest, not a message of its own: an agent that does not know
+	// a message type exits on receiving one (protoactor-go's remote decoder), while one
+	// that does not know this field answers a fetch at `offset`, which its sender puts
+	// past any log end (out of range: cheap), and its answer has no stats.
+	Stats         bool `protobuf:"varint,6,opt,name=stats,proto3" json:"stats,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -528,6 +535,13 @@ func (x *FetchRequest) GetMaxWaitMs() int32 {
 	return 0
 }
 
+func (x *FetchRequest) GetStats() bool {
+	if x != nil {
+		return x.Stats
+	}
+	return false
+}
+
 type FetchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=streamhouse.partition.v1.Code" json:"code,omitempty"`
@@ -539,8 +553,14 @@ type FetchResponse struct {
 	// log_start_offset: the first offset still held (after retention), set with
 	// CODE_OUT_OF_RANGE.
 	LogStartOffset int64 `protobuf:"varint,7,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The answer to a FetchRequest with stats (stats set): the index's segments and their
+	// stored (compressed) bytes, with log_start_offset (the high-water mark when no segment
+	// is indexed) and high_water_mark. CODE_UNAVAILABLE: the owner cannot say yet.
+	Stats         bool  `protobuf:"varint,8,opt,name=stats,proto3" json:"stats,omitempty"`
+	Segments      int64 `protobuf:"varint,9,opt,name=segments,proto3" json:"segments,omitempty"`
+	StoredBytes   int64 `protobuf:"varint,10,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FetchResponse) Reset() {
@@ -622,6 +642,27 @@ func (x *FetchResponse) GetLogStartOffset() int64 {
 	return 0
 }
 
+func (x *FetchResponse) GetStats() bool {
+	if x != nil {
+		return x.Stats
+	}
+	return false
+}
+
+func (x *FetchResponse) GetSegments() int64 {
+	if x != nil {
+		return x.Segments
+	}
+	return 0
+}
+
+func (x *FetchResponse) GetStoredBytes() int64 {
+	if x != nil {
+		return x.StoredBytes
+	}
+	return 0
+}
+
 var File_actors_partitionpb_partition_proto protoreflect.FileDescriptor
 
 const file_actors_partitionpb_partition_proto_rawDesc = "" +
@@ -658,13 +699,14 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"baseOffset\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x05R\x05count\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x12\n" +
-	"\x04node\x18\x06 \x01(\tR\x04node\"\x97\x01\n" +
+	"\x04node\x18\x06 \x01(\tR\x04node\"\xad\x01\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x1b\n" +
 	"\tmax_bytes\x18\x04 \x01(\x05R\bmaxBytes\x12\x1e\n" +
-	"\vmax_wait_ms\x18\x05 \x01(\x05R\tmaxWaitMs\"\x95\x02\n" +
+	"\vmax_wait_ms\x18\x05 \x01(\x05R\tmaxWaitMs\x12\x14\n" +
+	"\x05stats\x18\x06 \x01(\bR\x05stats\"\xea\x02\n" +
 	"\rFetchResponse\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.streamhouse.partition.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12:\n" +
@@ -672,7 +714,11 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x0fhigh_water_mark\x18\x04 \x01(\x03R\rhighWaterMark\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x12\n" +
 	"\x04node\x18\x06 \x01(\tR\x04node\x12(\n" +
-	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset*\xf7\x01\n" +
+	"\x10log_start_offset\x18\a \x01(\x03R\x0elogStartOffset\x12\x14\n" +
+	"\x05stats\x18\b \x01(\bR\x05stats\x12\x1a\n" +
+	"\bsegments\x18\t \x01(\x03R\bsegments\x12!\n" +
+	"\fstored_bytes\x18\n" +
+	" \x01(\x03R\vstoredBytes*\xf7\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x14\n" +
 	"\x10CODE_UNAVAILABLE\x10\x01\x12\x19\n" +
