@@ -85,3 +85,21 @@ func TestPartitionLogDropsALateCommitRetentionRemoved(t *testing.T) {
 		t.Fatalf("log %+v from %d, want [10, 12] alone from 10", l.segs, l.logStart.Load())
 	}
 }
+
+// The owner's figures for a describe: the view's first offset, segments and stored bytes,
+// and a high-water mark past the last segment it holds even if the writer has not yet
+// reported that segment's commit; nothing until the view is loaded.
+func TestPartitionLogStats(t *testing.T) {
+	l := &partitionLog{changed: func() {}}
+	if _, _, _, _, ok := l.stats(5); ok {
+		t.Fatal("stats of a view not loaded")
+	}
+	l.loaded = true
+	if start, segs, stored, hwm, ok := l.stats(5); !ok || start != 5 || segs != 0 || stored != 0 || hwm != 5 {
+		t.Fatalf("empty view: start %d, %d segments, %d bytes, hwm %d, %v; want the log starting at its high-water mark 5", start, segs, stored, hwm, ok)
+	}
+	l.segs = []indexed{{SegmentMeta: coordination.SegmentMeta{Base: 5, Last: 9, ZBytes: 100}}, {SegmentMeta: coordination.SegmentMeta{Base: 10, Last: 14, ZBytes: 50}}}
+	if start, segs, stored, hwm, ok := l.stats(10); !ok || start != 5 || segs != 2 || stored != 150 || hwm != 15 {
+		t.Fatalf("start %d, %d segments, %d bytes, hwm %d; want 5, 2, 150, 15 (the load read a commit the writer has not reported)", start, segs, stored, hwm)
+	}
+}

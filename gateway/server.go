@@ -281,6 +281,9 @@ func (s *Server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest
 // not answer from etcd.
 const ownerStatsWait = 2 * time.Second
 
+// maxOwnerStatsAsked bounds the owners a describe asks at once.
+const maxOwnerStatsAsked = 64
+
 // ownersStats asks the owner of every partition that has one, at once, for its log's
 // shape, from the view of its index it keeps for retention and merges
 // (actors.Client.Stats): reading a partition's whole index from etcd for each describe
@@ -300,13 +303,21 @@ func (s *Server) ownersStats(ctx context.Context, spec coordination.TopicSpec) [
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var wg sync.WaitGroup
+	asking := make(chan struct{}, maxOwnerStatsAsked)
 	for i := range spec.Partitions {
 		p := coordination.Partition{Topic: spec.Name, Partition: i}
 		o, ok := s.mirror.Owner(p)
 		if !ok {
 			continue
 		}
+		select {
+		case asking <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return out // the rest from etcd
+		}
 		wg.Go(func() {
+			defer func() { <-asking }()
 			resp, err := c.Stats(ctx, p)
 			if err == nil && resp.Stats && resp.Code == partitionpb.Code_CODE_OK && resp.Epoch >= o.Epoch {
 				out[i] = resp
