@@ -161,17 +161,14 @@ func (l *partitionLog) stats(hwm int64) (logStart, segments, stored, highWater i
 	if l.closed || !l.loaded {
 		return 0, 0, 0, 0, false
 	}
+	logStart, highWater = hwm, hwm
 	if n := len(l.segs); n > 0 {
-		hwm = max(hwm, l.segs[n-1].Last+1)
-	}
-	logStart = hwm
-	if len(l.segs) > 0 {
-		logStart = l.segs[0].Base
+		logStart, highWater = l.segs[0].Base, max(hwm, l.segs[n-1].Last+1)
 	}
 	for _, s := range l.segs {
 		stored += s.ZBytes
 	}
-	return logStart, int64(len(l.segs)), stored, hwm, true
+	return logStart, int64(len(l.segs)), stored, highWater, true
 }
 
 // setSpec records the topic's current settings; it reports whether they changed.

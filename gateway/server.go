@@ -257,20 +257,19 @@ func (s *Server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest
 	owned := s.ownersStats(ctx, spec)
 	for i := range spec.Partitions {
 		p := coordination.Partition{Topic: spec.Name, Partition: i}
-		info := &pb.PartitionInfo{Partition: i, HighWaterMark: s.mirror.HWM(p)}
+		info := &pb.PartitionInfo{Partition: i}
 		if o, ok := s.mirror.Owner(p); ok {
 			info.Owner, info.Zone, info.Address, info.Epoch = o.Node, o.Zone, o.Addr, o.Epoch
 		}
-		if st := owned[i]; st != nil {
-			info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HighWaterMark, st.LogStartOffset, st.Segments, st.StoredBytes
-		} else {
-			// Its owner could not say: read its index from etcd.
-			st, err := s.coord.PartitionStats(ctx, p.Topic, p.Partition)
+		st := owned[i]
+		if st == nil { // its owner could not say: read its index from etcd
+			read, err := s.coord.PartitionStats(ctx, p.Topic, p.Partition)
 			if err != nil {
 				return nil, statusOf(err)
 			}
-			info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HWM, st.LogStart, st.Segments, st.StoredBytes
+			st = &read
 		}
+		info.HighWaterMark, info.LogStartOffset, info.Segments, info.StoredBytes = st.HWM, st.LogStart, st.Segments, st.StoredBytes
 		out.Partitions = append(out.Partitions, info)
 	}
 	return out, nil
@@ -290,8 +289,8 @@ const maxOwnerStatsAsked = 64
 // grows with its retention (thousands of keys a partition). A partition is left nil when
 // it has no owner, or its owner did not answer in time, could not say, or answered for
 // an epoch older than the lease the mirror knows (an activation that lost its lease).
-func (s *Server) ownersStats(ctx context.Context, spec coordination.TopicSpec) []*partitionpb.FetchResponse {
-	out := make([]*partitionpb.FetchResponse, spec.Partitions)
+func (s *Server) ownersStats(ctx context.Context, spec coordination.TopicSpec) []*coordination.PartitionStats {
+	out := make([]*coordination.PartitionStats, spec.Partitions)
 	c, err := s.client()
 	if err != nil {
 		return out
@@ -320,7 +319,7 @@ func (s *Server) ownersStats(ctx context.Context, spec coordination.TopicSpec) [
 			defer func() { <-asking }()
 			resp, err := c.Stats(ctx, p)
 			if err == nil && resp.Stats && resp.Code == partitionpb.Code_CODE_OK && resp.Epoch >= o.Epoch {
-				out[i] = resp
+				out[i] = &coordination.PartitionStats{LogStart: resp.LogStartOffset, HWM: resp.HighWaterMark, Segments: resp.Segments, StoredBytes: resp.StoredBytes}
 			}
 		})
 	}
