@@ -134,10 +134,14 @@ e2e, acked records not delivered.`,
 				if err != nil {
 					return err
 				}
+				fail := r.failure()
+				if fail != nil {
+					r.Failure = fail.Error()
+				}
 				if err := r.print(c.stdout, o.json); err != nil {
 					return err
 				}
-				return r.failure()
+				return fail
 			},
 		})
 	}
@@ -609,13 +613,13 @@ func readPartitions(run, ctx context.Context, cl pb.StreamHouseClient, o benchOp
 	if until == nil {
 		wait = followWait
 	}
-	defer func() {
-		for _, p := range mine { // those not caught up
-			if until != nil {
+	if until != nil {
+		defer func() { // mine holds the partitions not caught up
+			for _, p := range mine {
 				unread += max(until[p]-next[p], 0)
 			}
-		}
-	}()
+		}()
+	}
 	for len(mine) > 0 && run.Err() == nil {
 		for i := 0; i < len(mine) && run.Err() == nil; i++ {
 			p := mine[i]

@@ -30,6 +30,8 @@ type benchReport struct {
 	// Undelivered (e2e): records acked to the producers that the consumers had not read
 	// within drainTimeout of the producers' end; their latency is in no percentile.
 	Undelivered uint64 `json:"undelivered,omitempty"`
+	// Failure is why the run exits non-zero (failure), for scripts that read the report.
+	Failure string `json:"failure,omitempty"`
 }
 
 // maxBehind is how far behind its schedule a fixed-rate run may end before it counts as

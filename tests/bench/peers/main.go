@@ -240,7 +240,7 @@ func run(duration, idle time.Duration, out, only, profileDir string) error {
 		case errors.As(err, &exit) && ctx.Err() == nil && json.Unmarshal(b, &r) == nil && r.StoppedBy == "" && !r.Interrupted:
 			// It measured the phase but its figures fall short of the load asked for (behind
 			// its rate, records undelivered): the run goes on, and says so.
-			shortfalls = append(shortfalls, fmt.Sprintf("streamctl bench %s: %v: %s", strings.Join(args, " "), err, r.shortfall()))
+			shortfalls = append(shortfalls, fmt.Sprintf("streamctl bench %s: %s", strings.Join(args, " "), r.Failure))
 			r.short = true
 			return r, nil
 		}
@@ -609,36 +609,20 @@ type benchReport struct {
 	Produce     *sideReport `json:"produce,omitempty"`
 	Consume     *sideReport `json:"consume,omitempty"`
 	E2E         *latency    `json:"e2e_latency_ms,omitempty"`
-	Undelivered uint64      `json:"undelivered,omitempty"`
-	short       bool        // its streamctl bench fell short of the load (shortfalls)
-}
-
-// shortfall says what of the load asked for a report does not cover.
-func (r benchReport) shortfall() string {
-	var parts []string
-	if r.Produce != nil && r.Produce.Unsent > 0 {
-		parts = append(parts, fmt.Sprintf("%d records fell due unsent, %.0f ms behind the rate at the end", r.Produce.Unsent, r.Produce.BehindMs))
-	}
-	if r.Produce != nil && r.Produce.Records == 0 {
-		parts = append(parts, fmt.Sprintf("no record acked, %d errors", r.Produce.Errors))
-	}
-	if r.Undelivered > 0 {
-		parts = append(parts, fmt.Sprintf("%d acked records undelivered", r.Undelivered))
-	}
-	return strings.Join(parts, "; ")
+	// Failure is why streamctl bench exited non-zero (its report's failure).
+	Failure string `json:"failure,omitempty"`
+	short   bool   // its streamctl bench fell short of the load (shortfalls)
 }
 
 // shortfalls lists the phases whose streamctl bench exited non-zero for figures that
-// fall short of their load (benchReport.shortfall): they are kept and printed, and the
-// run ends non-zero.
+// fall short of their load (benchReport.Failure): they are kept and printed, and the run
+// ends non-zero.
 var shortfalls []string
 
 type sideReport struct {
 	Records       uint64  `json:"records"`
 	Bytes         uint64  `json:"bytes"`
 	Errors        uint64  `json:"errors"`
-	Unsent        uint64  `json:"unsent,omitempty"`
-	BehindMs      float64 `json:"behind_ms,omitempty"`
 	RecordsPerSec float64 `json:"records_per_sec"`
 	MiBPerSec     float64 `json:"mib_per_sec"`
 	Latency       latency `json:"latency_ms"`
