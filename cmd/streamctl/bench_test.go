@@ -179,7 +179,8 @@ func TestBenchCatchUpCountsWhatItLeftUnread(t *testing.T) {
 		f.records[0] = append(f.records[0], &pb.Record{Value: v, Offset: int64(i)})
 	}
 	o := benchFlags(func(o *benchOptions) { o.fetchBytes, o.duration = 1, 200*time.Millisecond })
-	// A record per fetch and 50 ms a fetch: a few records in the run's 200 ms.
+	// A record per fetch and 50 ms a fetch (the fake server's service time, not a wait
+	// for a condition): a few records in the run's 200 ms.
 	slow := &slowFetch{fakeLog: f, each: func() { time.Sleep(50 * time.Millisecond) }}
 	r, err := runBench(context.Background(), slow, "consume", o, io.Discard)
 	if err != nil {
