@@ -414,3 +414,34 @@ func TestLongPollOutlastsTheRetryBudget(t *testing.T) {
 		t.Fatalf("a 1.5 s long-poll with a 0.5 s retry budget: %v, %v after %s", resp, err, time.Since(t0))
 	}
 }
+
+// TestStaleOwnerDoesNotSayOutOfRange: an owner asked for an offset past its log that etcd
+// has committed (another owner wrote there while this one's agent was paused, and it has
+// not heard it lost its lease) answers unavailable, which its callers retry, not out of
+// range, which makes a Kafka consumer reset its offset.
+func TestStaleOwnerDoesNotSayOutOfRange(t *testing.T) {
+	_, node, p := oneRecord(t)
+	ctx := context.Background()
+	// Past this owner's log, and past etcd's: out of range.
+	resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: p.Topic, Offset: 5})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OUT_OF_RANGE {
+		t.Fatalf("a fetch past the log: %v %v", resp, err)
+	}
+	// Another owner's commits, as etcd would hold them: the high-water mark at 10.
+	e := node.client.Etcd()
+	if _, err := e.Put(ctx, node.client.Keys().HWM(p.Topic, p.Partition), "10"); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 10*time.Second, func() error {
+		if h := node.mirror.HWM(p); h != 10 {
+			return fmt.Errorf("the mirror has the high-water mark at %d", h)
+		}
+		return nil
+	})
+	fctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	resp, err = node.Client().Fetch(fctx, &partitionpb.FetchRequest{Topic: p.Topic, Offset: 5})
+	if err != nil || resp.Code != partitionpb.Code_CODE_UNAVAILABLE {
+		t.Fatalf("a fetch of an offset etcd has committed, from an owner behind it: %v %v", resp, err)
+	}
+}

@@ -123,6 +123,14 @@ func planRun(run []indexed, target int64) (int, int, bool) {
 			size += run[j].ZBytes
 			j++
 		}
+		// A copy merge's tombstone names every object of the run (a linked segment's
+		// pieces each): no more than one etcd request holds.
+		if k := i + coordination.SegmentsWithinTombstone(metas(run[i:j])); k < j {
+			j, size = k, 0
+			for _, s := range run[i:j] {
+				size += s.ZBytes
+			}
+		}
 		// Few segments are worth a rewrite only when they make a full-size one.
 		if j-i >= minMergeSegments || (j-i >= 2 && size >= target/2) {
 			return i, j, true

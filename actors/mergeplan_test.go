@@ -213,3 +213,33 @@ func TestPlanExpiryKeepsItsTombstoneWithinEtcdsRequests(t *testing.T) {
 		t.Fatalf("the tombstone of %d segments names %d bytes of objects, more than %d", n, len(names), coordination.MaxTombstoneBytes)
 	}
 }
+
+// TestPlanMergesKeepsItsTombstoneWithinEtcdsRequests: a merge of small linked segments
+// (with --merge-link-bytes far below its default, 128 pieces each in objects of their
+// own) takes a run whose tombstone fits one etcd request, and the rest in later merges.
+// Before, it took up to maxMergeSegments of them: a swap etcd refused every pass, and
+// each pass left another orphan merge object.
+func TestPlanMergesKeepsItsTombstoneWithinEtcdsRequests(t *testing.T) {
+	now := time.UnixMilli(10_000_000)
+	var segs []indexed
+	for i := range int64(300) {
+		m := coordination.SegmentMeta{Base: i * 128, Last: i*128 + 127, ZBytes: 128 << 10, WrittenMs: 1}
+		for j := range int64(128) {
+			m.Parts = append(m.Parts, coordination.SegmentPart{Object: fmt.Sprintf("data/agent-1/%012d-%010d.obj", i, j), Base: m.Base + j, Last: m.Base + j})
+		}
+		segs = append(segs, indexed{SegmentMeta: m})
+	}
+	spans := planMerges(segs, 1<<30, now)
+	if len(spans) == 0 {
+		t.Fatal("no merge planned for 300 small segments")
+	}
+	for _, sp := range spans {
+		names, err := json.Marshal(coordination.ObjectsOf(metas(segs[sp.i:sp.j])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(names) > coordination.MaxTombstoneBytes {
+			t.Fatalf("the tombstone of a merge of segments [%d, %d) names %d bytes of objects, more than %d", sp.i, sp.j, len(names), coordination.MaxTombstoneBytes)
+		}
+	}
+}

@@ -269,7 +269,7 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	rcfg := remote.Configure(n.cfg.ListenHost, port, ropts...)
 	local := newLocalActivations()
 	deps := &partitionDeps{
-		client: n.client, session: s, history: n.hist, system: system, local: local, log: n.log, compactor: n.compactor,
+		client: n.client, session: s, mirror: n.mirror, history: n.hist, system: system, local: local, log: n.log, compactor: n.compactor,
 		writer: writerConfig{Store: n.store, Flusher: n.flusher, MaxInFlight: n.cfg.MaxInFlight, Pending: n.pending, Recent: n.recent},
 	}
 	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) },

@@ -58,6 +58,9 @@ const (
 type partitionDeps struct {
 	client  *coordination.Client
 	session *coordination.Session
+	// mirror is the agent's view of etcd (a fetch past this owner's log checks that no
+	// other owner wrote there).
+	mirror  *coordination.Mirror
 	history *history
 	system  *actor.ActorSystem
 	local   *localActivations
@@ -130,6 +133,10 @@ func newPartitionActor(deps *partitionDeps) actor.Actor {
 
 // Receive implements actor.Actor.
 func (a *partitionActor) Receive(ctx actor.Context) {
+	defer a.logPanic(ctx.Message())
+	if hook := testReceiveHook.Load(); hook != nil {
+		(*hook)(ctx.Message())
+	}
 	switch m := ctx.Message().(type) {
 	case *cluster.ClusterInit:
 		a.init(ctx, m.Identity.Identity)
@@ -166,6 +173,20 @@ func (a *partitionActor) Receive(ctx actor.Context) {
 		if a.self != nil {
 			a.deps.local.remove(a.p, a.self)
 		}
+	}
+}
+
+// testReceiveHook, set by tests only, sees each message before the partition handles it
+// (and may panic, as a bug would).
+var testReceiveHook atomic.Pointer[func(msg any)]
+
+// logPanic logs a panic of the partition's Receive with its stack, which protoactor's
+// recovery does not keep, and panics on: the placement actor's strategy then stops the
+// partition (stopOnPanic).
+func (a *partitionActor) logPanic(msg any) {
+	if r := recover(); r != nil {
+		a.log.Error("partition actor panicked: stopping it", zap.Any("panic", r), zap.String("message", fmt.Sprintf("%T", msg)), zap.Stack("stack"))
+		panic(r)
 	}
 }
 
@@ -462,6 +483,16 @@ func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
 	case m.Offset < 0:
 		a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_INVALID_ARGUMENT, Message: fmt.Sprintf("offset %d is negative", m.Offset), HighWaterMark: hwm})
 	case m.Offset > a.w.Assigned():
+		if indexed := a.deps.mirror.HWM(a.p); indexed >= m.Offset {
+			// etcd's index (as this agent mirrors it) has the offset committed: another
+			// owner wrote past this one, whose lease is lost without its having heard so
+			// yet (its agent paused, then resumed). Out of range would make a Kafka
+			// consumer reset its offset; unavailable makes it ask again, and reach the
+			// owner.
+			a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_UNAVAILABLE,
+				Message: fmt.Sprintf("%s: this owner (epoch %d) is behind the index, committed up to %d: the partition has moved", a.p, a.w.epoch, indexed)})
+			return
+		}
 		a.replyFetch(sender, &partitionpb.FetchResponse{Code: partitionpb.Code_CODE_OUT_OF_RANGE,
 			Message: fmt.Sprintf("offset %d is past the high-water mark %d of %s", m.Offset, hwm, a.p), HighWaterMark: hwm, LogStartOffset: max(start, 0)})
 	case m.Offset >= hwm:

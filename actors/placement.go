@@ -224,7 +224,8 @@ func (l *placementLookup) RemovePid(ci *cluster.ClusterIdentity, pid *actor.PID)
 // Setup implements cluster.IdentityLookup.
 func (l *placementLookup) Setup(c *cluster.Cluster, _ []string, _ bool) {
 	l.cluster = c
-	props := actor.PropsFromProducer(func() actor.Actor { return &placementActor{l: l, actors: map[string]activation{}} })
+	props := actor.PropsFromProducer(func() actor.Actor { return &placementActor{l: l, actors: map[string]activation{}} },
+		actor.WithSupervisor(stopOnPanic))
 	l.pid, _ = c.ActorSystem.Root.SpawnNamed(props, placementActorName)
 	l.sub = c.ActorSystem.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*cluster.ClusterTopology); ok {
@@ -243,6 +244,14 @@ type activation struct {
 	id  *cluster.ClusterIdentity
 	pid *actor.PID
 }
+
+// stopOnPanic is the placement actor's strategy for the partitions it spawns: one whose
+// Receive panicked is stopped, not restarted as protoactor's default strategy would. A
+// restart puts a new instance on the mailbox without stopping the old one, whose writer
+// would then hold its batches' budget, its waiters and its compactor entry for good;
+// stopping releases them (Stopping) and its lease, and the partition's next request
+// activates it anew.
+var stopOnPanic = actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
 
 type placementActor struct {
 	l      *placementLookup

@@ -37,9 +37,9 @@ type producerState struct {
 	batches   []producerBatch // oldest first, at most producerWindow
 	next      int32           // the first sequence number of the producer's next batch
 	writtenMs int64
-	// start is the first sequence number of the epoch's first batch, when this partition
-	// took it (-1: loaded from etcd, the start unknown). A batch below it was never
-	// written here: it is out of order, not a duplicate.
+	// start is the first sequence number of the epoch's first batch written to this
+	// partition (-1: unknown, loaded from a state stored before it was kept). A batch
+	// below it was never written here: it is out of order, not a duplicate.
 	start int32
 }
 
@@ -57,7 +57,11 @@ func newProducers(states coordination.ProducerStates) *producers {
 			batches = append(batches, producerBatch{first: b.FirstSeq, last: b.LastSeq, base: b.Base, committed: true})
 		}
 		batches = append(batches, producerBatch{first: st.FirstSeq, last: st.LastSeq, base: st.Base, committed: true})
-		ps.m[id] = &producerState{epoch: st.Epoch, writtenMs: st.WrittenMs, next: nextSeq(st.LastSeq), start: -1, batches: batches}
+		start := int32(-1)
+		if st.StartSeq != nil {
+			start = *st.StartSeq
+		}
+		ps.m[id] = &producerState{epoch: st.Epoch, writtenMs: st.WrittenMs, next: nextSeq(st.LastSeq), start: start, batches: batches}
 	}
 	return ps
 }
@@ -109,6 +113,11 @@ func (ps *producers) check(id int64, epoch int16, first int32, n int, follows bo
 		// producer sent before that one, which never arrived. A client may have sent
 		// its first batches concurrently and the first to arrive started the producer;
 		// calling this one a duplicate would ack records never written.
+		return seqOutOfOrder, 0
+	case first < st.next && int64(first)+int64(n) > int64(st.next):
+		// From below next to past it (a client that cut its batches anew): its records
+		// from next on were never written, so it is no duplicate to ack (Kafka: out of
+		// order).
 		return seqOutOfOrder, 0
 	case first < st.next:
 		// Every sequence number below next was written or is being written (a failed
@@ -180,6 +189,9 @@ func (ps *producers) changes(base, last int64, ids map[int64]struct{}, maxForget
 				// The batches before it are committed by now (or by this commit): batches
 				// commit in order, and a failed one is forgotten.
 				state := coordination.ProducerState{Epoch: st.epoch, FirstSeq: b.first, LastSeq: b.last, Base: b.base, WrittenMs: st.writtenMs}
+				if start := st.start; start >= 0 {
+					state.StartSeq = &start
+				}
 				for _, e := range st.batches[:i] {
 					state.Earlier = append(state.Earlier, coordination.ProducerBatch{FirstSeq: e.first, LastSeq: e.last, Base: e.base})
 				}

@@ -36,6 +36,7 @@ func TestProducerSequences(t *testing.T) {
 	ps.settle(7, 100, true)
 	expect(0, 10, seqDuplicate, 100) // a committed batch: its offsets again, nothing written
 	expect(5, 5, seqOlder, 0)        // within what is committed, not a batch remembered
+	expect(5, 15, seqOutOfOrder, 0)  // from within what is committed to past it: 15..19 never written
 	expect(12, 3, seqInFlight, 0)    // within a batch still being written
 	ps.settle(7, 110, true)
 	expect(12, 3, seqOlder, 0)
@@ -76,15 +77,25 @@ func TestProducerSequences(t *testing.T) {
 	}
 
 	// A producer started here mid-sequence (its first batches sent concurrently, a later
-	// one arrived first): an earlier batch is out of order, not a duplicate to ack. The
-	// state loaded from etcd does not know where the epoch started: older is older.
+	// one arrived first): an earlier batch is out of order, not a duplicate to ack, here
+	// and at the next owner, which loads where the epoch started with the state. A state
+	// stored before the start was kept does not say: older is older.
 	ps.accept(11, 0, 10, 10, 300, 5)
 	ps.settle(11, 300, true)
 	if v, _ := ps.check(11, 0, 0, 10, false); v != seqOutOfOrder {
 		t.Fatalf("a batch below where the producer started here: verdict %d, want out of order", v)
 	}
-	if v, _ := newProducers(ps.changes(300, 309, ids(11), maxForget).Put).check(11, 0, 0, 10, false); v != seqOlder {
-		t.Fatalf("a batch below the loaded state's last: verdict %d, want older", v)
+	stored := ps.changes(300, 309, ids(11), maxForget).Put
+	if v, _ := newProducers(stored).check(11, 0, 0, 10, false); v != seqOutOfOrder {
+		t.Fatalf("after a move, a batch below where the producer started: verdict %d, want out of order", v)
+	}
+	if v, _ := newProducers(stored).check(11, 0, 12, 3, false); v != seqOlder {
+		t.Fatalf("after a move, a batch within the last: verdict %d, want older", v)
+	}
+	old := stored[11]
+	old.StartSeq = nil
+	if v, _ := newProducers(coordination.ProducerStates{11: old}).check(11, 0, 0, 10, false); v != seqOlder {
+		t.Fatalf("a batch below an old state's last: verdict %d, want older", v)
 	}
 
 	// Sequence numbers wrap to 0 after the largest int32, as Kafka's do.

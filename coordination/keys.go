@@ -74,7 +74,7 @@ const (
 	// remembers:
 	//   /streamhouse/producers/orders/3/1042
 	//   {"epoch":0,"first_seq":40,"last_seq":49,"base":1190,"written_ms":1795770300000,
-	//    "earlier":[{"first_seq":30,"last_seq":39,"base":1170}]}
+	//    "earlier":[{"first_seq":30,"last_seq":39,"base":1170}],"start_seq":0}
 	// Before 2026-12-05 a partition kept all of them in one key,
 	// /streamhouse/producers/orders/3, holding a JSON object by producer id; a new owner
 	// that finds it moves it to the keys above (Lease.Producers).

@@ -170,9 +170,10 @@ func (l *Lease) HWM(ctx context.Context) (int64, error) {
 // guard it writes nothing and returns a FenceError (ErrFenced).
 //
 // Transient etcd errors are retried until ctx ends. A retry of a commit that had in fact
-// been applied is recognised (the same segment meta, epoch included, is indexed) and
-// reported as success, so the outcome of Commit is never ambiguous while it
-// returns nil or ErrFenced. It returns the revision of the commit.
+// been applied is recognised (the same segment meta, epoch included, is indexed, or the
+// high-water mark under this lease is past it) and reported as success, so the outcome
+// of Commit is never ambiguous while it returns nil or ErrFenced. It returns the
+// revision of the commit.
 func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	return l.CommitWithProducers(ctx, meta, ProducerChanges{})
 }
@@ -204,7 +205,9 @@ func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, produ
 	puts := append([]clientv3.Op{clientv3.OpPut(segKey, val), clientv3.OpPut(l.hwmKey, next)}, producerOps...)
 	var rev int64
 	// An attempt cut short by its timeout (retry) may still have been applied; the retry
-	// recognises it below.
+	// recognises it below. lost is set once an attempt went out and its answer did not
+	// come back.
+	lost := false
 	err = retry(ctx, func(ctx context.Context) error {
 		resp, err := l.s.c.etcd.Txn(ctx).
 			If(
@@ -216,6 +219,7 @@ func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, produ
 			Else(clientv3.OpGet(l.key), clientv3.OpGet(l.hwmKey), clientv3.OpGet(segKey)).
 			Commit()
 		if err != nil {
+			lost = true
 			return err
 		}
 		if resp.Succeeded {
@@ -234,6 +238,15 @@ func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, produ
 		// written by an earlier attempt of this very commit: it was applied.
 		if seg != nil && string(seg.Value) == val {
 			rev = seg.ModRevision
+			return nil
+		}
+		// The high-water mark just past this segment, under this lease, after an attempt
+		// whose answer was lost: only this lease's writer moves it, a commit at a time
+		// from where it left it, so that attempt was applied, and the segment's key has
+		// changed since (the compactor, which reads the index from etcd, merged, linked
+		// or expired the segment before this retry).
+		if lost && fe.Holder == l.epoch && hwm != nil && fe.HWM == meta.Last+1 {
+			rev = hwm.ModRevision
 			return nil
 		}
 		return fe

@@ -147,10 +147,7 @@ func TestCommitGuards(t *testing.T) {
 	mustTopic(t, c, "t", 1)
 	s := mustSession(t, c, "a", 0)
 	ctx := ctxT(t)
-	l, err := s.Acquire(ctx, "t", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, s, "t", 0)
 	hwms := []int64{}
 	for base := int64(0); base < 50; base += 10 {
 		if _, err := l.Commit(ctx, segment(base, 10, 0)); err != nil {
@@ -384,10 +381,7 @@ func TestCommitGoesAroundAStuckMember(t *testing.T) {
 	// A session that outlives the test, whichever member its keep-alives go to.
 	s := mustSession(t, c, "a", time.Minute)
 	ctx := ctxT(t)
-	l, err := s.Acquire(ctx, "t", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, s, "t", 0)
 	if err := cl.Members[0].Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,16 @@ func clientOn(t testing.TB, e *clientv3.Client, root string) *coordination.Clien
 	return c
 }
 
+// mustAcquire acquires partition's lease in s, failing the test if it cannot.
+func mustAcquire(t testing.TB, s *coordination.Session, topic string, partition int32) *coordination.Lease {
+	t.Helper()
+	l, err := s.Acquire(ctxT(t), topic, partition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

@@ -23,6 +23,10 @@ type ProducerState struct {
 	// Earlier are the batches before the last, oldest first (absent from states written
 	// before 2026-12-05).
 	Earlier []ProducerBatch `json:"earlier,omitempty"`
+	// StartSeq is the first sequence number of the epoch's first batch written to the
+	// partition: a retry from below it is of a batch never written, not a duplicate (nil
+	// in states written before 2026-12-07: unknown).
+	StartSeq *int32 `json:"start_seq,omitempty"`
 }
 
 // ProducerBatch is one batch of an idempotent producer: its sequence numbers and the

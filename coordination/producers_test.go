@@ -40,10 +40,7 @@ func TestProducerStatesKeyPerProducer(t *testing.T) {
 	}
 
 	s := mustSession(t, c, "a", 0)
-	l, err := s.Acquire(ctx, "t", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, s, "t", 0)
 	got, err := l.Producers(ctx)
 	if err != nil {
 		t.Fatal(err)

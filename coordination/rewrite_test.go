@@ -322,10 +322,7 @@ func TestPurgeTopicRemovesEveryKeyAndResumes(t *testing.T) {
 		t.Fatalf("purge of a live topic: %v", err)
 	}
 	// An owner that still holds a partition blocks the purge.
-	l, err := s.Acquire(ctx, "t", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, s, "t", 0)
 	if err := c.DeleteTopic(ctx, "t"); err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,8 @@ run so far and exits non-zero. It also prints its report and exits non-zero when
 figures do not cover the load asked for: no record acked; at a fixed --rate, producers
 more than 1s behind their schedule at the end (records that fell due unsent, whose
 latency no percentile holds: the cluster or this client is slower than the rate); in
-e2e, acked records not delivered.`,
+e2e, records before the log's end at the producers' end (every acked one) that the
+consumers had not read 10s later.`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.topic, "topic", "bench", "topic to use (produce and e2e create it if missing)")
@@ -347,7 +348,10 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	var e2e *histogram
 	var e2eMu sync.Mutex
 	var wg, produced sync.WaitGroup
-	var unread atomic.Int64 // records a catch-up left before its end
+	// Records before the end a reader was to reach that it left: a catch-up's before the
+	// high-water marks at its start, e2e's before the log's end at the producers' end.
+	var unread atomic.Int64
+	endErr := make(chan error, 1) // e2e: why the log's end could not be read
 	// e2e's consumers run until drained: past the producers' end, to read what they left.
 	consRun, drained := run, cancel
 	if mode == "e2e" {
@@ -380,6 +384,7 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 				defer t.Stop()
 				_, end, err := logRange(consRun, cl, o.topic)
 				if err != nil {
+					endErr <- err
 					drained() // the end is unknown: stop with the producers
 					return
 				}
@@ -411,6 +416,14 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	elapsed := time.Since(start)
 	r := &benchReport{Mode: mode, Topic: o.topic, Partitions: o.partitions, RecordSize: o.recordSize, Rate: o.rate,
 		Batch: o.batch, Seconds: elapsed.Seconds(), Interrupted: ctx.Err() != nil}
+	select {
+	case err := <-endErr:
+		if ctx.Err() == nil { // an interrupt is said as one
+			st := status.Convert(err)
+			r.StoppedBy = fmt.Sprintf("consume: reading the log's end after the producers': %s: %s", st.Code(), st.Message())
+		}
+	default:
+	}
 	for _, side := range []struct {
 		name string
 		m    *meter
@@ -430,16 +443,15 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	if cons != nil {
 		r.Consumers = o.consumers
 		r.Consume = cons.report(elapsed)
-		if !cut {
-			r.Consume.Unread = uint64(unread.Load())
-		}
 	}
 	if e2e != nil {
 		l := latencyOf(e2e)
 		r.EndToEnd = &l
-		if acked, read := r.Produce.Records, r.Consume.Records; acked > read && !cut {
-			r.Undelivered = acked - read
+		if !cut {
+			r.Undelivered = uint64(unread.Load())
 		}
+	} else if cons != nil && !cut {
+		r.Consume.Unread = uint64(unread.Load())
 	}
 	return r, nil
 }
@@ -553,18 +565,27 @@ func (m *meter) fellBehind(run context.Context, due time.Time, interval time.Dur
 	m.mu.Unlock()
 }
 
-// drainTimeout bounds how long e2e's consumers read on after the producers are done.
-const drainTimeout = 10 * time.Second
+// drainTimeout bounds how long e2e's consumers read on after the producers are done (a
+// variable for tests).
+var drainTimeout = 10 * time.Second
 
 // endOffsets is where e2e's consumers stop once it is set: the log end the producers left.
 type endOffsets struct{ p atomic.Pointer[[]int64] }
 
 func (e *endOffsets) set(end []int64) { e.p.Store(&end) }
 
+// get is the ends, or nil while they are not known.
+func (e *endOffsets) get() []int64 {
+	if end := e.p.Load(); end != nil {
+		return *end
+	}
+	return nil
+}
+
 // reached reports whether next is at or past partition p's end, once the end is known.
 func (e *endOffsets) reached(p int32, next int64) bool {
-	end := e.p.Load()
-	return end != nil && int(p) < len(*end) && next >= (*end)[p]
+	end := e.get()
+	return int(p) < len(end) && next >= end[p]
 }
 
 // followWait is how long a following consumer's fetch waits for records at the log end.
@@ -576,7 +597,8 @@ const followWait = 100 // ms
 // long-polls each of its partitions on a goroutine of its own, so that a record on one
 // is not held while the fetch of another waits at its end (that wait would count in the
 // end-to-end latency). Following, each record's send stamp gives its end-to-end latency
-// to e2e. It returns how many records of a catch-up were left unread.
+// to e2e. It returns how many records before until (following: before the ends, once
+// known) were left unread.
 func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, worker int, from, until []int64,
 	ends *endOffsets, m *meter, e2e func(*histogram)) (unread int64) {
 	var mine []int32
@@ -589,16 +611,17 @@ func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 		return readPartitions(run, ctx, cl, o, mine, from, until, ends, m, nil)
 	}
 	var wg sync.WaitGroup
+	var left atomic.Int64
 	for _, p := range mine {
-		wg.Go(func() { readPartitions(run, ctx, cl, o, []int32{p}, from, nil, ends, m, e2e) })
+		wg.Go(func() { left.Add(readPartitions(run, ctx, cl, o, []int32{p}, from, nil, ends, m, e2e)) })
 	}
 	wg.Wait()
-	return 0
+	return left.Load()
 }
 
 // readPartitions reads partitions mine in turn, as consumeLoop describes; following (until
 // nil), each fetch waits up to followWait for records. It returns the records left
-// before until when run ended (0 when following).
+// before until (following: before the ends, 0 while they are unknown) when run ended.
 func readPartitions(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, mine []int32, from, until []int64,
 	ends *endOffsets, m *meter, e2e func(*histogram)) (unread int64) {
 	next := map[int32]int64{}
@@ -613,13 +636,17 @@ func readPartitions(run, ctx context.Context, cl pb.StreamHouseClient, o benchOp
 	if until == nil {
 		wait = followWait
 	}
-	if until != nil {
-		defer func() { // mine holds the partitions not caught up
-			for _, p := range mine {
-				unread += max(until[p]-next[p], 0)
+	defer func() { // mine holds the partitions not caught up
+		end := until
+		if end == nil {
+			end = ends.get() // following: the log's end, once known
+		}
+		for _, p := range mine {
+			if int(p) < len(end) {
+				unread += max(end[p]-next[p], 0)
 			}
-		}()
-	}
+		}
+	}()
 	for len(mine) > 0 && run.Err() == nil {
 		for i := 0; i < len(mine) && run.Err() == nil; i++ {
 			p := mine[i]

@@ -7,10 +7,13 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 )
@@ -26,6 +29,9 @@ type fakeLog struct {
 	written chan struct{} // closed, and replaced, at each write
 	// produced, when set, runs before a produce is written (and may block on ctx).
 	produced func(ctx context.Context, req *pb.ProduceRequest)
+	// answer, when set, is the error a produce returns once its records are written (a
+	// request whose answer was lost).
+	answer func(req *pb.ProduceRequest) error
 }
 
 func newFakeLog(partitions int32) *fakeLog {
@@ -57,6 +63,11 @@ func (f *fakeLog) Produce(ctx context.Context, req *pb.ProduceRequest, _ ...grpc
 	}
 	close(f.written)
 	f.written = make(chan struct{})
+	if f.answer != nil {
+		if err := f.answer(req); err != nil {
+			return nil, err
+		}
+	}
 	return &pb.ProduceResponse{}, nil
 }
 
@@ -140,7 +151,7 @@ func TestBenchFailsWhenNothingWasAcked(t *testing.T) {
 		t.Fatalf("a run with records acked failed: %v", err)
 	}
 	r.Undelivered = 3
-	if err := r.failure(); err == nil || !strings.Contains(err.Error(), "3 acked records were not delivered") {
+	if err := r.failure(); err == nil || !strings.Contains(err.Error(), "3 records written by the producers' end (every acked one among them) were not delivered") {
 		t.Fatalf("failure with records undelivered = %v", err)
 	}
 }
@@ -225,4 +236,105 @@ func TestBenchRefusesRatesItCannotSchedule(t *testing.T) {
 			t.Errorf("--rate %v: %v, want %q", c.rate, err, c.want)
 		}
 	}
+}
+
+// An e2e run counts what its consumers did not reach of the log the producers left, not
+// the records acked less the records read: records a failed request wrote are read too,
+// and would hide as many acked ones a consumer never got to.
+func TestBenchCountsUndeliveredByOffset(t *testing.T) {
+	defer func(d time.Duration) { drainTimeout = d }(drainTimeout)
+	drainTimeout = 300 * time.Millisecond
+	f := newFakeLog(2)
+	var n atomic.Int64
+	// Two requests in three go to partition 0, whose answers are lost after the write;
+	// the third goes to partition 1 and is acked.
+	f.produced = func(_ context.Context, req *pb.ProduceRequest) {
+		*req.Partition = 0
+		if n.Add(1)%3 == 0 {
+			*req.Partition = 1
+		}
+	}
+	f.answer = func(req *pb.ProduceRequest) error {
+		if *req.Partition == 0 {
+			return status.Error(codes.Unavailable, "answer lost")
+		}
+		return nil
+	}
+	// Partition 1 delivers its first record and then nothing.
+	stalled := &stalledFetch{fakeLog: f, partition: 1, upTo: 1}
+	o := benchFlags(func(o *benchOptions) {
+		o.partitions, o.consumers, o.rate, o.duration = 2, 2, 300, time.Second
+	})
+	r, err := runBench(context.Background(), stalled, "e2e", o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	want := uint64(len(f.records[1]) - 1)
+	f.mu.Unlock()
+	if r.Produce.Records == 0 || r.Consume.Records < r.Produce.Records {
+		t.Fatalf("%d records acked, %d read: the test wants more read than acked", r.Produce.Records, r.Consume.Records)
+	}
+	if r.Undelivered != want {
+		t.Fatalf("%d undelivered, want the %d records of partition 1 after its first", r.Undelivered, want)
+	}
+	if err := r.failure(); err == nil || !strings.Contains(err.Error(), "were not delivered") {
+		t.Fatalf("failure = %v", err)
+	}
+}
+
+// An e2e run whose read of the log's end fails after the producers' end says so, rather
+// than count as undelivered what it could not measure.
+func TestBenchSaysWhenTheLogEndIsUnknown(t *testing.T) {
+	f := newFakeLog(1)
+	d := &failingDescribe{fakeLog: f, ok: 1} // the run's first describe, at its start
+	o := benchFlags(func(o *benchOptions) { o.rate, o.duration = 100, 500*time.Millisecond })
+	r, err := runBench(context.Background(), d, "e2e", o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Undelivered != 0 || !strings.Contains(r.StoppedBy, "reading the log's end") || !strings.Contains(r.StoppedBy, "etcd is away") {
+		t.Fatalf("undelivered %d, stopped by %q", r.Undelivered, r.StoppedBy)
+	}
+	if err := r.failure(); err == nil || !strings.Contains(err.Error(), "reading the log's end") {
+		t.Fatalf("failure = %v", err)
+	}
+}
+
+// stalledFetch hands fetches to fakeLog, but of partition it serves no record from upTo
+// on: a consumer that cannot get past there.
+type stalledFetch struct {
+	*fakeLog
+	partition int32
+	upTo      int64
+}
+
+func (s *stalledFetch) Fetch(ctx context.Context, req *pb.FetchRequest, opts ...grpc.CallOption) (*pb.FetchResponse, error) {
+	if req.Partition != s.partition || req.Offset < s.upTo {
+		resp, err := s.fakeLog.Fetch(ctx, req, opts...)
+		if err == nil && req.Partition == s.partition {
+			resp.Records = resp.Records[:min(int64(len(resp.Records)), s.upTo-req.Offset)]
+		}
+		return resp, err
+	}
+	select { // the long-poll runs out with nothing
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(time.Duration(req.MaxWaitMs) * time.Millisecond):
+		return &pb.FetchResponse{}, nil
+	}
+}
+
+// failingDescribe answers the first ok describes and fails the rest.
+type failingDescribe struct {
+	*fakeLog
+	ok    int64
+	calls atomic.Int64
+}
+
+func (d *failingDescribe) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest, opts ...grpc.CallOption) (*pb.DescribeTopicResponse, error) {
+	if d.calls.Add(1) > d.ok {
+		return nil, status.Error(codes.Unavailable, "etcd is away")
+	}
+	return d.fakeLog.DescribeTopic(ctx, req, opts...)
 }

@@ -1,0 +1,79 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/tests/harness"
+)
+
+// TestPartitionThatPanicsIsStopped: a partition actor whose Receive panics is stopped,
+// and so flushes and answers what it holds and gives its budget back; the next request
+// activates it anew. Restarted (protoactor's default), its new instance would start a
+// writer of its own while the old one kept the records it held, unanswered, and their
+// budget, for good.
+func TestPartitionThatPanicsIsStopped(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	// A linger far longer than the test: the record waits in the open batch until the
+	// partition is flushed.
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1, LingerMs: coordination.MaxLinger.Milliseconds()}); err != nil {
+		t.Fatal(err)
+	}
+	node := startNodes(t, f, 1)[0]
+	p := coordination.Partition{Topic: "t"}
+	acked := make(chan error, 1)
+	go func() {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		resp, err := node.Client().Produce(pctx, p, []*partitionpb.Record{{Value: []byte("held")}})
+		if err == nil && resp.Code != partitionpb.Code_CODE_OK {
+			err = fmt.Errorf("answered %v", resp)
+		}
+		acked <- err
+	}()
+	harness.Eventually(t, 10*time.Second, func() error {
+		if node.pending.used.Load() == 0 {
+			return errors.New("the record is not in the partition's batch yet")
+		}
+		return nil
+	})
+	var panicked atomic.Bool
+	hook := func(msg any) {
+		if _, ok := msg.(*partitionpb.FetchRequest); ok && panicked.CompareAndSwap(false, true) {
+			panic("injected")
+		}
+	}
+	testReceiveHook.Store(&hook)
+	t.Cleanup(func() { testReceiveHook.Store(nil) })
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	go func() { _, _ = node.Client().Fetch(fctx, &partitionpb.FetchRequest{Topic: "t"}) }()
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatalf("the record the partition held when it panicked: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the record the partition held when it panicked is still unanswered")
+	}
+	if !panicked.Load() {
+		t.Fatal("the partition never panicked")
+	}
+	harness.Eventually(t, 10*time.Second, func() error {
+		if used := node.pending.used.Load(); used != 0 {
+			return fmt.Errorf("%d bytes of the pending budget still held", used)
+		}
+		return nil
+	})
+	resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t"})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 1 || string(resp.Records[0].Value) != "held" {
+		t.Fatalf("fetch from the partition's next activation: %v %v", resp, err)
+	}
+}
