@@ -182,9 +182,16 @@ var testReceiveHook atomic.Pointer[func(msg any)]
 
 // logPanic logs a panic of the partition's Receive with its stack, which protoactor's
 // recovery does not keep, and panics on: the placement actor's strategy then stops the
-// partition (stopOnPanic).
+// partition (stopOnPanic). A panic while stopping is not passed on: protoactor, already
+// stopping the actor, would take the Stop its strategy sends as done, and the actor would
+// never finish stopping nor its next activation start; stopping on, it still does.
 func (a *partitionActor) logPanic(msg any) {
 	if r := recover(); r != nil {
+		switch msg.(type) {
+		case *actor.Stopping, *actor.Stopped:
+			a.log.Error("partition actor panicked while stopping", zap.Any("panic", r), zap.String("message", fmt.Sprintf("%T", msg)), zap.Stack("stack"))
+			return
+		}
 		a.log.Error("partition actor panicked: stopping it", zap.Any("panic", r), zap.String("message", fmt.Sprintf("%T", msg)), zap.Stack("stack"))
 		panic(r)
 	}

@@ -38,9 +38,15 @@ type producerState struct {
 	next      int32           // the first sequence number of the producer's next batch
 	writtenMs int64
 	// start is the first sequence number of the epoch's first batch written to this
-	// partition (-1: unknown, loaded from a state stored before it was kept). A batch
-	// below it was never written here: it is out of order, not a duplicate.
+	// partition (-1: unknown, loaded from a state stored before it was kept, or the
+	// sequence numbers wrapped since). A batch below it was never written here: it is
+	// out of order, not a duplicate.
 	start int32
+	// unstarted: the epoch's first batch failed (and the ones after it with it), none
+	// was committed; once they are all settled, the epoch's next batch starts it anew, at
+	// any sequence number (its first batches sent concurrently, the one that failed may
+	// not have been its first).
+	unstarted bool
 }
 
 // producers tracks a partition's idempotent producers: the committed state loaded at
@@ -85,12 +91,12 @@ func lastSeq(first int32, n int) int32 {
 func (ps *producers) check(id int64, epoch int16, first int32, n int, follows bool) (seqVerdict, int64) {
 	st := ps.m[id]
 	switch {
-	case (st == nil || epoch > st.epoch) && follows:
-		return seqOutOfOrder, 0
-	case st == nil || epoch > st.epoch:
-		return seqNext, 0 // a new producer, or a new epoch of one: any sequence starts it
-	case epoch < st.epoch:
+	case st != nil && epoch < st.epoch:
 		return seqFenced, 0
+	case (st == nil || epoch > st.epoch || st.restarts()) && follows:
+		return seqOutOfOrder, 0
+	case st == nil || epoch > st.epoch || st.restarts():
+		return seqNext, 0 // a new producer, or a new epoch of one: any sequence starts it
 	}
 	last := lastSeq(first, n)
 	for _, b := range st.batches {
@@ -133,16 +139,23 @@ func (ps *producers) check(id int64, epoch int16, first int32, n int, follows bo
 	return seqOutOfOrder, 0
 }
 
+// restarts reports whether the epoch's next batch starts it anew: its batches all failed
+// and were settled.
+func (st *producerState) restarts() bool { return st.unstarted && len(st.batches) == 0 }
+
 // accept records a batch the writer took at base.
 func (ps *producers) accept(id int64, epoch int16, first int32, n int, base, nowMs int64) {
 	st := ps.m[id]
-	if st == nil || epoch > st.epoch {
+	if st == nil || epoch > st.epoch || st.unstarted {
 		st = &producerState{epoch: epoch, start: first}
 		ps.m[id] = st
 	}
 	st.writtenMs = nowMs
 	st.batches = append(st.batches, producerBatch{first: first, last: lastSeq(first, n), base: base})
 	st.next = nextSeq(lastSeq(first, n))
+	if st.next <= first {
+		st.start = -1 // wrapped: below start no longer means before it
+	}
 	if len(st.batches) > producerWindow {
 		st.batches = st.batches[len(st.batches)-producerWindow:]
 	}
@@ -165,6 +178,9 @@ func (ps *producers) settle(id, base int64, committed bool) {
 		} else {
 			st.next = min(st.next, b.first)
 			st.batches = append(st.batches[:i], st.batches[i+1:]...)
+			// The epoch's first batch failed (batches commit in order: none of the
+			// epoch is), and the ones after it fail with it.
+			st.unstarted = st.unstarted || b.first == st.start && i == 0
 		}
 		return
 	}

@@ -12,6 +12,13 @@ import (
 // a newer epoch, failed batches sent again, and the state a new owner loads.
 func TestProducerSequences(t *testing.T) {
 	ps := newProducers(nil)
+	// verdict checks the verdict on a batch of producer id, named what.
+	verdict := func(id int64, epoch int16, first int32, n int, follows bool, want seqVerdict, what string) {
+		t.Helper()
+		if got, _ := ps.check(id, epoch, first, n, follows); got != want {
+			t.Fatalf("%s: verdict %d, want %d", what, got, want)
+		}
+	}
 	expect := func(first int32, n int, want seqVerdict, wantBase int64) {
 		t.Helper()
 		got, base := ps.check(7, 0, first, n, false)
@@ -51,16 +58,10 @@ func TestProducerSequences(t *testing.T) {
 
 	// A newer epoch fences the older one and starts anywhere, unless it follows a batch
 	// still on its way.
-	if v, _ := ps.check(7, 1, 3, 3, true); v != seqOutOfOrder {
-		t.Fatalf("a following batch of a new epoch: verdict %d, want out of order", v)
-	}
-	if v, _ := ps.check(7, 1, 0, 3, false); v != seqNext {
-		t.Fatalf("new epoch: verdict %d", v)
-	}
+	verdict(7, 1, 3, 3, true, seqOutOfOrder, "a following batch of a new epoch")
+	verdict(7, 1, 0, 3, false, seqNext, "new epoch")
 	ps.accept(7, 1, 0, 3, 130, 3)
-	if v, _ := ps.check(7, 0, 15, 5, false); v != seqFenced {
-		t.Fatalf("old epoch: verdict %d", v)
-	}
+	verdict(7, 0, 15, 5, false, seqFenced, "old epoch")
 
 	// The state stored with a commit of [130, 132] and loaded by the next owner: the
 	// last batch of each producer, with its offsets.
@@ -98,10 +99,28 @@ func TestProducerSequences(t *testing.T) {
 		t.Fatalf("a batch below an old state's last: verdict %d, want older", v)
 	}
 
-	// Sequence numbers wrap to 0 after the largest int32, as Kafka's do.
+	// The batch that started an epoch here failed, with the one after it: the epoch
+	// starts anew, from the batch the client sends again first, here its first (an
+	// older epoch is still fenced).
+	ps.accept(12, 1, 10, 10, 400, 6)
+	ps.accept(12, 1, 20, 10, 410, 6)
+	ps.settle(12, 400, false)
+	verdict(12, 1, 0, 10, false, seqOutOfOrder, "a batch below the epoch's failed start while a later batch is unsettled")
+	ps.settle(12, 410, false)
+	verdict(12, 0, 0, 10, false, seqFenced, "an older epoch after the epoch's batches failed")
+	verdict(12, 1, 0, 10, true, seqOutOfOrder, "a following batch of an epoch that starts anew")
+	verdict(12, 1, 0, 10, false, seqNext, "a batch below the epoch's failed start")
+	ps.accept(12, 1, 0, 10, 400, 7)
+	verdict(12, 1, 10, 10, false, seqNext, "the batch after the epoch's new start")
+
+	// Sequence numbers wrap to 0 after the largest int32, as Kafka's do; below where the
+	// epoch started then says nothing.
 	ps.accept(9, 0, math.MaxInt32-1, 2, 200, 4)
 	if v, _ := ps.check(9, 0, 0, 1, false); v != seqNext {
 		t.Fatalf("after the wrap: verdict %d", v)
+	}
+	if st := ps.m[9]; st.start != -1 {
+		t.Fatalf("start %d after the wrap, want unknown", st.start)
 	}
 }
 

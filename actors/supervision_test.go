@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/tests/harness"
@@ -75,5 +77,39 @@ func TestPartitionThatPanicsIsStopped(t *testing.T) {
 	resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t"})
 	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 1 || string(resp.Records[0].Value) != "held" {
 		t.Fatalf("fetch from the partition's next activation: %v %v", resp, err)
+	}
+}
+
+// TestPartitionThatPanicsWhileStoppingStillStops: a panic in the partition's Stopping
+// (its state broken by the panic that stopped it) is logged and the actor stops all the
+// same: passed on, it would have left the actor half-stopped for good, its mailbox
+// suspended and its placement naming it, and every request to the partition unanswered.
+func TestPartitionThatPanicsWhileStoppingStillStops(t *testing.T) {
+	_, node, p := oneRecord(t)
+	var fetches, stops atomic.Int32
+	hook := func(msg any) {
+		switch msg.(type) {
+		case *partitionpb.FetchRequest:
+			if fetches.Add(1) == 1 {
+				panic("injected")
+			}
+		case *actor.Stopping:
+			if stops.Add(1) == 1 {
+				panic("injected while stopping")
+			}
+		}
+	}
+	testReceiveHook.Store(&hook)
+	t.Cleanup(func() { testReceiveHook.Store(nil) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The first fetch panics the partition; its attempts after that reach the next
+	// activation.
+	resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: p.Topic})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 1 || string(resp.Records[0].Value) != "first" {
+		t.Fatalf("fetch after the partition panicked, and again while stopping: %v %v", resp, err)
+	}
+	if stops.Load() < 1 {
+		t.Fatal("the partition never stopped")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -348,10 +349,15 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	var e2e *histogram
 	var e2eMu sync.Mutex
 	var wg, produced sync.WaitGroup
-	// Records before the end a reader was to reach that it left: a catch-up's before the
-	// high-water marks at its start, e2e's before the log's end at the producers' end.
-	var unread atomic.Int64
-	endErr := make(chan error, 1) // e2e: why the log's end could not be read
+	var unread atomic.Int64 // records a catch-up left before its end
+	// e2e: where each partition's follower stopped, and the log's end the producers left
+	// (or why it could not be read), known once endRead is closed.
+	var (
+		reached []int64
+		end     []int64
+		endErr  error
+		endRead = make(chan struct{})
+	)
 	// e2e's consumers run until drained: past the producers' end, to read what they left.
 	consRun, drained := run, cancel
 	if mode == "e2e" {
@@ -375,6 +381,7 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 		if mode == "e2e" {
 			e2e = &histogram{}
 			from, until = hwm, nil // follow the end...
+			reached = slices.Clone(hwm)
 			// ...then, the producers done, read up to where they left the log, so that
 			// every record acked is delivered and counted, however far behind the
 			// consumers ran at the end.
@@ -382,9 +389,9 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 				produced.Wait()
 				t := time.AfterFunc(drainTimeout, drained) // bounds the read below too
 				defer t.Stop()
-				_, end, err := logRange(consRun, cl, o.topic)
-				if err != nil {
-					endErr <- err
+				_, end, endErr = logRange(consRun, cl, o.topic)
+				close(endRead)
+				if endErr != nil {
 					drained() // the end is unknown: stop with the producers
 					return
 				}
@@ -397,7 +404,7 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 			caughtUp.Add(1)
 			wg.Go(func() {
 				defer caughtUp.Done()
-				unread.Add(consumeLoop(consRun, ctx, cl, o, i, from, until, &ends, cons, func(h *histogram) {
+				unread.Add(consumeLoop(consRun, ctx, cl, o, i, from, until, &ends, reached, cons, func(h *histogram) {
 					if e2e != nil {
 						e2eMu.Lock()
 						e2e.merge(h)
@@ -416,14 +423,6 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	elapsed := time.Since(start)
 	r := &benchReport{Mode: mode, Topic: o.topic, Partitions: o.partitions, RecordSize: o.recordSize, Rate: o.rate,
 		Batch: o.batch, Seconds: elapsed.Seconds(), Interrupted: ctx.Err() != nil}
-	select {
-	case err := <-endErr:
-		if ctx.Err() == nil { // an interrupt is said as one
-			st := status.Convert(err)
-			r.StoppedBy = fmt.Sprintf("consume: reading the log's end after the producers': %s: %s", st.Code(), st.Message())
-		}
-	default:
-	}
 	for _, side := range []struct {
 		name string
 		m    *meter
@@ -447,8 +446,19 @@ func runBench(ctx context.Context, cl pb.StreamHouseClient, mode string, o bench
 	if e2e != nil {
 		l := latencyOf(e2e)
 		r.EndToEnd = &l
-		if !cut {
-			r.Undelivered = uint64(unread.Load())
+		<-endRead // within drainTimeout of the producers' end
+		switch {
+		case cut:
+		case endErr != nil:
+			st := status.Convert(endErr)
+			if errors.Is(endErr, context.Canceled) {
+				st = status.New(codes.DeadlineExceeded, fmt.Sprintf("no answer within %v", drainTimeout))
+			}
+			r.EndUnknown = fmt.Sprintf("%s: %s", st.Code(), st.Message())
+		default:
+			for p := range min(len(end), len(reached)) {
+				r.Undelivered += uint64(max(end[p]-reached[p], 0))
+			}
 		}
 	} else if cons != nil && !cut {
 		r.Consume.Unread = uint64(unread.Load())
@@ -574,18 +584,10 @@ type endOffsets struct{ p atomic.Pointer[[]int64] }
 
 func (e *endOffsets) set(end []int64) { e.p.Store(&end) }
 
-// get is the ends, or nil while they are not known.
-func (e *endOffsets) get() []int64 {
-	if end := e.p.Load(); end != nil {
-		return *end
-	}
-	return nil
-}
-
 // reached reports whether next is at or past partition p's end, once the end is known.
 func (e *endOffsets) reached(p int32, next int64) bool {
-	end := e.get()
-	return int(p) < len(end) && next >= end[p]
+	end := e.p.Load()
+	return end != nil && int(p) < len(*end) && next >= (*end)[p]
 }
 
 // followWait is how long a following consumer's fetch waits for records at the log end.
@@ -597,10 +599,10 @@ const followWait = 100 // ms
 // long-polls each of its partitions on a goroutine of its own, so that a record on one
 // is not held while the fetch of another waits at its end (that wait would count in the
 // end-to-end latency). Following, each record's send stamp gives its end-to-end latency
-// to e2e. It returns how many records before until (following: before the ends, once
-// known) were left unread.
+// to e2e, and where it stopped to reached. It returns how many records of a catch-up were
+// left unread.
 func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, worker int, from, until []int64,
-	ends *endOffsets, m *meter, e2e func(*histogram)) (unread int64) {
+	ends *endOffsets, reached []int64, m *meter, e2e func(*histogram)) (unread int64) {
 	var mine []int32
 	for p := worker; p < len(from); p += o.consumers {
 		if until == nil || from[p] < until[p] {
@@ -608,22 +610,22 @@ func consumeLoop(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptio
 		}
 	}
 	if until != nil {
-		return readPartitions(run, ctx, cl, o, mine, from, until, ends, m, nil)
+		return readPartitions(run, ctx, cl, o, mine, from, until, ends, nil, m, nil)
 	}
 	var wg sync.WaitGroup
-	var left atomic.Int64
 	for _, p := range mine {
-		wg.Go(func() { left.Add(readPartitions(run, ctx, cl, o, []int32{p}, from, nil, ends, m, e2e)) })
+		wg.Go(func() { readPartitions(run, ctx, cl, o, []int32{p}, from, nil, ends, reached, m, e2e) })
 	}
 	wg.Wait()
-	return left.Load()
+	return 0
 }
 
 // readPartitions reads partitions mine in turn, as consumeLoop describes; following (until
-// nil), each fetch waits up to followWait for records. It returns the records left
-// before until (following: before the ends, 0 while they are unknown) when run ended.
+// nil), each fetch waits up to followWait for records, and where each partition's read
+// stopped goes to reached[p]. It returns the records left before until when run ended
+// (0 when following).
 func readPartitions(run, ctx context.Context, cl pb.StreamHouseClient, o benchOptions, mine []int32, from, until []int64,
-	ends *endOffsets, m *meter, e2e func(*histogram)) (unread int64) {
+	ends *endOffsets, reached []int64, m *meter, e2e func(*histogram)) (unread int64) {
 	next := map[int32]int64{}
 	for _, p := range mine {
 		next[p] = from[p]
@@ -636,14 +638,12 @@ func readPartitions(run, ctx context.Context, cl pb.StreamHouseClient, o benchOp
 	if until == nil {
 		wait = followWait
 	}
-	defer func() { // mine holds the partitions not caught up
-		end := until
-		if end == nil {
-			end = ends.get() // following: the log's end, once known
-		}
-		for _, p := range mine {
-			if int(p) < len(end) {
-				unread += max(end[p]-next[p], 0)
+	defer func() {
+		for p, at := range next {
+			if until != nil {
+				unread += max(until[p]-at, 0) // 0 for the partitions caught up
+			} else {
+				reached[p] = at
 			}
 		}
 	}()

@@ -33,6 +33,9 @@ type benchReport struct {
 	// offsets each consumer reached, not from the records acked and read: reads of records
 	// no producer was acked for would hide as many acked ones.
 	Undelivered uint64 `json:"undelivered,omitempty"`
+	// EndUnknown (e2e): why the log's end after the producers' could not be read, and so
+	// what was undelivered not counted.
+	EndUnknown string `json:"end_unknown,omitempty"`
 	// Failure is why the run exits non-zero (failure), for scripts that read the report.
 	Failure string `json:"failure,omitempty"`
 }
@@ -56,6 +59,8 @@ func (r *benchReport) failure() error {
 	case r.Produce != nil && r.Produce.BehindMs > float64(maxBehind.Milliseconds()):
 		return fmt.Errorf("the rate was not kept: the producers ended %.0f ms behind their schedule, with %d records due and not sent (the cluster or this client went slower than --rate %.0f); their latency is in no percentile",
 			r.Produce.BehindMs, r.Produce.Unsent, r.Rate)
+	case r.EndUnknown != "":
+		return fmt.Errorf("the log's end after the producers' could not be read (%s): the records not delivered are not counted", r.EndUnknown)
 	case r.Undelivered > 0:
 		return fmt.Errorf("%d records written by the producers' end (every acked one among them) were not delivered to the consumers within %v after, and their latency is in no percentile",
 			r.Undelivered, drainTimeout)
@@ -164,6 +169,9 @@ func (r *benchReport) print(w io.Writer, asJSON bool) error {
 	}
 	if r.Undelivered > 0 {
 		fmt.Fprintf(w, "  %-8s %d records written by the producers' end not delivered within %v after\n", "e2e", r.Undelivered, drainTimeout)
+	}
+	if r.EndUnknown != "" {
+		fmt.Fprintf(w, "  %-8s the log's end after the producers' could not be read (%s): undelivered records not counted\n", "e2e", r.EndUnknown)
 	}
 	return nil
 }

@@ -283,8 +283,8 @@ func TestBenchCountsUndeliveredByOffset(t *testing.T) {
 	}
 }
 
-// An e2e run whose read of the log's end fails after the producers' end says so, rather
-// than count as undelivered what it could not measure.
+// An e2e run whose read of the log's end fails after the producers' end says so, and
+// fails, rather than count nothing undelivered without having measured it.
 func TestBenchSaysWhenTheLogEndIsUnknown(t *testing.T) {
 	f := newFakeLog(1)
 	d := &failingDescribe{fakeLog: f, ok: 1} // the run's first describe, at its start
@@ -293,11 +293,15 @@ func TestBenchSaysWhenTheLogEndIsUnknown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Undelivered != 0 || !strings.Contains(r.StoppedBy, "reading the log's end") || !strings.Contains(r.StoppedBy, "etcd is away") {
-		t.Fatalf("undelivered %d, stopped by %q", r.Undelivered, r.StoppedBy)
+	if r.Undelivered != 0 || r.StoppedBy != "" || r.EndUnknown != "Unavailable: etcd is away" {
+		t.Fatalf("undelivered %d, stopped by %q, end unknown %q", r.Undelivered, r.StoppedBy, r.EndUnknown)
 	}
-	if err := r.failure(); err == nil || !strings.Contains(err.Error(), "reading the log's end") {
+	if err := r.failure(); err == nil || !strings.Contains(err.Error(), "the log's end after the producers' could not be read") {
 		t.Fatalf("failure = %v", err)
+	}
+	var out strings.Builder
+	if err := r.print(&out, false); err != nil || !strings.Contains(out.String(), "undelivered records not counted") {
+		t.Fatalf("report %v:\n%s", err, out.String())
 	}
 }
 
@@ -337,4 +341,19 @@ func (d *failingDescribe) DescribeTopic(ctx context.Context, req *pb.DescribeTop
 		return nil, status.Error(codes.Unavailable, "etcd is away")
 	}
 	return d.fakeLog.DescribeTopic(ctx, req, opts...)
+}
+
+// An e2e run stopped by an error every request meets names that error, not the read of
+// the log's end that the stop cut short.
+func TestBenchE2EStoppedNamesItsCause(t *testing.T) {
+	f := newFakeLog(1)
+	f.answer = func(*pb.ProduceRequest) error { return status.Error(codes.PermissionDenied, "not yours") }
+	o := benchFlags(func(o *benchOptions) { o.rate, o.duration = 100, 2*time.Second })
+	r, err := runBench(context.Background(), f, "e2e", o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.StoppedBy != "produce: PermissionDenied: not yours" || r.EndUnknown != "" || r.Undelivered != 0 {
+		t.Fatalf("stopped by %q, end unknown %q, undelivered %d", r.StoppedBy, r.EndUnknown, r.Undelivered)
+	}
 }
