@@ -46,28 +46,50 @@ type Client struct {
 	place   *Placement
 	opts    ClientOptions
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced at every topology change
+	mu sync.Mutex
+	// changed is closed and replaced at every topology change and at every end of a
+	// partition's activation.
+	changed chan struct{}
+	// ended counts, by partition identity, the activations this member heard had ended
+	// (the placement actor of the agent that hosted them broadcasts each end to every
+	// member).
+	ended map[string]uint64
 }
 
 // NewClient routes requests through c.
 func NewClient(c *cluster.Cluster, place *Placement, opts ClientOptions) *Client {
-	cl := &Client{cluster: c, place: place, opts: opts.withDefaults(), changed: make(chan struct{})}
+	cl := &Client{cluster: c, place: place, opts: opts.withDefaults(), changed: make(chan struct{}), ended: map[string]uint64{}}
 	c.ActorSystem.EventStream.Subscribe(func(evt any) {
-		if _, ok := evt.(*cluster.ClusterTopology); ok {
-			cl.mu.Lock()
-			close(cl.changed)
-			cl.changed = make(chan struct{})
-			cl.mu.Unlock()
+		switch e := evt.(type) {
+		case *cluster.ClusterTopology:
+			cl.signal("")
+		case *cluster.ActivationTerminated:
+			if e.ClusterIdentity.GetKind() == PartitionKind {
+				cl.signal(e.ClusterIdentity.GetIdentity())
+			}
 		}
 	})
 	return cl
 }
 
-func (c *Client) topologyChanged() <-chan struct{} {
+// signal wakes the calls waiting for a change: of the topology, or the end of an
+// activation of partition identity id.
+func (c *Client) signal(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.changed
+	if id != "" {
+		c.ended[id]++
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// changes returns a channel closed at the next change, and how many activations of
+// partition identity id ended so far.
+func (c *Client) changes(id string) (<-chan struct{}, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed, c.ended[id]
 }
 
 // owner is the address of the member that should host p now.
@@ -80,7 +102,10 @@ type answer struct {
 	err error
 }
 
-var errOwnerLeft = errors.New("the owner left the cluster")
+var (
+	errOwnerLeft       = errors.New("the owner left the cluster")
+	errActivationEnded = errors.New("the partition's activation ended without answering")
+)
 
 // memberIDAt returns the id of the member at addr, "" when none is.
 func memberIDAt(c *cluster.Cluster, addr string) string {
@@ -190,14 +215,16 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 		last       error
 		owner      string // of the last attempt; "" once it left
 		unanswered int    // attempts sent and not answered yet
+		ended      uint64 // activations of p ended when the last attempt went
 		backoff    = 25 * time.Millisecond
 		next       = time.NewTimer(0) // sends the next attempt
 	)
 	defer next.Stop()
 	for {
+		changed, endedNow := c.changes(id)
 		select {
 		case <-next.C:
-			owner = c.owner(p)
+			owner, ended = c.owner(p), endedNow
 			unanswered++
 			go send()
 			next.Reset(wait)
@@ -216,10 +243,19 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 			}
 			next.Reset(backoff)
 			backoff = min(2*backoff, time.Second)
-		case <-c.topologyChanged():
-			if owner != "" && !c.cluster.MemberList.ContainsMemberID(memberIDAt(c.cluster, owner)) {
+		case <-changed:
+			_, endedNow = c.changes(id)
+			switch {
+			case owner != "" && !c.cluster.MemberList.ContainsMemberID(memberIDAt(c.cluster, owner)):
 				owner, last = "", errOwnerLeft
 				next.Reset(0) // the new owner is known
+			case unanswered > 0 && endedNow != ended:
+				// An activation of p ended since the last attempt went: one stopped
+				// (moved, or after a panic) drops what its mailbox still held, unanswered,
+				// and the attempt would wait out its timeout. Sent again, it reaches the
+				// next activation (an earlier one's end, heard late, costs an attempt).
+				ended, last = endedNow, errActivationEnded
+				next.Reset(0)
 			}
 		case <-ctx.Done():
 			if answered && last == nil {

@@ -279,7 +279,7 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	if !n.cfg.ClientOnly {
 		opts = append(opts, cluster.WithKinds(kind))
 	}
-	lookup := &placementLookup{placement: n.place, timeout: 5 * time.Second}
+	lookup := &placementLookup{placement: n.place, timeout: 5 * time.Second, leaving: &deps.leaving}
 	ccfg := cluster.Configure(ClusterName, provider, lookup, rcfg, opts...)
 	cl := cluster.New(system, ccfg)
 	if err := startMember(cl); err != nil {

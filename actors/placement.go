@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -178,9 +179,13 @@ const placementActorName = "streamhouse-placement"
 type placementLookup struct {
 	placement *Placement
 	timeout   time.Duration
-	cluster   *cluster.Cluster
-	pid       *actor.PID
-	sub       *eventstream.Subscription
+	// leaving is set once the agent starts to leave the cluster: it activates no
+	// partition after that (one activated then would hold its lease until the agent's
+	// session closed, and its requests unanswered).
+	leaving *atomic.Bool
+	cluster *cluster.Cluster
+	pid     *actor.PID
+	sub     *eventstream.Subscription
 }
 
 // Get implements cluster.IdentityLookup.
@@ -267,7 +272,7 @@ func (p *placementActor) Receive(ctx actor.Context) {
 			return
 		}
 		kind := p.l.cluster.GetClusterKind(m.ClusterIdentity.Kind)
-		if kind == nil {
+		if kind == nil || p.l.leaving != nil && p.l.leaving.Load() {
 			ctx.Respond(&cluster.ActivationResponse{Failed: true})
 			return
 		}

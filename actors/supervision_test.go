@@ -113,3 +113,38 @@ func TestPartitionThatPanicsWhileStoppingStillStops(t *testing.T) {
 		t.Fatal("the partition never stopped")
 	}
 }
+
+// TestRequestAnActivationDroppedIsSentAgainAtItsEnd: a request the partition's activation
+// never answered (it panicked on it here; a partition stopping for a move drops what its
+// mailbox still holds the same way) is sent again as soon as the activation's end is
+// broadcast, not after the attempt timeout.
+func TestRequestAnActivationDroppedIsSentAgainAtItsEnd(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const attempt = 30 * time.Second
+	node := startNodesWith(t, f, 1, func(c *NodeConfig) { c.Client = ClientOptions{AttemptTimeout: attempt, RetryFor: 2 * attempt} })[0]
+	p := coordination.Partition{Topic: "t"}
+	mustProduce(t, node, p, &partitionpb.Record{Value: []byte("first")})
+	var fetches atomic.Int32
+	hook := func(msg any) {
+		if _, ok := msg.(*partitionpb.FetchRequest); ok && fetches.Add(1) == 1 {
+			panic("injected")
+		}
+	}
+	testReceiveHook.Store(&hook)
+	t.Cleanup(func() { testReceiveHook.Store(nil) })
+	start := time.Now()
+	resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t"})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 1 {
+		t.Fatalf("fetch: %v %v", resp, err)
+	}
+	if took := time.Since(start); took > attempt/3 {
+		t.Fatalf("the fetch the activation dropped was answered after %v: sent again only at the attempt timeout (%v)", took, attempt)
+	}
+	if fetches.Load() < 2 {
+		t.Fatalf("%d fetches reached the partition", fetches.Load())
+	}
+}

@@ -92,6 +92,30 @@ func (l *load) maxGap(p coordination.Partition) time.Duration {
 
 func (l *load) halt() { close(l.stop); l.wg.Wait() }
 
+// handedOver waits for a successful produce to each of the moved partitions after since,
+// halts the load, fails the test for any produce to them that failed after the client's
+// retries, and returns the longest pause a producer saw on them.
+func (l *load) handedOver(moved []coordination.Partition, since time.Time) time.Duration {
+	t := l.tc.t
+	harness.Eventually(t, 30*time.Second, func() error {
+		for _, p := range moved {
+			if _, ok := l.firstOKAfter(p, since); !ok {
+				return fmt.Errorf("no successful produce to %s since it moved", p)
+			}
+		}
+		return nil
+	})
+	l.halt()
+	var pause time.Duration
+	for _, p := range moved {
+		pause = max(pause, l.maxGap(p))
+		if l.failed[p] > 0 {
+			t.Errorf("%s: %d produce requests failed after retries while it moved", p, l.failed[p])
+		}
+	}
+	return pause
+}
+
 // verify reads every partition back and checks that each acked offset holds its value.
 func (l *load) verify() int {
 	t := l.tc.t
@@ -183,22 +207,7 @@ func TestGracefulStopHandsOverWithoutFailures(t *testing.T) {
 	if err := victim.Process.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	harness.Eventually(t, 30*time.Second, func() error {
-		for _, p := range moved {
-			if _, ok := l.firstOKAfter(p, stopped.Add(time.Second)); !ok {
-				return fmt.Errorf("no successful produce to %s since the stop", p)
-			}
-		}
-		return nil
-	})
-	l.halt()
-	var pause time.Duration
-	for _, p := range moved {
-		pause = max(pause, l.maxGap(p))
-		if l.failed[p] > 0 {
-			t.Errorf("%s: %d produce requests failed after retries during a graceful handover", p, l.failed[p])
-		}
-	}
+	pause := l.handedOver(moved, stopped.Add(time.Second))
 	after := tc.waitOwned(30*time.Second, topics)
 	for _, p := range moved {
 		if after[p].Node == victim.Config.Node || after[p].Epoch <= before[p].Epoch {
