@@ -46,50 +46,69 @@ type Client struct {
 	place   *Placement
 	opts    ClientOptions
 
-	mu sync.Mutex
-	// changed is closed and replaced at every topology change and at every end of a
-	// partition's activation.
-	changed chan struct{}
-	// ended counts, by partition identity, the activations this member heard had ended
-	// (the placement actor of the agent that hosted them broadcasts each end to every
-	// member).
-	ended map[string]uint64
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at every topology change
+	// ends holds, by partition identity, a channel closed (and dropped) at the next end
+	// of one of its activations that this member hears of, while a call waits on it: the
+	// placement actor of the agent that hosted the activation broadcasts its end to every
+	// member.
+	ends map[string]*endWatch
+}
+
+// endWatch is ends' entry of one partition: its channel and the calls waiting on it.
+type endWatch struct {
+	ended   chan struct{}
+	waiting int
 }
 
 // NewClient routes requests through c.
 func NewClient(c *cluster.Cluster, place *Placement, opts ClientOptions) *Client {
-	cl := &Client{cluster: c, place: place, opts: opts.withDefaults(), changed: make(chan struct{}), ended: map[string]uint64{}}
+	cl := &Client{cluster: c, place: place, opts: opts.withDefaults(), changed: make(chan struct{}), ends: map[string]*endWatch{}}
 	c.ActorSystem.EventStream.Subscribe(func(evt any) {
 		switch e := evt.(type) {
 		case *cluster.ClusterTopology:
-			cl.signal("")
+			cl.mu.Lock()
+			close(cl.changed)
+			cl.changed = make(chan struct{})
+			cl.mu.Unlock()
 		case *cluster.ActivationTerminated:
 			if e.ClusterIdentity.GetKind() == PartitionKind {
-				cl.signal(e.ClusterIdentity.GetIdentity())
+				cl.mu.Lock()
+				if w := cl.ends[e.ClusterIdentity.GetIdentity()]; w != nil {
+					close(w.ended)
+					delete(cl.ends, e.ClusterIdentity.GetIdentity())
+				}
+				cl.mu.Unlock()
 			}
 		}
 	})
 	return cl
 }
 
-// signal wakes the calls waiting for a change: of the topology, or the end of an
-// activation of partition identity id.
-func (c *Client) signal(id string) {
+func (c *Client) topologyChanged() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if id != "" {
-		c.ended[id]++
-	}
-	close(c.changed)
-	c.changed = make(chan struct{})
+	return c.changed
 }
 
-// changes returns a channel closed at the next change, and how many activations of
-// partition identity id ended so far.
-func (c *Client) changes(id string) (<-chan struct{}, uint64) {
+// watchEnd returns a channel closed at the next end of an activation of partition
+// identity id, and the func that stops the watch.
+func (c *Client) watchEnd(id string) (<-chan struct{}, func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.changed, c.ended[id]
+	w := c.ends[id]
+	if w == nil {
+		w = &endWatch{ended: make(chan struct{})}
+		c.ends[id] = w
+	}
+	w.waiting++
+	return w.ended, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if w.waiting--; w.waiting == 0 && c.ends[id] == w {
+			delete(c.ends, id)
+		}
+	}
 }
 
 // owner is the address of the member that should host p now.
@@ -106,6 +125,11 @@ var (
 	errOwnerLeft       = errors.New("the owner left the cluster")
 	errActivationEnded = errors.New("the partition's activation ended without answering")
 )
+
+// endGrace is how long after an activation's end an attempt it left unanswered is sent
+// again: an answer the activation gave just before its end, on its way, still comes
+// first (the end is broadcast after a stopping partition has answered what it wrote).
+const endGrace = 25 * time.Millisecond
 
 // memberIDAt returns the id of the member at addr, "" when none is.
 func memberIDAt(c *cluster.Cluster, addr string) string {
@@ -215,16 +239,20 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 		last       error
 		owner      string // of the last attempt; "" once it left
 		unanswered int    // attempts sent and not answered yet
-		ended      uint64 // activations of p ended when the last attempt went
 		backoff    = 25 * time.Millisecond
 		next       = time.NewTimer(0) // sends the next attempt
+		changed    = c.topologyChanged()
+		ended      <-chan struct{} // closed when an activation of p ends after the last attempt went
+		unwatch    = func() {}
 	)
 	defer next.Stop()
+	defer func() { unwatch() }()
 	for {
-		changed, endedNow := c.changes(id)
 		select {
 		case <-next.C:
-			owner, ended = c.owner(p), endedNow
+			owner = c.owner(p)
+			unwatch()
+			ended, unwatch = c.watchEnd(id)
 			unanswered++
 			go send()
 			next.Reset(wait)
@@ -244,18 +272,20 @@ func (c *Client) call(ctx context.Context, p coordination.Partition, req proto.M
 			next.Reset(backoff)
 			backoff = min(2*backoff, time.Second)
 		case <-changed:
-			_, endedNow = c.changes(id)
-			switch {
-			case owner != "" && !c.cluster.MemberList.ContainsMemberID(memberIDAt(c.cluster, owner)):
+			changed = c.topologyChanged()
+			if owner != "" && !c.cluster.MemberList.ContainsMemberID(memberIDAt(c.cluster, owner)) {
 				owner, last = "", errOwnerLeft
 				next.Reset(0) // the new owner is known
-			case unanswered > 0 && endedNow != ended:
+			}
+		case <-ended:
+			ended = nil // until the next attempt watches again
+			if unanswered > 0 {
 				// An activation of p ended since the last attempt went: one stopped
 				// (moved, or after a panic) drops what its mailbox still held, unanswered,
 				// and the attempt would wait out its timeout. Sent again, it reaches the
 				// next activation (an earlier one's end, heard late, costs an attempt).
-				ended, last = endedNow, errActivationEnded
-				next.Reset(0)
+				last = errActivationEnded
+				next.Reset(endGrace)
 			}
 		case <-ctx.Done():
 			if answered && last == nil {

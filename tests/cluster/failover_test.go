@@ -132,6 +132,20 @@ func (l *load) verify() int {
 	return total
 }
 
+// writtenOnce fails the test for any value the load sent that its partition holds at
+// two offsets: a move that is a handover, not a failure, never writes a request twice.
+func (l *load) writtenOnce() {
+	for p := range l.acked {
+		at := map[string]int64{}
+		for _, r := range l.tc.readAll(p) {
+			if prev, dup := at[string(r.Value)]; dup {
+				l.tc.t.Errorf("%s: %q written at offsets %d and %d", p, r.Value, prev, r.Offset)
+			}
+			at[string(r.Value)] = r.Offset
+		}
+	}
+}
+
 func victimOf(t *testing.T, tc *testCluster, owners map[coordination.Partition]coordination.Owner) (*harness.Agent, []coordination.Partition) {
 	t.Helper()
 	for _, a := range tc.agents {
@@ -215,6 +229,7 @@ func TestGracefulStopHandsOverWithoutFailures(t *testing.T) {
 		}
 	}
 	n := l.verify()
+	l.writtenOnce()
 	t.Logf("SIGTERM of %s (%d partitions): longest pause a producer saw %v; %d acked records all readable",
 		victim.Config.Node, len(moved), pause.Round(time.Millisecond), n)
 }
