@@ -272,7 +272,7 @@ func (p *placementActor) Receive(ctx actor.Context) {
 			return
 		}
 		kind := p.l.cluster.GetClusterKind(m.ClusterIdentity.Kind)
-		if kind == nil || p.l.leaving != nil && p.l.leaving.Load() || p.l.ownerOf(m.ClusterIdentity) != p.l.cluster.ActorSystem.Address() {
+		if kind == nil || p.l.leaving.Load() || p.l.ownerOf(m.ClusterIdentity) != p.l.cluster.ActorSystem.Address() {
 			// Not here: a requester whose view of the members lags (it has not seen an
 			// agent join yet) asks the agent a partition is moving from; activated
 			// again there, it would take the lease back until this agent's rebalancer

@@ -146,6 +146,8 @@ func (st *producerState) restarts() bool { return st.unstarted && len(st.batches
 // accept records a batch the writer took at base.
 func (ps *producers) accept(id int64, epoch int16, first int32, n int, base, nowMs int64) {
 	st := ps.m[id]
+	// An epoch whose first batch failed starts anew here, even with batches after that one
+	// still to settle: they fail with it (settle finds them gone and changes nothing).
 	if st == nil || epoch > st.epoch || st.unstarted {
 		st = &producerState{epoch: epoch, start: first}
 		ps.m[id] = st

@@ -15,6 +15,28 @@ import (
 	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
+// panicOnFirst makes the partitions panic on the first message each of matches matches,
+// until the test ends (as a bug would); it counts the messages each matched.
+func panicOnFirst(t *testing.T, matches ...func(msg any) bool) []*atomic.Int32 {
+	seen := make([]*atomic.Int32, len(matches))
+	for i := range seen {
+		seen[i] = &atomic.Int32{}
+	}
+	hook := func(msg any) {
+		for i, match := range matches {
+			if match(msg) && seen[i].Add(1) == 1 {
+				panic(fmt.Sprintf("injected at %T", msg))
+			}
+		}
+	}
+	testReceiveHook.Store(&hook)
+	t.Cleanup(func() { testReceiveHook.Store(nil) })
+	return seen
+}
+
+func isFetch(msg any) bool    { _, ok := msg.(*partitionpb.FetchRequest); return ok }
+func isStopping(msg any) bool { _, ok := msg.(*actor.Stopping); return ok }
+
 // TestPartitionThatPanicsIsStopped: a partition actor whose Receive panics is stopped,
 // and so flushes and answers what it holds and gives its budget back; the next request
 // activates it anew. Restarted (protoactor's default), its new instance would start a
@@ -46,14 +68,7 @@ func TestPartitionThatPanicsIsStopped(t *testing.T) {
 		}
 		return nil
 	})
-	var panicked atomic.Bool
-	hook := func(msg any) {
-		if _, ok := msg.(*partitionpb.FetchRequest); ok && panicked.CompareAndSwap(false, true) {
-			panic("injected")
-		}
-	}
-	testReceiveHook.Store(&hook)
-	t.Cleanup(func() { testReceiveHook.Store(nil) })
+	fetches := panicOnFirst(t, isFetch)[0]
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	go func() { _, _ = node.Client().Fetch(fctx, &partitionpb.FetchRequest{Topic: "t"}) }()
@@ -65,7 +80,7 @@ func TestPartitionThatPanicsIsStopped(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the record the partition held when it panicked is still unanswered")
 	}
-	if !panicked.Load() {
+	if fetches.Load() < 1 {
 		t.Fatal("the partition never panicked")
 	}
 	harness.Eventually(t, 10*time.Second, func() error {
@@ -86,21 +101,7 @@ func TestPartitionThatPanicsIsStopped(t *testing.T) {
 // suspended and its placement naming it, and every request to the partition unanswered.
 func TestPartitionThatPanicsWhileStoppingStillStops(t *testing.T) {
 	_, node, p := oneRecord(t)
-	var fetches, stops atomic.Int32
-	hook := func(msg any) {
-		switch msg.(type) {
-		case *partitionpb.FetchRequest:
-			if fetches.Add(1) == 1 {
-				panic("injected")
-			}
-		case *actor.Stopping:
-			if stops.Add(1) == 1 {
-				panic("injected while stopping")
-			}
-		}
-	}
-	testReceiveHook.Store(&hook)
-	t.Cleanup(func() { testReceiveHook.Store(nil) })
+	stops := panicOnFirst(t, isFetch, isStopping)[1]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// The first fetch panics the partition; its attempts after that reach the next
@@ -128,14 +129,7 @@ func TestRequestAnActivationDroppedIsSentAgainAtItsEnd(t *testing.T) {
 	node := startNodesWith(t, f, 1, func(c *NodeConfig) { c.Client = ClientOptions{AttemptTimeout: attempt, RetryFor: 2 * attempt} })[0]
 	p := coordination.Partition{Topic: "t"}
 	mustProduce(t, node, p, &partitionpb.Record{Value: []byte("first")})
-	var fetches atomic.Int32
-	hook := func(msg any) {
-		if _, ok := msg.(*partitionpb.FetchRequest); ok && fetches.Add(1) == 1 {
-			panic("injected")
-		}
-	}
-	testReceiveHook.Store(&hook)
-	t.Cleanup(func() { testReceiveHook.Store(nil) })
+	fetches := panicOnFirst(t, isFetch)[0]
 	start := time.Now()
 	resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t"})
 	if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 1 {
