@@ -73,6 +73,9 @@ func NewClient(c *cluster.Cluster, place *Placement, opts ClientOptions) *Client
 			cl.mu.Unlock()
 		case *cluster.ActivationTerminated:
 			if e.ClusterIdentity.GetKind() == PartitionKind {
+				// protoactor forgets an ended activation's address only on the agent that
+				// hosted it: elsewhere a re-send would go to it first and die there.
+				c.PidCache.RemoveByValue(e.ClusterIdentity.GetIdentity(), PartitionKind, e.Pid)
 				cl.mu.Lock()
 				if w := cl.ends[e.ClusterIdentity.GetIdentity()]; w != nil {
 					close(w.ended)

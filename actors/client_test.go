@@ -13,7 +13,7 @@ import (
 // leaves the request as it was (an earlier attempt's message may still be on its way).
 func TestAttemptCarriesTheRequestAndItsWait(t *testing.T) {
 	req := &partitionpb.ProduceRequest{Topic: "orders", Partition: 3, Records: []*partitionpb.Record{{Value: []byte("v")}},
-		ProducerId: 7, ProducerEpoch: 2, BaseSequence: 9, RequestId: 11, Follows: true}
+		ProducerId: 7, ProducerEpoch: 2, BaseSequence: 9, RequestId: 11, Follows: true, TopicIncarnation: 13}
 	fields := req.ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		if fd := fields.Get(i); fd.Name() != "wait_ms" && !req.ProtoReflect().Has(fd) {

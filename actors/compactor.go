@@ -285,6 +285,9 @@ func mergedMeta(l *partitionLog, old []indexed) coordination.SegmentMeta {
 			meta.Requests = append(meta.Requests, s.Requests...)
 		}
 	}
+	// The newest: those whose answers a failover may have lost are the last written.
+	// The list stays in etcd as long as the merged segment (nothing rewrites a segment
+	// of half a merge target or more), so it is held to a segment's.
 	if n := len(meta.Requests); n > maxSegmentRequests {
 		meta.Requests = slices.Clone(meta.Requests[n-maxSegmentRequests:])
 	}

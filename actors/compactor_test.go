@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -337,4 +338,37 @@ func (r *reader) passesDone() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.passes
+}
+
+// A merge lists the newest maxSegmentRequests requests of its segments written within
+// requestMemory (those whose answers a failover may have lost are the last written);
+// older segments' requests are dropped.
+func TestMergeListsTheNewestRequestsOfFreshSegments(t *testing.T) {
+	f := newFixture(t)
+	l := newPartitionLog(f.lease(t, "mr", 1, 0), 0, coordination.TopicSpec{}, &recentLog{}, zap.NewNop())
+	now := time.Now()
+	var old []indexed
+	id := uint64(1)
+	for i := range int64(6) {
+		m := coordination.SegmentMeta{Base: i * maxSegmentRequests, Last: (i+1)*maxSegmentRequests - 1, WrittenMs: now.UnixMilli()}
+		if i < 2 {
+			m.WrittenMs = now.Add(-2 * requestMemory).UnixMilli()
+		}
+		for o := m.Base; o <= m.Last; o++ {
+			m.Requests = append(m.Requests, coordination.RequestRef{ID: id, Base: o, Count: 1})
+			id++
+		}
+		old = append(old, indexed{SegmentMeta: m})
+	}
+	meta := mergedMeta(l, old)
+	refs := meta.Requests
+	if len(refs) != maxSegmentRequests || refs[len(refs)-1].ID != id-1 || refs[0].ID != id-maxSegmentRequests {
+		t.Fatalf("the merge lists %d requests, ids %d to %d; want the newest %d, to %d", len(refs), refs[0].ID, refs[len(refs)-1].ID, maxSegmentRequests, id-1)
+	}
+	// None of the old segments' requests, however few the fresh ones have.
+	meta = mergedMeta(l, old[:3])
+	if refs := meta.Requests; len(refs) != maxSegmentRequests || refs[0].ID != 2*maxSegmentRequests+1 {
+		t.Fatalf("a merge of two old segments and a fresh one lists %d requests from id %d, want the fresh one's %d from %d",
+			len(refs), refs[0].ID, maxSegmentRequests, 2*maxSegmentRequests+1)
+	}
 }

@@ -150,7 +150,8 @@ func (a *partitionActor) Receive(ctx actor.Context) {
 		a.fetch(m, ctx.Sender())
 	case *respec:
 		if a.w != nil {
-			a.w.cfg.Linger, a.w.cfg.SegmentBytes = m.spec.Linger(), m.spec.SegmentBytes
+			a.w.setLinger(m.spec.Linger())
+			a.w.cfg.SegmentBytes = m.spec.SegmentBytes
 			a.log.Info("topic settings changed", zap.Duration("linger", m.spec.Linger()), zap.Int64("segment_bytes", m.spec.SegmentBytes),
 				zap.Int64("retention_ms", m.spec.RetentionMs), zap.Int64("retention_bytes", m.spec.RetainBytes()), zap.Int64("merge_bytes", m.spec.MergeTarget()))
 		}
@@ -373,6 +374,11 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 		}
 		return
 	}
+	if err := a.otherIncarnation(m.TopicIncarnation); err != nil {
+		metricProduceRequests.WithLabelValues(a.p.Topic, resultOf(err)).Inc()
+		a.replyProduce(sender, &partitionpb.ProduceResponse{Code: codeOf(err), Message: err.Error()})
+		return
+	}
 	if m.WaitMs > 0 && held > time.Duration(m.WaitMs)*time.Millisecond {
 		// Its sender has told its client the outcome is unknown: written now, the records
 		// would be written again by the client's retry. (A re-send of a written request
@@ -414,6 +420,24 @@ func (a *partitionActor) produce(m *partitionpb.ProduceRequest, sender *actor.PI
 			}
 		}
 	})
+}
+
+// otherIncarnation refuses a request for another incarnation of the topic than the one
+// whose lease the partition holds (0: the sender did not say). An older one was deleted:
+// its records must not go into, nor its readers read, the topic created since under its
+// name. A newer one means this activation serves a deleted topic and is about to stop;
+// its sender retries and reaches the new topic's.
+func (a *partitionActor) otherIncarnation(incarnation int64) error {
+	switch serving := a.lease.TopicIncarnation(); {
+	case incarnation == 0 || incarnation == serving:
+		return nil
+	case incarnation < serving:
+		return fmt.Errorf("%w: %s was deleted and created again (the request is for incarnation %d, the topic is at %d)",
+			coordination.ErrTopicNotFound, a.p, incarnation, serving)
+	default:
+		return fmt.Errorf("%w: %s: this partition serves a deleted incarnation (%d) of the topic, not %d",
+			ErrUnavailable, a.p, serving, incarnation)
+	}
 }
 
 func (a *partitionActor) replyProduce(sender *actor.PID, resp *partitionpb.ProduceResponse) {
@@ -479,6 +503,10 @@ func (a *partitionActor) fetch(m *partitionpb.FetchRequest, sender *actor.PID) {
 		if err != nil {
 			a.replyFetch(sender, &partitionpb.FetchResponse{Code: codeOf(err), Message: err.Error()})
 		}
+		return
+	}
+	if err := a.otherIncarnation(m.TopicIncarnation); err != nil {
+		a.replyFetch(sender, &partitionpb.FetchResponse{Code: codeOf(err), Message: err.Error()})
 		return
 	}
 	hwm, start := a.w.Committed(), a.plog.logStart.Load()

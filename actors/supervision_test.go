@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -140,5 +141,53 @@ func TestRequestAnActivationDroppedIsSentAgainAtItsEnd(t *testing.T) {
 	}
 	if fetches.Load() < 2 {
 		t.Fatalf("%d fetches reached the partition", fetches.Load())
+	}
+}
+
+// TestAnEndedActivationsAddressIsForgottenEverywhere: protoactor drops an ended
+// activation's cached address only on the agent that hosted it. Another agent that had
+// sent to it forgets it too when it hears of the end, before its re-send goes, so that
+// the re-send is not lost to a dead letter first.
+func TestAnEndedActivationsAddressIsForgottenEverywhere(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodesWith(t, f, 2, func(*NodeConfig) {})
+	p := coordination.Partition{Topic: "t"}
+	mustProduce(t, nodes[0], p, &partitionpb.Record{Value: []byte("first")}) // activates it
+	requester := nodes[0]
+	if requester.Owner(p) == requester.current().cluster.ActorSystem.Address() {
+		requester = nodes[1]
+	}
+	c := requester.current().cluster
+	mustProduce(t, requester, p, &partitionpb.Record{Value: []byte("second")})
+	old, ok := c.PidCache.Get(Identity(p), PartitionKind)
+	if !ok {
+		t.Fatal("the requester has no address of the partition cached")
+	}
+	cachedAtEnd := make(chan bool, 1)
+	sub := c.ActorSystem.EventStream.Subscribe(func(evt any) {
+		if e, ok := evt.(*cluster.ActivationTerminated); ok && e.ClusterIdentity.GetIdentity() == Identity(p) {
+			pid, ok := c.PidCache.Get(Identity(p), PartitionKind)
+			select {
+			case cachedAtEnd <- ok && pid.Equal(old):
+			default:
+			}
+		}
+	})
+	defer c.ActorSystem.EventStream.Unsubscribe(sub)
+	panicOnFirst(t, isFetch)
+	if resp, err := requester.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", MaxBytes: 1 << 20}); err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) != 2 {
+		t.Fatalf("fetch: %v %v", resp, err)
+	}
+	select {
+	case cached := <-cachedAtEnd:
+		if cached {
+			t.Fatalf("the requester still had the ended activation's address %v when it heard of the end", old)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the requester did not hear of the activation's end")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -170,8 +169,9 @@ type batch struct {
 	producerIDs map[int64]struct{}
 	producers   coordination.ProducerChanges
 	// requests are its waiters' request ids, for its index entry (taken when it is
-	// sealed, on the writer's goroutine).
-	requests []coordination.RequestRef
+	// sealed, on the writer's goroutine); identified counts the waiters that have one.
+	requests   []coordination.RequestRef
+	identified int
 }
 
 // memBytes is what a committed batch holds in memory: its records (their payload and
@@ -180,11 +180,13 @@ func (b *batch) memBytes() int64 {
 	return b.bytes + int64(len(b.records))*recordOverhead + int64(len(b.encoded))
 }
 
-// maxSegmentRequests bounds the requests a segment's index entry lists (the last ones):
-// a segment grown while uploads stalled may hold tens of thousands of one-record
-// requests, and its entry must stay far below etcd's request limit (1.5 MiB; a listed
-// request is ~55 bytes of JSON). A request left out is still answered once by the owner
-// that wrote it; only its next owner would not know it.
+// maxSegmentRequests bounds the requests a segment's index entry lists: a segment grown
+// while uploads stalled could hold tens of thousands of one-record requests, and its
+// entry must stay far below etcd's request limit (1.5 MiB; a listed request is ~55
+// bytes of JSON). A batch is sealed once it holds this many requests with an id, so
+// that its entry lists every one: a request left out would still be answered once by
+// the owner that wrote it, but its next owner would not know it, and would write a
+// re-send of it again.
 const maxSegmentRequests = 512
 
 // recordOverhead is what an accepted record holds in memory beside its payload: its
@@ -359,6 +361,9 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, request u
 	b.bytes += size
 	b.held += held
 	b.waiters = append(b.waiters, waiter{reply: reply, producer: producer, request: request, base: base, count: len(recs), bytes: size, accepted: time.Now()})
+	if request != 0 {
+		b.identified++
+	}
 	if idem != nil {
 		if b.producerIDs == nil {
 			b.producerIDs = map[int64]struct{}{}
@@ -368,7 +373,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, request u
 	}
 	w.pending += held // in the agent's budget since take
 	switch {
-	case b.bytes >= w.cfg.SegmentBytes:
+	case b.bytes >= w.cfg.SegmentBytes, b.identified >= maxSegmentRequests:
 		w.seal(true)
 	case w.cfg.Linger <= 0:
 		w.seal(false)
@@ -391,12 +396,12 @@ func (w *writer) seal(force bool) {
 	}
 	w.sealDue = false
 	w.open.sealed = time.Now()
-	for i := len(w.open.waiters) - 1; i >= 0 && len(w.open.requests) < maxSegmentRequests; i-- {
-		if wt := w.open.waiters[i]; wt.request != 0 {
+	w.open.requests = make([]coordination.RequestRef, 0, w.open.identified)
+	for _, wt := range w.open.waiters { // at most maxSegmentRequests (Append), in offset order
+		if wt.request != 0 {
 			w.open.requests = append(w.open.requests, coordination.RequestRef{ID: wt.request, Base: wt.base, Count: int32(wt.count)})
 		}
 	}
-	slices.Reverse(w.open.requests) // offset order
 	metricProduceStage.WithLabelValues(stageBatchWait).Observe(w.open.sealed.Sub(w.open.opened).Seconds())
 	w.queue = append(w.queue, w.open)
 	w.open = nil
@@ -485,6 +490,19 @@ func (w *writer) commit(b *batch) {
 	defer cancel()
 	rev, err := w.cfg.Lease.CommitWithProducers(ctx, b.meta, b.producers)
 	w.in.post(commitDone{b: b, rev: rev, err: err})
+}
+
+// setLinger changes the linger (streamctl topic alter). The open batch waits no longer
+// than the new linger from when it opened: a linger cut from a minute to 5 ms must not
+// hold the records already waiting for the minute.
+func (w *writer) setLinger(d time.Duration) {
+	old := w.cfg.Linger
+	w.cfg.Linger = d
+	if w.open == nil || d >= old {
+		return
+	}
+	seq := w.open.seq
+	time.AfterFunc(max(d-time.Since(w.open.opened), 0), func() { w.in.post(lingerFired{seq}) })
 }
 
 // Process handles the background results waiting in the inbox. A non-nil error is fatal:

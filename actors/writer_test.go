@@ -887,8 +887,8 @@ func TestWriterFlushWaitsForTheCommitUnderWay(t *testing.T) {
 }
 
 // A segment's index entry lists the requests whose records it holds, by their ids, so
-// that a partition's next owner knows them; at most maxSegmentRequests of them (the
-// last), so that an entry stays small whatever the segment holds.
+// that a partition's next owner knows them. A batch is sealed at maxSegmentRequests of
+// them, so that an entry stays small and still lists every one.
 func TestWriterListsASegmentsRequests(t *testing.T) {
 	f := newFixture(t)
 	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: f.store, Linger: time.Hour}, 0)
@@ -917,16 +917,43 @@ func TestWriterListsASegmentsRequests(t *testing.T) {
 		bases[r.id] = r.Base
 	}
 	segs, _, err := f.c.Segments(ctx, "t", 0, 0, 0)
-	if err != nil || len(segs) != 1 {
-		t.Fatalf("segments %+v, %v; want one", segs, err)
+	if err != nil || len(segs) != 2 {
+		t.Fatalf("%d segments, %v; want two", len(segs), err)
 	}
-	refs := segs[0].Requests
-	if len(refs) != maxSegmentRequests || refs[0].ID != uint64(1000+n-maxSegmentRequests) || refs[len(refs)-1].ID != uint64(1000+n-1) {
-		t.Fatalf("%d requests listed, from %v to %v; want the last %d", len(refs), refs[0], refs[len(refs)-1], maxSegmentRequests)
+	var refs []coordination.RequestRef
+	for i, seg := range segs {
+		if want := []int{maxSegmentRequests, n - maxSegmentRequests}[i]; len(seg.Requests) != want {
+			t.Fatalf("segment %d lists %d requests, want %d", i, len(seg.Requests), want)
+		}
+		refs = append(refs, seg.Requests...)
+	}
+	if len(refs) != n || refs[0].ID != 1000 || refs[n-1].ID != uint64(1000+n-1) {
+		t.Fatalf("%d requests listed, from %v to %v; want all %d", len(refs), refs[0], refs[len(refs)-1], n)
 	}
 	for _, r := range refs {
 		if r.Base != bases[r.ID] || int(r.Count) != 1+int(r.ID-1000)%2 {
 			t.Fatalf("request %v, acked at base %d with %d records", r, bases[r.ID], 1+int(r.ID-1000)%2)
 		}
+	}
+}
+
+// A linger cut short applies to the batch already waiting: its records are written when
+// the new linger has passed since it opened, not the old one.
+func TestShorterLingerAppliesToTheOpenBatch(t *testing.T) {
+	f := newFixture(t)
+	w := newWriter(writerConfig{Lease: f.lease(t, "t", 1, 0), Store: f.store, Linger: time.Hour}, 0)
+	d := drive(t, w)
+	res := make(chan produceResult, 1)
+	d.ops <- func() { w.Append(values("waiting", 1), nil, 0, func(r produceResult) { res <- r }) }
+	start := time.Now()
+	d.ops <- func() { w.setLinger(5 * time.Millisecond) }
+	select {
+	case r := <-res:
+		if r.Err != nil || r.Base != 0 {
+			t.Fatalf("produce: %+v", r)
+		}
+		t.Logf("written %v after the linger was cut", time.Since(start).Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Fatal("the record waits for the old linger of an hour")
 	}
 }

@@ -157,3 +157,32 @@ func TestCommitWithoutAClaimWaitsForTheCoordinator(t *testing.T) {
 		t.Fatalf("offset %d (%v), want 10", got[p0].Offset, err)
 	}
 }
+
+// A Kafka group's coordinator commits offsets past the high-water mark, as Kafka does (a
+// consumer of a topic deleted and created again commits its old positions, and Kafka
+// clients take a refused commit as fatal); a commit without a claim is still bounded by
+// it, and a negative offset is refused either way.
+func TestClaimCommitsPastTheHighWaterMark(t *testing.T) {
+	c, a, at := orders100(t)
+	ctx := ctxT(t)
+	claim, err := a.ClaimGroup(ctx, "kafka")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := claim.CommitOffsets(ctx, at(1<<40)); err != nil {
+		t.Fatalf("a coordinator's commit past the high-water mark: %v", err)
+	}
+	if got, err := c.FetchOffsets(ctx, "kafka"); err != nil || got[coordination.Partition{Topic: "orders"}].Offset != 1<<40 {
+		t.Fatalf("committed %v, %v; want 2^40", got, err)
+	}
+	before := dump(t, c)
+	if err := claim.CommitOffsets(ctx, at(-1)); !errors.Is(err, coordination.ErrOffsetOutOfRange) {
+		t.Fatalf("a coordinator's commit of a negative offset: %v, want ErrOffsetOutOfRange", err)
+	}
+	if err := c.CommitOffsets(ctx, "grpc", at(101)); !errors.Is(err, coordination.ErrOffsetOutOfRange) {
+		t.Fatalf("a commit without a claim past the high-water mark: %v, want ErrOffsetOutOfRange", err)
+	}
+	if after := dump(t, c); !reflect.DeepEqual(after, before) {
+		t.Fatal("refused commits wrote")
+	}
+}

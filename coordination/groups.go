@@ -81,6 +81,7 @@ func (c *Client) commitOffsets(ctx context.Context, group string, offsets map[Pa
 func (c *Client) commitOffsetsOnce(ctx context.Context, group string, parts []Partition, offsets map[Partition]GroupOffset, claim *GroupClaim) (bool, error) {
 	// Check everything before writing anything. A high-water mark only grows, so an
 	// offset within it now stays within it; a topic deleted meanwhile fails the guard.
+	// (Only commits without a claim are bounded by it: below.)
 	topics := map[string]TopicSpec{}
 	var cmps []clientv3.Cmp
 	var puts []clientv3.Op
@@ -103,13 +104,22 @@ func (c *Client) commitOffsetsOnce(ctx context.Context, group string, parts []Pa
 		if p.Partition < 0 || p.Partition >= spec.Partitions {
 			return false, fmt.Errorf("commit offsets of %q: %w: %s has partitions 0..%d", group, ErrPartitionNotFound, p, spec.Partitions-1)
 		}
-		hwm, err := c.hwm(ctx, p.Topic, p.Partition)
-		if err != nil {
-			return false, fmt.Errorf("commit offsets of %q: %w", group, err)
+		if o.Offset < 0 {
+			return false, fmt.Errorf("commit offsets of %q: %w: %s offset %d is negative", group, ErrOffsetOutOfRange, p, o.Offset)
 		}
-		if o.Offset < 0 || o.Offset > hwm {
-			return false, fmt.Errorf("commit offsets of %q: %w: %s offset %d, want 0..%d (the high-water mark)",
-				group, ErrOffsetOutOfRange, p, o.Offset, hwm)
+		// A Kafka group's commits (through its claim) are not bounded by the high-water
+		// mark, as Kafka's are not: a consumer of a topic deleted and created again
+		// commits positions past the new log's end, and Kafka clients take a refusal as
+		// a fatal error (their next fetch is answered out of range and resets them).
+		if claim == nil {
+			hwm, err := c.hwm(ctx, p.Topic, p.Partition)
+			if err != nil {
+				return false, fmt.Errorf("commit offsets of %q: %w", group, err)
+			}
+			if o.Offset > hwm {
+				return false, fmt.Errorf("commit offsets of %q: %w: %s offset %d, want 0..%d (the high-water mark)",
+					group, ErrOffsetOutOfRange, p, o.Offset, hwm)
+			}
 		}
 		o.CommittedAt = now
 		puts = append(puts, clientv3.OpPut(c.keys.GroupOffset(group, p.Topic, p.Partition), mustJSON(o)))

@@ -22,7 +22,10 @@ type Lease struct {
 	epoch  int64
 	key    string
 	hwmKey string
-	log    *zap.Logger
+	// incarnation is the topic's (TopicSpec.Incarnation) when the lease was taken: the
+	// lease is taken only if the topic is unchanged since (the transaction's guard).
+	incarnation int64
+	log         *zap.Logger
 	// rewrites numbers the lease's index rewrites, for unique tombstone keys.
 	rewrites atomic.Int64
 }
@@ -45,10 +48,11 @@ func (s *Session) Acquire(ctx context.Context, topic string, partition int32) (*
 		// The topic must still be live when the lease is taken: once it is deleted, no
 		// new owner may appear (and recreate the high-water mark) while PurgeTopic
 		// removes the partition's keys.
-		_, topicRev, err := s.c.checkPartition(ctx, topic, partition)
+		spec, topicRev, err := s.c.checkPartition(ctx, topic, partition)
 		if err != nil {
 			return nil, err
 		}
+		l.incarnation = spec.Incarnation
 		val := mustJSON(LeaseValue{NodeInfo: s.node, AcquiredAt: s.c.now()})
 		resp, err := s.c.etcd.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", 0), clientv3.Compare(clientv3.ModRevision(topicKey), "=", topicRev)).
@@ -156,6 +160,10 @@ func (l *Lease) Partition() Partition { return l.p }
 
 // Epoch is the lease's epoch.
 func (l *Lease) Epoch() int64 { return l.epoch }
+
+// TopicIncarnation is the incarnation of the topic the lease is of
+// (TopicSpec.Incarnation).
+func (l *Lease) TopicIncarnation() int64 { return l.incarnation }
 
 // Session is the session that holds the lease.
 func (l *Lease) Session() *Session { return l.s }

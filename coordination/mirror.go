@@ -79,6 +79,7 @@ func (m *Mirror) Topics() []TopicSpec {
 	var out []TopicSpec
 	for _, kv := range m.ks.Prefix(m.c.keys.Topics()) {
 		if s := kv.Value.(TopicSpec); !s.Deleted() {
+			s.Incarnation = kv.CreateRevision
 			out = append(out, s)
 		}
 	}
@@ -92,6 +93,7 @@ func (m *Mirror) Topic(name string) (TopicSpec, bool) {
 		return TopicSpec{}, false
 	}
 	s := kv.Value.(TopicSpec)
+	s.Incarnation = kv.CreateRevision
 	return s, !s.Deleted()
 }
 

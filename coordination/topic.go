@@ -47,6 +47,11 @@ type TopicSpec struct {
 	CreatedAt  time.Time `json:"created_at"`
 	// DeletedAt is set when the topic is deleted; its data is removed later.
 	DeletedAt *time.Time `json:"deleted_at,omitempty"`
+	// Incarnation tells this topic from others of its name before or after it: the
+	// create revision of its key, set when the spec is read from etcd (not stored). A
+	// request carries the incarnation its sender looked up, so that one in flight across
+	// a delete, the purge and a create of the name reaches none of the new topic's data.
+	Incarnation int64 `json:"-"`
 }
 
 // Linger is LingerMs as a duration.

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -29,17 +30,40 @@ func (c *Client) CreateTopic(ctx context.Context, spec TopicSpec) (TopicSpec, er
 		return spec, fmt.Errorf("create topic %s: %w", spec.Name, err)
 	}
 	if !resp.Succeeded {
-		var held TopicSpec
-		if kv := firstKV(resp, 0); kv != nil && json.Unmarshal(kv.Value, &held) == nil && held.Deleted() {
-			// The name is free only once the sweeper has purged the deleted topic's keys:
-			// say so, rather than name a topic that lists and describes as missing.
-			return spec, fmt.Errorf("create topic %s: %w: it was deleted at %s and its data is not purged yet; "+
-				"the orphan sweeper purges it once its partitions have stopped (within --sweep-interval, unless every agent runs with --sweep-grace 0), and the name is free then",
-				spec.Name, ErrTopicExists, held.DeletedAt.UTC().Format(time.RFC3339))
-		}
-		return spec, fmt.Errorf("create topic %s: %w", spec.Name, ErrTopicExists)
+		return spec, nameTaken(spec.Name, firstKV(resp, 0))
 	}
+	spec.Incarnation = resp.Header.Revision // the put's: the key's create revision
 	return spec, nil
+}
+
+// TopicNameFree returns nil if a topic of that name can be created now, else the error
+// CreateTopic would return (ErrTopicExists, also for a deleted topic not purged yet), or
+// the error of the read: a create validated only must be refused as the create would be.
+func (c *Client) TopicNameFree(ctx context.Context, name string) error {
+	if err := ValidateTopicName(name); err != nil {
+		return err
+	}
+	resp, err := c.etcd.Get(ctx, c.keys.Topic(name))
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", name, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	return nameTaken(name, resp.Kvs[0])
+}
+
+// nameTaken is the error of a create of name, whose key holds kv.
+func nameTaken(name string, kv *mvccpb.KeyValue) error {
+	var held TopicSpec
+	if kv != nil && json.Unmarshal(kv.Value, &held) == nil && held.Deleted() {
+		// The name is free only once the sweeper has purged the deleted topic's keys:
+		// say so, rather than name a topic that lists and describes as missing.
+		return fmt.Errorf("create topic %s: %w: it was deleted at %s and its data is not purged yet; "+
+			"the orphan sweeper purges it once its partitions have stopped (within --sweep-interval, unless every agent runs with --sweep-grace 0), and the name is free then",
+			name, ErrTopicExists, held.DeletedAt.UTC().Format(time.RFC3339))
+	}
+	return fmt.Errorf("create topic %s: %w", name, ErrTopicExists)
 }
 
 // Topic returns a live (not deleted) topic.
@@ -64,6 +88,7 @@ func (c *Client) topic(ctx context.Context, name string) (TopicSpec, int64, erro
 	if err := json.Unmarshal(resp.Kvs[0].Value, &spec); err != nil {
 		return spec, 0, fmt.Errorf("topic %s: decode %s: %w", name, resp.Kvs[0].Key, err)
 	}
+	spec.Incarnation = resp.Kvs[0].CreateRevision
 	if spec.Deleted() {
 		return spec, 0, fmt.Errorf("topic %s: %w (deleted at %s)", name, ErrTopicNotFound, spec.DeletedAt.Format("2006-01-02T15:04:05Z"))
 	}
@@ -95,6 +120,7 @@ func (c *Client) Topics(ctx context.Context) ([]TopicSpec, error) {
 			c.log.Warn("skipping undecodable topic")
 			continue
 		}
+		spec.Incarnation = kv.CreateRevision
 		if !spec.Deleted() {
 			out = append(out, spec)
 		}

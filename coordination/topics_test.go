@@ -197,3 +197,87 @@ func TestChangesRacingAnAlterAreTriedAgain(t *testing.T) {
 		t.Fatalf("after the alters: %+v, %v; want segment and merge bytes %d", spec, err, rounds<<20)
 	}
 }
+
+// A topic deleted and created again under its name is another incarnation, whichever way
+// its spec is read: etcd, the list, the mirror, and the lease of one of its partitions.
+func TestIncarnationTellsARecreatedTopicApart(t *testing.T) {
+	c := newClient(t)
+	m := watched(t, c)
+	ctx := ctxT(t)
+	s := mustSession(t, c, "a", 0)
+	incarnations := func(want int64) {
+		t.Helper()
+		if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Topic(ctx, "t")
+		list, lerr := c.Topics(ctx)
+		mirrored, ok := m.Topic("t")
+		if err != nil || lerr != nil || len(list) != 1 || !ok {
+			t.Fatalf("topic: %v; list %v, %v; mirrored %v", err, list, lerr, ok)
+		}
+		if got.Incarnation != want || list[0].Incarnation != want || mirrored.Incarnation != want || m.Topics()[0].Incarnation != want {
+			t.Fatalf("incarnations: etcd %d, list %d, mirror %d; want %d", got.Incarnation, list[0].Incarnation, mirrored.Incarnation, want)
+		}
+		l := mustAcquire(t, s, "t", 0)
+		if l.TopicIncarnation() != want {
+			t.Fatalf("lease of incarnation %d, want %d", l.TopicIncarnation(), want)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := mustTopic(t, c, "t", 1)
+	if first.Incarnation <= 0 {
+		t.Fatalf("created with incarnation %d", first.Incarnation)
+	}
+	incarnations(first.Incarnation)
+	// Altered, it stays the same topic.
+	linger := int64(50)
+	if altered, err := c.AlterTopic(ctx, "t", coordination.TopicChanges{LingerMs: &linger}); err != nil || altered.Incarnation != first.Incarnation {
+		t.Fatalf("altered: incarnation %d, %v; want %d", altered.Incarnation, err, first.Incarnation)
+	}
+	incarnations(first.Incarnation)
+	if err := c.DeleteTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PurgeTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	second := mustTopic(t, c, "t", 1)
+	if second.Incarnation <= first.Incarnation {
+		t.Fatalf("created again with incarnation %d, the first was %d", second.Incarnation, first.Incarnation)
+	}
+	incarnations(second.Incarnation)
+}
+
+// TopicNameFree answers as CreateTopic would, without writing: a live topic's name and a
+// deleted one's not yet purged are taken, a purged one's is free (a Kafka CreateTopics
+// with validateOnly must not promise a create that fails).
+func TestTopicNameFreeAnswersAsCreateWould(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t)
+	if err := c.TopicNameFree(ctx, "n"); err != nil {
+		t.Fatalf("a name never used: %v", err)
+	}
+	if err := c.TopicNameFree(ctx, "bad/name"); !errors.Is(err, coordination.ErrInvalidArgument) {
+		t.Fatalf("an invalid name: %v, want ErrInvalidArgument", err)
+	}
+	mustTopic(t, c, "n", 1)
+	if err := c.TopicNameFree(ctx, "n"); !errors.Is(err, coordination.ErrTopicExists) {
+		t.Fatalf("a live topic's name: %v, want ErrTopicExists", err)
+	}
+	if err := c.DeleteTopic(ctx, "n"); err != nil {
+		t.Fatal(err)
+	}
+	_, createErr := c.CreateTopic(ctx, coordination.TopicSpec{Name: "n", Partitions: 1})
+	if err := c.TopicNameFree(ctx, "n"); !errors.Is(err, coordination.ErrTopicExists) || createErr == nil || err.Error() != createErr.Error() {
+		t.Fatalf("a deleted topic's name before its purge: %v; the create said %v", err, createErr)
+	}
+	if err := c.PurgeTopic(ctx, "n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.TopicNameFree(ctx, "n"); err != nil {
+		t.Fatalf("a purged topic's name: %v", err)
+	}
+}

@@ -53,9 +53,10 @@ type SegmentMeta struct {
 	WrittenMs int64 `json:"written_ms,omitempty"`
 	// Requests are the produce requests whose records end in it, by the id their sender
 	// gave them: a partition's next owner learns from them which requests are written,
-	// and answers a re-send of one with its offsets instead of writing it again: the last
-	// maxSegmentRequests (actors) of them; in a merged segment, those of its segments
-	// written within a minute of the merge. Nil in segments written before it existed.
+	// and answers a re-send of one with its offsets instead of writing it again: every
+	// one (a segment is sealed at maxSegmentRequests, actors); in a merged segment, the
+	// newest maxSegmentRequests of those of its segments written within a minute of the
+	// merge. Nil in segments written before it existed.
 	Requests []RequestRef `json:"requests,omitempty"`
 }
 

@@ -30,7 +30,7 @@ const maxRecordFraming = 64
 // Fetch implements the API. The answer counts in the agent's read budget from before its
 // read until gRPC has written it to the client (grpcmem.HoldUntilWritten).
 func (s *Server) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResponse, error) {
-	out, hold, err := s.fetch(ctx, req)
+	out, hold, err := s.fetch(ctx, req, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -39,10 +39,17 @@ func (s *Server) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResp
 }
 
 // fetch reads what req asks for and returns it with the reservation of the read budget
-// that accounts it, for the caller to hand on or release.
-func (s *Server) fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResponse, *membudget.Reservation, error) {
-	if _, err := s.partition(ctx, req.Topic, req.Partition); err != nil {
+// that accounts it, for the caller to hand on or release. It reads the topic's
+// incarnation the caller names, or (0) the one it finds.
+func (s *Server) fetch(ctx context.Context, req *pb.FetchRequest, incarnation int64) (*pb.FetchResponse, *membudget.Reservation, error) {
+	spec, err := s.partition(ctx, req.Topic, req.Partition)
+	if err != nil {
 		return nil, nil, err
+	}
+	if incarnation == 0 {
+		incarnation = spec.Incarnation
+	} else if spec.Incarnation != incarnation {
+		return nil, nil, deletedSince(req.Topic)
 	}
 	if req.Offset < 0 {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "offset %d is negative", req.Offset)
@@ -65,7 +72,8 @@ func (s *Server) fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResp
 	if err != nil {
 		return nil, nil, err
 	}
-	read := &partitionpb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: req.Offset, MaxBytes: int32(maxBytes)}
+	read := &partitionpb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: req.Offset, MaxBytes: int32(maxBytes),
+		TopicIncarnation: incarnation}
 	resp, err := c.Fetch(ctx, read)
 	if wait := min(req.MaxWaitMs, maxFetchWaitMs); wait > 0 && err == nil && resp.Code == partitionpb.Code_CODE_OK && len(resp.Records) == 0 {
 		// Nothing to read yet: the long poll holds none of the budget while it waits.
@@ -133,11 +141,18 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 	if offset < pb.OffsetEarliest {
 		return status.Errorf(codes.InvalidArgument, "offset %d: want -1 (latest), -2 (earliest) or an offset", offset)
 	}
+	// Every fetch reads the topic subscribed to, not one created since under its name: a
+	// stream blocked in Send (a slow client) can outlast a delete, the purge and a create,
+	// and its offset would then read the new topic's records.
+	subscribed, err := s.partition(ctx, req.Topic, req.Partition)
+	if err != nil {
+		return err
+	}
 	// fetch is s.fetch, again while the partition moves or the agent's reads wait on
 	// slow clients.
 	fetch := func(req *pb.FetchRequest) (*pb.FetchResponse, *membudget.Reservation, error) {
 		for {
-			resp, hold, err := s.fetch(ctx, req)
+			resp, hold, err := s.fetch(ctx, req, subscribed.Incarnation)
 			if c := status.Code(err); c != codes.Unavailable && c != codes.ResourceExhausted || ctx.Err() != nil {
 				return resp, hold, err
 			}
@@ -182,4 +197,10 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		offset = resp.Records[len(resp.Records)-1].Offset + 1
 	}
 	return nil
+}
+
+// deletedSince is the error for a request to a topic that was deleted, and a topic of its
+// name created, since the request's stream first looked it up.
+func deletedSince(topic string) error {
+	return status.Errorf(codes.NotFound, "topic %s was deleted (and created again) since this stream began", topic)
 }

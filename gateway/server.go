@@ -413,7 +413,8 @@ func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 				}
 				recs[j] = pr
 			}
-			resp, err := c.ProduceRequest(ctx, &partitionpb.ProduceRequest{Topic: spec.Name, Partition: p, Records: recs, RequestId: req.RequestId})
+			resp, err := c.ProduceRequest(ctx, &partitionpb.ProduceRequest{Topic: spec.Name, Partition: p, Records: recs, RequestId: req.RequestId,
+				TopicIncarnation: spec.Incarnation})
 			switch {
 			case err == nil && resp.Code != partitionpb.Code_CODE_OK:
 				err = status.Errorf(codeOf(resp.Code), "partition %d: %s", p, resp.Message)

@@ -268,9 +268,14 @@ type ProduceRequest struct {
 	// out its old owner's lease) refuses it rather than write it. Each side counts on its
 	// own clock, so the agents' clocks need not agree; the request's time in transit only
 	// makes the partition hold it longer. A caller that cancels sooner is not covered.
-	WaitMs        int64 `protobuf:"varint,9,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WaitMs int64 `protobuf:"varint,9,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// The incarnation of the topic its sender looked up (TopicSpec.Incarnation: the topic
+	// key's create revision; 0: not checked). A topic deleted and created again under its
+	// name is another incarnation: the partition refuses a request for an older one as
+	// NOT_FOUND rather than write records meant for the deleted topic into the new one.
+	TopicIncarnation int64 `protobuf:"varint,10,opt,name=topic_incarnation,json=topicIncarnation,proto3" json:"topic_incarnation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ProduceRequest) Reset() {
@@ -362,6 +367,13 @@ func (x *ProduceRequest) GetFollows() bool {
 func (x *ProduceRequest) GetWaitMs() int64 {
 	if x != nil {
 		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *ProduceRequest) GetTopicIncarnation() int64 {
+	if x != nil {
+		return x.TopicIncarnation
 	}
 	return 0
 }
@@ -465,9 +477,12 @@ type FetchRequest struct {
 	// a message type exits on receiving one (protoactor-go's remote decoder), while one
 	// that does not know this field answers a fetch at `offset`, which its sender puts
 	// past any log end (out of range: cheap), and its answer has no stats.
-	Stats         bool `protobuf:"varint,6,opt,name=stats,proto3" json:"stats,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Stats bool `protobuf:"varint,6,opt,name=stats,proto3" json:"stats,omitempty"`
+	// As ProduceRequest.topic_incarnation: a reader of a deleted topic is refused, not
+	// served the records of a topic created since under its name.
+	TopicIncarnation int64 `protobuf:"varint,7,opt,name=topic_incarnation,json=topicIncarnation,proto3" json:"topic_incarnation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *FetchRequest) Reset() {
@@ -540,6 +555,13 @@ func (x *FetchRequest) GetStats() bool {
 		return x.Stats
 	}
 	return false
+}
+
+func (x *FetchRequest) GetTopicIncarnation() int64 {
+	if x != nil {
+		return x.TopicIncarnation
+	}
+	return 0
 }
 
 type FetchResponse struct {
@@ -679,7 +701,7 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fH\x01R\x05value\x88\x01\x01\x12:\n" +
 	"\aheaders\x18\x05 \x03(\v2 .streamhouse.partition.v1.HeaderR\aheadersB\x06\n" +
 	"\x04_keyB\b\n" +
-	"\x06_value\"\xbf\x02\n" +
+	"\x06_value\"\xec\x02\n" +
 	"\x0eProduceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12:\n" +
@@ -691,7 +713,9 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\a \x01(\x04R\trequestId\x12\x18\n" +
 	"\afollows\x18\b \x01(\bR\afollows\x12\x17\n" +
-	"\await_ms\x18\t \x01(\x03R\x06waitMs\"\xc0\x01\n" +
+	"\await_ms\x18\t \x01(\x03R\x06waitMs\x12+\n" +
+	"\x11topic_incarnation\x18\n" +
+	" \x01(\x03R\x10topicIncarnation\"\xc0\x01\n" +
 	"\x0fProduceResponse\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.streamhouse.partition.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
@@ -699,14 +723,15 @@ const file_actors_partitionpb_partition_proto_rawDesc = "" +
 	"baseOffset\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x05R\x05count\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x12\n" +
-	"\x04node\x18\x06 \x01(\tR\x04node\"\xad\x01\n" +
+	"\x04node\x18\x06 \x01(\tR\x04node\"\xda\x01\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x1b\n" +
 	"\tmax_bytes\x18\x04 \x01(\x05R\bmaxBytes\x12\x1e\n" +
 	"\vmax_wait_ms\x18\x05 \x01(\x05R\tmaxWaitMs\x12\x14\n" +
-	"\x05stats\x18\x06 \x01(\bR\x05stats\"\xea\x02\n" +
+	"\x05stats\x18\x06 \x01(\bR\x05stats\x12+\n" +
+	"\x11topic_incarnation\x18\a \x01(\x03R\x10topicIncarnation\"\xea\x02\n" +
 	"\rFetchResponse\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.streamhouse.partition.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12:\n" +

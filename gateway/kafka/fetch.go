@@ -27,13 +27,16 @@ const (
 
 // fetchPart is one partition of a fetch request and, as it is read, its answer.
 type fetchPart struct {
-	p        coordination.Partition
-	offset   int64 // the next offset to read
-	maxBytes int32
-	out      *kmsg.FetchResponseTopicPartition
-	records  []*partitionpb.Record
-	bytes    int
-	done     bool // answered with an error, or read up to its max bytes
+	p coordination.Partition
+	// incarnation is the topic's the fetch looked up: every round reads that one
+	// (partitionpb.FetchRequest.topic_incarnation).
+	incarnation int64
+	offset      int64 // the next offset to read
+	maxBytes    int32
+	out         *kmsg.FetchResponseTopicPartition
+	records     []*partitionpb.Record
+	bytes       int
+	done        bool // answered with an error, or read up to its max bytes
 }
 
 // fetch reads every partition asked for, concurrently. A fetch that finds fewer than
@@ -79,7 +82,7 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 				out.PreferredReadReplica = s.leaderFor(part, redirect).id
 				continue
 			}
-			parts = append(parts, &fetchPart{p: part, offset: p.FetchOffset, out: out, maxBytes: max(p.PartitionMaxBytes, 1)})
+			parts = append(parts, &fetchPart{p: part, incarnation: spec.Incarnation, offset: p.FetchOffset, out: out, maxBytes: max(p.PartitionMaxBytes, 1)})
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
@@ -187,7 +190,7 @@ func (s *Server) fetchRound(ctx context.Context, c *actors.Client, parts []*fetc
 		// Made here, not on the goroutine: one a round gave up on may still be running
 		// when a later round's answer moves fp's offset.
 		read := &partitionpb.FetchRequest{Topic: fp.p.Topic, Partition: fp.p.Partition,
-			Offset: fp.offset, MaxBytes: fp.maxBytes, MaxWaitMs: int32(wait.Milliseconds())}
+			Offset: fp.offset, MaxBytes: fp.maxBytes, MaxWaitMs: int32(wait.Milliseconds()), TopicIncarnation: fp.incarnation}
 		go func() {
 			resp, err := c.Fetch(ctx, read)
 			results <- result{fp, resp, err}

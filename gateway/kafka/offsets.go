@@ -74,8 +74,8 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 }
 
 // commitRun commits the offsets of parts in one transaction and sets their codes. A
-// refusal of one partition (its topic or it does not exist, its offset is past the
-// high-water mark) fails the whole transaction: parts are then committed one at a time,
+// refusal of one partition (its topic or it does not exist, its offset is negative)
+// fails the whole transaction: parts are then committed one at a time,
 // so that only the refused are refused, as Kafka answers each partition on its own (a
 // consumer of a topic just deleted still commits its others). It reports whether the
 // group's claim was fenced (parts not committed are then NOT_COORDINATOR).

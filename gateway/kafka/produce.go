@@ -96,6 +96,9 @@ func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.Produc
 				rp.ErrorCode, rp.ErrorMessage = err.code, strp(err.msg)
 				continue
 			}
+			for _, w := range requests {
+				w.TopicIncarnation = spec.Incarnation
+			}
 			budget -= used
 			pc.jobs = append(pc.jobs, &produceJob{p: part, requests: requests, out: rp})
 		}
@@ -300,7 +303,8 @@ const (
 // old one. follows: the batch before it is still unanswered.
 func resend(req *partitionpb.ProduceRequest, follows bool) *partitionpb.ProduceRequest {
 	return &partitionpb.ProduceRequest{Topic: req.Topic, Partition: req.Partition, Records: req.Records,
-		ProducerId: req.ProducerId, ProducerEpoch: req.ProducerEpoch, BaseSequence: req.BaseSequence, Follows: follows}
+		ProducerId: req.ProducerId, ProducerEpoch: req.ProducerEpoch, BaseSequence: req.BaseSequence, Follows: follows,
+		TopicIncarnation: req.TopicIncarnation}
 }
 
 // finish closes done and drops what the connection need not keep until the job lands:

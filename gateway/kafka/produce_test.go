@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -243,5 +244,24 @@ func TestAdmitFollowsOnlyUnansweredJobs(t *testing.T) {
 	if other.prev != nil || e.prev != c || !e.requests[0].Follows {
 		t.Fatalf("another producer's job follows %v; the first producer's next follows its last (%v), follows %v",
 			other.prev != nil, e.prev == c, e.requests[0].Follows)
+	}
+}
+
+// A re-send of a write carries every field of it but those of one attempt: its request
+// id (a new request) and its wait; follows is the caller's.
+func TestResendCarriesTheWrite(t *testing.T) {
+	req := &partitionpb.ProduceRequest{Topic: "orders", Partition: 3, Records: []*partitionpb.Record{{Value: []byte("v")}},
+		ProducerId: 7, ProducerEpoch: 2, BaseSequence: 9, RequestId: 11, Follows: true, WaitMs: 100, TopicIncarnation: 13}
+	fields := req.ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		if fd := fields.Get(i); !req.ProtoReflect().Has(fd) {
+			t.Fatalf("field %s is not set here: set it, so that the re-send is seen to carry it, or not", fd.Name())
+		}
+	}
+	got := resend(req, false)
+	want := proto.Clone(req).(*partitionpb.ProduceRequest)
+	want.RequestId, want.WaitMs, want.Follows = 0, 0, false
+	if !proto.Equal(got, want) {
+		t.Fatalf("re-send %v, want %v", got, want)
 	}
 }

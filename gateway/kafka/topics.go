@@ -146,8 +146,8 @@ func (s *Server) createTopic(ctx context.Context, validateOnly bool, spec *coord
 		return kerr.InvalidConfig.Code, err.Error()
 	}
 	if validateOnly {
-		if _, err := s.coord.Topic(ctx, spec.Name); err == nil {
-			return kerr.TopicAlreadyExists.Code, fmt.Sprintf("topic %s exists", spec.Name)
+		if err := s.coord.TopicNameFree(ctx, spec.Name); err != nil {
+			return codeOf(err), err.Error()
 		}
 		*spec = valid
 		return errNone, ""

@@ -64,6 +64,9 @@ type StreamHouseClient interface {
 	Produce(ctx context.Context, in *ProduceRequest, opts ...grpc.CallOption) (*ProduceResponse, error)
 	ProduceStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProduceRequest, ProduceResponse], error)
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
+	// Subscribe streams a partition's records from an offset, long-polling at the log's end.
+	// It ends NotFound once its topic is deleted, also when a topic of its name has been
+	// created since: it never reads another topic's records.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error)
 	// Consumer groups.
 	CommitOffsets(ctx context.Context, in *CommitOffsetsRequest, opts ...grpc.CallOption) (*CommitOffsetsResponse, error)
@@ -236,6 +239,9 @@ type StreamHouseServer interface {
 	Produce(context.Context, *ProduceRequest) (*ProduceResponse, error)
 	ProduceStream(grpc.BidiStreamingServer[ProduceRequest, ProduceResponse]) error
 	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
+	// Subscribe streams a partition's records from an offset, long-polling at the log's end.
+	// It ends NotFound once its topic is deleted, also when a topic of its name has been
+	// created since: it never reads another topic's records.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[FetchResponse]) error
 	// Consumer groups.
 	CommitOffsets(context.Context, *CommitOffsetsRequest) (*CommitOffsetsResponse, error)

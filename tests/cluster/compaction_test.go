@@ -197,6 +197,63 @@ func TestDeletedTopicIsPurged(t *testing.T) {
 	tc.checkIndex(store, coordination.Partition{Topic: "kept"}, nil)
 }
 
+// A request for a deleted topic that reaches the partition of a topic created since
+// under its name (in flight across the delete, the purge and the create, or sent by an
+// agent whose mirror is behind) is refused as not found and writes nothing; the new
+// topic's own requests are served.
+func TestRequestsForADeletedTopicAreNotServedByItsSuccessor(t *testing.T) {
+	tc := newCluster(t, 0, 2*time.Second)
+	tc.agentArgs = []string{"--sweep-interval", "500ms"}
+	tc.addAgent("agent-1", "zone-a", 2*time.Second)
+	ctx := context.Background()
+	c := tc.client.Client()
+	p := coordination.Partition{Topic: "again"}
+	produce := func(incarnation int64, v string) *partitionpb.ProduceResponse {
+		t.Helper()
+		resp, err := c.ProduceRequest(ctx, &partitionpb.ProduceRequest{Topic: p.Topic, Records: []*partitionpb.Record{{Value: []byte(v)}},
+			TopicIncarnation: incarnation})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	tc.topic("again", 1)
+	old, err := tc.coord.Topic(ctx, "again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := produce(old.Incarnation, "old"); resp.Code != partitionpb.Code_CODE_OK {
+		t.Fatalf("produce to the topic: %v", resp)
+	}
+	if err := tc.coord.DeleteTopic(ctx, "again"); err != nil {
+		t.Fatal(err)
+	}
+	var recreated coordination.TopicSpec
+	harness.Eventually(t, 60*time.Second, func() (err error) {
+		recreated, err = tc.coord.CreateTopic(ctx, coordination.TopicSpec{Name: "again", Partitions: 1})
+		return err
+	})
+	if resp := produce(recreated.Incarnation, "new"); resp.Code != partitionpb.Code_CODE_OK || resp.BaseOffset != 0 {
+		t.Fatalf("produce to the new topic: %v", resp)
+	}
+	if resp := produce(old.Incarnation, "stale"); resp.Code != partitionpb.Code_CODE_NOT_FOUND {
+		t.Fatalf("produce for the deleted topic answered %v, want NOT_FOUND", resp)
+	}
+	for _, incarnation := range []int64{old.Incarnation, recreated.Incarnation} {
+		resp, err := c.Fetch(ctx, &partitionpb.FetchRequest{Topic: p.Topic, Offset: 0, MaxBytes: 1 << 20, TopicIncarnation: incarnation})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := incarnation == recreated.Incarnation; want != (resp.Code == partitionpb.Code_CODE_OK) ||
+			!want && resp.Code != partitionpb.Code_CODE_NOT_FOUND || want && len(resp.Records) != 1 {
+			t.Fatalf("fetch of incarnation %d (the new topic's is %d) answered %v", incarnation, recreated.Incarnation, resp)
+		}
+	}
+	if recs := tc.readAll(p); len(recs) != 1 || string(recs[0].Value) != "new" {
+		t.Fatalf("the new topic holds %d records, want only its own", len(recs))
+	}
+}
+
 // An agent killed (SIGKILL) in the middle of purging a deleted topic, after its first
 // transaction, leaves a consistent state that the restarted agent finishes: every key of
 // the topic goes, the other topic is untouched, and the objects go a grace later.

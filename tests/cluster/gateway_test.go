@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
@@ -328,4 +330,67 @@ func TestGatewayStreams(t *testing.T) {
 	if !slices.Equal(got, []string{"v0", "v1", "v2"}) {
 		t.Fatalf("subscribed to %v", got)
 	}
+}
+
+// A subscriber that reads slowly, so that its stream waits in Send, across a delete of
+// its topic, the purge and a create of the name, ends with NotFound: it reads none of the
+// new topic's records at the offsets it had come to.
+func TestSubscriberOfARecreatedTopicEnds(t *testing.T) {
+	tc := newCluster(t, 0, 2*time.Second)
+	tc.agentArgs = []string{"--sweep-interval", "500ms"}
+	a := tc.addAgent("agent-1", "zone-a", 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	c, _ := dial(t, a.GRPCAddr)
+	p := int32(0)
+	produce := func(prefix string, n int) {
+		for from := 0; from < n; from += 10 {
+			req := &pb.ProduceRequest{Topic: "again", Partition: &p}
+			for i := from; i < from+10; i++ {
+				req.Records = append(req.Records, &pb.Record{Value: fmt.Appendf(make([]byte, 0, 4<<10), "%s-%d-%04096d", prefix, i, 0)})
+			}
+			harness.Eventually(t, 60*time.Second, func() error { _, err := c.Produce(ctx, req); return err })
+		}
+	}
+	tc.topic("again", 1)
+	produce("old", 100) // 400 KiB: far more than the slow connection's windows take
+	conn, err := grpc.NewClient(a.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	sub, err := pb.NewStreamHouseClient(conn).Subscribe(ctx, &pb.SubscribeRequest{Topic: "again", Partition: 0, MaxBytes: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := sub.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeleteTopic(ctx, &pb.DeleteTopicRequest{Name: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 60*time.Second, func() error {
+		_, err := tc.coord.CreateTopic(ctx, coordination.TopicSpec{Name: "again", Partitions: 1})
+		return err
+	})
+	produce("new", 200)
+
+	read := 0
+	for resp := first; ; {
+		for _, r := range resp.Records {
+			if want := fmt.Sprintf("old-%d-", read); r.Offset != int64(read) || !strings.HasPrefix(string(r.Value), want) {
+				t.Fatalf("record %d of the subscription is offset %d, %.12q: want the deleted topic's %q", read, r.Offset, r.Value, want)
+			}
+			read++
+		}
+		if resp, err = sub.Recv(); err != nil {
+			break
+		}
+	}
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("the subscription ended with %v, want NotFound", err)
+	}
+	t.Logf("read %d records of the deleted topic, then NotFound", read)
 }
