@@ -128,6 +128,9 @@ func (k Keys) Topic(topic string) string { return k.root + TopicsPrefix + topic 
 // Leases is the prefix of every partition lease key.
 func (k Keys) Leases() string { return k.root + LeasesPrefix }
 
+// TopicLeases is the prefix of a topic's partitions' lease keys.
+func (k Keys) TopicLeases(topic string) string { return k.root + LeasesPrefix + topic + "/" }
+
 // Lease is /root/leases/<topic>/<partition>.
 func (k Keys) Lease(topic string, partition int32) string {
 	return k.root + LeasesPrefix + topic + "/" + itoa32(partition)

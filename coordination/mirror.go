@@ -86,6 +86,17 @@ func (m *Mirror) Topics() []TopicSpec {
 	return out
 }
 
+// StoppedDeletedTopics reports whether a deleted topic has no partition with an owner
+// left: PurgeTopic can remove its keys now (sweeper.Sweeper.PurgeOnStop).
+func (m *Mirror) StoppedDeletedTopics() bool {
+	for _, kv := range m.ks.Prefix(m.c.keys.Topics()) {
+		if s := kv.Value.(TopicSpec); s.Deleted() && len(m.ks.Prefix(m.c.keys.TopicLeases(s.Name))) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Topic returns a live topic.
 func (m *Mirror) Topic(name string) (TopicSpec, bool) {
 	kv, ok := m.ks.Get(m.c.keys.Topic(name))

@@ -346,3 +346,47 @@ func TestMirrorResumesBeforeEventsAProgressNotificationCameAhead(t *testing.T) {
 		t.Fatalf("topic created before a progress notification of its revision: %+v, %v; want 3 partitions", got, ok)
 	}
 }
+
+// mirrored returns a client, a mirror of its cluster and a session, and a func that
+// waits until the mirror has every change made so far.
+func mirrored(t *testing.T) (*coordination.Client, *coordination.Mirror, *coordination.Session, func()) {
+	c := newClient(t)
+	m := watched(t, c)
+	return c, m, mustSession(t, c, "a", 0), func() {
+		t.Helper()
+		if err := m.WaitForRevision(ctxT(t), lastRevision(t, c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// StoppedDeletedTopics tells when a deleted topic can be purged: none of its partitions
+// has an owner left. A live topic, or a deleted one still owned, cannot.
+func TestMirrorTellsADeletedTopicsPartitionsStopped(t *testing.T) {
+	c, m, s, caughtUp := mirrored(t)
+	ctx := ctxT(t)
+	says := func(want bool) {
+		t.Helper()
+		caughtUp()
+		if got := m.StoppedDeletedTopics(); got != want {
+			t.Fatalf("StoppedDeletedTopics %v, want %v", got, want)
+		}
+	}
+	mustTopic(t, c, "d", 2)
+	mustTopic(t, c, "live", 1)
+	l := mustAcquire(t, s, "d", 1)
+	mustAcquire(t, s, "live", 0) // a live topic's owner does not count
+	says(false)
+	if err := c.DeleteTopic(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	says(false) // its partition 1 still has an owner
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	says(true)
+	if err := c.PurgeTopic(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	says(false)
+}

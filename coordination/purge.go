@@ -53,7 +53,7 @@ func (c *Client) PurgeTopic(ctx context.Context, name string) error {
 	}
 	rev := resp.Kvs[0].ModRevision
 	unchanged := clientv3.Compare(clientv3.ModRevision(key), "=", rev)
-	owners, err := c.etcd.Get(ctx, c.keys.Leases()+name+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	owners, err := c.etcd.Get(ctx, c.keys.TopicLeases(name), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		return fmt.Errorf("purge topic %s: %w", name, err)
 	}

@@ -60,7 +60,7 @@ func nameTaken(name string, kv *mvccpb.KeyValue) error {
 		// The name is free only once the sweeper has purged the deleted topic's keys:
 		// say so, rather than name a topic that lists and describes as missing.
 		return fmt.Errorf("create topic %s: %w: it was deleted at %s and its data is not purged yet; "+
-			"the orphan sweeper purges it once its partitions have stopped (within --sweep-interval, unless every agent runs with --sweep-grace 0), and the name is free then",
+			"an agent purges it once its partitions have stopped, normally within seconds (unless every agent runs with --sweep-grace 0), and the name is free then",
 			name, ErrTopicExists, held.DeletedAt.UTC().Format(time.RFC3339))
 	}
 	return fmt.Errorf("create topic %s: %w", name, ErrTopicExists)
@@ -184,8 +184,8 @@ func (c *Client) alterTopicOnce(ctx context.Context, name string, ch TopicChange
 }
 
 // DeleteTopic marks a topic deleted. Its partitions stop accepting writes and its name
-// stays taken until PurgeTopic (run in the background by an agent) has removed its data
-// and metadata.
+// stays taken until PurgeTopic (run by an agent once they have stopped:
+// sweeper.Sweeper.PurgeOnStop) has removed its data and metadata.
 func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	return retryTopicRace(ctx, func() (bool, error) { return c.deleteTopicOnce(ctx, name) })
 }

@@ -201,15 +201,11 @@ func TestChangesRacingAnAlterAreTriedAgain(t *testing.T) {
 // A topic deleted and created again under its name is another incarnation, whichever way
 // its spec is read: etcd, the list, the mirror, and the lease of one of its partitions.
 func TestIncarnationTellsARecreatedTopicApart(t *testing.T) {
-	c := newClient(t)
-	m := watched(t, c)
+	c, m, s, caughtUp := mirrored(t)
 	ctx := ctxT(t)
-	s := mustSession(t, c, "a", 0)
 	incarnations := func(want int64) {
 		t.Helper()
-		if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
-			t.Fatal(err)
-		}
+		caughtUp()
 		got, err := c.Topic(ctx, "t")
 		list, lerr := c.Topics(ctx)
 		mirrored, ok := m.Topic("t")

@@ -312,7 +312,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	}
 	defer admin.Close()
 	if sw != nil {
-		defer runSweeper(ctx, sw, node)()
+		defer runSweeper(ctx, sw, node, mirror)()
 	}
 	alog.Info("agent running", zap.String("store", store.String()), zap.String("etcd", f.etcd), zap.String("cluster", f.advertise),
 		zap.String("grpc", apiLis.Addr().String()), zap.String("kafka", kafkaAddr), zap.Int64("memory_limit", memLimit))

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -122,14 +123,19 @@ func watchedMirror(ctx context.Context, coord *coordination.Client) (m *coordina
 }
 
 // runSweeper sweeps every interval while node's session lives (one agent of the
-// cluster at a time: sweeper.Sweeper.Run) until stop is called, which waits for a sweep
-// under way to end.
-func runSweeper(ctx context.Context, sw *sweeper.Sweeper, node *actors.Node) (stop func()) {
+// cluster at a time: sweeper.Sweeper.Run), and purges a deleted topic as soon as mirror
+// shows its partitions stopped, until stop is called, which waits for a sweep under way
+// to end.
+func runSweeper(ctx context.Context, sw *sweeper.Sweeper, node *actors.Node, mirror *coordination.Mirror) (stop func()) {
 	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); sw.Run(sctx, node.Session) }()
-	return func() { cancel(); <-done }
+	var wg sync.WaitGroup
+	wg.Go(func() { sw.Run(sctx, node.Session) })
+	wg.Go(func() { sw.PurgeOnStop(sctx, mirror, purgeCheckPause) })
+	return func() { cancel(); wg.Wait() }
 }
+
+// purgeCheckPause is the least time between two looks of PurgeOnStop at the mirror.
+const purgeCheckPause = 250 * time.Millisecond
 
 // streamWorkers is the client API's gRPC stream workers (serveAPI).
 const streamWorkers = 128

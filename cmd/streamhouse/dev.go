@@ -176,7 +176,7 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 	if err != nil {
 		return err
 	}
-	defer runSweeper(ctx, sw, nodes[0])()
+	defer runSweeper(ctx, sw, nodes[0], mirror)()
 
 	abs, _ := filepath.Abs(f.data)
 	fmt.Fprintf(stdout, `StreamHouse dev cluster running (%d agent(s), Ctrl-C to stop; data kept in %s)

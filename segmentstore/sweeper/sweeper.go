@@ -46,6 +46,8 @@ type Sweeper struct {
 	opts  Options
 
 	mu sync.Mutex // serialises sweeps
+	// kick asks Run to purge deleted topics now (Kick).
+	kick chan struct{}
 }
 
 // Pass is what one sweep saw and did.
@@ -78,7 +80,46 @@ func New(c *coordination.Client, store objstore.Store, opts Options) (*Sweeper, 
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	return &Sweeper{c: c, store: store, opts: opts}, nil
+	return &Sweeper{c: c, store: store, opts: opts, kick: make(chan struct{}, 1)}, nil
+}
+
+// Kick makes Run purge deleted topics now, under the sweeper lock, rather than at its
+// next sweep (nothing else of a sweep): a deleted topic's name is free for a create as
+// soon as its partitions have stopped, not minutes later. It does not block; kicks that
+// come while one waits are one.
+func (s *Sweeper) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// PurgeOnStop kicks the sweeper whenever m shows a deleted topic none of whose
+// partitions has an owner any more, until ctx ends: one check per pause at most, since
+// the mirror changes with every commit of the cluster.
+func (s *Sweeper) PurgeOnStop(ctx context.Context, m *coordination.Mirror, pause time.Duration) {
+	changed := make(chan struct{}, 1)
+	m.Observe(func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		if m.StoppedDeletedTopics() {
+			s.Kick()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+	}
 }
 
 // Sweep removes the keys of deleted topics (coordination.Client.PurgeTopic), lists the
@@ -199,30 +240,49 @@ func maxTime(a, b time.Time) time.Time {
 
 // Run sweeps every Interval while ctx lives, whenever the session gets the sweeper lock
 // (one agent of the cluster sweeps; the others skip).
+// A Kick purges deleted topics in between, without moving the next sweep.
 func (s *Sweeper) Run(ctx context.Context, session func() *coordination.Session) {
+	next := time.NewTimer(s.interval())
+	defer next.Stop()
 	for {
-		jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(s.opts.Interval))
+		purgeOnly := false
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(s.opts.Interval + jitter):
+		case <-next.C:
+			next.Reset(s.interval())
+		case <-s.kick:
+			purgeOnly = true
 		}
 		sess := session()
 		if sess == nil {
-			metricSweeps.WithLabelValues(resultSkipped).Inc()
+			if !purgeOnly {
+				metricSweeps.WithLabelValues(resultSkipped).Inc()
+			}
 			continue
 		}
-		s.sweepLocked(ctx, sess)
+		s.sweepLocked(ctx, sess, purgeOnly)
 	}
 }
 
-func (s *Sweeper) sweepLocked(ctx context.Context, sess *coordination.Session) {
+// interval is the time to the next sweep: Interval, ±10%.
+func (s *Sweeper) interval() time.Duration {
+	return s.opts.Interval + time.Duration((rand.Float64()*0.2-0.1)*float64(s.opts.Interval))
+}
+
+// sweepLocked sweeps, or only purges, if the session gets the sweeper lock.
+// A purge alone counts in no sweep metric (the cost model counts sweeps); one that finds
+// the lock taken is left to the next change of the mirror (PurgeOnStop) or sweep.
+func (s *Sweeper) sweepLocked(ctx context.Context, sess *coordination.Session, purgeOnly bool) {
 	unlock, err := sess.TryLock(ctx, LockName)
-	if errors.Is(err, coordination.ErrLocked) {
+	switch {
+	case purgeOnly && err != nil:
+		s.opts.Log.Debug("purge of deleted topics skipped: the sweeper lock is not this agent's", zap.Error(err))
+		return
+	case errors.Is(err, coordination.ErrLocked):
 		metricSweeps.WithLabelValues(resultSkipped).Inc()
 		return
-	}
-	if err != nil {
+	case err != nil:
 		metricSweeps.WithLabelValues(resultError).Inc()
 		s.opts.Log.Warn("sweep skipped: cannot take the sweeper lock", zap.Error(err))
 		return
@@ -232,6 +292,15 @@ func (s *Sweeper) sweepLocked(ctx context.Context, sess *coordination.Session) {
 		defer cancel()
 		_ = unlock(uctx) // the session's end releases it anyway
 	}()
+	if purgeOnly {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var pass Pass
+		if err := s.purge(ctx, &pass); err != nil {
+			s.opts.Log.Warn("purge of deleted topics failed; the next sweep tries again", zap.Error(err))
+		}
+		return
+	}
 	pass, err := s.Sweep(ctx)
 	if err != nil {
 		metricSweeps.WithLabelValues(resultError).Inc()

@@ -254,6 +254,28 @@ func TestRequestsForADeletedTopicAreNotServedByItsSuccessor(t *testing.T) {
 	}
 }
 
+// A deleted topic is purged as soon as its partitions have stopped, not at the next
+// sweep (every 2.5 min by default, as here): its name is free for a create within
+// moments, as a script that deletes and creates a topic again expects.
+func TestDeletedTopicsNameIsFreeWithinMoments(t *testing.T) {
+	tc := newCluster(t, 0, 2*time.Second)
+	tc.addAgent("agent-1", "zone-a", 2*time.Second)
+	ctx := context.Background()
+	tc.deleteOneOfTwoTopics()
+	deleted := time.Now()
+	harness.Eventually(t, 30*time.Second, func() error {
+		_, err := tc.coord.CreateTopic(ctx, coordination.TopicSpec{Name: "gone", Partitions: 1})
+		return err
+	})
+	t.Logf("the name was free %v after the delete", time.Since(deleted).Round(time.Millisecond))
+	if got := len(tc.readAll(coordination.Partition{Topic: "gone"})); got != 0 {
+		t.Fatalf("the new topic holds %d records, want none of the deleted one's", got)
+	}
+	if got := len(tc.readAll(coordination.Partition{Topic: "kept"})); got != 20 {
+		t.Fatalf("the other topic has %d records, want 20", got)
+	}
+}
+
 // An agent killed (SIGKILL) in the middle of purging a deleted topic, after its first
 // transaction, leaves a consistent state that the restarted agent finishes: every key of
 // the topic goes, the other topic is untouched, and the objects go a grace later.
