@@ -86,15 +86,17 @@ func (m *Mirror) Topics() []TopicSpec {
 	return out
 }
 
-// StoppedDeletedTopics reports whether a deleted topic has no partition with an owner
-// left: PurgeTopic can remove its keys now (sweeper.Sweeper.PurgeOnStop).
-func (m *Mirror) StoppedDeletedTopics() bool {
+// StoppedDeletedTopics returns the deleted topics none of whose partitions has an owner
+// left: PurgeTopic can remove their keys now (sweeper.Sweeper.PurgeOnStop).
+func (m *Mirror) StoppedDeletedTopics() []TopicSpec {
+	var out []TopicSpec
 	for _, kv := range m.ks.Prefix(m.c.keys.Topics()) {
 		if s := kv.Value.(TopicSpec); s.Deleted() && len(m.ks.Prefix(m.c.keys.TopicLeases(s.Name))) == 0 {
-			return true
+			s.Incarnation = kv.CreateRevision
+			out = append(out, s)
 		}
 	}
-	return false
+	return out
 }
 
 // Topic returns a live topic.

@@ -45,7 +45,7 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	fs.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd, for etcdctl")
 	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9100", "address of /metrics, /healthz, /readyz and /debug/pprof/")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
-	fs.DurationVar(&f.sweep, "sweep-interval", sweeper.DefaultGrace/4, fmt.Sprintf("time between orphan sweeps, which purge deleted topics (their names are free after) and delete unindexed segment files older than %v", sweeper.DefaultGrace))
+	fs.DurationVar(&f.sweep, "sweep-interval", sweeper.DefaultGrace/4, fmt.Sprintf("time between orphan sweeps, which delete unindexed segment files older than %v (a deleted topic is purged, and its name free, as soon as its partitions stop)", sweeper.DefaultGrace))
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

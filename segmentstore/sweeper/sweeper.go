@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -94,26 +95,39 @@ func (s *Sweeper) Kick() {
 	}
 }
 
-// PurgeOnStop kicks the sweeper whenever m shows a deleted topic none of whose
-// partitions has an owner any more, until ctx ends: one check per pause at most, since
-// the mirror changes with every commit of the cluster.
+// PurgeOnStop kicks the sweeper when m shows a deleted topic none of whose partitions
+// has an owner any more, until ctx ends: once per such topic (every agent kicks its own
+// sweeper; the one that gets the lock purges it, or, while another sweeps, that one
+// after its sweep), and the sweeps purge what a kick did not. It looks at most once a
+// pause, since the mirror changes with every commit of the cluster, and once at its
+// start (a purge cut short by a crash).
 func (s *Sweeper) PurgeOnStop(ctx context.Context, m *coordination.Mirror, pause time.Duration) {
 	changed := make(chan struct{}, 1)
+	changed <- struct{}{}
 	m.Observe(func() {
 		select {
 		case changed <- struct{}{}:
 		default:
 		}
 	})
+	kicked := map[string]bool{} // the stopped deleted topics kicked for, as of the last look
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
 		}
-		if m.StoppedDeletedTopics() {
-			s.Kick()
+		stopped := map[string]bool{}
+		for _, t := range m.StoppedDeletedTopics() {
+			stopped[t.Name+"@"+strconv.FormatInt(t.Incarnation, 10)] = true
 		}
+		for t := range stopped {
+			if !kicked[t] {
+				s.Kick()
+				break
+			}
+		}
+		kicked = stopped
 		select {
 		case <-ctx.Done():
 			return
@@ -245,23 +259,15 @@ func (s *Sweeper) Run(ctx context.Context, session func() *coordination.Session)
 	next := time.NewTimer(s.interval())
 	defer next.Stop()
 	for {
-		purgeOnly := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-next.C:
-			next.Reset(s.interval())
+			s.sweepLocked(ctx, session(), false)
+			next.Reset(s.interval()) // from the sweep's end: sweeps never run back to back
 		case <-s.kick:
-			purgeOnly = true
+			s.sweepLocked(ctx, session(), true)
 		}
-		sess := session()
-		if sess == nil {
-			if !purgeOnly {
-				metricSweeps.WithLabelValues(resultSkipped).Inc()
-			}
-			continue
-		}
-		s.sweepLocked(ctx, sess, purgeOnly)
 	}
 }
 
@@ -274,6 +280,12 @@ func (s *Sweeper) interval() time.Duration {
 // A purge alone counts in no sweep metric (the cost model counts sweeps); one that finds
 // the lock taken is left to the next change of the mirror (PurgeOnStop) or sweep.
 func (s *Sweeper) sweepLocked(ctx context.Context, sess *coordination.Session, purgeOnly bool) {
+	if sess == nil { // the agent is rejoining the cluster
+		if !purgeOnly {
+			metricSweeps.WithLabelValues(resultSkipped).Inc()
+		}
+		return
+	}
 	unlock, err := sess.TryLock(ctx, LockName)
 	switch {
 	case purgeOnly && err != nil:

@@ -3,6 +3,7 @@ package sweeper_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -316,5 +317,64 @@ func TestSweepGoesOnPastATopicItCannotPurge(t *testing.T) {
 	}
 	if got := f.keys(t); !slices.Equal(got, []string{"data/a/orphan.obj"}) || pass.Deleted != 0 {
 		t.Fatalf("objects after a sweep that could not read a segment key: %v (%+v)", got, pass)
+	}
+}
+
+// PurgeOnStop purges a deleted topic whose partitions have stopped at once, not at the
+// next sweep; one it cannot purge (a segment key that does not decode) is tried once
+// for the stop, and left to the sweeps: the mirror changes with every commit, and a try
+// on each would write the sweeper lock to etcd several times a second, for good.
+func TestPurgeOnStopPurgesOnceAStoppedTopic(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := f.c.NewMirror()
+	if err := m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = m.Watch(ctx) }()
+	sw := f.sweeper(t, sweeper.MinGrace) // sweeps every 45 s: none in this test
+	sess := f.lease.Session()
+	go sw.Run(ctx, func() *coordination.Session { return sess })
+	go sw.PurgeOnStop(ctx, m, 10*time.Millisecond)
+	var locks atomic.Int32 // the sweeper lock's takings
+	go func() {
+		for resp := range f.c.Etcd().Watch(ctx, f.c.Keys().Lock(sweeper.LockName), clientv3.WithPrefix(), clientv3.WithFilterDelete()) {
+			locks.Add(int32(len(resp.Events)))
+		}
+	}()
+	for _, name := range []string{"gone", "stuck"} {
+		if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: name, Partitions: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.c.Etcd().Put(ctx, f.c.Keys().Segment("stuck", 0, 0), "not json"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.DeleteTopic(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 10*time.Second, func() error {
+		_, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "gone", Partitions: 1})
+		return err
+	})
+	if err := f.c.DeleteTopic(ctx, "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 10*time.Second, func() error {
+		if n := locks.Load(); n < 2 {
+			return fmt.Errorf("the lock was taken %d times, want one purge of each topic", n)
+		}
+		return nil
+	})
+	for i := range 100 { // the mirror changes 100 times in ~a second, the stuck topic still there
+		f.commit(t, fmt.Sprintf("data/x/%d.obj", i))
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := locks.Load(); n != 2 {
+		t.Fatalf("the lock was taken %d times, want 2: one purge of each stopped topic", n)
+	}
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "stuck", Partitions: 1}); !errors.Is(err, coordination.ErrTopicExists) {
+		t.Fatalf("create of the stuck topic's name: %v, want ErrTopicExists", err)
 	}
 }
