@@ -133,8 +133,16 @@ func (c *compactor) partitions() []*partitionLog {
 }
 
 // run makes a pass every interval until ctx ends.
+//
+// With compaction off (a negative interval) it still passes the topics' settings that
+// `streamctl topic alter` changed on to their partitions (a new linger, segment size)
+// every DefaultCompactInterval, as each compaction pass does.
 func (c *compactor) run(ctx context.Context) {
-	t := time.NewTicker(c.interval)
+	every := c.interval
+	if every <= 0 {
+		every = DefaultCompactInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -142,9 +150,22 @@ func (c *compactor) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if c.interval <= 0 {
+			for _, l := range c.partitions() {
+				c.respec(l)
+			}
+			continue
+		}
 		start := time.Now()
 		c.pass(ctx)
 		metricCompactionPass.Observe(time.Since(start).Seconds())
+	}
+}
+
+// respec passes the topic's settings on to l's partition if they changed.
+func (c *compactor) respec(l *partitionLog) {
+	if spec, ok := c.mirror.Topic(l.p.Topic); ok && l.setSpec(spec) {
+		l.respec(spec)
 	}
 }
 
@@ -160,9 +181,7 @@ func (c *compactor) pass(ctx context.Context) {
 			l.log.Warn("compaction: index not loaded", zap.Error(err))
 			continue
 		}
-		if spec, ok := c.mirror.Topic(l.p.Topic); ok && l.setSpec(spec) {
-			l.respec(spec)
-		}
+		c.respec(l)
 		segs, rev, spec, ok := l.snapshot()
 		if !ok {
 			continue

@@ -372,3 +372,44 @@ func TestMergeListsTheNewestRequestsOfFreshSegments(t *testing.T) {
 			len(refs), refs[0].ID, maxSegmentRequests, 2*maxSegmentRequests+1)
 	}
 }
+
+// With compaction off (a negative --compact-interval) a topic's new settings still reach
+// its partitions: a linger cut from a minute to 5 ms writes the record already waiting,
+// which the client would otherwise give up on.
+func TestSettingsReachPartitionsWithCompactionOff(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "slow", Partitions: 1, LingerMs: 60_000}); err != nil {
+		t.Fatal(err)
+	}
+	node := startNodesWith(t, f, 1, func(c *NodeConfig) { c.CompactInterval = -1 })[0]
+	p := coordination.Partition{Topic: "slow"}
+	type result struct {
+		resp *partitionpb.ProduceResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := node.Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("waiting")}})
+		done <- result{resp, err}
+	}()
+	harness.Eventually(t, 10*time.Second, func() error { // the partition is active
+		resp, err := f.c.Etcd().Get(ctx, f.c.Keys().Lease("slow", 0))
+		if err == nil && len(resp.Kvs) == 0 {
+			err = fmt.Errorf("no lease yet")
+		}
+		return err
+	})
+	linger := int64(5)
+	if _, err := f.c.AlterTopic(ctx, "slow", coordination.TopicChanges{LingerMs: &linger}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.resp.Code != partitionpb.Code_CODE_OK {
+			t.Fatalf("produce: %v %v", r.resp, r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the record waits for the old linger of a minute")
+	}
+}

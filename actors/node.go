@@ -184,7 +184,7 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	})
 	rctx, cancel := context.WithCancel(context.Background())
 	n.cancel, n.done = cancel, make(chan struct{})
-	if cfg.CompactInterval > 0 && !cfg.ClientOnly {
+	if !cfg.ClientOnly { // with compaction off, it still passes topic settings on
 		go n.compactor.run(rctx)
 	}
 	go n.supervise(rctx)
