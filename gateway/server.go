@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"sort"
@@ -329,6 +330,10 @@ func (s *Server) ownersStats(ctx context.Context, spec coordination.TopicSpec) [
 
 // ClusterStatus implements the API: members with zones and the partitions each owns.
 func (s *Server) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
+	// An agent rejoining the cluster knows no members: it would show none.
+	if _, err := s.client(); err != nil {
+		return nil, err
+	}
 	out := &pb.ClusterStatusResponse{}
 	byNode := map[string]*pb.Member{}
 	for _, m := range s.node.Members() {
@@ -475,8 +480,11 @@ func (s *Server) checkBatch(req *pb.ProduceRequest) error {
 func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[pb.ProduceRequest, pb.ProduceResponse]) error {
 	for {
 		req, err := stream.Recv()
-		if err != nil {
+		if errors.Is(err, io.EOF) {
 			return nil // the client closed its side
+		}
+		if err != nil {
+			return err // a message too large or undecodable, or the stream gone: not OK
 		}
 		resp, err := s.Produce(stream.Context(), req)
 		if err != nil {

@@ -119,6 +119,12 @@ func newRoot(stdin io.Reader, stdout io.Writer) *cobra.Command {
 		Short:         "StreamHouse command-line client",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if c.timeout < 0 {
+				return fmt.Errorf("--timeout %s: 0 (no limit) or more", c.timeout)
+			}
+			return nil
+		},
 	}
 	root.PersistentFlags().StringVar(&c.addr, "addr", def, "address of any agent's client API ($"+AddrEnv+")")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", defaultTimeout, "how long each request to the agent may take (0: no limit)")
@@ -337,8 +343,11 @@ func (c *cli) groupCmd() *cobra.Command {
 	commit := &cobra.Command{
 		Use: "commit GROUP", Short: "commit an offset for a group", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if topic == "" {
-				return errors.New("--topic is required")
+			// Defaulted, they would move the group to the start of partition 0.
+			for _, f := range []string{"topic", "partition", "offset"} {
+				if !cmd.Flags().Changed(f) {
+					return fmt.Errorf("--%s is required", f)
+				}
 			}
 			cl, err := c.client()
 			if err != nil {
@@ -353,9 +362,9 @@ func (c *cli) groupCmd() *cobra.Command {
 			return nil
 		},
 	}
-	commit.Flags().StringVar(&topic, "topic", "", "topic")
-	commit.Flags().Int32Var(&partition, "partition", 0, "partition")
-	commit.Flags().Int64Var(&offset, "offset", 0, "the next offset the group will read")
+	commit.Flags().StringVar(&topic, "topic", "", "topic (required)")
+	commit.Flags().Int32Var(&partition, "partition", 0, "partition (required)")
+	commit.Flags().Int64Var(&offset, "offset", 0, "the next offset the group will read (required)")
 	cmd.AddCommand(list, offsets, commit)
 	return cmd
 }

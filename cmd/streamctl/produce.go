@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -77,6 +78,11 @@ SIGHUP) sends the lines already read, then stops.`,
 				}
 				req.Records = req.Records[:0]
 				return nil
+			}
+			if len(values) > 0 && len(args) > 1 {
+				// pflag hands the --value ones over apart from the arguments: their order
+				// among them, which the records' offsets would follow, is lost.
+				return errors.New("give the values as arguments or with --value, not both: their order would be lost")
 			}
 			if values = append(values, args[1:]...); len(values) > 0 {
 				for _, v := range values {

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -87,8 +88,8 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		resp.Topics = append(resp.Topics, rt)
 	}
 	// Partitions are read at once, so the agent's --max-fetch-bytes is shared among them:
-	// what one fetch holds stays within it (plus minFetchShare per partition), however
-	// many partitions it names.
+	// what one fetch holds stays within it, however many partitions it names.
+	parts = s.within(parts, r.MaxBytes)
 	if len(parts) > 0 {
 		share := int32(max(s.limits.MaxFetchBytes/len(parts), minFetchShare))
 		for _, fp := range parts {
@@ -149,6 +150,48 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		}
 	}
 	return resp
+}
+
+// within returns the partitions of a fetch to read now: each once (a partition named
+// again is answered empty), and no more than minFetchShare each fits in
+// --max-fetch-bytes, or in the request's max bytes if less: thousands of partitions at
+// minFetchShare each would hold many times the agent's read budget. Which ones rotates
+// from a random start, so that a client asking for more is answered each in turn; the
+// others are answered with no records and their high-water mark as the agent mirrors
+// it, as a broker answers the partitions past its response's size.
+func (s *Server) within(parts []*fetchPart, maxBytes int32) []*fetchPart {
+	limit := s.limits.MaxFetchBytes
+	if maxBytes > 0 {
+		limit = min(limit, int(maxBytes))
+	}
+	fits := max(limit/minFetchShare, 1)
+	unread := func(fp *fetchPart) {
+		hwm := s.mirror.HWM(fp.p)
+		fp.out.HighWatermark, fp.out.LastStableOffset = hwm, hwm
+	}
+	seen := make(map[coordination.Partition]bool, len(parts))
+	unique := parts[:0:0]
+	for _, fp := range parts {
+		if seen[fp.p] {
+			unread(fp)
+			continue
+		}
+		seen[fp.p] = true
+		unique = append(unique, fp)
+	}
+	if len(unique) <= fits {
+		return unique
+	}
+	start := rand.IntN(len(unique))
+	chosen := make([]*fetchPart, 0, fits)
+	for i := range unique {
+		if fp := unique[(start+i)%len(unique)]; i < fits {
+			chosen = append(chosen, fp)
+		} else {
+			unread(fp)
+		}
+	}
+	return chosen
 }
 
 // answerNow says whether a fetch must be answered without waiting for min bytes, as

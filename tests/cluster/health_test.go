@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 	"github.com/streamhouse/streamhouse/tests/harness"
@@ -47,9 +49,23 @@ func TestHealthFollowsMembership(t *testing.T) {
 		}
 	})
 	want(healthpb.HealthCheckResponse_NOT_SERVING, 30*time.Second)
+	// Nor does it describe a cluster it is not part of: no members, the partitions its
+	// stale mirror holds (exit 0 for `streamctl cluster status`).
+	api := pb.NewStreamHouseClient(conn)
+	harness.Eventually(t, 10*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if st, err := api.ClusterStatus(ctx, &pb.ClusterStatusRequest{}); status.Code(err) != codes.Unavailable {
+			return fmt.Errorf("cluster status while rejoining: %v, %v; want Unavailable", st, err)
+		}
+		return nil
+	})
 	restarted = true
 	if err := etcd.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	want(healthpb.HealthCheckResponse_SERVING, 60*time.Second)
+	if st, err := api.ClusterStatus(context.Background(), &pb.ClusterStatusRequest{}); err != nil || len(st.Members) != 1 {
+		t.Fatalf("cluster status once rejoined: %v, %v; want its one member", st, err)
+	}
 }

@@ -381,3 +381,56 @@ func TestTransactionalProducersAreRefusedAtOnce(t *testing.T) {
 	}
 	t.Logf("a transactional produce refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
+
+// TestFetchOfManyPartitionsStaysWithinItsBytes: a fetch reads no more partitions at once
+// than --max-fetch-bytes holds at 64 KiB each, and each partition it names once however
+// often it names it; the rest are answered with no records and their high-water mark,
+// and a client asking again is answered the others in turn. Before, each entry read up
+// to 64 KiB: a fetch naming thousands held many times the agent's read budget.
+func TestFetchOfManyPartitionsStaysWithinItsBytes(t *testing.T) {
+	c := newCluster(t, 1, func(int) []string { return []string{"--max-fetch-bytes", "1048576"} }) // 16 partitions at 64 KiB
+	const partitions, fits = 40, 16
+	c.createTopic("many", partitions, nil)
+	cl := c.client(kgo.DefaultProduceTopic("many"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := range int32(partitions) {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Partition: p, Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	broker := cl.Broker(int(metadata(t, c, "fetcher").Brokers[0].NodeID))
+	answered := map[int32]bool{}
+	for round := 0; len(answered) < partitions; round++ {
+		if round == 50 {
+			t.Fatalf("after 50 fetches, partitions %d of %d answered with their record", len(answered), partitions)
+		}
+		req := fetchRequest(12, "many", 0)
+		req.Topics[0].Partitions = nil
+		for p := range int32(partitions) {
+			for range map[bool]int{true: 3, false: 1}[p == 0] { // partition 0 named three times
+				pp := kmsg.NewFetchRequestTopicPartition()
+				pp.Partition, pp.PartitionMaxBytes = p, 1<<20
+				req.Topics[0].Partitions = append(req.Topics[0].Partitions, pp)
+			}
+		}
+		req.MaxBytes = 50 << 20
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		resp, err := req.RequestWith(ctx, broker)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := 0
+		for _, p := range resp.Topics[0].Partitions {
+			if p.ErrorCode != 0 || p.HighWatermark != 1 {
+				t.Fatalf("partition %d answered error %d, high-water mark %d; want 0 and 1", p.Partition, p.ErrorCode, p.HighWatermark)
+			}
+			if len(p.RecordBatches) > 0 {
+				read++
+				answered[p.Partition] = true
+			}
+		}
+		if read > fits {
+			t.Fatalf("one fetch read %d partitions' records, more than the %d that --max-fetch-bytes holds", read, fits)
+		}
+	}
+}

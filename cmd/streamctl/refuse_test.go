@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+)
+
+// recordingServer counts the writes it is sent and keeps the last commit.
+type recordingServer struct {
+	pb.UnimplementedStreamHouseServer
+	writes atomic.Int32
+	commit atomic.Pointer[pb.CommitOffsetsRequest]
+}
+
+func (s *recordingServer) Produce(context.Context, *pb.ProduceRequest) (*pb.ProduceResponse, error) {
+	s.writes.Add(1)
+	return &pb.ProduceResponse{}, nil
+}
+
+func (s *recordingServer) CommitOffsets(_ context.Context, req *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error) {
+	s.writes.Add(1)
+	s.commit.Store(req)
+	return &pb.CommitOffsetsResponse{}, nil
+}
+
+// TestCommandsRefuseWhatTheyCannotMean: a command whose flags would do something other
+// than its user meant is refused before anything is sent. A group commit without its
+// partition or offset moved the group to the start of partition 0; values given both as
+// arguments and with --value were written out of the order given; a negative --timeout
+// meant no limit.
+func TestCommandsRefuseWhatTheyCannotMean(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &recordingServer{}
+	gs := grpc.NewServer()
+	pb.RegisterStreamHouseServer(gs, srv)
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+	run := func(args ...string) error {
+		root := newRoot(strings.NewReader(""), &strings.Builder{})
+		root.SetArgs(append([]string{"--addr", lis.Addr().String()}, args...))
+		return root.ExecuteContext(context.Background())
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"group", "commit", "billing", "--topic", "orders"}, "--partition is required"},
+		{[]string{"group", "commit", "billing", "--topic", "orders", "--partition", "2"}, "--offset is required"},
+		{[]string{"group", "commit", "billing", "--partition", "2", "--offset", "7"}, "--topic is required"},
+		{[]string{"produce", "orders", "a", "--value", "b", "c"}, "not both"},
+		{[]string{"--timeout", "-5s", "produce", "orders", "a"}, "--timeout -5s"},
+	} {
+		if err := run(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("streamctl %s: %v, want an error saying %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+	if n := srv.writes.Load(); n != 0 {
+		t.Fatalf("refused commands sent %d writes", n)
+	}
+	if err := run("group", "commit", "billing", "--topic", "orders", "--partition", "2", "--offset", "7"); err != nil {
+		t.Fatal(err)
+	}
+	if c := srv.commit.Load(); c == nil || c.Group != "billing" || len(c.Offsets) != 1 || c.Offsets[0].Partition != 2 || c.Offsets[0].Offset != 7 {
+		t.Fatalf("committed %v, want billing orders/2 at 7", c)
+	}
+	if err := run("produce", "orders", "--value", "a", "--value", "b"); err != nil || srv.writes.Load() != 2 {
+		t.Fatalf("produce with --value only: %v, %d writes", err, srv.writes.Load())
+	}
+}
