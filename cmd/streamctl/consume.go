@@ -85,6 +85,11 @@ records.`,
 			if limit < 0 {
 				return fmt.Errorf("--limit %d: want 0 (no limit) or more", limit)
 			}
+			// Checked before anything is read: with --group, --from applies only where
+			// the group has not committed, and a typo would pass unseen.
+			if n, err := strconv.ParseInt(from, 10, 64); from != "earliest" && from != "latest" && (err != nil || n < 0) {
+				return fmt.Errorf("--from %q: want earliest, latest or an offset", from)
+			}
 			cl, err := c.client()
 			if err != nil {
 				return err
@@ -96,6 +101,9 @@ records.`,
 			}
 			var parts []int32
 			if cmd.Flags().Changed("partition") {
+				if n := d.GetTopic().GetPartitions(); partition < 0 || partition >= n {
+					return fmt.Errorf("--partition %d: %s has partitions 0..%d", partition, args[0], n-1)
+				}
 				parts = []int32{partition}
 			} else {
 				for _, p := range d.Partitions {
@@ -131,10 +139,7 @@ records.`,
 				case "latest":
 					next[p] = hwm
 				default:
-					n, err := strconv.ParseInt(from, 10, 64)
-					if err != nil || n < 0 {
-						return fmt.Errorf("--from %q: want earliest, latest or an offset", from)
-					}
+					n, _ := strconv.ParseInt(from, 10, 64) // checked above
 					if n > hwm && cmd.Flags().Changed("partition") {
 						return fmt.Errorf("--from %d is past the end of %s/%d, whose next offset is %d", n, args[0], p, hwm)
 					}

@@ -24,6 +24,14 @@ func (s *recordingServer) Produce(context.Context, *pb.ProduceRequest) (*pb.Prod
 	return &pb.ProduceResponse{}, nil
 }
 
+func (s *recordingServer) DescribeTopic(_ context.Context, req *pb.DescribeTopicRequest) (*pb.DescribeTopicResponse, error) {
+	d := &pb.DescribeTopicResponse{Topic: &pb.Topic{Name: req.Name, Partitions: 4}}
+	for p := range int32(4) {
+		d.Partitions = append(d.Partitions, &pb.PartitionInfo{Partition: p, HighWaterMark: 10})
+	}
+	return d, nil
+}
+
 func (s *recordingServer) CommitOffsets(_ context.Context, req *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error) {
 	s.writes.Add(1)
 	s.commit.Store(req)
@@ -34,7 +42,8 @@ func (s *recordingServer) CommitOffsets(_ context.Context, req *pb.CommitOffsets
 // than its user meant is refused before anything is sent. A group commit without its
 // partition or offset moved the group to the start of partition 0; values given both as
 // arguments and with --value were written out of the order given; a negative --timeout
-// meant no limit.
+// meant no limit; a consume's --from was checked only where it applied, and a partition
+// past the topic's was named past its end.
 func TestCommandsRefuseWhatTheyCannotMean(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -59,6 +68,10 @@ func TestCommandsRefuseWhatTheyCannotMean(t *testing.T) {
 		{[]string{"group", "commit", "billing", "--partition", "2", "--offset", "7"}, "--topic is required"},
 		{[]string{"produce", "orders", "a", "--value", "b", "c"}, "not both"},
 		{[]string{"--timeout", "-5s", "produce", "orders", "a"}, "--timeout -5s"},
+		// With --group, --from applies only where the group has not committed: a typo
+		// went unseen.
+		{[]string{"consume", "orders", "--group", "g", "--from", "lates"}, `--from "lates"`},
+		{[]string{"consume", "orders", "--partition", "9", "--from", "5"}, "--partition 9: orders has partitions 0..3"},
 	} {
 		if err := run(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("streamctl %s: %v, want an error saying %q", strings.Join(c.args, " "), err, c.want)
