@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
 
@@ -47,7 +46,7 @@ type Sweeper struct {
 	opts  Options
 
 	mu sync.Mutex // serialises sweeps
-	// kick asks Run to purge deleted topics now (Kick).
+	// kick asks Run to purge deleted topics now (kickPurge).
 	kick chan struct{}
 }
 
@@ -84,11 +83,11 @@ func New(c *coordination.Client, store objstore.Store, opts Options) (*Sweeper, 
 	return &Sweeper{c: c, store: store, opts: opts, kick: make(chan struct{}, 1)}, nil
 }
 
-// Kick makes Run purge deleted topics now, under the sweeper lock, rather than at its
-// next sweep (nothing else of a sweep): a deleted topic's name is free for a create as
-// soon as its partitions have stopped, not minutes later. It does not block; kicks that
-// come while one waits are one.
-func (s *Sweeper) Kick() {
+// kickPurge makes Run purge deleted topics now, under the sweeper lock, rather than at
+// its next sweep (nothing else of a sweep): a deleted topic's name is free for a create
+// as soon as its partitions have stopped, not minutes later. It does not block; kicks
+// that come while one waits are one.
+func (s *Sweeper) kickPurge() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -110,21 +109,20 @@ func (s *Sweeper) PurgeOnStop(ctx context.Context, m *coordination.Mirror, pause
 		default:
 		}
 	})
-	kicked := map[string]bool{} // the stopped deleted topics kicked for, as of the last look
+	// The stopped deleted topics kicked for, as of the last look, by incarnation (a
+	// create revision: no two topics share one).
+	kicked := map[int64]bool{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
 		}
-		stopped := map[string]bool{}
+		stopped := map[int64]bool{}
 		for _, t := range m.StoppedDeletedTopics() {
-			stopped[t.Name+"@"+strconv.FormatInt(t.Incarnation, 10)] = true
-		}
-		for t := range stopped {
-			if !kicked[t] {
-				s.Kick()
-				break
+			stopped[t.Incarnation] = true
+			if !kicked[t.Incarnation] {
+				s.kickPurge()
 			}
 		}
 		kicked = stopped
@@ -254,7 +252,7 @@ func maxTime(a, b time.Time) time.Time {
 
 // Run sweeps every Interval while ctx lives, whenever the session gets the sweeper lock
 // (one agent of the cluster sweeps; the others skip).
-// A Kick purges deleted topics in between, without moving the next sweep.
+// A kick (PurgeOnStop) purges deleted topics in between, without moving the next sweep.
 func (s *Sweeper) Run(ctx context.Context, session func() *coordination.Session) {
 	next := time.NewTimer(s.interval())
 	defer next.Stop()

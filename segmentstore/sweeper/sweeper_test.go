@@ -367,9 +367,15 @@ func TestPurgeOnStopPurgesOnceAStoppedTopic(t *testing.T) {
 		}
 		return nil
 	})
-	for i := range 100 { // the mirror changes 100 times in ~a second, the stuck topic still there
+	for i := range 100 { // the mirror sees 100 changes one by one, the stuck topic still there
 		f.commit(t, fmt.Sprintf("data/x/%d.obj", i))
-		time.Sleep(10 * time.Millisecond)
+		resp, err := f.c.Etcd().Get(ctx, "/", clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WaitForRevision(ctx, resp.Header.Revision); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := locks.Load(); n != 2 {
 		t.Fatalf("the lock was taken %d times, want 2: one purge of each stopped topic", n)
