@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 )
@@ -25,11 +27,18 @@ func (s *recordingServer) Produce(context.Context, *pb.ProduceRequest) (*pb.Prod
 }
 
 func (s *recordingServer) DescribeTopic(_ context.Context, req *pb.DescribeTopicRequest) (*pb.DescribeTopicResponse, error) {
+	if req.Name == "gone" {
+		return nil, status.Error(codes.NotFound, "topic gone: deleted")
+	}
 	d := &pb.DescribeTopicResponse{Topic: &pb.Topic{Name: req.Name, Partitions: 4}}
 	for p := range int32(4) {
 		d.Partitions = append(d.Partitions, &pb.PartitionInfo{Partition: p, HighWaterMark: 10})
 	}
 	return d, nil
+}
+
+func (s *recordingServer) FetchOffsets(context.Context, *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error) {
+	return &pb.FetchOffsetsResponse{Offsets: []*pb.PartitionOffset{{Topic: "orders", Partition: 1, Offset: 4}, {Topic: "gone", Partition: 0, Offset: 1}}}, nil
 }
 
 func (s *recordingServer) CommitOffsets(_ context.Context, req *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error) {
@@ -88,5 +97,32 @@ func TestCommandsRefuseWhatTheyCannotMean(t *testing.T) {
 	}
 	if err := run("produce", "orders", "--value", "a", "--value", "b"); err != nil || srv.writes.Load() != 2 {
 		t.Fatalf("produce with --value only: %v, %d writes", err, srv.writes.Load())
+	}
+}
+
+// TestGroupOffsetsOfADeletedTopicShowNoLag: a group's offsets of a topic deleted (and not
+// purged yet) show with no end and no lag, not numbers measured against nothing; the
+// others with theirs.
+func TestGroupOffsetsOfADeletedTopicShowNoLag(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	pb.RegisterStreamHouseServer(gs, &recordingServer{})
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+	var out strings.Builder
+	root := newRoot(strings.NewReader(""), &out)
+	root.SetArgs([]string{"--addr", lis.Addr().String(), "group", "offsets", "g"})
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
+		rows = append(rows, strings.Join(strings.Fields(l), " "))
+	}
+	if want := []string{"orders 1 4 10 6", "gone 0 1 - -"}; strings.Join(rows, "|") != strings.Join(want, "|") {
+		t.Fatalf("group offsets %q, want %q", rows, want)
 	}
 }
