@@ -46,8 +46,8 @@ func (a *answer) release() {
 		return
 	}
 	a.r.Release()
-	a.conn.remove(a.r)
-	a.stream.remove(a.r)
+	a.conn.remove(a)
+	a.stream.remove(a)
 }
 
 // HoldUntilWritten makes r account m, which its handler returns (or its stream sends)
@@ -59,13 +59,14 @@ func HoldUntilWritten(ctx context.Context, m proto.Message, r *membudget.Reserva
 	if r == nil {
 		return
 	}
+	// The answer names its sets before it joins them, so that an end that releases it
+	// (and drops it from the other set) reads fields nothing writes any more; a set
+	// that has ended does not take it, and dropping it from there does nothing.
 	a := &answer{r: r}
-	if h, ok := ctx.Value(connHoldsKey{}).(*holds); ok && h.add(r) {
-		a.conn = h
-	}
-	if h, ok := ctx.Value(streamHoldsKey{}).(*holds); ok && h.add(r) {
-		a.stream = h
-	}
+	a.conn, _ = ctx.Value(connHoldsKey{}).(*holds)
+	a.stream, _ = ctx.Value(streamHoldsKey{}).(*holds)
+	a.conn.add(a)
+	a.stream.add(a)
 	held.Store(m, a)
 }
 
@@ -103,7 +104,7 @@ func (p releasingPool) Put(b *[]byte) {
 // what they belong to ends. A nil *holds is an empty set that stays empty.
 type holds struct {
 	mu       sync.Mutex
-	set      map[*membudget.Reservation]struct{}
+	set      map[*answer]struct{}
 	ended    bool
 	trailers bool // a call's: its trailers were queued, after everything it sent
 }
@@ -113,37 +114,41 @@ type (
 	streamHoldsKey struct{}
 )
 
-// add puts r in the set, unless it has ended.
-func (h *holds) add(r *membudget.Reservation) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.ended {
-		return false
-	}
-	if h.set == nil {
-		h.set = map[*membudget.Reservation]struct{}{}
-	}
-	h.set[r] = struct{}{}
-	return true
-}
-
-func (h *holds) remove(r *membudget.Reservation) {
+// add puts a in the set, unless it has ended.
+func (h *holds) add(a *answer) {
 	if h == nil {
 		return
 	}
 	h.mu.Lock()
-	delete(h.set, r)
+	defer h.mu.Unlock()
+	if h.ended {
+		return
+	}
+	if h.set == nil {
+		h.set = map[*answer]struct{}{}
+	}
+	h.set[a] = struct{}{}
+}
+
+func (h *holds) remove(a *answer) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	delete(h.set, a)
 	h.mu.Unlock()
 }
 
-// end gives back every reservation still in the set; what is added later is not kept.
+// end gives back every answer still in the set, and drops each from its other set too
+// (a stream's answers are in their connection's, which may live much longer); what is
+// added later is not kept.
 func (h *holds) end() {
 	h.mu.Lock()
 	set := h.set
 	h.set, h.ended = nil, true
 	h.mu.Unlock()
-	for r := range set {
-		r.Release()
+	for a := range set {
+		a.release()
 	}
 }
 

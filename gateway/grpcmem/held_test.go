@@ -123,6 +123,9 @@ func TestHeldAnswersComeBackWhenTheirConnectionOrStreamEnds(t *testing.T) {
 	if reads.Held() != size {
 		t.Fatalf("the stream ended: the budget holds %d bytes, want %d", reads.Held(), size)
 	}
+	if n := kept(conn); n != 1 {
+		t.Fatalf("the stream ended: its connection still keeps %d answers, want its own 1", n)
+	}
 	sh.HandleConn(conn, &stats.ConnEnd{})
 	if reads.Held() != 0 {
 		t.Fatalf("the connection ended: the budget holds %d bytes", reads.Held())
@@ -147,6 +150,9 @@ func TestHeldAnswersComeBackWhenTheirCallIsReset(t *testing.T) {
 	if reads.Held() != 0 {
 		t.Fatalf("a call reset with its answer queued ended: the budget holds %d bytes", reads.Held())
 	}
+	if n := kept(conn); n != 0 {
+		t.Fatalf("a call reset and ended: its connection still keeps %d answers of it", n)
+	}
 	done := sh.TagRPC(conn, &stats.RPCTagInfo{FullMethodName: pb.StreamHouse_Fetch_FullMethodName})
 	data := answer(done)
 	sh.HandleRPC(done, &stats.OutTrailer{})
@@ -158,4 +164,13 @@ func TestHeldAnswersComeBackWhenTheirCallIsReset(t *testing.T) {
 	if reads.Held() != 0 {
 		t.Fatalf("the answer written: the budget holds %d bytes", reads.Held())
 	}
+}
+
+// kept counts the answers a connection's set keeps: what ended or was written must not
+// stay there for as long as a long-lived client keeps its connection.
+func kept(conn context.Context) int {
+	h := conn.Value(connHoldsKey{}).(*holds)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.set)
 }
