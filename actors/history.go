@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway/membudget"
 	"github.com/streamhouse/streamhouse/segmentstore"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 )
@@ -16,7 +17,8 @@ type history struct {
 	c     *coordination.Client
 	store objstore.Store
 	cache *segmentstore.Cache
-	near  *neighbours // nil: every piece is read on its own
+	near  *neighbours       // nil: every piece is read on its own
+	reads *membudget.Budget // the agent's reads from the store at once (NodeConfig.HistoryReadBytes)
 }
 
 // read returns records from offset from, up to maxBytes of payload (at least one record if

@@ -57,6 +57,14 @@ var (
 	metricFetchWaiting = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_fetch_waiting", Help: "Fetches parked at their partition's log end (long-polls) until a commit or their wait ends.",
 	})
+	metricHistoryReadBytes = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_history_read_bytes",
+		Help: "Bytes held by the fetches the agent's partitions are reading from the store, at their max bytes (bounded by --max-read-bytes).",
+	})
+	metricHistoryReadWaits = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_history_read_waits_total",
+		Help: "Fetches served from the store that waited for the agent's other reads from the store to end (--max-read-bytes).",
+	})
 	metricFetchRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_fetch_records_total", Help: "Records returned to fetches.",
 	}, []string{"topic"})

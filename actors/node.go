@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway/membudget"
 	"github.com/streamhouse/streamhouse/segmentstore"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 )
@@ -51,6 +52,13 @@ type NodeConfig struct {
 	CacheBytes      int64
 	MaxPendingBytes int64
 	RecentBytes     int64
+	// HistoryReadBytes bounds the fetches this agent's partitions serve from the store
+	// at once, by the most each may read (its max bytes): a read runs on once the fetch
+	// that asked for it was given up (a client's deadline, an attempt sent again), so
+	// the budgets of the fetches' callers alone do not bound it. Reads beyond it wait
+	// their turn. Default DefaultHistoryReadBytes; streamhouse sets it to
+	// --max-read-bytes.
+	HistoryReadBytes int64
 	// MaxUploads bounds the agent's concurrent object PUTs; segments of all partitions
 	// that wait for a slot share the next object, and a PUT beyond the first starts only
 	// once the last one started has run overlapAfter (50 ms) or the segments waiting
@@ -134,6 +142,10 @@ const (
 	DefaultCacheBytes      = 128 << 20
 	DefaultMaxPendingBytes = 64 << 20
 	DefaultRecentBytes     = 64 << 20
+	// DefaultHistoryReadBytes is the default read budget of a gateway
+	// (gateway.DefaultMaxReadBytes): the reads a partition serves are the answers its
+	// callers reserved for, while they wait for them.
+	DefaultHistoryReadBytes = 64 << 20
 	// DefaultMaxUploads: up to two object PUTs at a time per agent (and two segments per
 	// partition in flight): the second starts only once the first has run overlapAfter,
 	// so that a slow PUT does not hold the next object back while quick ones leave
@@ -156,14 +168,18 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	if cfg.RecentBytes <= 0 {
 		cfg.RecentBytes = DefaultRecentBytes
 	}
+	if cfg.HistoryReadBytes <= 0 {
+		cfg.HistoryReadBytes = DefaultHistoryReadBytes
+	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
 	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror, place: newPlacement(mirror),
 		pending: newBudget(cfg.MaxPendingBytes), recent: newRecentCache(cfg.RecentBytes),
 		flusher: newFlusher(store, cfg.Info.Node, cfg.MaxUploads, 0),
-		hist:    &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes), near: newNeighbours()},
-		log:     cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
+		hist: &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes), near: newNeighbours(),
+			reads: membudget.New(cfg.HistoryReadBytes, membudget.Metrics{Held: metricHistoryReadBytes, Waits: metricHistoryReadWaits})},
+		log: cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
 	if cfg.CompactInterval == 0 {
 		cfg.CompactInterval = DefaultCompactInterval
 	}

@@ -121,7 +121,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	intFlag(&f.memory.cacheBytes, "cache-bytes", "STREAMHOUSE_CACHE_BYTES", actors.DefaultCacheBytes, "memory for segment blocks read from the store, shared by all partitions")
 	intFlag(&f.memory.pendingBytes, "max-pending-bytes", "STREAMHOUSE_MAX_PENDING_BYTES", actors.DefaultMaxPendingBytes, "records accepted and not yet acked (their bytes and 88 bytes each), and their segments until written, over all partitions; beyond it produce answers ResourceExhausted")
 	intFlag(&f.memory.recentBytes, "recent-bytes", "STREAMHOUSE_RECENT_BYTES", actors.DefaultRecentBytes, "committed records kept in memory for tail reads, over all partitions")
-	intFlag(&f.memory.readBytes, "max-read-bytes", "STREAMHOUSE_MAX_READ_BYTES", gateway.DefaultMaxReadBytes, "answers to fetches (gRPC and Kafka) from before their read until written to their clients, over all connections; beyond it a fetch waits, up to 10s, then answers ResourceExhausted (Kafka: a throttle)")
+	intFlag(&f.memory.readBytes, "max-read-bytes", "STREAMHOUSE_MAX_READ_BYTES", gateway.DefaultMaxReadBytes, "answers to fetches (gRPC and Kafka) from before their read until written to their clients, over all connections; beyond it a fetch waits, up to 10s, then answers ResourceExhausted (Kafka: a throttle); also bounds the reads from the store this agent's partitions serve at once, by their max bytes, whether or not their fetches still wait")
 	intFlag(&f.memory.limit, "memory-limit", "STREAMHOUSE_MEMORY_LIMIT", 0, "soft limit of the agent's Go memory in bytes (0: the four budgets above + 128 MiB; $GOMEMLIMIT wins)")
 	intFlag(&f.memory.uploads, "max-uploads", "STREAMHOUSE_MAX_UPLOADS", actors.DefaultMaxUploads, "concurrent object PUTs of the agent (one more starts once the last has run 50 ms, or at once when 2 MiB of segments waits); segments of all partitions waiting for one share the next object")
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
@@ -291,7 +291,8 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		SessionTTL: f.sessionTTL, Log: log,
 		CacheBytes: int64(f.memory.cacheBytes), MaxPendingBytes: int64(f.memory.pendingBytes),
 		RecentBytes: int64(f.memory.recentBytes), MaxUploads: f.memory.uploads, CompactInterval: f.compactInterval,
-		MergeLinkBytes: mergeLinkBytes(f.mergeLinkBytes),
+		HistoryReadBytes: int64(f.memory.readBytes),
+		MergeLinkBytes:   mergeLinkBytes(f.mergeLinkBytes),
 	})
 	if err != nil {
 		if kafkaLis != nil {
