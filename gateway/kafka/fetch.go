@@ -38,6 +38,7 @@ type fetchPart struct {
 	records     []*partitionpb.Record
 	bytes       int
 	done        bool // answered with an error, or read up to its max bytes
+	reading     bool // a read of it is on its way (fetchReads)
 }
 
 // fetch reads every partition asked for, concurrently. A fetch that finds fewer than
@@ -128,7 +129,8 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 	}
 	// A first read that does not wait; then, while that is less than min bytes, reads
 	// that wait at the log end, until the deadline.
-	total := s.fetchRound(ctx, c, parts, 0)
+	reads := newFetchReads(c, parts)
+	total := s.round(ctx, reads, parts, 0)
 	if total < int(r.MinBytes) && !answerNow(resp, parts) && ctx.Err() == nil && time.Until(deadline) > 0 {
 		// The long polls hold none of the budget while they wait; what they wake to was
 		// committed a moment ago and is held by the recent buffer, and is accounted from
@@ -139,7 +141,7 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 			if wait <= 0 {
 				break
 			}
-			total += s.fetchRound(ctx, c, parts, min(wait, pollRound))
+			total += s.round(ctx, reads, parts, min(wait, pollRound))
 		}
 		req.hold.Resize(int64(total))
 	}
@@ -214,47 +216,67 @@ func answerNow(resp *kmsg.FetchResponse, parts []*fetchPart) bool {
 	return true
 }
 
-// fetchRound reads every partition not yet answered, each waiting up to wait at its log
-// end, and returns the record bytes found. With a wait it returns once every read is
-// back or, as soon as one of them found records, with what is back by then.
-func (s *Server) fetchRound(ctx context.Context, c *actors.Client, parts []*fetchPart, wait time.Duration) int {
-	type result struct {
-		fp   *fetchPart
-		resp *partitionpb.FetchResponse
-		err  error
-	}
-	pending := 0
-	results := make(chan result, len(parts))
+// fetchResult is one partition's read, back.
+type fetchResult struct {
+	fp   *fetchPart
+	resp *partitionpb.FetchResponse
+	err  error
+}
+
+// fetchReads are the reads of one fetch's partitions. A read a round stopped waiting for
+// (another partition found records first) stays the partition's read: the next round
+// waits for its answer rather than asking again, so that a partition has one long-poll
+// parked at its log end per fetch, and records a poll wakes to after its round are
+// taken, not dropped.
+type fetchReads struct {
+	c       *actors.Client
+	results chan fetchResult // as many as partitions: each has at most one read at a time
+	running int
+}
+
+func newFetchReads(c *actors.Client, parts []*fetchPart) *fetchReads {
+	return &fetchReads{c: c, results: make(chan fetchResult, len(parts))}
+}
+
+// round reads every partition not yet answered and not still being read, each waiting
+// up to wait at its log end, and returns the record bytes found. With a wait it returns
+// once every read is back or, as soon as one of them found records, with what is back
+// by then.
+func (s *Server) round(ctx context.Context, f *fetchReads, parts []*fetchPart, wait time.Duration) int {
 	for _, fp := range parts {
-		if fp.done {
+		if fp.done || fp.reading {
 			continue
 		}
-		pending++
-		// Made here, not on the goroutine: one a round gave up on may still be running
-		// when a later round's answer moves fp's offset.
+		fp.reading = true
+		f.running++
 		read := &partitionpb.FetchRequest{Topic: fp.p.Topic, Partition: fp.p.Partition,
 			Offset: fp.offset, MaxBytes: fp.maxBytes, MaxWaitMs: int32(wait.Milliseconds()), TopicIncarnation: fp.incarnation}
 		go func() {
-			resp, err := c.Fetch(ctx, read)
-			results <- result{fp, resp, err}
+			resp, err := f.c.Fetch(ctx, read)
+			f.results <- fetchResult{fp, resp, err}
 		}()
 	}
 	total := 0
-	for ; pending > 0; pending-- {
-		var res result
+	take := func(res fetchResult) int {
+		f.running--
+		res.fp.reading = false
+		return s.answer(res.fp, res.resp, res.err)
+	}
+	for f.running > 0 {
+		var res fetchResult
 		select {
-		case res = <-results:
+		case res = <-f.results:
 		case <-ctx.Done():
 			return total
 		}
-		if n := s.answer(res.fp, res.resp, res.err); n > 0 {
+		if n := take(res); n > 0 {
 			total += n
 			if wait > 0 {
 				// Take whatever else is back already, and answer.
 				for {
 					select {
-					case res = <-results:
-						total += s.answer(res.fp, res.resp, res.err)
+					case res = <-f.results:
+						total += take(res)
 						continue
 					default:
 					}
