@@ -249,7 +249,12 @@ func (s *Server) serveConn(c net.Conn) {
 		if pc != nil {
 			resp = s.served(h, start, s.writeProduce(ctx, pc))
 		} else {
+			stop := func() {}
+			if waits(req) {
+				stop = watchHangup(c, r, cancel)
+			}
 			resp = s.served(h, start, s.dispatch(ctx, req))
+			stop()
 		}
 		cancel()
 		pl.answer(pl.next(), h, req, resp)

@@ -1,0 +1,48 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// waits says whether a request may wait long for something to happen: a fetch with a
+// max wait (a long poll of up to maxFetchWait) or a join, which waits for the group's
+// other members. Its connection is watched while it is served (watchHangup).
+func waits(req *request) bool {
+	switch r := req.kreq.(type) {
+	case *kmsg.FetchRequest:
+		return r.MaxWaitMillis > 0
+	case *kmsg.JoinGroupRequest:
+		return true
+	}
+	return false
+}
+
+// watchHangup cancels a request's context when its client closes the connection while
+// the request is served: a request is served while nothing is read from its connection,
+// so a long poll whose client went away would otherwise poll its partitions, each round
+// parking a read at their log ends, until its max wait. It peeks at the connection; data
+// that comes (a request sent after this one) is left for the loop to read. The returned
+// func stops the watch, and must be called before the connection is read again.
+func watchHangup(c net.Conn, r *bufio.Reader, cancel context.CancelFunc) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// A peek ended by stop's deadline is no hang-up; bufio gives back a read's
+		// error once, so the loop's next read starts clean.
+		if _, err := r.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			cancel()
+		}
+	}()
+	return func() {
+		_ = c.SetReadDeadline(time.Now())
+		<-done
+		_ = c.SetReadDeadline(time.Time{})
+	}
+}
