@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -291,7 +292,13 @@ func (n *Node) join(ctx context.Context) (*member, error) {
 	kind := cluster.NewKind(PartitionKind, actor.PropsFromProducer(func() actor.Actor { return newPartitionActor(deps) },
 		actor.WithDispatcher(mailboxDispatcher{})))
 	provider := newSessionProvider(n.client, s)
-	var opts []cluster.ConfigOption
+	// Membership is the agents' etcd sessions alone (sessionProvider). The library's
+	// gossip would also block, for as long as the process lives, a member whose
+	// heartbeats it has not heard for 20 s, and leave it out of every topology after:
+	// agents cut from each other that long, each keeping its session, then placed the
+	// partitions over different members at the next change of membership, and some
+	// partitions went unowned for good.
+	opts := []cluster.ConfigOption{cluster.WithHeartbeatExpiration(math.MaxInt64)}
 	if !n.cfg.ClientOnly {
 		opts = append(opts, cluster.WithKinds(kind))
 	}

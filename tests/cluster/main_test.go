@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -102,12 +103,20 @@ func (tc *testCluster) addAgent(node, zone string, ttl time.Duration) *harness.A
 // addAgentVia adds an agent that reaches etcd at endpoint (a proxy the test may cut).
 func (tc *testCluster) addAgentVia(node, zone string, ttl time.Duration, endpoint string) *harness.Agent {
 	tc.t.Helper()
-	a, err := harness.StartAgent(context.Background(), tc.dir, harness.AgentConfig{
-		Node: node, Zone: zone, Etcd: endpoint, EtcdRoot: tc.root, SessionTTL: ttl,
+	return tc.addAgentWith(node, zone, ttl, func(cfg *harness.AgentConfig) { cfg.Etcd = endpoint })
+}
+
+// addAgentWith adds an agent whose config tune changes.
+func (tc *testCluster) addAgentWith(node, zone string, ttl time.Duration, tune func(*harness.AgentConfig)) *harness.Agent {
+	tc.t.Helper()
+	cfg := harness.AgentConfig{
+		Node: node, Zone: zone, Etcd: etcd.Endpoint, EtcdRoot: tc.root, SessionTTL: ttl,
 		StoreURL: "s3://" + tc.bucket + "?endpoint=" + minio.Endpoint,
 		Env:      append([]string{"AWS_ACCESS_KEY_ID=" + minio.AccessKey, "AWS_SECRET_ACCESS_KEY=" + minio.SecretKey, "AWS_REGION=us-east-1"}, tc.agentEnv...),
-		Args:     tc.agentArgs,
-	})
+		Args:     slices.Clone(tc.agentArgs),
+	}
+	tune(&cfg)
+	a, err := harness.StartAgent(context.Background(), tc.dir, cfg)
 	if err != nil {
 		tc.t.Fatal(err)
 	}

@@ -55,6 +55,10 @@ type AgentConfig struct {
 	SessionTTL time.Duration // default: the agent's default
 	Env        []string      // extra environment, e.g. AWS credentials
 	Args       []string      // extra flags
+	// ClusterAddr is where the agent-to-agent remote listens (default: a free loopback
+	// port): a test that puts a proxy in front of it chooses it, and has the agent
+	// advertise the proxy (--cluster-advertise in Args).
+	ClusterAddr string
 }
 
 // Agent is a `streamhouse agent` process.
@@ -90,7 +94,11 @@ func StartAgent(ctx context.Context, dir string, cfg AgentConfig) (*Agent, error
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{Config: cfg, ClusterAddr: "127.0.0.1:" + itoa(port), GRPCAddr: "127.0.0.1:" + itoa(grpcPort),
+	clusterAddr := cfg.ClusterAddr
+	if clusterAddr == "" {
+		clusterAddr = "127.0.0.1:" + itoa(port)
+	}
+	a := &Agent{Config: cfg, ClusterAddr: clusterAddr, GRPCAddr: "127.0.0.1:" + itoa(grpcPort),
 		AdminAddr: "127.0.0.1:" + itoa(adminPort), KafkaAddr: "127.0.0.1:" + itoa(kafkaPort), dir: dir}
 	return a, a.start(ctx, bin)
 }
