@@ -212,12 +212,25 @@ func startCluster(t *testing.T) (*cluster, string) {
 			proxies = append(proxies, p)
 		}
 		c.proxies = append(c.proxies, proxies)
+		port, err := harness.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		remote := fmt.Sprintf("127.0.0.1:%d", port)
+		peers, err := harness.StartProxy(remote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = peers.Close() })
+		c.peers = append(c.peers, peers)
 		a, err := harness.StartAgent(ctx, dir, harness.AgentConfig{
-			Node: fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%d", i+1),
+			ClusterAddr: remote,
+			Node:        fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%d", i+1),
 			Etcd: c.etcdEndpoints(i), EtcdRoot: "/streamhouse", SessionTTL: sessionTTL,
 			StoreURL: "s3://chaos?create_bucket=true&endpoint=http://" + store.Addr,
 			Env:      []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey, "AWS_REGION=us-east-1"},
-			Args:     []string{"--sweep-grace", sweepGrace, "--sweep-interval", sweepInterval},
+			Args: []string{"--sweep-grace", sweepGrace, "--sweep-interval", sweepInterval,
+				"--cluster-advertise", peers.Addr}, // the others dial it through peers
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -20,9 +20,10 @@ const (
 	restartMinIO = "kill -9 + restart MinIO"
 	cutAgent     = "cut agent from etcd"
 	cutStore     = "cut agent from MinIO"
+	cutPeers     = "cut agent from agents"
 )
 
-var faultKinds = []string{killAgent, pauseAgent, restartAgent, killEtcd, restartMinIO, cutAgent, cutStore}
+var faultKinds = []string{killAgent, pauseAgent, restartAgent, killEtcd, restartMinIO, cutAgent, cutStore, cutPeers}
 
 // kindsByName finds fault kinds by a word of their name ("etcd", "SIGSTOP", "cut"...),
 // for CHAOS_KINDS.
@@ -49,6 +50,7 @@ type cluster struct {
 	agents  []*harness.Agent
 	proxies [][]*harness.Proxy // per agent, one per etcd member
 	stores  []*harness.Proxy   // per agent, to MinIO
+	peers   []*harness.Proxy   // per agent, in front of its remote: what the others dial
 	ttl     time.Duration
 }
 
@@ -120,6 +122,12 @@ func (c *cluster) inject(ctx context.Context, kind string, rng *rand.Rand) (faul
 		c.stores[i].Cut()
 		time.Sleep(past)
 		c.stores[i].Heal()
+	case cutPeers:
+		// Nothing reaches the agent from the others, its answers to them included; it
+		// keeps its etcd session and its partitions.
+		c.peers[i].Cut()
+		time.Sleep(past)
+		c.peers[i].Heal()
 	default:
 		err = fmt.Errorf("unknown fault %q", kind)
 	}
