@@ -94,14 +94,18 @@ SIGHUP) sends the lines already read, then stops.`,
 			// stops, as Kafka's console producer flushes on close: every line read is acked
 			// or its error printed. Each request is still bounded by --timeout.
 			lines := newLineBatcher(c.stdin, stdinMaxLine, stdinBatchRecords, stdinBatchBytes, overhead)
-			for interrupted := false; ; {
+			for interrupted, acked := false, 0; ; {
 				batch, err := lines.next(cmd.Context())
 				for _, v := range batch {
 					add(v)
 				}
 				if err := send(); err != nil {
-					return err
+					// The server counts records within its request ("record 3"): say which
+					// lines that request held, and that those before it were written.
+					return fmt.Errorf("lines %d-%d of the input, the request that failed (record i of the error is line %d+i; the %d lines before were acked): %w",
+						acked+1, acked+len(batch), acked+1, acked, err)
 				}
+				acked += len(batch)
 				switch {
 				case len(batch) == 0 && cmd.Context().Err() != nil, interrupted:
 					return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -125,4 +126,64 @@ func TestGroupOffsetsOfADeletedTopicShowNoLag(t *testing.T) {
 	if want := []string{"orders 1 4 10 6", "gone 0 1 - -"}; strings.Join(rows, "|") != strings.Join(want, "|") {
 		t.Fatalf("group offsets %q, want %q", rows, want)
 	}
+}
+
+// refusingServer acks every record of a request, or refuses the whole request, naming the
+// record by its index in the request, when one of its values is "bad".
+type refusingServer struct {
+	pb.UnimplementedStreamHouseServer
+}
+
+func (refusingServer) Produce(_ context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {
+	resp := &pb.ProduceResponse{}
+	for i, r := range req.Records {
+		if string(r.Value) == "bad" {
+			return nil, status.Errorf(codes.InvalidArgument, "record %d has a bad value", i)
+		}
+		resp.Acks = append(resp.Acks, &pb.RecordAck{Offset: int64(i)})
+	}
+	return resp, nil
+}
+
+// A line the server refuses is named by the lines of its request, not only by its index
+// in that request, which a user reading a file of thousands of lines could not place: the
+// error says which lines were not written and how many before them were acked, as many as
+// the acks printed.
+func TestProduceOfARefusedLineSaysWhichLines(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	pb.RegisterStreamHouseServer(gs, refusingServer{})
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+	const lines, bad = 2500, 2000
+	var in strings.Builder
+	for i := 1; i <= lines; i++ {
+		v := "good"
+		if i == bad {
+			v = "bad"
+		}
+		fmt.Fprintln(&in, v)
+	}
+	out := &strings.Builder{}
+	root := newRoot(strings.NewReader(in.String()), out)
+	root.SetArgs([]string{"--addr", lis.Addr().String(), "produce", "orders"})
+	err = root.ExecuteContext(context.Background())
+	var first, last, acked int
+	if err == nil {
+		t.Fatal("a refused line: no error")
+	}
+	if _, scanErr := fmt.Sscanf(err.Error(), "lines %d-%d of the input", &first, &last); scanErr != nil {
+		t.Fatalf("the error names no lines: %v", err)
+	}
+	if _, scanErr := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "; the "):], "; the %d lines before were acked", &acked); scanErr != nil {
+		t.Fatalf("the error says nothing of the lines acked: %v", err)
+	}
+	printed := strings.Count(out.String(), "\n")
+	if first > bad || last < bad || acked != first-1 || printed != acked {
+		t.Fatalf("line %d refused: the error names lines %d-%d and %d acked before, %d acks printed: %v", bad, first, last, acked, printed, err)
+	}
+	t.Logf("%v", err)
 }
