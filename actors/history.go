@@ -18,7 +18,7 @@ type history struct {
 	store objstore.Store
 	cache *segmentstore.Cache
 	near  *neighbours       // nil: every piece is read on its own
-	reads *membudget.Budget // the agent's reads from the store at once (NodeConfig.HistoryReadBytes)
+	reads *membudget.Budget // what reads have got from the store (NodeConfig.HistoryReadBytes, chargedStore)
 }
 
 // read returns records from offset from, up to maxBytes of payload (at least one record if

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,89 +16,114 @@ import (
 	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
-// gatedReads holds every ranged GET of the store until open is closed, counting those
+// gatedReads holds every ranged GET of the store while it is shut, counting those
 // started, the way a slow S3 would keep them.
 type gatedReads struct {
 	objstore.Store
-	open chan struct{}
+	gate atomic.Pointer[chan struct{}] // nil: open
 
 	mu      sync.Mutex
 	started int
 }
 
 func (g *gatedReads) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
-	g.mu.Lock()
-	g.started++
-	g.mu.Unlock()
-	select {
-	case <-g.open:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if gate := g.gate.Load(); gate != nil {
+		g.mu.Lock()
+		g.started++
+		g.mu.Unlock()
+		select {
+		case <-*gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return g.Store.GetRange(ctx, key, off, n)
 }
 
-func (g *gatedReads) count() int {
+func (g *gatedReads) shut() {
+	gate := make(chan struct{})
+	g.gate.Store(&gate)
+}
+
+func (g *gatedReads) open() { close(*g.gate.Swap(nil)) }
+
+// held is how many GETs the shut gate has held.
+func (g *gatedReads) held() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.started
 }
 
 // A fetch served from the store goes on reading once its caller has given up: the
-// partition's agent bounds such reads itself (HistoryReadBytes), so that callers that
-// time out and ask again cannot pile reads, each up to its max bytes, onto a slow store.
-// Before, each fetch a caller abandoned left a read running.
+// partition's agent bounds what such reads hold itself (HistoryReadBytes), so that
+// callers that time out and ask again cannot pile reads onto a slow store. A fetch the
+// block cache answers holds none of it, and is served while the store is slow. Before,
+// each fetch a caller abandoned left a read running, outside every budget.
 func TestReadsFromTheStoreAreBoundedWhenTheirCallersGiveUp(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	if _, err := f.c.CreateTopic(ctx, coordination.TopicSpec{Name: "t", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
-	store := &gatedReads{Store: f.store, open: make(chan struct{})}
+	store := &gatedReads{Store: f.store}
 	f.store = store
 	nodes := startNodesWith(t, f, 1, func(cfg *NodeConfig) {
-		cfg.HistoryReadBytes = 1 << 20
-		cfg.RecentBytes = 1 // nothing kept for tail reads: every fetch reads the store
+		cfg.HistoryReadBytes = 1 // room for one read's GETs at a time
+		cfg.RecentBytes = 1      // nothing kept for tail reads: every fetch reads the store or the cache
 	})
 	p := coordination.Partition{Topic: "t"}
 	const segments = 4
 	for i := range segments {
 		mustProduce(t, nodes[0], p, &partitionpb.Record{Value: fmt.Appendf(nil, "record %d", i)})
 	}
+	fetch := func(ctx context.Context, offset int64) (*partitionpb.FetchResponse, error) {
+		resp, err := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: offset, MaxBytes: 1 << 20})
+		if err == nil && (resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) == 0 || string(resp.Records[0].Value) != fmt.Sprintf("record %d", offset)) {
+			err = fmt.Errorf("fetch from %d: %v", offset, resp)
+		}
+		return resp, err
+	}
+	// The last segment is read once, into the block cache.
+	if _, err := fetch(ctx, segments-1); err != nil {
+		t.Fatal(err)
+	}
 
+	store.shut()
 	waitsBefore := testutil.ToFloat64(metricHistoryReadWaits)
-	// One fetch per segment, each of the budget's whole size, and each given up while
-	// its read waits for the store.
+	// One fetch for each other segment, each given up while its read waits for the store.
 	var wg sync.WaitGroup
-	for i := range segments {
+	for i := range segments - 1 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 			defer cancel()
-			_, _ = nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: int64(i), MaxBytes: 1 << 20})
+			_, _ = fetch(ctx, int64(i))
 		}()
 	}
 	wg.Wait()
 	// Every read is at the store or waiting its turn, though its caller is gone.
 	harness.Eventually(t, 10*time.Second, func() error {
-		if n := store.count() + int(testutil.ToFloat64(metricHistoryReadWaits)-waitsBefore); n < segments {
-			return fmt.Errorf("%d of %d reads at the store or waiting", n, segments)
+		if n := store.held() + int(testutil.ToFloat64(metricHistoryReadWaits)-waitsBefore); n < segments-1 {
+			return fmt.Errorf("%d of %d reads at the store or waiting", n, segments-1)
 		}
 		return nil
 	})
-	if n := store.count(); n != 1 {
-		t.Fatalf("%d reads of 1 MiB at the store at once with a budget of 1 MiB, want 1", n)
+	if n := store.held(); n != 1 {
+		t.Fatalf("%d reads at the store at once with room for one, want 1", n)
+	}
+	// The cached segment is served while the budget is spent, at once.
+	cached, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := fetch(cached, segments-1); err != nil {
+		t.Fatalf("a fetch the cache answers, with the store slow and the budget spent: %v", err)
 	}
 
 	// Once the store answers, the reads held back run in turn and the budget comes back:
 	// a fetch now is served.
-	close(store.open)
-	harness.Eventually(t, 10*time.Second, func() error {
-		resp, err := nodes[0].Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 2, MaxBytes: 1 << 20})
-		if err != nil || resp.Code != partitionpb.Code_CODE_OK || len(resp.Records) == 0 || string(resp.Records[0].Value) != "record 2" {
-			return fmt.Errorf("fetch from 2 after the store answered: %v %v", resp, err)
-		}
-		return nil
+	store.open()
+	harness.Eventually(t, 20*time.Second, func() error {
+		_, err := fetch(ctx, segments-2)
+		return err
 	})
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
-	"github.com/streamhouse/streamhouse/segmentstore"
 )
 
 // PartitionKind is the cluster kind of partition actors; their identity is
@@ -596,14 +595,11 @@ func (a *partitionActor) serve(m *partitionpb.FetchRequest, sender *actor.PID) {
 	goroutines.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), historyReadTimeout)
 		defer cancel()
-		// The read holds up to maxBytes of the agent's reads until its answer is handed
-		// on, whether or not its caller still waits for it.
-		var recs []segmentstore.Record
-		err := h.reads.Acquire(ctx, int64(maxBytes))
-		if err == nil {
-			defer h.reads.Release(int64(maxBytes))
-			recs, err = h.read(ctx, p, idx, m.Offset, maxBytes)
-		}
+		// What the read gets from the store counts in the agent's history read budget
+		// until its answer is handed on, whether or not its caller still waits for it.
+		ctx, charge := charging(ctx, h.reads)
+		defer charge.release()
+		recs, err := h.read(ctx, p, idx, m.Offset, maxBytes)
 		// Segments read from etcd may have been committed after hwm was taken.
 		if n := len(recs); n > 0 {
 			hwm = max(hwm, recs[n-1].Offset+1)
