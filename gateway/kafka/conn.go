@@ -34,6 +34,18 @@ type request struct {
 	// hold is set by a fetch: its answer's bytes in the read budget, given back once the
 	// answer is written.
 	hold *membudget.Reservation
+	// hangup starts watching the connection for its client hanging up while the request
+	// waits (watchHangup); nil where nothing may be read meanwhile (a pipelined produce).
+	hangup func() (stop func())
+}
+
+// watch starts watching r's connection for a hang-up, which ends r's context, for a
+// handler about to wait (a long poll, a join); the handler calls stop before it returns.
+func (r *request) watch() (stop func()) {
+	if r == nil || r.hangup == nil {
+		return func() {}
+	}
+	return r.hangup()
 }
 
 // errFrame is a frame this listener cannot parse: its connection closes. errBody is one
@@ -249,12 +261,8 @@ func (s *Server) serveConn(c net.Conn) {
 		if pc != nil {
 			resp = s.served(h, start, s.writeProduce(ctx, pc))
 		} else {
-			stop := func() {}
-			if waits(req) {
-				stop = watchHangup(c, r, cancel)
-			}
+			req.hangup = func() func() { return watchHangup(c, r, cancel) }
 			resp = s.served(h, start, s.dispatch(ctx, req))
-			stop()
 		}
 		cancel()
 		pl.answer(pl.next(), h, req, resp)

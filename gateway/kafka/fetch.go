@@ -136,6 +136,7 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		// committed a moment ago and is held by the recent buffer, and is accounted from
 		// here without waiting (as gRPC's fetch does).
 		req.hold.Resize(int64(total))
+		stop := req.watch()
 		for total < int(r.MinBytes) && !answerNow(resp, parts) && ctx.Err() == nil {
 			wait := time.Until(deadline)
 			if wait <= 0 {
@@ -143,6 +144,7 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 			}
 			total += s.round(ctx, reads, parts, min(wait, pollRound))
 		}
+		stop()
 		req.hold.Resize(int64(total))
 	}
 	s.trim(parts, int(r.MaxBytes))

@@ -264,6 +264,7 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	wait += time.Second
 	resp.MemberID = m.id
 	gs.mu.Unlock()
+	defer req.watch()()
 	select {
 	case out, ok := <-ch:
 		if !ok {

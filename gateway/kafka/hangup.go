@@ -7,29 +7,15 @@ import (
 	"net"
 	"os"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// waits says whether a request may wait long for something to happen: a fetch with a
-// max wait (a long poll of up to maxFetchWait) or a join, which waits for the group's
-// other members. Its connection is watched while it is served (watchHangup).
-func waits(req *request) bool {
-	switch r := req.kreq.(type) {
-	case *kmsg.FetchRequest:
-		return r.MaxWaitMillis > 0
-	case *kmsg.JoinGroupRequest:
-		return true
-	}
-	return false
-}
-
 // watchHangup cancels a request's context when its client closes the connection while
-// the request is served: a request is served while nothing is read from its connection,
-// so a long poll whose client went away would otherwise poll its partitions, each round
+// the request waits: a request is served while nothing is read from its connection, so a
+// long poll whose client went away would otherwise poll its partitions, each round
 // parking a read at their log ends, until its max wait. It peeks at the connection; data
-// that comes (a request sent after this one) is left for the loop to read. The returned
-// func stops the watch, and must be called before the connection is read again.
+// that comes (a request sent after this one) is left for the loop to read, and ends the
+// watch. The returned func stops the watch, and must be called before the connection is
+// read again.
 func watchHangup(c net.Conn, r *bufio.Reader, cancel context.CancelFunc) (stop func()) {
 	done := make(chan struct{})
 	go func() {
@@ -41,7 +27,9 @@ func watchHangup(c net.Conn, r *bufio.Reader, cancel context.CancelFunc) (stop f
 		}
 	}()
 	return func() {
-		_ = c.SetReadDeadline(time.Now())
+		if err := c.SetReadDeadline(time.Now()); err != nil {
+			_ = c.Close() // no deadline to end the peek: the connection cannot be read on
+		}
 		<-done
 		_ = c.SetReadDeadline(time.Time{})
 	}

@@ -18,7 +18,7 @@ import (
 // Membership is the agents' etcd sessions; before, the library's gossip also blocked a
 // member whose heartbeats stopped coming, and a blocked member stays blocked for as long
 // as its process lives: the agents stayed split, each alive, for good.
-func TestAgentsCutFromEachOtherServeAgainOnceHealed(t *testing.T) {
+func TestAnAgentTheOthersCannotReachIsServedAgainOnceHealed(t *testing.T) {
 	tc := newCluster(t, 0, 0)
 	port, err := harness.FreePort()
 	if err != nil {

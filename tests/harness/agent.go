@@ -78,9 +78,13 @@ func StartAgent(ctx context.Context, dir string, cfg AgentConfig) (*Agent, error
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	clusterAddr := cfg.ClusterAddr
+	if clusterAddr == "" {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		clusterAddr = "127.0.0.1:" + itoa(port)
 	}
 	grpcPort, err := FreePort()
 	if err != nil {
@@ -93,10 +97,6 @@ func StartAgent(ctx context.Context, dir string, cfg AgentConfig) (*Agent, error
 	kafkaPort, err := FreePort()
 	if err != nil {
 		return nil, err
-	}
-	clusterAddr := cfg.ClusterAddr
-	if clusterAddr == "" {
-		clusterAddr = "127.0.0.1:" + itoa(port)
 	}
 	a := &Agent{Config: cfg, ClusterAddr: clusterAddr, GRPCAddr: "127.0.0.1:" + itoa(grpcPort),
 		AdminAddr: "127.0.0.1:" + itoa(adminPort), KafkaAddr: "127.0.0.1:" + itoa(kafkaPort), dir: dir}
