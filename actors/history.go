@@ -18,13 +18,14 @@ type history struct {
 	store objstore.Store
 	cache *segmentstore.Cache
 	near  *neighbours       // nil: every piece is read on its own
-	reads *membudget.Budget // what reads have got from the store (NodeConfig.HistoryReadBytes, chargedStore)
+	reads *membudget.Budget // what reads take from the store (NodeConfig.HistoryReadBytes, readCharge)
 }
 
 // read returns records from offset from, up to maxBytes of payload (at least one record if
 // any exists at or after from). It finds the segments in idx, the partition's cache of
-// its index, or else reads them from etcd into it.
-func (h *history) read(ctx context.Context, p coordination.Partition, idx *segmentIndex, from int64, maxBytes int) ([]segmentstore.Record, error) {
+// its index, or else reads them from etcd into it. What it reads from the store counts in
+// charge (nil: nowhere).
+func (h *history) read(ctx context.Context, p coordination.Partition, idx *segmentIndex, from int64, maxBytes int, charge *readCharge) ([]segmentstore.Record, error) {
 	segs, ok := idx.lookup(from, indexFetch)
 	if !ok {
 		gen := idx.generation()
@@ -49,7 +50,14 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 				continue // a linked segment's parts before from
 			}
 			id := pieceID(pc)
-			h.readNeighbours(ctx, pc)
+			if !h.cache.Holds(id) {
+				// Before the cache is asked: a read waiting for room must not have
+				// started a load that other readers of the piece wait for.
+				if err := charge.add(ctx, loadCost(pc.ZBytes, maxBytes-size)); err != nil {
+					return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
+				}
+			}
+			h.readNeighbours(ctx, pc, charge)
 			recs, err := h.cache.ReadObject(ctx, id, objstore.Object{Store: h.store, Key: pc.Object, Offset: pc.Offset}, pc.ZBytes, from, max(maxBytes-size, 1))
 			if err != nil {
 				return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
@@ -72,6 +80,16 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 		}
 	}
 	return out, nil
+}
+
+// loadCost is what reading a piece of zbytes stored bytes takes from the store with left
+// bytes of the fetch left: the whole piece when the cache reads it whole
+// (segmentstore.Cache.ReadObject), else about what is left, block by block.
+func loadCost(zbytes int64, left int) int64 {
+	if zbytes <= max(int64(left), segmentstore.WholeSegmentBytes) {
+		return zbytes
+	}
+	return int64(left)
 }
 
 // pieceID names a piece in the cache: by its object and offset, since objects hold

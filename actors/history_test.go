@@ -45,7 +45,7 @@ func TestHistoryReadStopsWhereAPieceWasCut(t *testing.T) {
 	idx := &segmentIndex{}
 	next, fetches := int64(0), 0
 	for next < 510 {
-		recs, err := h.read(ctx, p, idx, next, 1<<20)
+		recs, err := h.read(ctx, p, idx, next, 1<<20, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/gateway/membudget"
-	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 )
 
 // historyReadWait bounds how long a read waits for room in the agent's history read
@@ -17,55 +16,51 @@ import (
 const historyReadWait = 5 * time.Second
 
 // readCharge is what one fetch served from the store holds of the agent's history read
-// budget: the bytes of the ranges it has got from the store (segments, footers,
-// neighbours' spans), from its first GET until its answer is handed on, whether or not
-// its caller still waits for it. A fetch the block cache answers holds nothing. The
-// first GET waits for room; later ones of the same fetch grow its charge without
-// waiting, so that a read holding part of the budget never waits on reads holding the
-// rest.
+// budget, from its first piece the block cache does not hold until its answer is handed
+// on, whether or not its caller still waits for it: each such piece (what its load reads
+// of it) and the neighbours read with it. A fetch the cache answers holds nothing.
+//
+// Only a read's first piece waits for room, up to historyReadWait from the read's start,
+// and before the cache is asked for it: a read then waits holding nothing, and never
+// while other reads wait for a load it started. Its later pieces count without waiting,
+// so that a read holding part of the budget never waits on reads holding the rest: the
+// budget admits reads while it is under its limit, and an admitted read may take it past.
 type readCharge struct {
-	budget *membudget.Budget
+	budget   *membudget.Budget
+	deadline time.Time
 
-	mu    sync.Mutex
-	r     *membudget.Reservation
-	n     int64
-	ended bool // released: a GET after that (none is expected) is not kept
+	mu sync.Mutex // a read is one goroutine; the lock keeps a misuse safe
+	r  *membudget.Reservation
+	n  int64
 }
 
-type readChargeKey struct{}
-
-// charging returns ctx carrying a new charge on budget for the GETs made under it, and
-// the charge, to release once the read's answer is handed on.
-func charging(ctx context.Context, budget *membudget.Budget) (context.Context, *readCharge) {
-	c := &readCharge{budget: budget}
-	return context.WithValue(ctx, readChargeKey{}, c), c
+// charging returns a charge on budget for one read, to release once the read's answer is
+// handed on. A nil budget (a history of a test's) charges nothing.
+func charging(budget *membudget.Budget) *readCharge {
+	return &readCharge{budget: budget, deadline: time.Now().Add(historyReadWait)}
 }
 
-// add charges n more bytes to the read under ctx, if it carries a charge.
-func add(ctx context.Context, n int64) error {
-	c, ok := ctx.Value(readChargeKey{}).(*readCharge)
-	if !ok {
+// add charges n more bytes, waiting for room if the read holds none yet.
+func (c *readCharge) add(ctx context.Context, n int64) error {
+	if c == nil || c.budget == nil || n <= 0 {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ended {
-		return nil
-	}
 	if c.r != nil {
 		c.n += n
 		c.r.Resize(c.n)
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, historyReadWait)
+	wctx, cancel := context.WithDeadline(ctx, c.deadline)
 	defer cancel()
 	r, err := c.budget.Reserve(wctx, n)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("the agent's reads from the store (--max-read-bytes %d) stayed spent for %s: %w",
-			c.budget.Limit(), historyReadWait, err)
+		return fmt.Errorf("the agent's reads from the store (--max-read-bytes %d) stayed spent for %s (%w)",
+			c.budget.Limit(), historyReadWait, ErrBackpressure)
 	}
 	c.r, c.n = r, n
 	return nil
@@ -75,30 +70,5 @@ func add(ctx context.Context, n int64) error {
 func (c *readCharge) release() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.ended = true
 	c.r.Release()
-}
-
-// chargedStore is the store history reads go through: each range it gets is charged to
-// the read whose context it comes with (charging). History reads get ranges only
-// (GetRange, GetParts).
-type chargedStore struct{ objstore.Store }
-
-func (s chargedStore) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
-	if err := add(ctx, n); err != nil {
-		return nil, err
-	}
-	return s.Store.GetRange(ctx, key, off, n)
-}
-
-// GetParts keeps the store's one request for adjacent ranges (objstore.PartsGetter).
-func (s chargedStore) GetParts(ctx context.Context, key string, off int64, sizes []int64) ([][]byte, error) {
-	total := int64(0)
-	for _, n := range sizes {
-		total += n
-	}
-	if err := add(ctx, total); err != nil {
-		return nil, err
-	}
-	return objstore.GetParts(ctx, s.Store, key, off, sizes)
 }

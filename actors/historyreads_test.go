@@ -55,7 +55,7 @@ func (g *gatedReads) held() int {
 }
 
 // A fetch served from the store goes on reading once its caller has given up: the
-// partition's agent bounds what such reads hold itself (HistoryReadBytes), so that
+// partition's agent admits such reads within a budget of its own (HistoryReadBytes), so that
 // callers that time out and ask again cannot pile reads onto a slow store. A fetch the
 // block cache answers holds none of it, and is served while the store is slow. Before,
 // each fetch a caller abandoned left a read running, outside every budget.
@@ -88,6 +88,7 @@ func TestReadsFromTheStoreAreBoundedWhenTheirCallersGiveUp(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	heldBefore := testutil.ToFloat64(metricHistoryReadBytes)
 	store.shut()
 	waitsBefore := testutil.ToFloat64(metricHistoryReadWaits)
 	// One fetch for each other segment, each given up while its read waits for the store.
@@ -125,5 +126,11 @@ func TestReadsFromTheStoreAreBoundedWhenTheirCallersGiveUp(t *testing.T) {
 	harness.Eventually(t, 20*time.Second, func() error {
 		_, err := fetch(ctx, segments-2)
 		return err
+	})
+	harness.Eventually(t, 10*time.Second, func() error {
+		if held := testutil.ToFloat64(metricHistoryReadBytes) - heldBefore; held != 0 {
+			return fmt.Errorf("%v bytes still held by reads that ended", held)
+		}
+		return nil
 	})
 }

@@ -59,11 +59,11 @@ var (
 	})
 	metricHistoryReadBytes = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_history_read_bytes",
-		Help: "Bytes the agent's partitions' reads have got from the store, held until each read's answer is handed on (--max-read-bytes).",
+		Help: "Bytes the agent's partitions' reads take from the store, held until each read's answer is handed on (--max-read-bytes: reads start while under it).",
 	})
 	metricHistoryReadWaits = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_history_read_waits_total",
-		Help: "Reads from the store whose first GET waited for the agent's other reads from the store to end (--max-read-bytes; up to 5s).",
+		Help: "Reads from the store that waited to start for the agent's other reads from the store to end (--max-read-bytes; up to 5s).",
 	})
 	metricFetchRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_fetch_records_total", Help: "Records returned to fetches.",

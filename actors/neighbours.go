@@ -112,7 +112,7 @@ func (n *neighbours) span(pc coordination.SegmentPart, want func(pieceRange) boo
 // wanted neighbours into the cache with one GET, when there are any. Errors are left to
 // the readers: each piece that did not make it into the cache is read by its own reader,
 // which reports what fails.
-func (h *history) readNeighbours(ctx context.Context, pc coordination.SegmentPart) {
+func (h *history) readNeighbours(ctx context.Context, pc coordination.SegmentPart, charge *readCharge) {
 	if h.near == nil || !h.cache.Wants(pieceID(pc), pc.ZBytes) {
 		return
 	}
@@ -124,9 +124,15 @@ func (h *history) readNeighbours(ctx context.Context, pc coordination.SegmentPar
 	}
 	ids := make([]string, len(span))
 	sizes := make([]int64, len(span))
+	spanBytes := int64(0)
 	for i, p := range span {
 		ids[i] = pieceID(coordination.SegmentPart{Object: pc.Object, Offset: p.offset})
 		sizes[i] = p.bytes
+		spanBytes += p.bytes
+	}
+	// The read was charged its own piece already: the others count without waiting.
+	if err := charge.add(ctx, spanBytes-pc.ZBytes); err != nil {
+		return
 	}
 	if h.cache.Preload(ctx, ids, sizes, func(ctx context.Context) ([][]byte, error) {
 		return objstore.GetParts(ctx, h.store, pc.Object, span[0].offset, sizes)

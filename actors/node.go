@@ -53,13 +53,15 @@ type NodeConfig struct {
 	CacheBytes      int64
 	MaxPendingBytes int64
 	RecentBytes     int64
-	// HistoryReadBytes bounds what the fetches this agent's partitions serve from the
-	// store hold of what they got from it (segments, footers, neighbours' spans), from
-	// their first GET until their answer is handed on: a read runs on once the fetch
-	// that asked for it was given up (a client's deadline, an attempt sent again), so the
-	// budgets of the fetches' callers alone do not bound it. A read's first GET beyond it
-	// waits, up to historyReadWait, then the fetch answers UNAVAILABLE. Default
-	// DefaultHistoryReadBytes; streamhouse sets it to --max-read-bytes.
+	// HistoryReadBytes is a budget for what the fetches this agent's partitions serve
+	// from the store read from it (each piece the block cache does not hold, and the
+	// neighbours read with it), from a read's first such piece until its answer is handed
+	// on: a read runs on once the fetch that asked for it was given up (a client's
+	// deadline, an attempt sent again), so the budgets of the fetches' callers alone do
+	// not bound it. A read starts while the budget is under it, waiting up to
+	// historyReadWait (then the fetch answers RESOURCE_EXHAUSTED), and may take it past
+	// as it goes on. Default DefaultHistoryReadBytes; streamhouse sets it to
+	// --max-read-bytes.
 	HistoryReadBytes int64
 	// MaxUploads bounds the agent's concurrent object PUTs; segments of all partitions
 	// that wait for a slot share the next object, and a PUT beyond the first starts only
@@ -179,7 +181,7 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 	n := &Node{cfg: cfg, client: c, store: store, mirror: mirror, place: newPlacement(mirror),
 		pending: newBudget(cfg.MaxPendingBytes), recent: newRecentCache(cfg.RecentBytes),
 		flusher: newFlusher(store, cfg.Info.Node, cfg.MaxUploads, 0),
-		hist: &history{c: c, store: chargedStore{store}, cache: segmentstore.NewCache(cfg.CacheBytes), near: newNeighbours(),
+		hist: &history{c: c, store: store, cache: segmentstore.NewCache(cfg.CacheBytes), near: newNeighbours(),
 			reads: membudget.New(cfg.HistoryReadBytes, membudget.Metrics{Held: metricHistoryReadBytes, Waits: metricHistoryReadWaits})},
 		log: cfg.Log.With(zap.String("node", cfg.Info.Node), zap.String("zone", cfg.Info.Zone))}
 	if cfg.CompactInterval == 0 {

@@ -597,9 +597,9 @@ func (a *partitionActor) serve(m *partitionpb.FetchRequest, sender *actor.PID) {
 		defer cancel()
 		// What the read gets from the store counts in the agent's history read budget
 		// until its answer is handed on, whether or not its caller still waits for it.
-		ctx, charge := charging(ctx, h.reads)
+		charge := charging(h.reads)
 		defer charge.release()
-		recs, err := h.read(ctx, p, idx, m.Offset, maxBytes)
+		recs, err := h.read(ctx, p, idx, m.Offset, maxBytes, charge)
 		// Segments read from etcd may have been committed after hwm was taken.
 		if n := len(recs); n > 0 {
 			hwm = max(hwm, recs[n-1].Offset+1)

@@ -237,6 +237,17 @@ func (c *Cache) Wants(id string, size int64) bool {
 	return !c.busyLocked(id)
 }
 
+// Holds reports whether the segment id is cached whole or being read whole: a read of it
+// takes nothing more from the store.
+func (c *Cache) Holds(id string) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.busyLocked(id)
+}
+
 // busyLocked reports whether the segment id is cached whole or being read whole.
 func (c *Cache) busyLocked(id string) bool {
 	_, loading := c.loading[id]

@@ -87,7 +87,7 @@ func (s *Server) dispatch(ctx context.Context, req *request) kmsg.Response {
 	case *kmsg.JoinGroupRequest:
 		return s.groups.join(ctx, req, r)
 	case *kmsg.SyncGroupRequest:
-		return s.groups.sync(ctx, r)
+		return s.groups.sync(ctx, req, r)
 	case *kmsg.HeartbeatRequest:
 		return s.groups.heartbeat(r)
 	case *kmsg.LeaveGroupRequest:

@@ -34,18 +34,21 @@ type request struct {
 	// hold is set by a fetch: its answer's bytes in the read budget, given back once the
 	// answer is written.
 	hold *membudget.Reservation
-	// hangup starts watching the connection for its client hanging up while the request
-	// waits (watchHangup); nil where nothing may be read meanwhile (a pipelined produce).
-	hangup func() (stop func())
+	// reader and cancel let a handler about to wait watch the connection for its client
+	// hanging up (watch); nil where the connection may be read meanwhile (a pipelined
+	// produce's).
+	reader *bufio.Reader
+	cancel context.CancelFunc
 }
 
 // watch starts watching r's connection for a hang-up, which ends r's context, for a
-// handler about to wait (a long poll, a join); the handler calls stop before it returns.
+// handler about to wait (a long poll, a join, a sync); the handler calls stop before it
+// returns.
 func (r *request) watch() (stop func()) {
-	if r == nil || r.hangup == nil {
+	if r == nil || r.reader == nil {
 		return func() {}
 	}
-	return r.hangup()
+	return watchHangup(r.conn, r.reader, r.cancel)
 }
 
 // errFrame is a frame this listener cannot parse: its connection closes. errBody is one
@@ -261,7 +264,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if pc != nil {
 			resp = s.served(h, start, s.writeProduce(ctx, pc))
 		} else {
-			req.hangup = func() func() { return watchHangup(c, r, cancel) }
+			req.reader, req.cancel = r, cancel
 			resp = s.served(h, start, s.dispatch(ctx, req))
 		}
 		cancel()

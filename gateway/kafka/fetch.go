@@ -46,6 +46,11 @@ type fetchPart struct {
 // records, or has an error to tell (answerNow). Fetch sessions are not kept (session id 0): clients send full requests.
 func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
+	if r.MaxWaitMillis > 0 {
+		// It may wait, for the read budget or for records: a client that hangs up ends
+		// it, and its reads.
+		defer req.watch()()
+	}
 	deadline := time.Now().Add(min(time.Duration(max(r.MaxWaitMillis, 0))*time.Millisecond, maxFetchWait))
 	zone := r.Rack
 	if zone == "" {
@@ -136,7 +141,6 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		// committed a moment ago and is held by the recent buffer, and is accounted from
 		// here without waiting (as gRPC's fetch does).
 		req.hold.Resize(int64(total))
-		stop := req.watch()
 		for total < int(r.MinBytes) && !answerNow(resp, parts) && ctx.Err() == nil {
 			wait := time.Until(deadline)
 			if wait <= 0 {
@@ -144,7 +148,6 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 			}
 			total += s.round(ctx, reads, parts, min(wait, pollRound))
 		}
-		stop()
 		req.hold.Resize(int64(total))
 	}
 	s.trim(parts, int(r.MaxBytes))

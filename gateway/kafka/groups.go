@@ -532,7 +532,7 @@ func (g *group) check(memberID string, generation int32, instanceID *string) (*m
 	return m, errNone
 }
 
-func (gs *groups) sync(ctx context.Context, r *kmsg.SyncGroupRequest) kmsg.Response {
+func (gs *groups) sync(ctx context.Context, req *request, r *kmsg.SyncGroupRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.SyncGroupResponse)
 	gs.mu.Lock()
 	g, code := gs.get(r.Group)
@@ -569,6 +569,7 @@ func (gs *groups) sync(ctx context.Context, r *kmsg.SyncGroupRequest) kmsg.Respo
 			}
 			session := m.session // join writes it, under the lock
 			gs.mu.Unlock()
+			defer req.watch()()
 			select {
 			case out, ok := <-ch:
 				if !ok {

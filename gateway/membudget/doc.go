@@ -2,9 +2,8 @@
 // their connections: the Kafka listener's request frames read and not yet answered
 // (--kafka-max-queued-bytes) and the answers to reads, gRPC and Kafka, from before a
 // read until its answer is written to the client (--max-read-bytes). The partitions of
-// an agent bound what their reads have got from the store with a budget of their own of
-// the same size (actors.NodeConfig.HistoryReadBytes): a read runs on after its caller
-// gave up.
+// an agent admit their reads from the store within a budget of their own of the same
+// size (actors.NodeConfig.HistoryReadBytes): a read runs on after its caller gave up.
 //
 // A Budget admits a request when its bytes fit, or when it holds nothing (so that a
 // request larger than the whole budget goes in alone), and in the order requests came:
