@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -50,10 +51,14 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 				continue // a linked segment's parts before from
 			}
 			id := pieceID(pc)
-			if !h.cache.Holds(id) {
+			if !h.cache.HasWhole(id) {
 				// Before the cache is asked: a read waiting for room must not have
-				// started a load that other readers of the piece wait for.
-				if err := charge.add(ctx, loadCost(pc.ZBytes, maxBytes-size)); err != nil {
+				// started a load that other readers of the piece wait for. One that has
+				// records already does not wait, and answers with them if refused.
+				if err := charge.add(ctx, loadCost(pc.ZBytes, maxBytes-size), out == nil); err != nil {
+					if out != nil && errors.Is(err, ErrBackpressure) {
+						return out, nil
+					}
 					return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)
 				}
 			}
@@ -72,11 +77,11 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 				for i := range recs {
 					size += recs[i].Size()
 				}
-				full = cut
+				full = cut || size >= maxBytes
 				continue
 			}
 			out, size, full = segmentstore.Take(out, size, recs, from, maxBytes)
-			full = full || cut
+			full = full || cut || size >= maxBytes
 		}
 	}
 	return out, nil

@@ -40,8 +40,9 @@ func charging(budget *membudget.Budget) *readCharge {
 	return &readCharge{budget: budget, deadline: time.Now().Add(historyReadWait)}
 }
 
-// add charges n more bytes, waiting for room if the read holds none yet.
-func (c *readCharge) add(ctx context.Context, n int64) error {
+// add charges n more bytes. A read that holds none yet waits for room if wait is set, up
+// to its deadline, and otherwise only takes room there is.
+func (c *readCharge) add(ctx context.Context, n int64, wait bool) error {
 	if c == nil || c.budget == nil || n <= 0 {
 		return nil
 	}
@@ -52,6 +53,18 @@ func (c *readCharge) add(ctx context.Context, n int64) error {
 		c.r.Resize(c.n)
 		return nil
 	}
+	refused := func() error {
+		return fmt.Errorf("the agent's reads from the store (--max-read-bytes %d) had no room for this one within %s of its start (%w)",
+			c.budget.Limit(), historyReadWait, ErrBackpressure)
+	}
+	if !wait {
+		r, ok := c.budget.TryReserve(n)
+		if !ok {
+			return refused()
+		}
+		c.r, c.n = r, n
+		return nil
+	}
 	wctx, cancel := context.WithDeadline(ctx, c.deadline)
 	defer cancel()
 	r, err := c.budget.Reserve(wctx, n)
@@ -59,8 +72,7 @@ func (c *readCharge) add(ctx context.Context, n int64) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("the agent's reads from the store (--max-read-bytes %d) stayed spent for %s (%w)",
-			c.budget.Limit(), historyReadWait, ErrBackpressure)
+		return refused()
 	}
 	c.r, c.n = r, n
 	return nil

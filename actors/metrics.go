@@ -59,7 +59,7 @@ var (
 	})
 	metricHistoryReadBytes = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_history_read_bytes",
-		Help: "Bytes the agent's partitions' reads take from the store, held until each read's answer is handed on (--max-read-bytes: reads start while under it).",
+		Help: "Bytes the agent's partitions' reads take from the store, held until each read's answer is handed on (--max-read-bytes: a read starts once its first piece fits).",
 	})
 	metricHistoryReadWaits = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_history_read_waits_total",

@@ -131,7 +131,7 @@ func (h *history) readNeighbours(ctx context.Context, pc coordination.SegmentPar
 		spanBytes += p.bytes
 	}
 	// The read was charged its own piece already: the others count without waiting.
-	if err := charge.add(ctx, spanBytes-pc.ZBytes); err != nil {
+	if err := charge.add(ctx, spanBytes-pc.ZBytes, false); err != nil {
 		return
 	}
 	if h.cache.Preload(ctx, ids, sizes, func(ctx context.Context) ([][]byte, error) {

@@ -237,15 +237,16 @@ func (c *Cache) Wants(id string, size int64) bool {
 	return !c.busyLocked(id)
 }
 
-// Holds reports whether the segment id is cached whole or being read whole: a read of it
-// takes nothing more from the store.
-func (c *Cache) Holds(id string) bool {
+// HasWhole reports whether the segment id is cached whole: a read of it takes nothing
+// from the store.
+func (c *Cache) HasWhole(id string) bool {
 	if c == nil {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.busyLocked(id)
+	_, cached := c.items[cacheKey{id, wholeBlock}]
+	return cached
 }
 
 // busyLocked reports whether the segment id is cached whole or being read whole.

@@ -48,7 +48,7 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
 	if r.MaxWaitMillis > 0 {
 		// It may wait, for the read budget or for records: a client that hangs up ends
-		// it, and its reads.
+		// those waits (reads its partitions started from the store run on).
 		defer req.watch()()
 	}
 	deadline := time.Now().Add(min(time.Duration(max(r.MaxWaitMillis, 0))*time.Millisecond, maxFetchWait))
@@ -300,6 +300,18 @@ func (s *Server) answer(fp *fetchPart, resp *partitionpb.FetchResponse, err erro
 	out := fp.out
 	if err == nil && resp.Code != partitionpb.Code_CODE_OK {
 		err = errPartition(resp.Code)
+	}
+	if pe, ok := err.(partitionError); ok && pe.code == partitionpb.Code_CODE_RESOURCE_EXHAUSTED {
+		// The owner's reads from the store have no room for this one now: nothing this
+		// time, as a broker answers a partition it has no room for (Kafka clients know
+		// no error for it: Java's consumer throws on REQUEST_TIMED_OUT in a fetch), and
+		// the client fetches it again.
+		fp.done = true
+		if len(fp.records) == 0 {
+			hwm := s.mirror.HWM(fp.p)
+			out.HighWatermark, out.LastStableOffset = hwm, hwm
+		}
+		return 0
 	}
 	if err != nil {
 		fp.done = true

@@ -24,6 +24,20 @@ func (b *Budget) Reserve(ctx context.Context, n int64) (*Reservation, error) {
 	return &Reservation{b: b, n: n}, nil
 }
 
+// TryReserve reserves n bytes of b if they fit now, ahead of no waiting acquire, and
+// reports whether it did; it never waits.
+func (b *Budget) TryReserve(n int64) (*Reservation, bool) {
+	b.mu.Lock()
+	if len(b.waiting) > 0 || !b.fits(n) {
+		b.mu.Unlock()
+		return nil, false
+	}
+	b.used += n
+	b.mu.Unlock()
+	b.held(n)
+	return &Reservation{b: b, n: n}, true
+}
+
 // Resize makes the reservation hold n bytes: what its request turned out to hold, more or
 // less than it reserved. Growing does not wait (the bytes exist already); after Release
 // it does nothing.
