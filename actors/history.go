@@ -55,8 +55,8 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 				// Before the cache is asked: a read waiting for room must not have
 				// started a load that other readers of the piece wait for. One that has
 				// records already does not wait, and answers with them if refused.
-				if err := charge.add(ctx, loadCost(pc.ZBytes, maxBytes-size), out == nil); err != nil {
-					if out != nil && errors.Is(err, ErrBackpressure) {
+				if err := charge.add(ctx, loadCost(pc.ZBytes, maxBytes-size), len(out) == 0); err != nil {
+					if len(out) > 0 && errors.Is(err, ErrBackpressure) {
 						return out, nil
 					}
 					return nil, fmt.Errorf("read %s from %d: segment %s: %w", p, from, id, err)

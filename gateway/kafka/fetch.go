@@ -39,6 +39,7 @@ type fetchPart struct {
 	bytes       int
 	done        bool // answered with an error, or read up to its max bytes
 	reading     bool // a read of it is on its way (fetchReads)
+	refused     bool // its owner had no room to read it now (answered empty)
 }
 
 // fetch reads every partition asked for, concurrently. A fetch that finds fewer than
@@ -150,6 +151,11 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		}
 		req.hold.Resize(int64(total))
 	}
+	if refusedOnly(parts) {
+		// Answered at once with nothing (every partition read was refused room): the
+		// client backs off (KIP-219) rather than fetch again at once.
+		resp.ThrottleMillis = int32(pollRound.Milliseconds())
+	}
 	s.trim(parts, int(r.MaxBytes))
 	for _, fp := range parts {
 		if len(fp.records) > 0 {
@@ -199,6 +205,19 @@ func (s *Server) within(parts []*fetchPart, maxBytes int32) []*fetchPart {
 		}
 	}
 	return chosen
+}
+
+// refusedOnly says whether a fetch found no records and some partition's owner refused
+// to read it for want of room.
+func refusedOnly(parts []*fetchPart) bool {
+	refused := false
+	for _, fp := range parts {
+		if len(fp.records) > 0 {
+			return false
+		}
+		refused = refused || fp.refused
+	}
+	return refused
 }
 
 // answerNow says whether a fetch must be answered without waiting for min bytes, as
@@ -306,10 +325,15 @@ func (s *Server) answer(fp *fetchPart, resp *partitionpb.FetchResponse, err erro
 		// time, as a broker answers a partition it has no room for (Kafka clients know
 		// no error for it: Java's consumer throws on REQUEST_TIMED_OUT in a fetch), and
 		// the client fetches it again.
-		fp.done = true
+		fp.done, fp.refused = true, true
 		if len(fp.records) == 0 {
-			hwm := s.mirror.HWM(fp.p)
+			// The owner's mark where it gave one (a refused read does); else the
+			// mirror's, which may lag, never below the offset asked for.
+			hwm := max(resp.HighWaterMark, s.mirror.HWM(fp.p), fp.offset)
 			out.HighWatermark, out.LastStableOffset = hwm, hwm
+			if resp.HighWaterMark > 0 {
+				out.LogStartOffset = resp.LogStartOffset
+			}
 		}
 		return 0
 	}

@@ -169,3 +169,41 @@ func TestReservationResizesAndReleasesOnce(t *testing.T) {
 		t.Fatalf("released 8 times over: budget holds %d", b.Held())
 	}
 }
+
+// TryReserve takes bytes that fit now, or a request larger than the whole budget into an
+// empty one, and never waits: it refuses what does not fit, and what would pass an
+// acquire already waiting.
+func TestTryReserveTakesOnlyWhatFitsNow(t *testing.T) {
+	b := New(100, Metrics{})
+	big, ok := b.TryReserve(150)
+	if !ok || b.Held() != 150 {
+		t.Fatalf("a request larger than the budget, into an empty one: %v, %d held", ok, b.Held())
+	}
+	if _, ok := b.TryReserve(1); ok {
+		t.Fatal("1 byte taken past a spent budget")
+	}
+	big.Release()
+	r, ok := b.TryReserve(60)
+	if !ok || b.Held() != 60 {
+		t.Fatalf("60 of 100: %v, %d held", ok, b.Held())
+	}
+	waiting := make(chan error, 1)
+	go func() { waiting <- b.Acquire(context.Background(), 50) }()
+	for !b.hasWaiters() {
+		runtime.Gosched()
+	}
+	if _, ok := b.TryReserve(10); ok {
+		t.Fatal("10 bytes taken ahead of an acquire waiting for 50")
+	}
+	r.Release()
+	if err := <-waiting; err != nil || b.Held() != 50 {
+		t.Fatalf("the waiting acquire: %v, %d held", err, b.Held())
+	}
+}
+
+// hasWaiters reports whether an acquire is waiting.
+func (b *Budget) hasWaiters() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.waiting) > 0
+}
