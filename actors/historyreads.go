@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/streamhouse/streamhouse/gateway/membudget"
@@ -28,10 +27,7 @@ const historyReadWait = 5 * time.Second
 type readCharge struct {
 	budget   *membudget.Budget
 	deadline time.Time
-
-	mu sync.Mutex // a read is one goroutine; the lock keeps a misuse safe
-	r  *membudget.Reservation
-	n  int64
+	r        *membudget.Reservation // nil until the first piece is admitted
 }
 
 // charging returns a charge on budget for one read, to release once the read's answer is
@@ -46,11 +42,8 @@ func (c *readCharge) add(ctx context.Context, n int64, wait bool) error {
 	if c == nil || c.budget == nil || n <= 0 {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.r != nil {
-		c.n += n
-		c.r.Resize(c.n)
+		c.r.Grow(n)
 		return nil
 	}
 	refused := func() error {
@@ -62,7 +55,7 @@ func (c *readCharge) add(ctx context.Context, n int64, wait bool) error {
 		if !ok {
 			return refused()
 		}
-		c.r, c.n = r, n
+		c.r = r
 		return nil
 	}
 	wctx, cancel := context.WithDeadline(ctx, c.deadline)
@@ -74,13 +67,9 @@ func (c *readCharge) add(ctx context.Context, n int64, wait bool) error {
 		}
 		return refused()
 	}
-	c.r, c.n = r, n
+	c.r = r
 	return nil
 }
 
-// release gives the read's bytes back.
-func (c *readCharge) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.r.Release()
-}
+// release gives the read's bytes back. A charge is one read's, on one goroutine.
+func (c *readCharge) release() { c.r.Release() }

@@ -153,8 +153,9 @@ func TestReservationResizesAndReleasesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Resize(5) // ...and grows without waiting
-	if b.Held() != 255 {
-		t.Fatalf("a second reservation grown to 5: budget holds %d", b.Held())
+	h.Grow(3)
+	if b.Held() != 258 {
+		t.Fatalf("a second reservation resized to 5 and grown by 3: budget holds %d", b.Held())
 	}
 	var wg sync.WaitGroup
 	for range 8 {
@@ -162,8 +163,10 @@ func TestReservationResizesAndReleasesOnce(t *testing.T) {
 	}
 	wg.Wait()
 	r.Resize(40) // after release: nothing
+	r.Grow(40)
 	var none *Reservation
 	none.Resize(10)
+	none.Grow(10)
 	none.Release()
 	if b.Held() != 0 {
 		t.Fatalf("released 8 times over: budget holds %d", b.Held())

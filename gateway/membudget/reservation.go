@@ -43,6 +43,20 @@ func (b *Budget) TryReserve(n int64) (*Reservation, bool) {
 // it does nothing.
 func (r *Reservation) Resize(n int64) { r.resize(n, false) }
 
+// Grow makes the reservation hold n bytes more, without waiting (the bytes exist, or are
+// about to); after Release it does nothing.
+func (r *Reservation) Grow(n int64) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.released && n > 0 {
+		r.n += n
+		r.b.take(n)
+	}
+}
+
 // Release gives the reservation's bytes back; calls after the first do nothing.
 func (r *Reservation) Release() { r.resize(0, true) }
 

@@ -212,26 +212,20 @@ func startCluster(t *testing.T) (*cluster, string) {
 			proxies = append(proxies, p)
 		}
 		c.proxies = append(c.proxies, proxies)
-		port, err := harness.FreePort()
-		if err != nil {
-			t.Fatal(err)
+		cfg := harness.AgentConfig{
+			Node: fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%d", i+1),
+			Etcd: c.etcdEndpoints(i), EtcdRoot: "/streamhouse", SessionTTL: sessionTTL,
+			StoreURL: "s3://chaos?create_bucket=true&endpoint=http://" + store.Addr,
+			Env:      []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey, "AWS_REGION=us-east-1"},
+			Args:     []string{"--sweep-grace", sweepGrace, "--sweep-interval", sweepInterval},
 		}
-		remote := fmt.Sprintf("127.0.0.1:%d", port)
-		peers, err := harness.StartProxy(remote)
+		peers, err := harness.BehindProxy(&cfg) // the others dial it through peers
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = peers.Close() })
 		c.peers = append(c.peers, peers)
-		a, err := harness.StartAgent(ctx, dir, harness.AgentConfig{
-			ClusterAddr: remote,
-			Node:        fmt.Sprintf("agent-%d", i+1), Zone: fmt.Sprintf("zone-%d", i+1),
-			Etcd: c.etcdEndpoints(i), EtcdRoot: "/streamhouse", SessionTTL: sessionTTL,
-			StoreURL: "s3://chaos?create_bucket=true&endpoint=http://" + store.Addr,
-			Env:      []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey, "AWS_REGION=us-east-1"},
-			Args: []string{"--sweep-grace", sweepGrace, "--sweep-interval", sweepInterval,
-				"--cluster-advertise", peers.Addr}, // the others dial it through peers
-		})
+		a, err := harness.StartAgent(ctx, dir, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,19 +20,13 @@ import (
 // as its process lives: the agents stayed split, each alive, for good.
 func TestAnAgentTheOthersCannotReachIsServedAgainOnceHealed(t *testing.T) {
 	tc := newCluster(t, 0, 0)
-	port, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	peers, err := harness.StartProxy(listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = peers.Close() })
+	var peers *harness.Proxy
 	cut := tc.addAgentWith("agent-1", "zone-a", 0, func(cfg *harness.AgentConfig) {
-		cfg.ClusterAddr = listen
-		cfg.Args = append(cfg.Args, "--cluster-advertise", peers.Addr) // the others dial it through the proxy
+		var err error
+		if peers, err = harness.BehindProxy(cfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = peers.Close() })
 	})
 	tc.addAgent("agent-2", "zone-b", 0)
 	const partitions = 6

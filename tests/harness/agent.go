@@ -140,3 +140,21 @@ func (a *Agent) Signal(sig syscall.Signal) error { return a.Process.Signal(sig) 
 
 // Stop stops the agent gracefully (SIGTERM), killing it after 30s.
 func (a *Agent) Stop() error { return a.Process.Stop(30 * time.Second) }
+
+// BehindProxy has cfg's agent listen for the other agents on a free loopback port and
+// advertise a proxy in front of it instead, which a test cuts to make the agent
+// unreachable to the others, its answers to them included. The caller closes the proxy.
+func BehindProxy(cfg *AgentConfig) (*Proxy, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	listen := "127.0.0.1:" + itoa(port)
+	p, err := StartProxy(listen)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClusterAddr = listen
+	cfg.Args = append(cfg.Args, "--cluster-advertise", p.Addr)
+	return p, nil
+}
