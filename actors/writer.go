@@ -153,7 +153,8 @@ type batch struct {
 	base    int64
 	records []segmentstore.Record
 	bytes   int64 // the records' payload
-	held    int64 // what they hold in the pending budget: bytes, and recordOverhead each
+	headers int64 // the records' headers
+	held    int64 // what they hold in the pending budget: bytes, recordOverhead each and headerOverhead a header
 	waiters []waiter
 	state   batchState
 	meta    coordination.SegmentMeta
@@ -174,10 +175,10 @@ type batch struct {
 	identified int
 }
 
-// memBytes is what a committed batch holds in memory: its records (their payload and
-// recordOverhead each) and its encoded segment.
+// memBytes is what a committed batch holds in memory: its records (their payload,
+// recordOverhead each and headerOverhead a header) and its encoded segment.
 func (b *batch) memBytes() int64 {
-	return b.bytes + int64(len(b.records))*recordOverhead + int64(len(b.encoded))
+	return b.bytes + int64(len(b.records))*recordOverhead + b.headers*headerOverhead + int64(len(b.encoded))
 }
 
 // maxSegmentRequests bounds the requests a segment's index entry lists: a segment grown
@@ -194,6 +195,10 @@ const maxSegmentRequests = 512
 // that records of no bytes (a gRPC request may carry 100,000 of them in a few hundred
 // KB) are not free.
 const recordOverhead = int64(unsafe.Sizeof(segmentstore.Record{}))
+
+// headerOverhead is what each of its headers holds beside its key and value, counted
+// for the same reason: a request of empty headers.
+const headerOverhead = int64(unsafe.Sizeof(segmentstore.RecordHeader{}))
 
 func (b *batch) last() int64 { return b.base + int64(len(b.records)) - 1 }
 
@@ -323,11 +328,12 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, request u
 			return
 		}
 	}
-	var size int64
+	var size, headers int64
 	for i := range recs {
 		size += int64(recs[i].Size())
+		headers += int64(len(recs[i].Headers))
 	}
-	held := size + int64(len(recs))*recordOverhead
+	held := size + int64(len(recs))*recordOverhead + headers*headerOverhead
 	if !w.cfg.Pending.take(held) {
 		reply(produceResult{Err: fmt.Errorf("%w: the agent has %d bytes waiting to be written (limit %d); %s has %d",
 			ErrBackpressure, w.cfg.Pending.used.Load(), w.cfg.Pending.limit, w.p, w.pending)})
@@ -359,6 +365,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, request u
 	b := w.open
 	b.records = append(b.records, recs...)
 	b.bytes += size
+	b.headers += headers
 	b.held += held
 	b.waiters = append(b.waiters, waiter{reply: reply, producer: producer, request: request, base: base, count: len(recs), bytes: size, accepted: time.Now()})
 	if request != 0 {

@@ -381,31 +381,42 @@ func TestWriterBackpressure(t *testing.T) {
 	}
 }
 
-// Records of no bytes count in the pending budget too (recordOverhead each): a request
-// of 1000 empty records is refused while another holds the budget. Before, they counted
-// nothing, and requests of them were taken without bound.
+// Records of no bytes count in the pending budget too (recordOverhead each, and
+// headerOverhead a header): a request of 1000 empty records, or of a record of 1000 empty
+// headers, is refused while another holds the budget. Before, they counted nothing, and
+// requests of them were taken without bound.
 func TestWriterCountsEmptyRecords(t *testing.T) {
-	pending := newBudget(64 << 10)
-	a, b, store, hold := twoWritersOnOneBudget(t, pending)
-	empty := make([]segmentstore.Record, 1000)
-	first := make(chan produceResult, 1)
-	go func() { first <- a.produce(empty) }()
-	store.waitPuts(t, 1) // held in its upload
-	if used := pending.used.Load(); used < 1000*recordOverhead {
-		t.Fatalf("1000 empty records hold %d bytes of the budget, want at least %d", used, 1000*recordOverhead)
-	}
-	if res := b.produce(empty); !errors.Is(res.Err, ErrBackpressure) {
-		t.Fatalf("1000 more empty records over the budget: %v, want ErrBackpressure", res.Err)
-	}
-	close(hold)
-	if res := <-first; res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if res := b.produce(empty); res.Err != nil {
-		t.Fatalf("empty records after the backlog cleared: %v", res.Err)
-	}
-	if used := pending.used.Load(); used != 0 {
-		t.Fatalf("%d bytes still counted pending after every request was answered", used)
+	headers := make([]segmentstore.RecordHeader, 1000)
+	for name, c := range map[string]struct {
+		recs []segmentstore.Record
+		min  int64
+	}{
+		"1000 empty records":             {make([]segmentstore.Record, 1000), 1000 * recordOverhead},
+		"a record of 1000 empty headers": {[]segmentstore.Record{{Headers: headers}}, 1000 * headerOverhead},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pending := newBudget(64 << 10)
+			a, b, store, hold := twoWritersOnOneBudget(t, pending)
+			first := make(chan produceResult, 1)
+			go func() { first <- a.produce(c.recs) }()
+			store.waitPuts(t, 1) // held in its upload
+			if used := pending.used.Load(); used < c.min {
+				t.Fatalf("%s hold %d bytes of the budget, want at least %d", name, used, c.min)
+			}
+			if res := b.produce(c.recs); !errors.Is(res.Err, ErrBackpressure) {
+				t.Fatalf("%s more over the budget: %v, want ErrBackpressure", name, res.Err)
+			}
+			close(hold)
+			if res := <-first; res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			if res := b.produce(c.recs); res.Err != nil {
+				t.Fatalf("%s after the backlog cleared: %v", name, res.Err)
+			}
+			if used := pending.used.Load(); used != 0 {
+				t.Fatalf("%d bytes still counted pending after every request was answered", used)
+			}
+		})
 	}
 }
 

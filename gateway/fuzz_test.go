@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 )
 
@@ -46,7 +47,7 @@ func FuzzProduceRequest(f *testing.F) {
 		}
 		total := 0
 		for _, r := range req.Records {
-			size := len(r.Key) + len(r.Value)
+			size := len(r.Key) + len(r.Value) + len(r.Headers)*partitionpb.HeaderOverhead
 			for _, h := range r.Headers {
 				size += len(h.Key) + len(h.Value)
 			}
@@ -64,4 +65,24 @@ func FuzzProduceRequest(f *testing.F) {
 			t.Fatalf("accepted %d bytes", total)
 		}
 	})
+}
+
+// TestHeadersCountTowardTheRecordLimit: a record of many empty headers, which decodes to
+// tens of bytes a header at every hop, counts partitionpb.HeaderOverhead for each and is
+// refused past the record limit; one whose headers fit is taken.
+func TestHeadersCountTowardTheRecordLimit(t *testing.T) {
+	s := &Server{limits: Limits{MaxRecordBytes: 10 * partitionpb.HeaderOverhead}.WithDefaults()}
+	record := func(headers int) *pb.ProduceRequest {
+		r := &pb.Record{}
+		for range headers {
+			r.Headers = append(r.Headers, &pb.Header{})
+		}
+		return &pb.ProduceRequest{Topic: "t", Records: []*pb.Record{r}}
+	}
+	if err := s.checkBatch(record(10)); err != nil {
+		t.Fatalf("10 empty headers at a limit of 10: %v", err)
+	}
+	if err := s.checkBatch(record(11)); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("11 empty headers at a limit of 10: %v, want InvalidArgument", err)
+	}
 }

@@ -29,7 +29,8 @@ import (
 
 // Limits bound what one request may carry. Zero fields take the documented defaults.
 type Limits struct {
-	// MaxRecordBytes bounds one record's key + value + headers. Default 1 MiB.
+	// MaxRecordBytes bounds one record's key + value + headers, each header counting
+	// partitionpb.HeaderOverhead besides its key and value. Default 1 MiB.
 	MaxRecordBytes int
 	// MaxBatchBytes bounds the records of one produce request. Default 16 MiB.
 	MaxBatchBytes int
@@ -458,12 +459,12 @@ func (s *Server) checkBatch(req *pb.ProduceRequest) error {
 	}
 	total := 0
 	for i, r := range req.Records {
-		size := len(r.Key) + len(r.Value)
+		size := len(r.Key) + len(r.Value) + len(r.Headers)*partitionpb.HeaderOverhead
 		for _, h := range r.Headers {
 			size += len(h.Key) + len(h.Value)
 		}
 		if size > s.limits.MaxRecordBytes {
-			return status.Errorf(codes.InvalidArgument, "record %d has %d bytes, at most %d", i, size, s.limits.MaxRecordBytes)
+			return status.Error(codes.InvalidArgument, partitionpb.TooLargeMessage(i, size, s.limits.MaxRecordBytes))
 		}
 		if r.Offset != 0 || r.Partition != 0 {
 			return status.Errorf(codes.InvalidArgument, "record %d sets offset or partition, which the server assigns (use the request's partition)", i)

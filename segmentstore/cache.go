@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"unsafe"
 )
 
 // Cache is a byte-bounded LRU of decoded blocks and segment footers, shared by the
@@ -115,14 +116,17 @@ func (c *Cache) get(k cacheKey) (any, bool) {
 const WholeSegmentBytes = 2 << 20
 
 // recordOverhead is what the cache counts for a decoded record besides its payload: the
-// Record itself and slice headers.
-const recordOverhead = 64
+// Record itself and slice headers; headerOverhead, for each of its headers.
+const (
+	recordOverhead = 64
+	headerOverhead = int64(unsafe.Sizeof(RecordHeader{}))
+)
 
 // putBlock caches the decoded records of block i of object.
 func (c *Cache) putBlock(object string, i int, recs []Record) {
 	var sz int64
 	for k := range recs {
-		sz += int64(recs[k].Size()) + recordOverhead
+		sz += int64(recs[k].Size()) + recordOverhead + int64(len(recs[k].Headers))*headerOverhead
 	}
 	c.put(cacheKey{object, i}, recs, sz)
 }

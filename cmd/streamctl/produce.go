@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
 )
 
@@ -53,7 +54,7 @@ SIGHUP) sends the lines already read, then stops.`,
 			}
 			overhead := 0 // what each record carries besides its value
 			for _, h := range hs {
-				overhead += len(h.Key) + len(h.Value)
+				overhead += len(h.Key) + len(h.Value) + partitionpb.HeaderOverhead
 			}
 			if cmd.Flags().Changed("key") {
 				overhead += len(key)

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/streamhouse/streamhouse/actors"
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
 	"github.com/streamhouse/streamhouse/gateway/kafka"
@@ -114,7 +115,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	intFlag(&f.kafkaMaxRequest, "kafka-max-request-bytes", "STREAMHOUSE_KAFKA_MAX_REQUEST_BYTES", kafka.DefaultMaxFrameBytes, "largest Kafka request (Kafka's socket.request.max.bytes), and half of what the records of one produce may hold decoded; a larger one closes its connection")
 	dur(&f.kafkaFrameTimeout, "kafka-frame-timeout", "STREAMHOUSE_KAFKA_FRAME_TIMEOUT", kafka.DefaultFrameTimeout, "how long a Kafka request frame may take to arrive once its size is read; past it the connection closes and the frame's queued bytes go back")
 	intFlag(&f.kafkaMaxQueued, "kafka-max-queued-bytes", "STREAMHOUSE_KAFKA_MAX_QUEUED_BYTES", kafka.DefaultMaxQueuedBytes, "Kafka request frames read and not yet answered, over all connections (Kafka's queued.max.request.bytes); beyond it a connection's next frame waits to be read")
-	intFlag(&f.limits.MaxRecordBytes, "max-record-bytes", "STREAMHOUSE_MAX_RECORD_BYTES", 1<<20, "largest record (key + value + headers) accepted")
+	intFlag(&f.limits.MaxRecordBytes, "max-record-bytes", "STREAMHOUSE_MAX_RECORD_BYTES", 1<<20, fmt.Sprintf("largest record (key + value + headers, each header counting %d bytes more) accepted", partitionpb.HeaderOverhead))
 	intFlag(&f.limits.MaxBatchBytes, "max-batch-bytes", "STREAMHOUSE_MAX_BATCH_BYTES", 16<<20, "largest produce request, in record bytes")
 	intFlag(&f.limits.MaxBatchRecords, "max-batch-records", "STREAMHOUSE_MAX_BATCH_RECORDS", 100000, "most records in one produce request")
 	intFlag(&f.limits.MaxFetchBytes, "max-fetch-bytes", "STREAMHOUSE_MAX_FETCH_BYTES", 16<<20, "most record bytes one fetch returns")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/klauspost/compress/s2"
@@ -44,7 +45,7 @@ type batch struct {
 	producerEpoch int16
 	firstSequence int32
 	records       []*partitionpb.Record
-	bytes         int // key + value + headers of its records
+	bytes         int // key + value + headers of its records, each header counting partitionpb.HeaderOverhead
 }
 
 // batchError is a batch a partition refuses, with the Kafka error code that says why.
@@ -62,7 +63,7 @@ func corrupt(format string, args ...any) error {
 // batchLimits bound what the batches of one partition of a produce request decode to.
 type batchLimits struct {
 	payload int // key, value and header bytes of its records (MaxBatchBytes)
-	memory  int // what its decoded records hold: their decompressed bytes and recordOverhead each (the request's budget left)
+	memory  int // what its decoded records hold: their decompressed bytes, recordOverhead each and headerOverhead a header (the request's budget left)
 	records int // its records (MaxBatchRecords)
 	record  int // bytes of one record (MaxRecordBytes)
 }
@@ -72,6 +73,17 @@ type batchLimits struct {
 // nothing of a payload, so that without counting it a frame of empty records would
 // decode to twenty times its size, and a compressed one to any size.
 const recordOverhead = int(unsafe.Sizeof(partitionpb.Record{}) + unsafe.Sizeof(uintptr(0)))
+
+// headerOverhead is what a decoded header holds in memory beside its key and value: its
+// partitionpb.Header and the pointer to it, and kmsg's header while it is decoded.
+const headerOverhead = int(unsafe.Sizeof(partitionpb.Header{}) + unsafe.Sizeof(uintptr(0)) + unsafe.Sizeof(kmsg.Header{}))
+
+// recordFraming bounds what a v2 record's encoding takes besides its key, value and
+// headers: attributes, a timestamp delta (a varlong), an offset delta and the key, value
+// and header counts' lengths (varints). A header's two length varints take at most 10
+// bytes, less than partitionpb.HeaderOverhead, so a record longer than this and the
+// record limit cannot be within the limit.
+const recordFraming = 1 + binary.MaxVarintLen64 + 4*binary.MaxVarintLen32
 
 // minRecordBytes is the smallest record a v2 batch can hold: seven one-byte varints
 // (length, attributes, timestamp delta, offset delta, key and value lengths, header count).
@@ -151,6 +163,12 @@ func decodeBatch(raw []byte, lim batchLimits) (_ batch, held int, _ error) {
 		if n <= 0 || length < 0 || int64(len(data)-n) < length {
 			return batch{}, 0, corrupt("record %d of %d: bad length", i, rb.NumRecords)
 		}
+		if length > int64(lim.record)+recordFraming {
+			// Its headers' framing alone would count past the limit (each counts
+			// partitionpb.HeaderOverhead), and decoding it would take memory per header.
+			return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code,
+				msg: fmt.Sprintf("record %d takes %d bytes of its batch, more than a record of at most %d bytes can", i, length, lim.record)}
+		}
 		var kr kmsg.Record
 		if err := kr.ReadFrom(data[:n+int(length)]); err != nil {
 			return batch{}, 0, corrupt("record %d of %d: %v", i, rb.NumRecords, err)
@@ -163,13 +181,24 @@ func decodeBatch(raw []byte, lim batchLimits) (_ batch, held int, _ error) {
 		if ts := rb.FirstTimestamp + kr.TimestampDelta64; ts > 0 {
 			r.TimestampMs = ts // else the partition stamps its clock
 		}
-		size := len(kr.Key) + len(kr.Value)
+		size := len(kr.Key) + len(kr.Value) + len(kr.Headers)*partitionpb.HeaderOverhead
 		for _, h := range kr.Headers {
-			r.Headers = append(r.Headers, &partitionpb.Header{Key: h.Key, Value: h.Value})
 			size += len(h.Key) + len(h.Value)
 		}
 		if size > lim.record {
-			return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code, msg: fmt.Sprintf("record %d has %d bytes, at most %d", i, size, lim.record)}
+			return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code, msg: partitionpb.TooLargeMessage(int(i), size, lim.record)}
+		}
+		if held += len(kr.Headers) * headerOverhead; held > lim.memory {
+			return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code,
+				msg: fmt.Sprintf("record batch of %d records: the request's records take more memory than its budget", count)}
+		}
+		for _, h := range kr.Headers {
+			// Kafka's header keys are strings, and protobuf refuses to encode a string
+			// that is not UTF-8: stored, it would fail every fetch that reaches it.
+			if !utf8.ValidString(h.Key) {
+				return batch{}, 0, &batchError{code: kerr.InvalidRecord.Code, msg: fmt.Sprintf("record %d has a header key that is not UTF-8: %q", i, h.Key)}
+			}
+			r.Headers = append(r.Headers, &partitionpb.Header{Key: h.Key, Value: h.Value})
 		}
 		b.bytes += size
 		b.records = append(b.records, r)

@@ -223,3 +223,48 @@ func FuzzRequestFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestHeadersCountAgainstTheLimits: each header counts partitionpb.HeaderOverhead toward
+// the record limit and what it holds decoded toward the request's memory, so that a record
+// of thousands of empty headers (a few bytes each in a frame, tens in memory, at every
+// hop and every read) is refused rather than counted as empty; and a header key that is
+// not UTF-8, which no gRPC consumer could be sent, is refused as an invalid record.
+func TestHeadersCountAgainstTheLimits(t *testing.T) {
+	withHeaders := func(n int, key string) []byte {
+		r := &partitionpb.Record{TimestampMs: 1_700_000_000_000}
+		for range n {
+			r.Headers = append(r.Headers, &partitionpb.Header{Key: key})
+		}
+		return appendBatch(nil, []*partitionpb.Record{r})
+	}
+	for name, c := range map[string]struct {
+		raw    []byte
+		record int
+		code   int16
+	}{
+		// Longer than any record within the limit can be: refused before it is decoded.
+		"10,000 empty headers, a 1 KiB limit": {withHeaders(10000, ""), 1 << 10, kerr.MessageTooLarge.Code},
+		// Within the bytes, past the limit by what its headers count.
+		"20 empty headers, a limit of 20 headers less a byte": {withHeaders(20, ""), 20*partitionpb.HeaderOverhead - 1, kerr.MessageTooLarge.Code},
+		"a header key that is not UTF-8":                      {withHeaders(1, "\xff"), 1 << 10, kerr.InvalidRecord.Code},
+	} {
+		if _, _, err := decodeBatches(c.raw, testLimits(1<<20, c.record)); !isCode(err, c.code) {
+			t.Errorf("%s: %v, want code %d", name, err, c.code)
+		}
+	}
+	if b, _, err := decodeBatches(withHeaders(20, "h"), testLimits(1<<20, 20*(partitionpb.HeaderOverhead+1))); err != nil ||
+		len(b[0].records[0].Headers) != 20 || b[0].bytes != 20*(partitionpb.HeaderOverhead+1) {
+		t.Fatalf("20 headers of one byte at a limit that fits them: %v", err)
+	}
+
+	raw := withHeaders(1000, "")
+	need := len(raw) - batchHeaderBytes + recordOverhead + 1000*headerOverhead
+	lim := batchLimits{payload: 1 << 20, memory: need, records: 1 << 20, record: 1 << 20}
+	if _, memory, err := decodeBatches(raw, lim); err != nil || memory != need {
+		t.Fatalf("1000 empty headers with %d bytes of budget: %d bytes held, %v", need, memory, err)
+	}
+	lim.memory = need - 1
+	if _, _, err := decodeBatches(raw, lim); !isCode(err, kerr.MessageTooLarge.Code) {
+		t.Fatalf("1000 empty headers with a byte less of budget: %v, want MESSAGE_TOO_LARGE", err)
+	}
+}
