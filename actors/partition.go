@@ -80,6 +80,7 @@ type (
 		lease     *coordination.Lease
 		spec      coordination.TopicSpec
 		hwm       int64
+		logStart  int64 // the first offset indexed, hwm when none is
 		producers coordination.ProducerStates
 		recent    []coordination.SegmentMeta // the last segments, for the requests written
 		err       error
@@ -225,6 +226,11 @@ func (a *partitionActor) init(ctx actor.Context, identity string) {
 				res.producers, res.err = res.lease.Producers(actx)
 			}
 			if res.err == nil {
+				// Fetch answers and Kafka's ListOffsets carry it from the first request on,
+				// before the compactor's first pass loads the index.
+				res.logStart, res.err = res.lease.LogStart(actx, res.hwm)
+			}
+			if res.err == nil {
 				res.recent, res.err = res.lease.RecentSegments(actx, res.hwm, recentSegments, maxRememberedPerPartition, time.Now().Add(-requestMemory))
 			}
 			if res.err != nil {
@@ -296,7 +302,7 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 	root, self := a.deps.system.Root, a.self
 	cfg.notify = func() { root.Send(self, &wake{}) }
 	a.w = newWriter(cfg, m.hwm)
-	a.plog = newPartitionLog(m.lease, m.hwm, m.spec, &a.w.recent, a.log)
+	a.plog = newPartitionLog(m.lease, m.logStart, m.spec, &a.w.recent, a.log)
 	a.plog.changed = a.index.reset
 	a.plog.respec = func(spec coordination.TopicSpec) { root.Send(self, &respec{spec}) }
 	a.w.cfg.onCommit = a.plog.committed

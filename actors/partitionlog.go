@@ -31,10 +31,9 @@ type partitionLog struct {
 	respec func(coordination.TopicSpec)
 	log    *zap.Logger
 
-	// logStart is the first offset still indexed: -1 until loaded.
+	// logStart is the first offset still indexed (the high-water mark when none is), read
+	// at activation and kept by the loads, commits and rewrites since.
 	logStart atomic.Int64
-	// startHWM is the high-water mark at activation: the log start of an empty index.
-	startHWM int64
 
 	mu      sync.Mutex
 	loaded  bool
@@ -53,10 +52,10 @@ type partitionLog struct {
 	spec       coordination.TopicSpec
 }
 
-func newPartitionLog(lease *coordination.Lease, hwm int64, spec coordination.TopicSpec, recent *recentLog, log *zap.Logger) *partitionLog {
-	l := &partitionLog{p: lease.Partition(), lease: lease, recent: recent, startHWM: hwm, spec: spec, log: log,
+func newPartitionLog(lease *coordination.Lease, logStart int64, spec coordination.TopicSpec, recent *recentLog, log *zap.Logger) *partitionLog {
+	l := &partitionLog{p: lease.Partition(), lease: lease, recent: recent, spec: spec, log: log,
 		changed: func() {}, respec: func(coordination.TopicSpec) {}}
-	l.logStart.Store(-1)
+	l.logStart.Store(logStart)
 	return l
 }
 
@@ -102,6 +101,13 @@ func (l *partitionLog) load(ctx context.Context, c *coordination.Client) error {
 		return nil
 	}
 	metas, rev, err := c.SegmentRange(ctx, l.p.Topic, l.p.Partition, 0)
+	hwm := int64(-1)
+	if err == nil && len(metas) == 0 {
+		// An empty index starts at the high-water mark of the same revision: a reload
+		// after a removal of every segment, whose answer was lost, must not keep the log
+		// start from before it.
+		hwm, err = c.HWMAt(ctx, l.p.Topic, l.p.Partition, rev)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.loading = false
@@ -127,8 +133,8 @@ func (l *partitionLog) load(ctx context.Context, c *coordination.Client) error {
 	switch {
 	case len(l.segs) > 0:
 		l.logStart.Store(l.segs[0].Base)
-	case l.logStart.Load() < 0:
-		l.logStart.Store(l.startHWM)
+	case hwm >= 0:
+		l.logStart.Store(max(l.logStart.Load(), hwm))
 	}
 	return nil
 }

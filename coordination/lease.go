@@ -173,6 +173,13 @@ func (l *Lease) HWM(ctx context.Context) (int64, error) {
 	return l.s.c.HWM(ctx, l.p.Topic, l.p.Partition)
 }
 
+// LogStart returns the partition's first indexed offset, hwm (its high-water mark) when
+// its index is empty. The holder reads it once it holds the lease: only the holder
+// changes the index after that.
+func (l *Lease) LogStart(ctx context.Context, hwm int64) (int64, error) {
+	return l.s.c.logStart(ctx, l.p.Topic, l.p.Partition, hwm, 0)
+}
+
 // Commit indexes a segment and advances the high-water mark past it, in one transaction
 // guarded by the lease's epoch and by the high-water mark being meta.Base. On a failed
 // guard it writes nothing and returns a FenceError (ErrFenced).

@@ -22,6 +22,16 @@ func (c *Client) HWM(ctx context.Context, topic string, partition int32) (int64,
 	return c.hwm(ctx, topic, partition)
 }
 
+// HWMAt reads a partition's high-water mark as it was at revision rev (0: now), without
+// checking the partition exists.
+func (c *Client) HWMAt(ctx context.Context, topic string, partition int32, rev int64) (int64, error) {
+	resp, err := c.etcd.Get(ctx, c.keys.HWM(topic, partition), clientv3.WithRev(rev))
+	if err != nil {
+		return 0, fmt.Errorf("hwm %s/%d at revision %d: %w", topic, partition, rev, err)
+	}
+	return parseHWM(resp.Kvs)
+}
+
 // hwm reads a high-water mark without checking the partition exists.
 func (c *Client) hwm(ctx context.Context, topic string, partition int32) (int64, error) {
 	resp, err := c.etcd.Get(ctx, c.keys.HWM(topic, partition))

@@ -1,0 +1,78 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/streamhouse/streamhouse/actors/partitionpb"
+	"github.com/streamhouse/streamhouse/coordination"
+)
+
+// A new owner says where its log starts from its first answer. Before, the log start came
+// from the compactor's first load of the index (a second or more after activation, never
+// with compaction off), and until then fetch answers and Kafka's ListOffsets(earliest)
+// said 0 of a trimmed log: a consumer reset to the earliest offset fetched 0, was told it
+// is out of range, and asked again.
+func TestAStartingOwnerKnowsWhereItsLogStarts(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	l := f.lease(t, "trimmed", 1, 0)
+	segs, rev := commitSegments(t, l, 3)
+	if _, err := l.Rewrite(ctx, segs[:2], rev, nil, nil); err != nil { // retention removed [0, 19]
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node := startNodesWith(t, f, 1, func(c *NodeConfig) { c.CompactInterval = -1 })[0]
+	resp, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "trimmed", Offset: math.MaxInt64, MaxBytes: 1})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OUT_OF_RANGE || resp.LogStartOffset != 20 || resp.HighWaterMark != 30 {
+		t.Fatalf("fetch past the end of a log trimmed to [20, 30): log start %d, hwm %d, %v %v",
+			resp.GetLogStartOffset(), resp.GetHighWaterMark(), resp.GetCode(), err)
+	}
+}
+
+// commitSegments indexes n segments of 10 records from offset 0 under l, with no objects
+// (what is tested reads the index alone), and returns them and the last commit's revision.
+func commitSegments(t *testing.T, l *coordination.Lease, n int) ([]coordination.SegmentMeta, int64) {
+	t.Helper()
+	var segs []coordination.SegmentMeta
+	var rev int64
+	for base := int64(0); base < int64(n)*10; base += 10 {
+		m := coordination.SegmentMeta{Object: fmt.Sprintf("data/%s-%d.obj", l.Partition(), base), Base: base, Last: base + 9,
+			Records: 10, Bytes: 1000, ZBytes: 400, Epoch: l.Epoch(), WrittenMs: time.Now().UnixMilli()}
+		var err error
+		if rev, err = l.Commit(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		segs = append(segs, m)
+	}
+	return segs, rev
+}
+
+// A removal of every segment whose answer was lost leads to a reload of the owner's view
+// that finds the index empty: the log starts at the high-water mark then. Before, the
+// view kept the log start from before the removal, which fetch answers and ListOffsets
+// named until the next retention run, days later perhaps.
+func TestAReloadOfAnEmptiedIndexMovesTheLogStart(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	l := f.lease(t, "emptied", 1, 0)
+	segs, rev := commitSegments(t, l, 2)
+	plog := newPartitionLog(l, 0, coordination.TopicSpec{}, &recentLog{}, zap.NewNop())
+	if err := plog.load(ctx, f.c); err != nil || plog.logStart.Load() != 0 {
+		t.Fatalf("load: log start %d, %v", plog.logStart.Load(), err)
+	}
+	if _, err := l.Rewrite(ctx, segs, rev, nil, nil); err != nil { // applied, its answer lost
+		t.Fatal(err)
+	}
+	plog.reload()
+	if err := plog.load(ctx, f.c); err != nil || plog.logStart.Load() != 20 {
+		t.Fatalf("the reload of an emptied index of [0, 20): log start %d, want 20: %v", plog.logStart.Load(), err)
+	}
+}
