@@ -38,7 +38,7 @@ func (m *Mirror) decode(key string, value []byte) (any, error) {
 	k := m.c.keys
 	switch {
 	case strings.HasPrefix(key, k.Topics()):
-		return decodeJSON[TopicSpec](value)
+		return decodeTopic(strings.TrimPrefix(key, k.Topics()), value)
 	case strings.HasPrefix(key, k.Leases()):
 		return decodeJSON[LeaseValue](value)
 	case strings.HasPrefix(key, k.HWMs()):

@@ -1,6 +1,8 @@
 package coordination
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"regexp"
 	"time"
@@ -132,6 +134,26 @@ func (s TopicSpec) withDefaults() (TopicSpec, error) {
 		return s, invalidf("topic %s: merge bytes %d, want %d..%d", s.Name, s.MergeBytes, MinSegmentBytes, MaxSegmentBytes)
 	}
 	return s, nil
+}
+
+// decodeTopic reads the spec stored for topic name and checks it as CreateTopic checks a
+// new one: etcd is operators' to read and edit (etcdctl), and a spec written by hand with
+// 0 partitions, or another topic's name, must be an error, not a division by zero or a
+// topic served under the wrong name.
+func decodeTopic(name string, value []byte) (TopicSpec, error) {
+	var spec TopicSpec
+	if err := json.Unmarshal(value, &spec); err != nil {
+		return spec, fmt.Errorf("topic %s: decode its spec: %w", name, err)
+	}
+	if spec.Name != name {
+		return spec, fmt.Errorf("topic %s: its stored spec names topic %q", name, spec.Name)
+	}
+	// Not ErrInvalidArgument: the caller's request is not what is wrong.
+	checked, err := spec.withDefaults()
+	if err != nil {
+		return spec, fmt.Errorf("topic %s: its stored spec is not valid: %v", name, err)
+	}
+	return checked, nil
 }
 
 // Partition names one partition of a topic.

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // CreateTopic stores spec, with defaults filled in, if no topic of that name exists. It is
@@ -85,8 +87,8 @@ func (c *Client) topic(ctx context.Context, name string) (TopicSpec, int64, erro
 	if len(resp.Kvs) == 0 {
 		return spec, 0, fmt.Errorf("topic %s: %w", name, ErrTopicNotFound)
 	}
-	if err := json.Unmarshal(resp.Kvs[0].Value, &spec); err != nil {
-		return spec, 0, fmt.Errorf("topic %s: decode %s: %w", name, resp.Kvs[0].Key, err)
+	if spec, err = decodeTopic(name, resp.Kvs[0].Value); err != nil {
+		return spec, 0, err
 	}
 	spec.Incarnation = resp.Kvs[0].CreateRevision
 	if spec.Deleted() {
@@ -115,9 +117,9 @@ func (c *Client) Topics(ctx context.Context) ([]TopicSpec, error) {
 	}
 	var out []TopicSpec
 	for _, kv := range resp.Kvs {
-		var spec TopicSpec
-		if err := json.Unmarshal(kv.Value, &spec); err != nil {
-			c.log.Warn("skipping undecodable topic")
+		spec, err := decodeTopic(strings.TrimPrefix(string(kv.Key), c.keys.Topics()), kv.Value)
+		if err != nil {
+			c.log.Warn("topic skipped", zap.Error(err))
 			continue
 		}
 		spec.Incarnation = kv.CreateRevision
