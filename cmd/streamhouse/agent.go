@@ -193,7 +193,28 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		}
 		f.advertise = fmt.Sprintf("%s:%d", h, p)
 	}
+	for _, a := range []struct{ flag, addr string }{{"--cluster-advertise", f.advertise}, {"--kafka-advertise", f.kafkaAdvertise}} {
+		if err := checkAdvertised(a.addr); a.addr != "" && err != nil {
+			return nil, fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+		}
+	}
 	return f, nil
+}
+
+// checkAdvertised checks an address other agents or clients are told to dial: a host and
+// a port they can dial (Kafka clients would be told of no broker, and a cluster peer
+// could not be reached, only once they tried).
+func checkAdvertised(addr string) error {
+	h, p, err := actors.SplitHostPort(addr)
+	switch {
+	case err != nil:
+		return fmt.Errorf("want host:port: %w", err)
+	case h == "" || h == "0.0.0.0" || h == "::":
+		return errors.New("want a host others can dial, not none or a wildcard")
+	case p == 0:
+		return errors.New("want a port of 1-65535")
+	}
+	return nil
 }
 
 func newLogger(level, format string) (*zap.Logger, error) {

@@ -30,6 +30,10 @@ func TestCommands(t *testing.T) {
 		{[]string{"agent", "--store", "file:///tmp/x", "--shutdown-timeout", "-1s"}, 2, "--shutdown-timeout -1s: must be positive"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--merge-link-bytes", "-7"}, 2, "--merge-link-bytes -7"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--node", "a/b"}, 2, `--node "a/b"`},
+		// Kafka clients were told of no broker, and the agent crashed on their Metadata.
+		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-advertise", "kafka.example.com"}, 2, `--kafka-advertise "kafka.example.com": want host:port`},
+		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-advertise", ":9092"}, 2, "not none or a wildcard"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--cluster-advertise", "h:0"}, 2, `--cluster-advertise "h:0": want a port of 1-65535`},
 	} {
 		var out bytes.Buffer
 		if code := run(c.args, &out, &out); code != c.code || !strings.Contains(out.String(), c.contains) {

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/coordination"
@@ -26,7 +27,10 @@ func (s *Server) metadata(ctx context.Context, req *request, r *kmsg.MetadataReq
 		resp.Brokers = append(resp.Brokers, mb)
 	}
 	resp.ClusterID = strp(ClusterID)
-	resp.ControllerID = brokers[0].id
+	resp.ControllerID = -1
+	if len(brokers) > 0 { // this agent is one unless its own address does not parse
+		resp.ControllerID = brokers[0].id
+	}
 
 	var names []string
 	all := r.Topics == nil || r.Version == 0 && len(r.Topics) == 0
@@ -35,18 +39,31 @@ func (s *Server) metadata(ctx context.Context, req *request, r *kmsg.MetadataReq
 			names = append(names, t.Name)
 		}
 	}
+	// Each name is answered once, as Kafka's broker does: a request naming a topic of many
+	// partitions a hundred thousand times would otherwise be answered with them all, each
+	// time.
+	seen := make(map[string]bool, len(r.Topics))
 	for _, t := range r.Topics {
-		if t.Topic != nil {
+		if t.Topic != nil && !seen[*t.Topic] {
+			seen[*t.Topic] = true
 			names = append(names, *t.Topic)
 		}
 	}
+	lookups := maxTopicLookups
 	for _, name := range names {
-		resp.Topics = append(resp.Topics, s.topicMetadata(ctx, name, brokers))
+		resp.Topics = append(resp.Topics, s.topicMetadata(ctx, name, brokers, &lookups))
 	}
 	return resp
 }
 
-func (s *Server) topicMetadata(ctx context.Context, name string, brokers []broker) kmsg.MetadataResponseTopic {
+// maxTopicLookups bounds the topics one Metadata request may have read from etcd: names
+// the mirror does not know are mostly topics that do not exist, and a request of many
+// such names would cost etcd a read each.
+const maxTopicLookups = 16
+
+// topicMetadata answers for topic name, reading it from etcd if the mirror does not know
+// it and lookups (decremented) allows.
+func (s *Server) topicMetadata(ctx context.Context, name string, brokers []broker, lookups *int) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = strp(name)
 	if err := coordination.ValidateTopicName(name); err != nil {
@@ -55,12 +72,21 @@ func (s *Server) topicMetadata(ctx context.Context, name string, brokers []broke
 	}
 	spec, ok := s.mirror.Topic(name)
 	if !ok {
+		if *lookups <= 0 {
+			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code // retriable: a client asks again
+			return mt
+		}
+		*lookups--
 		// Created a moment ago on another agent, perhaps: etcd knows.
 		var err error
 		if spec, err = s.coord.Topic(ctx, name); err != nil {
 			mt.ErrorCode = codeOf(err)
 			return mt
 		}
+	}
+	if len(brokers) == 0 {
+		mt.ErrorCode = kerr.LeaderNotAvailable.Code
+		return mt
 	}
 	for i := range spec.Partitions {
 		leader := s.leaderFor(coordination.Partition{Topic: name, Partition: i}, brokers)

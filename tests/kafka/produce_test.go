@@ -434,3 +434,38 @@ func TestFetchOfManyPartitionsStaysWithinItsBytes(t *testing.T) {
 		}
 	}
 }
+
+// A Metadata request answers each topic it names once, as Kafka's broker does: one naming
+// a topic of 50 partitions 20,000 times (60 KB) was answered with a million partitions,
+// and one naming a topic that does not exist is answered UNKNOWN_TOPIC_OR_PARTITION
+// however many such names it carries (only the first few are read from etcd).
+func TestMetadataAnswersEachTopicOnce(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.createTopic("many", 50, nil)
+	req := kmsg.NewPtrMetadataRequest()
+	for range 20000 {
+		topic := "many"
+		req.Topics = append(req.Topics, kmsg.MetadataRequestTopic{Topic: &topic})
+	}
+	for i := range 100 {
+		topic := fmt.Sprintf("missing-%d", i)
+		req.Topics = append(req.Topics, kmsg.MetadataRequestTopic{Topic: &topic})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, c.client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics) != 101 {
+		t.Fatalf("%d topics answered for 20,000 names of one topic and 100 missing ones, want 101", len(resp.Topics))
+	}
+	for _, tp := range resp.Topics {
+		switch name := *tp.Topic; {
+		case name == "many" && (tp.ErrorCode != 0 || len(tp.Partitions) != 50):
+			t.Errorf("topic many: error %d, %d partitions", tp.ErrorCode, len(tp.Partitions))
+		case name != "many" && tp.ErrorCode != kerr.UnknownTopicOrPartition.Code:
+			t.Errorf("topic %s: error %d, want UNKNOWN_TOPIC_OR_PARTITION", name, tp.ErrorCode)
+		}
+	}
+}
