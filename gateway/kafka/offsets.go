@@ -146,6 +146,21 @@ func (s *Server) offsetFetch(ctx context.Context, r *kmsg.OffsetFetchRequest) km
 		if coordinationInvalid(err) {
 			resp.ErrorCode = kerr.InvalidGroupID.Code
 		}
+		if r.Version < 2 {
+			// Before v2 the answer has no error of its own (it is not encoded): each
+			// partition asked for carries it, or the client would read no offsets and
+			// no error.
+			for _, t := range r.Topics {
+				rt := kmsg.NewOffsetFetchResponseTopic()
+				rt.Topic = t.Topic
+				for _, p := range t.Partitions {
+					rp := kmsg.NewOffsetFetchResponseTopicPartition()
+					rp.Partition, rp.Offset, rp.LeaderEpoch, rp.ErrorCode = p, -1, -1, resp.ErrorCode
+					rt.Partitions = append(rt.Partitions, rp)
+				}
+				resp.Topics = append(resp.Topics, rt)
+			}
+		}
 		return resp
 	}
 	byTopic := map[string][]int32{}
