@@ -76,7 +76,7 @@ type compactor struct {
 	mirror   *coordination.Mirror
 	names    *flusher // object names
 	interval time.Duration
-	upload   time.Duration // bounds the PUT
+	upload   time.Duration // bounds the PUT, and each GET of a merge's inputs
 	commit   time.Duration // bounds the swaps, from the end of the PUT
 	segment  segmentstore.Options
 	// linkBytes is the smallest piece a merge links (DefaultMergeLinkBytes); 0 or less:
@@ -454,7 +454,12 @@ func (c *compactor) fetch(ctx context.Context, jobs []*mergeJob) error {
 		wg.Add(1)
 		goroutines.Go(func() {
 			defer func() { <-sem; wg.Done() }()
-			b, err := c.store.GetRange(ctx, r.object, r.lo, r.hi-r.lo)
+			// Bounded as the merge's PUT is, which writes about as many bytes: a GET that
+			// stalls mid-body (a half-open connection) would hold the pass, and with it
+			// retention and merges of every partition of the agent, until TCP gave up.
+			gctx, cancel := context.WithTimeout(ctx, c.upload)
+			b, err := c.store.GetRange(gctx, r.object, r.lo, r.hi-r.lo)
+			cancel()
 			if err == nil && int64(len(b)) != r.hi-r.lo {
 				err = fmt.Errorf("got %d bytes", len(b))
 			}

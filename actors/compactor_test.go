@@ -413,3 +413,30 @@ func TestSettingsReachPartitionsWithCompactionOff(t *testing.T) {
 		t.Fatal("the record waits for the old linger of a minute")
 	}
 }
+
+// A merge's reads from the store are bounded as its PUT is: a GET that stalls (a
+// half-open connection) held the compactor's pass, and with it retention and merges of
+// every partition of the agent, until TCP gave up, minutes later.
+func TestAMergeReadThatStallsEndsInTime(t *testing.T) {
+	f := newFixture(t)
+	store := &gatedReads{Store: f.store}
+	store.shut() // every GET waits until its context ends
+	c := &compactor{store: store, upload: 200 * time.Millisecond, log: zap.NewNop()}
+	l := newPartitionLog(f.lease(t, "stall", 1, 0), 0, coordination.TopicSpec{}, &recentLog{}, zap.NewNop())
+	in := indexed{SegmentMeta: coordination.SegmentMeta{Object: "data/stall.obj", Base: 0, Last: 9, Records: 10, Bytes: 1000, ZBytes: 400}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // ends the GET if the bound did not
+	done := make(chan error, 1)
+	go func() { done <- c.fetch(ctx, []*mergeJob{{log: l, in: []indexed{in}}}) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a merge's read of a store that never answers: no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a merge's read of a store that never answers still waits after 10 s")
+	}
+	if store.held() != 1 {
+		t.Fatalf("%d GETs, want 1", store.held())
+	}
+}
