@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
 // A new owner says where its log starts from its first answer. Before, the log start came
@@ -74,5 +75,59 @@ func TestAReloadOfAnEmptiedIndexMovesTheLogStart(t *testing.T) {
 	plog.reload()
 	if err := plog.load(ctx, f.c); err != nil || plog.logStart.Load() != 20 {
 		t.Fatalf("the reload of an emptied index of [0, 20): log start %d, want 20: %v", plog.logStart.Load(), err)
+	}
+}
+
+// A partition that waits for its lease holds the produce requests that come meanwhile in
+// the agent's pending budget, and one copy of each request however often its callers
+// re-send it: a client's call re-sends an unanswered attempt every few seconds, and the
+// wait may be an earlier owner's whole session. Before, each attempt was held again, a
+// decoded copy of up to 16 MiB each, in no budget. Every caller gets the one outcome, and
+// the records are written once.
+func TestAStartingPartitionHoldsOneCopyOfARequest(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	held := f.lease(t, "starting", 1, 0) // an earlier owner, not gone yet
+	node := startNodes(t, f, 1)[0]
+	records := make([]*partitionpb.Record, 100)
+	for i := range records {
+		records[i] = &partitionpb.Record{Value: make([]byte, 1000)}
+	}
+	type result struct {
+		resp *partitionpb.ProduceResponse
+		err  error
+	}
+	results := make(chan result, 3)
+	for range 3 { // three callers of one request: its attempts and re-sends
+		go func() {
+			resp, err := node.Client().ProduceRequest(ctx, &partitionpb.ProduceRequest{Topic: "starting", Records: records, RequestId: 77})
+			results <- result{resp, err}
+		}()
+	}
+	one := pendingBytes(100*1000, 100, 0)
+	harness.Eventually(t, 10*time.Second, func() error {
+		if used := node.pending.used.Load(); used < one {
+			return fmt.Errorf("%d bytes pending while a request of %d waits", used, one)
+		}
+		return nil
+	})
+	time.Sleep(6 * time.Second) // past an attempt's timeout: every caller re-sent
+	if used := node.pending.used.Load(); used != one {
+		t.Fatalf("%d bytes pending for three callers of one request of %d bytes, and their re-sends", used, one)
+	}
+	if err := held.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r := <-results
+		if r.err != nil || r.resp.Code != partitionpb.Code_CODE_OK || r.resp.BaseOffset != 0 || r.resp.Count != 100 {
+			t.Fatalf("a caller's answer: %v %v", r.resp, r.err)
+		}
+	}
+	if hwm, err := f.c.HWM(ctx, "starting", 0); err != nil || hwm != 100 {
+		t.Fatalf("high-water mark %d after one request of 100 records: %v", hwm, err)
+	}
+	if used := node.pending.used.Load(); used != 0 {
+		t.Fatalf("%d bytes still pending after every caller was answered", used)
 	}
 }

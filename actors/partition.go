@@ -99,6 +99,11 @@ type stashed struct {
 	msg    any
 	sender *actor.PID
 	at     time.Time
+	// held is what a produce holds of the agent's pending budget while it waits; also are
+	// the senders of its earlier attempts (the same request id; msg is the newest), which
+	// wait for its outcome rather than each hold a copy of its records.
+	held int64
+	also []*actor.PID
 }
 
 type fetchWaiter struct {
@@ -112,18 +117,20 @@ type fetchWaiter struct {
 // fetches from memory, the store, or by long-polling at the log end, and on stopping
 // commits what it accepted and releases the lease.
 type partitionActor struct {
-	deps    *partitionDeps
-	acq     *acquisition
-	p       coordination.Partition
-	self    *actor.PID
-	log     *zap.Logger
-	lease   *coordination.Lease
-	w       *writer
-	stash   []stashed
-	waiters []*fetchWaiter
-	index   segmentIndex // the run of the segment index history reads last used
-	plog    *partitionLog
-	failed  error // set when the partition cannot serve (acquire failed, fenced)
+	deps  *partitionDeps
+	acq   *acquisition
+	p     coordination.Partition
+	self  *actor.PID
+	log   *zap.Logger
+	lease *coordination.Lease
+	w     *writer
+	stash []stashed
+	// stashedIDs finds a stashed produce by its request id.
+	stashedIDs map[uint64]int
+	waiters    []*fetchWaiter
+	index      segmentIndex // the run of the segment index history reads last used
+	plog       *partitionLog
+	failed     error // set when the partition cannot serve (acquire failed, fenced)
 	// requests: produce requests being written or written lately, for re-sends.
 	requests *requestLog
 }
@@ -320,11 +327,15 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 // drainStash handles what arrived while the lease was being acquired.
 func (a *partitionActor) drainStash() {
 	stash := a.stash
-	a.stash = nil
+	a.stash, a.stashedIDs = nil, nil
 	for _, s := range stash {
 		switch m := s.msg.(type) {
 		case *partitionpb.ProduceRequest:
+			a.deps.writer.Pending.add(-s.held) // the writer counts what it accepts
 			a.produce(m, s.sender, time.Since(s.at))
+			for _, sender := range s.also {
+				a.produce(m, sender, time.Since(s.at)) // answered with the first's outcome
+			}
 		case *partitionpb.FetchRequest:
 			a.fetch(m, s.sender)
 		}
@@ -335,14 +346,48 @@ func (a *partitionActor) notReady(msg any, sender *actor.PID) (error, bool) {
 	if a.failed != nil {
 		return a.failed, true
 	}
-	if a.w == nil {
-		if len(a.stash) >= maxStash {
-			return fmt.Errorf("%w: %s is still starting", ErrBackpressure, a.p), true
-		}
-		a.stash = append(a.stash, stashed{msg, sender, time.Now()})
-		return nil, true
+	if a.w != nil {
+		return nil, false
 	}
-	return nil, false
+	m, produce := msg.(*partitionpb.ProduceRequest)
+	if produce && m.RequestId != 0 {
+		// A client's call re-sends an unanswered attempt every few seconds, and a start
+		// may wait for an earlier owner's session to expire.
+		if i, ok := a.stashedIDs[m.RequestId]; ok {
+			// The newest attempt is served, as its sender waits longest (an attempt held
+			// past its wait is refused); the others wait for its outcome.
+			st := &a.stash[i]
+			st.also = append(st.also, st.sender)
+			st.msg, st.sender, st.at = msg, sender, time.Now()
+			return nil, true
+		}
+	}
+	if len(a.stash) >= maxStash {
+		return fmt.Errorf("%w: %s is still starting", ErrBackpressure, a.p), true
+	}
+	s := stashed{msg: msg, sender: sender, at: time.Now()}
+	if produce {
+		// Its records count in the agent's pending budget while they wait, as they will
+		// once the partition takes them.
+		var payload, headers int64
+		for _, r := range m.Records {
+			payload += int64(r.PayloadBytes())
+			headers += int64(len(r.Headers))
+		}
+		s.held = pendingBytes(payload, int64(len(m.Records)), headers)
+		if pending := a.deps.writer.Pending; !pending.take(s.held) {
+			return fmt.Errorf("%w: %s is still starting, and the agent has %d bytes waiting to be written (limit %d)",
+				ErrBackpressure, a.p, pending.used.Load(), pending.limit), true
+		}
+		if m.RequestId != 0 {
+			if a.stashedIDs == nil {
+				a.stashedIDs = map[uint64]int{}
+			}
+			a.stashedIDs[m.RequestId] = len(a.stash)
+		}
+	}
+	a.stash = append(a.stash, s)
+	return nil, true
 }
 
 // produce serves a produce request the partition held for held while it started (0:

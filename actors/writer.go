@@ -200,6 +200,12 @@ const recordOverhead = int64(unsafe.Sizeof(segmentstore.Record{}))
 // for the same reason: a request of empty headers.
 const headerOverhead = int64(unsafe.Sizeof(segmentstore.RecordHeader{}))
 
+// pendingBytes is what records of payload bytes with headers headers hold in the pending
+// budget.
+func pendingBytes(payload, records, headers int64) int64 {
+	return payload + records*recordOverhead + headers*headerOverhead
+}
+
 func (b *batch) last() int64 { return b.base + int64(len(b.records)) - 1 }
 
 // Results posted to the inbox by background work.
@@ -333,7 +339,7 @@ func (w *writer) Append(recs []segmentstore.Record, idem *idempotence, request u
 		size += int64(recs[i].Size())
 		headers += int64(len(recs[i].Headers))
 	}
-	held := size + int64(len(recs))*recordOverhead + headers*headerOverhead
+	held := pendingBytes(size, int64(len(recs)), headers)
 	if !w.cfg.Pending.take(held) {
 		reply(produceResult{Err: fmt.Errorf("%w: the agent has %d bytes waiting to be written (limit %d); %s has %d",
 			ErrBackpressure, w.cfg.Pending.used.Load(), w.cfg.Pending.limit, w.p, w.pending)})
