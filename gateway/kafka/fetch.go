@@ -136,7 +136,10 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 	// A first read that does not wait; then, while that is less than min bytes, reads
 	// that wait at the log end, until the deadline.
 	reads := newFetchReads(c, parts)
-	total := s.round(ctx, reads, parts, 0)
+	// A partition that cannot be read now (its owner failing over, a slow store) does
+	// not hold the others' answer past the max wait, or a round if that is shorter, as
+	// a broker answers each partition on its own: it is answered with no records.
+	total := s.round(ctx, reads, parts, 0, later(deadline, time.Now().Add(pollRound)))
 	if total < int(r.MinBytes) && !answerNow(resp, parts) && ctx.Err() == nil && time.Until(deadline) > 0 {
 		// The long polls hold none of the budget while they wait; what they wake to was
 		// committed a moment ago and is held by the recent buffer, and is accounted from
@@ -147,9 +150,14 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 			if wait <= 0 {
 				break
 			}
-			total += s.round(ctx, reads, parts, min(wait, pollRound))
+			total += s.round(ctx, reads, parts, min(wait, pollRound), deadline)
 		}
 		req.hold.Resize(int64(total))
+	}
+	for _, fp := range parts {
+		if fp.reading && len(fp.records) == 0 {
+			s.unread(fp) // its read is still on its way
+		}
 	}
 	if refusedOnly(parts) {
 		// Answered at once with nothing (every partition read was refused room): the
@@ -178,10 +186,7 @@ func (s *Server) within(parts []*fetchPart, maxBytes int32) []*fetchPart {
 		limit = min(limit, int(maxBytes))
 	}
 	fits := max(limit/minFetchShare, 1)
-	unread := func(fp *fetchPart) {
-		hwm := s.mirror.HWM(fp.p)
-		fp.out.HighWatermark, fp.out.LastStableOffset = hwm, hwm
-	}
+	unread := s.unread
 	seen := make(map[coordination.Partition]bool, len(parts))
 	unique := parts[:0:0]
 	for _, fp := range parts {
@@ -205,6 +210,21 @@ func (s *Server) within(parts []*fetchPart, maxBytes int32) []*fetchPart {
 		}
 	}
 	return chosen
+}
+
+// unread answers a partition not read in this fetch: no records, no error, and its
+// high-water mark as the agent mirrors it.
+func (s *Server) unread(fp *fetchPart) {
+	hwm := s.mirror.HWM(fp.p)
+	fp.out.HighWatermark, fp.out.LastStableOffset = hwm, hwm
+}
+
+// later returns the later of two times.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // refusedOnly says whether a fetch found no records and some partition's owner refused
@@ -263,10 +283,10 @@ func newFetchReads(c *actors.Client, parts []*fetchPart) *fetchReads {
 }
 
 // round reads every partition not yet answered and not still being read, each waiting
-// up to wait at its log end, and returns the record bytes found. With a wait it returns
-// once every read is back or, as soon as one of them found records, with what is back
-// by then.
-func (s *Server) round(ctx context.Context, f *fetchReads, parts []*fetchPart, wait time.Duration) int {
+// up to wait at its log end, and returns the record bytes found. It returns once every
+// read is back, at until with what is back by then, or, with a wait, as soon as one of
+// them found records, with what is back by then.
+func (s *Server) round(ctx context.Context, f *fetchReads, parts []*fetchPart, wait time.Duration, until time.Time) int {
 	for _, fp := range parts {
 		if fp.done || fp.reading {
 			continue
@@ -286,12 +306,16 @@ func (s *Server) round(ctx context.Context, f *fetchReads, parts []*fetchPart, w
 		res.fp.reading = false
 		return s.answer(res.fp, res.resp, res.err)
 	}
+	stop := time.NewTimer(time.Until(until))
+	defer stop.Stop()
 	for f.running > 0 {
 		var res fetchResult
 		select {
 		case res = <-f.results:
 		case <-ctx.Done():
 			return total
+		case <-stop.C:
+			return total // the reads still out stay the partitions' reads
 		}
 		if n := take(res); n > 0 {
 			total += n

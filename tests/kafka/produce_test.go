@@ -3,10 +3,12 @@ package kafka_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,7 +17,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/coordination"
+	"github.com/streamhouse/streamhouse/gateway/kafka"
 	pb "github.com/streamhouse/streamhouse/gateway/streamhousepb"
+	"github.com/streamhouse/streamhouse/tests/harness"
 )
 
 // TestKgoProducesAndConsumesEveryRecordOnce produces with kgo in every compression codec
@@ -466,6 +471,82 @@ func TestMetadataAnswersEachTopicOnce(t *testing.T) {
 			t.Errorf("topic many: error %d, %d partitions", tp.ErrorCode, len(tp.Partitions))
 		case name != "many" && tp.ErrorCode != kerr.UnknownTopicOrPartition.Code:
 			t.Errorf("topic %s: error %d, want UNKNOWN_TOPIC_OR_PARTITION", name, tp.ErrorCode)
+		}
+	}
+}
+
+// A partition that cannot be read now (its owner stopped, and not yet replaced, as early
+// in a failover) does not hold back the other partitions of a fetch: the fetch is answered by
+// its max wait, or a second, with their records, and that partition with none and no
+// error, as a broker answers each partition on its own. Before, the fetch waited for
+// every first read, up to the 10 s a read retries a partition whose owner is away.
+func TestAPartitionThatCannotBeReadDoesNotHoldTheFetch(t *testing.T) {
+	// The stopped agent's session outlasts the reads' retries: no one takes its partitions
+	// over meanwhile.
+	c := newCluster(t, 2, func(i int) []string {
+		if i == 1 {
+			return []string{"--session-ttl", "20s"}
+		}
+		return nil
+	})
+	c.createTopic("stuck", 8, nil)
+	cl := c.client(kgo.DefaultProduceTopic("stuck"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	// A partition each agent owns, once both serve theirs.
+	coord, err := coordination.New(etcdClient(t), coordination.Options{Root: c.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	here, away := kafka.BrokerID(c.agents[0].Config.Node), kafka.BrokerID(c.agents[1].Config.Node)
+	ownedBy := map[int32]int32{} // broker → a partition its agent owns
+	harness.Eventually(t, 30*time.Second, func() error {
+		owned := map[string]int{}
+		for p := range int32(8) {
+			resp, err := coord.Etcd().Get(context.Background(), coord.Keys().Lease("stuck", p))
+			if err != nil || len(resp.Kvs) == 0 {
+				return fmt.Errorf("partition %d has no owner: %v", p, err)
+			}
+			var lease coordination.LeaseValue
+			if err := json.Unmarshal(resp.Kvs[0].Value, &lease); err != nil {
+				return err
+			}
+			owned[lease.Node]++
+			ownedBy[kafka.BrokerID(lease.Node)] = p
+		}
+		if owned[c.agents[0].Config.Node] != 4 || owned[c.agents[1].Config.Node] != 4 {
+			return fmt.Errorf("partitions owned: %v", owned)
+		}
+		return nil
+	})
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Partition: ownedBy[here], Value: []byte("here")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.agents[1].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.agents[1].Signal(syscall.SIGCONT) }()
+	const maxWait = 500 * time.Millisecond
+	req := fetchRequest(12, "stuck", maxWait)
+	req.Topics[0].Partitions[0].Partition = ownedBy[here]
+	pp := kmsg.NewFetchRequestTopicPartition()
+	pp.Partition, pp.PartitionMaxBytes = ownedBy[away], 1<<20
+	req.Topics[0].Partitions = append(req.Topics[0].Partitions, pp)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	resp, err := req.RequestWith(ctx, cl.Broker(int(here)))
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("answered after %v, its max wait %v", took.Round(time.Millisecond), maxWait)
+	}
+	for _, p := range resp.Topics[0].Partitions {
+		switch {
+		case p.ErrorCode != 0:
+			t.Errorf("partition %d: error %d", p.Partition, p.ErrorCode)
+		case p.Partition == ownedBy[here] && len(p.RecordBatches) == 0:
+			t.Errorf("partition %d, owned here: no records", p.Partition)
 		}
 	}
 }
