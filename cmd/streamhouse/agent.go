@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -173,6 +174,11 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		return nil, fmt.Errorf("--merge-link-bytes %d: 0 (merges always copy) or more", f.mergeLinkBytes)
 	case f.shutdownTimeout <= 0:
 		return nil, fmt.Errorf("--shutdown-timeout %s: must be positive", f.shutdownTimeout)
+	case f.kafkaFrameTimeout <= 0:
+		return nil, fmt.Errorf("--kafka-frame-timeout %s: must be positive", f.kafkaFrameTimeout)
+	case f.limits.MaxFetchBytes > math.MaxInt32:
+		// Kafka's fetch sizes are int32: more would wrap negative.
+		return nil, fmt.Errorf("--max-fetch-bytes %d: at most %d", f.limits.MaxFetchBytes, math.MaxInt32)
 	case f.sweep.Grace != 0 && f.sweep.Grace < sweeper.MinGrace:
 		return nil, fmt.Errorf("--sweep-grace %s: 0 or at least %s", f.sweep.Grace, sweeper.MinGrace)
 	case f.sweep.Interval < 0:

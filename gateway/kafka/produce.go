@@ -83,6 +83,9 @@ func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.Produc
 				rp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 				rp.ErrorMessage = strp("transactions are not supported; use an idempotent producer")
 				continue
+			case r.Acks < -1 || r.Acks > 1:
+				rp.ErrorCode = kerr.InvalidRequiredAcks.Code // as Kafka: acks are -1 (all), 0 or 1
+				continue
 			case specErr != nil:
 				rp.ErrorCode = codeOf(specErr)
 				continue

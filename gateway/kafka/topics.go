@@ -44,6 +44,11 @@ func applyConfigs(spec *coordination.TopicSpec, configs []kmsg.CreateTopicsReque
 		if err != nil {
 			return fmt.Errorf("%w: %s=%q is not an integer", errInvalidConfig, c.Name, v)
 		}
+		if n == 0 {
+			// A topic's 0 is its default: taken, retention.ms=0 (delete at once) or
+			// retention.bytes=0 would have given a week's or no limit in silence.
+			return fmt.Errorf("%w: %s=0 is not a setting of this cluster: leave it out for the default", errInvalidConfig, c.Name)
+		}
 		switch c.Name {
 		case configRetentionMs:
 			spec.RetentionMs = n
