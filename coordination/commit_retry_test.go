@@ -77,4 +77,26 @@ func TestCommitRetryAfterItsSegmentWasRewritten(t *testing.T) {
 	if _, err := l.Commit(ctx, segment(13, 7, 0)); !errors.As(err, &fe) || fe.HWM != 20 {
 		t.Fatalf("a commit ending at the high-water mark it did not write: %v, want a FenceError", err)
 	}
+
+	// Applied, its answer lost, and before the retry the lease passed to a new owner that
+	// rewrote the segment: nothing left in etcd tells whether the attempt was applied, and
+	// a FenceError ("nothing was written") would be wrong.
+	next := mustSession(t, c, "b", 0)
+	takeOver := func() {
+		if err := s.Close(ctx); err != nil { // the old owner's session ends
+			t.Error(err)
+		}
+		if _, err := next.Acquire(ctx, "t", 0); err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := other.Delete(ctx, c.Keys().Segment("t", 0, 20)); err != nil { // its compactor's rewrite
+			t.Error(err)
+		}
+	}
+	armed.Store(&takeOver)
+	_, err = l.Commit(ctx, segment(20, 10, 0))
+	if errors.Is(err, coordination.ErrFenced) || !errors.Is(err, coordination.ErrOutcomeUnknown) {
+		t.Fatalf("a commit applied, its answer lost and the partition taken over: %v, want ErrOutcomeUnknown", err)
+	}
 }

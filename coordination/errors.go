@@ -35,6 +35,9 @@ var (
 	// ErrTopicBusy: a deleted topic's data cannot be removed yet (a partition still has an
 	// owner, which is stopping). Try again later.
 	ErrTopicBusy = errors.New("coordination: topic busy")
+	// ErrOutcomeUnknown: a write whose answer was lost may or may not have been applied,
+	// and what etcd holds now cannot tell (another has changed it since).
+	ErrOutcomeUnknown = errors.New("coordination: outcome unknown")
 	// ErrSessionDone: the node session has ended (lease expired or revoked).
 	ErrSessionDone = errors.New("coordination: session done")
 )

@@ -187,8 +187,9 @@ func (l *Lease) LogStart(ctx context.Context, hwm int64) (int64, error) {
 // Transient etcd errors are retried until ctx ends. A retry of a commit that had in fact
 // been applied is recognised (the same segment meta, epoch included, is indexed, or the
 // high-water mark under this lease is past it) and reported as success, so the outcome
-// of Commit is never ambiguous while it returns nil or ErrFenced. It returns the
-// revision of the commit.
+// of Commit is never ambiguous while it returns nil or ErrFenced; when a lost attempt
+// cannot be told apart (the lease passed on and the next owner wrote past the base) it
+// returns ErrOutcomeUnknown. It returns the revision of the commit.
 func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	return l.CommitWithProducers(ctx, meta, ProducerChanges{})
 }
@@ -264,6 +265,14 @@ func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, produ
 			rev = hwm.ModRevision
 			return nil
 		}
+		// Under another lease since, past this segment's base: the lost attempt may have
+		// been applied and the next owner written on (or rewritten the segment), or not
+		// and the next owner written from the base. A FenceError says nothing was
+		// written, which is not known.
+		if lost && fe.Holder != l.epoch && fe.HWM > meta.Base {
+			return fmt.Errorf("%w: an attempt's answer was lost, and the partition has passed to epoch %d, its high-water mark at %d",
+				ErrOutcomeUnknown, fe.Holder, fe.HWM)
+		}
 		return fe
 	}, isPermanent)
 	if err != nil {
@@ -315,7 +324,7 @@ func firstKV(resp *clientv3.TxnResponse, i int) *mvccpb.KeyValue {
 
 // isPermanent says which errors retrying cannot fix.
 func isPermanent(err error) bool {
-	return errors.Is(err, ErrFenced) || errors.Is(err, ErrInvalidArgument) ||
+	return errors.Is(err, ErrFenced) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrOutcomeUnknown) ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, rpctypes.ErrLeaseNotFound)
 }
