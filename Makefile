@@ -95,8 +95,8 @@ test: tools lint ## run every test (unit and integration against real MinIO/etcd
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 # Fuzz targets, package:function: every decoder of untrusted input.
-FUZZ_TARGETS := segmentstore:FuzzDecode segmentstore:FuzzConcat gateway:FuzzProduceRequest coordination:FuzzGroupOffsetKey coordination:FuzzDecodeSegment \
-  gateway/kafka:FuzzRecordBatches gateway/kafka:FuzzRequestFrame gateway/kafka:FuzzReadRequest gateway/grpcmem:FuzzDecodeFetchResponse
+FUZZ_TARGETS := segmentstore:FuzzDecode segmentstore:FuzzConcat gateway:FuzzProduceRequest coordination:FuzzGroupOffsetKey coordination:FuzzDecodeSegment coordination:FuzzDecodeTopic \
+  gateway/kafka:FuzzRecordBatches gateway/kafka:FuzzDecompress gateway/kafka:FuzzRequestFrame gateway/kafka:FuzzReadRequest gateway/grpcmem:FuzzDecodeFetchResponse
 
 .PHONY: fuzz
 fuzz: tools ## fuzz every decoder of untrusted input for FUZZTIME each (default 30s); crashers land in <package>/testdata/fuzz

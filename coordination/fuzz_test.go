@@ -75,3 +75,29 @@ func FuzzDecodeSegment(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeTopic: a topic's spec is read by every agent from etcd, where operators may
+// edit it by hand. Whatever it holds, decoding must not panic, and a spec it accepts is
+// one CreateTopic could have stored for that name: its name, a partition count an agent
+// can divide by, settings within their bounds.
+func FuzzDecodeTopic(f *testing.F) {
+	good, err := TopicSpec{Name: "t", Partitions: 3}.withDefaults()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("t", []byte(mustJSON(good)))
+	f.Add("t", []byte(`{"name":"t","partitions":0}`))
+	f.Add("u", []byte(`{"name":"t","partitions":1,"linger_ms":-4}`))
+	f.Fuzz(func(t *testing.T, name string, value []byte) {
+		spec, err := decodeTopic(name, value)
+		if err != nil {
+			return
+		}
+		if spec.Name != name || spec.Partitions < 1 || spec.Partitions > MaxPartitions {
+			t.Fatalf("accepted %q as topic %q: %+v", value, name, spec)
+		}
+		if again, err := spec.withDefaults(); err != nil || again != spec {
+			t.Fatalf("accepted %q as %+v, which CreateTopic would store as %+v (%v)", value, spec, again, err)
+		}
+	})
+}

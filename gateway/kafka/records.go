@@ -212,22 +212,25 @@ func decodeBatch(raw []byte, lim batchLimits) (_ batch, held int, _ error) {
 var errTooLarge = errors.New("decompresses past the limit")
 
 // decompress undoes a batch's compression (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)
-// without ever holding more than max bytes of output.
-func decompress(src []byte, codec int16, max int) ([]byte, error) {
-	tooLarge := &batchError{code: kerr.MessageTooLarge.Code, msg: fmt.Sprintf("record batch decompresses past %d bytes", max)}
+// without ever holding more than limit bytes of output.
+func decompress(src []byte, codec int16, limit int) ([]byte, error) {
+	// A partition's earlier batches may have spent its room: none is left, not a negative
+	// amount (zstd's decoder takes no bound below 1).
+	limit = max(limit, 0)
+	tooLarge := &batchError{code: kerr.MessageTooLarge.Code, msg: fmt.Sprintf("record batch decompresses past %d bytes", limit)}
 	bounded := func(r io.Reader) ([]byte, error) {
-		out, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+		out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 		if err != nil {
 			return nil, corrupt("decompress record batch: %v", err)
 		}
-		if len(out) > max {
+		if len(out) > limit {
 			return nil, tooLarge
 		}
 		return out, nil
 	}
 	switch codec {
 	case 0:
-		if len(src) > max {
+		if len(src) > limit {
 			return nil, tooLarge
 		}
 		// The partition's records were read into an allocation of their own
@@ -240,7 +243,7 @@ func decompress(src []byte, codec int16, max int) ([]byte, error) {
 		}
 		return bounded(zr)
 	case 2:
-		out, err := unsnappy(src, max)
+		out, err := unsnappy(src, limit)
 		if errors.Is(err, errTooLarge) {
 			return nil, tooLarge
 		}
@@ -251,13 +254,15 @@ func decompress(src []byte, codec int16, max int) ([]byte, error) {
 	case 3:
 		return bounded(lz4.NewReader(bytes.NewReader(src)))
 	case 4:
-		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(max)))
+		// Its bound must be at least 1: one past the limit, which the check below refuses.
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)+1))
 		if err != nil {
 			return nil, fmt.Errorf("zstd decoder: %w", err)
 		}
 		defer d.Close()
 		out, err := d.DecodeAll(src, nil)
-		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || err == nil && len(out) > max {
+		// A window past the bound needs more memory than the batch may have.
+		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) || err == nil && len(out) > limit {
 			return nil, tooLarge
 		}
 		if err != nil {
