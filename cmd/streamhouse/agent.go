@@ -38,6 +38,7 @@ type agentFlags struct {
 	kafkaMaxRequest   int
 	kafkaMaxQueued    int
 	kafkaFrameTimeout time.Duration
+	kafkaIdleTimeout  time.Duration
 	adminListen       string
 	limits            gateway.Limits
 	memory            memoryFlags
@@ -114,6 +115,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		fs.IntVar(p, name, def, help+" ($"+env+")")
 	}
 	intFlag(&f.kafkaMaxRequest, "kafka-max-request-bytes", "STREAMHOUSE_KAFKA_MAX_REQUEST_BYTES", kafka.DefaultMaxFrameBytes, "largest Kafka request (Kafka's socket.request.max.bytes), and half of what the records of one produce may hold decoded; a larger one closes its connection")
+	dur(&f.kafkaIdleTimeout, "kafka-idle-timeout", "STREAMHOUSE_KAFKA_IDLE_TIMEOUT", kafka.DefaultIdleTimeout, "close a Kafka connection that sends no request for this long (Kafka's connections.max.idle.ms)")
 	dur(&f.kafkaFrameTimeout, "kafka-frame-timeout", "STREAMHOUSE_KAFKA_FRAME_TIMEOUT", kafka.DefaultFrameTimeout, "how long a Kafka request frame may take to arrive once its size is read; past it the connection closes and the frame's queued bytes go back")
 	intFlag(&f.kafkaMaxQueued, "kafka-max-queued-bytes", "STREAMHOUSE_KAFKA_MAX_QUEUED_BYTES", kafka.DefaultMaxQueuedBytes, "Kafka request frames read and not yet answered, over all connections (Kafka's queued.max.request.bytes); beyond it a connection's next frame waits to be read")
 	intFlag(&f.limits.MaxRecordBytes, "max-record-bytes", "STREAMHOUSE_MAX_RECORD_BYTES", 1<<20, fmt.Sprintf("largest record (key + value + headers, each header counting %d bytes more) accepted", partitionpb.HeaderOverhead))
@@ -176,6 +178,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		return nil, fmt.Errorf("--shutdown-timeout %s: must be positive", f.shutdownTimeout)
 	case f.kafkaFrameTimeout <= 0:
 		return nil, fmt.Errorf("--kafka-frame-timeout %s: must be positive", f.kafkaFrameTimeout)
+	case f.kafkaIdleTimeout <= 0:
+		return nil, fmt.Errorf("--kafka-idle-timeout %s: must be positive", f.kafkaIdleTimeout)
 	case f.limits.MaxFetchBytes > math.MaxInt32:
 		// Kafka's fetch sizes are int32: more would wrap negative.
 		return nil, fmt.Errorf("--max-fetch-bytes %d: at most %d", f.limits.MaxFetchBytes, math.MaxInt32)
@@ -331,7 +335,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	reads := gateway.NewReadBudget(f.memory.readBytes)
 	srv, served := serveAPI(apiLis, coord, mirror, node, f.limits, reads, alog)
 	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, MaxQueuedBytes: f.kafkaMaxQueued,
-		FrameTimeout: f.kafkaFrameTimeout, Reads: reads, Log: alog})
+		FrameTimeout: f.kafkaFrameTimeout, IdleTimeout: f.kafkaIdleTimeout, Reads: reads, Log: alog})
 	admin, err := serveAdmin(adminLis, coord, store, node, reads, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
 	if err != nil {
 		srv.Stop()

@@ -31,6 +31,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"agent", "--store", "file:///tmp/x", "--merge-link-bytes", "-7"}, 2, "--merge-link-bytes -7"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--node", "a/b"}, 2, `--node "a/b"`},
 		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-frame-timeout", "0s"}, 2, "--kafka-frame-timeout 0s: must be positive"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-idle-timeout", "-1s"}, 2, "--kafka-idle-timeout -1s: must be positive"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--max-fetch-bytes", "3000000000"}, 2, "--max-fetch-bytes 3000000000: at most 2147483647"},
 		// Kafka clients were told of no broker, and the agent crashed on their Metadata.
 		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-advertise", "kafka.example.com"}, 2, `--kafka-advertise "kafka.example.com": want host:port`},

@@ -191,6 +191,11 @@ func (s *Server) serveConn(c net.Conn) {
 	pl := newPipeline(c, s.opts.MaxInFlightRequests, s.opts.MaxInFlightBytes)
 	defer pl.close()
 	for {
+		// A connection that sends nothing for the idle timeout is closed; a frame that
+		// has begun has the frame timeout from its size on.
+		if err := c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout)); err != nil {
+			return
+		}
 		// The frame counts in the listener's queued bytes from before it is read until
 		// it is answered (a produce) or decoded (any other request).
 		held := 0
@@ -212,6 +217,9 @@ func (s *Server) serveConn(c net.Conn) {
 			case errors.Is(err, errFrame):
 				metricRequests.WithLabelValues("frame", "malformed").Inc()
 				log.Info("closing Kafka connection", zap.Error(err))
+			case errors.As(err, &ne) && ne.Timeout() && held == 0:
+				metricRequests.WithLabelValues("frame", "idle").Inc()
+				log.Debug("closing an idle Kafka connection", zap.Duration("idle_timeout", s.opts.IdleTimeout))
 			case errors.As(err, &ne) && ne.Timeout():
 				metricRequests.WithLabelValues("frame", "timeout").Inc()
 				log.Info("closing Kafka connection: a frame did not arrive in time", zap.Duration("timeout", s.opts.FrameTimeout), zap.Error(err))

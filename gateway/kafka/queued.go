@@ -18,6 +18,10 @@ const DefaultMaxQueuedBytes = 64 << 20
 // read (Options.FrameTimeout): a frame of the default largest size at 2 MiB/s.
 const DefaultFrameTimeout = 60 * time.Second
 
+// DefaultIdleTimeout is Kafka's connections.max.idle.ms (Options.IdleTimeout). Clients
+// keep their connections busy with metadata refreshes and fetches well within it.
+const DefaultIdleTimeout = 10 * time.Minute
+
 // MinQueuedBytes is the least MaxQueuedBytes an agent accepts: below a produce request's
 // size, every frame would wait for all the others.
 const MinQueuedBytes = 1 << 20

@@ -45,6 +45,10 @@ type Options struct {
 	// client that stalls mid-frame cannot hold every other connection's next frame back.
 	// Default DefaultFrameTimeout.
 	FrameTimeout time.Duration
+	// IdleTimeout closes a connection that sends no request for this long, as Kafka's
+	// connections.max.idle.ms: what a client abandoned without closing (each connection
+	// holds a read buffer and goroutines) goes away by itself. Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
 	// MaxInFlightRequests bounds the produce requests of an idempotent producer that one
 	// connection serves at once (pipeline.go). Default 5, Kafka's limit for such a
 	// producer; 1 serves each request once those before it are answered.
@@ -103,6 +107,9 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	}
 	if opts.FrameTimeout <= 0 {
 		opts.FrameTimeout = DefaultFrameTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.MaxQueuedBytes <= 0 {
 		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
