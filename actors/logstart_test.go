@@ -83,7 +83,7 @@ func TestAReloadOfAnEmptiedIndexMovesTheLogStart(t *testing.T) {
 // re-send it: a client's call re-sends an unanswered attempt every few seconds, and the
 // wait may be an earlier owner's whole session. Before, each attempt was held again, a
 // decoded copy of up to 16 MiB each, in no budget. Every caller gets the one outcome, and
-// the records are written once.
+// the records are written once; the id given to other records is refused.
 func TestAStartingPartitionHoldsOneCopyOfARequest(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -111,6 +111,11 @@ func TestAStartingPartitionHoldsOneCopyOfARequest(t *testing.T) {
 		}
 		return nil
 	})
+	// The same id given to other records is refused, as it is once the partition runs.
+	other, err := node.Client().ProduceRequest(ctx, &partitionpb.ProduceRequest{Topic: "starting", Records: records[:99], RequestId: 77})
+	if err != nil || other.Code != partitionpb.Code_CODE_INVALID_ARGUMENT {
+		t.Fatalf("the request's id given to 99 records while it waits: %v %v, want invalid", other, err)
+	}
 	time.Sleep(6 * time.Second) // past an attempt's timeout: every caller re-sent
 	if used := node.pending.used.Load(); used != one {
 		t.Fatalf("%d bytes pending for three callers of one request of %d bytes, and their re-sends", used, one)
@@ -129,5 +134,30 @@ func TestAStartingPartitionHoldsOneCopyOfARequest(t *testing.T) {
 	}
 	if used := node.pending.used.Load(); used != 0 {
 		t.Fatalf("%d bytes still pending after every caller was answered", used)
+	}
+}
+
+// An index entry that does not decode (a hand edit, a bug) does not keep its partition
+// from starting: the log start is read from the first segment's key. Before, reading it
+// from the entry's value failed every activation of the partition.
+func TestAPartitionWithABadFirstEntryStarts(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	l := f.lease(t, "badentry", 1, 0)
+	segs, _ := commitSegments(t, l, 1)
+	if _, err := f.c.Etcd().Put(ctx, f.c.Keys().Segment("badentry", 0, segs[0].Base), "not an entry"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node := startNodesWith(t, f, 1, func(c *NodeConfig) { c.CompactInterval = -1 })[0]
+	resp, err := node.Client().Produce(ctx, coordination.Partition{Topic: "badentry"}, []*partitionpb.Record{{Value: []byte("v")}})
+	if err != nil || resp.Code != partitionpb.Code_CODE_OK || resp.BaseOffset != 10 {
+		t.Fatalf("produce to a partition whose first entry is bad: %v %v", resp, err)
+	}
+	fetch, err := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "badentry", Offset: math.MaxInt64, MaxBytes: 1})
+	if err != nil || fetch.LogStartOffset != 0 || fetch.HighWaterMark != 11 {
+		t.Fatalf("its log start and high-water mark: %v %v, want 0 (the bad entry's key) and 11", fetch, err)
 	}
 }

@@ -328,10 +328,14 @@ func (a *partitionActor) onAcquired(ctx actor.Context, m *acquired) {
 func (a *partitionActor) drainStash() {
 	stash := a.stash
 	a.stash, a.stashedIDs = nil, nil
+	// Every stashed produce's bytes go back first: a panic while serving one must not
+	// keep the others' bytes from the agent's budget for good.
+	for _, s := range stash {
+		a.deps.writer.Pending.add(-s.held) // the writer counts what it accepts
+	}
 	for _, s := range stash {
 		switch m := s.msg.(type) {
 		case *partitionpb.ProduceRequest:
-			a.deps.writer.Pending.add(-s.held) // the writer counts what it accepts
 			a.produce(m, s.sender, time.Since(s.at))
 			for _, sender := range s.also {
 				a.produce(m, sender, time.Since(s.at)) // answered with the first's outcome
@@ -354,9 +358,12 @@ func (a *partitionActor) notReady(msg any, sender *actor.PID) (error, bool) {
 		// A client's call re-sends an unanswered attempt every few seconds, and a start
 		// may wait for an earlier owner's session to expire.
 		if i, ok := a.stashedIDs[m.RequestId]; ok {
+			st := &a.stash[i]
+			if n := len(st.msg.(*partitionpb.ProduceRequest).Records); n != len(m.Records) {
+				return idMismatch(m.RequestId, n, len(m.Records)), true
+			}
 			// The newest attempt is served, as its sender waits longest (an attempt held
 			// past its wait is refused); the others wait for its outcome.
-			st := &a.stash[i]
 			st.also = append(st.also, st.sender)
 			st.msg, st.sender, st.at = msg, sender, time.Now()
 			return nil, true

@@ -69,15 +69,19 @@ func newRequestLog(now func() time.Time) *requestLog {
 	return &requestLog{pending: map[uint64]*pendingRequest{}, done: map[uint64]writtenRequest{}, now: now}
 }
 
+// idMismatch is the error of a request whose id was given to a request of another count
+// of records.
+func idMismatch(id uint64, known, count int) error {
+	return fmt.Errorf("%w: request id %d was given to %d records, this request has %d", ErrInvalidArgument, id, known, count)
+}
+
 // resent says whether request id, of count records, is a re-send of a request this
 // partition is writing or has written. Of one being written, sender then waits for its
 // outcome (from settle); of a written one, written says where its records are. An id
 // known with another count of records is not a re-send: a client gave it to other
 // records, and err says so (ErrInvalidArgument).
 func (l *requestLog) resent(id uint64, count int, sender *actor.PID) (written *writtenRequest, ok bool, err error) {
-	mismatch := func(known int) error {
-		return fmt.Errorf("%w: request id %d was given to %d records, this request has %d", ErrInvalidArgument, id, known, count)
-	}
+	mismatch := func(known int) error { return idMismatch(id, known, count) }
 	if p, ok := l.pending[id]; ok {
 		if p.count != count {
 			return nil, false, mismatch(p.count)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -175,9 +176,26 @@ func (l *Lease) HWM(ctx context.Context) (int64, error) {
 
 // LogStart returns the partition's first indexed offset, hwm (its high-water mark) when
 // its index is empty. The holder reads it once it holds the lease: only the holder
-// changes the index after that.
+// changes the index after that. It reads the first segment's key alone: an entry whose
+// value does not decode must not keep the partition from starting (the compactor's
+// load reports it), and is taken as starting at the offset its key names.
 func (l *Lease) LogStart(ctx context.Context, hwm int64) (int64, error) {
-	return l.s.c.logStart(ctx, l.p.Topic, l.p.Partition, hwm, 0)
+	prefix := l.s.c.keys.Segments(l.p.Topic, l.p.Partition)
+	resp, err := l.s.c.etcd.Get(ctx, prefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)),
+		clientv3.WithLimit(1), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, fmt.Errorf("log start of %s: %w", l.p, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return hwm, nil
+	}
+	key := string(resp.Kvs[0].Key)
+	base, err := strconv.ParseInt(strings.TrimPrefix(key, prefix), 10, 64)
+	if err != nil || base < 0 {
+		l.log.Warn("log start unknown: the first segment key names no offset", zap.String("key", key))
+		return 0, nil
+	}
+	return base, nil
 }
 
 // Commit indexes a segment and advances the high-water mark past it, in one transaction
@@ -188,8 +206,8 @@ func (l *Lease) LogStart(ctx context.Context, hwm int64) (int64, error) {
 // been applied is recognised (the same segment meta, epoch included, is indexed, or the
 // high-water mark under this lease is past it) and reported as success, so the outcome
 // of Commit is never ambiguous while it returns nil or ErrFenced; when a lost attempt
-// cannot be told apart (the lease passed on and the next owner wrote past the base) it
-// returns ErrOutcomeUnknown. It returns the revision of the commit.
+// cannot be told apart (the lease passed on and the next owner wrote past the segment)
+// it returns ErrOutcomeUnknown. It returns the revision of the commit.
 func (l *Lease) Commit(ctx context.Context, meta SegmentMeta) (int64, error) {
 	return l.CommitWithProducers(ctx, meta, ProducerChanges{})
 }
@@ -265,11 +283,12 @@ func (l *Lease) CommitWithProducers(ctx context.Context, meta SegmentMeta, produ
 			rev = hwm.ModRevision
 			return nil
 		}
-		// Under another lease since, past this segment's base: the lost attempt may have
+		// Under another lease since, past this segment's end: the lost attempt may have
 		// been applied and the next owner written on (or rewritten the segment), or not
-		// and the next owner written from the base. A FenceError says nothing was
-		// written, which is not known.
-		if lost && fe.Holder != l.epoch && fe.HWM > meta.Base {
+		// and the next owner written from the base over it. A FenceError says nothing
+		// was written, which is not known. (Below its end the attempt was not applied:
+		// it would have set the mark past it, and marks only grow.)
+		if lost && fe.Holder != l.epoch && fe.HWM > meta.Last {
 			return fmt.Errorf("%w: an attempt's answer was lost, and the partition has passed to epoch %d, its high-water mark at %d",
 				ErrOutcomeUnknown, fe.Holder, fe.HWM)
 		}

@@ -146,12 +146,12 @@ func decodeTopic(name string, value []byte) (TopicSpec, error) {
 		return spec, fmt.Errorf("topic %s: decode its spec: %w", name, err)
 	}
 	if spec.Name != name {
-		return spec, fmt.Errorf("topic %s: its stored spec names topic %q", name, spec.Name)
+		return spec, fmt.Errorf("topic %s: its stored spec names topic %q (mend it or delete it with etcdctl)", name, spec.Name)
 	}
 	// Not ErrInvalidArgument: the caller's request is not what is wrong.
 	checked, err := spec.withDefaults()
 	if err != nil {
-		return spec, fmt.Errorf("topic %s: its stored spec is not valid: %v", name, err)
+		return spec, fmt.Errorf("topic %s: its stored spec is not valid (mend it or delete it with etcdctl): %v", name, err)
 	}
 	return checked, nil
 }
