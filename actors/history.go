@@ -75,7 +75,7 @@ func (h *history) read(ctx context.Context, p coordination.Partition, idx *segme
 				// is the cache's answer, not the cache's own: keep it rather than copy.
 				out = recs
 				for i := range recs {
-					size += recs[i].Size()
+					size += recs[i].Counted()
 				}
 				full = cut || size >= maxBytes
 				continue

@@ -80,7 +80,7 @@ func readWhole(ctx context.Context, object string, src RangeReader, size int64) 
 			return nil, 0, err
 		}
 		w.blocks[i] = recs
-		cost += int64(inflated) + int64(len(recs))*recordOverhead
+		cost += int64(inflated) + heldBeside(recs)
 	}
 	return w, cost, nil
 }
@@ -122,11 +122,21 @@ const (
 	headerOverhead = int64(unsafe.Sizeof(RecordHeader{}))
 )
 
+// heldBeside is what decoded records hold besides their payload: recordOverhead each,
+// headerOverhead a header.
+func heldBeside(recs []Record) int64 {
+	n := int64(len(recs)) * recordOverhead
+	for k := range recs {
+		n += int64(len(recs[k].Headers)) * headerOverhead
+	}
+	return n
+}
+
 // putBlock caches the decoded records of block i of object.
 func (c *Cache) putBlock(object string, i int, recs []Record) {
-	var sz int64
+	sz := heldBeside(recs)
 	for k := range recs {
-		sz += int64(recs[k].Size()) + recordOverhead + int64(len(recs[k].Headers))*headerOverhead
+		sz += int64(recs[k].Size())
 	}
 	c.put(cacheKey{object, i}, recs, sz)
 }

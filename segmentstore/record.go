@@ -36,8 +36,13 @@ func (r *Record) maxEncodedLen() int {
 	return r.Size() + (5+2*len(r.Headers))*binary.MaxVarintLen64
 }
 
-// Take appends to out the records of recs with offsets ≥ from while their payload keeps
-// size (the payload already in out) within maxBytes. Like a Kafka fetch, the first record
+// Counted is what the record counts toward a fetch's bytes: its payload, and what each
+// header holds decoded (headerOverhead), so that records of thousands of empty headers
+// do not count as empty, and a fetch of them stays within its bytes.
+func (r *Record) Counted() int { return r.Size() + len(r.Headers)*int(headerOverhead) }
+
+// Take appends to out the records of recs with offsets ≥ from while what they count
+// (Counted) keeps size (what out counts already) within maxBytes. Like a Kafka fetch, the first record
 // is taken whatever its size, so that a reader always progresses. It returns the new out
 // and size, and full when a record did not fit: the caller should stop reading.
 func Take(out []Record, size int, recs []Record, from int64, maxBytes int) ([]Record, int, bool) {
@@ -45,7 +50,7 @@ func Take(out []Record, size int, recs []Record, from int64, maxBytes int) ([]Re
 		if recs[i].Offset < from {
 			continue
 		}
-		s := recs[i].Size()
+		s := recs[i].Counted()
 		if len(out) > 0 && size+s > maxBytes {
 			return out, size, true
 		}
