@@ -74,3 +74,32 @@ func TestABatchPastItsPartitionsRoomIsNotExpanded(t *testing.T) {
 		t.Fatalf("refusing a bomb of %d bytes with no room left allocated %d MiB", len(bomb), grew>>20)
 	}
 }
+
+// A small zstd batch compressed as a stream, as Java's producer and librdkafka compress,
+// declares a window of megabytes whatever its size: it is taken under a limit below its
+// window. Before, the limit bounded the window too, and the batch was refused.
+func TestASmallZstdStreamWithALargeWindowIsTaken(t *testing.T) {
+	var frame bytes.Buffer
+	zw, err := zstd.NewWriter(&frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := bytes.Repeat([]byte("a small batch "), 10)
+	if _, err := zw.Write(plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// This encoder fits the window to what it compressed; Java's declares its level's.
+	const windowDescriptor = 5                // after the magic number and the frame header descriptor
+	frame.Bytes()[windowDescriptor] = 12 << 3 // 2^(10+12): 4 MiB
+	var h zstd.Header
+	if err := h.Decode(frame.Bytes()); err != nil || h.WindowSize != 4<<20 || h.SingleSegment {
+		t.Fatalf("the frame's header: %+v %v", h, err)
+	}
+	out, err := decompress(frame.Bytes(), 4, 1<<20)
+	if err != nil || !bytes.Equal(out, plain) {
+		t.Fatalf("%d bytes in a frame of a 4 MiB window, limit 1 MiB: %v", len(plain), err)
+	}
+}

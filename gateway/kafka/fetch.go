@@ -17,6 +17,12 @@ import (
 const (
 	// maxFetchWait bounds a fetch's long-poll whatever the client asks.
 	maxFetchWait = 30 * time.Second
+	// firstReadWait bounds the wait for a fetch's first reads when its max wait is
+	// shorter: an attempt's timeout at a partition's owner, and as long as a read from
+	// the store waits for room there. A read that takes longer (the partition failing
+	// over) is left, and its partition answered with no records; a shorter bound would
+	// leave slow reads from the store, which their client would ask for again at once.
+	firstReadWait = 5 * time.Second
 	// pollRound bounds one long-poll of a partition: a fetch of many idle partitions
 	// answers when the first of them gets records, and the others' polls, abandoned, end
 	// within this.
@@ -136,10 +142,10 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 	// A first read that does not wait; then, while that is less than min bytes, reads
 	// that wait at the log end, until the deadline.
 	reads := newFetchReads(c, parts)
-	// A partition that cannot be read now (its owner failing over, a slow store) does
-	// not hold the others' answer past the max wait, or a round if that is shorter, as
-	// a broker answers each partition on its own: it is answered with no records.
-	total := s.round(ctx, reads, parts, 0, later(deadline, time.Now().Add(pollRound)))
+	// A partition that cannot be read now (its owner failing over) does not hold the
+	// others' answer past the max wait, or firstReadWait if that is shorter, as a broker
+	// answers each partition on its own: it is answered with no records.
+	total := s.round(ctx, reads, parts, 0, later(deadline, time.Now().Add(firstReadWait)))
 	if total < int(r.MinBytes) && !answerNow(resp, parts) && ctx.Err() == nil && time.Until(deadline) > 0 {
 		// The long polls hold none of the budget while they wait; what they wake to was
 		// committed a moment ago and is held by the recent buffer, and is accounted from
@@ -155,8 +161,8 @@ func (s *Server) fetch(ctx context.Context, req *request, r *kmsg.FetchRequest) 
 		req.hold.Resize(int64(total))
 	}
 	for _, fp := range parts {
-		if fp.reading && len(fp.records) == 0 {
-			s.unread(fp) // its read is still on its way
+		if fp.reading && fp.out.HighWatermark < 0 {
+			s.unread(fp) // no read of it came back
 		}
 	}
 	if refusedOnly(parts) {

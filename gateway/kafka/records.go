@@ -211,6 +211,9 @@ func decodeBatch(raw []byte, lim batchLimits) (_ batch, held int, _ error) {
 
 var errTooLarge = errors.New("decompresses past the limit")
 
+// zstdMinWindow is the least window a zstd batch may declare (see decompress).
+const zstdMinWindow = 8 << 20
+
 // decompress undoes a batch's compression (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)
 // without ever holding more than limit bytes of output.
 func decompress(src []byte, codec int16, limit int) ([]byte, error) {
@@ -254,8 +257,10 @@ func decompress(src []byte, codec int16, limit int) ([]byte, error) {
 	case 3:
 		return bounded(lz4.NewReader(bytes.NewReader(src)))
 	case 4:
-		// Its bound must be at least 1: one past the limit, which the check below refuses.
-		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)+1))
+		// Its bound is also the largest window it takes: producers' frames declare
+		// windows of up to 8 MiB (level 19; 2 MiB at the default level 3) whatever their
+		// size, so it is never less, and what it decodes past the limit is refused below.
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(max(limit+1, zstdMinWindow))))
 		if err != nil {
 			return nil, fmt.Errorf("zstd decoder: %w", err)
 		}

@@ -252,6 +252,15 @@ func TestHeadersCountAgainstTheLimits(t *testing.T) {
 			t.Errorf("%s: %v, want code %d", name, err, c.code)
 		}
 	}
+	// Refused before it is decoded: kmsg would take 40 bytes a header to decode it.
+	many := withHeaders(100000, "")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := decodeBatches(many, testLimits(1<<20, 1<<10))
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; !isCode(err, kerr.MessageTooLarge.Code) || grew > 1<<20 {
+		t.Fatalf("100,000 empty headers, a 1 KiB limit: %v, %d bytes allocated", err, grew)
+	}
 	if b, _, err := decodeBatches(withHeaders(20, "h"), testLimits(1<<20, 20*(partitionpb.HeaderOverhead+1))); err != nil ||
 		len(b[0].records[0].Headers) != 20 || b[0].bytes != 20*(partitionpb.HeaderOverhead+1) {
 		t.Fatalf("20 headers of one byte at a limit that fits them: %v", err)
