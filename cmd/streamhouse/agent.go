@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -193,6 +194,12 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	if f.sessionTTL < time.Second {
 		return nil, fmt.Errorf("--session-ttl %s: at least 1s", f.sessionTTL)
 	}
+	// What the user gave; the default below is derived from --cluster-listen.
+	for _, a := range []struct{ flag, addr string }{{"--cluster-advertise", f.advertise}, {"--kafka-advertise", f.kafkaAdvertise}} {
+		if err := checkAdvertised(a.addr); a.addr != "" && err != nil {
+			return nil, fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+		}
+	}
 	if f.advertise == "" {
 		h, p, err := actors.SplitHostPort(f.listen)
 		if err != nil {
@@ -201,12 +208,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		if h == "" || h == "0.0.0.0" || h == "::" {
 			h = host
 		}
-		f.advertise = fmt.Sprintf("%s:%d", h, p)
-	}
-	for _, a := range []struct{ flag, addr string }{{"--cluster-advertise", f.advertise}, {"--kafka-advertise", f.kafkaAdvertise}} {
-		if err := checkAdvertised(a.addr); a.addr != "" && err != nil {
-			return nil, fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
-		}
+		f.advertise = net.JoinHostPort(h, strconv.Itoa(p))
 	}
 	return f, nil
 }

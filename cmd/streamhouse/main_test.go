@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,19 @@ func TestAwaitEtcdNamesAnEtcdThatDoesNotAnswer(t *testing.T) {
 	err = awaitEtcd(ctx, etcd, "127.0.0.1:1", "/streamhouse/", zap.NewNop())
 	if err == nil || !strings.Contains(err.Error(), "etcd 127.0.0.1:1 did not answer") || time.Since(start) > 5*time.Second {
 		t.Fatalf("awaiting an etcd that is not there: %v after %v", err, time.Since(start))
+	}
+}
+
+// The cluster address an agent advertises by default, derived from --cluster-listen, is
+// one other agents can dial, IPv6 included, and is not held to the checks of one the
+// user gives (port 0, a port the listener picks, is for it to fill in).
+func TestTheDerivedClusterAddressIsDialable(t *testing.T) {
+	for listen, want := range map[string]string{"[::1]:7946": "[::1]:7946", "127.0.0.1:7946": "127.0.0.1:7946", "127.0.0.1:0": "127.0.0.1:0"} {
+		f, err := parseAgentFlags([]string{"--store", "file:///tmp/x", "--cluster-listen", listen}, io.Discard)
+		if err != nil {
+			t.Errorf("--cluster-listen %s: %v", listen, err)
+		} else if f.advertise != want {
+			t.Errorf("--cluster-listen %s: advertises %q, want %q", listen, f.advertise, want)
+		}
 	}
 }
