@@ -154,7 +154,7 @@ type batch struct {
 	records []segmentstore.Record
 	bytes   int64 // the records' payload
 	headers int64 // the records' headers
-	held    int64 // what they hold in the pending budget: bytes, recordOverhead each and headerOverhead a header
+	held    int64 // what they hold in the pending budget (pendingBytes)
 	waiters []waiter
 	state   batchState
 	meta    coordination.SegmentMeta
@@ -175,10 +175,10 @@ type batch struct {
 	identified int
 }
 
-// memBytes is what a committed batch holds in memory: its records (their payload,
-// recordOverhead each and headerOverhead a header) and its encoded segment.
+// memBytes is what a committed batch holds in memory: its records (pendingBytes) and
+// its encoded segment.
 func (b *batch) memBytes() int64 {
-	return b.bytes + int64(len(b.records))*recordOverhead + b.headers*headerOverhead + int64(len(b.encoded))
+	return pendingBytes(b.bytes, int64(len(b.records)), b.headers) + int64(len(b.encoded))
 }
 
 // maxSegmentRequests bounds the requests a segment's index entry lists: a segment grown
@@ -196,14 +196,11 @@ const maxSegmentRequests = 512
 // KB) are not free.
 const recordOverhead = int64(unsafe.Sizeof(segmentstore.Record{}))
 
-// headerOverhead is what each of its headers holds beside its key and value, counted
-// for the same reason: a request of empty headers.
-const headerOverhead = int64(unsafe.Sizeof(segmentstore.RecordHeader{}))
-
 // pendingBytes is what records of payload bytes with headers headers hold in the pending
-// budget.
+// budget: headers count segmentstore.HeaderOverhead each for the same reason, a request
+// of empty headers.
 func pendingBytes(payload, records, headers int64) int64 {
-	return payload + records*recordOverhead + headers*headerOverhead
+	return payload + records*recordOverhead + headers*segmentstore.HeaderOverhead
 }
 
 func (b *batch) last() int64 { return b.base + int64(len(b.records)) - 1 }

@@ -382,7 +382,7 @@ func TestWriterBackpressure(t *testing.T) {
 }
 
 // Records of no bytes count in the pending budget too (recordOverhead each, and
-// headerOverhead a header): a request of 1000 empty records, or of a record of 1000 empty
+// segmentstore.HeaderOverhead a header): a request of 1000 empty records, or of a record of 1000 empty
 // headers, is refused while another holds the budget. Before, they counted nothing, and
 // requests of them were taken without bound.
 func TestWriterCountsEmptyRecords(t *testing.T) {
@@ -392,7 +392,7 @@ func TestWriterCountsEmptyRecords(t *testing.T) {
 		min  int64
 	}{
 		"1000 empty records":             {make([]segmentstore.Record, 1000), 1000 * recordOverhead},
-		"a record of 1000 empty headers": {[]segmentstore.Record{{Headers: headers}}, 1000 * headerOverhead},
+		"a record of 1000 empty headers": {[]segmentstore.Record{{Headers: headers}}, 1000 * segmentstore.HeaderOverhead},
 	} {
 		t.Run(name, func(t *testing.T) {
 			pending := newBudget(64 << 10)

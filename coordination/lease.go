@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -176,26 +175,9 @@ func (l *Lease) HWM(ctx context.Context) (int64, error) {
 
 // LogStart returns the partition's first indexed offset, hwm (its high-water mark) when
 // its index is empty. The holder reads it once it holds the lease: only the holder
-// changes the index after that. It reads the first segment's key alone: an entry whose
-// value does not decode must not keep the partition from starting (the compactor's
-// load reports it), and is taken as starting at the offset its key names.
+// changes the index after that.
 func (l *Lease) LogStart(ctx context.Context, hwm int64) (int64, error) {
-	prefix := l.s.c.keys.Segments(l.p.Topic, l.p.Partition)
-	resp, err := l.s.c.etcd.Get(ctx, prefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)),
-		clientv3.WithLimit(1), clientv3.WithKeysOnly())
-	if err != nil {
-		return 0, fmt.Errorf("log start of %s: %w", l.p, err)
-	}
-	if len(resp.Kvs) == 0 {
-		return hwm, nil
-	}
-	key := string(resp.Kvs[0].Key)
-	base, err := strconv.ParseInt(strings.TrimPrefix(key, prefix), 10, 64)
-	if err != nil || base < 0 {
-		l.log.Warn("log start unknown: the first segment key names no offset", zap.String("key", key))
-		return 0, nil
-	}
-	return base, nil
+	return l.s.c.logStart(ctx, l.p.Topic, l.p.Partition, hwm, 0)
 }
 
 // Commit indexes a segment and advances the high-water mark past it, in one transaction

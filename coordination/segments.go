@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -27,18 +28,14 @@ func (c *Client) HWM(ctx context.Context, topic string, partition int32) (int64,
 func (c *Client) HWMAt(ctx context.Context, topic string, partition int32, rev int64) (int64, error) {
 	resp, err := c.etcd.Get(ctx, c.keys.HWM(topic, partition), clientv3.WithRev(rev))
 	if err != nil {
-		return 0, fmt.Errorf("hwm %s/%d at revision %d: %w", topic, partition, rev, err)
+		return 0, fmt.Errorf("hwm %s/%d (revision %d, 0 now): %w", topic, partition, rev, err)
 	}
 	return parseHWM(resp.Kvs)
 }
 
-// hwm reads a high-water mark without checking the partition exists.
+// hwm reads a high-water mark now without checking the partition exists.
 func (c *Client) hwm(ctx context.Context, topic string, partition int32) (int64, error) {
-	resp, err := c.etcd.Get(ctx, c.keys.HWM(topic, partition))
-	if err != nil {
-		return 0, fmt.Errorf("hwm %s/%d: %w", topic, partition, err)
-	}
-	return parseHWM(resp.Kvs)
+	return c.HWMAt(ctx, topic, partition, 0)
 }
 
 func parseHWM(kvs []*mvccpb.KeyValue) (int64, error) {
@@ -212,24 +209,27 @@ const (
 	floorSplit   = 64
 )
 
-// logStart is the base of a partition's first segment at revision rev, or the
+// logStart is the base of a partition's first segment at revision rev (0: now), or the
 // high-water mark hwm when retention has removed every segment (or none was ever
-// committed).
+// committed). It reads the first segment's key alone, which names its base: an entry
+// whose value does not decode must not keep a partition from starting (the compactor's
+// load reports it).
 func (c *Client) logStart(ctx context.Context, topic string, partition int32, hwm, rev int64) (int64, error) {
 	prefix := c.keys.Segments(topic, partition)
 	resp, err := c.etcd.Get(ctx, prefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)),
-		clientv3.WithLimit(1), clientv3.WithRev(rev))
+		clientv3.WithLimit(1), clientv3.WithRev(rev), clientv3.WithKeysOnly())
 	if err != nil {
 		return 0, fmt.Errorf("log start of %s/%d: %w", topic, partition, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return hwm, nil
 	}
-	m, err := decodeSegment(resp.Kvs[0])
-	if err != nil {
-		return 0, err
+	key := string(resp.Kvs[0].Key)
+	base, err := strconv.ParseInt(strings.TrimPrefix(key, prefix), 10, 64)
+	if err != nil || base < 0 {
+		return 0, fmt.Errorf("log start of %s/%d: segment key %q names no offset", topic, partition, key)
 	}
-	return m.Base, nil
+	return base, nil
 }
 
 // RecentSegments returns the partition's last segments below hwm, oldest first, for

@@ -116,18 +116,20 @@ func (c *Cache) get(k cacheKey) (any, bool) {
 const WholeSegmentBytes = 2 << 20
 
 // recordOverhead is what the cache counts for a decoded record besides its payload: the
-// Record itself and slice headers; headerOverhead, for each of its headers.
-const (
-	recordOverhead = 64
-	headerOverhead = int64(unsafe.Sizeof(RecordHeader{}))
-)
+// Record itself and slice headers.
+const recordOverhead = 64
+
+// HeaderOverhead is what a decoded header holds besides its key and value, counted
+// wherever decoded records are: a record of thousands of empty headers takes two bytes
+// a header stored and this many decoded.
+const HeaderOverhead = int64(unsafe.Sizeof(RecordHeader{}))
 
 // heldBeside is what decoded records hold besides their payload: recordOverhead each,
-// headerOverhead a header.
+// HeaderOverhead a header.
 func heldBeside(recs []Record) int64 {
 	n := int64(len(recs)) * recordOverhead
 	for k := range recs {
-		n += int64(len(recs[k].Headers)) * headerOverhead
+		n += int64(len(recs[k].Headers)) * HeaderOverhead
 	}
 	return n
 }

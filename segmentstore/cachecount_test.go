@@ -13,7 +13,7 @@ func TestCacheCountsHeaders(t *testing.T) {
 	recs := []Record{{Offset: 0, Headers: make([]RecordHeader, 1000)}}
 	c := NewCache(1 << 30)
 	c.putBlock("o", 0, recs)
-	if got, want := c.Bytes(), 1000*headerOverhead; got < want {
+	if got, want := c.Bytes(), 1000*HeaderOverhead; got < want {
 		t.Fatalf("a block of a record of 1000 empty headers counts %d bytes in the cache, want at least %d", got, want)
 	}
 	data, err := Encode("t", 0, recs, Options{})
@@ -24,7 +24,7 @@ func TestCacheCountsHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 1000 * headerOverhead; cost < want {
+	if want := 1000 * HeaderOverhead; cost < want {
 		t.Fatalf("a segment of a record of 1000 empty headers, read whole, counts %d bytes, want at least %d", cost, want)
 	}
 }

@@ -37,9 +37,9 @@ func (r *Record) maxEncodedLen() int {
 }
 
 // Counted is what the record counts toward a fetch's bytes: its payload, and what each
-// header holds decoded (headerOverhead), so that records of thousands of empty headers
+// header holds decoded (HeaderOverhead), so that records of thousands of empty headers
 // do not count as empty, and a fetch of them stays within its bytes.
-func (r *Record) Counted() int { return r.Size() + len(r.Headers)*int(headerOverhead) }
+func (r *Record) Counted() int { return r.Size() + len(r.Headers)*int(HeaderOverhead) }
 
 // Take appends to out the records of recs with offsets ≥ from while what they count
 // (Counted) keeps size (what out counts already) within maxBytes. Like a Kafka fetch, the first record

@@ -205,7 +205,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--cluster-listen %q: %w", f.listen, err)
 		}
-		if h == "" || h == "0.0.0.0" || h == "::" {
+		if wildcard(h) {
 			h = host
 		}
 		f.advertise = net.JoinHostPort(h, strconv.Itoa(p))
@@ -221,13 +221,16 @@ func checkAdvertised(addr string) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("want host:port: %w", err)
-	case h == "" || h == "0.0.0.0" || h == "::":
+	case wildcard(h):
 		return errors.New("want a host others can dial, not none or a wildcard")
 	case p == 0:
 		return errors.New("want a port of 1-65535")
 	}
 	return nil
 }
+
+// wildcard says whether a listen host is none or every address, which no one can dial.
+func wildcard(host string) bool { return host == "" || host == "0.0.0.0" || host == "::" }
 
 func newLogger(level, format string) (*zap.Logger, error) {
 	var lvl zapcore.Level

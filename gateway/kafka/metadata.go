@@ -84,10 +84,6 @@ func (s *Server) topicMetadata(ctx context.Context, name string, brokers []broke
 			return mt
 		}
 	}
-	if len(brokers) == 0 {
-		mt.ErrorCode = kerr.LeaderNotAvailable.Code
-		return mt
-	}
 	for i := range spec.Partitions {
 		leader := s.leaderFor(coordination.Partition{Topic: name, Partition: i}, brokers)
 		mp := kmsg.NewMetadataResponseTopicPartition()
