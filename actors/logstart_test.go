@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,6 +98,16 @@ func TestAStartingPartitionHoldsOneCopyOfARequest(t *testing.T) {
 		resp *partitionpb.ProduceResponse
 		err  error
 	}
+	// Attempts of the request that reach the partition: its callers' first ones, then
+	// their re-sends once an attempt's timeout (5 s) passes unanswered.
+	var attempts atomic.Int32
+	hook := func(msg any) {
+		if m, ok := msg.(*partitionpb.ProduceRequest); ok && m.RequestId == 77 && len(m.Records) == len(records) {
+			attempts.Add(1)
+		}
+	}
+	testReceiveHook.Store(&hook)
+	t.Cleanup(func() { testReceiveHook.Store(nil) })
 	results := make(chan result, 3)
 	for range 3 { // three callers of one request: its attempts and re-sends
 		go func() {
@@ -116,7 +127,12 @@ func TestAStartingPartitionHoldsOneCopyOfARequest(t *testing.T) {
 	if err != nil || other.Code != partitionpb.Code_CODE_INVALID_ARGUMENT {
 		t.Fatalf("the request's id given to 99 records while it waits: %v %v, want invalid", other, err)
 	}
-	time.Sleep(6 * time.Second) // past an attempt's timeout: every caller re-sent
+	harness.Eventually(t, 20*time.Second, func() error {
+		if n := attempts.Load(); n < 6 {
+			return fmt.Errorf("%d attempts of the request reached the partition", n)
+		}
+		return nil
+	})
 	if used := node.pending.used.Load(); used != one {
 		t.Fatalf("%d bytes pending for three callers of one request of %d bytes, and their re-sends", used, one)
 	}

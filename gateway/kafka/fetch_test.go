@@ -16,11 +16,7 @@ import (
 // mirror's but never below the offset asked for; and a fetch that found nothing else
 // tells its client to back off rather than fetch again at once.
 func TestAPartitionRefusedForRoomIsAnsweredEmpty(t *testing.T) {
-	c, err := coordination.New(nil, coordination.Options{Root: "/kafka-unit"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{mirror: c.NewMirror()} // mirrors nothing: its marks are 0
+	s := &Server{mirror: etcdlessClient(t).NewMirror()} // mirrors nothing: its marks are 0
 	refuse := func(offset int64, owner *partitionpb.FetchResponse) (*fetchPart, int) {
 		out := kmsg.NewFetchResponseTopicPartition()
 		out.HighWatermark = -1
@@ -43,4 +39,15 @@ func TestAPartitionRefusedForRoomIsAnsweredEmpty(t *testing.T) {
 	if refusedOnly([]*fetchPart{fp, {records: []*partitionpb.Record{{}}}}) || refusedOnly([]*fetchPart{{}}) {
 		t.Fatal("a fetch with records, or with none refused, told to back off")
 	}
+}
+
+// etcdlessClient is a coordination client without etcd, for what a unit test reaches
+// before any read of it (a name refused, an empty mirror).
+func etcdlessClient(t *testing.T) *coordination.Client {
+	t.Helper()
+	c, err := coordination.New(nil, coordination.Options{Root: "/kafka-unit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

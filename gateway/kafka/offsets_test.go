@@ -15,11 +15,7 @@ import (
 // carries its error in each partition asked for. Before, the error went in the top-level
 // field, which is not encoded before v2, and the client read no offsets and no error.
 func TestAFailedOffsetFetchBeforeV2SaysSoInEachPartition(t *testing.T) {
-	c, err := coordination.New(nil, coordination.Options{Root: "/kafka-unit"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{coord: c}
+	s := &Server{coord: etcdlessClient(t)}
 	for _, version := range []int16{0, 1, 2} {
 		req := kmsg.NewPtrOffsetFetchRequest()
 		req.Version, req.Group = version, "" // refused before etcd is asked: INVALID_GROUP_ID
