@@ -33,17 +33,25 @@ build: ## build bin/streamhouse and bin/streamctl
 	$(GO) build -o $(BIN)/streamctl ./cmd/streamctl
 
 .PHONY: run
-run: build ## run a single-process cluster: embedded etcd, segments under ./data, API on :50051, Kafka on :9092
+run: build ## run a single-process cluster: embedded etcd, segments under ./data, API on 127.0.0.1:50051, Kafka on 127.0.0.1:9092
 	$(BIN)/streamhouse dev $(DEVFLAGS)
 
+# What the integration tests, the benchmarks and the compose images start: MinIO, etcd
+# and etcdctl, built here from their modules.
+SERVICES := $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/etcd $(BIN)/etcdctl
+
 .PHONY: tools
-tools: $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/etcd $(BIN)/etcdctl $(BIN)/prometheus deb-tools ## build the test tools into ./bin (MinIO, etcd, etcdctl, grpcurl; Prometheus and promtool from Debian's package) and install kcat
+tools: $(SERVICES) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/prometheus deb-tools ## build the test tools into ./bin (MinIO, etcd, etcdctl, grpcurl; Prometheus and promtool from Debian's package) and install kcat (and docker-compose where Docker has no compose)
 
 # kcat, the Kafka client the shell tests drive, links librdkafka: it is installed from
-# Debian's packages (as root) rather than copied out of one.
+# Debian's packages (as root) rather than copied out of one. Where Docker runs but has
+# neither `docker compose` nor docker-compose, Debian's docker-compose is installed, so
+# that the compose test runs rather than stops.
 .PHONY: deb-tools
 deb-tools:
 	@command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
+	@if docker info >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; fi
 
 # The stamp names the version, so that changing MINIO_VERSION rebuilds MinIO and nothing
 # else does.
@@ -99,7 +107,7 @@ FUZZ_TARGETS := segmentstore:FuzzDecode segmentstore:FuzzConcat gateway:FuzzProd
   gateway/kafka:FuzzRecordBatches gateway/kafka:FuzzDecompress gateway/kafka:FuzzRequestFrame gateway/kafka:FuzzReadRequest gateway/grpcmem:FuzzDecodeFetchResponse
 
 .PHONY: fuzz
-fuzz: tools ## fuzz every decoder of untrusted input for FUZZTIME each (default 30s); crashers land in <package>/testdata/fuzz
+fuzz: ## fuzz every decoder of untrusted input for FUZZTIME each (default 30s); crashers land in <package>/testdata/fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "fuzz $$t for $(FUZZTIME)"; \
 	  $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./$${t%%:*}/ || exit 1; \
@@ -120,7 +128,7 @@ chaos: tools ## fault injection, CHAOS_FAULTS (200) faults with CHAOS_SEED (1): 
 bench-peers: tools $(BIN)/.nats-server-$(NATS_SERVER_VERSION) $(BIN)/.natscli-$(NATSCLI_VERSION) ## StreamHouse (gRPC and Kafka) vs NATS JetStream and the floors (MinIO PUT, etcd txn, LZ4), one run; BENCH_DURATION per phase (20s); BENCH_PROFILE=dir also writes CPU profiles of each phase
 	$(GO) run ./tests/bench/peers -duration $(BENCH_DURATION) -json $(BIN)/bench-peers.json $(if $(BENCH_PROFILE),-profile $(BENCH_PROFILE)) | tee $(BIN)/bench-peers.md
 
-bench: tools ## segment codec vs raw LZ4; etcd commit latency; a history read's index lookup in 1,000 and 20,000 segments; produce throughput and latency vs their floor
+bench: $(SERVICES) ## segment codec vs raw LZ4; etcd commit latency; a history read's index lookup in 1,000 and 20,000 segments; produce throughput and latency vs their floor
 	$(GO) test -run '^$$' -bench '^BenchmarkSegment$$' -count $(BENCHCOUNT) ./segmentstore/ | tee $(BIN)/bench-segment.txt
 	@awk -f tests/bench/segment-ratio.awk $(BIN)/bench-segment.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkCommit$$' -benchtime 3s ./coordination/ | grep -E '^(Benchmark|ok|FAIL)'
@@ -139,7 +147,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 COMPOSE_PROJECT ?= streamhouse
 
 .PHONY: images
-images: tools ## build the compose images (streamhouse, etcd, MinIO, Prometheus) from binaries built here
+images: $(SERVICES) $(BIN)/prometheus ## build the compose images (streamhouse, etcd, MinIO, Prometheus) from binaries built here
 	bash deploy/compose/images.sh
 
 .PHONY: up
@@ -148,20 +156,20 @@ up: images ## start the compose cluster: 3 etcd, MinIO, 3 agents (API on localho
 	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) ps
 
 .PHONY: demo
-demo: ## on the compose cluster: topics, produce, consume, segments in etcd and MinIO
+demo: build ## on the compose cluster: topics, produce, consume, segments in etcd and MinIO
 	bash deploy/compose/demo.sh
 
 .PHONY: failover-demo
-failover-demo: ## on the compose cluster: kill an agent under load, show the move, verify no acked record is lost
+failover-demo: build ## on the compose cluster: kill an agent under load, show the move, verify no acked record is lost
 	bash deploy/compose/failover-demo.sh
 
 .PHONY: inspect
-inspect: ## on the compose cluster: etcd's view (members, leases with epochs, hwm, segments, groups)
+inspect: build ## on the compose cluster: etcd's view (members, leases with epochs, hwm, segments, groups)
 	bash deploy/compose/inspect.sh
 
 .PHONY: down
 down: ## stop the compose cluster and delete its data
-	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) down -v
+	cd deploy/compose && $(COMPOSE) -p $(COMPOSE_PROJECT) --profile grafana down -v --remove-orphans
 
 PROTOS := actors/partitionpb/partition.proto gateway/streamhousepb/streamhouse.proto
 
@@ -179,6 +187,6 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 .PHONY: clean
-clean: ## remove build outputs and make run's data in ./data (keeps the tools in ./bin)
-	rm -f $(BIN)/streamhouse $(BIN)/streamctl $(BIN)/bench-*.txt
+clean: ## remove build outputs, reports and make run's data in ./data (keeps the tools in ./bin)
+	rm -f $(BIN)/streamhouse $(BIN)/streamctl $(BIN)/bench-*.txt $(BIN)/bench-peers.md $(BIN)/bench-peers.json $(BIN)/soak.md $(BIN)/soak.json $(BIN)/chaos-report.md
 	rm -rf ./data

@@ -189,13 +189,20 @@ func TestFetchLongPollsAtTheLogEnd(t *testing.T) {
 		t.Fatalf("empty long-poll: %v %v after %s", resp, err, time.Since(t0))
 	}
 	// A waiting fetch is answered as soon as a record is committed, long before its wait.
+	parked := testutil.ToFloat64(metricFetchWaiting)
 	got := make(chan *partitionpb.FetchResponse, 1)
 	go func() {
 		r, _ := node.Client().Fetch(ctx, &partitionpb.FetchRequest{Topic: "t", Offset: 1, MaxWaitMs: 20000})
 		got <- r
 	}()
-	// The fetch reaches the actor (a local send) long before the produce can commit
-	// (linger, upload, commit), so it is parked at the log end when the commit lands.
+	// The record is produced once the fetch is parked at the log end, so that the answer
+	// is the commit's waking it and not a fetch that came after the commit.
+	harness.Eventually(t, 10*time.Second, func() error {
+		if testutil.ToFloat64(metricFetchWaiting) <= parked {
+			return fmt.Errorf("the fetch is not parked at the log end")
+		}
+		return nil
+	})
 	produced := time.Now()
 	if resp, err := node.Client().Produce(ctx, p, []*partitionpb.Record{{Value: []byte("second")}}); err != nil || resp.Code != partitionpb.Code_CODE_OK {
 		t.Fatalf("produce: %v %v", resp, err)

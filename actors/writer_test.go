@@ -293,9 +293,10 @@ func TestWriterCommitsManyProducersWithinATransaction(t *testing.T) {
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for range producers {
+	for answered := int64(0); answered < producers; {
 		select {
 		case r := <-results:
+			answered++
 			if r.Err != nil {
 				t.Fatal(r.Err)
 			}

@@ -125,7 +125,7 @@ func (s TopicSpec) withDefaults() (TopicSpec, error) {
 	case s.RetentionMs != -1 && s.RetentionMs < MinRetention.Milliseconds():
 		return s, invalidf("topic %s: retention %dms, want -1 (forever) or at least %s", s.Name, s.RetentionMs, MinRetention)
 	case s.LingerMs < 0 || s.LingerMs > MaxLinger.Milliseconds():
-		return s, invalidf("topic %s: linger %dms, want 0..%d", s.Name, s.LingerMs, MaxLinger.Milliseconds())
+		return s, invalidf("topic %s: linger %dms, want 1..%d (0: the default, %s)", s.Name, s.LingerMs, MaxLinger.Milliseconds(), DefaultLinger)
 	case s.SegmentBytes < MinSegmentBytes || s.SegmentBytes > MaxSegmentBytes:
 		return s, invalidf("topic %s: segment bytes %d, want %d..%d", s.Name, s.SegmentBytes, MinSegmentBytes, MaxSegmentBytes)
 	case s.RetentionBytes != -1 && s.RetentionBytes < MinSegmentBytes:

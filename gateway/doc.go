@@ -5,8 +5,8 @@
 // partition moves; metadata calls go to etcd through coordination.
 //
 // Keyed records are partitioned with Kafka's murmur2 (PartitionForKey), so a key lands on
-// the partition a Kafka producer would choose; records with neither key nor partition go
-// round robin, one partition per request.
+// the partition a Kafka producer would choose; records with neither key nor partition go to
+// one partition per request, the next one each request.
 //
 // Every refusal is a gRPC status a client can act on (see streamhousepb/streamhouse.proto)
 // and writes nothing: names, sizes and offsets are checked before anything is sent to a

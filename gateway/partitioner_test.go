@@ -18,12 +18,19 @@ func TestMurmur2MatchesKafka(t *testing.T) {
 	}
 }
 
-func TestPartitionForKeyIsStableAndInRange(t *testing.T) {
-	for _, n := range []int32{1, 4, 7, 10000} {
-		for _, k := range []string{"", "a", "order-42", "customer-999"} {
-			p := PartitionForKey([]byte(k), n)
-			if p < 0 || p >= n || p != PartitionForKey([]byte(k), n) {
-				t.Fatalf("key %q over %d partitions: %d", k, n, p)
+// Kafka's partition of a keyed record: toPositive (the sign bit cleared, not Math.abs,
+// which puts a negative hash elsewhere) of the key's murmur2, modulo the partitions; the
+// hashes are Kafka's vectors above.
+func TestPartitionForKeyIsKafkas(t *testing.T) {
+	for k, want := range map[string][4]int32{ // over 1, 4, 7 and 10000 partitions
+		"21":                         {0, 0, 3, 1340},
+		"foobar":                     {0, 2, 0, 1166},
+		"abc":                        {0, 3, 4, 107},
+		"a-little-bit-longer-string": {0, 3, 0, 8819},
+	} {
+		for i, n := range []int32{1, 4, 7, 10000} {
+			if got := PartitionForKey([]byte(k), n); got != want[i] {
+				t.Errorf("key %q over %d partitions: %d, Kafka's is %d", k, n, got, want[i])
 			}
 		}
 	}

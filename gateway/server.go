@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +116,9 @@ func (s *Server) Register(g *grpc.Server) *health.Server {
 	return hs
 }
 
+// sentinelPackages takes the package names out of the errors a client is told.
+var sentinelPackages = strings.NewReplacer("coordination: ", "", "actors: ", "")
+
 // statusOf maps an error to the gRPC status a client acts on.
 func statusOf(err error) error {
 	if err == nil {
@@ -146,7 +150,9 @@ func statusOf(err error) error {
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	}
-	return status.Error(code, err.Error())
+	// The code says what the sentinel's package prefix would ("coordination: invalid
+	// argument: topic t: ..." is told as "invalid argument: topic t: ...").
+	return status.Error(code, sentinelPackages.Replace(err.Error()))
 }
 
 func codeOf(c partitionpb.Code) codes.Code {

@@ -214,6 +214,8 @@ func (o *benchOptions) validate(mode string) error {
 		return fmt.Errorf("--duration %v: want a positive duration", o.duration)
 	case o.fetchBytes < 1:
 		return fmt.Errorf("--fetch-bytes %d: want at least 1", o.fetchBytes)
+	case o.progress < 0:
+		return fmt.Errorf("--progress %v: want 0 (no progress line) or a positive interval", o.progress)
 	}
 	if o.rate > 0 && mode != "consume" {
 		// Each producer sends a request of --batch records every interval.

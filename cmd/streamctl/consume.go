@@ -187,18 +187,34 @@ records.`,
 			// finish ends the read: it commits what was printed, and returns err with the
 			// commit's error, if any.
 			finish := func(err error) error { return errors.Join(err, commit()) }
-			printed := 0
+			// A long-poll within the call's --timeout.
+			longPoll := int32(1000)
+			if c.timeout > 0 {
+				longPoll = int32(min(time.Second, c.timeout/2) / time.Millisecond)
+			}
+			printed, idle, turn := 0, false, 0
 			for {
 				got := 0
-				for _, p := range parts {
-					wait := int32(0)
-					if follow && len(parts) == 1 {
-						wait = 1000
-						if c.timeout > 0 { // a long-poll within the call's --timeout
-							wait = int32(min(time.Second, c.timeout/2) / time.Millisecond)
-						}
+				var round []fetched
+				switch {
+				case follow && (len(parts) == 1 || idle):
+					// At the end of every partition: wait for the first to have records.
+					// Past maxLongPolls partitions, a round waits on the next maxLongPolls
+					// of them, for a part of the long-poll: a cycle of them all takes
+					// about one long-poll, and one reader holds no more fetches at once.
+					chunks := (len(parts) + maxLongPolls - 1) / maxLongPolls
+					from := turn % chunks * maxLongPolls
+					turn++
+					wait := max(longPoll/int32(chunks), min(longPoll, minLongPoll))
+					round = waitAny(ctx, cl, args[0], parts[from:min(from+maxLongPolls, len(parts))], next, wait)
+				default:
+					for _, p := range parts {
+						resp, err := cl.Fetch(ctx, &pb.FetchRequest{Topic: args[0], Partition: p, Offset: next[p]})
+						round = append(round, fetched{p, resp, err})
 					}
-					resp, err := cl.Fetch(ctx, &pb.FetchRequest{Topic: args[0], Partition: p, Offset: next[p], MaxWaitMs: wait})
+				}
+				for _, f := range round {
+					p, resp, err := f.partition, f.resp, f.err
 					if start, _, ok := pb.OffsetRange(err); ok && next[p] < start {
 						// Retention removed what this reader had not read yet: go on from
 						// the log start, as a Kafka consumer with auto.offset.reset=earliest.
@@ -244,12 +260,7 @@ records.`,
 						lastCommit = time.Now()
 					}
 				}
-				if got == 0 && len(parts) > 1 {
-					select {
-					case <-ctx.Done():
-					case <-time.After(50 * time.Millisecond):
-					}
-				}
+				idle = got == 0
 				if ctx.Err() != nil {
 					return finish(nil)
 				}
@@ -290,4 +301,49 @@ func (c *cli) print(output, topic string, r *pb.Record) error {
 	}
 	_, err := fmt.Fprintf(c.stdout, "%s/%d@%d\t%s\t%s\n", topic, r.Partition, r.Offset, key, r.Value)
 	return err
+}
+
+// maxLongPolls bounds the fetches `consume --follow` waits on at once, and minLongPoll
+// the wait of each when it takes turns among more partitions than that.
+const (
+	maxLongPolls = 64
+	minLongPoll  = 100 // ms
+)
+
+// fetched is a partition's answer to a fetch.
+type fetched struct {
+	partition int32
+	resp      *pb.FetchResponse
+	err       error
+}
+
+// waitAny long-polls every partition at once, each from next, for up to wait ms, and
+// returns once the first answers with records (or an error) or all have waited it out:
+// a follower of an idle topic sends a fetch a partition a long-poll rather than one every
+// few milliseconds, and a record is printed as it comes. The fetches still waiting are
+// cancelled (and left out, as if empty: nothing was read from them).
+func waitAny(ctx context.Context, cl pb.StreamHouseClient, topic string, parts []int32, next map[int32]int64, wait int32) []fetched {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan fetched, len(parts))
+	for _, p := range parts {
+		go func() {
+			resp, err := cl.Fetch(wctx, &pb.FetchRequest{Topic: topic, Partition: p, Offset: next[p], MaxWaitMs: wait})
+			answers <- fetched{p, resp, err}
+		}()
+	}
+	var out []fetched
+	for range parts {
+		f := <-answers
+		switch {
+		case wctx.Err() != nil && ctx.Err() == nil:
+			// Cancelled once another partition answered: not read.
+		case f.err != nil || len(f.resp.Records) > 0:
+			out = append(out, f)
+			cancel()
+		}
+	}
+	// In partition order, as a round of fetches one after the other prints them.
+	slices.SortFunc(out, func(a, b fetched) int { return int(a.partition) - int(b.partition) })
+	return out
 }

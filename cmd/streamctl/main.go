@@ -40,14 +40,31 @@ func main() {
 	// A closed output (| head) fails a write with EPIPE, which consume takes for an end
 	// (and commits what was printed), rather than killing the process.
 	signal.Ignore(syscall.SIGPIPE)
-	if err := newRoot(os.Stdin, os.Stdout).ExecuteContext(ctx); err != nil {
-		if st, ok := status.FromError(err); ok {
-			fmt.Fprintf(os.Stderr, "streamctl: %s: %s\n", st.Code(), st.Message())
-		} else {
-			fmt.Fprintln(os.Stderr, "streamctl:", err)
-		}
+	root, c := newRoot(os.Stdin, os.Stdout)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "streamctl:", describe(err, c.addr))
 		os.Exit(1)
 	}
+}
+
+// describe says what went wrong in a sentence: a gRPC status in err's chain is told by its
+// code and message (not gRPC's "rpc error: code = ... desc = ...", and once however it
+// was wrapped), and an agent that cannot be reached is named with how to reach one.
+func describe(err error, addr string) string {
+	var se interface {
+		error
+		GRPCStatus() *status.Status
+	}
+	if !errors.As(err, &se) {
+		return err.Error()
+	}
+	st := se.GRPCStatus()
+	told := fmt.Sprintf("%s: %s", st.Code(), st.Message())
+	if st.Code() == codes.Unavailable && strings.Contains(st.Message(), "dial") {
+		told = fmt.Sprintf("cannot reach an agent at %s (is one running? `make run` starts one; --addr or $%s names another): %s", addr, AddrEnv, st.Message())
+	}
+	// What wrapped the status ("commit the group's offsets: ...") stays.
+	return strings.Replace(err.Error(), se.Error(), told, 1)
 }
 
 type cli struct {
@@ -108,7 +125,7 @@ func (c *cli) client() (pb.StreamHouseClient, error) {
 	return pb.NewStreamHouseClient(c.conn), nil
 }
 
-func newRoot(stdin io.Reader, stdout io.Writer) *cobra.Command {
+func newRoot(stdin io.Reader, stdout io.Writer) (*cobra.Command, *cli) {
 	c := &cli{stdin: stdin, stdout: stdout}
 	def := os.Getenv(AddrEnv)
 	if def == "" {
@@ -129,7 +146,7 @@ func newRoot(stdin io.Reader, stdout io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&c.addr, "addr", def, "address of any agent's client API ($"+AddrEnv+")")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", defaultTimeout, "how long each request to the agent may take (0: no limit)")
 	root.AddCommand(c.topicCmd(), c.produceCmd(), c.consumeCmd(), c.groupCmd(), c.clusterCmd(), c.benchCmd())
-	return root
+	return root, c
 }
 
 func (c *cli) topicCmd() *cobra.Command {
@@ -153,7 +170,7 @@ func (c *cli) topicCmd() *cobra.Command {
 	}
 	create.Flags().Int32Var(&req.Partitions, "partitions", 1, "number of partitions (1..10000)")
 	create.Flags().Int64Var(&req.RetentionMs, "retention-ms", 0, "how long to keep data, -1 forever (default 7 days)")
-	create.Flags().Int64Var(&req.LingerMs, "linger-ms", 0, "how long a partition waits to fill a segment (default 5)")
+	create.Flags().Int64Var(&req.LingerMs, "linger-ms", 0, "how long a partition waits to fill a segment, 1..60000 (0: the default, 5)")
 	create.Flags().Int64Var(&req.SegmentBytes, "segment-bytes", 0, "segment size that seals a batch (default 8 MiB)")
 	create.Flags().Int64Var(&req.RetentionBytes, "retention-bytes", 0, "stored bytes to keep per partition, -1 no limit (default -1)")
 	create.Flags().Int64Var(&req.MergeBytes, "merge-bytes", 0, "size small segments are merged into (default 64 MiB)")

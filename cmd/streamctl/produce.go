@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -23,7 +24,7 @@ const (
 )
 
 func (c *cli) produceCmd() *cobra.Command {
-	var key string
+	var key, keySep string
 	var partition int32
 	var headers, values []string
 	cmd := &cobra.Command{
@@ -31,8 +32,10 @@ func (c *cli) produceCmd() *cobra.Command {
 		Short: "produce records: the values given, or one per line of standard input",
 		Long: `Produces each VALUE as a record, or, with no VALUE, each line of standard input, sent
 as it comes (lines read while a request is out go in the next, up to 500 or 1 MiB).
-Records with --key go to the partition Kafka's murmur2 hash of the key picks; --partition
-forces one. Prints the partition and offset of every acked record. Ctrl-C (or SIGTERM,
+Records with a key (--key for all of them, or each its own with --key-separator) go to the
+partition Kafka's murmur2 hash of the key picks; those without go to one partition per
+request, the next one each request (as Kafka's sticky partitioner does per batch);
+--partition forces one. Prints the partition and offset of every acked record. Ctrl-C (or SIGTERM,
 SIGHUP) sends the lines already read, then stops.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,12 +60,18 @@ SIGHUP) sends the lines already read, then stops.`,
 				overhead += len(h.Key) + len(h.Value) + partitionpb.HeaderOverhead
 			}
 			if cmd.Flags().Changed("key") {
+				if keySep != "" {
+					return errors.New("--key gives every record one key, --key-separator each its own: not both")
+				}
 				overhead += len(key)
 			}
 			add := func(v string) {
 				r := &pb.Record{Value: []byte(v), Headers: hs}
 				if cmd.Flags().Changed("key") {
 					r.Key = []byte(key)
+				}
+				if k, val, ok := strings.Cut(v, keySep); keySep != "" && ok {
+					r.Key, r.Value = []byte(k), []byte(val)
 				}
 				req.Records = append(req.Records, r)
 			}
@@ -94,6 +103,12 @@ SIGHUP) sends the lines already read, then stops.`,
 			// Interrupted (Ctrl-C, SIGTERM, SIGHUP), it sends the lines it has read and
 			// stops, as Kafka's console producer flushes on close: every line read is acked
 			// or its error printed. Each request is still bounded by --timeout.
+			if f, ok := c.stdin.(*os.File); ok {
+				if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+					// A terminal: say what it waits for, rather than seem to hang.
+					fmt.Fprintf(cmd.ErrOrStderr(), "reading records from the terminal, one a line, to %s (Ctrl-D to end)\n", req.Topic)
+				}
+			}
 			lines := newLineBatcher(c.stdin, stdinMaxLine, stdinBatchRecords, stdinBatchBytes, overhead)
 			for interrupted, acked := false, 0; ; {
 				batch, err := lines.next(cmd.Context())
@@ -118,8 +133,9 @@ SIGHUP) sends the lines already read, then stops.`,
 			}
 		},
 	}
-	cmd.Flags().StringVar(&key, "key", "", "record key (default: none, records spread round robin)")
-	cmd.Flags().Int32Var(&partition, "partition", 0, "partition to write to (default: by key, or round robin)")
+	cmd.Flags().StringVar(&key, "key", "", "the key of every record (default: none: a request's records go to one partition, the next one each request)")
+	cmd.Flags().StringVar(&keySep, "key-separator", "", "each value (line or VALUE) is KEY, this separator, then the value, as kcat -K; a value without it has no key")
+	cmd.Flags().Int32Var(&partition, "partition", 0, "partition to write to (default: by key, or the next one each request)")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "header key=value (repeatable)")
 	cmd.Flags().StringArrayVar(&values, "value", nil, "a record's value, as a VALUE argument (repeatable; the original streamctl's flag)")
 	return cmd

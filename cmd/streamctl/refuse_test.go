@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -55,18 +53,11 @@ func (s *recordingServer) CommitOffsets(_ context.Context, req *pb.CommitOffsets
 // meant no limit; a consume's --from was checked only where it applied, and a partition
 // past the topic's was named past its end.
 func TestCommandsRefuseWhatTheyCannotMean(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := &recordingServer{}
-	gs := grpc.NewServer()
-	pb.RegisterStreamHouseServer(gs, srv)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	addr := fakeAgent(t, srv)
 	run := func(args ...string) error {
-		root := newRoot(strings.NewReader(""), &strings.Builder{})
-		root.SetArgs(append([]string{"--addr", lis.Addr().String()}, args...))
+		root, _ := newRoot(strings.NewReader(""), &strings.Builder{})
+		root.SetArgs(append([]string{"--addr", addr}, args...))
 		return root.ExecuteContext(context.Background())
 	}
 	for _, c := range []struct {
@@ -105,17 +96,10 @@ func TestCommandsRefuseWhatTheyCannotMean(t *testing.T) {
 // purged yet) show with no end and no lag, not numbers measured against nothing; the
 // others with theirs.
 func TestGroupOffsetsOfADeletedTopicShowNoLag(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	pb.RegisterStreamHouseServer(gs, &recordingServer{})
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	addr := fakeAgent(t, &recordingServer{})
 	var out strings.Builder
-	root := newRoot(strings.NewReader(""), &out)
-	root.SetArgs([]string{"--addr", lis.Addr().String(), "group", "offsets", "g"})
+	root, _ := newRoot(strings.NewReader(""), &out)
+	root.SetArgs([]string{"--addr", addr, "group", "offsets", "g"})
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -150,14 +134,7 @@ func (refusingServer) Produce(_ context.Context, req *pb.ProduceRequest) (*pb.Pr
 // error says which lines were not written and how many before them were acked, as many as
 // the acks printed.
 func TestProduceOfARefusedLineSaysWhichLines(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	pb.RegisterStreamHouseServer(gs, refusingServer{})
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	addr := fakeAgent(t, refusingServer{})
 	const lines, bad = 2500, 2000
 	var in strings.Builder
 	for i := 1; i <= lines; i++ {
@@ -168,9 +145,9 @@ func TestProduceOfARefusedLineSaysWhichLines(t *testing.T) {
 		fmt.Fprintln(&in, v)
 	}
 	out := &strings.Builder{}
-	root := newRoot(strings.NewReader(in.String()), out)
-	root.SetArgs([]string{"--addr", lis.Addr().String(), "produce", "orders"})
-	err = root.ExecuteContext(context.Background())
+	root, _ := newRoot(strings.NewReader(in.String()), out)
+	root.SetArgs([]string{"--addr", addr, "produce", "orders"})
+	err := root.ExecuteContext(context.Background())
 	var first, last, acked int
 	if err == nil {
 		t.Fatal("a refused line: no error")

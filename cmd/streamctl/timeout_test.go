@@ -40,18 +40,11 @@ func (s stuckServer) ListTopics(ctx context.Context, _ *pb.ListTopicsRequest) (*
 // its error.
 func listTopicsAgainst(t *testing.T, srv stuckServer) error {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	pb.RegisterStreamHouseServer(gs, srv)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	addr := fakeAgent(t, srv)
 
 	var out strings.Builder
-	root := newRoot(strings.NewReader(""), &out)
-	root.SetArgs([]string{"--addr", lis.Addr().String(), "--timeout", "300ms", "topic", "list"})
+	root, _ := newRoot(strings.NewReader(""), &out)
+	root.SetArgs([]string{"--addr", addr, "--timeout", "300ms", "topic", "list"})
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(context.Background()) }()
@@ -88,4 +81,19 @@ func TestServersOwnDeadlineKeepsItsMessage(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "--timeout") || status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("topic list whose server timed out on its own after 50ms: %v", err)
 	}
+}
+
+// fakeAgent serves srv as an agent's API on a local port until the test ends, and returns
+// its address.
+func fakeAgent(t *testing.T, srv pb.StreamHouseServer) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	pb.RegisterStreamHouseServer(gs, srv)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
 }

@@ -40,6 +40,7 @@ type agentFlags struct {
 	kafkaMaxQueued    int
 	kafkaFrameTimeout time.Duration
 	kafkaIdleTimeout  time.Duration
+	kafkaGroupMembers int
 	adminListen       string
 	limits            gateway.Limits
 	memory            memoryFlags
@@ -60,6 +61,10 @@ type memoryFlags struct {
 // memoryHeadroom is what the default --memory-limit allows above the four budgets:
 // request and segment buffers, gRPC, merges, the actor system and the runtime itself.
 const memoryHeadroom = 128 << 20
+
+// BucketEnv names the original StreamHouse's bucket variable: without --store (or
+// $STREAMHOUSE_STORE_URL), the store is s3://$STREAMHOUSE_BUCKET, at $AWS_ENDPOINT_URL.
+const BucketEnv = "STREAMHOUSE_BUCKET"
 
 // apply sets the Go runtime's soft memory limit (unless GOMEMLIMIT is set), so that the
 // garbage collector works harder rather than letting the heap double past the budgets.
@@ -104,7 +109,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	str(&f.zone, "zone", "STREAMHOUSE_ZONE", "", "availability zone of this agent")
 	str(&f.etcd, "etcd", "STREAMHOUSE_ETCD_ENDPOINTS", "127.0.0.1:2379", "comma-separated etcd endpoints")
 	str(&f.etcdRoot, "etcd-root", "STREAMHOUSE_ETCD_ROOT", coordination.DefaultRoot, "key prefix of this cluster in etcd")
-	str(&f.store, "store", "STREAMHOUSE_STORE_URL", "", "object store URL: s3://bucket/prefix?endpoint=... or file:///dir (required)")
+	str(&f.store, "store", "STREAMHOUSE_STORE_URL", "", "object store URL: s3://bucket/prefix?endpoint=... or file:///dir (required; $"+BucketEnv+" alone is s3://$"+BucketEnv+")")
 	str(&f.listen, "cluster-listen", "STREAMHOUSE_CLUSTER_LISTEN", "0.0.0.0:8090", "address the agent-to-agent gRPC remote listens on")
 	str(&f.advertise, "cluster-advertise", "STREAMHOUSE_CLUSTER_ADVERTISE", "", "host:port other agents dial (default: the listen address, with this host's name for 0.0.0.0)")
 	str(&f.grpcListen, "grpc-listen", "STREAMHOUSE_GRPC_LISTEN", ":50051", "address the client gRPC API (streamhouse.v1) listens on")
@@ -118,7 +123,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	intFlag(&f.kafkaMaxRequest, "kafka-max-request-bytes", "STREAMHOUSE_KAFKA_MAX_REQUEST_BYTES", kafka.DefaultMaxFrameBytes, "largest Kafka request (Kafka's socket.request.max.bytes), and half of what the records of one produce may hold decoded; a larger one closes its connection")
 	dur(&f.kafkaIdleTimeout, "kafka-idle-timeout", "STREAMHOUSE_KAFKA_IDLE_TIMEOUT", kafka.DefaultIdleTimeout, "close a Kafka connection that sends no request for this long (Kafka's connections.max.idle.ms)")
 	dur(&f.kafkaFrameTimeout, "kafka-frame-timeout", "STREAMHOUSE_KAFKA_FRAME_TIMEOUT", kafka.DefaultFrameTimeout, "how long a Kafka request frame may take to arrive once its size is read; past it the connection closes and the frame's queued bytes go back")
-	intFlag(&f.kafkaMaxQueued, "kafka-max-queued-bytes", "STREAMHOUSE_KAFKA_MAX_QUEUED_BYTES", kafka.DefaultMaxQueuedBytes, "Kafka request frames read and not yet answered, over all connections (Kafka's queued.max.request.bytes); beyond it a connection's next frame waits to be read")
+	intFlag(&f.kafkaGroupMembers, "kafka-max-group-members", "STREAMHOUSE_KAFKA_MAX_GROUP_MEMBERS", kafka.DefaultMaxGroupMembers, "members of one Kafka consumer group (Kafka's group.max.size); a join past it is refused GROUP_MAX_SIZE_REACHED")
+	intFlag(&f.kafkaMaxQueued, "kafka-max-queued-bytes", "STREAMHOUSE_KAFKA_MAX_QUEUED_BYTES", kafka.DefaultMaxQueuedBytes, "Kafka request frames read and not yet answered, over all connections (Kafka's queued.max.request.bytes); beyond it a connection's next frame waits to be read. What produce requests' records decode to beyond their frames counts too, up to twice it; past that a partition's records are answered REQUEST_TIMED_OUT")
 	intFlag(&f.limits.MaxRecordBytes, "max-record-bytes", "STREAMHOUSE_MAX_RECORD_BYTES", 1<<20, fmt.Sprintf("largest record (key + value + headers, each header counting %d bytes more) accepted", partitionpb.HeaderOverhead))
 	intFlag(&f.limits.MaxBatchBytes, "max-batch-bytes", "STREAMHOUSE_MAX_BATCH_BYTES", 16<<20, "largest produce request, in record bytes")
 	intFlag(&f.limits.MaxBatchRecords, "max-batch-records", "STREAMHOUSE_MAX_BATCH_RECORDS", 100000, "most records in one produce request")
@@ -132,7 +138,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	dur(&f.sessionTTL, "session-ttl", "STREAMHOUSE_SESSION_TTL", coordination.DefaultSessionTTL, "etcd session TTL: how long a silent agent keeps its partitions")
 	dur(&f.sweep.Grace, "sweep-grace", "STREAMHOUSE_SWEEP_GRACE", sweeper.DefaultGrace, fmt.Sprintf("orphan objects (named by no segment of the index) are deleted once older than this and unindexed this long; at least %v, 0 disables the sweeper", sweeper.MinGrace))
 	dur(&f.sweep.Interval, "sweep-interval", "STREAMHOUSE_SWEEP_INTERVAL", 0, "time between orphan sweeps (0: a quarter of --sweep-grace); one agent sweeps at a time")
-	dur(&f.compactInterval, "compact-interval", "STREAMHOUSE_COMPACT_INTERVAL", actors.DefaultCompactInterval, "how often the agent applies retention to its partitions and merges their small segments (negative: never)")
+	dur(&f.compactInterval, "compact-interval", "STREAMHOUSE_COMPACT_INTERVAL", actors.DefaultCompactInterval, "how often the agent applies retention to its partitions and merges their small segments (0: the default; negative: never)")
 	intFlag(&f.mergeLinkBytes, "merge-link-bytes", "STREAMHOUSE_MERGE_LINK_BYTES", actors.DefaultMergeLinkBytes, "a merge of segments each stored in at least this many bytes lists them where they are instead of copying them (0: merges always copy; docs/operations.md)")
 	str(&f.logLevel, "log-level", "STREAMHOUSE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&f.logFmt, "log-format", "STREAMHOUSE_LOG_FORMAT", "json", "json or console")
@@ -147,7 +153,12 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if f.store == "" {
-		return nil, errors.New("--store (or $STREAMHOUSE_STORE_URL) is required")
+		// The original StreamHouse's variable: a bucket at AWS_ENDPOINT_URL (or AWS's own).
+		if b := os.Getenv(BucketEnv); b != "" {
+			f.store = "s3://" + b
+		} else {
+			return nil, fmt.Errorf("--store (or $STREAMHOUSE_STORE_URL, or $%s for s3://BUCKET at $AWS_ENDPOINT_URL) is required", BucketEnv)
+		}
 	}
 	if f.kafkaMaxRequest < f.limits.MaxBatchBytes {
 		return nil, fmt.Errorf("--kafka-max-request-bytes %d: at least --max-batch-bytes (%d)", f.kafkaMaxRequest, f.limits.MaxBatchBytes)
@@ -181,6 +192,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		return nil, fmt.Errorf("--kafka-frame-timeout %s: must be positive", f.kafkaFrameTimeout)
 	case f.kafkaIdleTimeout <= 0:
 		return nil, fmt.Errorf("--kafka-idle-timeout %s: must be positive", f.kafkaIdleTimeout)
+	case f.kafkaGroupMembers < 1:
+		return nil, fmt.Errorf("--kafka-max-group-members %d: must be positive", f.kafkaGroupMembers)
 	case f.limits.MaxFetchBytes > math.MaxInt32:
 		// Kafka's fetch sizes are int32: more would wrap negative.
 		return nil, fmt.Errorf("--max-fetch-bytes %d: at most %d", f.limits.MaxFetchBytes, math.MaxInt32)
@@ -340,7 +353,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	reads := gateway.NewReadBudget(f.memory.readBytes)
 	srv, served := serveAPI(apiLis, coord, mirror, node, f.limits, reads, alog)
 	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, MaxQueuedBytes: f.kafkaMaxQueued,
-		FrameTimeout: f.kafkaFrameTimeout, IdleTimeout: f.kafkaIdleTimeout, Reads: reads, Log: alog})
+		FrameTimeout: f.kafkaFrameTimeout, IdleTimeout: f.kafkaIdleTimeout, MaxGroupMembers: f.kafkaGroupMembers, Reads: reads, Log: alog})
 	admin, err := serveAdmin(adminLis, coord, store, node, reads, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
 	if err != nil {
 		srv.Stop()

@@ -183,7 +183,7 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
   client API (gRPC)  %s
   Kafka protocol     %s   (kcat -b %s -L)
   metrics, health    http://%s/metrics  /healthz  /readyz
-  etcd               %s   (etcdctl --endpoints %s get --prefix /streamhouse/)
+  etcd               %s   (./bin/etcdctl --endpoints %s get --prefix /streamhouse/; make tools builds it)
   segments           %s
 
 Try, in another terminal:

@@ -33,6 +33,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"agent", "--store", "file:///tmp/x", "--node", "a/b"}, 2, `--node "a/b"`},
 		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-frame-timeout", "0s"}, 2, "--kafka-frame-timeout 0s: must be positive"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-idle-timeout", "-1s"}, 2, "--kafka-idle-timeout -1s: must be positive"},
+		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-max-group-members", "0"}, 2, "--kafka-max-group-members 0: must be positive"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--max-fetch-bytes", "3000000000"}, 2, "--max-fetch-bytes 3000000000: at most 2147483647"},
 		// Kafka clients were told of no broker, and the agent crashed on their Metadata.
 		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-advertise", "kafka.example.com"}, 2, `--kafka-advertise "kafka.example.com": want host:port`},
@@ -88,5 +89,22 @@ func TestTheDerivedClusterAddressIsDialable(t *testing.T) {
 		} else if f.advertise != want {
 			t.Errorf("--cluster-listen %s: advertises %q, want %q", listen, f.advertise, want)
 		}
+	}
+}
+
+// The original StreamHouse's $STREAMHOUSE_BUCKET stands for --store s3://BUCKET (its
+// endpoint from $AWS_ENDPOINT_URL); --store and $STREAMHOUSE_STORE_URL win over it.
+func TestTheOriginalsBucketVariableNamesTheStore(t *testing.T) {
+	t.Setenv(BucketEnv, "streamhouse-data")
+	t.Setenv("STREAMHOUSE_STORE_URL", "")
+	f, err := parseAgentFlags([]string{}, io.Discard)
+	if err != nil {
+		t.Fatalf("with $%s only: %v", BucketEnv, err)
+	}
+	if f.store != "s3://streamhouse-data" {
+		t.Fatalf("with $%s only: store %q", BucketEnv, f.store)
+	}
+	if f, err = parseAgentFlags([]string{"--store", "file:///tmp/x"}, io.Discard); err != nil || f.store != "file:///tmp/x" {
+		t.Fatalf("with --store too: %+v, %v", f, err)
 	}
 }

@@ -6,7 +6,8 @@ say "create topics"
 "$STREAMCTL" topic create my-orders --partitions 3 || true
 "$STREAMCTL" topic create user-events --partitions 2 || true
 say "produce 90 records"
-for i in $(seq 1 60); do echo "{\"order\": $i}"; done | "$STREAMCTL" produce my-orders --key "customer-$((RANDOM % 5))" | tail -3
+# Each line is KEY:VALUE: a customer's orders go to the partition its key hashes to.
+for i in $(seq 1 60); do echo "customer-$((i % 5)):{\"order\": $i}"; done | "$STREAMCTL" produce my-orders --key-separator : | tail -3
 for i in $(seq 1 30); do echo "{\"event\": $i}"; done | "$STREAMCTL" produce user-events | tail -3
 say "consume"
 "$STREAMCTL" consume my-orders --from earliest --limit 5

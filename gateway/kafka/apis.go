@@ -74,8 +74,6 @@ func (s *Server) dispatch(ctx context.Context, req *request) kmsg.Response {
 		return s.deleteTopics(ctx, r)
 	case *kmsg.DescribeConfigsRequest:
 		return s.describeConfigs(ctx, r)
-	case *kmsg.ProduceRequest:
-		return s.produce(ctx, req, r)
 	case *kmsg.FetchRequest:
 		return s.fetch(ctx, req, r)
 	case *kmsg.ListOffsetsRequest:

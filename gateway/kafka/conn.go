@@ -197,7 +197,8 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		// The frame counts in the listener's queued bytes from before it is read until
-		// it is answered (a produce) or decoded (any other request).
+		// it is answered (a produce, with what its records decode to beyond it) or
+		// decoded (any other request).
 		held := 0
 		h, body, streamed, err := readRequest(r, s.opts.MaxFrameBytes, func(n int) error {
 			if err := s.queued.Acquire(s.ctx, int64(n)); err != nil {
@@ -253,12 +254,16 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
 		var pc *produceCall
-		if pr, ok := req.kreq.(*kmsg.ProduceRequest); ok && pr.Acks != 0 {
-			pc = s.decodeProduce(ctx, req, pr)
+		frame := held
+		if pr, ok := req.kreq.(*kmsg.ProduceRequest); ok {
+			// What its records hold decoded beyond the frame counts in the queued bytes
+			// too, until it is answered.
+			pc = s.decodeProduce(ctx, req, pr, frame)
+			held += pc.extra
 		}
 		if pc != nil && pc.idempotent() {
 			reply := pl.next()
-			pl.admit(reply, held, pc)
+			pl.admit(reply, frame, pc)
 			metricProduceInFlight.Inc()
 			go func() {
 				defer cancel()
@@ -278,6 +283,12 @@ func (s *Server) serveConn(c net.Conn) {
 		cancel()
 		pl.answer(pl.next(), h, req, resp)
 		answered()
+		if pc != nil && req.noResponse && pc.refused() {
+			// acks=0 has no answer to carry the error: the connection closes, as Kafka's
+			// broker closes it, so that the client learns that something was not written.
+			log.Info("closing Kafka connection: an acks=0 produce was refused", zap.String("client_id", h.clientID))
+			return
+		}
 	}
 }
 

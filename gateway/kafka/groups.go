@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -24,6 +26,19 @@ const (
 	initialJoinDelay = 500 * time.Millisecond // group.initial.rebalance.delay.ms: members of a new group join one generation
 	expiryTick       = 250 * time.Millisecond
 )
+
+// What one member may bring to its group: a client could otherwise grow the group's
+// state, and what each rebalance sends its leader, without end. Consumers name one to a
+// few protocols (Java's range and cooperative-sticky), each with metadata of their
+// subscriptions: tens of kilobytes for a thousand topics.
+const (
+	maxMemberProtocols = 32
+	maxMemberMetadata  = 1 << 20 // bytes of a member's protocol names and metadata
+)
+
+// DefaultMaxGroupMembers bounds the members of one group (Options.MaxGroupMembers), as
+// Kafka's group.max.size: a join past it is refused GROUP_MAX_SIZE_REACHED.
+const DefaultMaxGroupMembers = 1000
 
 // groups is the coordinator of the consumer groups this agent coordinates (Kafka's
 // classic group protocol). All state is behind one mutex: groups are few and every
@@ -50,10 +65,12 @@ type group struct {
 	protocol     string
 	leader       string
 	members      map[string]*member
-	static       map[string]string // group.instance.id -> member id, of static members
-	timer        *time.Timer       // ends the join phase
-	round        int               // counts join phases: a timer that fired late for an old one does nothing
-	initial      bool              // the join phase of an empty group: wait the whole delay
+	pending      map[string]time.Time // member ids given to new members (KIP-394), until they join with them or the time
+	support      map[string]int       // protocol name -> members that name it
+	static       map[string]string    // group.instance.id -> member id, of static members
+	timer        *time.Timer          // ends the join phase
+	round        int                  // counts join phases: a timer that fired late for an old one does nothing
+	initial      bool                 // the join phase of an empty group: wait the whole delay
 }
 
 type member struct {
@@ -177,7 +194,12 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 		return fail(kerr.InvalidSessionTimeout.Code)
 	case r.ProtocolType == "" || len(r.Protocols) == 0:
 		return fail(kerr.InconsistentGroupProtocol.Code)
+	case len(r.Protocols) > maxMemberProtocols || metadataBytes(r.Protocols) > maxMemberMetadata:
+		return fail(kerr.InvalidRequest.Code)
 	}
+	// The protocols are kept while the member is: copies, not slices of the request's
+	// frame, which would keep all of it.
+	protos := cloneProtocols(r.Protocols)
 	if _, code := gs.claim(ctx, r.Group); code != errNone {
 		return fail(code)
 	}
@@ -187,7 +209,8 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 		if !gs.claimed(r.Group) { // given up since, this agent no longer coordinating it
 			code = kerr.NotCoordinator.Code
 		} else {
-			g = &group{name: r.Group, state: stateEmpty, members: map[string]*member{}, static: map[string]string{}}
+			g = &group{name: r.Group, state: stateEmpty, members: map[string]*member{}, pending: map[string]time.Time{},
+				support: map[string]int{}, static: map[string]string{}}
 			gs.m[r.Group] = g
 		}
 	}
@@ -208,7 +231,7 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 		if r.MemberID == "" {
 			// A static member restarted: it takes its place, under a new member id.
 			m = gs.replaceStatic(g, instance(r.InstanceID), id, req)
-			if out := g.rejoinedStatic(m, r.Protocols); out != nil {
+			if out := g.rejoinedStatic(m, protos); out != nil {
 				m.session, m.rebalance, m.seen = session, rebalance, time.Now()
 				gs.mu.Unlock()
 				out.SetVersion(r.Version)
@@ -219,23 +242,41 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	if m == nil {
 		m = g.members[r.MemberID]
 	}
+	_, pending := g.pending[r.MemberID]
 	switch {
-	case r.MemberID != "" && m == nil:
+	case r.MemberID != "" && m == nil && !pending:
 		gs.mu.Unlock()
 		return fail(kerr.UnknownMemberID.Code)
 	case m != nil && instance(m.instanceID) != instance(r.InstanceID):
 		// A member's instance id is fixed when it first joins, as Kafka's.
 		gs.mu.Unlock()
 		return fail(kerr.FencedInstanceID.Code)
+	case m == nil && len(g.members) >= gs.s.opts.MaxGroupMembers:
+		gs.mu.Unlock()
+		return fail(kerr.GroupMaxSizeReached.Code)
+	case m == nil && !pending && r.Version >= 4 && instance(r.InstanceID) == "":
+		// A new dynamic member is given its id first (KIP-394) and joins with it: a
+		// client that gives up on its join (its own timeout may be shorter than the
+		// group's join phase) and joins again is the same member, not a second one.
+		id := newMemberID(req.clientID)
+		gs.addPending(g, id, session)
+		gs.mu.Unlock()
+		resp.MemberID = id
+		return fail(kerr.MemberIDRequired.Code)
 	case m == nil:
-		m = &member{id: newMemberID(req.clientID), clientID: req.clientID, clientHost: req.conn.RemoteAddr().String(),
-			instanceID: r.InstanceID}
+		id := r.MemberID
+		if !pending {
+			id = newMemberID(req.clientID)
+		}
+		delete(g.pending, id)
+		m = &member{id: id, clientID: req.clientID, clientHost: req.conn.RemoteAddr().String(), instanceID: r.InstanceID}
 		g.members[m.id] = m
 		if inst := instance(r.InstanceID); inst != "" {
 			g.static[inst] = m.id
 		}
 	}
-	m.session, m.rebalance, m.protocols, m.seen = session, rebalance, r.Protocols, time.Now()
+	g.setProtocols(m, protos)
+	m.session, m.rebalance, m.seen = session, rebalance, time.Now()
 	if g.protocolType == "" {
 		g.protocolType = r.ProtocolType
 	}
@@ -254,9 +295,8 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	}
 	// The join phase ends by the longest rebalance timeout of the group's members (or
 	// the initial delay): the answer comes by then, even to a member whose own timeout
-	// is shorter. A member told to try again learns its id, so that it rejoins as
-	// itself: rejoining as new, it would leave the member it was in the group, counted
-	// as joined, assigned partitions it never reads until its session expires.
+	// is shorter. A dynamic member that stops waiting first (it hung up) leaves the group:
+	// the phase ends without it, and it may join again under the id it has.
 	wait := initialJoinDelay
 	for _, o := range g.members {
 		wait = max(wait, o.rebalance)
@@ -265,6 +305,7 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 	resp.MemberID = m.id
 	gs.mu.Unlock()
 	defer req.watch()()
+	code = kerr.RebalanceInProgress.Code
 	select {
 	case out, ok := <-ch:
 		if !ok {
@@ -273,10 +314,67 @@ func (gs *groups) join(ctx context.Context, req *request, r *kmsg.JoinGroupReque
 		out.SetVersion(r.Version)
 		return out
 	case <-ctx.Done():
-		return fail(kerr.NotCoordinator.Code)
+		code = kerr.NotCoordinator.Code
 	case <-time.After(wait):
-		return fail(kerr.RebalanceInProgress.Code)
 	}
+	gs.mu.Lock()
+	select {
+	case out, ok := <-ch: // answered (or superseded) as the wait ended
+		gs.mu.Unlock()
+		if !ok {
+			return fail(kerr.RebalanceInProgress.Code)
+		}
+		out.SetVersion(r.Version)
+		return out
+	default:
+	}
+	if m.join == ch { // not answered: it waits no more
+		m.join, m.seen = nil, time.Now()
+		if instance(m.instanceID) == "" && gs.m[g.name] == g && g.members[m.id] == m {
+			// A dynamic member that stopped waiting (it hung up) leaves: the join phase
+			// does not wait for it, nor is it given partitions. Its id is kept for it, so
+			// that a client that gave up and joins again with it is the same member.
+			gs.removeMember(g, m, code)
+			gs.addPending(g, m.id, m.session)
+			gs.membersChanged(g)
+		}
+	}
+	gs.mu.Unlock()
+	return fail(code)
+}
+
+// addPending keeps id for a new member to join with, for session; past MaxGroupMembers
+// ids kept, the one kept the longest goes (a client that crashes and restarts in a loop
+// leaves an id each time: they must not fill the group for its real members).
+func (gs *groups) addPending(g *group, id string, session time.Duration) {
+	if len(g.pending) >= gs.s.opts.MaxGroupMembers {
+		first := ""
+		for k, until := range g.pending {
+			if first == "" || until.Before(g.pending[first]) {
+				first = k
+			}
+		}
+		delete(g.pending, first)
+	}
+	g.pending[id] = time.Now().Add(session)
+}
+
+// metadataBytes is what a member's protocols hold.
+func metadataBytes(protos []kmsg.JoinGroupRequestProtocol) int {
+	n := 0
+	for _, p := range protos {
+		n += len(p.Name) + len(p.Metadata)
+	}
+	return n
+}
+
+func cloneProtocols(protos []kmsg.JoinGroupRequestProtocol) []kmsg.JoinGroupRequestProtocol {
+	out := make([]kmsg.JoinGroupRequestProtocol, len(protos))
+	for i, p := range protos {
+		out[i] = p
+		out[i].Metadata = bytes.Clone(p.Metadata)
+	}
+	return out
 }
 
 // instance is a member's group.instance.id, "" for a dynamic member.
@@ -300,6 +398,7 @@ func (gs *groups) replaceStatic(g *group, inst, id string, req *request) *member
 	gs.removeMember(g, m, kerr.FencedInstanceID.Code) // what it waits for is answered so
 	m.id, m.clientID, m.clientHost = newMemberID(req.clientID), req.clientID, req.conn.RemoteAddr().String()
 	g.members[m.id] = m
+	g.count(m, 1)
 	g.static[inst] = m.id
 	if g.leader == id {
 		g.leader = m.id
@@ -322,8 +421,8 @@ func (g *group) rejoinedStatic(m *member, protos []kmsg.JoinGroupRequestProtocol
 		return nil
 	}
 	before := m.protocols
-	if m.protocols = protos; g.vote() != g.protocol {
-		m.protocols = before
+	if g.setProtocols(m, protos); g.vote() != g.protocol {
+		g.setProtocols(m, before)
 		return nil
 	}
 	out := kmsg.NewPtrJoinGroupResponse()
@@ -342,17 +441,28 @@ func (g *group) supportsAny(protos []kmsg.JoinGroupRequestProtocol) bool {
 	return false
 }
 
-func (g *group) allSupport(name string) bool {
-	for _, m := range g.members {
-		found := false
-		for _, p := range m.protocols {
-			found = found || p.Name == name
+// allSupport reports whether every member names the protocol: a count kept as members
+// come, go and change their protocols, so that a join's check and a rebalance's vote
+// take time in the protocols they look at, not in those times every member's.
+func (g *group) allSupport(name string) bool { return g.support[name] == len(g.members) }
+
+// setProtocols makes protos m's protocols; m is a member of g.
+func (g *group) setProtocols(m *member, protos []kmsg.JoinGroupRequestProtocol) {
+	g.count(m, -1)
+	m.protocols = protos
+	g.count(m, 1)
+}
+
+// count adds d to the count of each protocol m names (once, however often it names it).
+func (g *group) count(m *member, d int) {
+	for i, p := range m.protocols {
+		if slices.ContainsFunc(m.protocols[:i], func(o kmsg.JoinGroupRequestProtocol) bool { return o.Name == p.Name }) {
+			continue
 		}
-		if !found {
-			return false
+		if g.support[p.Name] += d; g.support[p.Name] == 0 {
+			delete(g.support, p.Name)
 		}
 	}
-	return true
 }
 
 func (g *group) allJoined() bool {
@@ -498,6 +608,7 @@ func (gs *groups) removeMember(g *group, m *member, code int16) {
 	if m.sync != nil {
 		gs.answerSync(m, code, nil, g)
 	}
+	g.count(m, -1)
 	delete(g.members, m.id)
 	if inst := instance(m.instanceID); inst != "" && g.static[inst] == m.id {
 		delete(g.static, inst)
@@ -557,7 +668,7 @@ func (gs *groups) sync(ctx context.Context, req *request, r *kmsg.SyncGroupReque
 			if m.id == g.leader {
 				assigned := map[string][]byte{}
 				for _, a := range r.GroupAssignment {
-					assigned[a.MemberID] = a.MemberAssignment
+					assigned[a.MemberID] = bytes.Clone(a.MemberAssignment) // kept, not the frame
 				}
 				for _, o := range g.members {
 					o.assignment = assigned[o.id]
@@ -570,21 +681,34 @@ func (gs *groups) sync(ctx context.Context, req *request, r *kmsg.SyncGroupReque
 			session := m.session // join writes it, under the lock
 			gs.mu.Unlock()
 			defer req.watch()()
+			resp.ErrorCode = kerr.RebalanceInProgress.Code
 			select {
 			case out, ok := <-ch:
 				if !ok {
-					resp.ErrorCode = kerr.RebalanceInProgress.Code
 					return resp
 				}
 				out.SetVersion(r.Version)
 				return out
 			case <-ctx.Done():
 				resp.ErrorCode = kerr.NotCoordinator.Code
-				return resp
 			case <-time.After(session + time.Second):
-				resp.ErrorCode = kerr.RebalanceInProgress.Code
-				return resp
 			}
+			gs.mu.Lock()
+			select {
+			case out, ok := <-ch: // answered (or superseded) as the wait ended
+				gs.mu.Unlock()
+				if !ok {
+					return resp
+				}
+				out.SetVersion(r.Version)
+				return out
+			default:
+			}
+			if m.sync == ch { // not answered: it waits no more, and may expire
+				m.sync, m.seen = nil, time.Now()
+			}
+			gs.mu.Unlock()
+			return resp
 		default:
 			code = kerr.UnknownMemberID.Code
 		}
@@ -702,6 +826,11 @@ func (gs *groups) expire(now time.Time) {
 			gs.drop(g)
 			continue
 		}
+		for id, until := range g.pending {
+			if now.After(until) {
+				delete(g.pending, id) // never joined with it
+			}
+		}
 		expired := false
 		for _, m := range g.members {
 			if m.join == nil && m.sync == nil && now.Sub(m.seen) > m.session {
@@ -713,7 +842,7 @@ func (gs *groups) expire(now time.Time) {
 		if expired {
 			gs.membersChanged(g)
 		}
-		if g.state == stateEmpty && len(g.members) == 0 && g.timer == nil {
+		if g.state == stateEmpty && len(g.members) == 0 && len(g.pending) == 0 && g.timer == nil {
 			delete(gs.m, name) // offsets stay in etcd; nothing else to keep
 		}
 	}
@@ -754,13 +883,16 @@ func (gs *groups) describe(ctx context.Context, r *kmsg.DescribeGroupsRequest) k
 		resp.Groups = append(resp.Groups, dg)
 	}
 	gs.mu.Unlock()
+	// One bound for all of them: with etcd away, the request is answered within it.
+	ctx, cancel := context.WithTimeout(ctx, offsetsTimeout)
+	defer cancel()
 	for _, i := range unknown {
 		dg := &resp.Groups[i]
 		dg.State = stateDead // Kafka's answer for a group it does not know
 		offsets, err := gs.s.coord.FetchOffsets(ctx, dg.Group)
 		switch {
 		case err != nil:
-			dg.ErrorCode = codeOf(err)
+			dg.ErrorCode = offsetsCode(err)
 		case len(offsets) > 0:
 			dg.State, dg.ProtocolType = stateEmpty, "consumer" // offsets and no members
 		}

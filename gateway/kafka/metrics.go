@@ -31,7 +31,7 @@ var (
 	})
 	metricQueuedBytes = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_kafka_queued_request_bytes",
-		Help: "Bytes of Kafka request frames read and not yet answered, over all connections (bounded by --kafka-max-queued-bytes).",
+		Help: "Bytes of Kafka request frames read and not yet answered, with what produce requests' records decode to beyond their frames, over all connections (frames are read below --kafka-max-queued-bytes; decoded records may take it to twice that).",
 	})
 	metricQueuedWaits = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_kafka_queued_request_waits_total",

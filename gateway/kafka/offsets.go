@@ -35,6 +35,12 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 			if code != errNone {
 				continue
 			}
+			if coordination.ValidateTopicName(t.Topic) != nil {
+				// No topic can have it: this partition only, not the transaction the
+				// others share (which it would fail whole).
+				codes[part] = errUnknownTopicOrPartition
+				continue
+			}
 			o := coordination.GroupOffset{Offset: p.Offset}
 			if p.Metadata != nil {
 				o.Metadata = *p.Metadata
@@ -203,9 +209,12 @@ func (s *Server) offsetFetch(ctx context.Context, r *kmsg.OffsetFetchRequest) km
 func (s *Server) listGroups(ctx context.Context, r *kmsg.ListGroupsRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.ListGroupsResponse)
 	live := s.groups.states()
-	names, err := s.coord.Groups(ctx)
-	if err != nil {
-		resp.ErrorCode = codeOf(err)
+	var names []string
+	if err := storeOffsets(ctx, func(ctx context.Context) (err error) {
+		names, err = s.coord.Groups(ctx)
+		return err
+	}); err != nil {
+		resp.ErrorCode = offsetsCode(err)
 		return resp
 	}
 	for _, name := range names {

@@ -57,14 +57,15 @@ func TestAZeroTopicSettingIsRefused(t *testing.T) {
 // A produce with acks other than -1, 0 or 1 is refused INVALID_REQUIRED_ACKS, as Kafka
 // refuses it; it was taken as acks=all.
 func TestAProduceWithBadAcksIsRefused(t *testing.T) {
-	s := &Server{}
+	s := NewServer(nil, nil, nil, Options{})
+	t.Cleanup(func() { _ = s.Close() })
 	r := kmsg.NewPtrProduceRequest()
 	r.Acks = 5
 	tp := kmsg.NewProduceRequestTopic()
 	tp.Topic = "not a topic name" // refused before anything is looked up
 	tp.Partitions = []kmsg.ProduceRequestTopicPartition{kmsg.NewProduceRequestTopicPartition()}
 	r.Topics = append(r.Topics, tp)
-	pc := s.decodeProduce(context.Background(), &request{}, r)
+	pc := s.decodeProduce(context.Background(), &request{}, r, 0)
 	if got := pc.resp.Topics[0].Partitions[0].ErrorCode; got != kerr.InvalidRequiredAcks.Code || len(pc.jobs) != 0 {
 		t.Fatalf("acks=5: error %d, %d writes; want INVALID_REQUIRED_ACKS and none", got, len(pc.jobs))
 	}

@@ -19,19 +19,18 @@ const (
 	maxProduceTimeout = time.Minute
 )
 
-// produce writes each partition's batches, partitions concurrently, and answers once all
-// are committed: acks=1 and acks=all both mean our only ack, after the segment is in the
-// object store and its index entry in etcd. acks=0 gets no response, as in Kafka, but is
-// written all the same before the next request of the connection is read.
-func (s *Server) produce(ctx context.Context, req *request, r *kmsg.ProduceRequest) kmsg.Response {
-	return s.writeProduce(ctx, s.decodeProduce(ctx, req, r))
-}
+// A produce request is decoded (decodeProduce) and written (writeProduce), partitions
+// concurrently, and answered once all are committed: acks=1 and acks=all both mean our
+// only ack, after the segment is in the object store and its index entry in etcd. acks=0
+// gets no response, as in Kafka, but is written all the same before the next request of
+// the connection is read.
 
 // produceCall is a produce request decoded and checked, ready to be written.
 type produceCall struct {
 	resp    *kmsg.ProduceResponse
 	timeout time.Duration
 	jobs    []*produceJob
+	extra   int // what its decoded records hold beyond its frame, taken from the queued bytes
 }
 
 // produceJob is what one request writes to one partition.
@@ -61,14 +60,26 @@ func (j *produceJob) idempotent() bool { return j.requests[0].ProducerId > 0 }
 const decodedPerFrame = 2
 
 // decodeProduce decodes every partition's batches, one partition after the other, within
-// one budget for the whole request of what its decoded records hold in memory
-// (decodedPerFrame): bounded whatever their compression or size. A partition that cannot be written
-// gets its error code in the response and no job.
-func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.ProduceRequest) *produceCall {
+// one budget for the whole request of what its decoded records hold in memory: at most
+// decodedPerFrame frame limits, and at most its frame and the room the listener's queued
+// bytes have, which decoded records may take past their limit up to twice it (frames
+// wait to be read meanwhile). What they hold beyond the frame is taken from the queued
+// bytes (pc.extra) until the request is answered: a compressed frame of a few kilobytes,
+// which may decode to megabytes, counts as what it decodes to. A partition that cannot be
+// written gets its error code in the response and no job: one whose records would go past
+// the room is REQUEST_TIMED_OUT, nothing written (the client retries once requests before
+// it are answered), one past the request's own bound MESSAGE_TOO_LARGE.
+func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.ProduceRequest, frame int) *produceCall {
 	pc := &produceCall{resp: r.ResponseKind().(*kmsg.ProduceResponse),
 		timeout: min(max(time.Duration(r.TimeoutMillis)*time.Millisecond, minProduceTimeout), maxProduceTimeout)}
 	req.noResponse = r.Acks == 0
 	budget := decodedPerFrame * s.opts.MaxFrameBytes
+	room := s.queued.Room(int64(frame), s.queued.Limit())
+	roomBound := room < int64(budget-frame)
+	if roomBound {
+		budget = frame + int(room)
+	}
+	decoded := 0
 	for _, t := range r.Topics {
 		rt := kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
@@ -95,7 +106,12 @@ func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.Produc
 			}
 			part := coordination.Partition{Topic: t.Topic, Partition: p.Partition}
 			requests, used, err := s.writesOf(part, p.Records, budget)
-			if err != nil {
+			switch {
+			case err != nil && err.memory && roomBound:
+				rp.ErrorCode = kerr.RequestTimedOut.Code
+				rp.ErrorMessage = strp("the agent's Kafka requests hold all the memory they may (--kafka-max-queued-bytes): nothing was written; retry")
+				continue
+			case err != nil:
 				rp.ErrorCode, rp.ErrorMessage = err.code, strp(err.msg)
 				continue
 			}
@@ -103,6 +119,7 @@ func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.Produc
 				w.TopicIncarnation = spec.Incarnation
 			}
 			budget -= used
+			decoded += used
 			pc.jobs = append(pc.jobs, &produceJob{p: part, requests: requests, out: rp})
 		}
 		pc.resp.Topics = append(pc.resp.Topics, rt)
@@ -114,7 +131,21 @@ func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.Produc
 			r.Topics[i].Partitions[j].Records = nil
 		}
 	}
+	pc.extra = max(0, decoded-frame)
+	s.queued.Take(int64(pc.extra))
 	return pc
+}
+
+// refused reports whether a partition of the request was answered an error.
+func (pc *produceCall) refused() bool {
+	for _, t := range pc.resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != errNone {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // idempotent reports whether every partition the request writes is an idempotent

@@ -49,9 +49,12 @@ type batch struct {
 }
 
 // batchError is a batch a partition refuses, with the Kafka error code that says why.
+// memory says the bound it went past was the memory its request may decode to
+// (batchLimits.memory), not one of the partition's limits.
 type batchError struct {
-	code int16
-	msg  string
+	code   int16
+	msg    string
+	memory bool
 }
 
 func (e *batchError) Error() string { return e.msg }
@@ -145,10 +148,12 @@ func decodeBatch(raw []byte, lim batchLimits) (_ batch, held int, _ error) {
 		return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code,
 			msg: fmt.Sprintf("record batch of %d records: the partition may take %d more in one request", count, max(lim.records, 0))}
 	case count*recordOverhead > lim.memory:
-		return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code,
-			msg: fmt.Sprintf("record batch of %d records: the request's records take more memory than its budget", count)}
+		return batch{}, 0, overMemory(count)
 	}
 	data, err := decompress(rb.Records, rb.Attributes&attrCompression, min(lim.payload, lim.memory-count*recordOverhead))
+	if be, ok := err.(*batchError); ok && be.code == kerr.MessageTooLarge.Code && lim.memory-count*recordOverhead < lim.payload {
+		be.memory = true
+	}
 	if err != nil {
 		return batch{}, 0, err
 	}
@@ -189,8 +194,7 @@ func decodeBatch(raw []byte, lim batchLimits) (_ batch, held int, _ error) {
 			return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code, msg: partitionpb.TooLargeMessage(int(i), size, lim.record)}
 		}
 		if held += len(kr.Headers) * headerOverhead; held > lim.memory {
-			return batch{}, 0, &batchError{code: kerr.MessageTooLarge.Code,
-				msg: fmt.Sprintf("record batch of %d records: the request's records take more memory than its budget", count)}
+			return batch{}, 0, overMemory(count)
 		}
 		for _, h := range kr.Headers {
 			// Kafka's header keys are strings, and protobuf refuses to encode a string
@@ -207,6 +211,13 @@ func decodeBatch(raw []byte, lim batchLimits) (_ batch, held int, _ error) {
 		return batch{}, 0, corrupt("%d bytes after the batch's %d records", len(data), rb.NumRecords)
 	}
 	return b, held, nil
+}
+
+// overMemory is a batch of count records whose records would hold more memory than its
+// request has left.
+func overMemory(count int) *batchError {
+	return &batchError{code: kerr.MessageTooLarge.Code, memory: true,
+		msg: fmt.Sprintf("record batch of %d records: the request's records take more memory than its budget", count)}
 }
 
 var errTooLarge = errors.New("decompresses past the limit")

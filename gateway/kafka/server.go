@@ -67,6 +67,9 @@ type Options struct {
 	// GroupRebalanceTimeout bounds how long a group waits for its members to rejoin
 	// when a client asks for no timeout of its own. Default 60s.
 	GroupRebalanceTimeout time.Duration
+	// MaxGroupMembers bounds the members of a group: a join past it is refused
+	// GROUP_MAX_SIZE_REACHED. Default DefaultMaxGroupMembers.
+	MaxGroupMembers int
 	// Log receives the listener's logs. Default: none.
 	Log *zap.Logger
 }
@@ -119,6 +122,9 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	}
 	if opts.GroupRebalanceTimeout <= 0 {
 		opts.GroupRebalanceTimeout = time.Minute
+	}
+	if opts.MaxGroupMembers <= 0 {
+		opts.MaxGroupMembers = DefaultMaxGroupMembers
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{coord: coord, mirror: mirror, node: node, opts: opts, limits: opts.Limits,

@@ -2,6 +2,7 @@ package membudget
 
 import (
 	"context"
+	"math"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,6 +108,23 @@ func (b *Budget) admit() int64 {
 		close(w.admitted)
 	}
 	return took
+}
+
+// Take takes n bytes at once, spent or not, however many the budget holds: for bytes that
+// are in memory already (or about to be, bounded by Room), accounted until Release, so
+// that the acquires after them wait.
+func (b *Budget) Take(n int64) { b.take(n) }
+
+// Room is how many more bytes a holder of own bytes may take (Take) and stay within the
+// budget's limit and over more: all it wants (math.MaxInt64) when it is alone in the
+// budget, as an empty budget admits anything.
+func (b *Budget) Room(own, over int64) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used <= own {
+		return math.MaxInt64
+	}
+	return max(0, b.limit+over-b.used)
 }
 
 // take takes n bytes at once, spent or not: for bytes that are in memory already and are

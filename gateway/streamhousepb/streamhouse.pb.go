@@ -1050,7 +1050,8 @@ func (x *Record) GetPartition() int32 {
 }
 
 // Records go to `partition` when it is set, else to the partition of their key's Kafka
-// murmur2 hash (the same partition Kafka's default partitioner picks), else round robin.
+// murmur2 hash (the same partition Kafka's default partitioner picks), else to one partition
+// per request, the next one each request.
 type ProduceRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`

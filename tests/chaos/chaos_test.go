@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,13 +112,16 @@ func runChaos(t *testing.T, faults, seed int, kinds []string, overKafka bool) {
 		}
 	}
 	w.start(uint64(seed))
+	t.Cleanup(w.halt) // before the cluster stops under it, if the run ends early
 	harness.Eventually(t, 60*time.Second, func() error { return w.ackedSince(time.Time{}) })
+	epochs := leaseEpochs(t, c)
 
 	store, err := objstore.Open(ctx, storeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lister := startLister(store)
+	t.Cleanup(func() { lister.halt() })
 
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xc4a05))
 	var done []fault
@@ -169,6 +174,59 @@ func runChaos(t *testing.T, faults, seed int, kinds []string, overKafka bool) {
 	if r.Acked < 1000 || r.ReaderRead < r.Acked/2 {
 		t.Errorf("the run proved little: %d records acked, %d read by followers", r.Acked, r.ReaderRead)
 	}
+	// A fault that takes an agent's partitions from it (killed, stopped, paused or cut
+	// from etcd past its TTL) moves them to new epochs: a run whose faults moved none
+	// tested no failover, whatever its history says.
+	if slices.ContainsFunc(names, func(k string) bool { return slices.Contains(movingKinds, k) }) {
+		moved, now := 0, leaseEpochs(t, c)
+		for key, epoch := range epochs {
+			if now[key] != epoch {
+				moved++
+			}
+		}
+		if moved == 0 {
+			t.Errorf("the run proved little: faults that move partitions were injected, and all %d partitions kept their epochs", len(epochs))
+		}
+		t.Logf("%d of %d partitions in a new epoch since the first fault", moved, len(epochs))
+	}
+}
+
+// coordination is a client of the cluster's etcd and keys, closed at the end of the test.
+func (c *cluster) coordination(t *testing.T) *coordination.Client {
+	t.Helper()
+	e, err := clientv3.New(clientv3.Config{Endpoints: c.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	coord, err := coordination.New(e, coordination.Options{Root: "/streamhouse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return coord
+}
+
+// movingKinds are the faults after which the agent they hit holds none of its partitions
+// in the epoch it held them in.
+var movingKinds = []string{killAgent, pauseAgent, restartAgent, cutAgent}
+
+// leaseEpochs returns the epoch (the lease key's revision) each held partition is in,
+// by lease key.
+func leaseEpochs(t *testing.T, c *cluster) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	coord := c.coordination(t)
+	e := coord.Etcd()
+	resp, err := e.Get(ctx, coord.Keys().Leases(), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = kv.CreateRevision
+	}
+	return out
 }
 
 func startCluster(t *testing.T) (*cluster, string) {
@@ -242,8 +300,10 @@ func startCluster(t *testing.T) (*cluster, string) {
 // lister lists the store's objects every second, so that the end of the run knows which
 // objects existed at some point.
 type lister struct {
-	stop chan struct{}
-	done chan map[string]bool
+	stop  chan struct{}
+	done  chan map[string]bool
+	halts sync.Once
+	seen  map[string]bool
 }
 
 func startLister(store objstore.Store) *lister {
@@ -270,7 +330,12 @@ func startLister(store objstore.Store) *lister {
 	return l
 }
 
-func (l *lister) halt() map[string]bool { close(l.stop); return <-l.done }
+// halt stops the lister and returns what it saw; later calls return the same (a failed
+// run halts it in its cleanup).
+func (l *lister) halt() map[string]bool {
+	l.halts.Do(func() { close(l.stop); l.seen = <-l.done })
+	return l.seen
+}
 
 // objectCounts is what happened to the objects.
 type objectCounts struct {
@@ -284,15 +349,7 @@ func checkObjects(t *testing.T, c *cluster, store objstore.Store, seen map[strin
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e, err := clientv3.New(clientv3.Config{Endpoints: c.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	coord, err := coordination.New(e, coordination.Options{Root: "/streamhouse"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	coord := c.coordination(t)
 	index, err := coord.ObjectIndex(ctx)
 	if err != nil {
 		t.Fatal(err)

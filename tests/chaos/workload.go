@@ -36,8 +36,9 @@ type workload struct {
 	h        History
 	ackTimes map[int32][]time.Time
 
-	stop chan struct{} // closed: producers start nothing new, readers and the group stop
-	wg   sync.WaitGroup
+	stop  chan struct{} // closed: producers start nothing new, readers and the group stop
+	halts sync.Once
+	wg    sync.WaitGroup
 }
 
 func newWorkload(clients []pb.StreamHouseClient, topic string, partitions int32) *workload {
@@ -91,7 +92,9 @@ func (w *workload) start(seed uint64) {
 	w.wg.Go(w.watchGroup)
 }
 
-func (w *workload) halt() { close(w.stop); w.wg.Wait() }
+// halt stops the workload and waits for it; later calls do nothing (a failed run halts
+// it in its cleanup).
+func (w *workload) halt() { w.halts.Do(func() { close(w.stop); w.wg.Wait() }) }
 
 // produce sends unique values, retrying each request (same values, possibly through
 // another agent) until acked or maxAttempts; a request never acked has an unknown

@@ -91,13 +91,32 @@ func TestAgentThatCannotStartChangesNothing(t *testing.T) {
 		t.Fatalf("an agent named as one that runs: exit %d, stderr:\n%s", code, stderr)
 	}
 	t.Logf("an agent named as one that runs refused after %v", took.Round(100*time.Millisecond))
-	stopWatch()
+	// Both have exited: whatever they wrote comes before a sentinel written now, and the
+	// watch is read up to it (cancelled, it could drop events still on their way).
+	sentinel := tc.root + "/test-sentinel"
+	if _, err := tc.coord.Etcd().Put(ctx, sentinel, "end"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.AfterFunc(30*time.Second, stopWatch)
+	defer deadline.Stop()
+	reached := false
 	for resp := range writes {
 		for _, ev := range resp.Events {
-			if k := string(ev.Kv.Key); strings.Contains(k, "/nodes/") || strings.Contains(k, "agent-2") || strings.Contains(k, "/members/") {
+			k := string(ev.Kv.Key)
+			if k == sentinel {
+				reached = true
+				break
+			}
+			if strings.Contains(k, "/nodes/") || strings.Contains(k, "agent-2") || strings.Contains(k, "/members/") {
 				t.Errorf("a start that failed wrote %s %s", ev.Type, k)
 			}
 		}
+		if reached {
+			break
+		}
+	}
+	if !reached {
+		t.Fatal("the watch of the cluster's keys ended before the sentinel")
 	}
 	after, err := tc.coord.Etcd().Get(ctx, nodeKey)
 	if err != nil || len(after.Kvs) != 1 || after.Kvs[0].Lease != before.Kvs[0].Lease {

@@ -60,7 +60,8 @@ func startCompose(t *testing.T) (*compose, []string) {
 	} else if _, err := exec.LookPath("docker-compose"); err == nil {
 		cmd = []string{"docker-compose"}
 	} else {
-		t.Skip("Docker is reachable but neither `docker compose` nor docker-compose is installed")
+		// Not a reason to stop: `make tools` installs docker-compose where Docker runs.
+		t.Fatal("Docker is reachable but neither `docker compose` nor docker-compose is installed: run `make tools` (as root), or install one")
 	}
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -81,7 +82,8 @@ func startCompose(t *testing.T) (*compose, []string) {
 		c.env = append(c.env, fmt.Sprintf("%s=%d", v, p))
 		c.kafka = append(c.kafka, fmt.Sprintf("127.0.0.1:%d", p))
 	}
-	for _, v := range []string{"AGENT1_PORT", "AGENT2_PORT", "AGENT3_PORT", "ETCD_PORT", "MINIO_PORT", "PROMETHEUS_PORT"} {
+	for _, v := range []string{"AGENT1_PORT", "AGENT2_PORT", "AGENT3_PORT", "ETCD_PORT", "MINIO_PORT", "PROMETHEUS_PORT",
+		"MINIO_CONSOLE_PORT", "AGENT1_ADMIN_PORT", "AGENT2_ADMIN_PORT", "AGENT3_ADMIN_PORT"} {
 		p, err := harness.FreePort()
 		if err != nil {
 			t.Fatal(err)

@@ -59,6 +59,7 @@ func TestStreamctlBench(t *testing.T) {
 	}{
 		{[]string{"produce", "--topic", "refused", "--rate", "NaN"}, "--rate NaN"},
 		{[]string{"produce", "--topic", "refused", "--rate", "-1"}, "--rate -1"},
+		{[]string{"produce", "--topic", "refused", "--progress", "-1s"}, "--progress -1s"},
 		{[]string{"produce", "--topic", "refused", "--record-size", "1048576", "--batch", "100"}, "over streamctl's message limit"}, // 100 MiB requests
 		{[]string{"consume", "--topic", "refused"}, "does not exist"},                                                               // consume reads an existing topic
 	} {

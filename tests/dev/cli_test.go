@@ -173,6 +173,10 @@ func TestGroupReaderCommitsWhatItPrinted(t *testing.T) {
 	if err := head.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	var headExit error
+	go func() { headExit = head.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = head.Process.Kill(); <-exited }) // if the test failed first
 	w.Close()
 	sc := bufio.NewScanner(r)
 	for range 3 {
@@ -182,15 +186,12 @@ func TestGroupReaderCommitsWhatItPrinted(t *testing.T) {
 	}
 	r.Close()
 	d.must("", "produce", "events", "e3")
-	done := make(chan error, 1)
-	go func() { done <- head.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("a reader whose output closed: %v; stderr: %s", err, headErr.String())
+	case <-exited:
+		if headExit != nil {
+			t.Fatalf("a reader whose output closed: %v; stderr: %s", headExit, headErr.String())
 		}
 	case <-time.After(10 * time.Second):
-		_ = head.Process.Kill()
 		t.Fatal("a reader whose output closed still running 10 s after a record came")
 	}
 	if got := d.groupOffset(t, "head", "events"); got != "3" {

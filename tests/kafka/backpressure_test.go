@@ -37,7 +37,7 @@ func TestBackpressureWaitsWithinTheRequest(t *testing.T) {
 		t.Fatal("16 MiB sent at once through 1 MiB of pending bytes, and no batch waited")
 	}
 	consumer := c.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err := readOnce(consumer, producers*perProducer); err != nil {
+	if err := c.readOnce(consumer, topic, producers*perProducer); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%.0f batches waited for the pending budget", waits)

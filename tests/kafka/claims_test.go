@@ -69,7 +69,7 @@ func TestCommitsOfAReplacedCoordinatorAreRefused(t *testing.T) {
 
 	r := dialRaw(t, c.agents[0].KafkaAddr)
 	join := func() *kmsg.JoinGroupResponse {
-		return r.request(joinRequest(group, "", 5000), 5).(*kmsg.JoinGroupResponse)
+		return r.join(joinRequest(group, "", 5000), 5)
 	}
 	sync := func(j *kmsg.JoinGroupResponse) int16 {
 		req := kmsg.NewPtrSyncGroupRequest()
@@ -195,7 +195,7 @@ func TestStrayClaimIsReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	join := func() int16 {
-		return r2.request(joinRequest(group, "", 5000), 5).(*kmsg.JoinGroupResponse).ErrorCode
+		return r2.join(joinRequest(group, "", 5000), 5).ErrorCode
 	}
 	if code := join(); code != kerr.CoordinatorLoadInProgress.Code {
 		t.Fatalf("join while agent-1's session holds the claim: code %d, want COORDINATOR_LOAD_IN_PROGRESS", code)
@@ -253,8 +253,8 @@ func TestOffsetMetadataIsBounded(t *testing.T) {
 
 // TestOffsetCommitRefusesOnlyThePartitionsAtFault: Kafka answers each partition of an
 // OffsetCommit on its own. A partition that does not exist, of a topic that does not
-// (a consumer's topic deleted under it) is refused; the request's other partitions are
-// committed. Before, one refusal failed every partition of its
+// (a consumer's topic deleted under it), or of a name no topic can have, is refused; the
+// request's other partitions are committed. Before, one refusal failed every partition of its
 // transaction (up to 100), whose progress was then lost. An offset past the high-water
 // mark is taken, as Kafka takes it: Kafka clients take a refusal of a commit as fatal.
 func TestOffsetCommitRefusesOnlyThePartitionsAtFault(t *testing.T) {
@@ -275,7 +275,8 @@ func TestOffsetCommitRefusesOnlyThePartitionsAtFault(t *testing.T) {
 		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
 	}
 	gone := commitRequest(group, "", -1, "gone", 0).Topics[0]
-	req.Topics = append(req.Topics, gone)
+	bad := commitRequest(group, "", -1, "bad topic", 0).Topics[0] // no topic has such a name
+	req.Topics = append(req.Topics, gone, bad)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +288,7 @@ func TestOffsetCommitRefusesOnlyThePartitionsAtFault(t *testing.T) {
 		}
 	}
 	want := map[string]int16{"kept/0": 0, "kept/1": 0, "kept/9": kerr.UnknownTopicOrPartition.Code,
-		"gone/0": kerr.UnknownTopicOrPartition.Code}
+		"gone/0": kerr.UnknownTopicOrPartition.Code, "bad topic/0": kerr.UnknownTopicOrPartition.Code}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("codes %v, want %v", got, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -316,6 +317,33 @@ func TestGroupSurvivesItsCoordinatorsDeath(t *testing.T) {
 		return nil
 	})
 	waitAssigned(t, partitions, a, b)
+	// Members could go on fetching what they were assigned with no coordinator at all:
+	// a live agent coordinates the group now, and the members' commits reach it, up to
+	// the end of every partition.
+	lister := c.client()
+	harness.Eventually(t, 60*time.Second, func() error {
+		coord := adm.FindGroupCoordinators(ctx, group)[group]
+		if coord.Err != nil {
+			return fmt.Errorf("coordinator of %s: %v", group, coord.Err)
+		}
+		if addr := fmt.Sprintf("%s:%d", coord.Host, coord.Port); !slices.ContainsFunc(c.agents, func(ag *harness.Agent) bool { return ag.KafkaAddr == addr }) {
+			return fmt.Errorf("the coordinator of %s is %s, no live agent", group, addr)
+		}
+		ends, err := endOffsets(ctx, lister, topic)
+		if err != nil {
+			return err
+		}
+		committed, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			return fmt.Errorf("fetch the offsets of %s: %w", group, err)
+		}
+		for p, end := range ends {
+			if o, ok := committed.Lookup(topic, p); !ok || o.Err != nil || o.At < end {
+				return fmt.Errorf("%s committed %+v on partition %d, its end is %d", group, o, p, end)
+			}
+		}
+		return nil
+	})
 }
 
 // TestGroupCommitsFollowKafkasRules drives a group with raw requests and commits at each
@@ -367,22 +395,13 @@ func TestGroupCommitsFollowKafkasRules(t *testing.T) {
 		t.Fatalf("standalone commit to a group with a member: code %d, want UNKNOWN_MEMBER_ID", code)
 	}
 	// b joins: the group prepares a rebalance, waiting for a to rejoin.
-	joined := make(chan *kmsg.JoinGroupResponse, 1)
-	go func() { joined <- join(other, "") }()
-	harness.Eventually(t, 10*time.Second, func() error {
-		req := kmsg.NewPtrHeartbeatRequest()
-		req.Group, req.MemberID, req.Generation = group, a.MemberID, a.Generation
-		resp, err := req.RequestWith(ctx, cl)
-		if err != nil || resp.ErrorCode != kerr.RebalanceInProgress.Code {
-			return fmt.Errorf("heartbeat: %v, %+v; want the rebalance", err, resp)
-		}
-		return nil
-	})
+	joined := background(func() *kmsg.JoinGroupResponse { return join(other, "") })
+	waitRebalance(ctx, t, cl, group, a)
 	if code := commit(a.MemberID, a.Generation, 5); code != 0 {
 		t.Fatalf("commit of a member while the group prepares a rebalance: code %d, want it taken", code)
 	}
 	a2 := join(cl, a.MemberID)
-	b := <-joined
+	b := await(t, joined)
 	if a2.Generation != b.Generation || a2.Generation <= a.Generation {
 		t.Fatalf("generations after the rebalance: %d and %d, from %d", a2.Generation, b.Generation, a.Generation)
 	}
@@ -444,7 +463,18 @@ func TestOffsetsWithEtcdAwayAreRetried(t *testing.T) {
 	if err != nil || got.ErrorCode != kerr.CoordinatorNotAvailable.Code {
 		t.Fatalf("offset fetch with etcd away: %v, %+v; want COORDINATOR_NOT_AVAILABLE", err, got)
 	}
-	t.Logf("both answered within %s", time.Since(start).Round(time.Millisecond))
+	// What lists and describes groups reads etcd too (the groups with offsets): over a
+	// raw connection, as a client's retries would hide the answer.
+	r := dialRaw(t, c.agents[0].KafkaAddr)
+	if lg := r.request(kmsg.NewPtrListGroupsRequest(), 2).(*kmsg.ListGroupsResponse); lg.ErrorCode != kerr.CoordinatorNotAvailable.Code {
+		t.Fatalf("list groups with etcd away: %+v; want COORDINATOR_NOT_AVAILABLE", lg)
+	}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Groups = []string{group}
+	if d := r.request(dg, 3).(*kmsg.DescribeGroupsResponse); len(d.Groups) != 1 || d.Groups[0].ErrorCode != kerr.CoordinatorNotAvailable.Code {
+		t.Fatalf("describe a group with etcd away: %+v; want COORDINATOR_NOT_AVAILABLE", d)
+	}
+	t.Logf("all four answered within %s", time.Since(start).Round(time.Millisecond))
 }
 
 // joinRequest is a JoinGroup of a consumer to group as member ("": a new one), with a
@@ -459,9 +489,28 @@ func joinRequest(group, member string, rebalanceMs int32) *kmsg.JoinGroupRequest
 	return req
 }
 
-// rawJoin sends joinRequest through cl.
+// rawJoin sends joinRequest through cl, and again with the member id it is given when
+// it is told to join with one (MEMBER_ID_REQUIRED, KIP-394), as clients do.
 func rawJoin(ctx context.Context, cl *kgo.Client, group, member string, rebalanceMs int32) (*kmsg.JoinGroupResponse, error) {
-	return joinRequest(group, member, rebalanceMs).RequestWith(ctx, cl)
+	req := joinRequest(group, member, rebalanceMs)
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil && resp.ErrorCode == kerr.MemberIDRequired.Code {
+		req.MemberID = resp.MemberID
+		resp, err = req.RequestWith(ctx, cl)
+	}
+	return resp, err
+}
+
+// join sends req at version over r, and again with the member id it is given when it is
+// told to join with one (MEMBER_ID_REQUIRED, KIP-394), as clients do.
+func (r *rawConn) join(req *kmsg.JoinGroupRequest, version int16) *kmsg.JoinGroupResponse {
+	r.t.Helper()
+	resp := r.request(req, version).(*kmsg.JoinGroupResponse)
+	if resp.ErrorCode == kerr.MemberIDRequired.Code {
+		req.MemberID = resp.MemberID
+		resp = r.request(req, version).(*kmsg.JoinGroupResponse)
+	}
+	return resp
 }
 
 // commitRequest is an OffsetCommit of offset on partition 0 of topic, for group's member
@@ -476,6 +525,34 @@ func commitRequest(group, member string, generation int32, topic string, offset 
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	return req
+}
+
+// waitRebalance waits until the group prepares a rebalance: the heartbeat of j's member
+// says so.
+func waitRebalance(ctx context.Context, t *testing.T, cl *kgo.Client, group string, j *kmsg.JoinGroupResponse) {
+	t.Helper()
+	harness.Eventually(t, 10*time.Second, func() error {
+		req := kmsg.NewPtrHeartbeatRequest()
+		req.Group, req.MemberID, req.Generation = group, j.MemberID, j.Generation
+		if resp, err := req.RequestWith(ctx, cl); err != nil || resp.ErrorCode != kerr.RebalanceInProgress.Code {
+			return fmt.Errorf("heartbeat of %s: %v, %+v; want the rebalance", j.MemberID, err, resp)
+		}
+		return nil
+	})
+}
+
+// joinAlone joins group as a new member through cl, the group's only one, and syncs: the
+// group is stable with it.
+func joinAlone(ctx context.Context, t *testing.T, cl *kgo.Client, group string, rebalanceMs int32) *kmsg.JoinGroupResponse {
+	t.Helper()
+	a, err := rawJoin(ctx, cl, group, "", rebalanceMs)
+	if err != nil || a.ErrorCode != 0 {
+		t.Fatalf("first join: %v, %+v", err, a)
+	}
+	if err := rawSync(ctx, cl, group, a); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // rawSync sends the SyncGroup of j's member, as the leader when it is: nothing to assign
@@ -508,13 +585,7 @@ func TestNewMemberWithAShortRebalanceTimeoutJoinsOnce(t *testing.T) {
 	defer clN.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	a, err := rawJoin(ctx, clA, group, "", 20000)
-	if err != nil || a.ErrorCode != 0 {
-		t.Fatalf("first join: %v, %+v", err, a)
-	}
-	if err := rawSync(ctx, clA, group, a); err != nil {
-		t.Fatal(err)
-	}
+	a := joinAlone(ctx, t, clA, group, 20000)
 	joined := make(chan *kmsg.JoinGroupResponse, 1)
 	go func() {
 		n, err := rawJoin(ctx, clN, group, "", 2000)
@@ -544,6 +615,164 @@ func TestNewMemberWithAShortRebalanceTimeoutJoinsOnce(t *testing.T) {
 	d, err := dg.RequestWith(ctx, clA)
 	if err != nil || len(d.Groups) != 1 || len(d.Groups[0].Members) != 2 {
 		t.Fatalf("describe: %v, %+v; want the two members", err, d)
+	}
+}
+
+// TestANewMemberThatHangsUpIsNoMember: a new member is given its member id before it
+// joins (MEMBER_ID_REQUIRED, KIP-394), and one that hangs up while its join waits for the
+// group's join phase is no member: the phase ends once the others rejoined, without it.
+// Before, a new member was in the group from its first join, and one that hung up stayed,
+// counted as joined: it was given partitions nobody read until its session expired (a
+// client whose own timeout ran out first rejoined as a second member beside it).
+func TestANewMemberThatHangsUpIsNoMember(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const group = "hung-up"
+	clA, clN := c.client(kgo.RequestTimeoutOverhead(30*time.Second)), c.client(kgo.RequestTimeoutOverhead(30*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := joinAlone(ctx, t, clA, group, 20000)
+
+	x := dialRaw(t, c.agents[0].KafkaAddr)
+	// v5: the raw connection writes no flexible versions' header; KIP-394 is v4 on.
+	first := x.request(joinRequest(group, "", 20000), 5).(*kmsg.JoinGroupResponse)
+	if first.ErrorCode != kerr.MemberIDRequired.Code || first.MemberID == "" {
+		t.Fatalf("a new member's first join: %+v, want MEMBER_ID_REQUIRED with its id", first)
+	}
+	again := joinRequest(group, first.MemberID, 20000)
+	again.SetVersion(5)
+	x.send(int16(kmsg.JoinGroup), 5, again.AppendTo(nil))
+	// The group prepares a rebalance for it: a's heartbeat says so. Then x hangs up.
+	waitRebalance(ctx, t, clA, group, a)
+	_ = x.c.Close()
+
+	joined := background(func() *kmsg.JoinGroupResponse {
+		n, err := rawJoin(ctx, clN, group, "", 20000)
+		if err != nil {
+			t.Errorf("the second new member's join: %v", err)
+		}
+		return n
+	})
+	// a rejoins once the second new member's join waits, the one that hung up gone.
+	harness.Eventually(t, 10*time.Second, func() error {
+		dg := kmsg.NewPtrDescribeGroupsRequest()
+		dg.Groups = []string{group}
+		d, err := dg.RequestWith(ctx, clA)
+		if err != nil || len(d.Groups) != 1 {
+			return fmt.Errorf("describe: %v, %+v", err, d)
+		}
+		var ids []string
+		for _, m := range d.Groups[0].Members {
+			ids = append(ids, m.MemberID)
+		}
+		if len(ids) != 2 || slices.Contains(ids, first.MemberID) {
+			return fmt.Errorf("members %v; want a and the second new member", ids)
+		}
+		return nil
+	})
+	a2, err := rawJoin(ctx, clA, group, a.MemberID, 20000)
+	if err != nil || a2.ErrorCode != 0 {
+		t.Fatalf("rejoin: %v, %+v", err, a2)
+	}
+	n := await(t, joined)
+	if n == nil || n.ErrorCode != 0 || n.Generation != a2.Generation {
+		t.Fatalf("the second new member's join: %+v; want it in generation %d", n, a2.Generation)
+	}
+	members := map[string]bool{}
+	for _, m := range a2.Members {
+		members[m.MemberID] = true
+	}
+	if len(members) != 2 || !members[a.MemberID] || !members[n.MemberID] {
+		t.Fatalf("the leader was given members %v; want %s and %s, not the one that hung up (%s)", members, a.MemberID, n.MemberID, first.MemberID)
+	}
+}
+
+// TestAMemberThatHangsUpMidRebalanceLeaves: a member of the group's generation that
+// hangs up while its JoinGroup waits for the others leaves at once: the rebalance ends
+// when the others have rejoined, not when the group's rebalance timeout has passed. Before,
+// only a member new to the group left so; one already in a generation held every other
+// member in its JoinGroup until the timeout (here 20 s; 5 minutes by the Java client's
+// default) or its session's end, and the group consumed nothing meanwhile.
+func TestAMemberThatHangsUpMidRebalanceLeaves(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	const group = "gone-mid-rebalance"
+	clA := c.client(kgo.RequestTimeoutOverhead(30 * time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := joinAlone(ctx, t, clA, group, 20000)
+
+	// b joins over a connection of its own; a rejoins; both are in the next generation.
+	x := dialRaw(t, c.agents[0].KafkaAddr)
+	joined := background(func() *kmsg.JoinGroupResponse { return x.join(joinRequest(group, "", 20000), 5) })
+	waitRebalance(ctx, t, clA, group, a)
+	a2, err := rawJoin(ctx, clA, group, a.MemberID, 20000)
+	if err != nil || a2.ErrorCode != 0 {
+		t.Fatalf("a's rejoin: %v, %+v", err, a2)
+	}
+	b := await(t, joined)
+	if b.ErrorCode != 0 || b.Generation != a2.Generation {
+		t.Fatalf("b's join: %+v, want generation %d", b, a2.Generation)
+	}
+	synced := background(func() int16 {
+		req := kmsg.NewPtrSyncGroupRequest()
+		req.Group, req.MemberID, req.Generation = group, b.MemberID, b.Generation
+		return x.request(req, 3).(*kmsg.SyncGroupResponse).ErrorCode
+	})
+	if err := rawSync(ctx, clA, group, a2); err != nil {
+		t.Fatal(err)
+	}
+	if code := await(t, synced); code != 0 {
+		t.Fatalf("b's sync: code %d", code)
+	}
+
+	// A rebalance: b rejoins (the rebalance its join starts shows), a rejoins, and b
+	// hangs up while its join waits.
+	again := joinRequest(group, b.MemberID, 20000)
+	again.SetVersion(5)
+	x.send(int16(kmsg.JoinGroup), 5, again.AppendTo(nil))
+	harness.Eventually(t, 10*time.Second, func() error {
+		dg := kmsg.NewPtrDescribeGroupsRequest()
+		dg.Groups = []string{group}
+		d, err := dg.RequestWith(ctx, clA)
+		if err != nil || len(d.Groups) != 1 || d.Groups[0].State != "PreparingRebalance" {
+			return fmt.Errorf("describe: %v, %+v; want the rebalance b's rejoin starts", err, d)
+		}
+		return nil
+	})
+	_ = x.c.Close()
+	// b leaves once its connection closes (before, it stayed, and the rebalance waited
+	// for it until the group's 20 s had passed); a's rejoin then ends the rebalance.
+	harness.Eventually(t, 10*time.Second, func() error {
+		dg := kmsg.NewPtrDescribeGroupsRequest()
+		dg.Groups = []string{group}
+		d, err := dg.RequestWith(ctx, clA)
+		if err != nil || len(d.Groups) != 1 || len(d.Groups[0].Members) != 1 || d.Groups[0].Members[0].MemberID != a.MemberID {
+			return fmt.Errorf("describe: %v, %+v; want a alone once b hung up", err, d)
+		}
+		return nil
+	})
+	a3, err := rawJoin(ctx, clA, group, a.MemberID, 20000)
+	if err != nil || a3.ErrorCode != 0 || a3.Generation <= b.Generation || len(a3.Members) != 1 {
+		t.Fatalf("a's rejoin once b hung up: %v, %+v; want the next generation, of a alone", err, a3)
+	}
+}
+
+// TestAGroupPastItsSizeIsRefused: past --kafka-max-group-members, a new member's join is
+// refused GROUP_MAX_SIZE_REACHED, as Kafka's past group.max.size, and the group goes on
+// as it was.
+func TestAGroupPastItsSizeIsRefused(t *testing.T) {
+	c := newCluster(t, 1, func(int) []string { return []string{"--kafka-max-group-members", "1"} })
+	const group = "full"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	clA, clB := c.client(), c.client()
+	a := joinAlone(ctx, t, clA, group, 10000)
+	if b, err := rawJoin(ctx, clB, group, "", 10000); err != nil || b.ErrorCode != kerr.GroupMaxSizeReached.Code {
+		t.Fatalf("a join past the group's size: %v, %+v; want GROUP_MAX_SIZE_REACHED", err, b)
+	}
+	req := kmsg.NewPtrHeartbeatRequest()
+	req.Group, req.MemberID, req.Generation = group, a.MemberID, a.Generation
+	if resp, err := req.RequestWith(ctx, clA); err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("the member's heartbeat after the refused join: %v, %+v; want the group as it was", err, resp)
 	}
 }
 
@@ -672,7 +901,7 @@ func TestStaticMemberRejoinsWithoutARebalance(t *testing.T) {
 	join := func(r *rawConn, member string, instance *string, metadata byte) *kmsg.JoinGroupResponse {
 		req := joinRequest(group, member, 5000)
 		req.InstanceID, req.Protocols[0].Metadata = instance, []byte{metadata}
-		return r.request(req, 5).(*kmsg.JoinGroupResponse)
+		return r.join(req, 5)
 	}
 	sync := func(r *rawConn, j *kmsg.JoinGroupResponse, instance *string, assign map[string]string) *kmsg.SyncGroupResponse {
 		req := kmsg.NewPtrSyncGroupRequest()
@@ -694,8 +923,7 @@ func TestStaticMemberRejoinsWithoutARebalance(t *testing.T) {
 	if a.ErrorCode != 0 || a.LeaderID != a.MemberID || sync(ra, a, nil, map[string]string{a.MemberID: "A"}).ErrorCode != 0 {
 		t.Fatalf("first member: %+v", a)
 	}
-	joined := make(chan *kmsg.JoinGroupResponse, 1)
-	go func() { joined <- join(rb, "", &inst, 1) }()
+	joined := background(func() *kmsg.JoinGroupResponse { return join(rb, "", &inst, 1) })
 	harness.Eventually(t, 10*time.Second, func() error {
 		if code := heartbeat(ra, a, nil); code != kerr.RebalanceInProgress.Code {
 			return fmt.Errorf("leader's heartbeat: code %d, want the rebalance the static member's join starts", code)
@@ -703,16 +931,15 @@ func TestStaticMemberRejoinsWithoutARebalance(t *testing.T) {
 		return nil
 	})
 	a2 := join(ra, a.MemberID, nil, 1)
-	b := <-joined
+	b := await(t, joined)
 	if a2.ErrorCode != 0 || b.ErrorCode != 0 || a2.LeaderID != a.MemberID || b.Generation != a2.Generation {
 		t.Fatalf("rebalance: leader %+v, static member %+v", a2, b)
 	}
-	synced := make(chan *kmsg.SyncGroupResponse, 1)
-	go func() { synced <- sync(rb, b, &inst, nil) }()
+	synced := background(func() *kmsg.SyncGroupResponse { return sync(rb, b, &inst, nil) })
 	if got := sync(ra, a2, nil, map[string]string{a2.MemberID: "A", b.MemberID: "B"}); got.ErrorCode != 0 || string(got.MemberAssignment) != "A" {
 		t.Fatalf("leader's sync: %+v", got)
 	}
-	if got := <-synced; got.ErrorCode != 0 || string(got.MemberAssignment) != "B" {
+	if got := await(t, synced); got.ErrorCode != 0 || string(got.MemberAssignment) != "B" {
 		t.Fatalf("static member's sync: %+v", got)
 	}
 
@@ -731,4 +958,32 @@ func TestStaticMemberRejoinsWithoutARebalance(t *testing.T) {
 	if code := heartbeat(rb, b, &inst); code != kerr.FencedInstanceID.Code {
 		t.Fatalf("old incarnation's heartbeat: code %d, want FENCED_INSTANCE_ID", code)
 	}
+}
+
+// background runs f, which may end its test (Fatal), in a goroutine of its own and
+// returns where its result comes. A Fatal there ends only that goroutine: the channel then
+// closes without a result, and await ends the test instead of waiting for ever.
+func background[T any](f func() T) <-chan T {
+	out := make(chan T, 1)
+	go func() {
+		defer close(out)
+		out <- f()
+	}()
+	return out
+}
+
+// await returns what a background function returned, or ends the test if it ended
+// without returning (its Fatal reported why) or took more than a minute.
+func await[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v, ok := <-ch:
+		if !ok {
+			t.FailNow()
+		}
+		return v
+	case <-time.After(time.Minute):
+		t.Fatal("no answer in a minute")
+	}
+	panic("unreachable")
 }

@@ -129,22 +129,88 @@ func (c *cluster) grpc(i int) pb.StreamHouseClient {
 	return pb.NewStreamHouseClient(conn)
 }
 
-// consumeAll reads every partition of topic from the start until it has n records (or
-// the timeout), with a kgo consumer that names no group.
+// consumeAll reads every partition of topic from the start, with a kgo consumer that
+// names no group, until it has n records and every partition up to its end offset (or
+// the timeout): a record written past the n expected, a duplicate, is read too.
 func (c *cluster) consumeAll(topic string, n int, timeout time.Duration) []*kgo.Record {
 	c.t.Helper()
 	cl := c.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var out []*kgo.Record
+	if err := c.readToEnd(cl, topic, n, timeout, func(r *kgo.Record) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		c.t.Logf("consume %s: %v", topic, err)
+	}
+	return out
+}
+
+// readToEnd polls consumer, which reads topic from its start, until it has read n
+// records and then every partition up to the end offset it has once those n are read, or
+// until the timeout (an error). Stopping at n alone would miss what a test is there to
+// catch: a record written twice, past the n expected. each sees every record; its error
+// ends the read.
+func (c *cluster) readToEnd(consumer *kgo.Client, topic string, n int, timeout time.Duration, each func(*kgo.Record) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var out []*kgo.Record
-	for len(out) < n && ctx.Err() == nil {
-		fs := cl.PollFetches(ctx)
+	read, next := 0, map[int32]int64{} // records read; the offset after each partition's last
+	var ends map[int32]int64
+	deadline := time.Now().Add(timeout)
+	atEnd := func() (bool, error) {
+		if read < n {
+			return false, nil
+		}
+		if ends == nil {
+			// Asked again on an error (a moment's, as a client's retries would ride out).
+			err := harness.WaitFor(time.Until(deadline), func() (err error) {
+				ends, err = endOffsets(ctx, consumer, topic)
+				return err
+			})
+			if err != nil {
+				return false, err
+			}
+		}
+		for p, end := range ends {
+			if next[p] < end {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	for {
+		if done, err := atEnd(); done || err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("read %d records of %d, up to offsets %v of %v: %w", read, n, next, ends, ctx.Err())
+		}
+		fs := consumer.PollFetches(ctx)
 		fs.EachError(func(t string, p int32, err error) {
 			if ctx.Err() == nil {
 				c.t.Logf("fetch %s/%d: %v", t, p, err)
 			}
 		})
-		out = append(out, fs.Records()...)
+		for _, r := range fs.Records() {
+			read++
+			next[r.Partition] = r.Offset + 1
+			if err := each(r); err != nil {
+				return err
+			}
+		}
 	}
-	return out
+}
+
+// endOffsets lists the end offset of each of topic's partitions (Kafka's ListOffsets),
+// asking through cl.
+func endOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int64, error) {
+	listed, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the end offsets of %s: %w", topic, err)
+	}
+	ends := map[int32]int64{}
+	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	return ends, nil
 }

@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -41,7 +42,7 @@ func (r *rawConn) send(key, version int16, body []byte) int32 {
 	b = append(b, "raw"...)
 	b = append(b, body...)
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	_ = r.c.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = r.c.SetDeadline(time.Now().Add(30 * time.Second)) // beyond the listener's own bounds (10 s on etcd)
 	if _, err := r.c.Write(b); err != nil {
 		r.t.Fatal(err)
 	}
@@ -156,6 +157,7 @@ func producerBatchOf(id int64, epoch int16, seq int32, values ...string) []byte 
 // TestAcksZeroGetsNoResponse sends a produce with acks=0 and then ApiVersions on the same
 // connection: the first response read is ApiVersions' (a response to the produce would
 // be taken by a client for the answer to its next request), and the records are written.
+// An acks=0 produce refused closes the connection.
 func TestAcksZeroGetsNoResponse(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	c.createTopic("fire-and-forget", 1, nil)
@@ -171,6 +173,16 @@ func TestAcksZeroGetsNoResponse(t *testing.T) {
 	got := c.consumeAll("fire-and-forget", 3, 30*time.Second)
 	if len(got) != 3 || string(got[0].Value) != "one" || string(got[2].Value) != "three" {
 		t.Fatalf("read %d records after the acks=0 produce", len(got))
+	}
+	// One refused (a partition the topic does not have) has no answer to say so: the
+	// connection closes, as Kafka's broker closes it, and the client learns it.
+	bad := kmsg.NewPtrProduceRequest()
+	bad.Version, bad.Acks, bad.TimeoutMillis = 8, 0, 5000
+	bad.Topics = []kmsg.ProduceRequestTopic{{Topic: "fire-and-forget",
+		Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 7, Records: batchOf("lost")}}}}
+	r.send(int16(kmsg.Produce), 8, bad.AppendTo(nil))
+	if n, err := r.c.Read(make([]byte, 64)); !errors.Is(err, io.EOF) {
+		t.Fatalf("after a refused acks=0 produce: read %d bytes, %v; want the connection closed", n, err)
 	}
 }
 

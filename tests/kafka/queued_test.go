@@ -1,10 +1,13 @@
 package kafka_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"strconv"
@@ -13,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/tests/harness"
 )
@@ -44,7 +49,7 @@ func TestQueuedRequestBytesSlowClientsInsteadOfGrowing(t *testing.T) {
 		}
 		wg.Go(func() {
 			defer consumer.Close()
-			read <- readOnce(consumer, producers*perProducer)
+			read <- c.readOnce(consumer, topic, producers*perProducer)
 		})
 	}
 	wg.Wait()
@@ -126,22 +131,23 @@ func (c *cluster) produceAtOnce(topic string, producers, perProducer, size int, 
 	}
 }
 
-// readOnce polls consumer until it has read n records, and fails if one comes twice.
-func readOnce(consumer *kgo.Client, n int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// readOnce reads topic with consumer until it has read n records and every partition to
+// its end (readToEnd), and fails if a record comes twice or fewer than n come.
+func (c *cluster) readOnce(consumer *kgo.Client, topic string, n int) error {
 	seen := map[string]bool{}
-	for len(seen) < n && ctx.Err() == nil {
-		for _, r := range consumer.PollFetches(ctx).Records() {
-			id := string(r.Value[:strings.LastIndexByte(string(r.Value[:32]), '-')])
-			if seen[id] {
-				return fmt.Errorf("record %s read twice", id)
-			}
-			seen[id] = true
+	err := c.readToEnd(consumer, topic, n, time.Minute, func(r *kgo.Record) error {
+		id := string(r.Value[:strings.LastIndexByte(string(r.Value[:32]), '-')])
+		if seen[id] {
+			return fmt.Errorf("record %s read twice", id)
 		}
+		seen[id] = true
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if len(seen) != n {
-		return fmt.Errorf("read %d records of %d acked", len(seen), n)
+		return fmt.Errorf("read %d records, %d acked", len(seen), n)
 	}
 	return nil
 }
@@ -151,7 +157,8 @@ func readOnce(consumer *kgo.Client, n int) error {
 // connection is closed and the bytes go back, so that it cannot hold every other
 // connection's next frame behind it.
 func TestStalledFrameGivesItsQueuedBytesBack(t *testing.T) {
-	c := newCluster(t, 1, func(int) []string { return []string{"--kafka-frame-timeout", "2s"} })
+	// The frame timeout leaves the poll below time to see the frame's bytes held.
+	c := newCluster(t, 1, func(int) []string { return []string{"--kafka-frame-timeout", "5s"} })
 	conn, err := net.Dial("tcp", c.seeds()[0])
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +173,7 @@ func TestStalledFrameGivesItsQueuedBytesBack(t *testing.T) {
 	queued := func() float64 {
 		return harness.MetricSum(harness.Metrics(t, c.agents[0].AdminAddr), "streamhouse_kafka_queued_request_bytes ")
 	}
-	harness.Eventually(t, 2*time.Second, func() error {
+	harness.Eventually(t, 4*time.Second, func() error {
 		if q := queued(); q != size {
 			return fmt.Errorf("%v bytes queued, want the stalled frame's %d", q, size)
 		}
@@ -177,8 +184,92 @@ func TestStalledFrameGivesItsQueuedBytesBack(t *testing.T) {
 	if n, err := conn.Read(make([]byte, 64)); !errors.Is(err, io.EOF) {
 		t.Fatalf("the stalled connection answered %d bytes, %v; want it closed", n, err)
 	}
-	if q := queued(); q != 0 {
+	if q := queued(); q != 0 { // given back before the connection is closed
 		t.Fatalf("%v bytes still queued once the stalled connection was closed", q)
 	}
 	t.Logf("closed %s after the frame's first bytes", time.Since(start).Round(time.Millisecond))
+}
+
+// TestDecodedRecordsCountInTheQueuedBytes: a produce whose compressed records decode to
+// more than the listener's queued bytes have room for is answered REQUEST_TIMED_OUT and
+// writes nothing, while other requests hold the room; once they are answered, the same
+// request is written. Its frame is a few kilobytes and its records 3 MB: before, the
+// queued bytes counted the frame only, and any number of such requests decoded at once.
+func TestDecodedRecordsCountInTheQueuedBytes(t *testing.T) {
+	c := newCluster(t, 1, func(int) []string {
+		return []string{"--kafka-max-queued-bytes", strconv.Itoa(1 << 20), "--kafka-frame-timeout", "60s"}
+	})
+	const topic = "decoded"
+	c.createTopic(topic, 1, nil)
+	queued := func() float64 {
+		return harness.MetricSum(harness.Metrics(t, c.agents[0].AdminAddr), "streamhouse_kafka_queued_request_bytes ")
+	}
+	// Another client's frame of 960 KiB, of which only the start came, holds the room.
+	stalled, err := net.Dial("tcp", c.seeds()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	const held = 960 << 10
+	if _, err := stalled.Write(append(binary.BigEndian.AppendUint32(nil, held), 0, 0, 0, 9, 0, 0, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 10*time.Second, func() error {
+		if q := queued(); q != held {
+			return fmt.Errorf("%v bytes queued, want the stalled frame's %d", q, held)
+		}
+		return nil
+	})
+
+	zeros := strings.Repeat("\x00", 1_000_000)
+	batch := gzipBatchOf(t, zeros, zeros, zeros)
+	r := dialRaw(t, c.agents[0].KafkaAddr)
+	produce := func() kmsg.ProduceResponseTopicPartition {
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = -1, 30000
+		req.Topics = []kmsg.ProduceRequestTopic{{Topic: topic, Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: batch}}}}
+		return r.request(req, 8).(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	}
+	if p := produce(); p.ErrorCode != kerr.RequestTimedOut.Code {
+		t.Fatalf("%d bytes of records decoding to 3 MB with 1 MiB of queued bytes held: code %d, want REQUEST_TIMED_OUT", len(batch), p.ErrorCode)
+	}
+	harness.Eventually(t, 10*time.Second, func() error { // the refused request's bytes go back once it is answered
+		if q := queued(); q != held {
+			return fmt.Errorf("%v bytes queued after the refusal, want the stalled frame's %d", q, held)
+		}
+		return nil
+	})
+	if ends, err := endOffsets(context.Background(), c.client(), topic); err != nil || ends[0] != 0 {
+		t.Fatalf("the refused request wrote: end offsets %v, %v", ends, err)
+	}
+
+	_ = stalled.Close()
+	harness.Eventually(t, 10*time.Second, func() error {
+		if q := queued(); q != 0 {
+			return fmt.Errorf("%v bytes queued once the stalled client left", q)
+		}
+		return nil
+	})
+	if p := produce(); p.ErrorCode != 0 || p.BaseOffset != 0 {
+		t.Fatalf("the same request with the room free: code %d at offset %d, want it written at 0", p.ErrorCode, p.BaseOffset)
+	}
+}
+
+// gzipBatchOf is batchOf's batch with its records gzip-compressed.
+func gzipBatchOf(t *testing.T, values ...string) []byte {
+	t.Helper()
+	var plain kmsg.RecordBatch
+	if err := plain.ReadFrom(batchOf(values...)); err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	if _, err := zw.Write(plain.Records); err != nil || zw.Close() != nil {
+		t.Fatal(err)
+	}
+	plain.Attributes, plain.Records = 1, z.Bytes() // gzip
+	b := plain.AppendTo(nil)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
 }
