@@ -244,7 +244,8 @@ func TestExpiredLongPollsLeaveNothingParked(t *testing.T) {
 // TestSessionLossStopsThePartitions: an agent whose session ends (its etcd lease revoked,
 // as after a pause past its TTL) rejoins, and the partition actors of its lost incarnation
 // stop (its identity lookup sees the member gone and stops what it placed): fenced, they
-// would otherwise run on, their long-polls unanswered, until each one's next commit.
+// would otherwise run on, their long-polls unanswered, until each one's next commit. Its
+// watch of the members ends too.
 func TestSessionLossStopsThePartitions(t *testing.T) {
 	f, nodes := topicOn(t, 3, 1)
 	ctx, node := context.Background(), nodes[0]
@@ -274,6 +275,13 @@ func TestSessionLossStopsThePartitions(t *testing.T) {
 		}
 		return nil
 	})
+	// The lost membership's watch of the members has ended: it followed them for as long
+	// as the agent ran, one more for each session lost.
+	select {
+	case <-lost.provider.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lost membership still watches the members")
+	}
 }
 
 // TestOwnStrayLeaseIsActivated leaves a lease held by the owner's own session with no

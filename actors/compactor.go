@@ -289,20 +289,19 @@ func (c *compactor) link(ctx context.Context, l *partitionLog, old []indexed, re
 		zap.Int("segments", len(old)), zap.Int("parts", len(meta.Parts)), zap.Int64("bytes", meta.ZBytes), zap.Int64("revision", crev))
 }
 
-// mergedMeta is the index entry of old merged, but for where it is stored.
+// mergedMeta is the index entry of old merged, but for where it is stored. old is of a
+// snapshot of the partition's log, which kept the request lists of its recent segments
+// only.
 func mergedMeta(l *partitionLog, old []indexed) coordination.SegmentMeta {
 	first, last := old[0], old[len(old)-1]
 	meta := coordination.SegmentMeta{Base: first.Base, Last: last.Last, MinTs: first.MinTs, MaxTs: first.MaxTs, Epoch: l.lease.Epoch()}
-	recent := time.Now().Add(-requestMemory).UnixMilli()
 	for _, s := range old {
 		meta.Records += s.Records
 		meta.Bytes += s.Bytes
 		meta.MinTs, meta.MaxTs = min(meta.MinTs, s.MinTs), max(meta.MaxTs, s.MaxTs)
 		meta.WrittenMs = max(meta.WrittenMs, s.WrittenMs)
-		if s.WrittenMs >= recent {
-			// A partition's next owner may still be asked for them (requestLog).
-			meta.Requests = append(meta.Requests, s.Requests...)
-		}
+		// A partition's next owner may still be asked for them (requestLog).
+		meta.Requests = append(meta.Requests, s.Requests...)
 	}
 	// The newest: those whose answers a failover may have lost are the last written.
 	// The list stays in etcd as long as the merged segment (nothing rewrites a segment

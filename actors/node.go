@@ -197,7 +197,9 @@ func StartNode(ctx context.Context, c *coordination.Client, store objstore.Store
 		return nil, err
 	}
 	n.cur = m
-	mirror.Observe(func() {
+	// Not on every change: the high-water marks change with every commit of the
+	// cluster, and a rebalance pass looks at every partition of every topic.
+	mirror.ObservePlacement(func() {
 		if m := n.current(); m != nil {
 			m.reb.poke()
 		}
@@ -410,6 +412,7 @@ func (n *Node) leave(m *member, graceful bool) {
 		// count beside the next session's. Their stop is fenced (or, with etcd out of
 		// reach, times out: a few seconds before a rejoin that could not happen sooner).
 		n.stopLocalPartitions(m)
+		m.provider.stopWatching()
 	}
 	m.cluster.Shutdown(graceful)
 	if graceful {

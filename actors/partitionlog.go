@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,9 +147,16 @@ func (l *partitionLog) snapshot() ([]indexed, int64, coordination.TopicSpec, boo
 	if l.closed || !l.loaded {
 		return nil, 0, l.spec, false
 	}
-	// A merge lists the requests of segments written within requestMemory
-	// (mergedMeta); older segments' lists are only memory.
-	old := time.Now().Add(-requestMemory).UnixMilli()
+	// A merge lists the requests of segments written within requestMemory (mergedMeta);
+	// older segments' lists are only memory. Ages count from the newest segment: their
+	// times are their writers' clocks, which need not agree with this agent's (a
+	// previous owner's running behind had its last requests' lists dropped, and a
+	// second failover could not answer their re-sends).
+	newest := int64(math.MinInt64)
+	for i := range l.segs {
+		newest = max(newest, l.segs[i].WrittenMs)
+	}
+	old := newest - requestMemory.Milliseconds()
 	for i := range l.segs {
 		if l.segs[i].WrittenMs < old {
 			l.segs[i].Requests = nil

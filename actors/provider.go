@@ -84,6 +84,16 @@ func (p *sessionProvider) start(c *cluster.Cluster) error {
 	return nil
 }
 
+// stopWatching ends the watch of membership, and waits for it. The cluster's shutdown
+// calls the provider's only when graceful: a membership that lost its session stops its
+// watch so, which would otherwise follow the members for as long as the agent runs.
+func (p *sessionProvider) stopWatching() {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+	}
+}
+
 // watch follows membership changes from rev; members whose session expires disappear.
 func (p *sessionProvider) watch(ctx context.Context, c *cluster.Cluster, rev int64) {
 	defer close(p.done)
@@ -170,10 +180,7 @@ func (p *sessionProvider) deregister(ctx context.Context) error {
 
 // Shutdown implements cluster.ClusterProvider.
 func (p *sessionProvider) Shutdown(bool) error {
-	if p.cancel != nil {
-		p.cancel()
-		<-p.done
-	}
+	p.stopWatching()
 	if p.self != "" {
 		if _, err := p.etcd.Delete(context.Background(), p.prefix+p.self); err != nil {
 			return fmt.Errorf("deregister cluster member: %w", err)

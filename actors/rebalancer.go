@@ -49,8 +49,8 @@ func (r *rebalancer) poke() {
 	}
 }
 
-// run rebalances on every topology or metadata change and every rebalanceInterval, until
-// ctx ends.
+// run rebalances on every topology change, every change of the topics, leases and nodes
+// (poke), and every rebalanceInterval, until ctx ends.
 func (r *rebalancer) run(ctx context.Context) {
 	sub := r.cluster.ActorSystem.EventStream.Subscribe(func(evt any) {
 		if _, ok := evt.(*cluster.ClusterTopology); ok {
@@ -58,7 +58,9 @@ func (r *rebalancer) run(ctx context.Context) {
 		}
 	})
 	defer r.cluster.ActorSystem.EventStream.Unsubscribe(sub)
-	r.mirror.Observe(r.poke)
+	// The mirror's changes poke it through the node (Node's ObservePlacement), which
+	// pokes the rebalancer of its current membership: one registered here would outlive
+	// the membership, and be poked on every change for as long as the agent runs.
 	tick := time.NewTicker(rebalanceInterval)
 	defer tick.Stop()
 	r.poke()

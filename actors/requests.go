@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -126,11 +127,20 @@ func (l *requestLog) settle(id uint64, resp *partitionpb.ProduceResponse) []*act
 // written: the newest maxRememberedPerPartition of them written within requestMemory. It
 // returns how many it remembered. A reference outside its segment's offsets is not one
 // this package wrote, and is skipped.
+//
+// A segment's time is its writer's clock, which need not agree with this agent's: ages
+// are taken from the newest segment, as if written now (it was written before this
+// owner took over). Against this agent's clock, a writer's running 90 s behind had every
+// request of its last segments forgotten, and their re-sends written again.
 func (l *requestLog) restore(segs []coordination.SegmentMeta) int {
 	now := l.now()
+	newest := int64(math.MinInt64)
+	for _, m := range segs {
+		newest = max(newest, m.WrittenMs)
+	}
 	for i := len(segs) - 1; i >= 0; i-- {
 		m := segs[i]
-		at := time.UnixMilli(m.WrittenMs)
+		at := now.Add(-time.Duration(newest-m.WrittenMs) * time.Millisecond)
 		if now.Sub(at) > requestMemory {
 			break // and every segment before it
 		}

@@ -224,13 +224,20 @@ func (r resentCount) wait(t *testing.T, n float64) {
 // recent segments' index entries list, as of when they were written, for requestMemory
 // however many requests it writes itself meanwhile; it skips a reference outside its
 // segment and segments older than requestMemory. An id known with another number of
-// records is refused, whether written or being written.
+// records is refused, whether written or being written. The writer's clock may be
+// ahead of this agent's or behind it: the segments' ages count from the newest.
 func TestRequestLogRestoresWhatEarlierOwnersWrote(t *testing.T) {
+	for _, skew := range []time.Duration{0, -90 * time.Second, 90 * time.Second} {
+		t.Run(fmt.Sprintf("writer's clock %v off", skew), func(t *testing.T) { testRequestLogRestore(t, skew) })
+	}
+}
+
+func testRequestLogRestore(t *testing.T, skew time.Duration) {
 	now := time.Unix(1000, 0)
 	l := newRequestLog(func() time.Time { return now })
-	at := func(ago time.Duration) int64 { return now.Add(-ago).UnixMilli() }
+	at := func(ago time.Duration) int64 { return now.Add(skew - ago).UnixMilli() }
 	segs := []coordination.SegmentMeta{
-		{Base: 0, Last: 9, WrittenMs: at(requestMemory + time.Second), Requests: []coordination.RequestRef{{ID: 1, Base: 0, Count: 10}}},
+		{Base: 0, Last: 9, WrittenMs: at(requestMemory + 2*time.Second), Requests: []coordination.RequestRef{{ID: 1, Base: 0, Count: 10}}},
 		{Base: 10, Last: 19, WrittenMs: at(30 * time.Second), Requests: []coordination.RequestRef{
 			{ID: 2, Base: 10, Count: 4}, {ID: 3, Base: 14, Count: 6}, {ID: 4, Base: 18, Count: 5}, {ID: 0, Base: 10, Count: 1}}},
 		{Base: 20, Last: 20, WrittenMs: at(time.Second)}, // merged, or written before requests were listed
@@ -269,7 +276,7 @@ func TestRequestLogRestoresWhatEarlierOwnersWrote(t *testing.T) {
 	if _, ok, err := l.resent(7, 1, nil); ok || !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("id 7 with 1 record (being written with 2): re-send %v, %v; want ErrInvalidArgument", ok, err)
 	}
-	now = now.Add(requestMemory - 29*time.Second) // a minute after they were written
+	now = now.Add(requestMemory - 28*time.Second) // past a minute after they were written, counted from the newest segment
 	if _, ok, _ := l.resent(2, 4, nil); ok {
 		t.Fatal("a restored request is remembered past requestMemory from when it was written")
 	}

@@ -61,7 +61,7 @@ type Keyspace struct {
 	// moment, in a race of a few milliseconds after a watch starts).
 	applied   []int64
 	updated   chan struct{} // closed and replaced whenever rev or kvs change
-	observers []func()
+	observers []observer
 
 	// stream names the gRPC stream of this keyspace's watches, apart from every other
 	// watch of the client, another keyspace's included (keyspaceStreamKey).
@@ -113,7 +113,7 @@ func (ks *Keyspace) Load(ctx context.Context, etcd *clientv3.Client, rev int64) 
 	}
 	ks.changedLocked()
 	ks.mu.Unlock()
-	ks.notify()
+	ks.notify(ks.prefixes) // every key may have changed
 	return nil
 }
 
@@ -270,8 +270,11 @@ func (ks *Keyspace) apply(p int, resp clientv3.WatchResponse) {
 		ks.changedLocked()
 	}
 	ks.mu.Unlock()
-	if changed {
-		ks.notify()
+	switch {
+	case len(resp.Events) > 0:
+		ks.notify(ks.prefixes[p : p+1])
+	case changed:
+		ks.notify(nil) // the revision moved, no key: observers of keys have nothing new
 	}
 }
 
@@ -292,20 +295,32 @@ func (ks *Keyspace) changedLocked() {
 	ks.updated = make(chan struct{})
 }
 
-func (ks *Keyspace) notify() {
+// observer is a function Observe registered, and the prefixes whose changes it follows
+// (none: every change, the revision's too).
+type observer struct {
+	fn       func()
+	prefixes []string
+}
+
+// notify runs the observers of a change of the keys of the prefixes changed (none: of the
+// revision alone).
+func (ks *Keyspace) notify(changed []string) {
 	ks.mu.RLock()
 	obs := ks.observers
 	ks.mu.RUnlock()
-	for _, fn := range obs {
-		fn()
+	for _, o := range obs {
+		if len(o.prefixes) == 0 || slices.ContainsFunc(changed, func(p string) bool { return slices.Contains(o.prefixes, p) }) {
+			o.fn()
+		}
 	}
 }
 
-// Observe registers fn to run after every change of the mirror, on the goroutine that
-// applied it, without locks held. fn must not block for long.
-func (ks *Keyspace) Observe(fn func()) {
+// Observe registers fn to run after every change of the mirror, or with prefixes (some of
+// the keyspace's) after a change of their keys only, on the goroutine that applied it,
+// without locks held. fn must not block for long.
+func (ks *Keyspace) Observe(fn func(), prefixes ...string) {
 	ks.mu.Lock()
-	ks.observers = append(ks.observers, fn)
+	ks.observers = append(ks.observers, observer{fn: fn, prefixes: prefixes})
 	ks.mu.Unlock()
 }
 

@@ -74,6 +74,13 @@ func (m *Mirror) WaitForRevision(ctx context.Context, rev int64) error {
 // Observe runs fn after every change.
 func (m *Mirror) Observe(fn func()) { m.ks.Observe(fn) }
 
+// ObservePlacement registers fn to run after a change of the topics, the leases or the
+// nodes: what partitions' placement and ownership follow, and not the high-water marks
+// that change with every commit of the cluster.
+func (m *Mirror) ObservePlacement(fn func()) {
+	m.ks.Observe(fn, m.c.keys.Topics(), m.c.keys.Leases(), m.c.keys.Nodes())
+}
+
 // Topics returns the live topics in name order.
 func (m *Mirror) Topics() []TopicSpec {
 	var out []TopicSpec

@@ -392,3 +392,51 @@ func TestMirrorTellsADeletedTopicsPartitionsStopped(t *testing.T) {
 	}
 	says(false)
 }
+
+// A placement observer runs after a change of the topics, leases or nodes, not after
+// every commit (a high-water mark's change): a rebalance pass, which looks at every
+// partition of every topic, ran after each commit of the cluster.
+func TestPlacementObserversDoNotRunOnCommits(t *testing.T) {
+	c := newClient(t)
+	m, all := observedMirror(t, c)
+	var placement atomic.Int64
+	m.ObservePlacement(func() { placement.Add(1) })
+	ctx := ctxT(t)
+	mustTopic(t, c, "placed", 1)
+	s := mustSession(t, c, "agent-1", 0)
+	l, err := s.Acquire(ctx, "placed", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitForRevision(ctx, lastRevision(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	before, allBefore := placement.Load(), all.Load()
+	if before == 0 {
+		t.Fatal("a topic created and a lease taken, and no placement observer ran")
+	}
+	for i := range int64(5) {
+		rev, err := l.Commit(ctx, segment(i*10, 10, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WaitForRevision(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := placement.Load(); got != before {
+		t.Fatalf("placement observers ran %d times for 5 commits", got-before)
+	}
+	if all.Load() == allBefore {
+		t.Fatal("the observers of every change did not run for 5 commits")
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 10*time.Second, func() error {
+		if placement.Load() == before {
+			return fmt.Errorf("a lease released, and no placement observer ran")
+		}
+		return nil
+	})
+}

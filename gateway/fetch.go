@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"google.golang.org/grpc"
@@ -148,43 +149,65 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 	if err != nil {
 		return err
 	}
+	// Its fetches end when the stream does, or the agent stops (Stopping).
+	fctx, stopFetching := context.WithCancel(ctx)
+	defer stopFetching()
+	go func() {
+		select {
+		case <-s.stopping:
+		case <-fctx.Done():
+		}
+		stopFetching()
+	}()
+	closing := func(err error) error {
+		select {
+		case <-s.stopping:
+			if ctx.Err() == nil {
+				return status.Error(codes.Unavailable, "the agent is stopping: subscribe again (another agent serves the partition)")
+			}
+		default:
+		}
+		if fctx.Err() != nil {
+			return nil // the client went away
+		}
+		return err
+	}
 	// fetch is s.fetch, again while the partition moves or the agent's reads wait on
 	// slow clients.
 	fetch := func(req *pb.FetchRequest) (*pb.FetchResponse, *membudget.Reservation, error) {
 		for {
-			resp, hold, err := s.fetch(ctx, req, subscribed.Incarnation)
-			if c := status.Code(err); c != codes.Unavailable && c != codes.ResourceExhausted || ctx.Err() != nil {
+			resp, hold, err := s.fetch(fctx, req, subscribed.Incarnation)
+			if c := status.Code(err); c != codes.Unavailable && c != codes.ResourceExhausted || fctx.Err() != nil {
 				return resp, hold, err
 			}
 			select {
-			case <-ctx.Done():
+			case <-fctx.Done():
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}
 	if offset < 0 {
-		// A one-byte fetch from 0 answers the high-water mark, or says where the log starts.
-		head, hold, err := fetch(&pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: 0, MaxBytes: 1})
+		// A fetch past any offset is answered out of range with where the log starts and
+		// ends, and reads nothing (one at 0 read the first segment, from the store if it
+		// is not cached: a corrupt or unreachable one kept a subscriber to new records out).
+		_, hold, err := fetch(&pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: math.MaxInt64, MaxBytes: 1})
 		hold.Release()
 		start, hwm, ranged := pb.OffsetRange(err)
-		switch {
-		case err != nil && !ranged:
-			return err
-		case err == nil:
-			start, hwm = 0, head.HighWaterMark
+		if !ranged {
+			if err == nil {
+				err = status.Error(codes.Internal, "a fetch past every offset was answered with records")
+			}
+			return closing(err)
 		}
 		offset = hwm
 		if req.Offset == pb.OffsetEarliest {
 			offset = start
 		}
 	}
-	for ctx.Err() == nil {
+	for fctx.Err() == nil {
 		resp, hold, err := fetch(&pb.FetchRequest{Topic: req.Topic, Partition: req.Partition, Offset: offset, MaxBytes: req.MaxBytes, MaxWaitMs: 1000})
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return closing(err)
 		}
 		if len(resp.Records) == 0 {
 			hold.Release()
@@ -196,7 +219,7 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		}
 		offset = resp.Records[len(resp.Records)-1].Offset + 1
 	}
-	return nil
+	return closing(nil)
 }
 
 // deletedSince is the error for a request to a topic that was deleted, and a topic of its

@@ -79,6 +79,9 @@ type Server struct {
 	reads  *membudget.Budget // the agent's read budget, shared with its Kafka listener
 	log    *zap.Logger
 	rr     atomic.Uint32 // round robin for records without key or partition
+
+	stopping chan struct{} // closed by Stopping: Subscribe streams end
+	stopOnce sync.Once
 }
 
 // NewServer serves the API through node, reading metadata from mirror. Its fetches count
@@ -93,8 +96,15 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 	if reads == nil {
 		reads = NewReadBudget(0)
 	}
-	return &Server{coord: coord, mirror: mirror, node: node, limits: limits.WithDefaults(), reads: reads, log: log}
+	return &Server{coord: coord, mirror: mirror, node: node, limits: limits.WithDefaults(), reads: reads, log: log,
+		stopping: make(chan struct{})}
 }
+
+// Stopping ends the Subscribe streams the agent serves, and those that come after,
+// Unavailable ("subscribe again"): they would go on retrying their fetches through a
+// node that has left, and hold the agent's graceful stop until its shutdown timeout.
+// Their clients subscribe again through another agent.
+func (s *Server) Stopping() { s.stopOnce.Do(func() { close(s.stopping) }) }
 
 // Register adds the service, the standard health service and server reflection to g.
 // Health is SERVING while the agent is a member of the cluster, NOT_SERVING while it

@@ -351,7 +351,7 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 		return err
 	}
 	reads := gateway.NewReadBudget(f.memory.readBytes)
-	srv, served := serveAPI(apiLis, coord, mirror, node, f.limits, reads, alog)
+	srv, api, served := serveAPI(apiLis, coord, mirror, node, f.limits, reads, alog)
 	stopKafka := serveKafka(kafkaLis, coord, mirror, node, kafka.Options{Self: info, Limits: f.limits, MaxFrameBytes: f.kafkaMaxRequest, MaxQueuedBytes: f.kafkaMaxQueued,
 		FrameTimeout: f.kafkaFrameTimeout, IdleTimeout: f.kafkaIdleTimeout, MaxGroupMembers: f.kafkaGroupMembers, Reads: reads, Log: alog})
 	admin, err := serveAdmin(adminLis, coord, store, node, reads, gateway.NewLagCollector(coord, mirror, f.node, alog), alog)
@@ -378,7 +378,9 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
 	// Partitions hand over first, while the API still answers (its retries find the new
-	// owners); then in-flight calls finish.
+	// owners); then in-flight calls finish. Subscribe streams end at once: their clients
+	// subscribe again through another agent.
+	api.Stopping()
 	err = node.Stop(stopCtx)
 	stopKafka()
 	stopped := make(chan struct{})

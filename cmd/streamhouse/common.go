@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/streamhouse/streamhouse/actors"
 	"github.com/streamhouse/streamhouse/coordination"
@@ -163,22 +164,40 @@ func listenAPIAndAdmin(apiAddr, adminAddr string) (api, admin net.Listener, err 
 	return api, admin, nil
 }
 
+// Keepalive of the client API. A client may ping every 10 s, with or without streams
+// (gRPC's default, 5 minutes, answered a client pinging more often, as an idle
+// Subscribe's client must to keep a proxy from cutting it, with GOAWAY too_many_pings,
+// ending every stream of the connection); the agent pings a connection quiet for 30 s,
+// and closes it if no answer comes in 10 s (a client gone without closing its streams
+// held their reads for gRPC's default of two hours).
+var (
+	apiKeepaliveEnforcement = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
+	apiKeepalive            = keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+)
+
+// apiServerOptions are the client API's gRPC server options for limits.
+func apiServerOptions(limits gateway.Limits) []grpc.ServerOption {
+	return append([]grpc.ServerOption{grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes()),
+		grpc.NumStreamWorkers(streamWorkers),
+		grpc.KeepaliveEnforcementPolicy(apiKeepaliveEnforcement), grpc.KeepaliveParams(apiKeepalive)},
+		append(grpcmem.ServerOptions(), gateway.Interceptors()...)...)
+}
+
 // serveAPI serves the client API on lis through node; served reports when it stops.
+// api.Stopping is to be called as the agent starts to stop.
 func serveAPI(lis net.Listener, coord *coordination.Client, mirror *coordination.Mirror, node *actors.Node,
-	limits gateway.Limits, reads *membudget.Budget, log *zap.Logger) (srv *grpc.Server, served <-chan error) {
+	limits gateway.Limits, reads *membudget.Budget, log *zap.Logger) (srv *grpc.Server, api *gateway.Server, served <-chan error) {
 	// Stream workers: requests run on goroutines that outlive one, whose stacks have
 	// grown already (a fresh goroutine per request grew its stack by copying on every
 	// produce; docs/BENCHMARKS.md, profiling item 17). A produce request waits for its
 	// commit, so the workers are as many as the requests commonly in flight; beyond them
 	// gRPC starts a goroutine per request as before.
-	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(limits.MaxMessageBytes()), grpc.MaxSendMsgSize(limits.MaxMessageBytes()),
-		grpc.NumStreamWorkers(streamWorkers)},
-		append(grpcmem.ServerOptions(), gateway.Interceptors()...)...)
-	srv = grpc.NewServer(opts...)
-	gateway.NewServer(coord, mirror, node, limits, reads, log).Register(srv)
+	srv = grpc.NewServer(apiServerOptions(limits)...)
+	api = gateway.NewServer(coord, mirror, node, limits, reads, log)
+	api.Register(srv)
 	ch := make(chan error, 1)
 	go func() { ch <- srv.Serve(lis) }()
-	return srv, ch
+	return srv, api, ch
 }
 
 // listenKafka opens the Kafka listener on addr ("" or "off": none) and returns it with the

@@ -162,8 +162,9 @@ func dev(ctx context.Context, f *devFlags, stdout io.Writer, log *zap.Logger) er
 		nodes = append(nodes, n)
 	}
 	reads := gateway.NewReadBudget(0)
-	srv, _ := serveAPI(lis, coord, mirror, nodes[0], gateway.Limits{}, reads, log)
+	srv, api, _ := serveAPI(lis, coord, mirror, nodes[0], gateway.Limits{}, reads, log)
 	defer srv.Stop()
+	defer api.Stopping() // first: Subscribe streams end rather than hold the stop
 	defer serveKafka(kafkaLis, coord, mirror, nodes[0], kafka.Options{Self: first, Reads: reads, Log: log})()
 	// One process serves every agent's partitions: its lag collector exports them all.
 	admin, err := serveAdmin(adminLis, coord, store, nodes[0], reads, gateway.NewLagCollector(coord, mirror, "", log), log)

@@ -103,7 +103,7 @@ func (s *Sweeper) kickPurge() {
 func (s *Sweeper) PurgeOnStop(ctx context.Context, m *coordination.Mirror, pause time.Duration) {
 	changed := make(chan struct{}, 1)
 	changed <- struct{}{}
-	m.Observe(func() {
+	m.ObservePlacement(func() { // topics and leases: StoppedDeletedTopics'
 		select {
 		case changed <- struct{}{}:
 		default:

@@ -394,3 +394,59 @@ func TestSubscriberOfARecreatedTopicEnds(t *testing.T) {
 	}
 	t.Logf("read %d records of the deleted topic, then NotFound", read)
 }
+
+// An agent stopping ends its Subscribe streams at once, Unavailable, and stops within
+// seconds: before, a stream went on retrying its fetches through a node that had left,
+// and held the agent's graceful stop for its whole --shutdown-timeout (30 s), its
+// subscriber getting nothing meanwhile. Its subscriber then subscribes through another
+// agent, from where it was, and gets what is produced.
+func TestAStoppingAgentEndsItsSubscriptions(t *testing.T) {
+	tc := newCluster(t, 2, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, _ := dial(t, tc.agents[0].GRPCAddr)
+	if _, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "followed", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitOwned(60*time.Second, map[string]int32{"followed": 1})
+	// Latest: nothing yet, the stream waits for records.
+	sub, err := c.Subscribe(ctx, &pb.SubscribeRequest{Topic: "followed", Partition: 0, Offset: pb.OffsetLatest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := sub.Recv()
+		ended <- err
+	}()
+	start := time.Now()
+	if err := tc.agents[0].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	select {
+	case err := <-ended:
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("the stream of a stopped agent ended %v, want Unavailable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream of a stopped agent still open")
+	}
+	if took > 15*time.Second {
+		t.Fatalf("the agent took %v to stop, its subscription open", took)
+	}
+	t.Logf("stopped in %v", took.Round(time.Millisecond))
+
+	other, _ := dial(t, tc.agents[1].GRPCAddr)
+	again, err := other.Subscribe(ctx, &pb.SubscribeRequest{Topic: "followed", Partition: 0, Offset: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := int32(0)
+	if _, err := other.Produce(ctx, &pb.ProduceRequest{Topic: "followed", Partition: &p, Records: []*pb.Record{{Value: []byte("after")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := again.Recv(); err != nil || len(resp.Records) != 1 || string(resp.Records[0].Value) != "after" {
+		t.Fatalf("subscribed again through the other agent: %v, %v", resp, err)
+	}
+}
