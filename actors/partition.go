@@ -238,7 +238,7 @@ func (a *partitionActor) init(ctx actor.Context, identity string) {
 				res.logStart, res.err = res.lease.LogStart(actx, res.hwm)
 			}
 			if res.err == nil {
-				res.recent, res.err = res.lease.RecentSegments(actx, res.hwm, recentSegments, maxRememberedPerPartition, time.Now().Add(-requestMemory))
+				res.recent, res.err = res.lease.RecentSegments(actx, res.hwm, recentSegments, maxRememberedPerPartition, requestMemory)
 			}
 			if res.err != nil {
 				_ = res.lease.Release(context.Background())

@@ -148,15 +148,14 @@ func (l *partitionLog) snapshot() ([]indexed, int64, coordination.TopicSpec, boo
 		return nil, 0, l.spec, false
 	}
 	// A merge lists the requests of segments written within requestMemory (mergedMeta);
-	// older segments' lists are only memory. Ages count from the newest segment: their
+	// older segments' lists are only memory. Ages count from the last segment: their
 	// times are their writers' clocks, which need not agree with this agent's (a
 	// previous owner's running behind had its last requests' lists dropped, and a
 	// second failover could not answer their re-sends).
-	newest := int64(math.MinInt64)
-	for i := range l.segs {
-		newest = max(newest, l.segs[i].WrittenMs)
+	old := int64(math.MinInt64)
+	if n := len(l.segs); n > 0 {
+		old = l.segs[n-1].WrittenMs - requestMemory.Milliseconds()
 	}
-	old := newest - requestMemory.Milliseconds()
 	for i := range l.segs {
 		if l.segs[i].WrittenMs < old {
 			l.segs[i].Requests = nil

@@ -2,7 +2,6 @@ package actors
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -129,20 +128,21 @@ func (l *requestLog) settle(id uint64, resp *partitionpb.ProduceResponse) []*act
 // this package wrote, and is skipped.
 //
 // A segment's time is its writer's clock, which need not agree with this agent's: ages
-// are taken from the newest segment, as if written now (it was written before this
-// owner took over). Against this agent's clock, a writer's running 90 s behind had every
-// request of its last segments forgotten, and their re-sends written again.
+// are taken from the last segment, as if written now (it was written before this owner
+// took over), by whoever wrote it; one that looks younger than the last (an earlier
+// writer's clock ran ahead) counts as written with it. Against this agent's clock, a
+// writer's running 90 s behind had every request of its last segments forgotten, and
+// their re-sends written again.
 func (l *requestLog) restore(segs []coordination.SegmentMeta) int {
-	now := l.now()
-	newest := int64(math.MinInt64)
-	for _, m := range segs {
-		newest = max(newest, m.WrittenMs)
+	if len(segs) == 0 {
+		return 0
 	}
+	now, last := l.now(), segs[len(segs)-1].WrittenMs
 	for i := len(segs) - 1; i >= 0; i-- {
 		m := segs[i]
-		at := now.Add(-time.Duration(newest-m.WrittenMs) * time.Millisecond)
+		at := now.Add(-time.Duration(max(0, last-m.WrittenMs)) * time.Millisecond)
 		if now.Sub(at) > requestMemory {
-			break // and every segment before it
+			continue // clocks need not agree: one before it may look younger
 		}
 		for j := len(m.Requests) - 1; j >= 0 && len(l.restored) < maxRememberedPerPartition; j-- {
 			r := m.Requests[j]

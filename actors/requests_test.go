@@ -285,3 +285,25 @@ func testRequestLogRestore(t *testing.T, skew time.Duration) {
 		t.Fatalf("%d restored requests kept after every one was forgotten", len(l.restored))
 	}
 }
+
+// Segments of two writers whose clocks disagree: an earlier owner's running 90 s ahead,
+// the last owner's on time. The last owner's requests are remembered (counted from its
+// own last segment), and so are the earlier owner's (younger-looking, they count as
+// written with the last). Counting from the newest time instead, the last owner's looked
+// 90 s old and were forgotten.
+func TestRequestLogRestoresAcrossWritersWhoseClocksDisagree(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newRequestLog(func() time.Time { return now })
+	segs := []coordination.SegmentMeta{
+		{Base: 0, Last: 4, WrittenMs: now.Add(80 * time.Second).UnixMilli(), Requests: []coordination.RequestRef{{ID: 5, Base: 0, Count: 5}}},
+		{Base: 5, Last: 9, WrittenMs: now.Add(-time.Second).UnixMilli(), Requests: []coordination.RequestRef{{ID: 6, Base: 5, Count: 5}}},
+	}
+	if n := l.restore(segs); n != 2 {
+		t.Fatalf("%d requests restored, want both writers' 2", n)
+	}
+	for id, base := range map[uint64]int64{5: 0, 6: 5} {
+		if w, ok, err := l.resent(id, 5, nil); !ok || err != nil || w == nil || w.base != base {
+			t.Fatalf("request %d: %v, %v, %v; want written at %d", id, w, ok, err, base)
+		}
+	}
+}

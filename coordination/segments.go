@@ -234,14 +234,17 @@ func (c *Client) logStart(ctx context.Context, topic string, partition int32, hw
 
 // RecentSegments returns the partition's last segments below hwm, oldest first, for
 // the requests written in them (SegmentMeta.Requests): at most limit of them, back to
-// the first written before since, and no further back once those read list maxRequests.
+// the first written more than memory before the last (0: no such bound), and no further
+// back once those read list maxRequests. Times are the writers' clocks, which need not
+// agree with the caller's: a writer's running behind, against the caller's, had the
+// search stop at the newest few segments.
 // An entry it cannot decode is skipped and logged: its caller's memory of requests is
 // best effort, and one bad entry must not keep the partition from starting.
 //
 // It finds them by their keys alone, in windows of offsets back from hwm growing four
 // times each (etcd limits an ascending range on the server, but reads every key of a
 // sorted one), then reads their values newest first, recentChunk at a time.
-func (l *Lease) RecentSegments(ctx context.Context, hwm int64, limit, maxRequests int, since time.Time) ([]SegmentMeta, error) {
+func (l *Lease) RecentSegments(ctx context.Context, hwm int64, limit, maxRequests int, memory time.Duration) ([]SegmentMeta, error) {
 	if limit <= 0 || maxRequests <= 0 || hwm < 0 {
 		return nil, invalidf("recent segments: limit %d, max requests %d, hwm %d", limit, maxRequests, hwm)
 	}
@@ -267,7 +270,8 @@ func (l *Lease) RecentSegments(ctx context.Context, hwm int64, limit, maxRequest
 		}
 		return out
 	}
-	var fit [][]byte // the keys of the segments wanted, oldest first
+	var fit [][]byte              // the keys of the segments wanted, oldest first
+	since := int64(math.MinInt64) // the WrittenMs before which none is wanted
 	for span := int64(limit); ; {
 		from := max(0, hwm-span)
 		resp, err := get(keys.Segment(l.p.Topic, l.p.Partition, from), end, limit+1, clientv3.WithKeysOnly())
@@ -277,6 +281,16 @@ func (l *Lease) RecentSegments(ctx context.Context, hwm int64, limit, maxRequest
 		fit = fit[:0]
 		for _, kv := range resp.Kvs {
 			fit = append(fit, kv.Key)
+		}
+		if memory > 0 && since == math.MinInt64 && len(fit) > 0 {
+			last := string(fit[len(fit)-1])
+			newest, err := get(last, last+"\x00", 1)
+			if err != nil {
+				return nil, err
+			}
+			if m := decode(newest.Kvs); len(m) == 1 {
+				since = m[0].WrittenMs - memory.Milliseconds()
+			}
 		}
 		if len(fit) > limit {
 			// More than limit in this window: its last limit, paging its keys to the end.
@@ -300,7 +314,7 @@ func (l *Lease) RecentSegments(ctx context.Context, hwm int64, limit, maxRequest
 			if err != nil {
 				return nil, err
 			}
-			if m := decode(first.Kvs); len(m) == 1 && m[0].WrittenMs < since.UnixMilli() {
+			if m := decode(first.Kvs); len(m) == 1 && m[0].WrittenMs < since {
 				break
 			}
 		}
@@ -324,7 +338,7 @@ func (l *Lease) RecentSegments(ctx context.Context, hwm int64, limit, maxRequest
 		for _, m := range ms {
 			requests += len(m.Requests)
 		}
-		if len(ms) > 0 && ms[0].WrittenMs < since.UnixMilli() {
+		if len(ms) > 0 && ms[0].WrittenMs < since {
 			break
 		}
 	}

@@ -56,7 +56,8 @@ type SegmentMeta struct {
 	// and answers a re-send of one with its offsets instead of writing it again: every
 	// one (a segment is sealed at maxSegmentRequests, actors); in a merged segment, the
 	// newest maxSegmentRequests of those of its segments written within a minute of the
-	// merge. Nil in segments written before it existed.
+	// partition's last segment (by their writers' clocks). Nil in segments written before
+	// it existed.
 	Requests []RequestRef `json:"requests,omitempty"`
 }
 

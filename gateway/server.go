@@ -82,6 +82,7 @@ type Server struct {
 
 	stopping chan struct{} // closed by Stopping: Subscribe streams end
 	stopOnce sync.Once
+	health   atomic.Pointer[health.Server] // Register's
 }
 
 // NewServer serves the API through node, reading metadata from mirror. Its fetches count
@@ -103,8 +104,16 @@ func NewServer(coord *coordination.Client, mirror *coordination.Mirror, node *ac
 // Stopping ends the Subscribe streams the agent serves, and those that come after,
 // Unavailable ("subscribe again"): they would go on retrying their fetches through a
 // node that has left, and hold the agent's graceful stop until its shutdown timeout.
-// Their clients subscribe again through another agent.
-func (s *Server) Stopping() { s.stopOnce.Do(func() { close(s.stopping) }) }
+// Their clients subscribe again through another agent. Health says NOT_SERVING from
+// then on, so that a load balancer sends new requests elsewhere.
+func (s *Server) Stopping() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		if hs := s.health.Load(); hs != nil {
+			hs.Shutdown() // NOT_SERVING, and no membership change says otherwise
+		}
+	})
+}
 
 // Register adds the service, the standard health service and server reflection to g.
 // Health is SERVING while the agent is a member of the cluster, NOT_SERVING while it
@@ -122,6 +131,7 @@ func (s *Server) Register(g *grpc.Server) *health.Server {
 		hs.SetServingStatus(pb.StreamHouse_ServiceDesc.ServiceName, st)
 	})
 	healthpb.RegisterHealthServer(g, hs)
+	s.health.Store(hs)
 	reflection.Register(g)
 	return hs
 }

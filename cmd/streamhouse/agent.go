@@ -62,6 +62,10 @@ type memoryFlags struct {
 // request and segment buffers, gRPC, merges, the actor system and the runtime itself.
 const memoryHeadroom = 128 << 20
 
+// apiDrain is how long a stopping agent's client API waits for its calls in flight once
+// its partitions are handed over, before it closes the connections left.
+const apiDrain = 5 * time.Second
+
 // BucketEnv names the original StreamHouse's bucket variable: without --store (or
 // $STREAMHOUSE_STORE_URL), the store is s3://$STREAMHOUSE_BUCKET, at $AWS_ENDPOINT_URL.
 const BucketEnv = "STREAMHOUSE_BUCKET"
@@ -385,8 +389,15 @@ func agent(ctx context.Context, f *agentFlags, log *zap.Logger) error {
 	stopKafka()
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
+	// Calls in flight finish; a stream still open after apiDrain (a health watch, an idle
+	// ProduceStream) is closed, its client to reconnect elsewhere: it would hold the stop
+	// until the shutdown timeout.
+	drain := time.NewTimer(apiDrain)
+	defer drain.Stop()
 	select {
 	case <-stopped:
+	case <-drain.C:
+		srv.Stop()
 	case <-stopCtx.Done():
 		srv.Stop()
 	}

@@ -395,16 +395,17 @@ func TestSubscriberOfARecreatedTopicEnds(t *testing.T) {
 	t.Logf("read %d records of the deleted topic, then NotFound", read)
 }
 
-// An agent stopping ends its Subscribe streams at once, Unavailable, and stops within
-// seconds: before, a stream went on retrying its fetches through a node that had left,
-// and held the agent's graceful stop for its whole --shutdown-timeout (30 s), its
-// subscriber getting nothing meanwhile. Its subscriber then subscribes through another
-// agent, from where it was, and gets what is produced.
+// An agent stopping ends its Subscribe streams at once, Unavailable, says NOT_SERVING
+// to a health watch, and stops within seconds: before, a stream went on retrying its
+// fetches through a node that had left, and held the agent's graceful stop for its whole
+// --shutdown-timeout (30 s), its subscriber getting nothing meanwhile (and a health watch
+// held it as long). Its subscriber then subscribes through another agent, from where it
+// was, and gets what is produced.
 func TestAStoppingAgentEndsItsSubscriptions(t *testing.T) {
 	tc := newCluster(t, 2, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, _ := dial(t, tc.agents[0].GRPCAddr)
+	c, conn := dial(t, tc.agents[0].GRPCAddr)
 	if _, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "followed", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -419,11 +420,36 @@ func TestAStoppingAgentEndsItsSubscriptions(t *testing.T) {
 		_, err := sub.Recv()
 		ended <- err
 	}()
+	// Its health, watched: it says NOT_SERVING once the agent begins to stop.
+	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: pb.StreamHouse_ServiceDesc.ServiceName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := watch.Recv(); err != nil || st.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before the stop: %v, %v", st, err)
+	}
+	notServing := make(chan bool, 1)
+	go func() {
+		for {
+			st, err := watch.Recv()
+			if err != nil {
+				notServing <- false
+				return
+			}
+			if st.Status == healthpb.HealthCheckResponse_NOT_SERVING {
+				notServing <- true
+				return
+			}
+		}
+	}()
 	start := time.Now()
 	if err := tc.agents[0].Stop(); err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
+	if !<-notServing {
+		t.Fatal("the stopping agent's health never said NOT_SERVING")
+	}
 	select {
 	case err := <-ended:
 		if status.Code(err) != codes.Unavailable {
