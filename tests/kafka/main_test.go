@@ -155,7 +155,7 @@ func (c *cluster) readToEnd(consumer *kgo.Client, topic string, n int, timeout t
 	defer cancel()
 	read, next := 0, map[int32]int64{} // records read; the offset after each partition's last
 	var ends map[int32]int64
-	deadline := time.Now().Add(timeout)
+	deadline, _ := ctx.Deadline()
 	atEnd := func() (bool, error) {
 		if read < n {
 			return false, nil
