@@ -64,21 +64,17 @@ const decodedPerFrame = 2
 // decodedPerFrame frame limits, and at most its frame and the room the listener's queued
 // bytes have, which decoded records may take past their limit up to twice it (frames
 // wait to be read meanwhile). What they hold beyond the frame is taken from the queued
-// bytes (pc.extra) until the request is answered: a compressed frame of a few kilobytes,
-// which may decode to megabytes, counts as what it decodes to. A partition that cannot be
-// written gets its error code in the response and no job: one whose records would go past
-// the room is REQUEST_TIMED_OUT, nothing written (the client retries once requests before
-// it are answered), one past the request's own bound MESSAGE_TOO_LARGE.
+// bytes (pc.extra) as each partition is decoded, until the request is answered: a
+// compressed frame of a few kilobytes, which may decode to megabytes, counts as what it
+// decodes to. A partition that cannot be written gets its error code in the response and
+// no job: one whose records would go past the room, as it was when it began or once it
+// was decoded (requests decoding on other connections take it too), is
+// REQUEST_TIMED_OUT, nothing written (the client retries once requests before it are
+// answered), one past the request's own bound MESSAGE_TOO_LARGE.
 func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.ProduceRequest, frame int) *produceCall {
 	pc := &produceCall{resp: r.ResponseKind().(*kmsg.ProduceResponse),
 		timeout: min(max(time.Duration(r.TimeoutMillis)*time.Millisecond, minProduceTimeout), maxProduceTimeout)}
 	req.noResponse = r.Acks == 0
-	budget := decodedPerFrame * s.opts.MaxFrameBytes
-	room := s.queued.Room(int64(frame), s.queued.Limit())
-	roomBound := room < int64(budget-frame)
-	if roomBound {
-		budget = frame + int(room)
-	}
 	decoded := 0
 	for _, t := range r.Topics {
 		rt := kmsg.NewProduceResponseTopic()
@@ -105,20 +101,14 @@ func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.Produc
 				continue
 			}
 			part := coordination.Partition{Topic: t.Topic, Partition: p.Partition}
-			requests, used, err := s.writesOf(part, p.Records, budget)
-			switch {
-			case err != nil && err.memory && roomBound:
-				rp.ErrorCode = kerr.RequestTimedOut.Code
-				rp.ErrorMessage = strp("the agent's Kafka requests hold all the memory they may (--kafka-max-queued-bytes): nothing was written; retry")
-				continue
-			case err != nil:
+			requests, used, err := s.decodePartition(pc, part, p.Records, frame, decoded)
+			if err != nil {
 				rp.ErrorCode, rp.ErrorMessage = err.code, strp(err.msg)
 				continue
 			}
 			for _, w := range requests {
 				w.TopicIncarnation = spec.Incarnation
 			}
-			budget -= used
 			decoded += used
 			pc.jobs = append(pc.jobs, &produceJob{p: part, requests: requests, out: rp})
 		}
@@ -131,9 +121,38 @@ func (s *Server) decodeProduce(ctx context.Context, req *request, r *kmsg.Produc
 			r.Topics[i].Partitions[j].Records = nil
 		}
 	}
-	pc.extra = max(0, decoded-frame)
-	s.queued.Take(int64(pc.extra))
 	return pc
+}
+
+// errNoRoom is a partition of a produce refused for the queued bytes' room.
+var errNoRoom = &batchError{code: kerr.RequestTimedOut.Code, memory: true,
+	msg: "the agent's Kafka requests hold all the memory they may (--kafka-max-queued-bytes): nothing was written; retry"}
+
+// decodePartition decodes a partition's records of pc, a request of frame bytes whose
+// partitions before it decoded to decoded bytes, within the request's bound and the room
+// of the queued bytes, and takes what the request's records then hold beyond its frame
+// from the queued bytes (pc.extra). The room bounds what the partition sets out to
+// decode; what it decoded to is taken only if the room is still there once it is done,
+// in one step with the check, since requests on other connections decode meanwhile.
+func (s *Server) decodePartition(pc *produceCall, part coordination.Partition, raw []byte, frame, decoded int) (_ []*partitionpb.ProduceRequest, used int, _ *batchError) {
+	bound := decodedPerFrame*s.opts.MaxFrameBytes - decoded
+	budget, roomBound := bound, false
+	if room := s.queued.Room(int64(frame+pc.extra), s.queued.Limit()); room < int64(bound+decoded-max(decoded, frame)) {
+		budget, roomBound = max(frame-decoded, 0)+int(room), true
+	}
+	requests, used, err := s.writesOf(part, raw, budget)
+	switch {
+	case err != nil && err.memory && roomBound:
+		return nil, 0, errNoRoom
+	case err != nil:
+		return nil, 0, err
+	}
+	extra := max(0, decoded+used-frame) - pc.extra
+	if !s.queued.TakeWithin(int64(frame+pc.extra), s.queued.Limit(), int64(extra)) {
+		return nil, 0, errNoRoom
+	}
+	pc.extra += extra
+	return requests, used, nil
 }
 
 // refused reports whether a partition of the request was answered an error.

@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
@@ -15,6 +17,7 @@ import (
 	"github.com/streamhouse/streamhouse/actors/partitionpb"
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
+	"github.com/streamhouse/streamhouse/gateway/membudget"
 )
 
 // idempotentBatch is sampleRecords(n) as a batch of producer 9, epoch 1, from sequence seq.
@@ -263,5 +266,82 @@ func TestResendCarriesTheWrite(t *testing.T) {
 	want.RequestId, want.WaitMs, want.Follows = 0, 0, false
 	if !proto.Equal(got, want) {
 		t.Fatalf("re-send %v, want %v", got, want)
+	}
+}
+
+// gzipBatch is a batch of records of the given values, gzip-compressed.
+func gzipBatch(t *testing.T, values ...[]byte) []byte {
+	t.Helper()
+	recs := make([]*partitionpb.Record, len(values))
+	for i, v := range values {
+		recs[i] = &partitionpb.Record{Offset: int64(i), Value: v, TimestampMs: 1}
+	}
+	var rb kmsg.RecordBatch
+	if err := rb.ReadFrom(appendBatch(nil, recs)); err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	if _, err := zw.Write(rb.Records); err != nil || zw.Close() != nil {
+		t.Fatal(err)
+	}
+	rb.Attributes, rb.Records = 1, z.Bytes()
+	b := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(b[batchLengthAt:], uint32(len(b)-12))
+	return reCRC(b)
+}
+
+// TestDecodesAtOnceShareTheRoom: produce requests decoding on several connections at the
+// same moment take the queued bytes' room one after the other. What their records hold
+// beyond their frames never passes it (twice the limit), and those it does not fit are
+// refused REQUEST_TIMED_OUT with nothing taken. Before, each read the room as its decode
+// began and took what it decoded to once done: requests that began together each found
+// the whole room, and together held several times it.
+func TestDecodesAtOnceShareTheRoom(t *testing.T) {
+	const limit, requests = 1 << 20, 8
+	s := &Server{limits: gateway.Limits{}.WithDefaults(), opts: Options{MaxFrameBytes: DefaultMaxFrameBytes},
+		queued: membudget.New(limit, membudget.Metrics{})}
+	value := bytes.Repeat([]byte{'x'}, 200_000)
+	raw := gzipBatch(t, value, value, value) // ~600 KB decoded from a frame of ~2 KB
+	p := coordination.Partition{Topic: "t", Partition: 0}
+
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	calls := make([]*produceCall, requests)
+	errs := make([]*batchError, requests)
+	for i := range calls {
+		if err := s.queued.Acquire(context.Background(), int64(len(raw))); err != nil { // its frame, as serveConn
+			t.Fatal(err)
+		}
+		calls[i] = &produceCall{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, _, errs[i] = s.decodePartition(calls[i], p, raw, len(raw), 0)
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	written, extra := 0, 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			written++
+			extra += calls[i].extra
+			if calls[i].extra < 3*len(value)-len(raw) {
+				t.Errorf("request %d decoded to %d bytes beyond its frame, want at least %d", i, calls[i].extra, 3*len(value)-len(raw))
+			}
+		case err.code != kerr.RequestTimedOut.Code || calls[i].extra != 0:
+			t.Errorf("request %d: %v, %d bytes taken; want REQUEST_TIMED_OUT and none", i, err, calls[i].extra)
+		}
+	}
+	held := s.queued.Held()
+	if want := int64(requests*len(raw) + extra); held != want {
+		t.Errorf("the queued bytes hold %d, want the frames and what the written requests decoded to beyond them, %d", held, want)
+	}
+	if written == 0 || held > 2*limit {
+		t.Fatalf("%d of %d requests decoded at once, holding %d bytes: want at least one, and at most twice the limit, %d", written, requests, held, 2*limit)
 	}
 }

@@ -110,21 +110,36 @@ func (b *Budget) admit() int64 {
 	return took
 }
 
-// Take takes n bytes at once, spent or not, however many the budget holds: for bytes that
-// are in memory already (or about to be, bounded by Room), accounted until Release, so
-// that the acquires after them wait.
-func (b *Budget) Take(n int64) { b.take(n) }
-
-// Room is how many more bytes a holder of own bytes may take (Take) and stay within the
-// budget's limit and over more: all it wants (math.MaxInt64) when it is alone in the
-// budget, as an empty budget admits anything.
+// Room is how many more bytes a holder of own bytes may take (TakeWithin) and stay within
+// the budget's limit and over more: all it wants (math.MaxInt64) when it is alone in the
+// budget, as an empty budget admits anything. Others may take it meanwhile: it bounds
+// what the holder sets out to take, TakeWithin decides.
 func (b *Budget) Room(own, over int64) int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.roomLocked(own, over)
+}
+
+func (b *Budget) roomLocked(own, over int64) int64 {
 	if b.used <= own {
 		return math.MaxInt64
 	}
 	return max(0, b.limit+over-b.used)
+}
+
+// TakeWithin takes n bytes at once, as Take, if the holder of own bytes has the room for
+// them (Room), and reports whether it did; the check and the take are one step, so that
+// holders taking at the same moment cannot each take the same room.
+func (b *Budget) TakeWithin(own, over, n int64) bool {
+	b.mu.Lock()
+	if n > b.roomLocked(own, over) {
+		b.mu.Unlock()
+		return false
+	}
+	b.used += n
+	b.mu.Unlock()
+	b.held(n)
+	return true
 }
 
 // take takes n bytes at once, spent or not: for bytes that are in memory already and are

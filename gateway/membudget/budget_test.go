@@ -210,3 +210,24 @@ func (b *Budget) hasWaiters() bool {
 	defer b.mu.Unlock()
 	return len(b.waiting) > 0
 }
+
+// TakeWithin takes what fits within the limit and over more, anything for a holder alone
+// in the budget, and nothing it refuses.
+func TestTakeWithinTakesOnlyTheRoom(t *testing.T) {
+	b := New(100, Metrics{})
+	b.take(30) // a holder's own 30 bytes
+	if !b.TakeWithin(30, 50, 500) || b.Held() != 530 {
+		t.Fatalf("a holder alone in the budget: %d held, want 530", b.Held())
+	}
+	b.Release(500)
+	b.take(40) // another holder's
+	if b.TakeWithin(30, 50, 81) || b.Held() != 70 {
+		t.Fatalf("81 bytes past 70 of a limit of 100 and 50 over: taken, %d held", b.Held())
+	}
+	if !b.TakeWithin(30, 50, 80) || b.Held() != 150 {
+		t.Fatalf("80 bytes past 70 of a limit of 100 and 50 over: %d held, want 150", b.Held())
+	}
+	if !b.TakeWithin(110, 50, 0) {
+		t.Fatal("nothing taken with no room left was refused")
+	}
+}
