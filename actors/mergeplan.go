@@ -78,7 +78,7 @@ func planMerges(segs []indexed, target int64, now time.Time) []span {
 			continue
 		}
 		for from := a; from < b; {
-			i, j, ok := planRun(segs[from:b], target)
+			i, j, ok := planRun(segs[from:b], target, now)
 			if !ok {
 				break
 			}
@@ -105,7 +105,7 @@ func busy(run []indexed, now time.Time) bool {
 }
 
 // planRun applies the policy to a run of small segments: the first merge due in it.
-func planRun(run []indexed, target int64) (int, int, bool) {
+func planRun(run []indexed, target int64, now time.Time) (int, int, bool) {
 	after := int64(0) // bytes after segment i in the run
 	for _, s := range run {
 		after += s.ZBytes
@@ -131,12 +131,39 @@ func planRun(run []indexed, target int64) (int, int, bool) {
 				size += s.ZBytes
 			}
 		}
+		if k := i + requestsKept(run[i:j], now); k < j {
+			j, size = k, 0
+			for _, s := range run[i:j] {
+				size += s.ZBytes
+			}
+		}
 		// Few segments are worth a rewrite only when they make a full-size one.
 		if j-i >= minMergeSegments || (j-i >= 2 && size >= target/2) {
 			return i, j, true
 		}
 	}
 	return 0, 0, false
+}
+
+// requestsKept is how many of run's first segments one merge may take while it keeps the
+// request ids (coordination.SegmentMeta.Requests) that may still be re-sent: a merged
+// segment keeps its newest maxSegmentRequests ids (mergedMeta), and those of segments
+// written within requestMemory are what a partition's next owner answers re-sends
+// from (requestLog.restore). Before, merges of fresh segments dropped them: after a
+// failover, a re-send of a request whose id went was written again.
+func requestsKept(run []indexed, now time.Time) int {
+	before, young := 0, -1 // ids before the first young segment, which must keep all of its and after
+	total := 0
+	for k, s := range run {
+		if young < 0 && now.UnixMilli()-writtenMs(s) < requestMemory.Milliseconds() {
+			young, before = k, total
+		}
+		total += len(s.Requests)
+		if young >= 0 && total-maxSegmentRequests > before {
+			return k
+		}
+	}
+	return len(run)
 }
 
 // planExpiry returns how many of the oldest segments retention removes: those written

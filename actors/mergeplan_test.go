@@ -243,3 +243,43 @@ func TestPlanMergesKeepsItsTombstoneWithinEtcdsRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestMergesKeepTheRequestsThatMayBeResent: a merge of segments written within
+// requestMemory takes no more of their request ids than a merged segment keeps, so that a
+// partition's next owner still answers their re-sends; segments older than that merge
+// whatever ids they lose. Before, a quiet partition's fresh segments merged at once and
+// kept the newest maxSegmentRequests ids of the run.
+func TestMergesKeepTheRequestsThatMayBeResent(t *testing.T) {
+	now := time.UnixMilli(10_000_000_000)
+	segsWritten := func(at time.Time) []indexed {
+		var segs []indexed
+		for i := range int64(300) {
+			m := coordination.SegmentMeta{Base: i * 10, Last: i*10 + 9, ZBytes: 4 << 10, WrittenMs: at.UnixMilli() + i}
+			for j := range int64(10) {
+				m.Requests = append(m.Requests, coordination.RequestRef{ID: uint64(i*10 + j + 1), Base: m.Base + j, Count: 1})
+			}
+			segs = append(segs, indexed{SegmentMeta: m})
+		}
+		return segs
+	}
+	young := segsWritten(now.Add(-5 * time.Second))
+	spans := planMerges(young, 64<<20, now)
+	merged := 0
+	for _, sp := range spans {
+		ids := 0
+		for _, s := range young[sp.i:sp.j] {
+			ids += len(s.Requests)
+		}
+		if ids > maxSegmentRequests {
+			t.Errorf("a merge of segments [%d, %d) written 5 s ago takes %d request ids, a merged segment keeps %d", sp.i, sp.j, ids, maxSegmentRequests)
+		}
+		merged += sp.j - sp.i
+	}
+	if merged < 250 {
+		t.Errorf("%d of 300 young segments planned to merge, want them merged in runs of what a segment keeps", merged)
+	}
+	old := segsWritten(now.Add(-2 * requestMemory))
+	if spans := planMerges(old, 64<<20, now); len(spans) != 1 || spans[0] != (span{0, 300}) {
+		t.Errorf("300 segments written %v ago: merges %v, want one of all", 2*requestMemory, spans)
+	}
+}

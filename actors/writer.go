@@ -18,7 +18,10 @@ import (
 // Writer errors, as the partition actor maps them to client codes (see also errors.go).
 var (
 	// ErrUnavailable: the partition cannot take the request now (an upload failed and the
-	// writer is resetting, or it is stopping). Nothing was acked; retry.
+	// writer is resetting, or it is stopping), or a commit's outcome is unknown. Nothing
+	// was acked, but records may have been written (a commit that timed out may have
+	// been applied): a retry under the request's id (partitionpb.ProduceRequest.RequestId)
+	// is answered with their offsets, not written twice.
 	ErrUnavailable = errors.New("actors: partition unavailable")
 	// ErrExpired: a produce request the partition held while it started for longer than
 	// its sender waited; it is refused, not written. It matches ErrUnavailable.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // ProducerState is what a partition remembers of one idempotent producer: its epoch, the
@@ -105,15 +106,25 @@ func (l *Lease) Producers(ctx context.Context) (ProducerStates, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer states of %s: %w", l.p, err)
 	}
+	// A state that does not decode (written by hand, or by a version that wrote another
+	// shape) is skipped and logged rather than failing the read: it would keep the
+	// partition from starting on every agent, for good. Its producer is then one the
+	// partition does not know, as after its state expired: it is told so and starts over
+	// (the state's next commit replaces the key).
+	skip := func(key []byte, err error) {
+		l.log.Warn("producer state skipped: it does not decode", zap.ByteString("key", key), zap.Error(err))
+	}
 	out := ProducerStates{}
 	for _, kv := range resp.Responses[0].GetResponseRange().GetKvs() {
 		id, err := strconv.ParseInt(strings.TrimPrefix(string(kv.Key), prefix), 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("producer states of %s: key %s does not end with a producer id: %w", l.p, kv.Key, err)
+			skip(kv.Key, fmt.Errorf("the key does not end with a producer id: %w", err))
+			continue
 		}
 		var st ProducerState
 		if err := json.Unmarshal(kv.Value, &st); err != nil {
-			return nil, fmt.Errorf("producer states of %s: decode %s: %w", l.p, kv.Key, err)
+			skip(kv.Key, err)
+			continue
 		}
 		out[id] = st
 	}
@@ -123,7 +134,8 @@ func (l *Lease) Producers(ctx context.Context) (ProducerStates, error) {
 	}
 	var old ProducerStates
 	if err := json.Unmarshal(legacy[0].Value, &old); err != nil {
-		return nil, fmt.Errorf("producer states of %s: decode %s: %w", l.p, legacyKey, err)
+		skip(legacy[0].Key, err)
+		old = nil
 	}
 	moved := ProducerStates{}
 	for id, st := range old {

@@ -102,6 +102,28 @@ func TestProducerStatesKeyPerProducer(t *testing.T) {
 	}
 }
 
+// TestAProducerStateThatDoesNotDecodeIsSkipped: a state in etcd that does not decode, or
+// under a key that names no producer, is skipped, and the others load: before, the read
+// failed, and with it the partition's start on every agent, for good.
+func TestAProducerStateThatDoesNotDecodeIsSkipped(t *testing.T) {
+	c := newClient(t)
+	mustTopic(t, c, "t", 1)
+	ctx := ctxT(t)
+	keys := c.Keys()
+	good := coordination.ProducerState{Epoch: 2, FirstSeq: 0, LastSeq: 4, Base: 40, WrittenMs: 7}
+	raw, _ := json.Marshal(good)
+	if _, err := c.Etcd().Txn(ctx).Then(clientv3.OpPut(keys.ProducerState("t", 0, 1), string(raw)),
+		clientv3.OpPut(keys.ProducerState("t", 0, 2), "{not json"),
+		clientv3.OpPut(keys.ProducerStates("t", 0)+"nobody", string(raw))).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	l := mustAcquire(t, mustSession(t, c, "a", 0), "t", 0)
+	got, err := l.Producers(ctx)
+	if err != nil || !reflect.DeepEqual(got, coordination.ProducerStates{1: good}) {
+		t.Fatalf("states with two that do not decode: %+v, %v; want producer 1's alone", got, err)
+	}
+}
+
 // TestMaxTxnOpsBoundsProducerChanges: a commit's producer changes fit the transaction
 // limit the client is told, and a limit too small for any is refused.
 func TestMaxTxnOpsBoundsProducerChanges(t *testing.T) {

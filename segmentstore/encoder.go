@@ -133,6 +133,13 @@ func (e *Encoder) Append(r *Record) error {
 	if h.Records > 0 && r.Offset <= h.LastOffset {
 		return invalid("offset %d does not follow %d", r.Offset, h.LastOffset)
 	}
+	// A block is sealed once it reaches BlockSize, so a large record would carry it past
+	// MaxBlockRawBytes, which readers refuse as corrupt: it starts a block of its own.
+	if n := r.maxEncodedLen(); n > MaxBlockRawBytes {
+		return invalid("record of %d bytes: a block holds at most %d (MaxRecordBytes %d)", r.Size(), MaxBlockRawBytes, MaxRecordBytes)
+	} else if e.blockRecords > 0 && len(e.raw)+n > MaxBlockRawBytes {
+		e.seal()
+	}
 	if h.Records == math.MaxUint32 {
 		return invalid("segment already holds %d records", h.Records)
 	}

@@ -20,6 +20,11 @@ const (
 	// MaxBlockRawBytes bounds the uncompressed size of one block so that a corrupt or
 	// hostile length field can never make a reader allocate more than this.
 	MaxBlockRawBytes = 64 << 20
+	// MaxRecordBytes is the largest record a segment holds, counted as the agents' limits
+	// count it: its key, value, and headers, each header 64 bytes besides its key and
+	// value (which covers its framing): one record fills a block, with the framing of
+	// its deltas, lengths and header count.
+	MaxRecordBytes = MaxBlockRawBytes - 5*binary.MaxVarintLen64
 	// MaxBlocks bounds the number of blocks, and so the footer, of one segment.
 	MaxBlocks = 1 << 20
 

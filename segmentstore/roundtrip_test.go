@@ -148,10 +148,38 @@ func TestEncoderRejectsBadInput(t *testing.T) {
 			return err
 		}(),
 		"no records": second(Encode("t", 0, nil, Options{})),
+		"record past a block": func() error {
+			e, _ := NewEncoder("t", 0, 10, Options{})
+			return e.Append(&Record{Offset: 10, Value: make([]byte, MaxRecordBytes+1)})
+		}(),
 	} {
 		if !errors.Is(err, ErrInvalidInput) {
 			t.Errorf("%s: got %v, want ErrInvalidInput", name, err)
 		}
+	}
+}
+
+// TestTheLargestRecordIsReadBack: a record of MaxRecordBytes after a block nearly full
+// starts a block of its own, and the segment reads back. Before, a block was sealed only
+// once it reached its size, so the record joined it, and readers refused the block as
+// corrupt (over MaxBlockRawBytes): an acked record no fetch could return.
+func TestTheLargestRecordIsReadBack(t *testing.T) {
+	big := bytes.Repeat([]byte("r"), MaxRecordBytes-64)
+	recs := []Record{
+		{Offset: 0, Timestamp: 1, Value: bytes.Repeat([]byte("s"), DefaultBlockSize-100)},
+		{Offset: 1, Timestamp: 2, Value: big, Headers: []RecordHeader{{Key: "k", Value: []byte("v")}}},
+		{Offset: 2, Timestamp: 3, Value: []byte("after")},
+	}
+	data, err := Encode("t", 0, recs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, err := Decode(data)
+	if err != nil {
+		t.Fatalf("a segment holding a record of %d bytes: %v", len(big), err)
+	}
+	if !reflect.DeepEqual(seg.Records, recs) {
+		t.Fatal("decoded records differ from encoded ones")
 	}
 }
 

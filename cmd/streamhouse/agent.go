@@ -22,6 +22,7 @@ import (
 	"github.com/streamhouse/streamhouse/coordination"
 	"github.com/streamhouse/streamhouse/gateway"
 	"github.com/streamhouse/streamhouse/gateway/kafka"
+	"github.com/streamhouse/streamhouse/segmentstore"
 	"github.com/streamhouse/streamhouse/segmentstore/objstore"
 	"github.com/streamhouse/streamhouse/segmentstore/sweeper"
 )
@@ -175,6 +176,10 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if f.limits.MaxRecordBytes <= 0 || f.limits.MaxBatchBytes < f.limits.MaxRecordBytes || f.limits.MaxBatchRecords <= 0 || f.limits.MaxFetchBytes <= 0 {
 		return nil, errors.New("request limits must be positive, and --max-batch-bytes at least --max-record-bytes")
+	}
+	if f.limits.MaxRecordBytes > segmentstore.MaxRecordBytes {
+		// A record fills one block of a segment, and readers refuse larger blocks.
+		return nil, fmt.Errorf("--max-record-bytes %d: at most %d, the largest record a segment block holds", f.limits.MaxRecordBytes, segmentstore.MaxRecordBytes)
 	}
 	for _, c := range []struct {
 		name string

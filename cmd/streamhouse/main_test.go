@@ -34,6 +34,8 @@ func TestCommands(t *testing.T) {
 		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-frame-timeout", "0s"}, 2, "--kafka-frame-timeout 0s: must be positive"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-idle-timeout", "-1s"}, 2, "--kafka-idle-timeout -1s: must be positive"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-max-group-members", "0"}, 2, "--kafka-max-group-members 0: must be positive"},
+		// A record past a segment block's bound would be acked, then refused as corrupt by every read.
+		{[]string{"agent", "--store", "file:///tmp/x", "--max-record-bytes", "67108815", "--max-batch-bytes", "134217728", "--kafka-max-request-bytes", "134217728"}, 2, "--max-record-bytes 67108815: at most 67108814"},
 		{[]string{"agent", "--store", "file:///tmp/x", "--max-fetch-bytes", "3000000000"}, 2, "--max-fetch-bytes 3000000000: at most 2147483647"},
 		// Kafka clients were told of no broker, and the agent crashed on their Metadata.
 		{[]string{"agent", "--store", "file:///tmp/x", "--kafka-advertise", "kafka.example.com"}, 2, `--kafka-advertise "kafka.example.com": want host:port`},

@@ -52,7 +52,7 @@ func (s *FileStore) Put(ctx context.Context, key string, parts ...[]byte) error 
 		return err
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := s.mkdirs(dir); err != nil {
 		return fmt.Errorf("put %s: %w", key, mapFileErr(err))
 	}
 	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
@@ -81,10 +81,47 @@ func (s *FileStore) Put(ctx context.Context, key string, parts ...[]byte) error 
 		return fmt.Errorf("put %s: %w", key, mapFileErr(err))
 	}
 	committed = true
-	// The rename is durable only once the directory entry is.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
+	// The rename is durable only once the directory entry is: an object acked before
+	// would be missing after a power loss while its index entry stays.
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
+// mkdirs creates dir and its missing parents, and syncs the directories it added entries
+// to: a directory created is durable only once its parent's entry is.
+func (s *FileStore) mkdirs(dir string) error {
+	var created []string
+	for d := dir; d != s.dir && d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		created = append(created, d)
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncDir makes dir's entries durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }
