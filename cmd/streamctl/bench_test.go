@@ -154,6 +154,15 @@ func TestBenchFailsWhenNothingWasAcked(t *testing.T) {
 	if err := r.failure(); err == nil || !strings.Contains(err.Error(), "3 records written by the producers' end (every acked one among them) were not delivered") {
 		t.Fatalf("failure with records undelivered = %v", err)
 	}
+	// At a fixed rate a failed request is a latency left out: the figures fall short.
+	r = &benchReport{Mode: "produce", Rate: 1000, Produce: &sideReport{Records: 999, Errors: 1, FirstError: "unavailable"}}
+	if err := r.failure(); err == nil || !strings.Contains(err.Error(), "1 produce requests failed (the first: unavailable)") {
+		t.Fatalf("a fixed-rate run with a request failed: %v", err)
+	}
+	r.Rate = 0
+	if err := r.failure(); err != nil {
+		t.Fatalf("a max-rate run with a request failed (its throughput counts only the acked): %v", err)
+	}
 }
 
 // A following consumer with several partitions reads a record on one as soon as it is

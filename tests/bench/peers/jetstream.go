@@ -21,12 +21,17 @@ type jetStream struct {
 	// durability (acked once written to the OS, fsynced every 2 minutes).
 	AsyncMsgsPerSec float64 `json:"async_msgs_per_sec"`
 	// AsyncMsgs: the messages of that phase, as many as StreamHouse's max-rate phase acked.
-	// It runs once with each client publishing nats bench's default batch before it waits
-	// for their acks, and once with streamctl's window (AsyncByBatch, msg/s by batch);
-	// AsyncMsgsPerSec is the faster, AsyncBatch its batch.
-	AsyncMsgs    int             `json:"async_msgs"`
-	AsyncBatch   int             `json:"async_batch"`
-	AsyncByBatch map[int]float64 `json:"async_msgs_per_sec_by_batch"`
+	// It runs with nats bench, each client publishing a batch before it waits for all of
+	// its acks, once with nats bench's default batch and once with streamctl's window
+	// (AsyncByBatch, msg/s by batch); and with nats.go's PublishAsync keeping streamctl's
+	// window unacked, refilled as acks come, as streamctl does (WindowMsgsPerSec,
+	// windowPublish). AsyncMsgsPerSec is the fastest of the three; AsyncBatch the batch of
+	// the fastest, 0 when it is the sliding window.
+	AsyncMsgs        int             `json:"async_msgs"`
+	AsyncBatch       int             `json:"async_batch"`
+	AsyncByBatch     map[int]float64 `json:"async_msgs_per_sec_by_batch"`
+	WindowMsgsPerSec float64         `json:"window_msgs_per_sec"`
+	Window           int             `json:"window"`
 	// AsyncSyncAlwaysMsgsPerSec: the same with sync_interval: always (fsync before ack),
 	// the durability StreamHouse's acks have (MinIO and etcd both fsync).
 	AsyncSyncAlwaysMsgsPerSec float64 `json:"async_sync_always_msgs_per_sec"`
@@ -58,12 +63,17 @@ const (
 // (-in-flight requests of -batch records), so that JetStream is not held to a window
 // smaller than StreamHouse's, nor to one that does not suit it.
 func jetStreamBatches() []int {
-	window := min(load.inFlight*load.batch, maxNATSBatch)
+	window := jetStreamWindow()
 	if window == natsDefaultBatch {
 		return []int{natsDefaultBatch}
 	}
 	return []int{natsDefaultBatch, window}
 }
+
+// jetStreamWindow is as many records as each of streamctl's 4 producers may have unacked
+// in the max-rate phase (-in-flight requests of -batch records), within nats.go's
+// default bound.
+func jetStreamWindow() int { return min(load.inFlight*load.batch, maxNATSBatch) }
 
 // runJetStream measures JetStream; its async phase publishes msgs messages (the records
 // StreamHouse's max-rate phase acked, so that both do the same work and a rate that
@@ -99,6 +109,13 @@ func runJetStream(ctx context.Context, dir string, duration time.Duration, msgs 
 				js.AsyncByBatch[batch] = rate
 				if rate > js.AsyncMsgsPerSec {
 					js.AsyncMsgsPerSec, js.AsyncBatch = rate, batch
+				}
+			}
+			if err == nil {
+				js.Window = jetStreamWindow()
+				js.WindowMsgsPerSec, err = windowPublish(ctx, url, js.AsyncMsgs, 4, js.Window, 1024)
+				if err == nil && js.WindowMsgsPerSec > js.AsyncMsgsPerSec {
+					js.AsyncMsgsPerSec, js.AsyncBatch = js.WindowMsgsPerSec, 0
 				}
 			}
 		}
