@@ -62,6 +62,7 @@ type span struct{ i, j int }
 // disjoint: an old run of merged segments and the fresh tail can both be due at once.
 func planMerges(segs []indexed, target int64, now time.Time) []span {
 	small := target / 2
+	keep := resendable(segs)
 	var out []span
 	for a := 0; a < len(segs); {
 		if segs[a].ZBytes >= small {
@@ -78,7 +79,7 @@ func planMerges(segs []indexed, target int64, now time.Time) []span {
 			continue
 		}
 		for from := a; from < b; {
-			i, j, ok := planRun(segs[from:b], target, now)
+			i, j, ok := planRun(segs[from:b], target, keep-from)
 			if !ok {
 				break
 			}
@@ -104,8 +105,9 @@ func busy(run []indexed, now time.Time) bool {
 	return bytes >= int64(len(tail))*lazyMinSegment && now.UnixMilli()-writtenMs(run[len(run)-1]) < MergeHoldMax.Milliseconds()
 }
 
-// planRun applies the policy to a run of small segments: the first merge due in it.
-func planRun(run []indexed, target int64, now time.Time) (int, int, bool) {
+// planRun applies the policy to a run of small segments: the first merge due in it. The
+// request ids of the run's segments from keep on must be kept (resendable).
+func planRun(run []indexed, target int64, keep int) (int, int, bool) {
 	after := int64(0) // bytes after segment i in the run
 	for _, s := range run {
 		after += s.ZBytes
@@ -131,7 +133,7 @@ func planRun(run []indexed, target int64, now time.Time) (int, int, bool) {
 				size += s.ZBytes
 			}
 		}
-		if k := i + requestsKept(run[i:j], now); k < j {
+		if k := i + requestsKept(run[i:j], keep-i); k < j {
 			j, size = k, 0
 			for _, s := range run[i:j] {
 				size += s.ZBytes
@@ -145,21 +147,37 @@ func planRun(run []indexed, target int64, now time.Time) (int, int, bool) {
 	return 0, 0, false
 }
 
+// resendable returns the index of the first of segs whose request ids
+// (coordination.SegmentMeta.Requests) a merge must keep: the newest segments with ids,
+// as many as a partition's next owner reads to answer re-sends (requestLog.restore: at
+// most recentSegments segments and maxRememberedPerPartition ids). A segment written more
+// than requestMemory before the newest has none left (partitionLog.snapshot), nor has one
+// merged from such: neither do those before it.
+func resendable(segs []indexed) int {
+	k, ids := len(segs), 0
+	for k > 0 && len(segs)-k < recentSegments && len(segs[k-1].Requests) > 0 {
+		if ids += len(segs[k-1].Requests); ids > maxRememberedPerPartition {
+			break
+		}
+		k--
+	}
+	return k
+}
+
 // requestsKept is how many of run's first segments one merge may take while it keeps the
-// request ids (coordination.SegmentMeta.Requests) that may still be re-sent: a merged
-// segment keeps its newest maxSegmentRequests ids (mergedMeta), and those of segments
-// written within requestMemory are what a partition's next owner answers re-sends
-// from (requestLog.restore). Before, merges of fresh segments dropped them: after a
-// failover, a re-send of a request whose id went was written again.
-func requestsKept(run []indexed, now time.Time) int {
-	before, young := 0, -1 // ids before the first young segment, which must keep all of its and after
-	total := 0
+// request ids of the run's segments from keep on (resendable): a merged segment keeps its
+// newest maxSegmentRequests ids (mergedMeta), so the ids it drops must all be of segments
+// before keep. Before, merges of fresh segments dropped them: after a failover, a re-send
+// of a request whose id went was written again.
+func requestsKept(run []indexed, keep int) int {
+	keep = max(keep, 0)
+	before, total := 0, 0 // ids of the segments before keep, and of all so far
 	for k, s := range run {
-		if young < 0 && now.UnixMilli()-writtenMs(s) < requestMemory.Milliseconds() {
-			young, before = k, total
+		if k == keep {
+			before = total
 		}
 		total += len(s.Requests)
-		if young >= 0 && total-maxSegmentRequests > before {
+		if k >= keep && total-maxSegmentRequests > before {
 			return k
 		}
 	}

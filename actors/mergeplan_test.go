@@ -244,42 +244,64 @@ func TestPlanMergesKeepsItsTombstoneWithinEtcdsRequests(t *testing.T) {
 	}
 }
 
-// TestMergesKeepTheRequestsThatMayBeResent: a merge of segments written within
-// requestMemory takes no more of their request ids than a merged segment keeps, so that a
-// partition's next owner still answers their re-sends; segments older than that merge
-// whatever ids they lose. Before, a quiet partition's fresh segments merged at once and
-// kept the newest maxSegmentRequests ids of the run.
+// TestMergesKeepTheRequestsThatMayBeResent: a merge drops no request id of the newest
+// segments with ids, as many as a partition's next owner reads to answer re-sends
+// (resendable), and merges the segments before them whatever ids they lose, so that a
+// partition taking thousands of requests a second still has its segments merged.
+// Before, a quiet partition's fresh segments merged at once and kept the newest
+// maxSegmentRequests ids of the run.
 func TestMergesKeepTheRequestsThatMayBeResent(t *testing.T) {
 	now := time.UnixMilli(10_000_000_000)
-	segsWritten := func(at time.Time) []indexed {
+	withIDs := func(n, ids int) []indexed {
 		var segs []indexed
-		for i := range int64(300) {
-			m := coordination.SegmentMeta{Base: i * 10, Last: i*10 + 9, ZBytes: 4 << 10, WrittenMs: at.UnixMilli() + i}
-			for j := range int64(10) {
-				m.Requests = append(m.Requests, coordination.RequestRef{ID: uint64(i*10 + j + 1), Base: m.Base + j, Count: 1})
+		for i := range int64(n) {
+			m := coordination.SegmentMeta{Base: i * 1000, Last: i*1000 + 999, ZBytes: 4 << 10, WrittenMs: now.UnixMilli() - 5000 + i}
+			for j := range int64(ids) {
+				m.Requests = append(m.Requests, coordination.RequestRef{ID: uint64(i*1000 + j + 1), Base: m.Base + j, Count: 1})
 			}
 			segs = append(segs, indexed{SegmentMeta: m})
 		}
 		return segs
 	}
-	young := segsWritten(now.Add(-5 * time.Second))
-	spans := planMerges(young, 64<<20, now)
-	merged := 0
-	for _, sp := range spans {
-		ids := 0
-		for _, s := range young[sp.i:sp.j] {
-			ids += len(s.Requests)
+	for _, tc := range []struct {
+		name           string
+		segs, ids      int
+		keep, unmerged int // the first segment whose ids are kept; the most segments one pass leaves
+	}{
+		// A quiet partition: the last 256 segments' ids are kept, and they merge in
+		// runs of what a merged segment keeps.
+		{"10 ids a segment", 300, 10, 300 - recentSegments, 6},
+		// A partition of thousands of requests a second: the segments holding the last
+		// 4096 ids are kept as they are (two make more ids than one keeps), the
+		// rest merge.
+		{"300 ids a segment", 2000, 300, 2000 - maxRememberedPerPartition/300, maxRememberedPerPartition/300 + 1},
+	} {
+		segs := withIDs(tc.segs, tc.ids)
+		if got := resendable(segs); got != tc.keep {
+			t.Errorf("%s: ids kept from segment %d, want %d", tc.name, got, tc.keep)
 		}
-		if ids > maxSegmentRequests {
-			t.Errorf("a merge of segments [%d, %d) written 5 s ago takes %d request ids, a merged segment keeps %d", sp.i, sp.j, ids, maxSegmentRequests)
+		merged := 0
+		for _, sp := range planMerges(segs, 64<<20, now) {
+			dropped, before := -maxSegmentRequests, 0
+			for k, s := range segs[sp.i:sp.j] {
+				dropped += len(s.Requests)
+				if sp.i+k < tc.keep {
+					before += len(s.Requests)
+				}
+			}
+			if dropped > before {
+				t.Errorf("%s: a merge of segments [%d, %d) drops %d request ids, %d of them of the newest segments", tc.name, sp.i, sp.j, dropped, dropped-before)
+			}
+			merged += sp.j - sp.i - 1
 		}
-		merged += sp.j - sp.i
+		if left := tc.segs - merged; left > tc.unmerged {
+			t.Errorf("%s: %d of %d segments left after the merges planned", tc.name, left, tc.segs)
+		}
 	}
-	if merged < 250 {
-		t.Errorf("%d of 300 young segments planned to merge, want them merged in runs of what a segment keeps", merged)
-	}
-	old := segsWritten(now.Add(-2 * requestMemory))
+	// Segments written more than requestMemory before the newest have no ids left
+	// (partitionLog.snapshot): they merge in one.
+	old := withIDs(300, 0)
 	if spans := planMerges(old, 64<<20, now); len(spans) != 1 || spans[0] != (span{0, 300}) {
-		t.Errorf("300 segments written %v ago: merges %v, want one of all", 2*requestMemory, spans)
+		t.Errorf("300 segments without ids: merges %v, want one of all", spans)
 	}
 }

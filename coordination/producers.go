@@ -109,8 +109,9 @@ func (l *Lease) Producers(ctx context.Context) (ProducerStates, error) {
 	// A state that does not decode (written by hand, or by a version that wrote another
 	// shape) is skipped and logged rather than failing the read: it would keep the
 	// partition from starting on every agent, for good. Its producer is then one the
-	// partition does not know, as after its state expired: it is told so and starts over
-	// (the state's next commit replaces the key).
+	// partition does not know, as after its state expired: its next batch is taken at
+	// the sequence it carries, so a retry of a batch in doubt may be written twice (the
+	// state's next commit replaces the key).
 	skip := func(key []byte, err error) {
 		l.log.Warn("producer state skipped: it does not decode", zap.ByteString("key", key), zap.Error(err))
 	}

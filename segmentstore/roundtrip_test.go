@@ -164,7 +164,8 @@ func TestEncoderRejectsBadInput(t *testing.T) {
 // once it reached its size, so the record joined it, and readers refused the block as
 // corrupt (over MaxBlockRawBytes): an acked record no fetch could return.
 func TestTheLargestRecordIsReadBack(t *testing.T) {
-	big := bytes.Repeat([]byte("r"), MaxRecordBytes-64)
+	// MaxRecordBytes as the agents count it: its value, and a header of 2 bytes and 64.
+	big := bytes.Repeat([]byte("r"), MaxRecordBytes-66)
 	recs := []Record{
 		{Offset: 0, Timestamp: 1, Value: bytes.Repeat([]byte("s"), DefaultBlockSize-100)},
 		{Offset: 1, Timestamp: 2, Value: big, Headers: []RecordHeader{{Key: "k", Value: []byte("v")}}},

@@ -147,6 +147,9 @@ func (s *Server) decodePartition(pc *produceCall, part coordination.Partition, r
 	case err != nil:
 		return nil, 0, err
 	}
+	if s.testHookDecoded != nil {
+		s.testHookDecoded()
+	}
 	extra := max(0, decoded+used-frame) - pc.extra
 	if !s.queued.TakeWithin(int64(frame+pc.extra), s.queued.Limit(), int64(extra)) {
 		return nil, 0, errNoRoom

@@ -305,6 +305,11 @@ func TestDecodesAtOnceShareTheRoom(t *testing.T) {
 	raw := gzipBatch(t, value, value, value) // ~600 KB decoded from a frame of ~2 KB
 	p := coordination.Partition{Topic: "t", Partition: 0}
 
+	// Every decode reaches its take before any takes, as decodes on several connections
+	// at the same moment may, whatever the scheduler does.
+	var decoded sync.WaitGroup
+	decoded.Add(requests)
+	s.testHookDecoded = func() { decoded.Done(); decoded.Wait() }
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	calls := make([]*produceCall, requests)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -18,7 +19,8 @@ import (
 // Writes go to a temporary file in the same directory, are fsynced, then renamed over the
 // target, so that a crash leaves either the old object or the new one.
 type FileStore struct {
-	dir string
+	dir  string
+	dirs sync.Mutex // held while a Put creates and syncs directories (mkdirs)
 }
 
 // OpenFile returns a store rooted at dir, creating the directory if needed.
@@ -92,6 +94,10 @@ func (s *FileStore) Put(ctx context.Context, key string, parts ...[]byte) error 
 // mkdirs creates dir and its missing parents, and syncs the directories it added entries
 // to: a directory created is durable only once its parent's entry is.
 func (s *FileStore) mkdirs(dir string) error {
+	// One at a time: a Put that finds a directory another has just created must not ack
+	// before that one's parent is synced.
+	s.dirs.Lock()
+	defer s.dirs.Unlock()
 	var created []string
 	for d := dir; d != s.dir && d != filepath.Dir(d); d = filepath.Dir(d) {
 		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
