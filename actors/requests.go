@@ -15,10 +15,17 @@ import (
 // most that long after the attempt commits; a client that chose the request's id
 // re-sends it after that agent's answer, and its own backoff. The bound on the number
 // caps the memory of a partition taking thousands of requests a second (an id, offsets
-// and a time each).
+// and a time each): past maxRememberedPerPartition, requests older than resendWindow go
+// first, and past maxRecentRequests any (~64 bytes each: 4 MiB a partition at most).
 const (
 	requestMemory             = time.Minute
 	maxRememberedPerPartition = 4096
+	// resendWindow outlasts the agent's own re-sends (ClientOptions.RetryFor, 10 s),
+	// whatever the number of requests after them: before, a partition taking more than
+	// ~800 requests a second forgot a request before its agent's re-send came (5 s after
+	// the attempt), and wrote it twice.
+	resendWindow      = 15 * time.Second
+	maxRecentRequests = 1 << 16
 	// recentSegments is how many of a partition's last segments, at most, its new owner
 	// reads the requests of (coordination.SegmentMeta.Requests), back to the first
 	// written requestMemory ago: enough for the requests in doubt when its owner died,
@@ -164,15 +171,17 @@ func (l *requestLog) restore(segs []coordination.SegmentMeta) int {
 }
 
 // remember records that request id's count records were written from base. It first
-// forgets what is past requestMemory, or past maxRememberedPerPartition.
+// forgets what is past requestMemory, past maxRememberedPerPartition and resendWindow,
+// or past maxRecentRequests.
 func (l *requestLog) remember(id uint64, base int64, count int32) {
 	now := l.now()
 	if l.restored != nil && now.After(l.restoredUntil) {
 		l.restored = nil // every one of them forgotten
 	}
 	for l.head < len(l.order) {
-		oldest := l.order[l.head]
-		if len(l.order)-l.head < maxRememberedPerPartition && now.Sub(l.done[oldest].at) <= requestMemory {
+		oldest, n := l.order[l.head], len(l.order)-l.head
+		age := now.Sub(l.done[oldest].at)
+		if n < maxRecentRequests && age <= requestMemory && (n < maxRememberedPerPartition || age <= resendWindow) {
 			break
 		}
 		delete(l.done, oldest)

@@ -98,14 +98,54 @@ func TestRequestLogForgetsOldAndExcessRequests(t *testing.T) {
 	if _, ok, _ := l.resent(1, 1, nil); ok {
 		t.Fatalf("request 1 remembered after %s", requestMemory)
 	}
-	if _, ok, _ := l.resent(14, 1, nil); ok {
+	// Past the bound, requests older than resendWindow go (TestRequestLogKeepsWhatItsAgentMayResend).
+	now = now.Add(resendWindow + time.Millisecond)
+	write(1<<20, ok(1<<20))
+	if _, ok, _ := l.resent(15, 1, nil); ok {
 		t.Fatal("the oldest of more than maxRememberedPerPartition requests is remembered")
 	}
-	if w, _, _ := l.resent(15, 1, nil); w == nil || w.base != 15 {
-		t.Fatalf("request 15, within the bound, is forgotten: %v", w)
+	if w, _, _ := l.resent(16, 1, nil); w == nil || w.base != 16 {
+		t.Fatalf("request 16, within the bound, is forgotten: %v", w)
 	}
 	if len(l.done) != maxRememberedPerPartition || len(l.order)-l.head != maxRememberedPerPartition {
 		t.Fatalf("%d requests remembered (%d in order), want %d", len(l.done), len(l.order)-l.head, maxRememberedPerPartition)
+	}
+}
+
+// TestRequestLogKeepsWhatItsAgentMayResend: past maxRememberedPerPartition requests, a
+// partition still remembers those written within resendWindow, as its agent may re-send
+// them, and forgets them after; past maxRecentRequests it forgets the oldest whatever
+// their age. Before, a partition taking more than ~800 requests a second forgot a
+// request before its agent's re-send, 5 s after the attempt, came: written twice.
+func TestRequestLogKeepsWhatItsAgentMayResend(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newRequestLog(func() time.Time { return now })
+	write := func(id uint64) {
+		l.begin(id, 1)
+		l.settle(id, &partitionpb.ProduceResponse{BaseOffset: int64(id), Count: 1})
+	}
+	for id := uint64(1); id <= 2*maxRememberedPerPartition; id++ {
+		write(id)
+	}
+	now = now.Add(5 * time.Second)
+	write(2*maxRememberedPerPartition + 1)
+	if w, ok, _ := l.resent(1, 1, nil); !ok || w == nil || w.base != 1 {
+		t.Fatalf("request 1, written 5 s ago with %d after it: re-send %v, written %v; want it known", 2*maxRememberedPerPartition, ok, w)
+	}
+	now = now.Add(resendWindow)
+	write(2*maxRememberedPerPartition + 2)
+	if _, ok, _ := l.resent(1, 1, nil); ok {
+		t.Fatalf("request 1 remembered %v after it was written, with %d after it", 5*time.Second+resendWindow, 2*maxRememberedPerPartition+1)
+	}
+	if n := len(l.done); n != maxRememberedPerPartition {
+		t.Fatalf("%d requests remembered past the window, want %d", n, maxRememberedPerPartition)
+	}
+	for id := uint64(3 * maxRememberedPerPartition); len(l.order)-l.head < maxRecentRequests; id++ {
+		write(id)
+	}
+	write(1 << 40)
+	if n := len(l.done); n != maxRecentRequests {
+		t.Fatalf("%d requests remembered within the window, want at most %d", n, maxRecentRequests)
 	}
 }
 

@@ -250,7 +250,7 @@ type ProduceRequest struct {
 	BaseSequence  int32 `protobuf:"varint,6,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
 	// The sender's id for this request, random and fixed across its re-sends (0: none).
 	// A partition answers a re-send of a request it is still writing or has written, within
-	// a minute and among its last 4096, with the first attempt's outcome instead of writing
+	// a minute and among its last 4096 (or within 15 s), with the first attempt's outcome instead of writing
 	// the records again: the client re-sends after an attempt timeout, and an attempt that
 	// timed out may still commit. Each segment's index entry lists the ids of its last 512
 	// requests, so that the partition's next owner knows them too.

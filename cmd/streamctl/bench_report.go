@@ -59,15 +59,15 @@ func (r *benchReport) failure() error {
 	case r.Produce != nil && r.Produce.BehindMs > float64(maxBehind.Milliseconds()):
 		return fmt.Errorf("the rate was not kept: the producers ended %.0f ms behind their schedule, with %d records due and not sent (the cluster or this client went slower than --rate %.0f); their latency is in no percentile",
 			r.Produce.BehindMs, r.Produce.Unsent, r.Rate)
-	case r.Rate > 0 && r.Produce != nil && r.Produce.Errors > 0:
-		// At a fixed rate the latency is the figure: a failed request's records would
-		// be its slowest, and are in no percentile.
-		return fmt.Errorf("%d produce requests failed (the first: %s): at a fixed rate their records' latency is in no percentile", r.Produce.Errors, r.Produce.FirstError)
 	case r.EndUnknown != "":
 		return fmt.Errorf("the log's end after the producers' could not be read (%s): the records not delivered are not counted", r.EndUnknown)
 	case r.Undelivered > 0:
 		return fmt.Errorf("%d records written by the producers' end (every acked one among them) were not delivered to the consumers within %v after, and their latency is in no percentile",
 			r.Undelivered, drainTimeout)
+	case r.Rate > 0 && r.Produce != nil && r.Produce.Errors > 0:
+		// At a fixed rate the latency is the figure: a failed request's records would
+		// be its slowest, and are in no percentile.
+		return fmt.Errorf("%d produce requests failed (the first: %s): at a fixed rate their records' latency is in no percentile", r.Produce.Errors, r.Produce.FirstError)
 	}
 	return nil
 }

@@ -1060,7 +1060,7 @@ type ProduceRequest struct {
 	// Chosen at random (64 bits) by a client that may send the request again after an
 	// unknown outcome (UNAVAILABLE, DEADLINE_EXCEEDED), and kept on every re-send: a
 	// partition that wrote the request's records within the last minute (and among its
-	// last 4096 requests) answers a re-send with their offsets instead of writing them
+	// last 4096 requests, or within 15 s) answers a re-send with their offsets instead of writing them
 	// again, also after it moved to another agent. Records with neither key nor partition
 	// go to the partition the id picks, the same on every re-send. An id a partition knows
 	// with another number of records is refused (INVALID_ARGUMENT); two requests of as
