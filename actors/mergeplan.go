@@ -148,17 +148,15 @@ func planRun(run []indexed, target int64, keep int) (int, int, bool) {
 }
 
 // resendable returns the index of the first of segs whose request ids
-// (coordination.SegmentMeta.Requests) a merge must keep: the newest segments with ids,
-// as many as a partition's next owner reads to answer re-sends (requestLog.restore: at
-// most recentSegments segments and maxRememberedPerPartition ids). A segment written more
-// than requestMemory before the newest has none left (partitionLog.snapshot), nor has one
-// merged from such: neither do those before it.
+// (coordination.SegmentMeta.Requests) a merge must keep: the newest segments, as many as
+// a partition's next owner reads to answer re-sends (requestLog.restore: at most
+// recentSegments segments, until it has maxRememberedPerPartition ids, some of the
+// oldest of them maybe). A segment written more than requestMemory before the newest has
+// none left (partitionLog.snapshot), and costs a merge nothing to keep.
 func resendable(segs []indexed) int {
 	k, ids := len(segs), 0
-	for k > 0 && len(segs)-k < recentSegments && len(segs[k-1].Requests) > 0 {
-		if ids += len(segs[k-1].Requests); ids > maxRememberedPerPartition {
-			break
-		}
+	for k > 0 && len(segs)-k < recentSegments && ids < maxRememberedPerPartition {
+		ids += len(segs[k-1].Requests)
 		k--
 	}
 	return k

@@ -274,7 +274,7 @@ func TestMergesKeepTheRequestsThatMayBeResent(t *testing.T) {
 		// A partition of thousands of requests a second: the segments holding the last
 		// 4096 ids are kept as they are (two make more ids than one keeps), the
 		// rest merge.
-		{"300 ids a segment", 2000, 300, 2000 - maxRememberedPerPartition/300, maxRememberedPerPartition/300 + 1},
+		{"300 ids a segment", 2000, 300, 2000 - maxRememberedPerPartition/300 - 1, maxRememberedPerPartition/300 + 1},
 	} {
 		segs := withIDs(tc.segs, tc.ids)
 		if got := resendable(segs); got != tc.keep {

@@ -141,14 +141,14 @@ func (s *Server) decodePartition(pc *produceCall, part coordination.Partition, r
 		budget, roomBound = max(frame-decoded, 0)+int(room), true
 	}
 	requests, used, err := s.writesOf(part, raw, budget)
+	if s.testHookDecoded != nil {
+		s.testHookDecoded()
+	}
 	switch {
 	case err != nil && err.memory && roomBound:
 		return nil, 0, errNoRoom
 	case err != nil:
 		return nil, 0, err
-	}
-	if s.testHookDecoded != nil {
-		s.testHookDecoded()
 	}
 	extra := max(0, decoded+used-frame) - pc.extra
 	if !s.queued.TakeWithin(int64(frame+pc.extra), s.queued.Limit(), int64(extra)) {

@@ -84,8 +84,8 @@ type Server struct {
 	log    *zap.Logger
 	groups *groups
 	queued *membudget.Budget // the request frames of every connection
-	// testHookDecoded, when set (by tests), runs after a produce's partition is decoded and
-	// before what it decoded to is taken from queued.
+	// testHookDecoded, when set (by tests), runs after a produce's partition is decoded
+	// (or refused) and before what it decoded to is taken from queued.
 	testHookDecoded func()
 	ctx             context.Context // canceled by Close: every request's context derives from it
 	cancel          context.CancelFunc

@@ -113,6 +113,11 @@ func (s *FileStore) mkdirs(dir string) error {
 	}
 	for _, d := range created {
 		if err := syncDir(filepath.Dir(d)); err != nil {
+			// Removed, so that the next Put creates and syncs them again rather than
+			// find them and ack an object whose directory may not survive.
+			for _, c := range created {
+				_ = os.Remove(c)
+			}
 			return err
 		}
 	}
