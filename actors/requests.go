@@ -16,8 +16,8 @@ import (
 // re-sends it after that agent's answer, and its own backoff. The bound on the number
 // caps the memory of a partition taking thousands of requests a second (an id, offsets
 // and a time each): past maxRememberedPerPartition, requests older than resendWindow go
-// first, and past maxRecentRequests any (~100 bytes each with the map's and the order's
-// slack: ~6 MiB a partition at most, held until the partition stops).
+// first, and past maxRecentRequests any (128 bytes each with the map's and the order's
+// slack, measured with 65536 remembered: 8 MiB a partition at most, held until it stops).
 const (
 	requestMemory             = time.Minute
 	maxRememberedPerPartition = 4096

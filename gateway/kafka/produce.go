@@ -135,12 +135,15 @@ var errNoRoom = &batchError{code: kerr.RequestTimedOut.Code, memory: true,
 // decode; what it decoded to is taken only if the room is still there once it is done,
 // in one step with the check, since requests on other connections decode meanwhile.
 func (s *Server) decodePartition(pc *produceCall, part coordination.Partition, raw []byte, frame, decoded int) (_ []*partitionpb.ProduceRequest, used int, _ *batchError) {
-	bound := decodedPerFrame*s.opts.MaxFrameBytes - decoded
-	budget, roomBound := bound, false
-	if room := s.queued.Room(int64(frame+pc.extra), s.queued.Limit()); room < int64(bound+decoded-max(decoded, frame)) {
-		budget, roomBound = max(frame-decoded, 0)+int(room), true
+	// What the request's records may hold once this partition is decoded: the request's
+	// own bound, or what it holds of the queued bytes (its frame, or what its partitions
+	// decoded to beyond it: frame + pc.extra) and the room.
+	held := max(frame, decoded)
+	limit, roomBound := decodedPerFrame*s.opts.MaxFrameBytes, false
+	if room := s.queued.Room(int64(held), s.queued.Limit()); room < int64(limit-held) {
+		limit, roomBound = held+int(room), true
 	}
-	requests, used, err := s.writesOf(part, raw, budget)
+	requests, used, err := s.writesOf(part, raw, limit-decoded)
 	if s.testHookDecoded != nil {
 		s.testHookDecoded()
 	}
@@ -151,7 +154,7 @@ func (s *Server) decodePartition(pc *produceCall, part coordination.Partition, r
 		return nil, 0, err
 	}
 	extra := max(0, decoded+used-frame) - pc.extra
-	if !s.queued.TakeWithin(int64(frame+pc.extra), s.queued.Limit(), int64(extra)) {
+	if !s.queued.TakeWithin(int64(held), s.queued.Limit(), int64(extra)) {
 		return nil, 0, errNoRoom
 	}
 	pc.extra += extra

@@ -127,7 +127,7 @@ func (b *Budget) roomLocked(own, over int64) int64 {
 	return max(0, b.limit+over-b.used)
 }
 
-// TakeWithin takes n bytes at once, as Take, if the holder of own bytes has the room for
+// TakeWithin takes n bytes at once, spent or not, if the holder of own bytes has the room for
 // them (Room), and reports whether it did; the check and the take are one step, so that
 // holders taking at the same moment cannot each take the same room.
 func (b *Budget) TakeWithin(own, over, n int64) bool {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,11 +52,16 @@ func windowPublish(ctx context.Context, url string, n, clients, window, size int
 	for i := range payload {
 		payload[i] = byte('a' + i%26)
 	}
-	var failed atomic.Int64
-	var firstErr atomic.Value
+	// Errors of any concrete type (an atomic.Value would panic on the second type).
+	var mu sync.Mutex
+	var failed int
+	var firstErr error
 	onErr := func(_ jetstream.JetStream, _ *nats.Msg, err error) {
-		failed.Add(1)
-		firstErr.CompareAndSwap(nil, err)
+		mu.Lock()
+		defer mu.Unlock()
+		if failed++; firstErr == nil {
+			firstErr = err
+		}
 	}
 	conns := make([]jetstream.JetStream, clients)
 	for c := range conns {
@@ -99,8 +103,10 @@ func windowPublish(ctx context.Context, url string, n, clients, window, size int
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
-	if f := failed.Load(); f > 0 {
-		return 0, fmt.Errorf("%d of %d publishes failed, the first: %v", f, n, firstErr.Load())
+	mu.Lock()
+	defer mu.Unlock()
+	if failed > 0 {
+		return 0, fmt.Errorf("%d of %d publishes failed, the first: %v", failed, n, firstErr)
 	}
 	info, err := ajs.Stream(ctx, windowStream)
 	if err != nil {
