@@ -143,7 +143,12 @@ type member struct {
 
 // Memory budget defaults of an agent (NodeConfig).
 const (
-	DefaultCacheBytes      = 128 << 20
+	// DefaultCacheBytes is 96 MiB rather than 128 so that the default soft memory limit
+	// (the four budgets + 128 MiB of headroom for what they do not count: 416 MiB) keeps
+	// the agent's peak RSS under 512 MiB with 100 partitions at full load over Kafka,
+	// whose heap bursts passed it at 128 in 2 of 21 runs; measured with no slower
+	// produce or catch-up read (docs/BENCHMARKS.md, profiling item 42).
+	DefaultCacheBytes      = 96 << 20
 	DefaultMaxPendingBytes = 64 << 20
 	DefaultRecentBytes     = 64 << 20
 	// DefaultHistoryReadBytes is the default read budget of a gateway
