@@ -45,8 +45,10 @@ func (s *Server) brokers() []broker {
 		self = self || n.Node == s.opts.Self.Node
 		out = append(out, broker{id: BrokerID(n.Node), host: host, port: int32(p), zone: n.Zone, node: n.Node})
 	}
-	for _, n := range s.mirror.Nodes() {
-		add(n)
+	if s.mirror != nil { // nil: a server of no cluster (unit tests), itself alone
+		for _, n := range s.mirror.Nodes() {
+			add(n)
+		}
 	}
 	if !self {
 		add(s.opts.Self)

@@ -55,6 +55,9 @@ type groups struct {
 	swept     time.Time      // when the last sweep started
 	sweeping  bool
 	stop      func()
+	// testHookTurnWait, when set (by tests), runs when an offset commit finds its
+	// group's turn taken, before it waits for it.
+	testHookTurnWait func()
 }
 
 type group struct {

@@ -17,24 +17,17 @@ import (
 const commitChunk = 100
 
 // offsetCommit stores a group's offsets in etcd, where the gRPC API and every agent read
-// them, once the group's coordinator has checked the commit (checkCommit), fenced on its
+// them, once the group's coordinator has checked the commit (commitChecked), fenced on its
 // claim on the group: a coordinator another agent has replaced writes nothing.
 func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-	gc, code := s.groups.claim(ctx, r.Group)
-	if code == errNone {
-		code = s.groups.checkCommit(r.Group, r.MemberID, r.Generation, r.InstanceID)
-	}
 	codes := map[coordination.Partition]int16{}
 	var pending []coordination.Partition
 	offsets := map[coordination.Partition]coordination.GroupOffset{}
 	for _, t := range r.Topics {
 		for _, p := range t.Partitions {
 			part := coordination.Partition{Topic: t.Topic, Partition: p.Partition}
-			codes[part] = code
-			if code != errNone {
-				continue
-			}
+			codes[part] = errNone
 			if coordination.ValidateTopicName(t.Topic) != nil {
 				// No topic can have it: this partition only, not the transaction the
 				// others share (which it would fail whole).
@@ -53,18 +46,16 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 			pending = append(pending, part)
 		}
 	}
-	// Chunks of one transaction each.
-	sort.Slice(pending, func(i, j int) bool { return pending[i].String() < pending[j].String() })
-	for len(pending) > 0 {
-		n := min(len(pending), commitChunk)
-		if commitRun(ctx, gc, pending[:n], offsets, codes) {
-			s.groups.fenced(gc)
-			for _, p := range pending[n:] {
-				codes[p] = kerr.NotCoordinator.Code
-			}
-			break
+	gc, code := s.groups.claim(ctx, r.Group)
+	if code == errNone {
+		code = s.groups.commitChecked(ctx, r.Group, gc, r.MemberID, r.Generation, r.InstanceID, func() {
+			s.writeOffsets(ctx, gc, pending, offsets, codes)
+		})
+	}
+	if code != errNone {
+		for part := range codes { // the group's refusal is every partition's
+			codes[part] = code
 		}
-		pending = pending[n:]
 	}
 	for _, t := range r.Topics {
 		rt := kmsg.NewOffsetCommitResponseTopic()
@@ -77,6 +68,63 @@ func (s *Server) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) 
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// writeOffsets commits the offsets of pending through gc, in chunks of one transaction
+// each, and sets their codes.
+func (s *Server) writeOffsets(ctx context.Context, gc *coordination.GroupClaim, pending []coordination.Partition,
+	offsets map[coordination.Partition]coordination.GroupOffset, codes map[coordination.Partition]int16) {
+	sort.Slice(pending, func(i, j int) bool { return pending[i].String() < pending[j].String() })
+	for len(pending) > 0 {
+		n := min(len(pending), commitChunk)
+		if commitRun(ctx, gc, pending[:n], offsets, codes) {
+			s.groups.fenced(gc)
+			for _, p := range pending[n:] {
+				codes[p] = kerr.NotCoordinator.Code
+			}
+			return
+		}
+		pending = pending[n:]
+	}
+}
+
+// commitChecked checks a commit to the group name through its claim gc (checkCommit)
+// and, if the check passes, runs write, in the group's turn: one commit of a group at a
+// time, from its check until its write is done. A commit checked at a generation is then
+// in etcd before a commit checked after it (the next generation's, once a rebalance
+// went by) is checked, so that it cannot land on top of it and take the group's offsets
+// back, as Kafka orders a group's commits in its log. The code is the check's,
+// NOT_COORDINATOR when gc is no longer the group's claim here, or
+// COORDINATOR_NOT_AVAILABLE when the turn did not come within offsetsTimeout (a commit
+// before it waits on etcd): clients retry both.
+func (gs *groups) commitChecked(ctx context.Context, name string, gc *coordination.GroupClaim, memberID string,
+	generation int32, instanceID *string, write func()) int16 {
+	gs.mu.Lock()
+	c := gs.claims[name]
+	gs.mu.Unlock()
+	if c == nil || c.gc != gc {
+		return kerr.NotCoordinator.Code
+	}
+	select {
+	case c.turn <- struct{}{}:
+	default:
+		if gs.testHookTurnWait != nil {
+			gs.testHookTurnWait()
+		}
+		wctx, cancel := context.WithTimeout(ctx, offsetsTimeout)
+		defer cancel()
+		select {
+		case c.turn <- struct{}{}:
+		case <-wctx.Done():
+			return kerr.CoordinatorNotAvailable.Code
+		}
+	}
+	defer func() { <-c.turn }()
+	if code := gs.checkCommit(name, memberID, generation, instanceID); code != errNone {
+		return code
+	}
+	write()
+	return errNone
 }
 
 // commitRun commits the offsets of parts in one transaction and sets their codes. A

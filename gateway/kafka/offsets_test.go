@@ -3,6 +3,8 @@ package kafka
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -68,5 +70,69 @@ func TestAProduceWithBadAcksIsRefused(t *testing.T) {
 	pc := s.decodeProduce(context.Background(), &request{}, r, 0)
 	if got := pc.resp.Topics[0].Partitions[0].ErrorCode; got != kerr.InvalidRequiredAcks.Code || len(pc.jobs) != 0 {
 		t.Fatalf("acks=5: error %d, %d writes; want INVALID_REQUIRED_ACKS and none", got, len(pc.jobs))
+	}
+}
+
+// A group's commits are checked and written one at a time: a commit checked at a
+// generation whose write is slow is written before a commit of the next generation is
+// checked. Before, a rebalance could go by between the first's check and its write, the
+// next generation's commit be written meanwhile, and the first then land on top of it,
+// taking the group's offset back (the members would process again what was committed).
+func TestAnOldGenerationsCommitDoesNotLandOnTheNextOnes(t *testing.T) {
+	s := NewServer(nil, nil, nil, Options{Self: coordination.NodeInfo{Node: "n", Kafka: "127.0.0.1:9092"}})
+	t.Cleanup(func() { _ = s.Close() })
+	gs := s.groups
+	gc := new(coordination.GroupClaim) // of no session, as the server has none
+	ready := make(chan struct{})
+	close(ready)
+	g := &group{name: "g", state: stateStable, generation: 1, members: map[string]*member{"m": {id: "m"}}}
+	gs.mu.Lock()
+	gs.claims["g"] = &claim{gc: gc, ready: ready, turn: make(chan struct{}, 1)}
+	gs.m["g"] = g
+	gs.mu.Unlock()
+
+	var mu sync.Mutex
+	var written []int32 // the generations of the commits written, in order
+	write := func(generation int32) {
+		mu.Lock()
+		defer mu.Unlock()
+		written = append(written, generation)
+	}
+	commit := func(generation int32, w func()) <-chan int16 {
+		out := make(chan int16, 1)
+		go func() { out <- gs.commitChecked(context.Background(), "g", gc, "m", generation, nil, w) }()
+		return out
+	}
+	writing, slow := make(chan struct{}), make(chan struct{})
+	first := commit(1, func() { close(writing); <-slow; write(1) })
+	<-writing // checked at generation 1; its write waits
+
+	gs.mu.Lock()
+	g.generation = 2 // a rebalance went by; m is a member of the next generation
+	gs.mu.Unlock()
+	waits := make(chan struct{}, 1)
+	gs.testHookTurnWait = func() { waits <- struct{}{} }
+	second := commit(2, func() { write(2) })
+	secondCode := int16(-1)
+	select {
+	case <-waits: // the second waits for the first's write
+	case secondCode = <-second: // or was written while the first's waited
+	}
+	close(slow)
+	if code := <-first; code != errNone {
+		t.Fatalf("generation 1's commit: code %d", code)
+	}
+	if secondCode == -1 {
+		secondCode = <-second
+	}
+	if secondCode != errNone {
+		t.Fatalf("generation 2's commit: code %d", secondCode)
+	}
+	if !slices.Equal(written, []int32{1, 2}) {
+		t.Fatalf("commits written in the order of generations %v: generation 1's landed on generation 2's", written)
+	}
+	// And one of generation 1 that comes now is refused.
+	if code := <-commit(1, func() { write(1) }); code != kerr.IllegalGeneration.Code || len(written) != 2 {
+		t.Fatalf("generation 1's commit after the rebalance: code %d, %d writes; want ILLEGAL_GENERATION", code, len(written))
 	}
 }
