@@ -27,15 +27,18 @@ const (
 
 // claim is this agent's claim on coordinating a group (coordination.GroupClaim): the
 // group's state here and the offsets committed through it are good only while the claim
-// holds, and it is taken before either. Every field but turn is under groups.mu.
+// holds, and it is taken before either. Every field is under groups.mu.
 type claim struct {
 	gc    *coordination.GroupClaim // nil while being taken, or when it could not be
 	err   error                    // why it could not be taken
 	ready chan struct{}            // closed once taken or failed
 	used  time.Time                // when last used, or when it failed
-	// turn holds a token while one of the group's offset commits is checked and
-	// written (groups.commitChecked).
-	turn chan struct{}
+	// The group's offset commits being written, all checked at writingGen (the group's
+	// generation then, -1 without state here), and a channel closed when the last of
+	// them is done (groups.commitChecked).
+	writing    int
+	writingGen int32
+	written    chan struct{}
 }
 
 // session is the agent's current etcd session; nil while it rejoins the cluster.
@@ -74,7 +77,7 @@ func (gs *groups) claim(ctx context.Context, name string) (*coordination.GroupCl
 			c = nil
 		}
 		if c == nil {
-			c = &claim{ready: make(chan struct{}), turn: make(chan struct{}, 1)}
+			c = &claim{ready: make(chan struct{})}
 			gs.claims[name] = c
 			gs.mu.Unlock()
 			cctx, cancel := context.WithTimeout(ctx, offsetsTimeout)

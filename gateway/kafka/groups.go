@@ -55,9 +55,9 @@ type groups struct {
 	swept     time.Time      // when the last sweep started
 	sweeping  bool
 	stop      func()
-	// testHookTurnWait, when set (by tests), runs when an offset commit finds its
-	// group's turn taken, before it waits for it.
-	testHookTurnWait func()
+	// testHookCommitWait, when set (by tests), runs when an offset commit finds commits
+	// of another generation being written, before it waits for them.
+	testHookCommitWait func()
 }
 
 type group struct {

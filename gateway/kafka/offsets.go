@@ -89,42 +89,67 @@ func (s *Server) writeOffsets(ctx context.Context, gc *coordination.GroupClaim, 
 }
 
 // commitChecked checks a commit to the group name through its claim gc (checkCommit)
-// and, if the check passes, runs write, in the group's turn: one commit of a group at a
-// time, from its check until its write is done. A commit checked at a generation is then
-// in etcd before a commit checked after it (the next generation's, once a rebalance
-// went by) is checked, so that it cannot land on top of it and take the group's offsets
-// back, as Kafka orders a group's commits in its log. The code is the check's,
+// and, if the check passes, runs write. A commit checked at one generation of the group
+// waits until the commits of another being written are done, and is checked again
+// then, so that none checked at a generation lands on top of a later generation's in
+// etcd and takes the group's offsets back: the group's offsets move on with its
+// generations, as Kafka orders a group's commits in its log. Commits of one generation
+// are written side by side (each partition is one member's). The code is the check's,
 // NOT_COORDINATOR when gc is no longer the group's claim here, or
-// COORDINATOR_NOT_AVAILABLE when the turn did not come within offsetsTimeout (a commit
-// before it waits on etcd): clients retry both.
+// COORDINATOR_NOT_AVAILABLE when the commits before it were not done within
+// offsetsTimeout (they wait on etcd): clients retry both.
 func (gs *groups) commitChecked(ctx context.Context, name string, gc *coordination.GroupClaim, memberID string,
 	generation int32, instanceID *string, write func()) int16 {
-	gs.mu.Lock()
-	c := gs.claims[name]
-	gs.mu.Unlock()
-	if c == nil || c.gc != gc {
-		return kerr.NotCoordinator.Code
-	}
-	select {
-	case c.turn <- struct{}{}:
-	default:
-		if gs.testHookTurnWait != nil {
-			gs.testHookTurnWait()
+	var wait <-chan time.Time
+	for {
+		gs.mu.Lock()
+		c := gs.claims[name]
+		if c == nil || c.gc != gc {
+			gs.mu.Unlock()
+			return kerr.NotCoordinator.Code
 		}
-		wctx, cancel := context.WithTimeout(ctx, offsetsTimeout)
-		defer cancel()
+		at, code := gs.checkCommit(name, memberID, generation, instanceID)
+		if code != errNone {
+			gs.mu.Unlock()
+			return code
+		}
+		if c.writing == 0 || c.writingGen == at {
+			if c.writing == 0 {
+				c.writingGen, c.written = at, make(chan struct{})
+			}
+			c.writing++
+			gs.mu.Unlock()
+			defer gs.committed(c)
+			write()
+			return errNone
+		}
+		written := c.written
+		gs.mu.Unlock()
+		if gs.testHookCommitWait != nil {
+			gs.testHookCommitWait()
+		}
+		if wait == nil {
+			t := time.NewTimer(offsetsTimeout)
+			defer t.Stop()
+			wait = t.C
+		}
 		select {
-		case c.turn <- struct{}{}:
-		case <-wctx.Done():
+		case <-written:
+		case <-wait:
+			return kerr.CoordinatorNotAvailable.Code
+		case <-ctx.Done():
 			return kerr.CoordinatorNotAvailable.Code
 		}
 	}
-	defer func() { <-c.turn }()
-	if code := gs.checkCommit(name, memberID, generation, instanceID); code != errNone {
-		return code
+}
+
+// committed is told that a commit through c, counted in c.writing, is done.
+func (gs *groups) committed(c *claim) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if c.writing--; c.writing == 0 {
+		close(c.written)
 	}
-	write()
-	return errNone
 }
 
 // commitRun commits the offsets of parts in one transaction and sets their codes. A
@@ -166,27 +191,30 @@ func commitRun(ctx context.Context, gc *coordination.GroupClaim, parts []coordin
 	return false
 }
 
-// checkCommit validates a commit as Kafka's group coordinator does. A standalone
+// checkCommit validates a commit as Kafka's group coordinator does, and says at which
+// generation of the group (-1: no state here). A standalone
 // consumer's (generation -1, no member) is taken while the group has no members, and
 // refused as UNKNOWN_MEMBER_ID while it has (it would overwrite their offsets). A member's
 // is taken at the group's current generation while the group is stable or preparing a
 // rebalance (a member commits what it processed before it rejoins: refused, its
 // successor would process it again), and refused as REBALANCE_IN_PROGRESS while the
-// rebalance completes (its assignment is about to change).
-func (gs *groups) checkCommit(name, memberID string, generation int32, instanceID *string) int16 {
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
+// rebalance completes (its assignment is about to change). Called under gs.mu.
+func (gs *groups) checkCommit(name, memberID string, generation int32, instanceID *string) (int32, int16) {
 	g, code := gs.get(name) // nil: no member here
+	at := int32(-1)
+	if g != nil {
+		at = g.generation
+	}
 	switch {
 	case code != errNone:
-		return code
+		return at, code
 	case generation < 0 && memberID == "":
 		if g != nil && len(g.members) > 0 {
-			return kerr.UnknownMemberID.Code
+			return at, kerr.UnknownMemberID.Code
 		}
-		return errNone
+		return at, errNone
 	}
-	return g.checkIn(memberID, generation, instanceID, stateCompleting)
+	return at, g.checkIn(memberID, generation, instanceID, stateCompleting)
 }
 
 // offsetFetch answers a group's committed offsets (-1 for a partition without one); a

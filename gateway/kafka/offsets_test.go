@@ -73,21 +73,22 @@ func TestAProduceWithBadAcksIsRefused(t *testing.T) {
 	}
 }
 
-// A group's commits are checked and written one at a time: a commit checked at a
-// generation whose write is slow is written before a commit of the next generation is
-// checked. Before, a rebalance could go by between the first's check and its write, the
-// next generation's commit be written meanwhile, and the first then land on top of it,
-// taking the group's offset back (the members would process again what was committed).
+// A commit checked at a generation whose write is slow is written before a commit of the
+// next generation is checked, while commits of one generation are written side by side.
+// Before, a rebalance could go by between the first's check and its write, the next
+// generation's commit be written meanwhile, and the first then land on top of it, taking
+// the group's offset back (the members would process again what was committed).
 func TestAnOldGenerationsCommitDoesNotLandOnTheNextOnes(t *testing.T) {
 	s := NewServer(nil, nil, nil, Options{Self: coordination.NodeInfo{Node: "n", Kafka: "127.0.0.1:9092"}})
 	t.Cleanup(func() { _ = s.Close() })
 	gs := s.groups
-	gc := new(coordination.GroupClaim) // of no session, as the server has none
+	gs.stop() // no expiry: the member has no session, the claim no etcd key
+	gc := new(coordination.GroupClaim)
 	ready := make(chan struct{})
 	close(ready)
-	g := &group{name: "g", state: stateStable, generation: 1, members: map[string]*member{"m": {id: "m"}}}
+	g := &group{name: "g", state: stateStable, generation: 1, members: map[string]*member{"m": {id: "m"}, "n": {id: "n"}}}
 	gs.mu.Lock()
-	gs.claims["g"] = &claim{gc: gc, ready: ready, turn: make(chan struct{}, 1)}
+	gs.claims["g"] = &claim{gc: gc, ready: ready}
 	gs.m["g"] = g
 	gs.mu.Unlock()
 
@@ -98,21 +99,25 @@ func TestAnOldGenerationsCommitDoesNotLandOnTheNextOnes(t *testing.T) {
 		defer mu.Unlock()
 		written = append(written, generation)
 	}
-	commit := func(generation int32, w func()) <-chan int16 {
+	commit := func(member string, generation int32, w func()) <-chan int16 {
 		out := make(chan int16, 1)
-		go func() { out <- gs.commitChecked(context.Background(), "g", gc, "m", generation, nil, w) }()
+		go func() { out <- gs.commitChecked(context.Background(), "g", gc, member, generation, nil, w) }()
 		return out
 	}
 	writing, slow := make(chan struct{}), make(chan struct{})
-	first := commit(1, func() { close(writing); <-slow; write(1) })
+	first := commit("m", 1, func() { close(writing); <-slow; write(1) })
 	<-writing // checked at generation 1; its write waits
+	// Another member's commit of the same generation is written meanwhile.
+	if code := <-commit("n", 1, func() { write(1) }); code != errNone || len(written) != 1 {
+		t.Fatalf("a commit of the same generation: code %d, %d written; want it written at once", code, len(written))
+	}
 
 	gs.mu.Lock()
 	g.generation = 2 // a rebalance went by; m is a member of the next generation
 	gs.mu.Unlock()
 	waits := make(chan struct{}, 1)
-	gs.testHookTurnWait = func() { waits <- struct{}{} }
-	second := commit(2, func() { write(2) })
+	gs.testHookCommitWait = func() { waits <- struct{}{} }
+	second := commit("m", 2, func() { write(2) })
 	secondCode := int16(-1)
 	select {
 	case <-waits: // the second waits for the first's write
@@ -128,11 +133,11 @@ func TestAnOldGenerationsCommitDoesNotLandOnTheNextOnes(t *testing.T) {
 	if secondCode != errNone {
 		t.Fatalf("generation 2's commit: code %d", secondCode)
 	}
-	if !slices.Equal(written, []int32{1, 2}) {
+	if !slices.Equal(written, []int32{1, 1, 2}) {
 		t.Fatalf("commits written in the order of generations %v: generation 1's landed on generation 2's", written)
 	}
 	// And one of generation 1 that comes now is refused.
-	if code := <-commit(1, func() { write(1) }); code != kerr.IllegalGeneration.Code || len(written) != 2 {
+	if code := <-commit("m", 1, func() { write(1) }); code != kerr.IllegalGeneration.Code || len(written) != 3 {
 		t.Fatalf("generation 1's commit after the rebalance: code %d, %d writes; want ILLEGAL_GENERATION", code, len(written))
 	}
 }
