@@ -33,12 +33,14 @@ type claim struct {
 	err   error                    // why it could not be taken
 	ready chan struct{}            // closed once taken or failed
 	used  time.Time                // when last used, or when it failed
-	// The group's offset commits being written, all checked at writingGen (the group's
-	// generation then, -1 without state here), and a channel closed when the last of
-	// them is done (groups.commitChecked).
-	writing    int
-	writingGen int32
-	written    chan struct{}
+	// The group's offset commits being written, all checked at generation writingGen of
+	// the group's state writingGroup (nil and -1: none here; a state made anew counts its
+	// generations from 0 again), and a channel closed when the last of them is done
+	// (groups.commitChecked).
+	writing      int
+	writingGroup *group
+	writingGen   int32
+	written      chan struct{}
 }
 
 // session is the agent's current etcd session; nil while it rejoins the cluster.

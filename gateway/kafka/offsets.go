@@ -89,15 +89,15 @@ func (s *Server) writeOffsets(ctx context.Context, gc *coordination.GroupClaim, 
 }
 
 // commitChecked checks a commit to the group name through its claim gc (checkCommit)
-// and, if the check passes, runs write. A commit checked at one generation of the group
-// waits until the commits of another being written are done, and is checked again
-// then, so that none checked at a generation lands on top of a later generation's in
-// etcd and takes the group's offsets back: the group's offsets move on with its
-// generations, as Kafka orders a group's commits in its log. Commits of one generation
-// are written side by side (each partition is one member's). The code is the check's,
-// NOT_COORDINATOR when gc is no longer the group's claim here, or
-// COORDINATOR_NOT_AVAILABLE when the commits before it were not done within
-// offsetsTimeout (they wait on etcd): clients retry both.
+// and, if the check passes, runs write. A commit checked at one generation of the
+// group's state here (a state made anew counts from 0 again) waits until the commits of
+// another being written are done, and is checked again then, so that none checked at a
+// generation lands on top of a later one's in etcd and takes the group's offsets back:
+// the offsets move on with the generations, as Kafka orders a group's commits in its
+// log. Commits of one generation are written side by side (each partition is one
+// member's). The code is the check's, NOT_COORDINATOR when gc is no longer the group's
+// claim here, or COORDINATOR_NOT_AVAILABLE when the commits before it were not done
+// within offsetsTimeout (they wait on etcd): clients retry both.
 func (gs *groups) commitChecked(ctx context.Context, name string, gc *coordination.GroupClaim, memberID string,
 	generation int32, instanceID *string, write func()) int16 {
 	var wait <-chan time.Time
@@ -108,14 +108,17 @@ func (gs *groups) commitChecked(ctx context.Context, name string, gc *coordinati
 			gs.mu.Unlock()
 			return kerr.NotCoordinator.Code
 		}
-		at, code := gs.checkCommit(name, memberID, generation, instanceID)
+		g, at, code := gs.checkCommit(name, memberID, generation, instanceID)
+		if code == errNone && gs.claims[name] != c {
+			code = kerr.NotCoordinator.Code // the check found the claim's session gone
+		}
 		if code != errNone {
 			gs.mu.Unlock()
 			return code
 		}
-		if c.writing == 0 || c.writingGen == at {
+		if c.writing == 0 || c.writingGroup == g && c.writingGen == at {
 			if c.writing == 0 {
-				c.writingGen, c.written = at, make(chan struct{})
+				c.writingGroup, c.writingGen, c.written = g, at, make(chan struct{})
 			}
 			c.writing++
 			gs.mu.Unlock()
@@ -191,15 +194,16 @@ func commitRun(ctx context.Context, gc *coordination.GroupClaim, parts []coordin
 	return false
 }
 
-// checkCommit validates a commit as Kafka's group coordinator does, and says at which
-// generation of the group (-1: no state here). A standalone
+// checkCommit validates a commit as Kafka's group coordinator does, and returns the
+// group's state and its generation the commit was checked at (nil and -1: no state
+// here). A standalone
 // consumer's (generation -1, no member) is taken while the group has no members, and
 // refused as UNKNOWN_MEMBER_ID while it has (it would overwrite their offsets). A member's
 // is taken at the group's current generation while the group is stable or preparing a
 // rebalance (a member commits what it processed before it rejoins: refused, its
 // successor would process it again), and refused as REBALANCE_IN_PROGRESS while the
 // rebalance completes (its assignment is about to change). Called under gs.mu.
-func (gs *groups) checkCommit(name, memberID string, generation int32, instanceID *string) (int32, int16) {
+func (gs *groups) checkCommit(name, memberID string, generation int32, instanceID *string) (*group, int32, int16) {
 	g, code := gs.get(name) // nil: no member here
 	at := int32(-1)
 	if g != nil {
@@ -207,14 +211,14 @@ func (gs *groups) checkCommit(name, memberID string, generation int32, instanceI
 	}
 	switch {
 	case code != errNone:
-		return at, code
+		return g, at, code
 	case generation < 0 && memberID == "":
 		if g != nil && len(g.members) > 0 {
-			return at, kerr.UnknownMemberID.Code
+			return g, at, kerr.UnknownMemberID.Code
 		}
-		return at, errNone
+		return g, at, errNone
 	}
-	return at, g.checkIn(memberID, generation, instanceID, stateCompleting)
+	return g, at, g.checkIn(memberID, generation, instanceID, stateCompleting)
 }
 
 // offsetFetch answers a group's committed offsets (-1 for a partition without one); a
