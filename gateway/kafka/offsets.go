@@ -146,12 +146,15 @@ func (gs *groups) commitChecked(ctx context.Context, name string, gc *coordinati
 	}
 }
 
-// committed is told that a commit through c, counted in c.writing, is done.
+// committed is told that a commit through c, counted in c.writing, is done. The last
+// lets go of the group's state it was checked against, which may have been dropped since
+// (its members' metadata can be megabytes).
 func (gs *groups) committed(c *claim) {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	if c.writing--; c.writing == 0 {
 		close(c.written)
+		c.writingGroup = nil
 	}
 }
 
