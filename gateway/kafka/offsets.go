@@ -100,7 +100,8 @@ func (s *Server) writeOffsets(ctx context.Context, gc *coordination.GroupClaim, 
 // within offsetsTimeout (they wait on etcd): clients retry both.
 func (gs *groups) commitChecked(ctx context.Context, name string, gc *coordination.GroupClaim, memberID string,
 	generation int32, instanceID *string, write func()) int16 {
-	var wait <-chan time.Time
+	wctx, cancel := context.WithTimeout(ctx, offsetsTimeout) // bounds the waits alone
+	defer cancel()
 	for {
 		gs.mu.Lock()
 		c := gs.claims[name]
@@ -131,16 +132,9 @@ func (gs *groups) commitChecked(ctx context.Context, name string, gc *coordinati
 		if gs.testHookCommitWait != nil {
 			gs.testHookCommitWait()
 		}
-		if wait == nil {
-			t := time.NewTimer(offsetsTimeout)
-			defer t.Stop()
-			wait = t.C
-		}
 		select {
 		case <-written:
-		case <-wait:
-			return kerr.CoordinatorNotAvailable.Code
-		case <-ctx.Done():
+		case <-wctx.Done():
 			return kerr.CoordinatorNotAvailable.Code
 		}
 	}
